@@ -1,0 +1,27 @@
+# Quick start: `make run` (demo on bundled sample data) and `make test` (whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/workbench demo
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/backtest_vs_peers.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,299 @@
+"""Session configuration: every parameter of the guide, validated with errors a person can act on.
+
+Fractions are fractions: ``stop_loss=0.05`` means 5 %. Money is in the quote currency
+(USDT for ``BTC/USDT``). A config round-trips through JSON (``to_json``/``from_json``),
+which is what templates store.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, time, timezone
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from workbench.domain import SessionKind
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$")
+HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
+
+
+class ConfigError(ValueError):
+    """A config was rejected. ``problems`` lists ``(field, value, message)``, one per fault."""
+
+    def __init__(self, problems: list[tuple[str, Any, str]]):
+        self.problems = problems
+        lines = [f"{f}: {msg} (got {v!r})" for f, v, msg in problems]
+        super().__init__("invalid session config:\n  " + "\n  ".join(lines))
+
+    def by_field(self) -> dict[str, str]:
+        """Messages keyed by dotted field name, for showing beside a form field."""
+        out: dict[str, str] = {}
+        for f, v, msg in self.problems:
+            out.setdefault(f, f"{msg} (got {v!r})")
+        return out
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _parse_hhmm(value: str) -> time:
+    if value == "24:00":
+        return time(23, 59, 59, 999999)
+    h, m = value.split(":")
+    return time(int(h), int(m))
+
+
+class PositionSizing(_Model):
+    """How big each entry is.
+
+    - ``fixed_amount``: ``value`` in quote currency per entry (e.g. 1000 USDT)
+    - ``percent_equity``: ``value`` as a fraction of current equity (0.1 = 10 %)
+    - ``fixed_quantity``: ``value`` in base units (e.g. 0.01 BTC)
+    """
+
+    mode: Literal["fixed_amount", "percent_equity", "fixed_quantity"] = "percent_equity"
+    value: float = Field(0.1, gt=0, description="amount, fraction of equity, or base quantity")
+
+    @model_validator(mode="after")
+    def _check(self) -> "PositionSizing":
+        if self.mode == "percent_equity" and self.value > 1:
+            raise ValueError("percent_equity sizing takes a fraction in (0, 1], e.g. 0.1 for 10 %")
+        return self
+
+
+class CommissionModel(_Model):
+    """Fees: a fraction of notional (maker for resting limit orders, taker otherwise) plus a fixed fee per order."""
+
+    taker: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional for market orders")
+    maker: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional for limit orders")
+    fixed: float = Field(0.0, ge=0, description="fixed fee per order, quote currency")
+
+
+class SlippageModel(_Model):
+    """Price impact: a fixed part in basis points, plus ``impact`` × (order quantity / bar volume) for ``volume``."""
+
+    model: Literal["fixed", "volume"] = "fixed"
+    bps: float = Field(5.0, ge=0, le=1000, description="fixed slippage in basis points")
+    impact: float = Field(0.1, ge=0, le=10, description="volume model: extra fraction per unit of volume share")
+
+
+class VolumeRule(_Model):
+    """Liquidity: skip bars below ``min_bar_volume``; cap or skip fills above ``max_share`` of bar volume."""
+
+    min_bar_volume: float = Field(0.0, ge=0, description="bars with less base volume get no fills")
+    max_share: float = Field(1.0, gt=0, le=1, description="largest fraction of a bar's volume one fill may take")
+    on_excess: Literal["cap", "skip"] = "cap"
+
+
+class Window(_Model):
+    """A daily window ``HH:MM``–``HH:MM`` in the restrictions' time zone (may wrap midnight)."""
+
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not isinstance(v, str) or not HHMM_RE.match(v):
+            raise ValueError("use HH:MM between 00:00 and 24:00, e.g. '09:30'")
+        return v
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> "Window":
+        if self.start == self.end:
+            raise ValueError("window start and end are equal; give a non-empty window")
+        return self
+
+    def contains(self, t: time) -> bool:
+        s, e = _parse_hhmm(self.start), _parse_hhmm(self.end)
+        return (s <= t < e) if s < e else (t >= s or t < e)
+
+
+class TimeRestrictions(_Model):
+    """When new entries are allowed. Exits are always allowed."""
+
+    timezone: str = "UTC"
+    trading_hours: Window | None = None
+    blackouts: list[Window] = Field(default_factory=list)
+    weekdays: list[int] = Field(default_factory=lambda: list(range(7)), description="0=Monday … 6=Sunday")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ValueError("unknown time zone; use an IANA name such as 'UTC' or 'America/New_York'")
+        return v
+
+    @field_validator("weekdays")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if not v or any(d < 0 or d > 6 for d in v):
+            raise ValueError("weekdays must be a non-empty list of 0 (Monday) … 6 (Sunday)")
+        return sorted(set(v))
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.trading_hours is None and not self.blackouts and len(self.weekdays) == 7
+
+
+class CircuitBreaker(_Model):
+    """Trips the session to ``action`` on a daily loss, a drawdown from peak, or a burst of rejections."""
+
+    max_daily_loss: float | None = Field(None, gt=0, lt=1, description="fraction of start-of-day equity")
+    max_drawdown: float | None = Field(None, gt=0, lt=1, description="fraction below peak equity")
+    max_rejections: int | None = Field(None, ge=1, description="rejected orders within rejection_window_s")
+    rejection_window_s: float = Field(60.0, gt=0)
+    action: Literal["reducing", "halted"] = "halted"
+
+
+class RiskConfig(_Model):
+    """Position and portfolio limits and automatic exits."""
+
+    max_position: float | None = Field(None, gt=0, description="largest position per symbol, quote currency")
+    portfolio_limit: float | None = Field(None, gt=0, description="largest total exposure, quote currency")
+    concentration_limit: float | None = Field(None, gt=0, le=1, description="largest share of equity in one symbol")
+    stop_loss: float | None = Field(None, gt=0, lt=1, description="fraction below entry, e.g. 0.05")
+    take_profit: float | None = Field(None, gt=0, description="fraction above entry, e.g. 0.1")
+    trailing_stop: float | None = Field(None, gt=0, lt=1, description="fraction below the highest price since entry")
+    max_holding_minutes: float | None = Field(None, gt=0, description="close a position after this long")
+    max_orders_per_minute: int | None = Field(None, ge=1)
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+
+
+class DataConfig(_Model):
+    """Where bars come from: bundled ``sample`` data, a ``csv`` file, or an exchange through ``ccxt``."""
+
+    source: Literal["sample", "csv", "ccxt"] = "sample"
+    exchange: str = "binance"
+    timeframe: str = "1m"
+    csv_path: str | None = None
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        if v not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe; use one of {', '.join(TIMEFRAMES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _csv(self) -> "DataConfig":
+        if self.source == "csv" and not self.csv_path:
+            raise ValueError("source 'csv' needs csv_path, the file to read bars from")
+        return self
+
+
+class SessionConfig(_Model):
+    """Everything that defines a session: kind, strategy, symbols, money, execution and risk."""
+
+    kind: SessionKind = SessionKind.BACKTEST
+    name: str = ""
+    strategy: str = "momentum"
+    params: dict[str, Any] = Field(default_factory=dict)
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"])
+    initial_balance: float = Field(10_000.0, gt=0, le=1e12)
+    sizing: PositionSizing = Field(default_factory=PositionSizing)
+    commission: CommissionModel = Field(default_factory=CommissionModel)
+    slippage: SlippageModel = Field(default_factory=SlippageModel)
+    volume: VolumeRule = Field(default_factory=VolumeRule)
+    time: TimeRestrictions = Field(default_factory=TimeRestrictions)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        from workbench.strategies import registry  # lazy: strategies sit above config
+
+        registry.get(v)  # raises ValueError naming the known strategies
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from workbench.strategies import registry
+
+        if "strategy" not in info.data:  # the strategy itself was rejected
+            return v
+        return registry.validate_params(info.data["strategy"], v)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("give at least one symbol, e.g. ['BTC/USDT']")
+        for s in v:
+            if not isinstance(s, str) or not SYMBOL_RE.match(s):
+                raise ValueError(f"symbol {s!r} is not BASE/QUOTE in capitals, e.g. 'BTC/USDT'")
+        if len(set(v)) != len(v):
+            raise ValueError("symbols are listed more than once")
+        return v
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            v = v.replace(tzinfo=timezone.utc)
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> "SessionConfig":
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError("end: must be after start; swap the dates or widen the range")
+        return self
+
+    # ---- serialisation -------------------------------------------------
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    @classmethod
+    def from_json(cls, text: str) -> "SessionConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError([("<json>", text[:40], f"not valid JSON: {e.msg} at line {e.lineno}")]) from None
+        return make_config(**data) if isinstance(data, dict) else make_config(_=data)
+
+    def replace(self, **changes: Any) -> "SessionConfig":
+        """A new validated config with top-level fields changed."""
+        return make_config(**{**self.to_dict(), **changes})
+
+
+def _problems(err: ValidationError) -> list[tuple[str, Any, str]]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<config>"
+        msg = e["msg"]
+        msg = msg.removeprefix("Value error, ")
+        if loc == "<config>" and re.match(r"^[a-z_.]+: ", msg):  # model-level check naming its field
+            loc, msg = msg.split(": ", 1)
+            value = e.get("input")
+            out.append((loc, value.get(loc) if isinstance(value, dict) else value, msg))
+            continue
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting; check the spelling against SessionConfig's fields"
+        out.append((loc, e.get("input"), msg))
+    return out
+
+
+def make_config(**fields: Any) -> SessionConfig:
+    """Build a SessionConfig, raising ConfigError (never a raw traceback) on bad input."""
+    try:
+        return SessionConfig(**fields)
+    except ValidationError as e:
+        raise ConfigError(_problems(e)) from None
+    except (TypeError, ValueError) as e:  # e.g. a strategy's own param check
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError([("<config>", None, str(e))]) from None

@@ -1,0 +1,110 @@
+"""Plain data shared by every layer: kinds, states, orders, fills, positions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class SessionKind(str, Enum):
+    """What a session trades against."""
+
+    BACKTEST = "backtest"
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class SessionState(str, Enum):
+    """Lifecycle of a session (see DESIGN.md, "Sessions")."""
+
+    REQUESTED = "requested"  # created by a dashboard, waiting for `workbench host`
+    CREATED = "created"
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    KILLED = "killed"
+    FAILED = "failed"
+    ORPHANED = "orphaned"  # runner stopped heartbeating; can be resumed from the store
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {SessionState.STOPPED, SessionState.COMPLETED, SessionState.KILLED, SessionState.FAILED}
+)
+
+
+class Side(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(str, Enum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(str, Enum):
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+
+@dataclass
+class Order:
+    """An order as the session sees it; `client_id` is unique per session and sequence."""
+
+    client_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    status: OrderStatus = OrderStatus.NEW
+    filled_quantity: float = 0.0
+    created_at: datetime | None = None
+    reason: str = ""  # "signal", "stop_loss", "take_profit", "close_all", ...
+    exchange_id: str | None = None
+
+    @property
+    def remaining(self) -> float:
+        return self.quantity - self.filled_quantity
+
+
+@dataclass
+class Fill:
+    """One execution of (part of) an order."""
+
+    client_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    commission: float
+    slippage: float  # money lost to slippage on this fill, >= 0
+    time: datetime
+    fill_id: str = ""
+
+
+@dataclass
+class Position:
+    """A long position in one symbol (spot, long-only)."""
+
+    symbol: str
+    quantity: float = 0.0
+    avg_price: float = 0.0
+    opened_at: datetime | None = None
+    realized_pnl: float = 0.0
+    peak_price: float = 0.0  # highest price seen while open, for trailing stops
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_open(self) -> bool:
+        return self.quantity > 0
