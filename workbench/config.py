@@ -2,7 +2,8 @@
 
 Fractions are fractions: ``stop_loss=0.05`` means 5 %. Money is in the quote currency
 (USDT for ``BTC/USDT``). A config round-trips through JSON (``to_json``/``from_json``),
-which is what templates store.
+which is what templates store. How a config is executed (fills, sizing caps, stops,
+time windows) is fixed in docs/execution-semantics.md, shared by backtests and sessions.
 """
 from __future__ import annotations
 
@@ -195,7 +196,7 @@ class SessionConfig(_Model):
     kind: SessionKind = SessionKind.BACKTEST
     name: str = ""
     strategy: str = "momentum"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"])
     initial_balance: float = Field(10_000.0, gt=0, le=1e12)
     sizing: PositionSizing = Field(default_factory=PositionSizing)

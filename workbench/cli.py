@@ -1,0 +1,148 @@
+"""The ``workbench`` command: a thin shell over the package's functions."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from workbench.config import SessionConfig, make_config
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot be used as given."""
+
+
+def _params(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param takes key=value, e.g. --param fast=10 (got {pair!r})")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> SessionConfig:
+    """The SessionConfig a ``backtest`` command line describes."""
+    fields: dict[str, Any] = {
+        "strategy": args.strategy or "momentum",
+        "symbols": [s.strip() for s in (args.symbols or "BTC/USDT").split(",") if s.strip()],
+        "initial_balance": 10_000.0 if args.balance is None else args.balance,
+    }
+    if args.param:
+        fields["params"] = _params(args.param)
+    if args.start:
+        fields["start"] = args.start
+    if args.end:
+        fields["end"] = args.end
+    if args.data:
+        fields["data"] = {"source": "csv", "csv_path": args.data}
+    if args.fee is not None:
+        fields["commission"] = {"taker": args.fee, "maker": args.fee}
+    if args.config:  # a saved config is the base; flags given on the command line win
+        with open(args.config, encoding="utf-8") as fh:
+            base = SessionConfig.from_json(fh.read()).to_dict()
+        given = {k for k in ("strategy", "symbols", "initial_balance") if getattr(args, _FLAG[k]) is not None}
+        given |= {k for k in ("params", "start", "end", "data", "commission") if k in fields}
+        fields = {**base, **{k: fields[k] for k in given}}
+    return make_config(**fields)
+
+
+_FLAG = {"strategy": "strategy", "symbols": "symbols", "initial_balance": "balance"}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from workbench.backtest import run_backtest
+
+    config = config_from_args(args)
+    result = run_backtest(config, progress=not args.json)
+    session_id = None
+    if not args.no_save:
+        from workbench.store import Store
+
+        session_id = Store(args.db).save_backtest(config, result)
+    if args.json:
+        out = {
+            "config": config.to_dict(),
+            "metrics": {k: _jsonable(v) for k, v in result.metrics.items()},
+            "trade_count": int(len(result.trades)),
+            "session_id": session_id,
+        }
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(result.stats().to_string())
+        if session_id:
+            print(f"\nsaved as session {session_id}")
+    return 0
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> int:
+    from workbench.store import Store, format_history
+
+    df = Store(args.db).history(kind=args.kind, strategy=args.strategy)
+    print(format_history(df) if len(df) else "no sessions yet: run `workbench backtest` or `make run`")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run a demo backtest on the bundled sample data and print its stats."""
+    argv = ["backtest", "--strategy", "momentum", "--symbols", "BTC/USDT,ETH/USDT"]
+    return main(argv + (["--db", args.db] if args.db else []))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=None, help="store URL (default: SQLite under the data directory)")
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bt = sub.add_parser("backtest", parents=[common], help="run a vectorbt backtest and save it to the store")
+    bt.add_argument("--strategy", help="strategy name (default momentum); see the registry")
+    bt.add_argument("--symbols", help="comma-separated, e.g. BTC/USDT,ETH/USDT (default BTC/USDT)")
+    bt.add_argument("--start", help="first bar, e.g. 2024-01-01")
+    bt.add_argument("--end", help="last bar, e.g. 2024-02-01")
+    bt.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="strategy parameter")
+    bt.add_argument("--balance", type=float, help="initial balance, quote currency (default 10000)")
+    bt.add_argument("--fee", type=float, default=None, help="commission as a fraction, e.g. 0.001")
+    bt.add_argument("--data", metavar="FILE.csv", help="backtest bars from a CSV file")
+    bt.add_argument("--config", metavar="FILE.json", help="start from a saved config (JSON)")
+    bt.add_argument("--json", action="store_true", help="print config, metrics and trade count as JSON")
+    bt.add_argument("--no-save", action="store_true", help="do not record the run in the store")
+    bt.set_defaults(func=cmd_backtest)
+
+    sessions = sub.add_parser("sessions", help="session history")
+    ssub = sessions.add_subparsers(dest="sessions_command", required=True)
+    ls = ssub.add_parser("list", parents=[common], help="the history table: date, strategy, kind, P&L, return, trades")
+    ls.add_argument("--kind", choices=["backtest", "paper", "live"])
+    ls.add_argument("--strategy")
+    ls.set_defaults(func=cmd_sessions_list)
+
+    demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; errors a user can fix are printed as one clear message, exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as e:  # ConfigError, UsageError, data errors: all say how to fix
+        print(f"workbench: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
