@@ -1,0 +1,76 @@
+"""Engines for the store: SQLite tuned for several processes on one file, and retries when it is busy.
+
+On SQLite every connection gets WAL journaling (readers never block the writer),
+``synchronous=NORMAL`` (durable across process crashes; a power cut may lose the last
+commits), a busy timeout and foreign keys. Transactions are begun explicitly: reads with
+``BEGIN`` (one consistent snapshot), writes with ``BEGIN IMMEDIATE`` (the write lock is taken
+up front, so two writers queue on the busy timeout instead of failing mid-transaction).
+Other URLs (PostgreSQL, ...) get a plain engine.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 30_000
+RETRY_SECONDS = 60.0
+WRITE = {"workbench_write": True}
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get the pragmas above (and their directory created)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {url!r}; use e.g. 'sqlite:///path/to/workbench.db'") from None
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # let the "begin" hook below own transactions
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("workbench_write") else "BEGIN")
+
+
+def is_busy(err: OperationalError) -> bool:
+    """True for SQLite's transient 'database is locked' / 'database is busy'."""
+    text = str(err.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def retry(fn: Callable[[], T], deadline_s: float = RETRY_SECONDS) -> T:
+    """Call ``fn`` again (with jittered backoff) while it fails because the database is busy."""
+    end = time.monotonic() + deadline_s
+    delay = 0.01
+    while True:
+        try:
+            return fn()
+        except OperationalError as e:
+            if not is_busy(e) or time.monotonic() + delay > end:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 1.0)
