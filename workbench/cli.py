@@ -81,7 +81,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2, default=str))
     else:
-        print(result.stats().to_string())
+        print(result.summary())
         if session_id:
             print(f"\nsaved as session {session_id}")
     return 0

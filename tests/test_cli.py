@@ -1,0 +1,83 @@
+"""The `workbench` command, run as a user would: the installed console script in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.data import sample_bars
+
+WORKBENCH = shutil.which("workbench", path=str(Path(sys.executable).parent)) or "workbench"
+
+
+def run(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WORKBENCH_HOME": str(home)}
+    return subprocess.run([WORKBENCH, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("wbhome")
+
+
+@pytest.fixture(scope="module")
+def json_run(home):
+    proc = run("backtest", "--strategy", "momentum", "--symbols", "BTC/USDT,ETH/USDT",
+               "--start", "2024-01-01", "--end", "2024-01-15", "--param", "window=30", "--json", home=home)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_backtest_json_prints_config_metrics_and_trade_count(json_run):
+    assert json_run["config"]["strategy"] == "momentum"
+    assert json_run["config"]["params"]["window"] == 30
+    assert json_run["config"]["symbols"] == ["BTC/USDT", "ETH/USDT"]
+    for key in ("sharpe_ratio", "max_drawdown", "value_at_risk", "expected_shortfall", "calmar_ratio",
+                "profit_factor", "win_rate", "total_return", "annualized_return"):
+        assert key in json_run["metrics"]
+    assert json_run["trade_count"] > 0
+    assert json_run["metrics"]["trade_count"] == json_run["trade_count"]
+
+
+def test_backtest_is_recorded_and_listed_in_history(json_run, home):
+    proc = run("sessions", "list", home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert json_run["session_id"] in proc.stdout
+    assert "momentum" in proc.stdout.lower() and "backtest" in proc.stdout.lower()
+    assert (home / "workbench.db").exists()
+
+
+def test_backtest_from_csv_file(tmp_path, home):
+    bars = sample_bars("ETH/USDT", days=3)
+    csv = tmp_path / "eth.csv"
+    frame = bars.reset_index().rename(columns={"time": "Date"})
+    frame["Date"] = frame["Date"].dt.strftime("%d/%m/%Y %H:%M")
+    frame.to_csv(csv, index=False)
+    proc = run("backtest", "--strategy", "sma_cross", "--data", str(csv), "--json", "--no-save", home=home)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["config"]["data"]["source"] == "csv" and out["session_id"] is None
+    assert out["trade_count"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--param", "window"], "--param takes key=value"),
+        (["--param", "window=-3"], "param 'window'"),
+        (["--symbols", "btcusdt"], "BASE/QUOTE"),
+        (["--start", "2024-02-01", "--end", "2024-01-01"], "end"),
+        (["--data", "/nonexistent/bars.csv"], "bars.csv"),
+    ],
+)
+def test_bad_input_is_one_clear_line_not_a_traceback(args, fragment, home):
+    proc = run("backtest", "--no-save", *args, home=home)
+    assert proc.returncode == 2
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,215 @@
+"""Run a backtest of a SessionConfig: bars -> strategy signals -> execution kernel -> vectorbt.
+
+How each config feature is executed (docs/execution-semantics.md; the paper engine follows the
+same rules, and the same numba helpers in :mod:`workbench.backtest.kernel`):
+
+* Signals: ``strategy.signals(bars)`` per symbol. A bar with both entry and exit is dropped; the
+  rest are shifted one bar *within that symbol's own bars*: a signal at bar t acts at bar t+1's
+  open. Long-only, no pyramiding: an entry needs the symbol flat at the close of bar t, an exit a
+  position; at most one order per symbol and bar.
+* Fills (:func:`kernel.simulate_nb`, cached numba): buy at open × (1 + s), sell at reference ×
+  (1 - s), s = ``slippage.bps``/1e4, plus for model ``volume`` ``slippage.impact`` × quantity /
+  bar volume (share capped at 1, sell slippage capped at 99 %). Fees per order: taker × quantity ×
+  fill price + ``commission.fixed``.
+* Sizing at the fill bar's open: fixed_amount -> quantity = value / open; percent_equity ->
+  value × (cash + positions at this bar's open, after the orders already done on this bar) / open;
+  fixed_quantity -> value. Caps in order: quantity × open <= ``risk.max_position``; total exposure
+  at the open after the order <= ``risk.portfolio_limit``; quantity <= ``volume.max_share`` × bar
+  volume (``on_excess`` cap or skip); a bar below ``volume.min_bar_volume`` gets no entry; cost
+  (quantity × fill × (1 + taker) + fixed) <= cash, solved exactly under the volume model.
+  Dropped entries are not retried. Volume rules and time restrictions gate entries only.
+* Stops from the entry fill price, checked from the bar after the entry: stop loss / trailing
+  (highest high since the entry bar, inclusive) / take profit; an open beyond a level fills at
+  the open, else at the level; stop loss and trailing before take profit; a signal exit or a
+  holding-time exit at the open comes first. Holding limit: age at the open >=
+  ``risk.max_holding_minutes`` sells at the open.
+* Time restrictions: entries only at bars whose open time (in ``time.timezone``) is on an allowed
+  weekday, inside ``trading_hours`` and outside every blackout.
+* Symbols share one cash balance; each bar runs sells, then buys in config symbol order.
+
+vectorbt mapping: the kernel's fills go to ``Portfolio.from_orders`` with ``size`` (buy quantity,
+or -inf = sell the whole position), ``price`` = fill price (``slippage=0``, already in the
+price), ``fees`` = taker, ``fixed_fees`` = fixed, ``direction='longonly'``, one group with
+``cash_sharing=True`` and the kernel's ``call_seq`` (sells first). ``close`` (forward-filled
+over a symbol's missing bars) values the portfolio: equity = cash + Σ quantity × close. The
+portfolio is indexed by naive UTC times (fast in vectorbt); the result's series are UTC-aware.
+``from_signals`` is not used: its simulator cannot be cached by numba (5-7 s compile in every
+new process) and its stops differ from the semantics (a stop beats a signal exit due at the same
+bar's open; trailing ignores the entry bar's high; a gap above take profit loses to an intrabar
+stop loss), and it has no percent-of-equity size.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from workbench.backtest import kernel
+from workbench.backtest.result import BacktestResult, build_result
+from workbench.config import SessionConfig, TimeRestrictions, Window
+
+if TYPE_CHECKING:
+    from vectorbt import Portfolio
+
+__all__ = ["run_backtest", "entry_allowed"]
+
+_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def run_backtest(
+    config: SessionConfig, bars: Mapping[str, pd.DataFrame] | pd.DataFrame | None = None, *, progress: bool = False
+) -> BacktestResult:
+    """Backtest ``config`` on ``bars`` (symbol -> bars frame; a single frame for a one-symbol config),
+    by default ``workbench.data.load_bars`` for each symbol over ``config.start``-``config.end``."""
+    if not isinstance(config, SessionConfig):
+        raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    frames = _bars_for(config, bars, progress)
+    from workbench.strategies import create
+
+    strategy = create(config.strategy, config.params)
+    index = frames[config.symbols[0]].index
+    for df in frames.values():
+        index = index.union(df.index)
+    m, n = len(config.symbols), len(index)
+    arr = {c: np.full((n, m), np.nan) for c in _COLUMNS}
+    buy = np.zeros((n, m), dtype=bool)
+    sell = np.zeros((n, m), dtype=bool)
+    for j, sym in enumerate(config.symbols):
+        df = frames[sym]
+        rows = index.get_indexer(df.index)
+        for c in _COLUMNS:
+            arr[c][rows, j] = df[c].to_numpy(dtype=float)
+        b, s = _shifted_signals(strategy.signals(df), df.index, sym)
+        buy[rows, j], sell[rows, j] = b, s
+    fills = _simulate(config, index, arr, buy, sell)
+    # vectorbt gets naive UTC times: it converts a tz-aware index to Timestamp objects (~1 s per series)
+    naive = index.tz_convert("UTC").tz_localize(None)
+    close = pd.DataFrame(arr["close"], index=naive, columns=list(config.symbols)).ffill().bfill()
+    portfolio = _portfolio(config, close, fills)
+    return build_result(config, frames, portfolio, index, fills[2], fills[3])
+
+
+def entry_allowed(index: pd.DatetimeIndex, rules: TimeRestrictions) -> np.ndarray:
+    """Per bar: may a new entry fill at this bar's open time under ``rules``?"""
+    if rules.unrestricted:
+        return np.ones(len(index), dtype=bool)
+    local = index.tz_convert(rules.timezone)
+    minute = ((local - local.normalize()) / pd.Timedelta(minutes=1)).to_numpy(dtype=float)
+    ok = np.isin(local.weekday, rules.weekdays)
+    if rules.trading_hours is not None:
+        ok &= _in_window(minute, rules.trading_hours)
+    for w in rules.blackouts:
+        ok &= ~_in_window(minute, w)
+    return ok
+
+
+def _in_window(minute: np.ndarray, w: Window) -> np.ndarray:
+    s, e = _minutes(w.start), _minutes(w.end)
+    return (minute >= s) & (minute < e) if s < e else (minute >= s) | (minute < e)
+
+
+def _minutes(hhmm: str) -> int:
+    h, mm = hhmm.split(":")
+    return int(h) * 60 + int(mm)
+
+
+def _bars_for(
+    config: SessionConfig, bars: Mapping[str, pd.DataFrame] | pd.DataFrame | None, progress: bool
+) -> dict[str, pd.DataFrame]:
+    from workbench.data import load_bars, validate_bars
+
+    symbols = list(config.symbols)
+    if isinstance(bars, pd.DataFrame):
+        if len(symbols) != 1:
+            raise ValueError(f"one bars frame given for {len(symbols)} symbols; pass a dict symbol -> frame")
+        bars = {symbols[0]: bars}
+    if bars is not None and not isinstance(bars, Mapping):
+        raise TypeError(f"bars must map each symbol to a bars frame (got {type(bars).__name__})")
+    if bars is not None:
+        missing = [s for s in symbols if s not in bars]
+        if missing:
+            raise ValueError(f"no bars for {', '.join(missing)}; bars were given for {', '.join(map(str, bars))}")
+    it = symbols
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(symbols, desc="bars", unit="symbol")
+    out: dict[str, pd.DataFrame] = {}
+    for sym in it:
+        if bars is None:
+            df = load_bars(config.data, sym, config.start, config.end)
+        else:
+            df = validate_bars(bars[sym]).loc[config.start : config.end]
+        if df.empty:
+            raise ValueError(f"no {sym} bars between {config.start or 'the start'} and {config.end or 'the end'}")
+        out[sym] = df
+    return out
+
+
+def _shifted_signals(signals: tuple[pd.Series, pd.Series], index: pd.DatetimeIndex, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+    """(buy, sell) at each bar: the previous bar's entry/exit, bars with both dropped."""
+    entries, exits = (pd.Series(s).reindex(index) for s in signals)
+    if entries.isna().any() or exits.isna().any():
+        raise ValueError(f"strategy signals for {symbol} do not cover every bar (NaN or misaligned index)")
+    e, x = entries.to_numpy(dtype=bool), exits.to_numpy(dtype=bool)
+    buy, sell = np.zeros(len(e), dtype=bool), np.zeros(len(e), dtype=bool)
+    buy[1:], sell[1:] = (e & ~x)[:-1], (x & ~e)[:-1]
+    return buy, sell
+
+
+def _simulate(
+    config: SessionConfig, index: pd.DatetimeIndex, arr: dict[str, np.ndarray], buy: np.ndarray, sell: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    risk, vol, slip = config.risk, config.volume, config.slippage
+    nan = float("nan")
+    hold = -1 if risk.max_holding_minutes is None else int(round(risk.max_holding_minutes * 60e9))
+    return kernel.simulate_nb(
+        index.as_unit("ns").asi8,
+        arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"],
+        buy, sell, entry_allowed(index, config.time),
+        float(config.initial_balance),
+        kernel.SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
+        float(risk.max_position or np.inf), float(risk.portfolio_limit or np.inf),
+        float(config.commission.taker), float(config.commission.fixed),
+        slip.bps / 1e4, float(slip.impact) if slip.model == "volume" else 0.0,
+        float(vol.min_bar_volume), float(vol.max_share), vol.on_excess == "skip",
+        nan if risk.stop_loss is None else float(risk.stop_loss),
+        nan if risk.take_profit is None else float(risk.take_profit),
+        nan if risk.trailing_stop is None else float(risk.trailing_stop),
+        hold,
+    )
+
+
+def _portfolio(config: SessionConfig, close: pd.DataFrame, fills: tuple[np.ndarray, ...]) -> Portfolio:
+    from workbench.backtest.warmup import ensure_numba_cache
+
+    ensure_numba_cache()
+    import vectorbt as vbt
+
+    qty, price, _, _, call_seq = fills
+    grouped = close.shape[1] > 1
+    return vbt.Portfolio.from_orders(
+        close,
+        size=qty,
+        price=np.where(np.isnan(price), close.to_numpy(), price),
+        fees=config.commission.taker,
+        fixed_fees=config.commission.fixed,
+        slippage=0.0,
+        direction="longonly",
+        init_cash=config.initial_balance,
+        cash_sharing=grouped,
+        group_by=True if grouped else None,
+        call_seq=call_seq,
+        freq=_freq(close.index, config),
+    )
+
+
+def _freq(index: pd.DatetimeIndex, config: SessionConfig) -> pd.Timedelta:
+    """Bar spacing: the median step of the bars, else the configured timeframe."""
+    if len(index) > 1:
+        return pd.Timedelta(int(np.median(np.diff(index.as_unit("ns").asi8))), unit="ns")
+    from workbench.data import timeframe_delta
+
+    return timeframe_delta(config.data.timeframe)
