@@ -72,6 +72,7 @@ class Order:
     created_at: datetime | None = None
     reason: str = ""  # "signal", "stop_loss", "take_profit", "close_all", ...
     exchange_id: str | None = None
+    stop_price: float | None = None  # a triggered stop exit's reference price (the level, or the open if gapped)
 
     @property
     def remaining(self) -> float:
@@ -91,6 +92,7 @@ class Fill:
     slippage: float  # money lost to slippage on this fill, >= 0
     time: datetime
     fill_id: str = ""
+    reason: str = ""  # the order's reason, e.g. "entry", "signal", "stop_loss"
 
 
 @dataclass

@@ -1,0 +1,167 @@
+"""A simulated broker: fills orders against closed bars with the config's execution model.
+
+Two ways in:
+
+* :meth:`PaperBroker.execute` fills a market order now, against this bar: at the open, or at
+  ``order.stop_price`` for a stop exit. The session uses it for strategy entries (sized and capped
+  at the fill bar by the risk engine, semantics rule 4), exit signals and stop exits, so that a
+  paper session reproduces the backtest. No volume rule applies here: the risk check already did.
+* :meth:`PaperBroker.submit` rests an order (operator orders, limit orders) until a later bar
+  fills it in :meth:`PaperBroker.on_bar`: market orders at the open, limit orders when the bar
+  trades through the limit (buy: low <= limit, at min(open, limit); sell: high >= limit, at
+  max(open, limit)), with the maker fee and no slippage. Resting orders obey the volume rule per
+  bar: none fill on a bar below ``min_bar_volume``; fills on one bar take at most ``max_share`` of
+  its volume together; with ``on_excess='cap'`` an order fills partially and the rest keeps
+  resting (partial fills), with ``'skip'`` it waits for a bar that takes all of it. A buy fills
+  only what ``cash`` affords; the rest keeps resting.
+
+An order submitted with ``created_at`` fills only on bars that open at or after it (no fills at
+prices from before the order existed). Orders are updated in place (status, filled quantity).
+Fill ids are ``<client_id>@<bar open, unix seconds>``: deterministic, so a replay after a crash
+produces the same ids and the store can drop duplicates.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from workbench.config import SessionConfig
+from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
+from workbench.engine import execution as ex
+
+_DONE = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+
+
+class PaperBroker:
+    """Resting order book and fill simulation for one paper session."""
+
+    def __init__(self, config: SessionConfig):
+        self.config = config
+        self._book: dict[str, list[Order]] = {}  # symbol -> resting orders, in submission order
+        self._by_id: dict[str, Order] = {}
+        self._seen: dict[str, datetime] = {}  # symbol -> the last bar on_bar processed
+        self._used: dict[str, tuple[datetime, float]] = {}  # symbol -> (bar, volume filled on it)
+
+    # ---- order book --------------------------------------------------------------
+    def submit(self, order: Order) -> Order:
+        """Rest ``order`` until a bar fills it. Raises ValueError for a bad or duplicate order."""
+        if order.client_id in self._by_id:
+            raise ValueError(f"order {order.client_id!r} is already open")
+        if not order.remaining > 0.0:
+            raise ValueError(f"order {order.client_id!r} has nothing left to fill (quantity {order.quantity})")
+        if order.type is OrderType.LIMIT and not (order.limit_price or 0.0) > 0.0:
+            raise ValueError(f"limit order {order.client_id!r} needs a positive limit_price")
+        if order.status in _DONE:
+            raise ValueError(f"order {order.client_id!r} is {order.status.value}")
+        self._book.setdefault(order.symbol, []).append(order)
+        self._by_id[order.client_id] = order
+        return order
+
+    def cancel(self, client_id: str) -> Order | None:
+        """Cancel a resting order; returns it, or None if no such order is open."""
+        order = self._by_id.pop(client_id, None)
+        if order is None:
+            return None
+        self._book[order.symbol].remove(order)
+        order.status = OrderStatus.CANCELED
+        return order
+
+    def cancel_all(self, symbol: str | None = None) -> list[Order]:
+        """Cancel every resting order (of ``symbol``, if given); returns them."""
+        return [self.cancel(o.client_id) for o in self.open_orders(symbol)]
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Resting orders in submission order."""
+        if symbol is not None:
+            return list(self._book.get(symbol, ()))
+        return list(self._by_id.values())
+
+    # ---- fills ---------------------------------------------------------------------
+    def execute(self, order: Order, bar: ex.Bar, cash: float = math.inf) -> Fill | None:
+        """Fill market ``order`` on ``bar`` now, at the open or ``order.stop_price``, with slippage and the
+        taker fee. A buy is reduced to what ``cash`` affords (the rest is canceled); a buy that affords
+        nothing, or a sell whose fees exceed its proceeds, is REJECTED and returns None."""
+        if order.client_id in self._by_id or order.status in _DONE:
+            raise ValueError(f"order {order.client_id!r} is resting or done; execute takes a new order")
+        if order.type is not OrderType.MARKET:
+            raise ValueError(f"execute takes market orders; submit limit order {order.client_id!r} instead")
+        ref = bar.open if order.stop_price is None else order.stop_price
+        q = order.remaining
+        if order.side is Side.BUY:
+            q = ex.affordable_quantity(q, ref, bar.volume, cash, self.config.commission, self.config.slippage)
+        fill = self._fill(order, bar, q, ref, limit=False) if q > ex.MIN_QUANTITY else None
+        if fill is None:
+            order.status = OrderStatus.REJECTED
+            return None
+        if order.status is OrderStatus.PARTIALLY_FILLED:
+            order.status = OrderStatus.CANCELED  # the unaffordable rest
+        return fill
+
+    def on_bar(self, symbol: str, bar: ex.Bar, cash: float = math.inf) -> list[Fill]:
+        """Fill resting orders of ``symbol`` on ``bar``: sells first, then buys, each in submission order.
+        A bar already processed for ``symbol`` is ignored."""
+        if self._seen.get(symbol) == bar.time:
+            return []
+        self._seen[symbol] = bar.time
+        book = self._book.get(symbol)
+        if not book or bar.volume < self.config.volume.min_bar_volume:
+            return []
+        fills: list[Fill] = []
+        for side in (Side.SELL, Side.BUY):
+            for order in [o for o in book if o.side is side]:
+                if order.created_at is not None and order.created_at > bar.time:
+                    continue
+                fill = self._try_resting(order, bar, cash)
+                if fill is None:
+                    continue
+                notional = fill.quantity * fill.price
+                cash += notional - fill.commission if side is Side.SELL else -(notional + fill.commission)
+                fills.append(fill)
+                if order.status is OrderStatus.FILLED:
+                    book.remove(order)
+                    del self._by_id[order.client_id]
+        return fills
+
+    def _try_resting(self, order: Order, bar: ex.Bar, cash: float) -> Fill | None:
+        limit = order.type is OrderType.LIMIT
+        if not limit:
+            ref = bar.open
+        elif order.side is Side.BUY:
+            if bar.low > order.limit_price:
+                return None
+            ref = min(bar.open, order.limit_price)
+        else:
+            if bar.high < order.limit_price:
+                return None
+            ref = max(bar.open, order.limit_price)
+        vr = self.config.volume
+        room = vr.max_share * bar.volume - self._volume_used(order.symbol, bar.time)
+        q = order.remaining
+        if q > room:
+            if vr.on_excess == "skip":
+                return None
+            q = room
+        if order.side is Side.BUY:
+            q = ex.affordable_quantity(q, ref, bar.volume, cash, self.config.commission, self.config.slippage,
+                                       maker=limit)
+        if q <= ex.MIN_QUANTITY:
+            return None
+        return self._fill(order, bar, q, ref, limit)
+
+    def _volume_used(self, symbol: str, t: datetime) -> float:
+        used = self._used.get(symbol)
+        return used[1] if used is not None and used[0] == t else 0.0
+
+    def _fill(self, order: Order, bar: ex.Bar, q: float, ref: float, limit: bool) -> Fill | None:
+        price = ref if limit else ex.fill_price(order.side, ref, q, bar.volume, self.config.slippage)
+        commission = ex.fee(q * price, self.config.commission, maker=limit)
+        if order.side is Side.SELL and q * price - commission < 0.0:
+            return None  # fees exceed proceeds
+        self._used[order.symbol] = (bar.time, self._volume_used(order.symbol, bar.time) + q)
+        order.filled_quantity += q
+        order.status = OrderStatus.FILLED if order.remaining <= ex.MIN_QUANTITY else OrderStatus.PARTIALLY_FILLED
+        return Fill(
+            client_id=order.client_id, symbol=order.symbol, side=order.side, quantity=q, price=price,
+            commission=commission, slippage=q * abs(price - ref), time=bar.time,
+            fill_id=f"{order.client_id}@{int(bar.time.timestamp())}", reason=order.reason,
+        )

@@ -1,0 +1,203 @@
+"""Portfolio accounting: cash, long positions, marks, equity, exposure and the trade log.
+
+Spot, long-only. A buy adds to a position at a weighted average price; a sell closes part or
+all of it and logs one trade row per closing fill (like vectorbt's exit trades), with the
+entry fees and slippage attributed pro rata. Rows have the keys of
+``workbench.backtest.metrics.TRADE_COLUMNS``, so ``pd.DataFrame(rows, columns=TRADE_COLUMNS)``
+is the backtest's trade log.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from workbench.domain import Fill, Position, Side
+from workbench.engine.execution import MIN_QUANTITY
+
+
+class Portfolio:
+    """Cash and positions of one session. Positions stay in ``positions`` after closing (quantity 0)."""
+
+    def __init__(self, initial_cash: float):
+        self.initial_cash = float(initial_cash)
+        self.cash = float(initial_cash)
+        self.positions: dict[str, Position] = {}
+        self.trades: list[dict[str, Any]] = []  # closed trades
+        self.marks: dict[str, float] = {}  # last valuation price per symbol
+
+    # ---- fills ---------------------------------------------------------------
+    def apply_fill(self, fill: Fill) -> dict[str, Any] | None:
+        """Book ``fill``: cash (incl. commission), the position, and for a sell the closed trade (returned)."""
+        pos = self.positions.get(fill.symbol)
+        notional = fill.quantity * fill.price
+        if fill.side is Side.BUY:
+            if pos is None:
+                pos = self.positions[fill.symbol] = Position(fill.symbol)
+            self.cash -= notional + fill.commission
+            if pos.quantity <= 0.0:
+                pos.quantity, pos.avg_price, pos.opened_at, pos.peak_price = 0.0, 0.0, fill.time, 0.0
+                pos.extra = {"entry_fees": 0.0, "entry_slippage": 0.0}
+            total = pos.quantity + fill.quantity
+            pos.avg_price = (pos.quantity * pos.avg_price + notional) / total
+            pos.quantity = total
+            pos.extra["entry_fees"] += fill.commission
+            pos.extra["entry_slippage"] += fill.slippage
+            self.marks.setdefault(fill.symbol, fill.price)
+            return None
+        held = pos.quantity if pos is not None else 0.0
+        if pos is None or not fill.quantity <= held * (1.0 + 1e-9):
+            raise ValueError(f"sell of {fill.quantity} {fill.symbol} exceeds the position of {held} (long-only)")
+        self.cash += notional - fill.commission
+        share = min(fill.quantity / pos.quantity, 1.0)
+        entry_fees = pos.extra["entry_fees"] * share
+        entry_slip = pos.extra["entry_slippage"] * share
+        pnl = fill.quantity * (fill.price - pos.avg_price) - entry_fees - fill.commission
+        trade = {
+            "symbol": fill.symbol,
+            "entry_time": pos.opened_at,
+            "exit_time": fill.time,
+            "entry_price": pos.avg_price,
+            "exit_price": fill.price,
+            "quantity": fill.quantity,
+            "pnl": pnl,
+            "return_pct": pnl / (fill.quantity * pos.avg_price),
+            "entry_fees": entry_fees,
+            "exit_fees": fill.commission,
+            "commission": entry_fees + fill.commission,
+            "slippage": entry_slip + fill.slippage,
+            "duration": fill.time - pos.opened_at,
+            "exit_reason": fill.reason,
+            "status": "closed",
+        }
+        self.trades.append(trade)
+        pos.realized_pnl += pnl
+        pos.quantity -= fill.quantity
+        pos.extra["entry_fees"] -= entry_fees
+        pos.extra["entry_slippage"] -= entry_slip
+        if pos.quantity <= MIN_QUANTITY or share >= 1.0:
+            pos.quantity = 0.0
+        return trade
+
+    # ---- valuation -----------------------------------------------------------
+    def mark(self, prices: Mapping[str, float]) -> None:
+        """Set valuation prices (e.g. this bar's opens before sizing, its closes after it)."""
+        self.marks.update(prices)
+
+    def track_high(self, symbol: str, high: float) -> None:
+        """Raise the open position's peak price (for trailing stops) to ``high``; call after each bar."""
+        pos = self.positions.get(symbol)
+        if pos is not None and pos.quantity > 0.0 and high > pos.peak_price:
+            pos.peak_price = high
+
+    def position(self, symbol: str) -> Position | None:
+        """The open position in ``symbol``, or None when flat."""
+        pos = self.positions.get(symbol)
+        return pos if pos is not None and pos.quantity > 0.0 else None
+
+    def quantity(self, symbol: str) -> float:
+        pos = self.positions.get(symbol)
+        return pos.quantity if pos is not None else 0.0
+
+    def symbol_exposure(self, symbol: str) -> float:
+        """Value of the position in ``symbol`` at its mark."""
+        pos = self.positions.get(symbol)
+        if pos is None or pos.quantity <= 0.0:
+            return 0.0
+        return pos.quantity * self.marks.get(symbol, pos.avg_price)
+
+    def exposures(self) -> dict[str, float]:
+        """Value of each open position at its mark."""
+        return {s: self.symbol_exposure(s) for s, p in self.positions.items() if p.quantity > 0.0}
+
+    @property
+    def exposure(self) -> float:
+        """Total value of open positions at their marks."""
+        total = 0.0
+        for s, p in self.positions.items():
+            if p.quantity > 0.0:
+                total += p.quantity * self.marks.get(s, p.avg_price)
+        return total
+
+    @property
+    def equity(self) -> float:
+        """Cash plus positions at their marks."""
+        return self.cash + self.exposure
+
+    def unrealized_pnl(self, symbol: str | None = None) -> float:
+        """Mark-to-market gain of open positions against their average price (fees not deducted)."""
+        syms = [symbol] if symbol is not None else list(self.positions)
+        out = 0.0
+        for s in syms:
+            p = self.positions.get(s)
+            if p is not None and p.quantity > 0.0:
+                out += p.quantity * (self.marks.get(s, p.avg_price) - p.avg_price)
+        return out
+
+    @property
+    def realized_pnl(self) -> float:
+        """Net P&L of all closed trades."""
+        return sum(p.realized_pnl for p in self.positions.values())
+
+    def trade_log(self, include_open: bool = True) -> list[dict[str, Any]]:
+        """Closed trades, then (optionally) open positions as rows with status "open": exit price =
+        mark, pnl = unrealized less entry fees, no exit time, fees or reason (as the backtest)."""
+        rows = list(self.trades)
+        if include_open:
+            for s, p in self.positions.items():
+                if p.quantity <= 0.0:
+                    continue
+                px = self.marks.get(s, p.avg_price)
+                fees = p.extra["entry_fees"]
+                pnl = p.quantity * (px - p.avg_price) - fees
+                rows.append({
+                    "symbol": s, "entry_time": p.opened_at, "exit_time": None, "entry_price": p.avg_price,
+                    "exit_price": px, "quantity": p.quantity, "pnl": pnl,
+                    "return_pct": pnl / (p.quantity * p.avg_price), "entry_fees": fees, "exit_fees": 0.0,
+                    "commission": fees, "slippage": p.extra["entry_slippage"], "duration": None,
+                    "exit_reason": None, "status": "open",
+                })
+        return rows
+
+    # ---- crash recovery --------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """All state as a JSON-able dict (times as ISO strings, durations as seconds)."""
+        return {
+            "initial_cash": self.initial_cash,
+            "cash": self.cash,
+            "marks": dict(self.marks),
+            "positions": {
+                s: {"quantity": p.quantity, "avg_price": p.avg_price, "opened_at": _iso(p.opened_at),
+                    "realized_pnl": p.realized_pnl, "peak_price": p.peak_price, "extra": dict(p.extra)}
+                for s, p in self.positions.items()
+            },
+            "trades": [
+                {**t, "entry_time": _iso(t["entry_time"]), "exit_time": _iso(t["exit_time"]),
+                 "duration": t["duration"].total_seconds()}
+                for t in self.trades
+            ],
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Replace all state with a :meth:`snapshot`."""
+        self.initial_cash = float(state["initial_cash"])
+        self.cash = float(state["cash"])
+        self.marks = {s: float(v) for s, v in state["marks"].items()}
+        self.positions = {
+            s: Position(s, quantity=p["quantity"], avg_price=p["avg_price"], opened_at=_dt(p["opened_at"]),
+                        realized_pnl=p["realized_pnl"], peak_price=p["peak_price"], extra=dict(p["extra"]))
+            for s, p in state["positions"].items()
+        }
+        self.trades = [
+            {**t, "entry_time": _dt(t["entry_time"]), "exit_time": _dt(t["exit_time"]),
+             "duration": timedelta(seconds=t["duration"])}
+            for t in state["trades"]
+        ]
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _dt(s: str | None) -> datetime | None:
+    return None if s is None else datetime.fromisoformat(s)
