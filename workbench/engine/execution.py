@@ -1,9 +1,10 @@
 """The numbers of docs/execution-semantics.md as pure Python functions on plain floats.
 
 One definition for the paper engine: fill prices, fees, entry sizing and its caps, stop exits,
-time restrictions. Each formula mirrors :mod:`workbench.backtest.kernel` (the numba kernel of the
-vectorized backtest) operation for operation; tests/test_engine_execution.py checks them against
-it, which is what makes paper/backtest parity hold.
+time restrictions. Slippage, the cash cap of a market buy and stop exits call the numba helpers
+of :mod:`workbench.backtest.kernel` (the vectorized backtest's kernel) directly, so both speeds
+share one definition; tests/test_engine_execution.py checks the rest against it, which is what
+makes paper/backtest parity hold.
 """
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from workbench.backtest import kernel
+from workbench.backtest.kernel import MAX_SELL_SLIPPAGE, MIN_QUANTITY
 from workbench.config import CommissionModel, PositionSizing, SlippageModel, TimeRestrictions, VolumeRule
 from workbench.domain import Side
-
-MIN_QUANTITY = 1e-12  # orders at or below this are dropped (vectorbt's abs_tol)
-MAX_SELL_SLIPPAGE = 0.99  # a sell never fills below 1 % of its reference price
 
 # order reasons (the trade log's exit_reason for exits)
 ENTRY, SIGNAL = "entry", "signal"
@@ -43,11 +43,11 @@ class Bar:
 
 def slippage_fraction(slippage: SlippageModel, quantity: float, bar_volume: float) -> float:
     """Fixed ``bps``/1e4, plus for model 'volume' ``impact`` × min(quantity / bar volume, 1) (no volume = 1)."""
-    s = slippage.bps / 1e4
-    if slippage.model != "volume" or slippage.impact == 0.0:
-        return s
-    share = quantity / bar_volume if bar_volume > 0.0 else 1.0
-    return s + slippage.impact * min(share, 1.0)
+    return kernel.slippage_nb(slippage.bps / 1e4, _impact(slippage), quantity, bar_volume)
+
+
+def _impact(slippage: SlippageModel) -> float:
+    return slippage.impact if slippage.model == "volume" else 0.0
 
 
 def fill_price(side: Side, ref_price: float, quantity: float, bar_volume: float, slippage: SlippageModel) -> float:
@@ -78,21 +78,15 @@ def affordable_quantity(
     quantity under the volume model, so the cap solves ``a q² + b q = cash - fixed`` exactly.
     A limit fill (``maker=True``) is at ``ref_price`` exactly with the maker fee.
     """
-    rate = commission.maker if maker else commission.taker
-    s = 0.0 if maker else slippage_fraction(slippage, quantity, bar_volume)
-    if quantity * (ref_price * (1.0 + s)) * (1.0 + rate) + commission.fixed <= cash:
+    if not maker:
+        return kernel.buy_quantity_nb(
+            quantity, ref_price, bar_volume, cash, commission.taker, commission.fixed,
+            slippage.bps / 1e4, _impact(slippage),
+        )
+    if quantity * ref_price * (1.0 + commission.maker) + commission.fixed <= cash:
         return quantity
     budget = cash - commission.fixed
-    if budget <= 0.0:
-        return 0.0
-    if maker:
-        return budget / (ref_price * (1.0 + rate))
-    b = ref_price * (1.0 + slippage.bps / 1e4) * (1.0 + rate)
-    impact = slippage.impact if slippage.model == "volume" else 0.0
-    a = ref_price * (1.0 + rate) * impact / bar_volume if bar_volume > 0.0 else 0.0
-    if a == 0.0:
-        return budget / b
-    return 2.0 * budget / (b + math.sqrt(b * b + 4.0 * a * budget))
+    return budget / (ref_price * (1.0 + commission.maker)) if budget > 0.0 else 0.0
 
 
 def target_quantity(sizing: PositionSizing, equity: float, price: float, factor: float = 1.0) -> float:
@@ -196,23 +190,14 @@ def stop_exit(
     stop), entry × (1 + take_profit). An open beyond a level exits at the open; else low <= stop
     exits at the stop; else high >= take profit exits at it.
     """
-    stop_lvl, stop_reason = -math.inf, ""
-    if stop_loss is not None:
-        stop_lvl, stop_reason = entry * (1.0 - stop_loss), STOP_LOSS
-    if trailing_stop is not None:
-        lvl = peak * (1.0 - trailing_stop)
-        if lvl > stop_lvl:
-            stop_lvl, stop_reason = lvl, TRAILING_STOP
-    tp_lvl = entry * (1.0 + take_profit) if take_profit is not None else math.inf
-    if open_ <= stop_lvl:
-        return stop_reason, open_
-    if open_ >= tp_lvl:
-        return TAKE_PROFIT, open_
-    if low <= stop_lvl:
-        return stop_reason, stop_lvl
-    if high >= tp_lvl:
-        return TAKE_PROFIT, tp_lvl
-    return None
+    nan = math.nan
+    code, price = kernel.stop_exit_nb(
+        open_, high, low, entry, peak,
+        nan if stop_loss is None else stop_loss,
+        nan if take_profit is None else take_profit,
+        nan if trailing_stop is None else trailing_stop,
+    )
+    return None if code == kernel.NONE else (kernel.REASONS[code], price)
 
 
 @lru_cache(maxsize=32)
