@@ -12,13 +12,14 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install -e '.[dev]'
+	$(VENV)/bin/workbench warmup
 	touch $(STAMP)
 
 run: install
 	$(VENV)/bin/workbench demo
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest --nbval-lax
 
 bench: install
 	$(PY) bench/backtest_vs_peers.py

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench.config import SessionConfig, make_config
+from workbench.reports.cli import add_report_parser
 
 
 class UsageError(ValueError):
@@ -101,6 +102,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return main(argv + (["--db", args.db] if args.db else []))
 
 
+def cmd_warmup(args: argparse.Namespace) -> int:
+    """Compile every kernel a backtest uses into numba's on-disk cache."""
+    from workbench.backtest.warmup import main as warmup_main
+
+    return warmup_main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=None, help="store URL (default: SQLite under the data directory)")
@@ -130,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
     demo.set_defaults(func=cmd_demo)
+    warm = sub.add_parser("warmup", help="compile the backtest kernels into numba's on-disk cache (once)")
+    warm.set_defaults(func=cmd_warmup)
+    add_report_parser(sub, common)
     return parser
 
 
