@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from platformdirs import user_data_dir
+from platformdirs import user_cache_dir, user_data_dir
 
 
 def data_dir() -> Path:
@@ -24,3 +24,11 @@ def cache_dir() -> Path:
 def default_db_url() -> str:
     """The embedded default store: a SQLite file under the data directory."""
     return f"sqlite:///{data_dir() / 'workbench.db'}"
+
+
+def numba_cache_dir() -> Path:
+    """Compiled numba kernels: machine-wide (``$WORKBENCH_CACHE`` or the user's cache dir), not per
+    ``$WORKBENCH_HOME``, so every store and test home shares one warm cache."""
+    path = Path(os.environ.get("WORKBENCH_CACHE") or user_cache_dir("workbench", appauthor=False)) / "numba"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

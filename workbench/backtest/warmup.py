@@ -1,27 +1,28 @@
 """Fast first backtests: numba's on-disk cache for vectorbt's kernels, and a warm-up that fills it.
 
-vectorbt compiles its numba kernels on first use: the first ``Portfolio.from_signals`` in a fresh
-process costs 10 s or more, mostly ``simulate_from_signals_nb``, which vectorbt 1.2 declares with a
-bare ``@njit`` (no ``cache=True``) like a few dozen other kernels. Three steps make the first
-backtest of a new process load machine code from disk instead:
+vectorbt compiles its numba kernels on first use: the first backtest of a fresh process costs
+15-20 s on 525,600 bars (61 kernels compiled). The kernels the runner uses (workbench's
+``simulate_nb``, vectorbt's ``simulate_from_orders_nb``, trade and value kernels) are declared
+``cache=True``, but numba writes that cache next to the source (site-packages, maybe read-only)
+only after a first compile; others, such as ``simulate_from_signals_nb``, are bare ``@njit``.
+Three steps make the first backtest of a new process load machine code instead (~0.6 s):
 
 1. :func:`configure_numba_cache` points numba's cache at ``$NUMBA_CACHE_DIR`` if set, else
-   ``workbench.paths.data_dir() / "numba"`` (``$WORKBENCH_HOME`` or the user's data dir: always
-   writable, unlike a system-wide site-packages). Call it before vectorbt is imported: kernels
-   that vectorbt declares ``cache=True`` pick their cache directory when they are defined.
-2. :func:`enable_vectorbt_caching` turns on-disk caching on for every numba kernel vectorbt
-   defines (``Dispatcher.enable_caching()``, what ``@njit(cache=True)`` does), so all of them share
-   that directory. Kernels that take other jitted functions as arguments cannot be reused across
-   processes by numba; they still work, they just compile as before.
-3. :func:`warm_up` runs a tiny backtest through the real code path (``run_backtest``), compiling
-   every kernel a backtest uses and writing it to the cache. ``workbench warmup`` (run by
-   ``make install``) calls it once; later processes load the compiled kernels in well under a
-   second. If the cache is empty or stale (new numba/vectorbt), the first backtest compiles and
-   refills it: slower once, never wrong (numba checks the source file's timestamp and the
-   signature of every entry).
+   ``workbench.paths.numba_cache_dir()`` (the user's cache dir, shared by every ``$WORKBENCH_HOME``;
+   always writable, unlike a system-wide site-packages). Best called before numba/vectorbt are imported.
+2. :func:`enable_vectorbt_caching` turns numba's on-disk cache on, in that directory, for every
+   kernel of vectorbt and workbench (``Dispatcher.enable_caching()``, what ``@njit(cache=True)``
+   does), so from_signals, stats and the rest are cacheable too. Kernels that take other jitted
+   functions as arguments (e.g. the reducers behind ``Portfolio.stats()``) miss the cache in
+   every new process; they still work, they just compile as before.
+3. :func:`warm_up` runs tiny backtests through ``run_backtest`` (three sizing modes, and stops),
+   compiling every kernel a backtest uses into the cache. ``python -m workbench.backtest.warmup``
+   (``workbench warmup``, run by ``make install``) does it once, ~20 s. If the cache is empty or
+   stale (new numba/vectorbt/workbench source), the first backtest compiles and refills it:
+   slower once, never wrong (numba checks each source file's timestamp and every signature).
 
-:func:`ensure_numba_cache` is steps 1-2 together and is idempotent; ``workbench.backtest``
-calls it before its first ``import vectorbt``. ``WORKBENCH_NUMBA_CACHE=0`` turns it all off.
+:func:`ensure_numba_cache` is steps 1-2 together and is idempotent; the runner calls it before its
+first vectorbt call. ``WORKBENCH_NUMBA_CACHE=0`` turns it all off (the benchmark's "no cache" run).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def _disabled() -> bool:
 
 def configure_numba_cache(cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """Point numba's on-disk cache at ``cache_dir`` (default: ``$NUMBA_CACHE_DIR``, else
-    ``data_dir()/numba``); create it; return it. Returns None when ``WORKBENCH_NUMBA_CACHE=0``.
+    ``paths.numba_cache_dir()``); create it; return it. Returns None when ``WORKBENCH_NUMBA_CACHE=0``.
 
     Call before vectorbt is imported. Works whether or not numba is already imported.
     """
@@ -53,9 +54,9 @@ def configure_numba_cache(cache_dir: str | os.PathLike[str] | None = None) -> Pa
         if env:
             cache_dir = env
         else:
-            from workbench.paths import data_dir
+            from workbench.paths import numba_cache_dir
 
-            cache_dir = data_dir() / "numba"
+            cache_dir = numba_cache_dir()
     path = Path(cache_dir).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     os.environ["NUMBA_CACHE_DIR"] = str(path)  # read by numba when it is first imported
