@@ -1,0 +1,27 @@
+"""The session engine: execution rules, paper broker, portfolio, risk engine, feeds, sessions and the host.
+
+Submodules import lazily (``from workbench.engine.session import Session``); the names below are
+re-exported on first access so importing ``workbench.engine`` stays cheap.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "Session": "workbench.engine.session",
+    "CommandRejected": "workbench.engine.session",
+    "COMMANDS": "workbench.engine.session",
+    "ReplayFeed": "workbench.engine.feeds",
+    "run_host": "workbench.engine.host",
+    "mark_orphans": "workbench.engine.host",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'workbench.engine' has no attribute {name!r}")

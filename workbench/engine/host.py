@@ -1,0 +1,83 @@
+"""``workbench host``: a long-running process that runs the sessions others create.
+
+:func:`run_host` first marks sessions whose runner stopped heartbeating as orphaned, then every
+``poll`` seconds claims sessions in state "requested" (an atomic ``set_state(..., expect=
+["requested"])``, so two hosts never run one session) and runs each as a :class:`Session` on this
+event loop; the sessions poll their own commands. With ``resume_orphans`` it also resumes
+orphaned sessions from their last checkpoint.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from workbench.domain import SessionState
+from workbench.engine.session import Session
+from workbench.store import Store
+
+S = SessionState
+ACTIVE = (S.STARTING, S.RUNNING, S.PAUSED, S.STOPPING)
+ORPHAN_AFTER_POLLS = 10
+
+
+def mark_orphans(store: Store, stale_after: float, *, actor: str = "host") -> list[str]:
+    """Mark active sessions whose heartbeat is older than ``stale_after`` seconds (or missing) as
+    orphaned; returns their ids."""
+    now = datetime.now(timezone.utc)
+    out: list[str] = []
+    frame = store.list_sessions(states=[s.value for s in ACTIVE])
+    for row in frame.itertuples(index=False):
+        hb = row.heartbeat_at
+        hb = None if hb is None or hb != hb else hb  # NaT / NaN
+        if hb is not None and now - hb.to_pydatetime() < timedelta(seconds=stale_after):
+            continue
+        msg = f"orphaned: no heartbeat since {hb}" if hb is not None else "orphaned: never heartbeated"
+        if store.set_state(row.id, S.ORPHANED, actor=actor, message=msg, expect=[row.state]):
+            out.append(row.id)
+    return out
+
+
+async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: float | None = None,
+                   resume_orphans: bool = False, session_kwargs: dict[str, Any] | None = None,
+                   actor: str = "host") -> list[str]:
+    """Run requested sessions until cancelled, or until ``stop_after`` seconds have passed (then stop
+    claiming and wait for the running sessions to end). Returns the ids of the sessions it ran."""
+    store = Store(store_url)
+    kwargs = {"poll_interval": poll, **(session_kwargs or {})}
+    orphans = mark_orphans(store, ORPHAN_AFTER_POLLS * poll, actor=actor)
+    if orphans:
+        store.add_event(None, "host", f"marked {len(orphans)} orphaned sessions", {"ids": orphans}, actor=actor)
+    running: dict[str, Session] = {}
+    ran: list[str] = []
+    deadline = None if stop_after is None else time.monotonic() + stop_after
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            states = [S.REQUESTED.value] + ([S.ORPHANED.value] if resume_orphans else [])
+            for row in store.list_sessions(states=states).iloc[::-1].itertuples(index=False):  # oldest first
+                if row.id in running or not store.set_state(
+                        row.id, S.CREATED if row.state == S.REQUESTED.value else S.STARTING,
+                        actor=actor, message=f"claimed by {actor}", expect=[row.state]):
+                    continue
+                try:
+                    session = (Session.resume(row.id, store, **kwargs) if row.state == S.ORPHANED.value
+                               else Session(store.get_session(row.id)["config"], store, session_id=row.id, **kwargs))
+                except Exception as e:
+                    store.add_event(row.id, "error", f"host could not start the session: {e}", actor=actor)
+                    store.set_state(row.id, S.FAILED, actor=actor, message=f"failed to start: {e}")
+                    continue
+                running[row.id] = session.start()
+                ran.append(row.id)
+            for sid in [sid for sid, sess in running.items() if sess._task is not None and sess._task.done()]:
+                del running[sid]
+            await asyncio.sleep(poll)
+        for sess in list(running.values()):
+            await sess.wait()
+    finally:
+        for sess in running.values():  # host cancelled: its sessions are killed, the event says so
+            if sess._task is not None and not sess._task.done():
+                sess._kill_reason = f"{actor} shut down"
+                sess._task.cancel()
+        store.close()
+    return ran

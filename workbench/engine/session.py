@@ -1,0 +1,630 @@
+"""A paper session: strategy -> risk -> broker -> portfolio, bar by bar on an asyncio loop, with the
+store as the shared truth (DESIGN.md, "Sessions").
+
+``Session(config, store).start()`` schedules the run on the running loop (from a Jupyter cell it
+returns at once); ``await session.wait()``. States: created -> starting -> running <-> paused ->
+stopping -> stopped | completed | killed | failed, each via ``store.set_state`` (an event).
+
+Per bar the loop is the reference loop of tests/test_engine_kernel_parity.py: mark opens; exits
+first (a pending exit signal, else ``risk.exits_due``); then entries (``risk.target_quantity``,
+``risk.check``, ``broker.execute``, ``portfolio.apply_fill``) in symbol order; track highs; mark
+closes. Signals come from ``strategy.signals`` over the last ``lookback()`` closed bars of the
+symbol (a rolling buffer) and act at the symbol's next bar, like the backtest.
+
+Controls are methods and store commands (polled every ``poll_interval`` s by a side task, which
+also heartbeats and checkpoints). Await points are only between bars, so a control never sees a
+half-processed bar. Order ids are deterministic (``<symbol>:<reason>:<bar unix s>``) and so are
+fill ids, so a runner resumed from its last checkpoint (:meth:`Session.resume`) replays the bars
+since then and the store drops the fills it already has.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import socket
+import traceback
+from collections.abc import AsyncIterable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.config import SessionConfig
+from workbench.domain import Fill, Order, SessionState, Side
+from workbench.engine import execution as ex
+from workbench.engine.execution import Bar
+from workbench.engine.feeds import ReplayFeed
+from workbench.engine.paper_broker import PaperBroker
+from workbench.engine.portfolio import Portfolio
+from workbench.engine.risk import RiskContext, RiskEngine
+from workbench.store import Store
+
+S = SessionState
+_COLUMNS = ("open", "high", "low", "close", "volume")
+COMMANDS = (
+    "pause", "resume", "stop", "kill", "close_all", "cancel_all", "trip_breaker", "reset_breaker",
+    "risk_override", "scale_sizing", "tighten_stops", "enable_symbol", "disable_symbol", "set_params",
+)
+STATE_VERSION = 1
+
+
+class CommandRejected(ValueError):
+    """A control that cannot be applied now; the message says why."""
+
+
+class BarBuffer:
+    """The last ``size`` bars of one symbol in preallocated numpy arrays (amortized O(1) append)."""
+
+    def __init__(self, size: int):
+        self.size = max(int(size), 1)
+        cap = 2 * self.size + 64
+        self.t = np.empty(cap, dtype=np.int64)
+        self.v = np.empty((cap, len(_COLUMNS)))
+        self.n = 0
+
+    def append(self, t_ns: int, bar: Bar) -> None:
+        if self.n == len(self.t):
+            keep = self.size - 1
+            self.t[:keep] = self.t[self.n - keep:self.n]
+            self.v[:keep] = self.v[self.n - keep:self.n]
+            self.n = keep
+        self.t[self.n] = t_ns
+        self.v[self.n] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+        self.n += 1
+
+    def window(self) -> tuple[np.ndarray, np.ndarray]:
+        a = max(self.n - self.size, 0)
+        return self.t[a:self.n], self.v[a:self.n]
+
+    def frame(self) -> pd.DataFrame:
+        t, v = self.window()
+        index = pd.DatetimeIndex(t.view("M8[ns]")).tz_localize("UTC")
+        return pd.DataFrame(v, index=index, columns=list(_COLUMNS))
+
+    def resized(self, size: int) -> BarBuffer:
+        out = BarBuffer(size)
+        t, v = self.window()
+        k = min(len(t), out.size)
+        out.t[:k], out.v[:k], out.n = t[len(t) - k:], v[len(t) - k:], k
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        t, v = self.window()
+        return {"size": self.size, "t": t.tolist(), "v": v.tolist()}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> BarBuffer:
+        out = cls(state["size"])
+        k = len(state["t"])
+        if k:
+            out.t[:k] = state["t"]
+            out.v[:k] = np.asarray(state["v"], dtype=float)
+        out.n = k
+        return out
+
+
+def _ns(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def runner_id() -> str:
+    """``host:pid`` of this process, as written with heartbeats."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Session:
+    """One paper session run by this process. See the module docstring."""
+
+    def __init__(self, config: SessionConfig, store: Store, *, feed: AsyncIterable[dict[str, Bar]] | None = None,
+                 session_id: str | None = None, poll_interval: float = 0.5, equity_interval: int = 1,
+                 checkpoint_interval: int = 5000, actor: str = "runner"):
+        from workbench.strategies import create
+
+        if equity_interval < 1 or checkpoint_interval < 1 or not poll_interval > 0:
+            raise ValueError("equity_interval and checkpoint_interval must be >= 1 and poll_interval > 0")
+        self.config, self.store, self.actor = config, store, actor
+        self.id = session_id if session_id is not None else store.create_session(config, state=S.CREATED)
+        self.state = S(store.get_session(self.id)["state"]) if session_id is not None else S.CREATED
+        self.poll_interval, self.equity_interval = float(poll_interval), int(equity_interval)
+        self.checkpoint_interval = int(checkpoint_interval)
+        self._feed = feed
+        self.strategy = create(config.strategy, config.params)
+        self.params = dict(self.strategy.p)
+        self.risk, self.broker, self.portfolio = RiskEngine(config), PaperBroker(config), Portfolio(config.initial_balance)
+        lb = self.strategy.lookback()
+        self._buffers = {s: BarBuffer(lb) for s in config.symbols}
+        self._pending: dict[str, tuple[bool, bool]] = {s: (False, False) for s in config.symbols}
+        self._equity: list[tuple[datetime, float, float, float]] = []
+        self._equity_after: datetime | None = None  # resume: points up to here are already stored
+        self.bars_seen = 0
+        self.last_bar: datetime | None = None
+        self._close_all: set[str] = set()
+        self._kill_reason: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._in_loop = False
+        self._resumed_state: dict[str, Any] | None = None
+        self._start_paused = False
+        self.error: str | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------
+    def start(self) -> Session:
+        """Schedule the run on the running event loop and return at once (works from a Jupyter cell)."""
+        if self._task is not None:
+            raise RuntimeError(f"session {self.id} was already started")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"session-{self.id}")
+        return self
+
+    async def wait(self) -> SessionState:
+        """Wait for the run to end; returns the final state (never raises the run's errors)."""
+        if self._task is None:
+            raise RuntimeError("start() the session first")
+        try:
+            await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            if not self._task.done():
+                raise  # the waiter itself was cancelled
+            if self._task.cancelled() and not self.state.is_final:  # killed before it ran
+                self._finish_killed()
+        return self.state
+
+    async def run(self) -> SessionState:
+        """``start()`` then ``wait()``."""
+        self.start()
+        return await self.wait()
+
+    @classmethod
+    def resume(cls, session_id: str, store: Store, feed: AsyncIterable[dict[str, Bar]] | None = None,
+               **kwargs: Any) -> Session:
+        """A Session for an existing (e.g. orphaned) session, rebuilt from its last runner state; it
+        carries on from the bar after the checkpoint (``feed.start_after`` is set if the feed has it)."""
+        row = store.get_session(session_id)
+        if SessionState(row["state"]).is_final:
+            raise ValueError(f"session {session_id} is {row['state']}; restart() makes a new run of its config")
+        if row["config"] is None:
+            raise ValueError(f"session {session_id} has an invalid config: {row.get('config_error')}")
+        self = cls(row["config"], store, feed=feed, session_id=session_id, **kwargs)
+        state = store.load_runner_state(session_id)
+        if state is not None:
+            self._restore(state)
+        eq = store.equity(session_id)
+        self._equity_after = eq.index.max().to_pydatetime() if len(eq) else None
+        return self
+
+    @classmethod
+    def restart(cls, session_id: str, store: Store, feed: AsyncIterable[dict[str, Bar]] | None = None,
+                **kwargs: Any) -> Session:
+        """A new run (``run_no + 1``, ``parent_id`` = ``session_id``) of the same config; not started."""
+        row = store.get_session(session_id)
+        if row["config"] is None:
+            raise ValueError(f"session {session_id} has an invalid config: {row.get('config_error')}")
+        new_id = store.create_session(row["config"], parent_id=session_id)
+        return cls(row["config"], store, feed=feed, session_id=new_id, **kwargs)
+
+    def _ensure_feed(self) -> AsyncIterable[dict[str, Bar]]:
+        if self._feed is None:
+            from workbench.data import load_bars
+
+            c = self.config
+            self._feed = ReplayFeed({s: load_bars(c.data, s, c.start, c.end) for s in c.symbols}, None)
+        if self.last_bar is not None and hasattr(self._feed, "start_after"):
+            self._feed.start_after = self.last_bar
+        return self._feed
+
+    async def _run(self) -> None:
+        self._in_loop = True
+        try:
+            if self._kill_reason is not None:
+                raise asyncio.CancelledError
+            paused = self._start_paused or (self._resumed_state is not None and self._resumed_state.get("paused"))
+            self._set_state(S.STARTING, "resuming from the last checkpoint" if self._resumed_state else "starting")
+            feed = self._ensure_feed()
+            self._beat()
+            self._set_state(S.PAUSED if paused else S.RUNNING,
+                            f"resumed after {self.last_bar}" if self._resumed_state else "running")
+            self._poller = asyncio.get_running_loop().create_task(self._poll_loop())
+            since_ck = 0
+            async for bars in feed:
+                self._on_bar(bars)
+                if self.state is S.STOPPING and not self._open_symbols():
+                    break
+                since_ck += 1
+                if since_ck >= self.checkpoint_interval:
+                    since_ck = 0
+                    self._checkpoint()
+            self._finish(S.STOPPED if self.state is S.STOPPING else S.COMPLETED)
+        except asyncio.CancelledError:
+            self._finish_killed()
+        except Exception as e:  # never into the caller's kernel
+            self._fail(e)
+        finally:
+            self._in_loop = False
+            if self._poller is not None:
+                self._poller.cancel()
+
+    # ---- one bar ---------------------------------------------------------------------
+    def _on_bar(self, bars: dict[str, Bar]) -> None:
+        pf, risk = self.portfolio, self.risk
+        t = next(iter(bars.values())).time
+        self.last_bar = t
+        pf.mark({s: b.open for s, b in bars.items()})
+        stopping = self.state is S.STOPPING
+        was_long = {s: pf.position(s) is not None for s in bars}
+        for s, b in bars.items():  # exits first
+            pos = pf.position(s)
+            if pos is None:
+                continue
+            if stopping or s in self._close_all:
+                reason = ex.END if stopping else ex.CLOSE_ALL
+                orders = [Order(f"{s}:{reason}:{int(t.timestamp())}", s, Side.SELL, pos.quantity,
+                                created_at=t, reason=reason)]
+            elif self._pending[s][1]:
+                orders = [Order(f"{s}:{ex.SIGNAL}:{int(t.timestamp())}", s, Side.SELL, pos.quantity,
+                                created_at=t, reason=ex.SIGNAL)]
+            else:
+                orders = risk.exits_due(pos, b)
+            for o in orders:
+                ref = o.stop_price if o.stop_price is not None else b.open
+                d = risk.check(o, RiskContext(t, ref, pf, b.volume))
+                if d.accepted:
+                    o.quantity = d.quantity
+                    self._execute(o, b)
+        self._close_all.difference_update(bars)
+        if self.state is S.RUNNING:
+            for s, b in bars.items():  # then entries, in symbol order
+                if was_long[s] or not self._pending[s][0]:
+                    continue
+                q = risk.target_quantity(b.open, pf.equity)
+                o = Order(f"{s}:{ex.ENTRY}:{int(t.timestamp())}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY)
+                d = risk.check(o, RiskContext(t, b.open, pf, b.volume))
+                if d.accepted:
+                    o.quantity = d.quantity
+                    self._execute(o, b, cash=pf.cash)
+        for s, b in bars.items():
+            pf.track_high(s, b.high)
+        pf.mark({s: b.close for s, b in bars.items()})
+        self._update_signals(bars, _ns(t))
+        self.bars_seen += 1
+        equity = pf.equity
+        risk.on_equity(t, equity)
+        if self.bars_seen % self.equity_interval == 0 and (self._equity_after is None or t > self._equity_after):
+            self._equity.append((t, equity, pf.cash, equity - pf.cash))
+        if risk.events:
+            self._risk_events()
+
+    def _execute(self, order: Order, bar: Bar, cash: float = math.inf) -> Fill | None:
+        fill = self.broker.execute(order, bar, cash=cash)
+        if fill is None:
+            self.store.upsert_order(self.id, order)
+            self.store.add_event(self.id, "order_rejected", f"{order.side.value} {order.symbol} not filled by the "
+                                 f"broker ({order.reason})", {"client_id": order.client_id}, actor="broker")
+            return None
+        self.portfolio.apply_fill(fill)
+        self.store.add_fill(self.id, fill, order=order, position=self.portfolio.positions[fill.symbol])
+        return fill
+
+    def _update_signals(self, bars: dict[str, Bar], t_ns: int) -> None:
+        for s, b in bars.items():
+            buf = self._buffers[s]
+            buf.append(t_ns, b)
+            entries, exits = self.strategy.signals(buf.frame())
+            e, x = bool(entries.iloc[-1]), bool(exits.iloc[-1])
+            self._pending[s] = (e and not x, x and not e)
+
+    def _risk_events(self) -> None:
+        for ev in self.risk.drain_events():
+            self.store.add_event(self.id, ev["kind"], ev["message"], ev["data"],
+                                 actor=str(ev["data"].get("actor", "risk")))
+
+    def _open_symbols(self) -> list[str]:
+        return [s for s, p in self.portfolio.positions.items() if p.quantity > 0.0]
+
+    # ---- store side -------------------------------------------------------------------
+    def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None:
+        self.store.set_state(self.id, state, actor=actor or self.actor, message=message or state.value)
+        self.state = state
+
+    def _beat(self) -> None:
+        self.store.heartbeat(self.id, runner_id())
+
+    def _flush_equity(self) -> None:
+        if self._equity:
+            rows, self._equity = self._equity, []
+            self.store.add_equity_points(self.id, rows)
+
+    def runner_state(self) -> dict[str, Any]:
+        """Everything a resumed runner needs (JSON-able)."""
+        return {
+            "version": STATE_VERSION, "last_bar": self.last_bar, "bars_seen": self.bars_seen,
+            "portfolio": self.portfolio.snapshot(), "risk": self.risk.snapshot(),
+            "params": self.params, "pending": {s: list(v) for s, v in self._pending.items()},
+            "buffers": {s: b.snapshot() for s, b in self._buffers.items()},
+            "paused": self.state is S.PAUSED, "stopping": self.state is S.STOPPING,
+            "close_all": sorted(self._close_all),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        from workbench.strategies import create
+
+        self._resumed_state = state
+        self.last_bar, self.bars_seen = state["last_bar"], int(state["bars_seen"])
+        self.portfolio.restore(state["portfolio"])
+        self.risk.restore(state["risk"])
+        self.strategy = create(self.config.strategy, state["params"])
+        self.params = dict(self.strategy.p)
+        self._pending = {s: (bool(v[0]), bool(v[1])) for s, v in state["pending"].items()}
+        self._buffers = {s: BarBuffer.restore(b) for s, b in state["buffers"].items()}
+        self._close_all = set(state["close_all"])
+
+    def _checkpoint(self) -> None:
+        self._flush_equity()
+        self.store.save_runner_state(self.id, self.runner_state())
+
+    def _final_bookkeeping(self) -> None:
+        from workbench.backtest.metrics import TRADE_COLUMNS, compute_metrics
+
+        self._checkpoint()
+        if self.risk.events:
+            self._risk_events()
+        pf = self.portfolio
+        trades = pd.DataFrame(pf.trade_log(include_open=True), columns=list(TRADE_COLUMNS))
+        self.store.save_trades(self.id, trades)
+        equity = pf.equity
+        fields: dict[str, Any] = {"final_equity": equity, "pnl": equity - pf.initial_cash,
+                                  "total_return": equity / pf.initial_cash - 1.0, "trade_count": len(trades)}
+        try:
+            curve = self.store.equity(self.id)["equity"]
+            if len(curve) >= 2:
+                fields["metrics"] = compute_metrics(curve, trades, pf.initial_cash)
+        except Exception as e:  # metrics are a report, not the session's outcome
+            self.store.add_event(self.id, "error", f"metrics not computed: {e}", actor=self.actor)
+        self.store.update_session(self.id, **fields)
+
+    def _finish(self, state: SessionState) -> None:
+        self._final_bookkeeping()
+        msg = "feed ended" if state is S.COMPLETED else "stopped: orders canceled, positions flattened"
+        left = self._open_symbols()
+        if state is S.STOPPED and left:
+            msg = f"stopped; feed ended before flattening {', '.join(left)}"
+        self._set_state(state, msg)
+
+    def _finish_killed(self) -> None:
+        try:
+            self._final_bookkeeping()
+        finally:
+            left = {s: self.portfolio.quantity(s) for s in self._open_symbols()}
+            what = ("positions left open: " + ", ".join(f"{q:g} {s}" for s, q in left.items())) if left \
+                else "no open positions"
+            self._set_state(S.KILLED, f"killed ({self._kill_reason or 'cancelled'}); {what}")
+
+    def _fail(self, e: BaseException) -> None:
+        self.error = f"{type(e).__name__}: {e}"
+        try:
+            self._flush_equity()
+        except Exception:
+            pass
+        try:
+            self.store.add_event(self.id, "error", self.error, {"traceback": traceback.format_exc()}, actor=self.actor)
+            self.store.update_session(self.id, error=self.error)
+            self._set_state(S.FAILED, f"failed: {self.error}")
+        except Exception:
+            self.state = S.FAILED
+
+    # ---- polling: heartbeat, commands, checkpoints -----------------------------------------
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if not self._in_loop:
+                return
+            try:
+                self.poll()
+            except Exception as e:
+                try:
+                    self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)
+                except Exception:
+                    pass
+
+    def poll(self) -> None:
+        """Heartbeat, apply pending store commands, checkpoint. Runs between bars."""
+        self._beat()
+        for cmd in self.store.pending_commands(self.id):
+            self.apply_command(cmd)
+        if self._in_loop and not self.state.is_final:
+            self._checkpoint()
+
+    def apply_command(self, cmd: dict[str, Any]) -> None:
+        """Apply one store command and finish it as applied or rejected."""
+        name, args, actor = cmd["command"], dict(cmd.get("args") or {}), cmd.get("actor") or "user"
+        try:
+            if name not in COMMANDS:
+                raise CommandRejected(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
+            msg = getattr(self, f"_do_{name}")(actor=actor, **args)
+        except TypeError as e:
+            self.store.finish_command(cmd["id"], "rejected", f"bad arguments for {name}: {e}")
+            return
+        except (CommandRejected, ValueError) as e:
+            self.store.finish_command(cmd["id"], "rejected", str(e))
+            return
+        self.store.finish_command(cmd["id"], "applied", msg)
+        if self.risk.events:
+            self._risk_events()
+        if name == "kill":
+            self._cancel_task()
+        elif self._in_loop and not self.state.is_final:
+            self._checkpoint()
+
+    def _control(self, name: str, actor: str, **args: Any) -> str:
+        """A control called as a method: applied now, recorded as a 'control' event."""
+        msg = getattr(self, f"_do_{name}")(actor=actor, **args)
+        self.store.add_event(self.id, "control", f"{name} applied: {msg}", {"command": name, "args": args}, actor=actor)
+        if self.risk.events:
+            self._risk_events()
+        if name == "kill":
+            self._cancel_task()
+        elif self._in_loop and not self.state.is_final:
+            self._checkpoint()
+        return msg
+
+    def _cancel_task(self) -> None:
+        if self._task is not None and not self._task.done() and self._in_loop:
+            self._task.cancel()
+
+    def _require_live(self, name: str) -> None:
+        if self.state.is_final:
+            raise CommandRejected(f"cannot {name}: the session is {self.state.value}")
+
+    def _now(self) -> datetime:
+        return self.last_bar or datetime.now(timezone.utc)
+
+    # ---- controls (methods) ----------------------------------------------------------------
+    def pause(self, actor: str = "user") -> str:
+        """No new entries; positions, exits and stops keep running."""
+        return self._control("pause", actor)
+
+    def resume_trading(self, actor: str = "user") -> str:
+        """Back to running after pause."""
+        return self._control("resume", actor)
+
+    def stop(self, actor: str = "user", reason: str = "") -> str:
+        """Cancel orders, flatten at the next bar's open, end as stopped."""
+        return self._control("stop", actor, reason=reason)
+
+    def kill(self, actor: str = "user", reason: str = "") -> str:
+        """End now; positions are left as they are (the event lists them)."""
+        return self._control("kill", actor, reason=reason)
+
+    def close_all(self, actor: str = "user") -> str:
+        """Sell every position at each symbol's next bar open."""
+        return self._control("close_all", actor)
+
+    def cancel_all(self, actor: str = "user") -> str:
+        return self._control("cancel_all", actor)
+
+    def trip_breaker(self, reason: str = "manual", state: str | None = None, actor: str = "user") -> str:
+        return self._control("trip_breaker", actor, reason=reason, state=state)
+
+    def reset_breaker(self, reason: str = "manual reset", actor: str = "user") -> str:
+        return self._control("reset_breaker", actor, reason=reason)
+
+    def risk_override(self, changes: dict[str, Any], reason: str, expires_minutes: float, actor: str = "user") -> str:
+        """Change risk limits until ``expires_minutes`` after the current bar time."""
+        return self._control("risk_override", actor, changes=changes, reason=reason, expires_minutes=expires_minutes)
+
+    def scale_sizing(self, factor: float, actor: str = "user") -> str:
+        return self._control("scale_sizing", actor, factor=factor)
+
+    def tighten_stops(self, delta: float, actor: str = "user") -> str:
+        return self._control("tighten_stops", actor, delta=delta)
+
+    def enable_symbol(self, symbol: str, actor: str = "user") -> str:
+        return self._control("enable_symbol", actor, symbol=symbol)
+
+    def disable_symbol(self, symbol: str, actor: str = "user") -> str:
+        return self._control("disable_symbol", actor, symbol=symbol)
+
+    def set_params(self, params: dict[str, Any], actor: str = "user") -> str:
+        """Change strategy parameters (validated; unknown or out-of-range values are rejected)."""
+        return self._control("set_params", actor, params=params)
+
+    # ---- control implementations: return a message or raise CommandRejected/ValueError -------
+    def _do_pause(self, actor: str) -> str:
+        if self.state in (S.CREATED, S.STARTING) and not self._in_loop or self.state is S.STARTING:
+            self._start_paused = True
+            return "will start paused"
+        if self.state is not S.RUNNING:
+            raise CommandRejected(f"cannot pause: the session is {self.state.value}")
+        self._set_state(S.PAUSED, f"paused by {actor}: no new entries, exits and stops still run", actor)
+        return "paused"
+
+    def _do_resume(self, actor: str) -> str:
+        if self.state is not S.PAUSED:
+            raise CommandRejected(f"cannot resume: the session is {self.state.value}, not paused")
+        self._set_state(S.RUNNING, f"resumed by {actor}", actor)
+        return "running"
+
+    def _do_stop(self, actor: str, reason: str = "") -> str:
+        if self.state not in (S.RUNNING, S.PAUSED):
+            raise CommandRejected(f"cannot stop: the session is {self.state.value}")
+        canceled = self.broker.cancel_all()
+        for o in canceled:
+            self.store.upsert_order(self.id, o)
+        self._set_state(S.STOPPING, f"stopping ({actor}{': ' + reason if reason else ''}): "
+                        f"{len(canceled)} orders canceled, flattening at the next bar", actor)
+        return f"stopping; {len(canceled)} orders canceled; open positions: {self._open_symbols() or 'none'}"
+
+    def _do_kill(self, actor: str, reason: str = "") -> str:
+        self._require_live("kill")
+        if self._task is None or self._task.done():
+            raise CommandRejected("cannot kill: the session is not running in this process")
+        self._kill_reason = f"by {actor}" + (f": {reason}" if reason else "")
+        return f"killing; positions left open: {self._open_symbols() or 'none'}"
+
+    def _do_close_all(self, actor: str) -> str:
+        self._require_live("close_all")
+        self._close_all = set(self._open_symbols())
+        return f"closing {', '.join(sorted(self._close_all)) or 'nothing (flat)'} at the next bar"
+
+    def _do_cancel_all(self, actor: str) -> str:
+        self._require_live("cancel_all")
+        canceled = self.broker.cancel_all()
+        for o in canceled:
+            self.store.upsert_order(self.id, o)
+        return f"{len(canceled)} orders canceled"
+
+    def _do_trip_breaker(self, actor: str, reason: str = "manual", state: str | None = None) -> str:
+        self._require_live("trip_breaker")
+        self.risk.trip(reason, actor=actor, state=state)
+        return f"breaker: {self.risk.state.value}"
+
+    def _do_reset_breaker(self, actor: str, reason: str = "manual reset") -> str:
+        self._require_live("reset_breaker")
+        self.risk.reset(actor, reason)
+        return "breaker reset: running"
+
+    def _do_risk_override(self, actor: str, changes: dict[str, Any], reason: str, expires_minutes: float) -> str:
+        self._require_live("risk_override")
+        if not float(expires_minutes) > 0:
+            raise CommandRejected(f"expires_minutes must be positive (got {expires_minutes!r})")
+        now = self._now()
+        until = now + timedelta(minutes=float(expires_minutes))
+        self.risk.override(dict(changes), reason, until, actor=actor, now=now)
+        return f"override {changes} until {until.isoformat()}"
+
+    def _do_scale_sizing(self, actor: str, factor: float) -> str:
+        self._require_live("scale_sizing")
+        self.risk.scale_sizing(float(factor), actor=actor)
+        return f"sizing x{float(factor):g}"
+
+    def _do_tighten_stops(self, actor: str, delta: float) -> str:
+        self._require_live("tighten_stops")
+        self.risk.tighten_stops(float(delta), actor=actor)
+        return f"stops tightened by {float(delta):g}"
+
+    def _do_enable_symbol(self, actor: str, symbol: str) -> str:
+        self._require_live("enable_symbol")
+        self.risk.enable_symbol(symbol, actor=actor)
+        return f"{symbol} enabled"
+
+    def _do_disable_symbol(self, actor: str, symbol: str) -> str:
+        self._require_live("disable_symbol")
+        self.risk.disable_symbol(symbol, actor=actor)
+        return f"{symbol} disabled"
+
+    def _do_set_params(self, actor: str, params: dict[str, Any]) -> str:
+        from workbench.strategies import create, registry
+
+        self._require_live("set_params")
+        merged = registry.validate_params(self.config.strategy, {**self.params, **dict(params)})
+        self.strategy = create(self.config.strategy, merged)
+        self.params = dict(self.strategy.p)
+        lb = self.strategy.lookback()
+        self._buffers = {s: b.resized(lb) for s, b in self._buffers.items()}
+        return f"params {self.params}"
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.config.strategy} {self.state.value} bars={self.bars_seen}>"
