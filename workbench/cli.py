@@ -102,6 +102,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return main(argv + (["--db", args.db] if args.db else []))
 
 
+def cmd_host(args: argparse.Namespace) -> int:
+    """Run the sessions other processes request (state "requested") until interrupted."""
+    import asyncio
+
+    from workbench.engine.host import run_host
+
+    print(f"workbench host: running requested sessions from {args.db or 'the default store'} (Ctrl-C stops)")
+    try:
+        ran = asyncio.run(run_host(args.db, poll=args.poll, stop_after=args.stop_after,
+                                   resume_orphans=args.resume_orphans))
+    except KeyboardInterrupt:
+        return 0
+    print(f"workbench host: ran {len(ran)} session(s)")
+    return 0
+
+
 def cmd_warmup(args: argparse.Namespace) -> int:
     """Compile every kernel a backtest uses into numba's on-disk cache."""
     from workbench.backtest.warmup import main as warmup_main
@@ -138,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
     demo.set_defaults(func=cmd_demo)
+    host = sub.add_parser("host", parents=[common], help="run sessions requested from dashboards and apply commands")
+    host.add_argument("--poll", type=float, default=0.5, help="seconds between store polls")
+    host.add_argument("--stop-after", type=float, default=None, help="stop claiming after this many seconds")
+    host.add_argument("--resume-orphans", action="store_true", help="also resume sessions whose runner died")
+    host.set_defaults(func=cmd_host)
+
     warm = sub.add_parser("warmup", help="compile the backtest kernels into numba's on-disk cache (once)")
     warm.set_defaults(func=cmd_warmup)
     add_report_parser(sub, common)
