@@ -336,3 +336,76 @@ def test_agrees_with_vectorbt_from_signals_on_plain_configs():
     )
     assert len(pf.orders.records) == len(r.orders)
     assert r.equity.iloc[-1] == pytest.approx(pf.final_value(), rel=1e-12)
+
+
+# ---- the vectorbt portfolio, built lazily, agrees with the result ---------------------------
+def assert_close(a, b, tol=1e-9):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert a.shape == b.shape
+    assert np.all(np.abs(a - b) <= tol * np.maximum(1.0, np.abs(b))), np.max(np.abs(a - b))
+
+
+@pytest.mark.parametrize("sizing", [{"mode": "fixed_amount", "value": 3000.0}, {"mode": "percent_equity", "value": 0.6}])
+def test_lazy_vectorbt_portfolio_agrees_with_the_result(sizing):
+    from workbench.backtest.result import orders_frame, trades_frame
+
+    a = random_bars(1500, seed=21)
+    b = random_bars(1400, seed=22).iloc[60:]  # starts later: back-filled close, then missing bars
+    b = b.drop(b.index[300:340])
+    b[["open", "high", "low", "close"]] *= 0.37
+    rng = np.random.default_rng(5)
+    scripts = {}
+    for df in (a, b):
+        e, x = rng.random(len(df)) < 0.06, rng.random(len(df)) < 0.04
+        scripts[float(df["open"].iloc[0])] = (np.flatnonzero(e), np.flatnonzero(x))
+    r = run({"BTC/USDT": a, "ETH/USDT": b}, scripts, symbols=("ETH/USDT", "BTC/USDT"), sizing=sizing,
+            commission={"taker": 0.0015, "fixed": 0.4}, slippage={"bps": 4},
+            risk={"stop_loss": 0.006, "take_profit": 0.009, "trailing_stop": 0.008})
+    assert "portfolio" not in r.__dict__  # not built by run_backtest
+    pf = r.portfolio
+    assert r.portfolio is pf  # built once
+    assert len(r.trades) > 40
+    assert set(r.trades.exit_reason.dropna()) >= {"signal", "stop_loss", "take_profit", "trailing_stop"}
+    assert_close(r.equity, pf.value())
+    assert_close(r.cash, pf.cash())
+    assert_close(r.exposure, pf.asset_value())
+    index, symbols = r.equity.index, ["ETH/USDT", "BTC/USDT"]
+    ref = np.full((len(index), 2), np.nan)
+    reason = np.zeros((len(index), 2), dtype=np.int8)
+    codes = {"entry": 1, "signal": 2, "stop_loss": 3, "take_profit": 4, "trailing_stop": 5, "time_limit": 6}
+    rows, cols = index.get_indexer(r.orders.time), [symbols.index(s) for s in r.orders.symbol]
+    ref[rows, cols] = r.orders.reference_price
+    reason[rows, cols] = [codes[x] for x in r.orders.reason]
+    vbt_orders = orders_frame(pf.orders.records, index, symbols, ref, reason)
+    vbt_trades = trades_frame(pf.exit_trades.records, index, symbols, ref, reason)
+    assert len(vbt_orders) == len(r.orders) and len(vbt_trades) == len(r.trades)
+    for got, want in ((r.orders, vbt_orders), (r.trades, vbt_trades)):
+        for col in got.columns:
+            if got[col].dtype.kind == "f":
+                assert_close(got[col], want[col])
+            else:
+                pd.testing.assert_series_equal(got[col], want[col])
+    assert r.metrics["trade_count"] == int((pf.exit_trades.records["status"] == 1).sum())
+
+
+def test_bars_in_canonical_form_are_used_as_given():
+    from workbench.data import validate_bars
+
+    bars = validate_bars(frame(FLAT))  # nanosecond UTC index named time, float64 OHLCV
+    r = run(bars, [1], [3])
+    assert r.bars["BTC/USDT"] is bars
+    messy = bars.rename(columns=str.upper).iloc[::-1]
+    r2 = run(messy, [1], [3])
+    assert r2.bars["BTC/USDT"] is not messy and r2.bars["BTC/USDT"].index.is_monotonic_increasing
+    pd.testing.assert_series_equal(r2.equity, r.equity)
+
+
+def test_close_for_valuation_is_forward_then_back_filled_like_pandas():
+    from workbench.backtest.runner import _fill_close
+
+    rng = np.random.default_rng(3)
+    close = rng.uniform(1, 2, (50, 3))
+    close[rng.random(close.shape) < 0.3] = np.nan
+    close[:7, 1] = np.nan  # a symbol starting late
+    want = pd.DataFrame(close).ffill().bfill().to_numpy()
+    np.testing.assert_array_equal(_fill_close(close), want)

@@ -18,6 +18,7 @@ from numbers import Real
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 TRADE_COLUMNS: tuple[str, ...] = (
     "symbol",
@@ -93,8 +94,9 @@ def infer_periods_per_year(index: pd.Index) -> float:
     """Periods in a 365-day year from the median spacing of a DatetimeIndex; NaN if not inferable."""
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
         return float("nan")
-    steps = np.diff(index.as_unit("ns").asi8)
-    spacing = float(np.median(steps))
+    i8 = _ns(index)
+    lo, hi = _step_range_nb(i8)
+    spacing = float(lo) if lo == hi else float(np.median(np.diff(i8)))  # evenly spaced: the median, no partition
     if spacing <= 0:
         raise ValueError("equity index must be increasing in time (sort it and drop duplicate timestamps)")
     return _YEAR.value / spacing
@@ -162,7 +164,11 @@ def compute_metrics(
     n = len(v)
     final = float(v[-1]) if n else float(initial_balance)
     total_return = final / initial_balance - 1.0
-    r = _returns(v, initial_balance)
+    if n:
+        r, neg_sq, max_dd = _returns_and_drawdown_nb(v, float(initial_balance))
+    else:
+        r, max_dd = _returns(v, initial_balance), float("nan")
+        neg_sq = r
     nan = float("nan")
 
     with np.errstate(over="ignore", invalid="ignore"):
@@ -170,23 +176,22 @@ def compute_metrics(
         annualized = float(growth ** (ppy / n) - 1.0) if n else nan
     mean = float(r.mean()) if n else nan
     std = float(r.std(ddof=1)) if n >= 2 else nan
-    downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if n >= 2 else nan
+    downside = float(np.sqrt(np.mean(neg_sq))) if n >= 2 else nan  # neg_sq = np.minimum(r, 0.0) ** 2
     sqrt_ppy = math.sqrt(ppy) if math.isfinite(ppy) else nan
-    max_dd = float(drawdown_series(eq, initial_balance).max()) if n else nan
     if n:
-        q = float(np.quantile(r, 0.05))
-        var, es = 0.0 - q, 0.0 - float(r[r <= q].mean())  # 0.0 - x: no -0.0
+        q, tail = _lower_tail(r, 0.05)
+        var, es = 0.0 - q, 0.0 - float(tail.mean())  # 0.0 - x: no -0.0
     else:
         var = es = nan
 
-    closed = tr[tr["status"] == "closed"]
-    pnl = closed["pnl"].to_numpy(dtype=float)
+    is_closed = (tr["status"] == "closed").to_numpy(dtype=bool)
+    pnl = tr["pnl"].to_numpy(dtype=float)[is_closed]
     count = len(pnl)
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
     avg_win = float(wins.mean()) if len(wins) else nan
     avg_loss = float(losses.mean()) if len(losses) else nan
     span_days = n / ppy * 365.0 if n else nan
-    rets = closed["return_pct"].to_numpy(dtype=float)
+    rets = tr["return_pct"].to_numpy(dtype=float)[is_closed]
 
     return {
         "pnl": final - initial_balance,
@@ -208,7 +213,7 @@ def compute_metrics(
         "trade_count": count,
         "trades_per_day": count / span_days if span_days > 0 else nan,
         "avg_trade_duration_hours": (
-            float(closed["duration"].mean() / pd.Timedelta(hours=1)) if count else nan
+            float(tr["duration"][is_closed].mean() / pd.Timedelta(hours=1)) if count else nan
         ),
         "exposure": _exposure(eq.index, tr),
         "best_trade": float(rets.max()) if count else nan,
@@ -223,6 +228,72 @@ def _returns(v: np.ndarray, initial_balance: float) -> np.ndarray:
         prev[1:] = v[:-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(prev != 0, v / prev - 1.0, 0.0)  # a wiped-out account stays at 0 %
+
+
+@njit(cache=True)
+def _returns_and_drawdown_nb(v: np.ndarray, initial_balance: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(r, np.minimum(r, 0.0) ** 2, drawdown_series(v, initial_balance).max())`` with
+    ``r = _returns(v, initial_balance)``, in one pass, the same numbers (the peak is >=
+    initial_balance > 0; ``v`` is finite and not empty)."""
+    n = len(v)
+    r = np.empty(n)
+    neg_sq = np.empty(n)
+    prev = initial_balance
+    peak = -np.inf
+    worst = -np.inf
+    for t in range(n):
+        x = v[t]
+        rt = x / prev - 1.0 if prev != 0.0 else 0.0
+        r[t] = rt
+        neg = rt if rt < 0.0 else 0.0
+        neg_sq[t] = neg * neg
+        prev = x
+        if x > peak:
+            peak = x
+        pk = peak if peak > initial_balance else initial_balance
+        dd = (pk - x) / pk
+        if dd > worst:
+            worst = dd
+    return r, neg_sq, worst
+
+
+@njit(cache=True)
+def _step_range_nb(i8: np.ndarray) -> tuple[int, int]:
+    """(smallest, largest) step between consecutive values (at least two values)."""
+    lo = hi = i8[1] - i8[0]
+    for t in range(2, len(i8)):
+        d = i8[t] - i8[t - 1]
+        if d < lo:
+            lo = d
+        elif d > hi:
+            hi = d
+    return lo, hi
+
+
+_SMALL = 4096
+
+
+def _lower_tail(r: np.ndarray, q: float) -> tuple[float, np.ndarray]:
+    """``(np.quantile(r, q), r[r <= that])``, the same numbers (q < 0.5), with one small partition:
+    the order statistics around the quantile are taken from the values below a threshold picked
+    on a sample (all of ``r`` when the sample's threshold does not hold enough values)."""
+    n = len(r)
+    vi = np.float64(n - 1) * np.float64(q)  # numpy's "linear" method: virtual index (n - 1) q
+    k = int(np.floor(vi))
+    if n < _SMALL or k + 1 >= n:
+        qv = float(np.quantile(r, q))
+        return qv, r[r <= qv]
+    sample = r[:: n // (_SMALL // 2)]
+    j = min(len(sample) - 1, int(len(sample) * (q + 0.03)) + 8)
+    threshold = np.partition(sample, j)[j]
+    mask = r <= threshold
+    below = r[mask] if np.count_nonzero(mask) >= k + 2 else r
+    part = np.partition(below, [k, k + 1])
+    a, b = part[k], part[k + 1]
+    gamma = vi - np.float64(k)
+    diff = b - a  # numpy's _lerp
+    qv = float(b - diff * (1.0 - gamma)) if gamma >= 0.5 else float(a + diff * gamma)
+    return qv, below[below <= qv]
 
 
 def _ratio(num: float, den: float) -> float:
@@ -243,11 +314,25 @@ def _exposure(index: pd.Index, trades: pd.DataFrame) -> float:
         return float("nan")
     entry = _times_like(trades["entry_time"], index)
     exit_ = _times_like(trades["exit_time"], index)
-    start = index.searchsorted(entry, side="left")
-    end = np.where(exit_.isna(), n, index.searchsorted(exit_, side="left"))
-    end = np.maximum(end, start)
-    opened = np.bincount(start, minlength=n + 1) - np.bincount(end, minlength=n + 1)
-    return float((np.cumsum(opened[:n]) > 0).mean())
+    times = _ns(index)
+    start = times.searchsorted(_ns(entry), side="left")
+    end = np.where(exit_.isna(), n, times.searchsorted(_ns(exit_), side="left"))
+    keep = end > start
+    start, end = start[keep], end[keep]
+    if not len(start):
+        return 0.0
+    order = np.argsort(start, kind="stable")  # periods covered = length of the union of [start, end)
+    start, end = start[order], end[order]
+    reach = np.maximum.accumulate(end)
+    before = np.empty_like(reach)
+    before[0], before[1:] = start[0], reach[:-1]
+    covered = int(np.maximum(end - np.maximum(start, before), 0).sum())
+    return covered / n
+
+
+def _ns(index: pd.DatetimeIndex) -> np.ndarray:
+    """Nanoseconds since the epoch (no copy when the index is in ns already)."""
+    return index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
 
 
 def _times_like(values: pd.Series, index: pd.DatetimeIndex) -> pd.DatetimeIndex:

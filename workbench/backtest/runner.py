@@ -1,4 +1,4 @@
-"""Run a backtest of a SessionConfig: bars -> strategy signals -> execution kernel -> vectorbt.
+"""Run a backtest of a SessionConfig: bars -> strategy signals -> execution kernel -> result (vectorbt on demand).
 
 How each config feature is executed (docs/execution-semantics.md; the paper engine follows the
 same rules, and the same numba helpers in :mod:`workbench.backtest.kernel`):
@@ -26,6 +26,11 @@ same rules, and the same numba helpers in :mod:`workbench.backtest.kernel`):
 * Time restrictions: entries only at bars whose open time (in ``time.timezone``) is on an allowed
   weekday, inside ``trading_hours`` and outside every blackout.
 * Symbols share one cash balance; each bar runs sells, then buys in config symbol order.
+
+Result: :func:`workbench.backtest.result.build_result` replays the fills with vectorbt's own
+order, cash and trade rules (a small cached numba pass) for equity, cash, exposure, the order and
+trade logs and the metrics; the vectorbt portfolio itself is built only when
+``BacktestResult.portfolio`` is first accessed, and agrees with them.
 
 vectorbt mapping: the kernel's fills go to ``Portfolio.from_orders`` with ``size`` (buy quantity,
 or -inf = sell the whole position), ``price`` = fill price (``slippage=0``, already in the
@@ -65,30 +70,54 @@ def run_backtest(
     by default ``workbench.data.load_bars`` for each symbol over ``config.start``-``config.end``."""
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    from workbench.backtest.warmup import ensure_numba_cache
+
+    ensure_numba_cache()  # before the first numba call of the process: kernels load from the shared cache
     frames = _bars_for(config, bars, progress)
     from workbench.strategies import create
 
     strategy = create(config.strategy, config.params)
     index = frames[config.symbols[0]].index
     for df in frames.values():
-        index = index.union(df.index)
+        if df.index is not index:
+            index = index.union(df.index)
     m, n = len(config.symbols), len(index)
-    arr = {c: np.full((n, m), np.nan) for c in _COLUMNS}
+    full = all(df.index is index for df in frames.values())  # every symbol has every bar: no gaps to mark
+    arr = {c: np.empty((n, m)) if full else np.full((n, m), np.nan) for c in _COLUMNS}
     buy = np.zeros((n, m), dtype=bool)
     sell = np.zeros((n, m), dtype=bool)
     for j, sym in enumerate(config.symbols):
         df = frames[sym]
-        rows = index.get_indexer(df.index)
+        rows = slice(None) if df.index is index else index.get_indexer(df.index)
         for c in _COLUMNS:
             arr[c][rows, j] = df[c].to_numpy(dtype=float)
         b, s = _shifted_signals(strategy.signals(df), df.index, sym)
         buy[rows, j], sell[rows, j] = b, s
     fills = _simulate(config, index, arr, buy, sell)
-    # vectorbt gets naive UTC times: it converts a tz-aware index to Timestamp objects (~1 s per series)
-    naive = index.tz_convert("UTC").tz_localize(None)
-    close = pd.DataFrame(arr["close"], index=naive, columns=list(config.symbols)).ffill().bfill()
-    portfolio = _portfolio(config, close, fills)
-    return build_result(config, frames, portfolio, index, fills[2], fills[3])
+    close = _fill_close(arr["close"])
+    symbols = list(config.symbols)
+
+    def make_portfolio() -> Portfolio:
+        # vectorbt gets naive UTC times: it converts a tz-aware index to Timestamp objects (~1 s per series)
+        naive = index.tz_convert("UTC").tz_localize(None)
+        return _portfolio(config, pd.DataFrame(close, index=naive, columns=symbols), fills)
+
+    return build_result(config, frames, index, fills, close, make_portfolio)
+
+
+def _fill_close(close: np.ndarray) -> np.ndarray:
+    """``close`` forward-filled down each column, then back-filled (a symbol's bars before its first
+    close take that close), as vectorbt values the portfolio."""
+    nan = np.isnan(close)
+    if not nan.any():
+        return close
+    n, m = close.shape
+    rows = np.where(nan, 0, np.arange(n)[:, None])
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    out = close[rows, np.arange(m)]
+    first = np.argmax(~nan, axis=0)  # first valid row of each column
+    lead = np.arange(n)[:, None] < first
+    return np.where(lead, close[first, np.arange(m)], out)
 
 
 def entry_allowed(index: pd.DatetimeIndex, rules: TimeRestrictions) -> np.ndarray:
@@ -141,16 +170,37 @@ def _bars_for(
         if bars is None:
             df = load_bars(config.data, sym, config.start, config.end)
         else:
-            df = validate_bars(bars[sym]).loc[config.start : config.end]
+            df = bars[sym]
+            if not _canonical(df):
+                df = validate_bars(df)
+            if config.start is not None or config.end is not None:
+                df = df.loc[config.start : config.end]
         if df.empty:
             raise ValueError(f"no {sym} bars between {config.start or 'the start'} and {config.end or 'the end'}")
         out[sym] = df
     return out
 
 
+def _canonical(df: object) -> bool:
+    """Is ``df`` already what ``validate_bars`` returns (exactly the OHLCV float64 columns, a UTC
+    nanosecond index named ``time``, strictly increasing)? A cheap check that skips re-validation."""
+    from workbench.data.schema import BARS_COLUMNS
+
+    if not isinstance(df, pd.DataFrame) or tuple(df.columns) != BARS_COLUMNS:
+        return False
+    idx = df.index
+    if not isinstance(idx, pd.DatetimeIndex) or idx.name != "time" or idx.tz is None or str(idx.tz) != "UTC":
+        return False
+    if idx.dtype != "datetime64[ns, UTC]" or any(dt != np.float64 for dt in df.dtypes):
+        return False
+    i8 = idx.asi8
+    return len(i8) < 2 or bool((i8[1:] > i8[:-1]).all())
+
+
 def _shifted_signals(signals: tuple[pd.Series, pd.Series], index: pd.DatetimeIndex, symbol: str) -> tuple[np.ndarray, np.ndarray]:
     """(buy, sell) at each bar: the previous bar's entry/exit, bars with both dropped."""
-    entries, exits = (pd.Series(s).reindex(index) for s in signals)
+    entries, exits = (pd.Series(s) for s in signals)
+    entries, exits = (x if x.index is index else x.reindex(index) for x in (entries, exits))
     if entries.isna().any() or exits.isna().any():
         raise ValueError(f"strategy signals for {symbol} do not cover every bar (NaN or misaligned index)")
     e, x = entries.to_numpy(dtype=bool), exits.to_numpy(dtype=bool)
@@ -183,9 +233,6 @@ def _simulate(
 
 
 def _portfolio(config: SessionConfig, close: pd.DataFrame, fills: tuple[np.ndarray, ...]) -> Portfolio:
-    from workbench.backtest.warmup import ensure_numba_cache
-
-    ensure_numba_cache()
     import vectorbt as vbt
 
     qty, price, _, _, call_seq = fills
