@@ -1,0 +1,379 @@
+"""Parameter sweeps: grid or random search, walk-forward splits and one-at-a-time sensitivity.
+
+Each combination runs the same path as :func:`run_backtest` without its vectorbt Portfolio:
+``strategy.signals`` per symbol (the strategy's one definition), the runner's shift and conflict
+rule, the same cached kernel :func:`kernel.simulate_nb`, then :mod:`sweep_kernel` books the fills
+as vectorbt would and computes ``compute_metrics``' numbers (equal to ``run_backtest(...).metrics``
+to ~1e-12). Combinations run in chunks: per chunk only the (chunk, n, symbols) signal arrays
+exist, and only metric rows are kept, so memory stays flat whatever the grid size. Inside a chunk
+combinations run in parallel numba threads; the next chunk's signals are computed meanwhile.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.backtest import kernel
+from workbench.backtest.metrics import METRIC_LABELS, infer_periods_per_year
+from workbench.backtest.runner import _COLUMNS, _bars_for, _shifted_signals, entry_allowed
+from workbench.backtest.sweep_kernel import METRIC_KEYS, sweep_chunk_nb
+from workbench.config import SessionConfig
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = ["SweepResult", "sweep", "walk_forward", "sensitivity"]
+
+DEFAULT_METRICS: tuple[str, ...] = (
+    "total_return", "sharpe_ratio", "sortino_ratio", "max_drawdown", "calmar_ratio",
+    "win_rate", "profit_factor", "trade_count", "exposure",
+)
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"max_drawdown", "volatility", "value_at_risk", "expected_shortfall", "avg_trade_duration_hours"}
+)
+Bars = Mapping[str, pd.DataFrame] | pd.DataFrame | None
+
+
+@dataclass
+class SweepResult:
+    """A sweep's outcome: ``frame`` has one row per valid combination (all declared params, then
+    metrics); ``params`` are the swept names; ``invalid`` lists skipped (params, reason)."""
+
+    config: SessionConfig
+    frame: pd.DataFrame
+    params: list[str]
+    metrics: list[str]
+    invalid: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        """How many combinations the strategy rejected."""
+        return len(self.invalid)
+
+    def best(self, metric: str = "sharpe_ratio", *, minimize: bool | None = None) -> pd.Series:
+        """The best row by ``metric`` (lowest for drawdown-like metrics unless ``minimize`` says)."""
+        self._check_metric(metric)
+        col = self.frame[metric]
+        if col.notna().sum() == 0:
+            raise ValueError(f"metric {metric!r} is NaN for every combination; pick another metric")
+        low = metric in LOWER_IS_BETTER if minimize is None else minimize
+        return self.frame.loc[col.idxmin() if low else col.idxmax()]
+
+    def best_params(self, metric: str = "sharpe_ratio", *, minimize: bool | None = None) -> dict[str, Any]:
+        """The strategy params (all declared ones) of :meth:`best`, ready for ``config.replace(params=...)``."""
+        row = self.best(metric, minimize=minimize)
+        return {p: _py(row[p]) for p in self._declared()}
+
+    def heatmap(self, x: str, y: str, metric: str = "sharpe_ratio") -> go.Figure:
+        """``metric`` over two params (other params aggregated by max)."""
+        import plotly.graph_objects as go
+
+        self._check_metric(metric)
+        for p in (x, y):
+            if p not in self.frame.columns or p in self.metrics:
+                raise ValueError(f"{p!r} is not a param of this sweep; params: {', '.join(self.params)}")
+        table = self.frame.pivot_table(index=y, columns=x, values=metric, aggfunc="max")
+        fig = go.Figure(
+            go.Heatmap(z=table.to_numpy(), x=[str(v) for v in table.columns], y=[str(v) for v in table.index],
+                       colorscale="RdYlGn", colorbar={"title": metric})
+        )
+        fig.update_layout(title=f"{METRIC_LABELS.get(metric, (metric,))[0]} by {x} and {y} (max over others)",
+                          xaxis_title=x, yaxis_title=y)
+        return fig
+
+    def parallel_coordinates(self, metric: str = "sharpe_ratio") -> go.Figure:
+        """One line per combination across the swept params, coloured by ``metric``."""
+        import plotly.graph_objects as go
+
+        self._check_metric(metric)
+        dims = [{"label": p, "values": self.frame[p].astype(float)} for p in self.params]
+        values = self.frame[metric].astype(float).replace([np.inf, -np.inf], np.nan)
+        dims.append({"label": metric, "values": values})
+        fig = go.Figure(go.Parcoords(line={"color": values, "colorscale": "Viridis", "showscale": True}, dimensions=dims))
+        fig.update_layout(title=f"{len(self.frame)} combinations by {metric}")
+        return fig
+
+    def _declared(self) -> list[str]:
+        return [c for c in self.frame.columns if c not in self.metrics]
+
+    def _check_metric(self, metric: str) -> None:
+        if metric not in self.metrics:
+            raise ValueError(f"metric {metric!r} is not in this sweep; metrics: {', '.join(self.metrics)}")
+
+    def __repr__(self) -> str:
+        return f"SweepResult({self.config.strategy}, {len(self.frame)} combinations, {self.skipped} skipped)"
+
+
+def sweep(
+    config: SessionConfig,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    *,
+    n_random: int | None = None,
+    seed: int = 0,
+    symbols: Sequence[str] | None = None,
+    bars: Bars = None,
+    chunk_size: int = 64,
+    progress: bool = True,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> SweepResult:
+    """Backtest ``config`` once per parameter combination and tabulate ``metrics``.
+
+    ``grid`` maps param names to values (cartesian product; params not named keep the config's
+    values). ``n_random`` samples that many combinations: from the grid's product if given, else
+    uniformly from each declared param's range, reproducibly for a ``seed``. Combinations the
+    strategy rejects are skipped and listed in ``invalid``. ``symbols`` overrides the config's
+    (shared cash, as in run_backtest); ``bars`` as for run_backtest.
+    """
+    if not isinstance(config, SessionConfig):
+        raise TypeError(f"sweep takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 (got {chunk_size})")
+    unknown = [m for m in metrics if m not in METRIC_KEYS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(METRIC_KEYS)}")
+    if symbols is not None:
+        config = config.replace(symbols=list(symbols))
+    from workbench.strategies import registry
+
+    cls = registry.get(config.strategy)
+    names, candidates = _candidates(cls, dict(config.params), grid, n_random, seed)
+    valid: list[dict[str, Any]] = []
+    invalid: list[tuple[dict[str, Any], str]] = []
+    for combo in candidates:
+        try:
+            valid.append(cls.validate({**config.params, **combo}))
+        except (ValueError, TypeError) as e:
+            invalid.append((combo, str(e)))
+    declared = [p.name for p in cls.params]
+    rows = np.empty((0, len(METRIC_KEYS)))
+    if valid:
+        prep = _Prepared(config, _bars_for(config, bars, False))
+        rows = prep.run([cls(**p) for p in valid], chunk_size, progress)
+    frame = pd.DataFrame(valid, columns=declared)
+    cols = [METRIC_KEYS.index(m) for m in metrics]
+    for m, j in zip(metrics, cols):
+        frame[m] = rows[:, j]
+    if "trade_count" in frame and len(frame):
+        frame["trade_count"] = frame["trade_count"].astype(int)
+    return SweepResult(config=config, frame=frame, params=names, metrics=list(metrics), invalid=invalid)
+
+
+def walk_forward(
+    config: SessionConfig,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    splits: int = 4,
+    train_frac: float = 0.7,
+    metric: str = "sharpe_ratio",
+    bars: Bars = None,
+    chunk_size: int = 64,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Rolling in-sample/out-of-sample check: the bars are cut into ``splits`` consecutive windows;
+    in each, the grid's best combination by ``metric`` on the first ``train_frac`` is rerun on
+    the rest. One row per split: window bounds, chosen params, ``in_sample``, ``out_of_sample``
+    and ``gap`` (in - out; large gaps mean overfitting). Indicators warm up again in each part."""
+    if splits < 1:
+        raise ValueError(f"splits must be >= 1 (got {splits})")
+    if not 0 < train_frac < 1:
+        raise ValueError(f"train_frac must be between 0 and 1, e.g. 0.7 (got {train_frac})")
+    frames = _bars_for(config, bars, False)
+    index = _union_index(frames.values())
+    width = len(index) // splits
+    if width < 4:
+        raise ValueError(f"{len(index)} bars are too few for {splits} splits")
+    out = []
+    for s in range(splits):
+        seg = index[s * width : (s + 1) * width]
+        cut = max(1, min(int(width * train_frac), width - 1))
+        train = (seg[0], seg[cut - 1])
+        test = (seg[cut], seg[-1])
+        ins = sweep(config, grid, bars=_slice(frames, *train), chunk_size=chunk_size, progress=progress,
+                    metrics=(metric,))
+        if ins.frame.empty:
+            raise ValueError(f"no valid combination in the grid ({ins.skipped} rejected): {ins.invalid[0][1]}")
+        params = ins.best_params(metric)
+        oos = sweep(config, {k: [v] for k, v in params.items()}, bars=_slice(frames, *test), progress=False,
+                    metrics=(metric,))
+        in_v, out_v = float(ins.best(metric)[metric]), float(oos.frame[metric].iloc[0])
+        out.append({"split": s, "train_start": train[0], "train_end": train[1], "test_start": test[0],
+                    "test_end": test[1], **{p: params[p] for p in ins.params},
+                    "in_sample": in_v, "out_of_sample": out_v, "gap": in_v - out_v})
+    return pd.DataFrame(out)
+
+
+def sensitivity(
+    config: SessionConfig,
+    param: str,
+    values: Sequence[Any],
+    *,
+    bars: Bars = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """One-at-a-time sensitivity: ``metrics`` as ``param`` takes each of ``values``, every other
+    param at the config's value; indexed by ``param`` (rejected values are left out)."""
+    res = sweep(config, {param: list(values)}, bars=bars, metrics=metrics, progress=progress)
+    return res.frame.set_index(param)[list(metrics)]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _candidates(
+    cls: type, base: dict[str, Any], grid: Mapping[str, Sequence[Any]] | None, n_random: int | None, seed: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """(swept param names, raw combinations) for a grid, a random sample of it, or random draws."""
+    declared = {p.name: p for p in cls.params}
+    if n_random is not None and n_random < 1:
+        raise ValueError(f"n_random must be >= 1 (got {n_random})")
+    rng = np.random.default_rng(seed)
+    if grid is None:
+        if n_random is None:
+            raise ValueError("give a grid (param -> list of values) or n_random for a random search")
+        names = [n for n, p in declared.items() if p.choices or p.type is bool or (p.low is not None and p.high is not None)]
+        combos = [{n: _draw(declared[n], rng) for n in names} for _ in range(n_random)]
+        return names, combos
+    unknown = [k for k in grid if k not in declared]
+    if unknown:
+        raise ValueError(f"strategy {cls.name!r} has no param {', '.join(map(repr, unknown))}; known: {', '.join(declared)}")
+    names = list(grid)
+    values = [list(grid[k]) if not isinstance(grid[k], (str, bytes)) and isinstance(grid[k], Sequence | np.ndarray)
+              else [grid[k]] for k in names]
+    total = math.prod(len(v) for v in values)
+    if n_random is None or n_random >= total:
+        return names, [dict(zip(names, c)) for c in itertools.product(*values)]
+    picks = np.sort(rng.choice(total, size=n_random, replace=False))
+    shape = [len(v) for v in values]
+    combos = []
+    for flat in picks:
+        idx = np.unravel_index(int(flat), shape)
+        combos.append({k: values[j][int(idx[j])] for j, k in enumerate(names)})
+    return names, combos
+
+
+def _draw(p: Any, rng: np.random.Generator) -> Any:
+    if p.choices:
+        return p.choices[int(rng.integers(len(p.choices)))]
+    if p.type is bool:
+        return bool(rng.integers(2))
+    if p.type is int:
+        return int(rng.integers(int(p.low), int(p.high) + 1))
+    return float(rng.uniform(p.low, p.high))
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _union_index(frames: Any) -> pd.DatetimeIndex:
+    frames = list(frames)
+    index = frames[0].index
+    for df in frames[1:]:
+        index = index.union(df.index)
+    return index
+
+
+def _slice(frames: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    return {s: df.loc[start:end] for s, df in frames.items()}
+
+
+class _Prepared:
+    """Kernel inputs shared by every combination (as run_backtest builds them)."""
+
+    def __init__(self, config: SessionConfig, frames: dict[str, pd.DataFrame]):
+        self.config, self.frames = config, frames
+        self.symbols = list(config.symbols)
+        self.index = index = _union_index(frames[s] for s in self.symbols)
+        n, m = len(index), len(self.symbols)
+        self.arr = {c: np.full((n, m), np.nan) for c in _COLUMNS}
+        self.rows = []
+        for j, sym in enumerate(self.symbols):
+            rows = index.get_indexer(frames[sym].index)
+            self.rows.append(rows)
+            for c in _COLUMNS:
+                self.arr[c][rows, j] = frames[sym][c].to_numpy(dtype=float)
+        self.close_filled = np.ascontiguousarray(pd.DataFrame(self.arr["close"]).ffill().bfill().to_numpy())
+        self.times = index.as_unit("ns").asi8
+        self.allowed = entry_allowed(index, config.time)
+        self.ppy = infer_periods_per_year(index)
+        if not math.isfinite(self.ppy):
+            self.ppy = float("nan")
+        self.scalars = _kernel_scalars(config)
+
+    def signals(self, strategies: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        n, m = self.arr["close"].shape
+        buys = np.zeros((len(strategies), n, m), dtype=bool)
+        sells = np.zeros_like(buys)
+        for k, strat in enumerate(strategies):
+            for j, sym in enumerate(self.symbols):
+                df = self.frames[sym]
+                sig = strat.signals(df)
+                if all(isinstance(x, pd.Series) and x.index is df.index and x.dtype == bool for x in sig):
+                    e, x = sig[0].to_numpy(), sig[1].to_numpy()  # aligned already: runner's rule, no reindex
+                    b, s = np.zeros(len(e), dtype=bool), np.zeros(len(e), dtype=bool)
+                    b[1:], s[1:] = (e & ~x)[:-1], (x & ~e)[:-1]
+                else:
+                    b, s = _shifted_signals(sig, df.index, sym)
+                buys[k, self.rows[j], j], sells[k, self.rows[j], j] = b, s
+        return buys, sells
+
+    def simulate(self, buys: np.ndarray, sells: np.ndarray) -> np.ndarray:
+        a = self.arr
+        return sweep_chunk_nb(self.times, a["open"], a["high"], a["low"], a["close"], a["volume"], self.close_filled,
+                              buys, sells, self.allowed, *self.scalars, self.ppy)
+
+    def run(self, strategies: list[Any], chunk_size: int, progress: bool) -> np.ndarray:
+        """Metric rows of every strategy instance; the next chunk's signals overlap this chunk's kernel."""
+        chunks = [strategies[i : i + chunk_size] for i in range(0, len(strategies), chunk_size)]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(strategies), desc="sweep", unit="combo")
+        out = []
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = None
+                for chunk in chunks:
+                    inputs = self.signals(chunk)
+                    if pending is not None:
+                        out.append(pending.result())
+                        if bar is not None:
+                            bar.update(len(out[-1]))
+                    pending = pool.submit(self.simulate, *inputs)
+                    del inputs
+                if pending is not None:
+                    out.append(pending.result())
+                    if bar is not None:
+                        bar.update(len(out[-1]))
+        finally:
+            if bar is not None:
+                bar.close()
+        return np.concatenate(out) if out else np.empty((0, len(METRIC_KEYS)))
+
+
+def _kernel_scalars(config: SessionConfig) -> tuple[Any, ...]:
+    """simulate_nb's scalar arguments after ``allowed``, exactly as runner._simulate passes them."""
+    risk, vol, slip = config.risk, config.volume, config.slippage
+    nan = float("nan")
+    hold = -1 if risk.max_holding_minutes is None else int(round(risk.max_holding_minutes * 60e9))
+    return (
+        float(config.initial_balance),
+        kernel.SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
+        float(risk.max_position or np.inf), float(risk.portfolio_limit or np.inf),
+        float(config.commission.taker), float(config.commission.fixed),
+        slip.bps / 1e4, float(slip.impact) if slip.model == "volume" else 0.0,
+        float(vol.min_bar_volume), float(vol.max_share), vol.on_excess == "skip",
+        nan if risk.stop_loss is None else float(risk.stop_loss),
+        nan if risk.take_profit is None else float(risk.take_profit),
+        nan if risk.trailing_stop is None else float(risk.trailing_stop),
+        hold,
+    )

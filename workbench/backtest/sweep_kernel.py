@@ -1,0 +1,378 @@
+"""Numba kernels for parameter sweeps: many combinations through :func:`kernel.simulate_nb` at once.
+
+A sweep must not build a vectorbt Portfolio per combination, so :func:`book_nb` replays the
+kernel's fills the way ``Portfolio.from_orders`` books them (cash, position, exit trades, with
+vectorbt's tolerances) and :func:`metrics_nb` computes every key of ``METRIC_KEYS`` with the
+formulas of :func:`workbench.backtest.metrics.compute_metrics` (sums pairwise like NumPy's, the
+5 % quantile interpolated like ``np.quantile``), so a sweep row equals ``run_backtest(...).metrics``
+to ~1e-12 (tested to 1e-9). :func:`sweep_chunk_nb` runs a chunk of combinations in parallel
+(``prange``) and releases the GIL.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from workbench.backtest.kernel import simulate_nb
+from workbench.backtest.metrics import METRIC_LABELS
+
+METRIC_KEYS: tuple[str, ...] = tuple(METRIC_LABELS)  # compute_metrics' keys, in its order
+N_METRICS = len(METRIC_KEYS)
+_REL_TOL, _ABS_TOL = 1e-9, 1e-12  # vectorbt's is_close tolerances
+
+
+@njit(cache=True)
+def _is_close(a: float, b: float) -> bool:
+    if np.isnan(a) or np.isnan(b) or np.isinf(a) or np.isinf(b):
+        return False
+    if a == b:
+        return True
+    return abs(a - b) <= max(_REL_TOL * max(abs(a), abs(b)), _ABS_TOL)
+
+
+@njit(cache=True)
+def _add(a: float, b: float) -> float:
+    """a + b, snapped to 0 when they cancel (vectorbt's add_nb)."""
+    if np.sign(a) != np.sign(b):
+        if _is_close(abs(a), abs(b)):
+            return 0.0
+    elif _is_close(a + b, 0.0):
+        return 0.0
+    return a + b
+
+
+@njit(cache=True)
+def _leaf(a: np.ndarray, lo: int, n: int) -> float:
+    """NumPy's pairwise_sum base case (n <= 128): eight running sums."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def _pairwise(a: np.ndarray, lo: int, n: int) -> float:
+    """NumPy's pairwise summation of a[lo:lo+n], its recursion unrolled onto a stack (numba's
+    cache cannot hold recursive functions called from a parallel kernel)."""
+    if n <= 128:
+        return _leaf(a, lo, n)
+    los = np.empty(64, dtype=np.int64)
+    ns = np.empty(64, dtype=np.int64)
+    state = np.zeros(64, dtype=np.int64)  # 1: left half pending, 2: right half pending
+    left = np.empty(64)
+    top = 0
+    los[0], ns[0], state[0] = lo, n, 0
+    while True:
+        m = ns[top]
+        if state[top] == 0 and m > 128:  # split: n2 = half, rounded down to a multiple of 8
+            n2 = m // 2
+            n2 -= n2 % 8
+            state[top] = 1
+            top += 1
+            los[top], ns[top], state[top] = los[top - 1], n2, 0
+            continue
+        v = _leaf(a, los[top], m)
+        top -= 1
+        while True:  # hand v to the parents
+            if top < 0:
+                return v
+            half = ns[top] // 2
+            half -= half % 8
+            if state[top] == 1:
+                left[top] = v
+                state[top] = 2
+                top += 1
+                los[top], ns[top], state[top] = los[top - 1] + half, ns[top - 1] - half, 0
+                break
+            v = left[top] + v
+            top -= 1
+
+
+@njit(cache=True)
+def np_sum(a: np.ndarray) -> float:
+    """``np.sum`` of a contiguous float64 vector, same rounding (first element, then pairwise rest)."""
+    n = len(a)
+    if n == 0:
+        return 0.0
+    return a[0] + _pairwise(a, 1, n - 1)
+
+
+@njit(cache=True)
+def _select(a: np.ndarray, k: int) -> float:
+    """The k-th smallest of ``a`` (reordered in place): iterative quickselect, three-way partitions,
+    so long runs of equal values (flat returns) stay O(n). numba's np.partition recurses too deep."""
+    lo, hi = 0, len(a) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        x, y, z = a[lo], a[mid], a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))  # median of three
+        lt, i, gt = lo, lo, hi
+        while i <= gt:
+            v = a[i]
+            if v < pivot:
+                a[i], a[lt] = a[lt], v
+                lt += 1
+                i += 1
+            elif v > pivot:
+                a[i], a[gt] = a[gt], v
+                gt -= 1
+            else:
+                i += 1
+        if k < lt:
+            hi = lt - 1
+        elif k > gt:
+            lo = gt + 1
+        else:
+            return pivot
+    return a[lo]
+
+
+@njit(cache=True)
+def _ratio(num: float, den: float) -> float:
+    if np.isnan(num) or np.isnan(den):
+        return np.nan
+    if den == 0.0:
+        if num == 0.0:
+            return np.nan
+        return np.inf if num > 0 else -np.inf
+    return num / den
+
+
+@njit(cache=True)
+def book_nb(
+    qty: np.ndarray, price: np.ndarray, close: np.ndarray, call_seq: np.ndarray,
+    init_cash: float, taker: float, fixed_fee: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Book the kernel's fills like vectorbt's ``from_orders`` (long only, one shared cash).
+
+    ``close`` is forward/back-filled. Returns (equity (n,), and per trade: entry row, exit row
+    (n - 1 while open), pnl, return, closed flag), trades in order of entry.
+    """
+    n, m = qty.shape
+    equity = np.empty(n)
+    n_buys = 0
+    for i in range(n):
+        for c in range(m):
+            if qty[i, c] > 0.0:
+                n_buys += 1
+    t_entry = np.empty(n_buys, dtype=np.int64)
+    t_exit = np.full(n_buys, n - 1, dtype=np.int64)
+    t_pnl = np.zeros(n_buys)
+    t_ret = np.zeros(n_buys)
+    t_closed = np.zeros(n_buys, dtype=np.bool_)
+    open_trade = np.full(m, -1, dtype=np.int64)
+    size = np.zeros(m)
+    entry_price = np.zeros(m)
+    entry_fees = np.zeros(m)
+    cash = init_cash
+    pos = np.zeros(m)
+    nt = 0
+    for i in range(n):
+        for k in range(m):
+            c = call_seq[i, k]
+            q = qty[i, c]
+            if np.isnan(q):
+                continue
+            p = price[i, c]
+            if q > 0.0:  # buy q at p
+                req = q * p
+                fees = req * taker + fixed_fee
+                total = req + fees
+                if _is_close(total, cash) or total < cash:
+                    final_size, paid, final_cash = q, fees, total
+                else:
+                    max_req = _add(cash, -fixed_fee) / (1.0 + taker)
+                    if max_req <= 0.0:
+                        continue
+                    final_size, paid, final_cash = max_req / p, cash - max_req, cash
+                if _is_close(q, 0.0):
+                    continue
+                cash = _add(cash, -final_cash)
+                pos[c] = _add(pos[c], final_size)
+                open_trade[c] = nt
+                t_entry[nt] = i
+                size[c], entry_price[c], entry_fees[c] = final_size, p, paid
+                nt += 1
+            else:  # sell the whole position at p
+                s = pos[c]
+                if _is_close(s, 0.0) or s < 0.0:
+                    continue
+                acq = s * p
+                paid = acq * taker + fixed_fee
+                final_acq = _add(acq, -paid)
+                if final_acq < 0.0:
+                    continue
+                cash = cash + final_acq
+                pos[c] = _add(pos[c], -s)
+                t = open_trade[c]
+                if t >= 0:
+                    entry_val = size[c] * entry_price[c]
+                    pnl = _add(size[c] * p, -entry_val) - entry_fees[c] - paid
+                    t_exit[t], t_pnl[t], t_ret[t], t_closed[t] = i, pnl, pnl / entry_val, True
+                    open_trade[c] = -1
+        value = 0.0
+        for c in range(m):
+            value += pos[c] * close[i, c]
+        equity[i] = cash + value
+    for c in range(m):  # open trades: marked at the last close, no exit fees
+        t = open_trade[c]
+        if t >= 0:
+            entry_val = size[c] * entry_price[c]
+            pnl = _add(size[c] * close[n - 1, c], -entry_val) - entry_fees[c]
+            t_pnl[t], t_ret[t] = pnl, pnl / entry_val
+    return equity, t_entry[:nt], t_exit[:nt], t_pnl[:nt], t_ret[:nt], t_closed[:nt]
+
+
+@njit(cache=True)
+def metrics_nb(
+    equity: np.ndarray, times: np.ndarray, init_cash: float, ppy: float,
+    t_entry: np.ndarray, t_exit: np.ndarray, t_pnl: np.ndarray, t_ret: np.ndarray, t_closed: np.ndarray,
+) -> np.ndarray:
+    """Every metric of ``compute_metrics`` (in ``METRIC_KEYS`` order) from one booked backtest."""
+    out = np.full(N_METRICS, np.nan)
+    n = len(equity)
+    final = equity[n - 1] if n else init_cash
+    total_return = final / init_cash - 1.0
+    r = np.empty(n)
+    for i in range(n):
+        prev = init_cash if i == 0 else equity[i - 1]
+        r[i] = equity[i] / prev - 1.0 if prev != 0.0 else 0.0
+    annualized = np.nan
+    mean = std = downside = max_dd = var = es = np.nan
+    if n:
+        annualized = max(final / init_cash, 0.0) ** (ppy / n) - 1.0
+        mean = np_sum(r) / n
+        # drawdown from the running peak, initial balance counting as the first peak
+        peak = init_cash
+        max_dd = -np.inf
+        for i in range(n):
+            if equity[i] > peak:
+                peak = equity[i]
+            dd = (peak - equity[i]) / peak if peak > 0.0 else np.nan
+            if np.isnan(dd) or dd > max_dd:
+                max_dd = dd
+                if np.isnan(dd):
+                    break
+        # 5 % quantile, np.quantile's 'linear' method
+        virtual = (n - 1) * 0.05
+        lo = int(np.floor(virtual))
+        hi = min(lo + 1, n - 1)
+        scratch = r.copy()
+        a = _select(scratch, lo)
+        b = _select(scratch, hi) if hi > lo else a
+        gamma = virtual - lo
+        diff = b - a
+        q = b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+        tail = r[r <= q]
+        var = 0.0 - q
+        es = 0.0 - np_sum(tail) / len(tail)
+    if n >= 2:
+        d = r - mean
+        std = np.sqrt(np_sum(d * d) / (n - 1))
+        neg = np.minimum(r, 0.0)
+        downside = np.sqrt(np_sum(neg * neg) / n)
+    sqrt_ppy = np.sqrt(ppy) if np.isfinite(ppy) else np.nan
+
+    closed = np.nonzero(t_closed)[0]
+    count = len(closed)
+    pnl = t_pnl[closed]
+    wins = pnl[pnl > 0.0]
+    losses = pnl[pnl < 0.0]
+    avg_win = np_sum(wins) / len(wins) if len(wins) else np.nan
+    avg_loss = np_sum(losses) / len(losses) if len(losses) else np.nan
+    span_days = n / ppy * 365.0 if n else np.nan
+    # exposure: rows with a trade open, entry row <= i < exit row (open trades: to the end)
+    exposure = np.nan
+    if len(t_entry) == 0:
+        exposure = 0.0 if n else np.nan
+    elif n:
+        opened = np.zeros(n + 1, dtype=np.int64)
+        for t in range(len(t_entry)):
+            end = t_exit[t] if t_closed[t] else n
+            end = max(end, t_entry[t])
+            opened[t_entry[t]] += 1
+            opened[end] -= 1
+        acc = 0
+        busy = 0
+        for i in range(n):
+            acc += opened[i]
+            if acc > 0:
+                busy += 1
+        exposure = busy / n
+
+    out[0] = final - init_cash
+    out[1] = final
+    out[2] = total_return
+    out[3] = annualized
+    out[4] = std * sqrt_ppy
+    out[5] = _ratio(mean, std) * sqrt_ppy
+    out[6] = _ratio(mean, downside) * sqrt_ppy
+    out[7] = max_dd
+    out[8] = var
+    out[9] = es
+    out[10] = _ratio(annualized, max_dd)
+    if count:
+        out[11] = len(wins) / count
+        out[12] = _ratio(np_sum(wins), -np_sum(losses))
+    out[13] = avg_win
+    out[14] = avg_loss
+    if len(losses):
+        out[15] = avg_win / abs(avg_loss)
+    out[16] = count
+    if span_days > 0:
+        out[17] = count / span_days
+    if count:
+        dur = 0.0
+        for t in closed:
+            dur += times[t_exit[t]] - times[t_entry[t]]
+        out[18] = dur / count / 3.6e12
+    out[19] = exposure
+    if count:
+        rets = t_ret[closed]
+        out[20] = rets.max()
+        out[21] = rets.min()
+    return out
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def sweep_chunk_nb(
+    times: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+    volume: np.ndarray, close_filled: np.ndarray,
+    buys: np.ndarray,  # (k, n, m) bool, shifted like run_backtest's
+    sells: np.ndarray,
+    allowed: np.ndarray, init_cash: float, sizing_mode: int, sizing_value: float, max_position: float,
+    portfolio_limit: float, taker: float, fixed_fee: float, slip: float, impact: float, min_volume: float,
+    max_share: float, skip_excess: bool, sl: float, tp: float, trail: float, max_hold_ns: int, ppy: float,
+) -> np.ndarray:
+    """Metrics (k, N_METRICS) of k combinations: simulate_nb, book_nb, metrics_nb each, in parallel."""
+    k = buys.shape[0]
+    out = np.empty((k, N_METRICS))
+    for j in prange(k):
+        qty, price, _, _, call_seq = simulate_nb(
+            times, open_, high, low, close, volume, buys[j], sells[j], allowed, init_cash, sizing_mode,
+            sizing_value, max_position, portfolio_limit, taker, fixed_fee, slip, impact, min_volume,
+            max_share, skip_excess, sl, tp, trail, max_hold_ns,
+        )
+        eq, te, tx, tp_, tr, tc = book_nb(qty, price, close_filled, call_seq, init_cash, taker, fixed_fee)
+        out[j] = metrics_nb(eq, times, init_cash, ppy, te, tx, tp_, tr, tc)
+    return out
