@@ -1,8 +1,26 @@
-"""workbench: research and operations workbench for trading sessions."""
+"""workbench: research and operations workbench for trading sessions.
+
+``workbench.backtest(config)``, ``workbench.sweep(config, grid)`` and ``workbench.ui`` load on
+first use, so importing the package stays cheap.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
 from workbench.config import ConfigError, SessionConfig, make_config  # noqa: E402
 
-__all__ = ["ConfigError", "SessionConfig", "make_config", "__version__"]
+__all__ = ["ConfigError", "SessionConfig", "make_config", "sweep", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "sweep":
+        from workbench.backtest.sweep import sweep
+
+        return sweep
+    if name in ("backtest", "ui", "engine", "store", "data", "strategies", "reports"):
+        import importlib
+
+        return importlib.import_module(f"workbench.{name}")
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
