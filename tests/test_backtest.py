@@ -409,3 +409,39 @@ def test_close_for_valuation_is_forward_then_back_filled_like_pandas():
     close[:7, 1] = np.nan  # a symbol starting late
     want = pd.DataFrame(close).ffill().bfill().to_numpy()
     np.testing.assert_array_equal(_fill_close(close), want)
+
+
+def test_kernel_inputs_place_each_symbols_bars_on_the_union_index():
+    from workbench.backtest.runner import _fill_close, kernel_inputs
+    from workbench.strategies import create
+
+    a = frame([100.0, 101, 102, 103, 104, 105])
+    b = frame([10.0, 11, 12, 13], start="2024-01-01 00:02").drop(pd.Timestamp("2024-01-01 00:03", tz="UTC"))
+    config = make_config(strategy="test_scripted", symbols=["BTC/USDT", "ETH/USDT"])
+    inputs = kernel_inputs(config, {"ETH/USDT": b, "BTC/USDT": a})
+    assert inputs.symbols == ["BTC/USDT", "ETH/USDT"] and inputs.index.equals(a.index)
+    assert list(inputs.rows[0]) == list(range(6)) and list(inputs.rows[1]) == [2, 4, 5]
+    np.testing.assert_array_equal(inputs.arr["open"][:, 1], [np.nan, np.nan, 10, np.nan, 12, 13])
+    np.testing.assert_array_equal(inputs.arr["close"][:, 0], a["close"].to_numpy())
+    np.testing.assert_array_equal(inputs.close_filled(), _fill_close(inputs.arr["close"]))
+    np.testing.assert_array_equal(inputs.times, a.index.as_unit("ns").asi8)
+    SCRIPTS["kernel_inputs"] = ([0], [2])  # shifted one bar within each symbol's own bars
+    buy, sell = inputs.signals(create("test_scripted", {"script": "kernel_inputs"}))
+    np.testing.assert_array_equal(buy, [[0, 0], [1, 0], [0, 0], [0, 0], [0, 1], [0, 0]])
+    np.testing.assert_array_equal(sell, [[0, 0], [0, 0], [0, 0], [1, 0], [0, 0], [0, 0]])
+    same = kernel_inputs(config, {"BTC/USDT": a, "ETH/USDT": a})  # no gaps: every symbol on every row
+    assert same.index is a.index and all(r == slice(None) for r in same.rows)
+
+
+def test_kernel_scalars_follow_the_config():
+    from workbench.backtest import kernel
+    from workbench.backtest.runner import kernel_scalars
+
+    config = make_config(strategy="test_scripted", risk={"stop_loss": 0.02, "max_holding_minutes": 90},
+                         volume={"on_excess": "skip"}, sizing={"mode": "fixed_quantity", "value": 2.0},
+                         initial_balance=5000)
+    s = kernel_scalars(config)
+    assert len(s) == 16 and s[:3] == (5000.0, kernel.SIZING_MODES.index("fixed_quantity"), 2.0)
+    assert s[11] is True and s[12] == 0.02 and math.isnan(s[13]) and math.isnan(s[14])
+    assert s[15] == 90 * 60 * 10**9
+    assert kernel_scalars(make_config(strategy="test_scripted"))[15] == -1  # no holding limit

@@ -143,3 +143,20 @@ def test_sensitivity_one_param_at_a_time(bars, config):
 def test_np_sum_close_to_numpy():
     x = np.random.default_rng(0).standard_normal(100_003) * 1e-3
     assert np_sum(x) == pytest.approx(np.sum(x), rel=1e-12, abs=1e-15)
+
+
+def test_gapped_symbols_book_like_run_backtest(config):
+    """Symbols with different bars (late start, a gap): the sweep uses run_backtest's kernel inputs
+    and the same booking pass (booking.replay_nb), so equity and trades agree exactly."""
+    eth = sample_bars("ETH/USDT", days=4)
+    frames = {"BTC/USDT": sample_bars("BTC/USDT", days=4), "ETH/USDT": eth.iloc[200:].drop(eth.index[1000:1100])}
+    cfg = config.replace(symbols=["BTC/USDT", "ETH/USDT"], sizing={"mode": "percent_equity", "value": 0.5})
+    res = sweep(cfg, {"window": [15, 45]}, bars=frames, progress=False, metrics=METRIC_KEYS)
+    assert len(res.frame) == 2
+    for i in range(2):
+        row = res.frame.iloc[i]
+        want = run_backtest(cfg.replace(params=_params(row)), frames).metrics
+        assert want["trade_count"] > 0
+        _assert_same(row, want)
+        for k in ("final_equity", "max_drawdown", "trade_count", "exposure"):
+            assert float(row[k]) == want[k], k

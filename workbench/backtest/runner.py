@@ -28,7 +28,8 @@ same rules, and the same numba helpers in :mod:`workbench.backtest.kernel`):
 * Symbols share one cash balance; each bar runs sells, then buys in config symbol order.
 
 Result: :func:`workbench.backtest.result.build_result` replays the fills with vectorbt's own
-order, cash and trade rules (a small cached numba pass) for equity, cash, exposure, the order and
+order, cash and trade rules (:func:`workbench.backtest.booking.replay_nb`, a small cached numba
+pass, also the sweep's) for equity, cash, exposure, the order and
 trade logs and the metrics; the vectorbt portfolio itself is built only when
 ``BacktestResult.portfolio`` is first accessed, and agrees with them.
 
@@ -45,8 +46,9 @@ stop loss), and it has no percent-of-equity size.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +60,7 @@ from workbench.config import SessionConfig, TimeRestrictions, Window
 if TYPE_CHECKING:
     from vectorbt import Portfolio
 
-__all__ = ["run_backtest", "entry_allowed"]
+__all__ = ["run_backtest", "entry_allowed", "bars_for", "kernel_inputs", "kernel_scalars", "KernelInputs"]
 
 _COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -73,29 +75,16 @@ def run_backtest(
     from workbench.backtest.warmup import ensure_numba_cache
 
     ensure_numba_cache()  # before the first numba call of the process: kernels load from the shared cache
-    frames = _bars_for(config, bars, progress)
+    frames = bars_for(config, bars, progress)
     from workbench.strategies import create
 
     strategy = create(config.strategy, config.params)
-    index = frames[config.symbols[0]].index
-    for df in frames.values():
-        if df.index is not index:
-            index = index.union(df.index)
-    m, n = len(config.symbols), len(index)
-    full = all(df.index is index for df in frames.values())  # every symbol has every bar: no gaps to mark
-    arr = {c: np.empty((n, m)) if full else np.full((n, m), np.nan) for c in _COLUMNS}
-    buy = np.zeros((n, m), dtype=bool)
-    sell = np.zeros((n, m), dtype=bool)
-    for j, sym in enumerate(config.symbols):
-        df = frames[sym]
-        rows = slice(None) if df.index is index else index.get_indexer(df.index)
-        for c in _COLUMNS:
-            arr[c][rows, j] = df[c].to_numpy(dtype=float)
-        b, s = _shifted_signals(strategy.signals(df), df.index, sym)
-        buy[rows, j], sell[rows, j] = b, s
-    fills = _simulate(config, index, arr, buy, sell)
-    close = _fill_close(arr["close"])
-    symbols = list(config.symbols)
+    inputs = kernel_inputs(config, frames)
+    index = inputs.index
+    buy, sell = inputs.signals(strategy)
+    fills = _simulate(config, index, inputs.arr, buy, sell)
+    close = inputs.close_filled()
+    symbols = inputs.symbols
 
     def make_portfolio() -> Portfolio:
         # vectorbt gets naive UTC times: it converts a tz-aware index to Timestamp objects (~1 s per series)
@@ -103,6 +92,95 @@ def run_backtest(
         return _portfolio(config, pd.DataFrame(close, index=naive, columns=symbols), fills)
 
     return build_result(config, frames, index, fills, close, make_portfolio)
+
+
+@dataclass
+class KernelInputs:
+    """The per-bar arrays :func:`kernel.simulate_nb` takes for ``config`` on ``frames``, shared by
+    every strategy run on those bars (run_backtest once, a sweep per combination)."""
+
+    symbols: list[str]
+    frames: dict[str, pd.DataFrame]
+    index: pd.DatetimeIndex  # union of the symbols' bar times
+    rows: list[slice | np.ndarray]  # each symbol's bars' rows in ``index``
+    arr: dict[str, np.ndarray]  # OHLCV column -> (n, m), NaN where a symbol has no bar
+
+    @property
+    def times(self) -> np.ndarray:
+        """Bar open times, int64 ns (the kernel's ``times``)."""
+        return kernel_times(self.index)
+
+    def close_filled(self) -> np.ndarray:
+        """Close forward- then back-filled: how vectorbt values the positions."""
+        return _fill_close(self.arr["close"])
+
+    def signals(
+        self, strategy: Any, buy: np.ndarray | None = None, sell: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(buy, sell) (n, m): ``strategy.signals`` per symbol, shifted by :func:`_shifted_signals`;
+        written into ``buy``/``sell`` when given (all False beforehand)."""
+        n, m = len(self.index), len(self.symbols)
+        if buy is None:
+            buy = np.zeros((n, m), dtype=bool)
+        if sell is None:
+            sell = np.zeros((n, m), dtype=bool)
+        for j, sym in enumerate(self.symbols):
+            df = self.frames[sym]
+            b, s = _shifted_signals(strategy.signals(df), df.index, sym)
+            buy[self.rows[j], j], sell[self.rows[j], j] = b, s
+        return buy, sell
+
+
+def union_index(frames: Iterable[pd.DataFrame]) -> pd.DatetimeIndex:
+    """The union of the frames' indexes (the first frame's own index when they all share it)."""
+    frames = list(frames)
+    index = frames[0].index
+    for df in frames[1:]:
+        if df.index is not index:
+            index = index.union(df.index)
+    return index
+
+
+def kernel_inputs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> KernelInputs:
+    """The kernel's OHLCV arrays for ``config.symbols`` on ``frames`` (see :class:`KernelInputs`)."""
+    symbols = list(config.symbols)
+    frames = {sym: frames[sym] for sym in symbols}
+    index = union_index(frames.values())
+    m, n = len(symbols), len(index)
+    full = all(df.index is index for df in frames.values())  # every symbol has every bar: no gaps to mark
+    arr = {c: np.empty((n, m)) if full else np.full((n, m), np.nan) for c in _COLUMNS}
+    rows: list[slice | np.ndarray] = []
+    for j, sym in enumerate(symbols):
+        df = frames[sym]
+        r = slice(None) if df.index is index else index.get_indexer(df.index)
+        rows.append(r)
+        for c in _COLUMNS:
+            arr[c][r, j] = df[c].to_numpy(dtype=float)
+    return KernelInputs(symbols, frames, index, rows, arr)
+
+
+def kernel_times(index: pd.DatetimeIndex) -> np.ndarray:
+    """The kernel's ``times``: bar open times as int64 nanoseconds."""
+    return index.as_unit("ns").asi8
+
+
+def kernel_scalars(config: SessionConfig) -> tuple[Any, ...]:
+    """:func:`kernel.simulate_nb`'s scalar arguments (those after ``allowed``) for ``config``."""
+    risk, vol, slip = config.risk, config.volume, config.slippage
+    nan = float("nan")
+    hold = -1 if risk.max_holding_minutes is None else int(round(risk.max_holding_minutes * 60e9))
+    return (
+        float(config.initial_balance),
+        kernel.SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
+        float(risk.max_position or np.inf), float(risk.portfolio_limit or np.inf),
+        float(config.commission.taker), float(config.commission.fixed),
+        slip.bps / 1e4, float(slip.impact) if slip.model == "volume" else 0.0,
+        float(vol.min_bar_volume), float(vol.max_share), vol.on_excess == "skip",
+        nan if risk.stop_loss is None else float(risk.stop_loss),
+        nan if risk.take_profit is None else float(risk.take_profit),
+        nan if risk.trailing_stop is None else float(risk.trailing_stop),
+        hold,
+    )
 
 
 def _fill_close(close: np.ndarray) -> np.ndarray:
@@ -144,9 +222,11 @@ def _minutes(hhmm: str) -> int:
     return int(h) * 60 + int(mm)
 
 
-def _bars_for(
-    config: SessionConfig, bars: Mapping[str, pd.DataFrame] | pd.DataFrame | None, progress: bool
+def bars_for(
+    config: SessionConfig, bars: Mapping[str, pd.DataFrame] | pd.DataFrame | None, progress: bool = False
 ) -> dict[str, pd.DataFrame]:
+    """Each of ``config.symbols``' bars frame over ``config.start``-``config.end``: from ``bars``
+    (validated unless already canonical), else ``workbench.data.load_bars``."""
     from workbench.data import load_bars, validate_bars
 
     symbols = list(config.symbols)
@@ -199,11 +279,14 @@ def _canonical(df: object) -> bool:
 
 def _shifted_signals(signals: tuple[pd.Series, pd.Series], index: pd.DatetimeIndex, symbol: str) -> tuple[np.ndarray, np.ndarray]:
     """(buy, sell) at each bar: the previous bar's entry/exit, bars with both dropped."""
-    entries, exits = (pd.Series(s) for s in signals)
-    entries, exits = (x if x.index is index else x.reindex(index) for x in (entries, exits))
-    if entries.isna().any() or exits.isna().any():
-        raise ValueError(f"strategy signals for {symbol} do not cover every bar (NaN or misaligned index)")
-    e, x = entries.to_numpy(dtype=bool), exits.to_numpy(dtype=bool)
+    if all(isinstance(x, pd.Series) and x.index is index and x.dtype == bool for x in signals):
+        e, x = signals[0].to_numpy(), signals[1].to_numpy()  # aligned bool already: nothing to check
+    else:
+        entries, exits = (pd.Series(s) for s in signals)
+        entries, exits = (x if x.index is index else x.reindex(index) for x in (entries, exits))
+        if entries.isna().any() or exits.isna().any():
+            raise ValueError(f"strategy signals for {symbol} do not cover every bar (NaN or misaligned index)")
+        e, x = entries.to_numpy(dtype=bool), exits.to_numpy(dtype=bool)
     buy, sell = np.zeros(len(e), dtype=bool), np.zeros(len(e), dtype=bool)
     buy[1:], sell[1:] = (e & ~x)[:-1], (x & ~e)[:-1]
     return buy, sell
@@ -212,23 +295,10 @@ def _shifted_signals(signals: tuple[pd.Series, pd.Series], index: pd.DatetimeInd
 def _simulate(
     config: SessionConfig, index: pd.DatetimeIndex, arr: dict[str, np.ndarray], buy: np.ndarray, sell: np.ndarray
 ) -> tuple[np.ndarray, ...]:
-    risk, vol, slip = config.risk, config.volume, config.slippage
-    nan = float("nan")
-    hold = -1 if risk.max_holding_minutes is None else int(round(risk.max_holding_minutes * 60e9))
+    """The kernel's fills (quantity, price, reference, reason, call_seq) for one set of signals."""
     return kernel.simulate_nb(
-        index.as_unit("ns").asi8,
-        arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"],
-        buy, sell, entry_allowed(index, config.time),
-        float(config.initial_balance),
-        kernel.SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
-        float(risk.max_position or np.inf), float(risk.portfolio_limit or np.inf),
-        float(config.commission.taker), float(config.commission.fixed),
-        slip.bps / 1e4, float(slip.impact) if slip.model == "volume" else 0.0,
-        float(vol.min_bar_volume), float(vol.max_share), vol.on_excess == "skip",
-        nan if risk.stop_loss is None else float(risk.stop_loss),
-        nan if risk.take_profit is None else float(risk.take_profit),
-        nan if risk.trailing_stop is None else float(risk.trailing_stop),
-        hold,
+        kernel_times(index), *(arr[c] for c in _COLUMNS), buy, sell, entry_allowed(index, config.time),
+        *kernel_scalars(config),
     )
 
 

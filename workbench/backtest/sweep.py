@@ -1,10 +1,11 @@
 """Parameter sweeps: grid or random search, walk-forward splits and one-at-a-time sensitivity.
 
-Each combination runs the same path as :func:`run_backtest` without its vectorbt Portfolio:
-``strategy.signals`` per symbol (the strategy's one definition), the runner's shift and conflict
-rule, the same cached kernel :func:`kernel.simulate_nb`, then :mod:`sweep_kernel` books the fills
-as vectorbt would and computes ``compute_metrics``' numbers (equal to ``run_backtest(...).metrics``
-to ~1e-12). Combinations run in chunks: per chunk only the (chunk, n, symbols) signal arrays
+Each combination runs the same path as :func:`run_backtest` without its vectorbt Portfolio: the
+runner's :func:`~workbench.backtest.runner.kernel_inputs` (bars arrays, ``strategy.signals`` per
+symbol with its shift and conflict rule) and :func:`~workbench.backtest.runner.kernel_scalars`, the
+same cached kernel :func:`kernel.simulate_nb`, the same booking pass
+(:func:`workbench.backtest.booking.replay_nb`), then :mod:`sweep_kernel` computes
+``compute_metrics``' numbers (equal to ``run_backtest(...).metrics`` to ~1e-12). Combinations run in chunks: per chunk only the (chunk, n, symbols) signal arrays
 exist, and only metric rows are kept, so memory stays flat whatever the grid size. Inside a chunk
 combinations run in parallel numba threads; the next chunk's signals are computed meanwhile.
 """
@@ -20,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from workbench.backtest import kernel
 from workbench.backtest.metrics import METRIC_LABELS, infer_periods_per_year
-from workbench.backtest.runner import _COLUMNS, _bars_for, _shifted_signals, entry_allowed
+from workbench.backtest.runner import bars_for, entry_allowed, kernel_inputs, kernel_scalars, union_index
 from workbench.backtest.sweep_kernel import METRIC_KEYS, sweep_chunk_nb
 from workbench.config import SessionConfig
 
@@ -154,7 +154,7 @@ def sweep(
     declared = [p.name for p in cls.params]
     rows = np.empty((0, len(METRIC_KEYS)))
     if valid:
-        prep = _Prepared(config, _bars_for(config, bars, False))
+        prep = _Prepared(config, bars_for(config, bars))
         rows = prep.run([cls(**p) for p in valid], chunk_size, progress)
     frame = pd.DataFrame(valid, columns=declared)
     cols = [METRIC_KEYS.index(m) for m in metrics]
@@ -184,8 +184,8 @@ def walk_forward(
         raise ValueError(f"splits must be >= 1 (got {splits})")
     if not 0 < train_frac < 1:
         raise ValueError(f"train_frac must be between 0 and 1, e.g. 0.7 (got {train_frac})")
-    frames = _bars_for(config, bars, False)
-    index = _union_index(frames.values())
+    frames = bars_for(config, bars)
+    index = union_index(frames.values())
     width = len(index) // splits
     if width < 4:
         raise ValueError(f"{len(index)} bars are too few for {splits} splits")
@@ -273,60 +273,33 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _union_index(frames: Any) -> pd.DatetimeIndex:
-    frames = list(frames)
-    index = frames[0].index
-    for df in frames[1:]:
-        index = index.union(df.index)
-    return index
-
-
 def _slice(frames: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
     return {s: df.loc[start:end] for s, df in frames.items()}
 
 
 class _Prepared:
-    """Kernel inputs shared by every combination (as run_backtest builds them)."""
+    """Kernel inputs shared by every combination: :func:`runner.kernel_inputs`, as run_backtest's."""
 
     def __init__(self, config: SessionConfig, frames: dict[str, pd.DataFrame]):
-        self.config, self.frames = config, frames
-        self.symbols = list(config.symbols)
-        self.index = index = _union_index(frames[s] for s in self.symbols)
-        n, m = len(index), len(self.symbols)
-        self.arr = {c: np.full((n, m), np.nan) for c in _COLUMNS}
-        self.rows = []
-        for j, sym in enumerate(self.symbols):
-            rows = index.get_indexer(frames[sym].index)
-            self.rows.append(rows)
-            for c in _COLUMNS:
-                self.arr[c][rows, j] = frames[sym][c].to_numpy(dtype=float)
-        self.close_filled = np.ascontiguousarray(pd.DataFrame(self.arr["close"]).ffill().bfill().to_numpy())
-        self.times = index.as_unit("ns").asi8
-        self.allowed = entry_allowed(index, config.time)
-        self.ppy = infer_periods_per_year(index)
+        self.inputs = inputs = kernel_inputs(config, frames)
+        self.close_filled = inputs.close_filled()
+        self.times = inputs.times
+        self.allowed = entry_allowed(inputs.index, config.time)
+        self.ppy = infer_periods_per_year(inputs.index)
         if not math.isfinite(self.ppy):
             self.ppy = float("nan")
-        self.scalars = _kernel_scalars(config)
+        self.scalars = kernel_scalars(config)
 
     def signals(self, strategies: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        n, m = self.arr["close"].shape
+        n, m = len(self.inputs.index), len(self.inputs.symbols)
         buys = np.zeros((len(strategies), n, m), dtype=bool)
         sells = np.zeros_like(buys)
         for k, strat in enumerate(strategies):
-            for j, sym in enumerate(self.symbols):
-                df = self.frames[sym]
-                sig = strat.signals(df)
-                if all(isinstance(x, pd.Series) and x.index is df.index and x.dtype == bool for x in sig):
-                    e, x = sig[0].to_numpy(), sig[1].to_numpy()  # aligned already: runner's rule, no reindex
-                    b, s = np.zeros(len(e), dtype=bool), np.zeros(len(e), dtype=bool)
-                    b[1:], s[1:] = (e & ~x)[:-1], (x & ~e)[:-1]
-                else:
-                    b, s = _shifted_signals(sig, df.index, sym)
-                buys[k, self.rows[j], j], sells[k, self.rows[j], j] = b, s
+            self.inputs.signals(strat, buys[k], sells[k])
         return buys, sells
 
     def simulate(self, buys: np.ndarray, sells: np.ndarray) -> np.ndarray:
-        a = self.arr
+        a = self.inputs.arr
         return sweep_chunk_nb(self.times, a["open"], a["high"], a["low"], a["close"], a["volume"], self.close_filled,
                               buys, sells, self.allowed, *self.scalars, self.ppy)
 
@@ -358,22 +331,3 @@ class _Prepared:
             if bar is not None:
                 bar.close()
         return np.concatenate(out) if out else np.empty((0, len(METRIC_KEYS)))
-
-
-def _kernel_scalars(config: SessionConfig) -> tuple[Any, ...]:
-    """simulate_nb's scalar arguments after ``allowed``, exactly as runner._simulate passes them."""
-    risk, vol, slip = config.risk, config.volume, config.slippage
-    nan = float("nan")
-    hold = -1 if risk.max_holding_minutes is None else int(round(risk.max_holding_minutes * 60e9))
-    return (
-        float(config.initial_balance),
-        kernel.SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
-        float(risk.max_position or np.inf), float(risk.portfolio_limit or np.inf),
-        float(config.commission.taker), float(config.commission.fixed),
-        slip.bps / 1e4, float(slip.impact) if slip.model == "volume" else 0.0,
-        float(vol.min_bar_volume), float(vol.max_share), vol.on_excess == "skip",
-        nan if risk.stop_loss is None else float(risk.stop_loss),
-        nan if risk.take_profit is None else float(risk.take_profit),
-        nan if risk.trailing_stop is None else float(risk.trailing_stop),
-        hold,
-    )

@@ -1,8 +1,8 @@
 """Numba kernels for parameter sweeps: many combinations through :func:`kernel.simulate_nb` at once.
 
-A sweep must not build a vectorbt Portfolio per combination, so :func:`book_nb` replays the
-kernel's fills the way ``Portfolio.from_orders`` books them (cash, position, exit trades, with
-vectorbt's tolerances) and :func:`metrics_nb` computes every key of ``METRIC_KEYS`` with the
+A sweep must not build a vectorbt Portfolio per combination, so :func:`booking.replay_nb` (the
+same pass as run_backtest's result) books the kernel's fills the way ``Portfolio.from_orders`` does
+and :func:`metrics_nb` computes every key of ``METRIC_KEYS`` with the
 formulas of :func:`workbench.backtest.metrics.compute_metrics` (sums pairwise like NumPy's, the
 5 % quantile interpolated like ``np.quantile``), so a sweep row equals ``run_backtest(...).metrics``
 to ~1e-12 (tested to 1e-9). :func:`sweep_chunk_nb` runs a chunk of combinations in parallel
@@ -13,32 +13,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from workbench.backtest.booking import replay_nb
 from workbench.backtest.kernel import simulate_nb
 from workbench.backtest.metrics import METRIC_LABELS
 
 METRIC_KEYS: tuple[str, ...] = tuple(METRIC_LABELS)  # compute_metrics' keys, in its order
 N_METRICS = len(METRIC_KEYS)
-_REL_TOL, _ABS_TOL = 1e-9, 1e-12  # vectorbt's is_close tolerances
-
-
-@njit(cache=True)
-def _is_close(a: float, b: float) -> bool:
-    if np.isnan(a) or np.isnan(b) or np.isinf(a) or np.isinf(b):
-        return False
-    if a == b:
-        return True
-    return abs(a - b) <= max(_REL_TOL * max(abs(a), abs(b)), _ABS_TOL)
-
-
-@njit(cache=True)
-def _add(a: float, b: float) -> float:
-    """a + b, snapped to 0 when they cancel (vectorbt's add_nb)."""
-    if np.sign(a) != np.sign(b):
-        if _is_close(abs(a), abs(b)):
-            return 0.0
-    elif _is_close(a + b, 0.0):
-        return 0.0
-    return a + b
 
 
 @njit(cache=True)
@@ -156,91 +136,6 @@ def _ratio(num: float, den: float) -> float:
             return np.nan
         return np.inf if num > 0 else -np.inf
     return num / den
-
-
-@njit(cache=True)
-def book_nb(
-    qty: np.ndarray, price: np.ndarray, close: np.ndarray, call_seq: np.ndarray,
-    init_cash: float, taker: float, fixed_fee: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Book the kernel's fills like vectorbt's ``from_orders`` (long only, one shared cash).
-
-    ``close`` is forward/back-filled. Returns (equity (n,), and per trade: entry row, exit row
-    (n - 1 while open), pnl, return, closed flag), trades in order of entry.
-    """
-    n, m = qty.shape
-    equity = np.empty(n)
-    n_buys = 0
-    for i in range(n):
-        for c in range(m):
-            if qty[i, c] > 0.0:
-                n_buys += 1
-    t_entry = np.empty(n_buys, dtype=np.int64)
-    t_exit = np.full(n_buys, n - 1, dtype=np.int64)
-    t_pnl = np.zeros(n_buys)
-    t_ret = np.zeros(n_buys)
-    t_closed = np.zeros(n_buys, dtype=np.bool_)
-    open_trade = np.full(m, -1, dtype=np.int64)
-    size = np.zeros(m)
-    entry_price = np.zeros(m)
-    entry_fees = np.zeros(m)
-    cash = init_cash
-    pos = np.zeros(m)
-    nt = 0
-    for i in range(n):
-        for k in range(m):
-            c = call_seq[i, k]
-            q = qty[i, c]
-            if np.isnan(q):
-                continue
-            p = price[i, c]
-            if q > 0.0:  # buy q at p
-                req = q * p
-                fees = req * taker + fixed_fee
-                total = req + fees
-                if _is_close(total, cash) or total < cash:
-                    final_size, paid, final_cash = q, fees, total
-                else:
-                    max_req = _add(cash, -fixed_fee) / (1.0 + taker)
-                    if max_req <= 0.0:
-                        continue
-                    final_size, paid, final_cash = max_req / p, cash - max_req, cash
-                if _is_close(q, 0.0):
-                    continue
-                cash = _add(cash, -final_cash)
-                pos[c] = _add(pos[c], final_size)
-                open_trade[c] = nt
-                t_entry[nt] = i
-                size[c], entry_price[c], entry_fees[c] = final_size, p, paid
-                nt += 1
-            else:  # sell the whole position at p
-                s = pos[c]
-                if _is_close(s, 0.0) or s < 0.0:
-                    continue
-                acq = s * p
-                paid = acq * taker + fixed_fee
-                final_acq = _add(acq, -paid)
-                if final_acq < 0.0:
-                    continue
-                cash = cash + final_acq
-                pos[c] = _add(pos[c], -s)
-                t = open_trade[c]
-                if t >= 0:
-                    entry_val = size[c] * entry_price[c]
-                    pnl = _add(size[c] * p, -entry_val) - entry_fees[c] - paid
-                    t_exit[t], t_pnl[t], t_ret[t], t_closed[t] = i, pnl, pnl / entry_val, True
-                    open_trade[c] = -1
-        value = 0.0
-        for c in range(m):
-            value += pos[c] * close[i, c]
-        equity[i] = cash + value
-    for c in range(m):  # open trades: marked at the last close, no exit fees
-        t = open_trade[c]
-        if t >= 0:
-            entry_val = size[c] * entry_price[c]
-            pnl = _add(size[c] * close[n - 1, c], -entry_val) - entry_fees[c]
-            t_pnl[t], t_ret[t] = pnl, pnl / entry_val
-    return equity, t_entry[:nt], t_exit[:nt], t_pnl[:nt], t_ret[:nt], t_closed[:nt]
 
 
 @njit(cache=True)
@@ -364,7 +259,7 @@ def sweep_chunk_nb(
     portfolio_limit: float, taker: float, fixed_fee: float, slip: float, impact: float, min_volume: float,
     max_share: float, skip_excess: bool, sl: float, tp: float, trail: float, max_hold_ns: int, ppy: float,
 ) -> np.ndarray:
-    """Metrics (k, N_METRICS) of k combinations: simulate_nb, book_nb, metrics_nb each, in parallel."""
+    """Metrics (k, N_METRICS) of k combinations: simulate_nb, replay_nb, metrics_nb each, in parallel."""
     k = buys.shape[0]
     out = np.empty((k, N_METRICS))
     for j in prange(k):
@@ -373,6 +268,9 @@ def sweep_chunk_nb(
             sizing_value, max_position, portfolio_limit, taker, fixed_fee, slip, impact, min_volume,
             max_share, skip_excess, sl, tp, trail, max_hold_ns,
         )
-        eq, te, tx, tp_, tr, tc = book_nb(qty, price, close_filled, call_seq, init_cash, taker, fixed_fee)
-        out[j] = metrics_nb(eq, times, init_cash, ppy, te, tx, tp_, tr, tc)
+        b = replay_nb(qty, price, call_seq, close_filled, init_cash, taker, fixed_fee)
+        # value (n,); exit trades: size, entry_idx, entry_price, exit_idx, pnl, status (1 closed)
+        value, t_size, t_entry, t_price, t_exit, t_pnl, t_status = b[2], b[10], b[11], b[12], b[14], b[17], b[18]
+        t_ret = t_pnl / (t_size * t_price)  # return_pct as result.trades_frame computes it
+        out[j] = metrics_nb(value, times, init_cash, ppy, t_entry, t_exit, t_pnl, t_ret, t_status == 1)
     return out

@@ -1,0 +1,219 @@
+"""vectorbt's ``Portfolio.from_orders`` booking of the execution kernel's fills, in numba: the one
+definition used by :func:`workbench.backtest.result.build_result` (series, order and trade logs) and
+by the parameter sweep (:func:`workbench.backtest.sweep_kernel.sweep_chunk_nb`, once per combination
+inside its ``prange`` loop).
+
+:func:`replay_nb` books the fills with vectorbt's order execution, tolerances and rounding
+(``buy_nb``/``sell_nb``, ``cash_flow_nb``, ``cash_grouped_nb``, ``assets_nb``,
+``get_exit_trades_nb``), long only, one shared cash balance, no slippage (it is in the price), so its
+cash, asset value, value, order and exit-trade records equal the portfolio's without building it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+REL_TOL, ABS_TOL = 1e-9, 1e-12  # vectorbt.utils.math_
+
+
+@njit(cache=True)
+def is_close_nb(a: float, b: float) -> bool:
+    """vectorbt's is_close_nb: a and b equal within REL_TOL (relative) or ABS_TOL (absolute)."""
+    if np.isnan(a) or np.isnan(b) or np.isinf(a) or np.isinf(b):
+        return False
+    if a == b:
+        return True
+    return abs(a - b) <= max(REL_TOL * max(abs(a), abs(b)), ABS_TOL)
+
+
+@njit(cache=True)
+def add_nb(a: float, b: float) -> float:
+    """vectorbt's add_nb: a + b, snapped to 0 when they (nearly) cancel."""
+    if np.sign(a) != np.sign(b):
+        if is_close_nb(abs(a), abs(b)):
+            return 0.0
+    elif is_close_nb(a + b, 0.0):
+        return 0.0
+    return a + b
+
+
+@njit(cache=True)
+def replay_nb(
+    qty: np.ndarray,  # (n, m) kernel quantities: NaN none, > 0 buy, -inf sell all
+    price: np.ndarray,  # (n, m) fill prices
+    call_seq: np.ndarray,  # (n, m) order of the columns within each bar
+    close: np.ndarray,  # (n, m) valuation prices, no NaN
+    init_cash: float,
+    fees: float,
+    fixed_fees: float,
+):
+    """The fills through vectorbt's ``from_orders`` logic: per-bar cash, asset value and value
+    (all columns), the order records (idx, col, side 0 buy / 1 sell, size, price, fees) in
+    simulation order and the exit-trade records (col, size, entry_idx, entry_price, entry_fees,
+    exit_idx, exit_price, exit_fees, pnl, status 0 open / 1 closed) by column, then time."""
+    n, m = qty.shape
+    k_max = 0
+    for i in range(n):
+        for c in range(m):
+            k_max += not np.isnan(qty[i, c])
+    o_idx = np.empty(k_max, dtype=np.int64)
+    o_col = np.empty(k_max, dtype=np.int64)
+    o_side = np.empty(k_max, dtype=np.int64)
+    o_size = np.empty(k_max)
+    o_price = np.empty(k_max)
+    o_fees = np.empty(k_max)
+    cash_out = np.empty(n)
+    asset_out = np.empty(n)
+    value_out = np.empty(n)
+
+    sim_cash = init_cash
+    position = np.zeros(m)  # simulation state (buy_nb / sell_nb)
+    assets = np.zeros(m)  # assets_nb
+    flow = np.zeros(m)
+    cash_now = init_cash  # cash_grouped_nb
+    k = 0
+    for i in range(n):
+        traded = False
+        for c in range(m):
+            if not np.isnan(qty[i, c]):
+                traded = True
+        if traded:
+            for c in range(m):
+                flow[c] = 0.0
+        for j in range(m if traded else 0):
+            c = call_seq[i, j]
+            size = qty[i, c]
+            if np.isnan(size):
+                continue
+            p = price[i, c]
+            if size > 0.0:  # buy_nb, direction longonly
+                if sim_cash == 0.0:
+                    continue
+                req_cash = size * p
+                req_fees = req_cash * fees + fixed_fees
+                total = req_cash + req_fees
+                if is_close_nb(total, sim_cash) or total < sim_cash:
+                    final_size = size
+                    fees_paid = req_fees
+                    final_req = total
+                else:
+                    max_req = add_nb(sim_cash, -fixed_fees) / (1.0 + fees)
+                    if max_req <= 0.0:
+                        continue
+                    final_size = max_req / p
+                    fees_paid = sim_cash - max_req
+                    final_req = sim_cash
+                if is_close_nb(size, 0.0):
+                    continue
+                sim_cash = add_nb(sim_cash, -final_req)
+                position[c] = add_nb(position[c], final_size)
+                side = 0
+            else:  # sell_nb, direction longonly
+                final_size = min(position[c], -size)
+                if position[c] == 0.0 or is_close_nb(final_size, 0.0):
+                    continue
+                acq = final_size * p
+                fees_paid = acq * fees + fixed_fees
+                final_acq = add_nb(acq, -fees_paid)
+                if final_acq < 0.0:
+                    continue
+                sim_cash = sim_cash + final_acq
+                position[c] = add_nb(position[c], -final_size)
+                side = 1
+            o_idx[k] = i
+            o_col[k] = c
+            o_side[k] = side
+            o_size[k] = final_size
+            o_price[k] = p
+            o_fees[k] = fees_paid
+            k += 1
+            signed = final_size if side == 0 else -final_size  # cash_flow_nb / assets_nb
+            flow[c] = add_nb(flow[c], -signed * p - fees_paid)
+            assets[c] = add_nb(assets[c], signed)
+        if traded:  # cash_grouped_nb; without orders add_nb(cash, 0.0) == cash (cash is 0 or beyond abs_tol)
+            total_flow = 0.0
+            for c in range(m):
+                total_flow += flow[c]
+            cash_now = add_nb(cash_now, total_flow)
+        total_asset = 0.0
+        for c in range(m):
+            total_asset += close[i, c] * assets[c]
+        cash_out[i] = cash_now
+        asset_out[i] = total_asset
+        value_out[i] = cash_now + total_asset
+
+    # get_exit_trades_nb: only whole-position buys/sells can occur (long only, sells are "all")
+    t_col = np.empty(k, dtype=np.int64)
+    t_size = np.empty(k)
+    t_entry_idx = np.empty(k, dtype=np.int64)
+    t_entry_price = np.empty(k)
+    t_entry_fees = np.empty(k)
+    t_exit_idx = np.empty(k, dtype=np.int64)
+    t_exit_price = np.empty(k)
+    t_exit_fees = np.empty(k)
+    t_pnl = np.empty(k)
+    t_status = np.empty(k, dtype=np.int64)
+    t = 0
+    for col in range(m):
+        in_position = False
+        entry_idx = 0
+        size_sum = 0.0
+        gross_sum = 0.0
+        fees_sum = 0.0
+        for r in range(k):
+            if o_col[r] != col:
+                continue
+            if not in_position:
+                in_position = True
+                entry_idx = o_idx[r]
+                size_sum = 0.0
+                gross_sum = 0.0
+                fees_sum = 0.0
+            if o_side[r] == 0:
+                size_sum += o_size[r]
+                gross_sum += o_size[r] * o_price[r]
+                fees_sum += o_fees[r]
+                continue
+            order_size = o_size[r]
+            exit_size = size_sum if is_close_nb(order_size, size_sum) else order_size
+            entry_price = gross_sum / size_sum
+            entry_fees = (exit_size / size_sum) * fees_sum
+            t_col[t] = col
+            t_size[t] = exit_size
+            t_entry_idx[t] = entry_idx
+            t_entry_price[t] = entry_price
+            t_entry_fees[t] = entry_fees
+            t_exit_idx[t] = o_idx[r]
+            t_exit_price[t] = o_price[r]
+            t_exit_fees[t] = o_fees[r]
+            t_pnl[t] = add_nb(exit_size * o_price[r], -(exit_size * entry_price)) - entry_fees - o_fees[r]
+            t_status[t] = 1
+            t += 1
+            if is_close_nb(order_size, size_sum):
+                in_position = False
+            else:
+                frac = (size_sum - order_size) / size_sum
+                size_sum *= frac
+                gross_sum *= frac
+                fees_sum *= frac
+        if in_position and (not is_close_nb(-size_sum, 0.0)) and -size_sum < 0.0:
+            exit_price = close[n - 1, col]
+            entry_price = gross_sum / size_sum
+            entry_fees = (size_sum / size_sum) * fees_sum
+            t_col[t] = col
+            t_size[t] = size_sum
+            t_entry_idx[t] = entry_idx
+            t_entry_price[t] = entry_price
+            t_entry_fees[t] = entry_fees
+            t_exit_idx[t] = n - 1
+            t_exit_price[t] = exit_price
+            t_exit_fees[t] = 0.0
+            t_pnl[t] = add_nb(size_sum * exit_price, -(size_sum * entry_price)) - entry_fees
+            t_status[t] = 0
+            t += 1
+    return (
+        cash_out, asset_out, value_out,
+        o_idx[:k], o_col[:k], o_side[:k], o_size[:k], o_price[:k], o_fees[:k],
+        t_col[:t], t_size[:t], t_entry_idx[:t], t_entry_price[:t], t_entry_fees[:t],
+        t_exit_idx[:t], t_exit_price[:t], t_exit_fees[:t], t_pnl[:t], t_status[:t],
+    )
