@@ -72,9 +72,6 @@ def run_backtest(
     by default ``workbench.data.load_bars`` for each symbol over ``config.start``-``config.end``."""
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
-    from workbench.backtest.warmup import ensure_numba_cache
-
-    ensure_numba_cache()  # before the first numba call of the process: kernels load from the shared cache
     frames = bars_for(config, bars, progress)
     from workbench.strategies import create
 
@@ -303,6 +300,9 @@ def _simulate(
 
 
 def _portfolio(config: SessionConfig, close: pd.DataFrame, fills: tuple[np.ndarray, ...]) -> Portfolio:
+    from workbench.backtest.warmup import ensure_numba_cache
+
+    ensure_numba_cache()  # vectorbt's kernels load from the shared cache too
     import vectorbt as vbt
 
     qty, price, _, _, call_seq = fills

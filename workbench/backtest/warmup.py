@@ -195,7 +195,7 @@ def warm_up(verbose: bool = False) -> dict[str, Any]:
     for config in _warmup_configs():
         t = time.perf_counter()
         result = run_backtest(config, bars=bars)
-        _ = result.trades, result.metrics, result.equity  # extraction kernels too (if lazy)
+        _ = result.trades, result.metrics, result.equity, result.portfolio.value()  # vectorbt's kernels too
         runs += 1
         if verbose:
             print(f"warm-up run {runs} ({config.sizing.mode}): {time.perf_counter() - t:.2f} s", file=sys.stderr)
