@@ -106,11 +106,7 @@ def child_workbench(args: argparse.Namespace) -> dict[str, Any]:
     import workbench  # noqa: F401
     import workbench.backtest  # noqa: F401
 
-    from workbench.backtest import run_backtest
-    from workbench.backtest import warmup
-
-    warmup.ensure_numba_cache()  # the runner does this before its first vectorbt call; here it counts as import
-    import vectorbt  # noqa: F401  (the runner imports it lazily; count it as import time)
+    from workbench.backtest import run_backtest  # sets numba's cache dir; vectorbt stays unimported
 
     t_import = time.perf_counter() - t0
     rss_import = _rss_mb()
@@ -464,7 +460,7 @@ def report(res: dict[str, Any]) -> str:
         else:
             row(r["label"], r, r["warm_s"])
     lines.append(_fmt_table(rows, ("engine", "wall s", "bars/s", "peak MB", "trades", "final equity")))
-    lines.append("(timed: the backtest call only; fresh process = new interpreter with workbench, vectorbt and the bars\n"
+    lines.append("(timed: the backtest call only; fresh process = new interpreter with workbench and the bars\n"
                  " already loaded, numba cache filled by the install-time warm-up; peak MB = ru_maxrss of that engine's\n"
                  " process after its timed runs, imports included)")
     if res.get("ratios"):
@@ -474,7 +470,7 @@ def report(res: dict[str, Any]) -> str:
     wb = next((r for r in res["rows"] if r["label"] == "workbench"), None)
     if wb:
         lines.append("")
-        lines.append(f"fresh process: import workbench+vectorbt {wb['import_s']:.2f} s, sample bars {wb['data_s']:.2f} s, "
+        lines.append(f"fresh process: import workbench {wb['import_s']:.2f} s, sample bars {wb['data_s']:.2f} s, "
                      f"first run_backtest {wb['first_call_s']:.2f} s (numba: {wb['numba_first_call']}), "
                      f"warm median {wb['warm_s']:.3f} s (min {wb['warm_min_s']:.3f}); import + 1st call = "
                      f"{wb['import_s'] + wb['first_call_s']:.2f} s")
