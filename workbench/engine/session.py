@@ -451,24 +451,23 @@ class Session:
             self.store.finish_command(cmd["id"], "rejected", str(e))
             return
         self.store.finish_command(cmd["id"], "applied", msg)
-        if self.risk.events:
-            self._risk_events()
-        if name == "kill":
-            self._cancel_task()
-        elif self._in_loop and not self.state.is_final:
-            self._checkpoint()
+        self._after_control(name)
 
     def _control(self, name: str, actor: str, **args: Any) -> str:
         """A control called as a method: applied now, recorded as a 'control' event."""
         msg = getattr(self, f"_do_{name}")(actor=actor, **args)
         self.store.add_event(self.id, "control", f"{name} applied: {msg}", {"command": name, "args": args}, actor=actor)
+        self._after_control(name)
+        return msg
+
+    def _after_control(self, name: str) -> None:
+        """What follows any applied control: flush risk events, end the task on kill, else checkpoint."""
         if self.risk.events:
             self._risk_events()
         if name == "kill":
             self._cancel_task()
         elif self._in_loop and not self.state.is_final:
             self._checkpoint()
-        return msg
 
     def _cancel_task(self) -> None:
         if self._task is not None and not self._task.done() and self._in_loop:
