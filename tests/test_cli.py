@@ -97,3 +97,19 @@ def test_host_runs_a_requested_session_to_completion(home):
     session = Store(db).get_session(session_id)
     assert session["state"] == "completed"
     assert session["trade_count"] is not None
+
+
+def test_saved_config_is_the_base_and_given_flags_win(tmp_path):
+    from workbench.cli import build_parser, config_from_args
+    from workbench.config import make_config
+
+    saved = make_config(strategy="sma_cross", params={"fast": 5}, initial_balance=500, symbols=["ETH/USDT"])
+    path = tmp_path / "saved.json"
+    path.write_text(saved.to_json())
+    parser = build_parser()
+    same = config_from_args(parser.parse_args(["backtest", "--config", str(path)]))
+    assert same == saved
+    changed = config_from_args(parser.parse_args(["backtest", "--config", str(path), "--symbols", "BTC/USDT",
+                                                  "--param", "slow=40"]))
+    assert changed.symbols == ["BTC/USDT"] and changed.initial_balance == 500
+    assert changed.strategy == "sma_cross" and changed.params["slow"] == 40

@@ -9,50 +9,34 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench.config import SessionConfig, make_config
-from workbench.reports.cli import add_report_parser
-
-
-class UsageError(ValueError):
-    """A command-line argument that cannot be used as given."""
-
-
-def _params(pairs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param takes key=value, e.g. --param fast=10 (got {pair!r})")
-        out[key.strip()] = value.strip()
-    return out
+from workbench.reports.cli import add_report_parser, parse_params
 
 
 def config_from_args(args: argparse.Namespace) -> SessionConfig:
-    """The SessionConfig a ``backtest`` command line describes."""
-    fields: dict[str, Any] = {
-        "strategy": args.strategy or "momentum",
-        "symbols": [s.strip() for s in (args.symbols or "BTC/USDT").split(",") if s.strip()],
-        "initial_balance": 10_000.0 if args.balance is None else args.balance,
-    }
+    """The SessionConfig a ``backtest`` command line describes: the flags given, over a saved config
+    (``--config``) or SessionConfig's defaults."""
+    given: dict[str, Any] = {}
+    if args.strategy:
+        given["strategy"] = args.strategy
+    if args.symbols:
+        given["symbols"] = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    if args.balance is not None:
+        given["initial_balance"] = args.balance
     if args.param:
-        fields["params"] = _params(args.param)
+        given["params"] = parse_params(args.param)
     if args.start:
-        fields["start"] = args.start
+        given["start"] = args.start
     if args.end:
-        fields["end"] = args.end
+        given["end"] = args.end
     if args.data:
-        fields["data"] = {"source": "csv", "csv_path": args.data}
+        given["data"] = {"source": "csv", "csv_path": args.data}
     if args.fee is not None:
-        fields["commission"] = {"taker": args.fee, "maker": args.fee}
-    if args.config:  # a saved config is the base; flags given on the command line win
+        given["commission"] = {"taker": args.fee, "maker": args.fee}
+    base: dict[str, Any] = {}
+    if args.config:
         with open(args.config, encoding="utf-8") as fh:
             base = SessionConfig.from_json(fh.read()).to_dict()
-        given = {k for k in ("strategy", "symbols", "initial_balance") if getattr(args, _FLAG[k]) is not None}
-        given |= {k for k in ("params", "start", "end", "data", "commission") if k in fields}
-        fields = {**base, **{k: fields[k] for k in given}}
-    return make_config(**fields)
-
-
-_FLAG = {"strategy": "strategy", "symbols": "symbols", "initial_balance": "balance"}
+    return make_config(**{**base, **given})
 
 
 def _jsonable(value: Any) -> Any:
@@ -172,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError) as e:  # ConfigError, UsageError, data errors: all say how to fix
+    except (ValueError, OSError) as e:  # ConfigError, usage and data errors: all say how to fix
         print(f"workbench: {e}", file=sys.stderr)
     return 2
 
