@@ -112,4 +112,6 @@ def test_saved_config_is_the_base_and_given_flags_win(tmp_path):
     changed = config_from_args(parser.parse_args(["backtest", "--config", str(path), "--symbols", "BTC/USDT",
                                                   "--param", "slow=40"]))
     assert changed.symbols == ["BTC/USDT"] and changed.initial_balance == 500
-    assert changed.strategy == "sma_cross" and changed.params["slow"] == 40
+    assert changed.strategy == "sma_cross" and changed.params == {"fast": 5, "slow": 40}
+    other = config_from_args(parser.parse_args(["backtest", "--config", str(path), "--strategy", "momentum"]))
+    assert other.strategy == "momentum" and other.initial_balance == 500 and "window" in other.params

@@ -36,6 +36,10 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
     if args.config:
         with open(args.config, encoding="utf-8") as fh:
             base = SessionConfig.from_json(fh.read()).to_dict()
+        if given.get("strategy", base["strategy"]) != base["strategy"]:
+            del base["params"]  # they belong to the saved strategy, not the one given
+        elif "params" in given:
+            given["params"] = {**base["params"], **given["params"]}  # --param changes single params
     return make_config(**{**base, **given})
 
 
