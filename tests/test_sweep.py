@@ -107,6 +107,8 @@ def test_best_heatmap_and_parallel_coordinates(bars, config):
     assert res.best("max_drawdown")["max_drawdown"] == res.frame["max_drawdown"].min()
     params = res.best_params("total_return")
     assert set(params) == {"window", "entry_threshold", "exit_threshold", "trend_window"}
+    assert type(params["window"]) is int and type(params["trend_window"]) is int  # not 10.0 from a mixed row
+    assert type(params["entry_threshold"]) is float
     fig = res.heatmap("window", "entry_threshold", "sharpe_ratio")
     assert isinstance(fig, go.Figure)
     z = np.asarray(fig.data[0].z, dtype=float)
@@ -160,3 +162,26 @@ def test_gapped_symbols_book_like_run_backtest(config):
         _assert_same(row, want)
         for k in ("final_equity", "max_drawdown", "trade_count", "exposure"):
             assert float(row[k]) == want[k], k
+
+
+def test_kth_matches_numpy_partition_on_hard_inputs():
+    """The quantile's selection (sampled bracket, else quickselect) against np.partition."""
+    from workbench.backtest.sweep_kernel import _kth
+
+    rng = np.random.default_rng(7)
+    n = 30_000
+    cases = [
+        rng.normal(0, 1e-4, n),
+        np.where(rng.random(n) < 0.7, 0.0, rng.normal(0, 1e-3, n)),  # mostly flat bars
+        np.sort(rng.normal(size=n)),  # sorted: the strided sample sees the tails only
+        np.zeros(n),
+        rng.integers(-2, 3, n).astype(float),  # few distinct values: brackets full of ties
+        rng.normal(size=500),  # small: plain quickselect
+    ]
+    for x in cases:
+        for k in (0, int((len(x) - 1) * 0.05), len(x) // 2, len(x) - 1):
+            buf = np.empty(len(x))
+            before = x.copy()
+            want = np.sort(x)
+            assert _kth(x, k, buf) == (want[k], want[min(k + 1, len(x) - 1)])
+            assert np.array_equal(x, before)  # input untouched

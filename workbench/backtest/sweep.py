@@ -8,6 +8,10 @@ same cached kernel :func:`kernel.simulate_nb`, the same booking pass
 ``compute_metrics``' numbers (equal to ``run_backtest(...).metrics`` to ~1e-12). Combinations run in chunks: per chunk only the (chunk, n, symbols) signal arrays
 exist, and only metric rows are kept, so memory stays flat whatever the grid size. Inside a chunk
 combinations run in parallel numba threads; the next chunk's signals are computed meanwhile.
+
+``cluster=`` (a dask.distributed scheduler address or Client) sends the chunks to a Dask cluster
+instead: the bars are scattered to every worker once, each task is one chunk (signals, kernel,
+metrics, by the same :class:`_Prepared` path) and returns only its metric rows.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from workbench.config import SessionConfig
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+    from distributed import Client
 
 __all__ = ["SweepResult", "sweep", "walk_forward", "sensitivity"]
 
@@ -68,8 +73,8 @@ class SweepResult:
 
     def best_params(self, metric: str = "sharpe_ratio", *, minimize: bool | None = None) -> dict[str, Any]:
         """The strategy params (all declared ones) of :meth:`best`, ready for ``config.replace(params=...)``."""
-        row = self.best(metric, minimize=minimize)
-        return {p: _py(row[p]) for p in self._declared()}
+        label = self.best(metric, minimize=minimize).name
+        return {p: _py(self.frame.at[label, p]) for p in self._declared()}  # per column: ints stay ints
 
     def heatmap(self, x: str, y: str, metric: str = "sharpe_ratio") -> go.Figure:
         """``metric`` over two params (other params aggregated by max)."""
@@ -122,6 +127,7 @@ def sweep(
     chunk_size: int = 64,
     progress: bool = True,
     metrics: Sequence[str] = DEFAULT_METRICS,
+    cluster: str | Client | None = None,
 ) -> SweepResult:
     """Backtest ``config`` once per parameter combination and tabulate ``metrics``.
 
@@ -129,7 +135,9 @@ def sweep(
     values). ``n_random`` samples that many combinations: from the grid's product if given, else
     uniformly from each declared param's range, reproducibly for a ``seed``. Combinations the
     strategy rejects are skipped and listed in ``invalid``. ``symbols`` overrides the config's
-    (shared cash, as in run_backtest); ``bars`` as for run_backtest.
+    (shared cash, as in run_backtest); ``bars`` as for run_backtest. ``cluster``: None runs on
+    this machine; a Dask scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``
+    spreads the chunks over that cluster (same rows; the strategy must be importable there).
     """
     if not isinstance(config, SessionConfig):
         raise TypeError(f"sweep takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
@@ -153,7 +161,9 @@ def sweep(
             invalid.append((combo, str(e)))
     declared = [p.name for p in cls.params]
     rows = np.empty((0, len(METRIC_KEYS)))
-    if valid:
+    if valid and cluster is not None:
+        rows = _run_on_dask(cluster, config, bars_for(config, bars), valid, chunk_size, progress)
+    elif valid:
         prep = _Prepared(config, bars_for(config, bars))
         rows = prep.run([cls(**p) for p in valid], chunk_size, progress)
     frame = pd.DataFrame(valid, columns=declared)
@@ -175,11 +185,13 @@ def walk_forward(
     bars: Bars = None,
     chunk_size: int = 64,
     progress: bool = False,
+    cluster: str | Client | None = None,
 ) -> pd.DataFrame:
     """Rolling in-sample/out-of-sample check: the bars are cut into ``splits`` consecutive windows;
     in each, the grid's best combination by ``metric`` on the first ``train_frac`` is rerun on
     the rest. One row per split: window bounds, chosen params, ``in_sample``, ``out_of_sample``
-    and ``gap`` (in - out; large gaps mean overfitting). Indicators warm up again in each part."""
+    and ``gap`` (in - out; large gaps mean overfitting). Indicators warm up again in each part.
+    ``cluster`` as for :func:`sweep` (the in-sample grids run there)."""
     if splits < 1:
         raise ValueError(f"splits must be >= 1 (got {splits})")
     if not 0 < train_frac < 1:
@@ -196,7 +208,7 @@ def walk_forward(
         train = (seg[0], seg[cut - 1])
         test = (seg[cut], seg[-1])
         ins = sweep(config, grid, bars=_slice(frames, *train), chunk_size=chunk_size, progress=progress,
-                    metrics=(metric,))
+                    metrics=(metric,), cluster=cluster)
         if ins.frame.empty:
             raise ValueError(f"no valid combination in the grid ({ins.skipped} rejected): {ins.invalid[0][1]}")
         params = ins.best_params(metric)
@@ -217,10 +229,12 @@ def sensitivity(
     bars: Bars = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     progress: bool = False,
+    cluster: str | Client | None = None,
 ) -> pd.DataFrame:
     """One-at-a-time sensitivity: ``metrics`` as ``param`` takes each of ``values``, every other
-    param at the config's value; indexed by ``param`` (rejected values are left out)."""
-    res = sweep(config, {param: list(values)}, bars=bars, metrics=metrics, progress=progress)
+    param at the config's value; indexed by ``param`` (rejected values are left out). ``cluster``
+    as for :func:`sweep`."""
+    res = sweep(config, {param: list(values)}, bars=bars, metrics=metrics, progress=progress, cluster=cluster)
     return res.frame.set_index(param)[list(metrics)]
 
 
@@ -331,3 +345,73 @@ class _Prepared:
             if bar is not None:
                 bar.close()
         return np.concatenate(out) if out else np.empty((0, len(METRIC_KEYS)))
+
+
+# --- Dask ------------------------------------------------------------------------------------
+
+_WORKER_PREP: dict[int, tuple[Any, _Prepared]] = {}  # id(scattered data) -> (data, its inputs)
+
+
+def _dask_chunk(data: tuple[SessionConfig, dict[str, pd.DataFrame]], params: list[dict[str, Any]]) -> np.ndarray:
+    """One chunk on a Dask worker: metric rows of ``params``, by the local sweep's path. The
+    kernel inputs are built once per worker and scattered dataset (kept with the data)."""
+    config, frames = data
+    cached = _WORKER_PREP.get(id(data))
+    if cached is None or cached[0] is not data:
+        _WORKER_PREP.clear()
+        cached = _WORKER_PREP[id(data)] = (data, _Prepared(config, frames))
+    prep = cached[1]
+    from workbench.strategies import registry
+
+    cls = registry.get(config.strategy)
+    return prep.simulate(*prep.signals([cls(**p) for p in params]))
+
+
+def _dask_client(cluster: Any) -> tuple[Client, bool]:
+    """(client, whether we opened it) for a scheduler address or an existing Client."""
+    try:
+        from distributed import Client
+    except ImportError as e:  # pragma: no cover - dask ships with the reports extra
+        raise ImportError("sweep(cluster=...) needs dask.distributed: pip install 'workbench[reports]'") from e
+    if isinstance(cluster, Client):
+        return cluster, False
+    if not isinstance(cluster, str) or "://" not in cluster:
+        raise ValueError(f"cluster must be a Dask scheduler address like 'tcp://127.0.0.1:8786' or a "
+                         f"distributed.Client (got {cluster!r}); leave it None to run on this machine")
+    try:
+        return Client(cluster, timeout="10s"), True
+    except (OSError, TimeoutError) as e:
+        raise ConnectionError(f"cannot reach the Dask scheduler at {cluster} ({e}); start one "
+                              f"(`dask scheduler` + `dask worker {cluster}`) or pass cluster=None") from None
+
+
+def _run_on_dask(
+    cluster: Any, config: SessionConfig, frames: dict[str, pd.DataFrame], valid: list[dict[str, Any]],
+    chunk_size: int, progress: bool,
+) -> np.ndarray:
+    """Metric rows of every combination in ``valid``, one Dask task per chunk, in order."""
+    client, owned = _dask_client(cluster)
+    bar = None
+    try:
+        from distributed import as_completed
+
+        data = client.scatter((config, frames), broadcast=True)
+        chunks = [valid[i : i + chunk_size] for i in range(0, len(valid), chunk_size)]
+        futures = [client.submit(_dask_chunk, data, c, pure=False) for c in chunks]
+        position = {f.key: i for i, f in enumerate(futures)}
+        out: list[np.ndarray | None] = [None] * len(chunks)
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(valid), desc="sweep (dask)", unit="combo")
+        for fut in as_completed(futures):
+            i = position[fut.key]
+            out[i] = fut.result()
+            if bar is not None:
+                bar.update(len(chunks[i]))
+        return np.concatenate(out)
+    finally:
+        if bar is not None:
+            bar.close()
+        if owned:
+            client.close()

@@ -98,7 +98,7 @@ def np_sum(a: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def _select(a: np.ndarray, k: int) -> float:
+def _quickselect(a: np.ndarray, k: int) -> float:
     """The k-th smallest of ``a`` (reordered in place): iterative quickselect, three-way partitions,
     so long runs of equal values (flat returns) stay O(n). numba's np.partition recurses too deep."""
     lo, hi = 0, len(a) - 1
@@ -128,6 +128,49 @@ def _select(a: np.ndarray, k: int) -> float:
 
 
 @njit(cache=True)
+def _next_up(part: np.ndarray, j: int) -> float:
+    """After a quickselect put the j-th smallest at ``part[j]`` (everything after it is >= it):
+    the (j+1)-th smallest, or ``part[j]`` itself when j is the last position."""
+    if j + 1 >= len(part):
+        return part[j]
+    return part[j + 1 :].min()
+
+
+@njit(cache=True)
+def _kth(a: np.ndarray, k: int, buf: np.ndarray) -> tuple[float, float]:
+    """The k-th and (k+1)-th smallest of ``a`` (0-based; the k-th twice if k is the last), ``a``
+    untouched, ``buf`` (len(a)) as scratch. Large inputs first bracket the answer between two
+    values of a strided sample, count what lies below and quickselect only the values inside the
+    bracket (one branch-free pass instead of quickselect's mispredicted partitions); a bracket
+    that misses falls back to all of ``a``."""
+    n = len(a)
+    if n > 8192:
+        ns = 4096
+        sample = np.empty(ns)
+        for i in range(ns):
+            sample[i] = a[(i * n) // ns]
+        sample.sort()
+        pos = (k * ns) // n
+        p_lo = sample[pos - 64] if pos - 64 > 0 else -np.inf
+        p_hi = sample[pos + 64] if pos + 64 < ns else np.inf
+        below = 0
+        m = 0
+        for i in range(n):
+            x = a[i]
+            below += x < p_lo
+            buf[m] = x
+            m += (x >= p_lo) & (x <= p_hi)
+        if below <= k and k + 1 < below + m:
+            part = buf[:m]
+            x = _quickselect(part, k - below)
+            return x, _next_up(part, k - below)
+    buf[:n] = a
+    part = buf[:n]
+    x = _quickselect(part, k)
+    return x, _next_up(part, k)
+
+
+@njit(cache=True)
 def _ratio(num: float, den: float) -> float:
     if np.isnan(num) or np.isnan(den):
         return np.nan
@@ -143,49 +186,68 @@ def metrics_nb(
     equity: np.ndarray, times: np.ndarray, init_cash: float, ppy: float,
     t_entry: np.ndarray, t_exit: np.ndarray, t_pnl: np.ndarray, t_ret: np.ndarray, t_closed: np.ndarray,
 ) -> np.ndarray:
-    """Every metric of ``compute_metrics`` (in ``METRIC_KEYS`` order) from one booked backtest."""
+    """Every metric of ``compute_metrics`` (in ``METRIC_KEYS`` order) from one booked backtest.
+
+    Same arithmetic as compute_metrics' NumPy calls (so equal bit for bit to the straightforward
+    version), but fused: one pass for returns and drawdown, a sampled bracket for the quantile
+    (:func:`_kth`) and one reused scratch vector instead of a temporary per NumPy expression."""
     out = np.full(N_METRICS, np.nan)
     n = len(equity)
     final = equity[n - 1] if n else init_cash
     total_return = final / init_cash - 1.0
     r = np.empty(n)
-    for i in range(n):
-        prev = init_cash if i == 0 else equity[i - 1]
-        r[i] = equity[i] / prev - 1.0 if prev != 0.0 else 0.0
+    scratch = np.empty(n)
     annualized = np.nan
     mean = std = downside = max_dd = var = es = np.nan
     if n:
         annualized = max(final / init_cash, 0.0) ** (ppy / n) - 1.0
-        mean = np_sum(r) / n
-        # drawdown from the running peak, initial balance counting as the first peak
+        # returns; drawdown from the running peak (initial balance counting as the first peak):
+        # within one peak's reign the deepest point is its lowest equity ((peak - e) / peak is
+        # monotone in e, rounding included), so one division per new peak, not per bar
         peak = init_cash
-        max_dd = -np.inf
+        trough = init_cash
+        max_dd = 0.0
+        bad = not init_cash > 0.0  # or a NaN equity: compute_metrics' drawdown is NaN then
+        prev = init_cash
         for i in range(n):
-            if equity[i] > peak:
-                peak = equity[i]
-            dd = (peak - equity[i]) / peak if peak > 0.0 else np.nan
-            if np.isnan(dd) or dd > max_dd:
-                max_dd = dd
-                if np.isnan(dd):
-                    break
+            e = equity[i]
+            r[i] = e / prev - 1.0 if prev != 0.0 else 0.0
+            prev = e
+            bad |= e != e
+            if e > peak:
+                max_dd = max(max_dd, (peak - trough) / peak)
+                peak = e
+                trough = e
+            trough = min(trough, e)
+        max_dd = np.nan if bad else max(max_dd, (peak - trough) / peak)
+        mean = np_sum(r) / n
         # 5 % quantile, np.quantile's 'linear' method
         virtual = (n - 1) * 0.05
         lo = int(np.floor(virtual))
         hi = min(lo + 1, n - 1)
-        scratch = r.copy()
-        a = _select(scratch, lo)
-        b = _select(scratch, hi) if hi > lo else a
+        a, b = _kth(r, lo, scratch)
+        if hi == lo:
+            b = a
         gamma = virtual - lo
         diff = b - a
         q = b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
-        tail = r[r <= q]
+        # one last pass over r: the tail r[r <= q] in order (the pairwise sum depends on it;
+        # branch-free), squared deviations into scratch, squared losses over r itself
+        tail = np.empty(n)
+        n_tail = 0
+        for i in range(n):
+            v = r[i]
+            tail[n_tail] = v
+            n_tail += v <= q
+            d = v - mean
+            scratch[i] = d * d
+            g = min(v, 0.0)
+            r[i] = g * g
         var = 0.0 - q
-        es = 0.0 - np_sum(tail) / len(tail)
-    if n >= 2:
-        d = r - mean
-        std = np.sqrt(np_sum(d * d) / (n - 1))
-        neg = np.minimum(r, 0.0)
-        downside = np.sqrt(np_sum(neg * neg) / n)
+        es = 0.0 - np_sum(tail[:n_tail]) / n_tail
+        if n >= 2:
+            std = np.sqrt(np_sum(scratch) / (n - 1))
+            downside = np.sqrt(np_sum(r) / n)
     sqrt_ppy = np.sqrt(ppy) if np.isfinite(ppy) else np.nan
 
     closed = np.nonzero(t_closed)[0]
@@ -196,23 +258,22 @@ def metrics_nb(
     avg_win = np_sum(wins) / len(wins) if len(wins) else np.nan
     avg_loss = np_sum(losses) / len(losses) if len(losses) else np.nan
     span_days = n / ppy * 365.0 if n else np.nan
-    # exposure: rows with a trade open, entry row <= i < exit row (open trades: to the end)
+    # exposure: rows with a trade open, entry row <= i < exit row (open trades: to the end), i.e.
+    # the length of the union of those intervals
     exposure = np.nan
     if len(t_entry) == 0:
         exposure = 0.0 if n else np.nan
     elif n:
-        opened = np.zeros(n + 1, dtype=np.int64)
-        for t in range(len(t_entry)):
-            end = t_exit[t] if t_closed[t] else n
-            end = max(end, t_entry[t])
-            opened[t_entry[t]] += 1
-            opened[end] -= 1
-        acc = 0
+        order = np.argsort(t_entry, kind="mergesort")
         busy = 0
-        for i in range(n):
-            acc += opened[i]
-            if acc > 0:
-                busy += 1
+        cover = 0  # rows before this one are counted
+        for t in order:
+            start = t_entry[t]
+            end = max(t_exit[t] if t_closed[t] else n, start)
+            start = max(start, cover)
+            if end > start:
+                busy += end - start
+                cover = end
         exposure = busy / n
 
     out[0] = final - init_cash

@@ -199,6 +199,13 @@ def warm_up(verbose: bool = False) -> dict[str, Any]:
         runs += 1
         if verbose:
             print(f"warm-up run {runs} ({config.sizing.mode}): {time.perf_counter() - t:.2f} s", file=sys.stderr)
+    from workbench.backtest.sweep import sweep  # the sweep's own kernels (metrics, chunk runner)
+
+    t = time.perf_counter()
+    sweep(_warmup_configs()[0], {"fast": [3, 5], "slow": [20]}, bars=bars, progress=False)
+    runs += 1
+    if verbose:
+        print(f"warm-up sweep: {time.perf_counter() - t:.2f} s", file=sys.stderr)
     out = {
         "cache_dir": str(_configured) if _configured else None,
         "kernels_cached": _count_cached(),
