@@ -169,12 +169,17 @@ class RiskConfig(_Model):
 
 
 class DataConfig(_Model):
-    """Where bars come from: bundled ``sample`` data, a ``csv`` file, or an exchange through ``ccxt``."""
+    """Where bars come from: bundled ``sample`` data, a ``csv`` file, or an exchange through ``ccxt``.
+
+    ``live=True`` (with ``source='ccxt'``) makes a paper session trade on live closed candles from
+    ``exchange`` (workbench.engine.live_feed) with the simulated broker; live sessions always do.
+    """
 
     source: Literal["sample", "csv", "ccxt"] = "sample"
     exchange: str = "binance"
     timeframe: str = "1m"
     csv_path: str | None = None
+    live: bool = Field(False, description="paper on live data: poll the exchange's closed candles")
 
     @field_validator("timeframe")
     @classmethod
@@ -187,7 +192,23 @@ class DataConfig(_Model):
     def _csv(self) -> "DataConfig":
         if self.source == "csv" and not self.csv_path:
             raise ValueError("source 'csv' needs csv_path, the file to read bars from")
+        if self.live and self.source != "ccxt":
+            raise ValueError("live data comes from an exchange: set source='ccxt' (and exchange) with live=True")
         return self
+
+
+class LiveConfig(_Model):
+    """Live trading and live data: which exchange account, testnet/sandbox, feed polling and staleness.
+
+    Keys are never part of a config: they come from the environment or the OS keyring
+    (workbench.secrets). Arming (``allow_live`` plus the ``exchange:account`` confirmation) is given
+    when a live session is created, not stored here.
+    """
+
+    account: str = Field("main", pattern=r"^[A-Za-z0-9_.\-]{1,32}$", description="account name, e.g. 'main'")
+    sandbox: bool = Field(False, description="use the exchange's testnet/sandbox (ccxt set_sandbox_mode)")
+    poll_seconds: float | None = Field(None, gt=0, description="REST poll interval; default a quarter bar, at most 5 s")
+    stale_bars: int = Field(3, ge=1, le=1000, description="no new bar for this many intervals: feed is stale")
 
 
 class SessionConfig(_Model):
@@ -206,6 +227,7 @@ class SessionConfig(_Model):
     time: TimeRestrictions = Field(default_factory=TimeRestrictions)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
     start: datetime | None = None
     end: datetime | None = None
 

@@ -32,37 +32,23 @@ def make_exchange(exchange: str | ccxt.Exchange) -> ccxt.Exchange:
     return cls({"enableRateLimit": True})
 
 
-def _retry_after(ex: ccxt.Exchange) -> float:
-    headers = getattr(ex, "last_response_headers", None) or {}
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    try:
-        return max(0.0, float(value)) if value is not None else 0.0
-    except ValueError:
-        return 0.0
-
-
 def call_with_retry(ex: ccxt.Exchange, fn: Callable[..., T], *args: Any, max_retries: int = 5, retry_delay: float = 1.0) -> T:
-    """Call ``fn(*args)``, retrying transient ccxt errors (``OperationFailed``: timeouts, 5xx, dropped
-    connections, rate limits, "server busy") with exponential backoff ``retry_delay * 2**attempt`` (at least the server's Retry-After on a rate limit).
-    Other ccxt errors are raised at once as :class:`DataSourceError`.
+    """Call ``fn(*args)`` through the one retrier (:mod:`workbench.retry`): transient ccxt errors
+    (timeouts, 5xx, dropped connections, rate limits honouring Retry-After) are retried with exponential
+    backoff ``retry_delay * 2**attempt``. Other ccxt errors are raised at once as :class:`DataSourceError`.
     """
-    for attempt in range(max_retries + 1):
-        try:
-            return fn(*args)
-        except ccxt.OperationFailed as e:
-            if attempt == max_retries:
-                e.add_note(f"gave up after {max_retries} retries; with a cache, the bars fetched so far are kept: run again to resume")
-                raise
-            delay = retry_delay * 2**attempt
-            if isinstance(e, ccxt.DDoSProtection):
-                delay = max(delay, min(_retry_after(ex), 300.0))
-            log.warning("%s: %s; retry %d/%d in %.2fs", ex.id, type(e).__name__, attempt + 1, max_retries, delay)
-            time.sleep(delay)
-        except ccxt.BadSymbol as e:
+    from workbench.retry import RetryPolicy, is_transient
+    from workbench.retry import call_with_retry as retrying
+
+    try:
+        return retrying(ex, fn, *args, policy=RetryPolicy(retries=max_retries, base=retry_delay, cap=60.0))
+    except ccxt.BaseError as e:
+        if is_transient(e):
+            e.add_note("with a cache, the bars fetched so far are kept: run again to resume")
+            raise
+        if isinstance(e, ccxt.BadSymbol):
             raise DataSourceError(f"{ex.id} does not know that symbol: {e}") from e
-        except ccxt.BaseError as e:
-            raise DataSourceError(f"{ex.id} refused the request ({type(e).__name__}): {e}") from e
-    raise AssertionError("unreachable")
+        raise DataSourceError(f"{ex.id} refused the request ({type(e).__name__}): {e}") from e
 
 
 def _to_frame(rows: list[list]) -> pd.DataFrame:

@@ -13,6 +13,12 @@ _EXPORTS = {
     "COMMANDS": "workbench.engine.session",
     "ReplayFeed": "workbench.engine.feeds",
     "run_host": "workbench.engine.host",
+    "LiveSession": "workbench.engine.live",
+    "LiveNotArmed": "workbench.engine.live",
+    "arming_problem": "workbench.engine.live",
+    "open_session": "workbench.engine.live",
+    "LiveFeed": "workbench.engine.live_feed",
+    "CcxtBroker": "workbench.engine.ccxt_broker",
     "mark_orphans": "workbench.engine.host",
 }
 

@@ -4,7 +4,8 @@
 ``poll`` seconds claims sessions in state "requested" (an atomic ``set_state(..., expect=
 ["requested"])``, so two hosts never run one session) and runs each as a :class:`Session` on this
 event loop; the sessions poll their own commands. With ``resume_orphans`` it also resumes
-orphaned sessions from their last checkpoint.
+orphaned sessions from their last checkpoint. Sessions are made by :func:`workbench.engine.open_session`
+(live sessions need ``session_kwargs={"arming": ...}``; otherwise they fail to start, saying how to arm).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from workbench.domain import SessionState
+from workbench.engine.live import open_session
 from workbench.engine.session import Session
 from workbench.store import Store
 
@@ -61,8 +63,11 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
                         actor=actor, message=f"claimed by {actor}", expect=[row.state]):
                     continue
                 try:
-                    session = (Session.resume(row.id, store, **kwargs) if row.state == S.ORPHANED.value
-                               else Session(store.get_session(row.id)["config"], store, session_id=row.id, **kwargs))
+                    config = store.get_session(row.id)["config"]
+                    if config is None:
+                        raise ValueError(f"the stored config is invalid: {store.get_session(row.id).get('config_error')}")
+                    session = (open_session(config, store, resume=row.id, **kwargs) if row.state == S.ORPHANED.value
+                               else open_session(config, store, session_id=row.id, **kwargs))
                 except Exception as e:
                     store.add_event(row.id, "error", f"host could not start the session: {e}", actor=actor)
                     store.set_state(row.id, S.FAILED, actor=actor, message=f"failed to start: {e}")

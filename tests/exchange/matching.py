@@ -1,0 +1,254 @@
+"""The loopback exchange's accounts and matching engine (no HTTP here; see server.py).
+
+Prices follow the server's own path: a virtual clock walks the sample 1-minute bars. The current
+price of a symbol is the open of the bar that is forming now. Market orders fill at once at that
+price; a resting limit order fills at its limit when a completed bar trades through it (buy:
+low <= limit, sell: high >= limit). Fees are taken in the quote asset. Errors are raised as
+:class:`BinanceError` carrying Binance's code, message and HTTP status.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+STEP = Decimal("0.00001")  # LOT_SIZE stepSize
+TICK = Decimal("0.000001")  # PRICE_FILTER tickSize
+MIN_NOTIONAL = 5.0
+FEE = 0.001
+
+
+class BinanceError(Exception):
+    """An error answered as Binance's ``{"code", "msg"}`` body with HTTP ``status``."""
+
+    def __init__(self, code: int, msg: str, status: int = 400):
+        super().__init__(msg)
+        self.code, self.msg, self.status = code, msg, status
+
+
+@dataclass
+class ExOrder:
+    """One order as the exchange keeps it."""
+
+    order_id: int
+    account: str
+    symbol: str  # market id, e.g. BTCUSDT
+    side: str  # BUY / SELL
+    type: str  # MARKET / LIMIT
+    quantity: float
+    price: float
+    client_id: str
+    time: int
+    status: str = "NEW"
+    executed: float = 0.0
+    quote: float = 0.0
+    update_time: int = 0
+    fills: list[dict[str, Any]] = field(default_factory=list)
+
+    def wire(self) -> dict[str, Any]:
+        """The order as GET /api/v3/order answers it."""
+        return {
+            "symbol": self.symbol, "orderId": self.order_id, "orderListId": -1, "clientOrderId": self.client_id,
+            "price": f"{self.price:.8f}", "origQty": f"{self.quantity:.8f}", "executedQty": f"{self.executed:.8f}",
+            "cummulativeQuoteQty": f"{self.quote:.8f}", "status": self.status,
+            "timeInForce": "GTC" if self.type == "LIMIT" else "GTC", "type": self.type, "side": self.side,
+            "stopPrice": "0.00000000", "icebergQty": "0.00000000", "time": self.time,
+            "updateTime": self.update_time or self.time, "isWorking": True, "workingTime": self.time,
+            "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
+
+
+def _on_grid(x: float, grid: Decimal) -> bool:
+    d = Decimal(repr(x))
+    return d == (d / grid).to_integral_value() * grid
+
+
+class Book:
+    """Accounts, orders and trades of the loopback exchange; thread-safe."""
+
+    def __init__(self, prices: dict[str, Any], balances: dict[str, float]):
+        """``prices``: market id -> (open times ms, rows of o/h/l/c/v) of 1-minute bars."""
+        self.prices = prices
+        self.initial = dict(balances)
+        self.balances: dict[str, dict[str, float]] = {}
+        self.orders: dict[int, ExOrder] = {}
+        self.by_client: dict[tuple[str, str], ExOrder] = {}
+        self.trades: list[dict[str, Any]] = []
+        self.index = 0  # the forming bar of the clock
+        self.lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self.clocked = False  # with a virtual clock, orders and trades are stamped with its time
+
+    def stamp(self) -> int:
+        """Time (ms) for a new order or trade: the virtual clock's (bar open + wall ms within it), else wall."""
+        return self.now_ms() if self.clocked else int(time.time() * 1000)
+
+    # ---- clock and prices -------------------------------------------------------------------
+    def price(self, symbol: str) -> float:
+        """The current price: the open of the forming bar."""
+        return float(self.prices[symbol][1][self.index][0])
+
+    def now_ms(self) -> int:
+        """Open time (ms) of the forming bar on the first symbol's path."""
+        times = next(iter(self.prices.values()))[0]
+        return int(times[self.index])
+
+    def advance(self, n: int = 1) -> None:
+        """Complete ``n`` bars: resting limits fill against each, then the next bar starts forming."""
+        with self.lock:
+            for _ in range(n):
+                if self.index + 1 >= len(next(iter(self.prices.values()))[0]):
+                    return
+                for o in [o for o in self.orders.values() if o.status in ("NEW", "PARTIALLY_FILLED")]:
+                    _, h, lo, _, _ = self.prices[o.symbol][1][self.index]
+                    if (o.side == "BUY" and lo <= o.price) or (o.side == "SELL" and h >= o.price):
+                        self._fill(o, o.quantity - o.executed, o.price, maker=True)
+                self.index += 1
+
+    # ---- accounts ---------------------------------------------------------------------------
+    def account(self, key: str) -> dict[str, float]:
+        with self.lock:
+            return self.balances.setdefault(key, dict(self.initial))
+
+    def locked(self, key: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for o in self.orders.values():
+            if o.account == key and o.status in ("NEW", "PARTIALLY_FILLED") and o.type == "LIMIT":
+                base, quote = self.assets(o.symbol)
+                rest = o.quantity - o.executed
+                if o.side == "BUY":
+                    out[quote] = out.get(quote, 0.0) + rest * o.price * (1 + FEE)
+                else:
+                    out[base] = out.get(base, 0.0) + rest
+        return out
+
+    def assets(self, symbol: str) -> tuple[str, str]:
+        for quote in ("USDT", "BUSD", "USDC", "BTC", "ETH"):
+            if symbol.endswith(quote) and symbol != quote:
+                return symbol[: -len(quote)], quote
+        raise BinanceError(-1121, "Invalid symbol.")
+
+    # ---- orders -----------------------------------------------------------------------------
+    def create(self, key: str, p: dict[str, str]) -> ExOrder:
+        """Place an order from POST /api/v3/order parameters."""
+        with self.lock:
+            symbol = p.get("symbol", "")
+            if symbol not in self.prices:
+                raise BinanceError(-1121, "Invalid symbol.")
+            side, otype = p.get("side", "").upper(), p.get("type", "").upper()
+            if side not in ("BUY", "SELL"):
+                raise BinanceError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+            if otype not in ("MARKET", "LIMIT"):
+                raise BinanceError(-1116, "Invalid orderType.")
+            try:
+                qty = float(p["quantity"])
+            except (KeyError, ValueError):
+                raise BinanceError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+            if not qty > 0 or not _on_grid(qty, STEP):
+                raise BinanceError(-1013, "Filter failure: LOT_SIZE")
+            price = self.price(symbol)
+            if otype == "LIMIT":
+                try:
+                    price = float(p["price"])
+                except (KeyError, ValueError):
+                    raise BinanceError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+                if not price > 0 or not _on_grid(price, TICK):
+                    raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
+            if qty * price < MIN_NOTIONAL:
+                raise BinanceError(-1013, "Filter failure: NOTIONAL")
+            cid = p.get("newClientOrderId") or f"x-loop{next(self._ids)}"
+            if (key, cid) in self.by_client and self.by_client[key, cid].status in ("NEW", "PARTIALLY_FILLED", "FILLED"):
+                raise BinanceError(-2010, "Duplicate order sent.")
+            base, quote = self.assets(symbol)
+            bal, locked = self.account(key), self.locked(key)
+            if side == "BUY" and bal.get(quote, 0.0) - locked.get(quote, 0.0) < qty * price * (1 + FEE) - 1e-9:
+                raise BinanceError(-2010, "Account has insufficient balance for requested action.")
+            if side == "SELL" and bal.get(base, 0.0) - locked.get(base, 0.0) < qty - 1e-12:
+                raise BinanceError(-2010, "Account has insufficient balance for requested action.")
+            now = self.stamp()
+            o = ExOrder(next(self._ids), key, symbol, side, otype, qty, price if otype == "LIMIT" else 0.0, cid, now)
+            self.orders[o.order_id] = o
+            self.by_client[key, cid] = o
+            if otype == "MARKET":
+                self._fill(o, qty, price, maker=False)
+            return o
+
+    def _fill(self, o: ExOrder, qty: float, price: float, maker: bool) -> None:
+        base, quote = self.assets(o.symbol)
+        bal = self.account(o.account)
+        notional = qty * price
+        fee = notional * FEE
+        if o.side == "BUY":
+            bal[quote] = bal.get(quote, 0.0) - notional - fee
+            bal[base] = bal.get(base, 0.0) + qty
+        else:
+            bal[base] = bal.get(base, 0.0) - qty
+            bal[quote] = bal.get(quote, 0.0) + notional - fee
+        o.executed += qty
+        o.quote += notional
+        o.status = "FILLED" if math.isclose(o.executed, o.quantity, rel_tol=1e-12) else "PARTIALLY_FILLED"
+        o.update_time = self.stamp()
+        trade = {
+            "symbol": o.symbol, "id": next(self._trade_ids), "orderId": o.order_id, "orderListId": -1,
+            "price": f"{price:.8f}", "qty": f"{qty:.8f}", "quoteQty": f"{notional:.8f}",
+            "commission": f"{fee:.8f}", "commissionAsset": quote, "time": o.update_time,
+            "isBuyer": o.side == "BUY", "isMaker": maker, "isBestMatch": True, "account": o.account,
+        }
+        self.trades.append(trade)
+        o.fills.append({"price": trade["price"], "qty": trade["qty"], "commission": trade["commission"],
+                        "commissionAsset": quote, "tradeId": trade["id"]})
+
+    def find(self, key: str, p: dict[str, str]) -> ExOrder:
+        """The order named by ``orderId`` or ``origClientOrderId`` (Binance -2013 if none)."""
+        with self.lock:
+            o = None
+            if p.get("orderId"):
+                try:
+                    o = self.orders.get(int(p["orderId"]))
+                except ValueError:
+                    raise BinanceError(-1100, "Illegal characters found in parameter 'orderId'.")
+            elif p.get("origClientOrderId"):
+                o = self.by_client.get((key, p["origClientOrderId"]))
+            else:
+                raise BinanceError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+            if o is None or o.account != key or o.symbol != p.get("symbol"):
+                raise BinanceError(-2013, "Order does not exist.")
+            return o
+
+    def cancel(self, key: str, p: dict[str, str]) -> ExOrder:
+        with self.lock:
+            try:
+                o = self.find(key, p)
+            except BinanceError as e:
+                if e.code == -2013:
+                    raise BinanceError(-2011, "Unknown order sent.") from None
+                raise
+            if o.status not in ("NEW", "PARTIALLY_FILLED"):
+                raise BinanceError(-2011, "Unknown order sent.")
+            o.status = "CANCELED"
+            o.update_time = self.stamp()
+            return o
+
+    def open_orders(self, key: str, symbol: str | None) -> list[ExOrder]:
+        with self.lock:
+            return [o for o in self.orders.values() if o.account == key and o.status in ("NEW", "PARTIALLY_FILLED")
+                    and (symbol is None or o.symbol == symbol)]
+
+    def my_trades(self, key: str, p: dict[str, str]) -> list[dict[str, Any]]:
+        with self.lock:
+            out = [t for t in self.trades if t["account"] == key and t["symbol"] == p.get("symbol")]
+            if p.get("orderId"):
+                out = [t for t in out if t["orderId"] == int(p["orderId"])]
+            if p.get("fromId"):
+                out = [t for t in out if t["id"] >= int(p["fromId"])]
+            if p.get("startTime"):
+                out = [t for t in out if t["time"] >= int(p["startTime"])]
+            if p.get("endTime"):
+                out = [t for t in out if t["time"] <= int(p["endTime"])]
+            limit = min(int(p.get("limit", 500)), 1000)
+            return [{k: v for k, v in t.items() if k != "account"} for t in out[:limit]]

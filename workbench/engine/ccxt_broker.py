@@ -1,0 +1,223 @@
+"""A live broker for any ccxt exchange (``ccxt.async_support``): orders, fills, balances, positions.
+
+Every request goes through the one retrier (:mod:`workbench.retry`). Submission is
+idempotent: each order carries an exchange client order id derived from the session id and the
+order's sequence key (the session's deterministic order id), ``wb<session id>-<16 hex>``, 31
+characters (Binance allows 36). When a submission's outcome is unknown (timeout, dropped
+connection, lost response, 5xx) the broker looks the order up by that id before it ever resubmits,
+and a "duplicate order" refusal is answered by the same lookup, so one order reaches the exchange
+at most once. Refusals (InvalidOrder, InsufficientFunds, AuthenticationError) are raised at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import ccxt
+
+from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
+from workbench.retry import RetryPolicy, is_transient, retry_async
+
+STATUS = {"open": OrderStatus.NEW, "closed": OrderStatus.FILLED, "canceled": OrderStatus.CANCELED,
+          "cancelled": OrderStatus.CANCELED, "expired": OrderStatus.CANCELED, "rejected": OrderStatus.REJECTED}
+EventSink = Callable[[str, str, dict[str, Any]], None]
+
+
+def make_async_exchange(exchange_id: str, credentials: Any = None, *, sandbox: bool = False,
+                        **options: Any) -> Any:
+    """A ``ccxt.async_support`` exchange by id, rate limiting on; keys from a
+    :class:`workbench.secrets.Credentials`; ``sandbox`` switches to the testnet (``set_sandbox_mode``)."""
+    import ccxt.async_support as ccxt_async
+
+    if exchange_id not in ccxt_async.exchanges:
+        raise ValueError(f"unknown exchange {exchange_id!r}; use a ccxt id such as 'binance' or 'kraken' (ccxt.exchanges)")
+    cfg = {"enableRateLimit": True, **options, **(credentials.ccxt_config() if credentials is not None else {})}
+    client = getattr(ccxt_async, exchange_id)(cfg)
+    if sandbox:
+        client.set_sandbox_mode(True)
+    return client
+
+
+def _dt(ms: Any) -> datetime:
+    return datetime.fromtimestamp((ms or 0) / 1000.0, tz=timezone.utc)
+
+
+class CcxtBroker:
+    """Orders on a real (or loopback) exchange through an async ccxt client. See the module docstring."""
+
+    def __init__(self, exchange: Any, session_id: str = "", *, policy: RetryPolicy = RetryPolicy(retries=5, base=0.5, cap=10.0),
+                 on_event: EventSink | None = None):
+        self.exchange = exchange
+        self.session_id = session_id
+        self.policy = policy
+        self.on_event = on_event
+        self._markets_loaded = False
+
+    def __repr__(self) -> str:  # never shows the client's keys
+        return f"<CcxtBroker {getattr(self.exchange, 'id', '?')} session={self.session_id or '-'}>"
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    def _event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, message, data or {})
+
+    async def call(self, method: str, *args: Any, policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
+        """``await exchange.<method>(*args, **kwargs)`` through the retrier."""
+        def note(attempt: int, error: BaseException, delay: float) -> None:
+            self._event("exchange_retry", f"{method}: {type(error).__name__}; retry {attempt + 1} in {delay:.2f}s",
+                        {"method": method, "error": type(error).__name__})
+
+        return await retry_async(self.exchange, getattr(self.exchange, method), *args,
+                                 policy=policy or self.policy, on_retry=note, **kwargs)
+
+    async def load_markets(self) -> dict[str, Any]:
+        """Markets (once; retried)."""
+        if not self._markets_loaded:
+            await self.call("load_markets")
+            self._markets_loaded = True
+        return self.exchange.markets
+
+    async def close(self) -> None:
+        """Close the client's HTTP session."""
+        await self.exchange.close()
+
+    @property
+    def prefix(self) -> str:
+        """The start of every client order id of this session."""
+        if not self.session_id:
+            raise RuntimeError("the broker has no session id; set broker.session_id before sending orders")
+        return f"wb{self.session_id[:12]}-"
+
+    def client_order_id(self, order: Order) -> str:
+        """The exchange client order id of ``order``: session id + a hash of its sequence key (<= 36 chars)."""
+        return self.prefix + hashlib.blake2b(order.client_id.encode(), digest_size=8).hexdigest()
+
+    def amount(self, symbol: str, quantity: float) -> float:
+        """``quantity`` rounded down to the market's lot step."""
+        return float(self.exchange.amount_to_precision(symbol, quantity))
+
+    def min_amount(self, symbol: str) -> float:
+        m = self.exchange.markets.get(symbol, {})
+        return float(((m.get("limits") or {}).get("amount") or {}).get("min") or 0.0)
+
+    # ---- orders --------------------------------------------------------------------------------
+    async def lookup(self, order: Order) -> dict[str, Any] | None:
+        """The exchange's view of ``order`` by its client order id, or None if the exchange never got it."""
+        try:
+            return await self.call("fetch_order", None, order.symbol, {"clientOrderId": self.client_order_id(order)})
+        except ccxt.OrderNotFound:
+            return None
+
+    async def submit(self, order: Order, *, policy: RetryPolicy | None = None) -> dict[str, Any]:
+        """Send ``order`` once and return the exchange's order (see the module docstring for idempotency).
+        Transient failures are retried per ``policy`` (default: the broker's) with a lookup before each resend."""
+        await self.load_markets()
+        policy = policy or self.policy
+        cid = self.client_order_id(order)
+        amount = self.amount(order.symbol, order.remaining)
+        if not amount > 0:
+            raise ccxt.InvalidOrder(f"{order.symbol}: quantity {order.remaining:g} rounds to 0 at the market's lot size")
+        price = order.limit_price if order.type is OrderType.LIMIT else None
+        attempt = 0
+        while True:
+            try:
+                return await self.exchange.create_order(order.symbol, order.type.value, order.side.value, amount,
+                                                        price, {"clientOrderId": cid})
+            except ccxt.InvalidOrder as e:
+                if "duplicate" not in str(e).lower():
+                    raise
+                found = await self.lookup(order)  # it did reach the exchange earlier
+                if found is None:
+                    raise
+                self._event("order_recovered", f"{order.client_id}: the exchange already had {cid}", {"client_id": order.client_id})
+                return found
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                found = await self.lookup(order)  # outcome unknown: never resubmit before looking
+                if found is not None:
+                    self._event("order_recovered", f"{order.client_id}: the exchange accepted it though "
+                                f"the answer was lost ({type(e).__name__})", {"client_id": order.client_id})
+                    return found
+                if policy.retries is not None and attempt >= policy.retries:
+                    e.add_note(f"gave up after {attempt} retries; the exchange does not have order {cid}")
+                    raise
+                d = policy.delay(attempt, e, self.exchange)
+                self._event("exchange_retry", f"create_order {order.symbol}: {type(e).__name__}; not on the exchange, "
+                            f"resending in {d:.2f}s", {"client_id": order.client_id, "error": type(e).__name__})
+                await asyncio.sleep(d)
+                attempt += 1
+
+    async def fetch(self, order: Order, exchange_order: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The exchange's current view of ``order`` (by exchange id if known, else client id)."""
+        if exchange_order is not None and exchange_order.get("id"):
+            return await self.call("fetch_order", exchange_order["id"], order.symbol)
+        found = await self.lookup(order)
+        if found is None:
+            raise ccxt.OrderNotFound(f"order {self.client_order_id(order)} is not on the exchange")
+        return found
+
+    async def fills(self, order: Order, exchange_order: dict[str, Any]) -> list[Fill]:
+        """The exchange's fills (trades) of ``order``, as :class:`Fill` with ids ``<exchange>:<trade id>``."""
+        trades = await self.call("fetch_my_trades", order.symbol, None, None, {"orderId": exchange_order["id"]})
+        out = []
+        for t in trades:
+            fee = t.get("fee") or {}
+            commission = float(fee.get("cost") or 0.0)
+            base = order.symbol.split("/")[0]
+            if fee.get("currency") == base:  # fee taken in the base asset: value it in quote
+                commission *= float(t["price"])
+            out.append(Fill(client_id=order.client_id, symbol=order.symbol, side=Side(t["side"]),
+                            quantity=float(t["amount"]), price=float(t["price"]), commission=commission,
+                            slippage=0.0, time=_dt(t.get("timestamp")),
+                            fill_id=f"{self.exchange.id}:{t['id']}", reason=order.reason))
+        return sorted(out, key=lambda f: f.time)
+
+    async def cancel(self, order: Order, exchange_order: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Cancel ``order``; None if the exchange no longer has it open."""
+        try:
+            if exchange_order is not None and exchange_order.get("id"):
+                return await self.call("cancel_order", exchange_order["id"], order.symbol)
+            return await self.call("cancel_order", None, order.symbol, {"clientOrderId": self.client_order_id(order)})
+        except ccxt.OrderNotFound:
+            return None
+
+    async def open_orders(self, symbols: list[str], *, policy: RetryPolicy | None = None) -> list[dict[str, Any]]:
+        """Open orders of this session (client ids with its prefix) on ``symbols``."""
+        out: list[dict[str, Any]] = []
+        for s in symbols:
+            rows = await self.call("fetch_open_orders", s, policy=policy)
+            out += [o for o in rows if str(o.get("clientOrderId") or "").startswith(self.prefix)]
+        return out
+
+    async def cancel_all(self, symbols: list[str], *, policy: RetryPolicy | None = None) -> list[dict[str, Any]]:
+        """Cancel this session's open orders on ``symbols``; returns the canceled orders."""
+        done = []
+        for o in await self.open_orders(symbols, policy=policy):
+            try:
+                done.append(await self.call("cancel_order", o["id"], o["symbol"], policy=policy))
+            except ccxt.OrderNotFound:
+                pass
+        return done
+
+    # ---- account -------------------------------------------------------------------------------
+    async def balances(self, *, policy: RetryPolicy | None = None) -> dict[str, float]:
+        """Total balance per asset (non-zero only)."""
+        bal = await self.call("fetch_balance", policy=policy)
+        return {a: float(v) for a, v in (bal.get("total") or {}).items() if v}
+
+    async def positions(self, symbols: list[str]) -> dict[str, float]:
+        """Spot positions: the base-asset balance of each symbol."""
+        bal = await self.balances()
+        return {s: bal.get(s.split("/")[0], 0.0) for s in symbols}
+
+
+def order_status(exchange_order: dict[str, Any]) -> OrderStatus:
+    """The domain status of a ccxt order dict (partially filled if open with some filled)."""
+    st = STATUS.get(str(exchange_order.get("status") or "open"), OrderStatus.NEW)
+    if st is OrderStatus.NEW and float(exchange_order.get("filled") or 0.0) > 0.0:
+        return OrderStatus.PARTIALLY_FILLED
+    return st
