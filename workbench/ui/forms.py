@@ -50,6 +50,11 @@ class FormField:
             extra.append(W.HTML(f"<span style='color:#777;font-size:90%;padding:0 6px'>"
                                 f"{html.escape(self.help)}</span>"))
         self.row = W.HBox([*self.widgets, *extra, self.error], layout={"align_items": "center"})
+        css = css_name(self.key)
+        for w in self.widgets:
+            w.add_class(f"wb-field-{css}")
+        self.error.add_class(f"wb-error-{css}")
+        self.row.add_class(f"wb-row-{css}")
 
     def set_unit(self, unit: str) -> None:
         self.unit = unit
@@ -71,6 +76,11 @@ class FormField:
     @property
     def visible(self) -> bool:
         return self.row.layout.display != "none"
+
+
+def css_name(key: str) -> str:
+    """A field key as a CSS class suffix: 'risk.stop_loss' -> 'risk-stop_loss'."""
+    return re.sub(r"[^\w-]", "-", key)
 
 
 # ---- widget factories ---------------------------------------------------------

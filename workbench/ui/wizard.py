@@ -40,14 +40,10 @@ ArmingRule = Callable[[str, str, dict[str, Any]], "str | None"]
 
 
 def default_arming_rule(kind: str, exchange: str, arming: dict[str, Any]) -> str | None:
-    """Placeholder until the engine owns arming: live needs the box ticked and 'exchange:account' typed."""
-    if kind != "live":
-        return None
-    if not arming.get("allow_live"):
-        return "live trading is not armed: tick 'allow live trading' and type the exchange:account"
-    if not re.fullmatch(rf"{re.escape(exchange)}:[\w.\-]+", (arming.get("confirmation") or "").strip()):
-        return f"type the exchange and account to confirm, e.g. '{exchange}:main'"
-    return None
+    """The engine's arming rule (:func:`workbench.engine.live.arming_problem`) for the form's kind and exchange."""
+    from workbench.engine.live import arming_problem
+
+    return arming_problem({"kind": kind, "data": {"exchange": exchange or "binance"}}, arming)
 
 
 def _show_pct(v: Any) -> str:
@@ -65,7 +61,9 @@ class Wizard:
     (dotted config paths, ``'arming'``, ``'<config>'``) to the messages currently shown.
     """
 
-    def __init__(self, config: SessionConfig | None = None, *, arming_rule: ArmingRule = default_arming_rule):
+    def __init__(self, config: SessionConfig | None = None, *, arming_rule: ArmingRule = default_arming_rule,
+                 store: Any = None, launch: bool = False, run_in: str = "kernel",
+                 session_kwargs: dict[str, Any] | None = None):
         self.config: SessionConfig | None = None
         self.errors: dict[str, str] = {}
         self.step = TYPE
@@ -90,10 +88,24 @@ class Wizard:
         self.back_button = W.Button(description="Back", icon="arrow-left")
         self.next_button = W.Button(description="Next", icon="arrow-right", button_style="primary")
         self.back_button.on_click(lambda _: self.back())
+        self.back_button.add_class("wb-wizard-back")
+        self.next_button.add_class("wb-wizard-next")
+        self.summary.add_class("wb-wizard-summary")
+        self.indicator.add_class("wb-wizard-steps")
         self.next_button.on_click(lambda _: self.next())
         self.widget = W.VBox([self.title, self.indicator, self.summary, self.stack,
                               W.HBox([self.back_button, self.next_button])],
                              layout={"border": "1px solid #ddd", "padding": "8px"})
+        self.widget.add_class("wb-wizard")
+        if run_in not in ("kernel", "host"):
+            raise ValueError(f"run_in must be 'kernel' or 'host', got {run_in!r}")
+        self.run_in.value = run_in
+        self.launcher = None
+        if launch or store is not None:  # "Create" runs/starts the session (see workbench.ui.launch)
+            from workbench.ui.launch import Launcher
+
+            self.launcher = Launcher(store, self.result, session_kwargs=session_kwargs)
+            self.on_create(self.launcher)
         self.load_config(config or make_config())
         self.goto(TYPE)
 
@@ -451,9 +463,15 @@ class Wizard:
         self.run_in = W.RadioButtons(options=list(RUN_IN), description="Run", style=F.LABEL_STYLE)
         self.create_button = W.Button(description="Create", icon="check", button_style="success")
         self.create_button.on_click(lambda _: self.create())
+        self.create_button.add_class("wb-wizard-create")
+        self.run_in.add_class("wb-wizard-run-in")
         self.status = W.HTML()
+        self.status.add_class("wb-wizard-status")
         self.output = W.Output()  # for callbacks: progress bars, results
-        return W.VBox([self.review, self.run_in, W.HBox([self.create_button, self.status]), self.output])
+        self.result = W.VBox()  # the launcher's progress bar and outcome
+        self.result.add_class("wb-wizard-result")
+        return W.VBox([self.review, self.run_in, W.HBox([self.create_button, self.status]), self.result,
+                       self.output])
 
     # ---- reactions -------------------------------------------------------------------------
     def _on_kind(self, kind: str) -> None:
@@ -495,6 +513,10 @@ class Wizard:
         self.review.value = F.html_table(rows)
 
 
-def wizard(config: SessionConfig | None = None, **kwargs: Any) -> Wizard:
-    """A session creation wizard, prefilled from ``config`` when given (displays itself in Jupyter)."""
-    return Wizard(config, **kwargs)
+def wizard(config: SessionConfig | None = None, store: Any = None, **kwargs: Any) -> Wizard:
+    """A session creation wizard, prefilled from ``config`` when given (displays itself in Jupyter).
+
+    "Create" runs a backtest (progress bar, result) or starts a paper session in this kernel or
+    requests it from ``workbench host`` (``run_in``); pass ``launch=False`` for callbacks only."""
+    kwargs.setdefault("launch", True)
+    return Wizard(config, store=store, **kwargs)

@@ -1,0 +1,55 @@
+"""LiveChart: bounded windows, throttled batch updates, close stops updates."""
+from __future__ import annotations
+
+import time
+
+import plotly.graph_objects as go
+import pytest
+
+from workbench.ui.livechart import LiveChart
+
+
+def chart(window=50, min_interval=0.0):
+    return LiveChart(go.Figure([go.Scatter(x=[], y=[]), go.Scatter(x=[], y=[], text=[])]), window, min_interval)
+
+
+def test_window_bounds_every_trace_and_keeps_the_newest_points():
+    c = chart(window=50)
+    for i in range(0, 10_000, 7):
+        c.push(0, range(i, i + 7), [float(v) for v in range(i, i + 7)])
+        c.flush()
+    assert c.points(0) == 50
+    assert c.fig.data[0].x[-1] == 10_002 and c.fig.data[0].x[0] == 10_002 - 49
+    assert c.points(1) == 0  # untouched trace stays empty
+    c.push(1, [1, 2], [3, 4], texts=["a", "b"])
+    assert c.flush(force=True) and c.fig.data[1].text == ("a", "b")
+
+
+def test_flush_is_throttled_and_only_sends_changes():
+    c = chart(min_interval=0.1)
+    t_end = time.monotonic() + 0.55
+    pushes = 0
+    while time.monotonic() < t_end:
+        c.push(0, [pushes], [pushes])
+        pushes += 1
+        c.flush()
+    assert pushes > 100
+    assert 4 <= c.updates <= 7  # ~ 0.55 s / 0.1 s, never once per push
+    time.sleep(0.11)
+    assert c.flush()  # the points pushed since the last update go out once the interval has passed
+    n = c.updates
+    time.sleep(0.11)
+    assert not c.flush() and c.updates == n  # nothing new: nothing sent
+    c.push(0, [1], [1])
+    assert c.flush(force=True) and c.updates == n + 1
+
+
+def test_close_stops_updates_and_bad_input_is_rejected():
+    c = chart()
+    with pytest.raises(ValueError, match="2 x values but 1 y values"):
+        c.push(0, [1, 2], [1])
+    with pytest.raises(ValueError, match="window must be at least 2"):
+        chart(window=1)
+    c.push(0, [1], [1])
+    c.close()
+    assert not c.flush(force=True) and c.updates == 0

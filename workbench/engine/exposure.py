@@ -1,0 +1,194 @@
+"""What the sessions hold and risk, computed from store frames and bars (no widgets).
+
+Pure functions over frames (:func:`concentration`, :func:`correlation`, :func:`liquidity`,
+:func:`volatility_exposure`, :func:`limit_usage`) plus two readers that gather their inputs from a
+:class:`~workbench.store.Store`: :func:`active_sessions` (the guide's "Active Trading Sessions"
+table) and :func:`risk_report` (the risk dashboard's numbers). Times are UTC.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.backtest.metrics import infer_periods_per_year
+from workbench.config import SessionConfig
+from workbench.domain import SessionState
+
+S = SessionState
+#: states shown in the active-sessions table
+ACTIVE_STATES = (S.REQUESTED, S.CREATED, S.STARTING, S.RUNNING, S.PAUSED, S.STOPPING, S.ORPHANED)
+#: states whose runner must heartbeat (a stale heartbeat means the runner is gone)
+RUNNING_STATES = (S.STARTING, S.RUNNING, S.PAUSED, S.STOPPING)
+ACTIVE_COLUMNS = ("id", "kind", "strategy", "name", "state", "pnl", "exposure", "equity", "uptime", "orphaned",
+                  "heartbeat_at", "runner", "initial_balance", "last_time")
+BarsLoader = Callable[[SessionConfig, str, datetime], pd.DataFrame]
+
+
+def is_orphaned(state: str, heartbeat_at: Any, now: datetime, stale_after: float) -> bool:
+    """True if the session is marked orphaned, or should be running but has not heartbeated for
+    ``stale_after`` seconds (its runner is gone; ``workbench host --resume-orphans`` picks it up)."""
+    if state == S.ORPHANED.value:
+        return True
+    if state not in {s.value for s in RUNNING_STATES}:
+        return False
+    if heartbeat_at is None or heartbeat_at != heartbeat_at:  # None / NaT
+        return True
+    return (now - pd.Timestamp(heartbeat_at).to_pydatetime()).total_seconds() > stale_after
+
+
+def active_sessions(store: Any, *, now: datetime | None = None, stale_after: float = 10.0) -> pd.DataFrame:
+    """One row per active session (newest first) with ``ACTIVE_COLUMNS``: P&L and exposure from the
+    latest equity point, uptime since start, ``orphaned`` per :func:`is_orphaned`."""
+    now = now or datetime.now(timezone.utc)
+    frame = store.list_sessions(states=[s.value for s in ACTIVE_STATES])
+    rows = []
+    for r in frame.itertuples(index=False):
+        last = store.equity(r.id, last=1)
+        eq = float(last["equity"].iloc[-1]) if len(last) else math.nan
+        exposure = float(last["exposure"].iloc[-1]) if len(last) else math.nan
+        started = r.started_at if r.started_at == r.started_at else None
+        uptime = (now - started.to_pydatetime()) if started is not None else None
+        rows.append({"id": r.id, "kind": r.kind, "strategy": r.strategy, "name": r.name, "state": r.state,
+                     "pnl": eq - r.initial_balance if len(last) else math.nan,
+                     "exposure": 0.0 if len(last) and math.isnan(exposure) else exposure, "equity": eq,
+                     "uptime": uptime, "orphaned": is_orphaned(r.state, r.heartbeat_at, now, stale_after),
+                     "heartbeat_at": r.heartbeat_at, "runner": r.runner, "initial_balance": r.initial_balance,
+                     "last_time": last.index[-1] if len(last) else None})
+    return pd.DataFrame(rows, columns=list(ACTIVE_COLUMNS))
+
+
+# ---- pure risk computations --------------------------------------------------------------
+def concentration(values: pd.Series, equity: float) -> pd.DataFrame:
+    """Per symbol: ``value``, share of total exposure and share of ``equity`` (fractions), largest first."""
+    values = values[values > 0].astype(float)
+    total = float(values.sum())
+    out = pd.DataFrame({"value": values,
+                        "share_of_exposure": values / total if total > 0 else np.nan,
+                        "share_of_equity": values / equity if equity > 0 else np.nan})
+    out.index.name = "symbol"
+    return out.sort_values("value", ascending=False)
+
+
+def correlation(closes: pd.DataFrame, min_periods: int = 10) -> pd.DataFrame:
+    """Pearson correlation of the symbols' bar-to-bar returns (columns of ``closes``, aligned in time)."""
+    return closes.sort_index().pct_change(fill_method=None).corr(min_periods=min_periods)
+
+
+def liquidity(quantities: pd.Series, bars: Mapping[str, pd.DataFrame], window: int = 60) -> pd.DataFrame:
+    """Per symbol: held ``quantity``, mean ``volume`` of the last ``window`` bars, and ``share``
+    = quantity / mean bar volume (1.0 means a whole average bar's volume is needed to exit)."""
+    rows = {}
+    for sym, qty in quantities.items():
+        vol = float(bars[sym]["volume"].iloc[-window:].mean()) if sym in bars and len(bars[sym]) else math.nan
+        rows[sym] = {"quantity": float(qty), "avg_volume": vol,
+                     "share": float(qty) / vol if vol and vol == vol else math.nan}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["quantity", "avg_volume", "share"])
+
+
+def volatility_exposure(values: pd.Series, bars: Mapping[str, pd.DataFrame], window: int = 240) -> pd.DataFrame:
+    """Per symbol: ``value``, daily ``volatility`` of returns over the last ``window`` bars (scaled
+    from the bar spacing) and ``daily_move`` = value x volatility, a one-sigma day in money."""
+    rows = {}
+    for sym, value in values.items():
+        vol = math.nan
+        if sym in bars and len(bars[sym]) > 2:
+            close = bars[sym]["close"].iloc[-window:]
+            per_day = infer_periods_per_year(close.index) / 365.0
+            vol = float(close.pct_change().std() * math.sqrt(per_day)) if per_day == per_day else math.nan
+        rows[sym] = {"value": float(value), "volatility": vol, "daily_move": float(value) * vol}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["value", "volatility", "daily_move"])
+
+
+def limit_usage(config: SessionConfig, values: Mapping[str, float], equity: float) -> pd.DataFrame:
+    """The session's configured position limits against what it holds: ``limit``, ``used``,
+    ``limit_value`` and ``usage`` (used / limit; 1.0 is at the limit). Limits that are off are left out."""
+    risk = config.risk
+    biggest = max(values.values(), default=0.0)
+    total = float(sum(values.values()))
+    rows = []
+    if risk.max_position is not None:
+        rows.append(("max position per symbol", biggest, risk.max_position))
+    if risk.portfolio_limit is not None:
+        rows.append(("portfolio limit", total, risk.portfolio_limit))
+    if risk.concentration_limit is not None and equity > 0:
+        rows.append(("max share of equity per symbol", biggest / equity, risk.concentration_limit))
+    return pd.DataFrame([{"limit": n, "used": u, "limit_value": lv, "usage": u / lv} for n, u, lv in rows],
+                        columns=["limit", "used", "limit_value", "usage"])
+
+
+# ---- gathering from the store ------------------------------------------------------------------
+def default_bars_loader(config: SessionConfig, symbol: str, end: datetime, bars: int = 500) -> pd.DataFrame:
+    """The last ``bars`` bars of ``symbol`` up to ``end`` from the session's own data source."""
+    from workbench.data import load_bars
+
+    step = pd.Timedelta(config.data.timeframe)
+    return load_bars(config.data, symbol, pd.Timestamp(end) - step * bars, end)
+
+
+@dataclass
+class RiskReport:
+    """The risk dashboard's numbers; every frame may be empty when nothing is held."""
+
+    positions: pd.DataFrame  # session_id, symbol, quantity, avg_price, price, value
+    total_exposure: float
+    total_equity: float
+    concentration: pd.DataFrame
+    correlation: pd.DataFrame
+    liquidity: pd.DataFrame
+    volatility: pd.DataFrame
+    limits: pd.DataFrame  # session_id, limit, used, limit_value, usage
+    problems: list[str] = field(default_factory=list)  # data that could not be loaded
+
+
+def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: int = 60,
+                now: datetime | None = None) -> RiskReport:
+    """Gather positions of the active sessions, mark them at the last close of each session's own
+    data up to its latest equity point, and compute the risk dashboard's numbers."""
+    sessions = active_sessions(store, now=now)
+    pos_rows, limit_rows, problems = [], [], []
+    bars: dict[str, pd.DataFrame] = {}
+    total_equity = 0.0
+    for r in sessions.itertuples(index=False):
+        if r.state == S.REQUESTED.value:
+            continue
+        row = store.get_session(r.id)
+        cfg: SessionConfig | None = row["config"]
+        pos = store.positions(r.id)
+        pos = pos[pos["quantity"] > 0]
+        total_equity += r.equity if r.equity == r.equity else 0.0
+        values: dict[str, float] = {}
+        for p in pos.itertuples(index=False):
+            price = float(p.avg_price)
+            if cfg is not None and r.last_time is not None:
+                try:
+                    b = load(cfg, p.symbol, r.last_time.to_pydatetime())
+                    if len(b):
+                        price = float(b["close"].iloc[-1])
+                        if p.symbol not in bars or b.index[-1] > bars[p.symbol].index[-1]:
+                            bars[p.symbol] = b
+                except Exception as e:  # a missing data source must not hide the rest
+                    problems.append(f"{r.id} {p.symbol}: no bars ({e}); valued at entry price")
+            values[p.symbol] = p.quantity * price
+            pos_rows.append({"session_id": r.id, "symbol": p.symbol, "quantity": float(p.quantity),
+                             "avg_price": float(p.avg_price), "price": price, "value": p.quantity * price})
+        if cfg is not None:
+            eq = r.equity if r.equity == r.equity else cfg.initial_balance
+            for u in limit_usage(cfg, values, eq).to_dict("records"):
+                limit_rows.append({"session_id": r.id, **u})
+    positions = pd.DataFrame(pos_rows, columns=["session_id", "symbol", "quantity", "avg_price", "price", "value"])
+    by_symbol = positions.groupby("symbol")[["quantity", "value"]].sum()
+    closes = pd.DataFrame({s: b["close"] for s, b in bars.items()})
+    return RiskReport(
+        positions=positions, total_exposure=float(positions["value"].sum()), total_equity=total_equity,
+        concentration=concentration(by_symbol["value"], total_equity),
+        correlation=correlation(closes) if len(bars) > 1 else pd.DataFrame(),
+        liquidity=liquidity(by_symbol["quantity"], bars, window),
+        volatility=volatility_exposure(by_symbol["value"], bars, window=max(window, 2)),
+        limits=pd.DataFrame(limit_rows, columns=["session_id", "limit", "used", "limit_value", "usage"]),
+        problems=problems)

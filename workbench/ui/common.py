@@ -1,0 +1,171 @@
+"""Pieces shared by the views: the store to read, a throttled refresh task, messages, formatting."""
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import ipywidgets as W
+
+from workbench.store import Store
+from workbench.store.history import _money as fmt_money  # noqa: F401  (one definition, re-exported)
+from workbench.store.history import _percent as fmt_percent  # noqa: F401
+from workbench.ui.forms import ERROR_COLOR
+
+log = logging.getLogger(__name__)
+OK_COLOR = "#2e7d32"
+STATE_COLORS = {"running": "#2e7d32", "paused": "#ef6c00", "stopping": "#ef6c00", "orphaned": "#c62828",
+                "failed": "#c62828", "killed": "#c62828", "requested": "#1565c0", "created": "#1565c0",
+                "starting": "#1565c0"}
+
+
+def open_store(store: Store | str | None) -> Store:
+    """``store`` itself, a Store for a URL, or the default store."""
+    if isinstance(store, Store):
+        return store
+    if store is not None and not isinstance(store, str):
+        raise TypeError(f"store: expected a Store or a database URL, got {type(store).__name__}")
+    return Store(store)
+
+
+def message(text: str, kind: str = "info") -> str:
+    """One line of HTML for a message: kind 'error', 'ok' or 'info'."""
+    color = {"error": ERROR_COLOR, "ok": OK_COLOR}.get(kind, "#555")
+    icon = {"error": "⚠ ", "ok": "✔ "}.get(kind, "")
+    return f"<span style='color:{color}'>{icon}{html.escape(text, quote=False)}</span>" if text else ""
+
+
+def state_badge(state: str, orphaned: bool = False) -> str:
+    label = "orphaned" if orphaned and state != "orphaned" else state
+    color = STATE_COLORS.get(label, "#555")
+    return (f"<span class='wb-state-badge' style='color:{color};font-weight:600'>{html.escape(label)}</span>"
+            + (" <span title='runner stopped heartbeating'>⚠</span>" if orphaned else ""))
+
+
+def fmt_duration(d: timedelta | None) -> str:
+    """'2h 15m', '45m', '3d 4h'; '—' for None."""
+    if d is None or d != d:
+        return "—"
+    minutes = int(d.total_seconds() // 60)
+    days, rem = divmod(minutes, 1440)
+    hours, mins = divmod(rem, 60)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {mins}m" if hours else f"{mins}m"
+
+
+def fmt_plain_money(x: Any) -> str:
+    return "n/a" if x is None or not math.isfinite(float(x)) else f"${float(x):,.0f}"
+
+
+def has_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+class Ticker:
+    """Calls ``callback()`` every ``interval`` seconds on the running asyncio loop (the kernel's)
+    until :meth:`stop`; never more often, so a view's updates stay under the IOPub rate limit.
+
+    Without a running loop it does nothing until :meth:`start` is called from one. A failing
+    callback is logged and reported to ``on_error`` (the view shows it); the ticker keeps going.
+    ``count`` and ``busy`` (CPU seconds spent in the callback) are kept for benchmarks.
+    """
+
+    def __init__(self, callback: Callable[[], Any], interval: float, on_error: Callable[[Exception], None] | None = None):
+        if not interval > 0:
+            raise ValueError(f"refresh interval must be positive seconds, got {interval!r}")
+        self.callback, self.interval, self.on_error = callback, float(interval), on_error
+        self.task: asyncio.Task[None] | None = None
+        self.count = 0
+        self.busy = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self) -> bool:
+        """Start on the running loop; False if there is none (call ``tick()`` by hand then)."""
+        if self.running:
+            return True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self.task = loop.create_task(self._run())
+        return True
+
+    def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.task = None
+
+    def tick(self) -> None:
+        """Run the callback once now (errors go to ``on_error``)."""
+        t0 = time.process_time()
+        try:
+            self.callback()
+        except Exception as e:
+            log.exception("view refresh failed")
+            if self.on_error is not None:
+                self.on_error(e)
+        finally:
+            self.count += 1
+            self.busy += time.process_time() - t0
+
+    async def _run(self) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(self.interval)
+
+
+def button(description: str, css: str, *, icon: str = "", style: str = "", tooltip: str = "",
+           width: str = "") -> W.Button:
+    """A button with a stable CSS class for browser tests."""
+    b = W.Button(description=description, icon=icon, button_style=style, tooltip=tooltip or description,
+                 layout={"width": width} if width else {})
+    b.add_class(css)
+    return b
+
+
+def frame_table(rows: Any, columns: list[tuple[str, str, Callable[[Any], str]]], css: str = "",
+                empty: str = "none yet") -> str:
+    """An HTML table of ``rows`` (a DataFrame or list of dicts): (key, header, formatter) per column."""
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
+    if not records:
+        return f"<i class='{css}' style='color:#777'>{html.escape(empty)}</i>"
+    head = "".join(f"<th style='text-align:left;padding:2px 8px;border-bottom:1px solid #ccc'>{html.escape(h)}</th>"
+                   for _, h, _f in columns)
+    body = []
+    for r in records:
+        cells = []
+        for key, _h, fmt in columns:
+            v = r.get(key)
+            try:
+                text = "" if v is None or v != v else str(fmt(v))  # None / NaN / NaT: empty
+            except (TypeError, ValueError):
+                text = str(v)
+            cells.append(f"<td style='padding:1px 8px'>{html.escape(text)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f"<table class='{css}' style='border-collapse:collapse;font-size:90%'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def fmt_time(v: Any) -> str:
+    if v is None or v != v:
+        return ""
+    return str(v)[:19].replace("T", " ")
+
+
+def fmt_num(v: Any, spec: str = ",.4g") -> str:
+    if v is None or v != v:
+        return ""
+    return format(float(v), spec)

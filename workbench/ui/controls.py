@@ -1,0 +1,276 @@
+"""The session control panel: the guide's basic, emergency and risk controls as buttons.
+
+With a local :class:`~workbench.engine.session.Session` the buttons call its methods; otherwise
+they queue store commands (``store.send_command``) for whichever process runs the session and
+show the command's applied/rejected result when the runner has handled it. Restart makes a new
+run of the same config: locally started, or requested from ``workbench host``. Errors are shown
+as a message in the panel, never raised.
+"""
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as W
+
+from workbench.domain import SessionState
+from workbench.engine.risk import OVERRIDABLE
+from workbench.store import Store
+from workbench.strategies import registry
+from workbench.ui import forms as F
+from workbench.ui.common import Ticker, button, message, open_store, state_badge
+
+log = logging.getLogger(__name__)
+S = SessionState
+PERCENT_LIMITS = frozenset({"concentration_limit", "stop_loss", "take_profit", "trailing_stop"})
+_ADJUST = ("close_all", "cancel_all", "trip_breaker", "reset_breaker", "risk_override", "scale_sizing",
+           "tighten_stops", "enable_symbol", "disable_symbol", "set_params")
+#: which controls each state allows (a view concern: the engine still rejects what it cannot do)
+ALLOWED: dict[str, frozenset[str]] = {
+    "running": frozenset({"pause", "stop", "kill", *_ADJUST}),
+    "paused": frozenset({"resume", "stop", "kill", *_ADJUST}),
+    "starting": frozenset({"pause", "kill"}),
+    "created": frozenset({"pause", "kill"}),
+    "stopping": frozenset({"kill", "close_all", "cancel_all"}),
+    "orphaned": frozenset({"restart"}),
+    "requested": frozenset(),
+}
+FINAL_ALLOWED = frozenset({"restart"})
+METHODS = {"pause": "pause", "resume": "resume_trading", "stop": "stop", "kill": "kill", "close_all": "close_all",
+           "cancel_all": "cancel_all", "trip_breaker": "trip_breaker", "reset_breaker": "reset_breaker",
+           "risk_override": "risk_override", "scale_sizing": "scale_sizing", "tighten_stops": "tighten_stops",
+           "enable_symbol": "enable_symbol", "disable_symbol": "disable_symbol", "set_params": "set_params"}
+
+
+def allowed(state: str) -> frozenset[str]:
+    """The controls enabled in ``state``."""
+    return FINAL_ALLOWED if S(state).is_final else ALLOWED.get(state, frozenset())
+
+
+class ControlPanel:
+    """Controls of one session; display ``panel.widget``. ``buttons`` maps control names to buttons."""
+
+    def __init__(self, session_id: str, store: Store | str | None = None, session: Any = None, *,
+                 refresh: float = 1.0, actor: str = "dashboard",
+                 on_restart: Callable[[str, Any], None] | None = None):
+        self.store = open_store(store if store is not None or session is None else session.store)
+        self.session_id, self.session, self.actor = session_id, session, actor
+        self.on_restart = on_restart
+        self.pending: dict[int, str] = {}  # command id -> name, waiting for the runner
+        self.results: list[dict[str, Any]] = []  # finished commands shown, newest last
+        self.restarted: Any = None  # the new Session (local) or id (requested) after a restart
+        row = self.store.get_session(session_id)  # NotFoundError for a bad id, before any widget
+        self.config = row["config"]
+        self.state = row["state"]
+        self.title = W.HTML(f"<h4 style='margin:4px 0'>Session controls — {html.escape(row['strategy'])} "
+                            f"<code>{html.escape(session_id)}</code></h4>")
+        self.state_html = W.HTML()
+        self.state_html.add_class("wb-state")
+        self.message = W.HTML()
+        self.message.add_class("wb-control-message")
+        b = self.buttons = {
+            "pause": button("Pause", "wb-btn-pause", icon="pause"),
+            "resume": button("Resume", "wb-btn-resume", icon="play"),
+            "stop": button("Stop", "wb-btn-stop", icon="stop"),
+            "restart": button("Restart", "wb-btn-restart", icon="refresh"),
+            "kill": button("Kill", "wb-btn-kill", icon="times", style="danger"),
+            "close_all": button("Close All Positions", "wb-btn-close-all", width="180px"),
+            "cancel_all": button("Cancel All Orders", "wb-btn-cancel-all", width="180px"),
+            "trip_breaker": button("Trip Circuit Breaker", "wb-btn-trip-breaker", style="warning", width="180px"),
+            "reset_breaker": button("Reset Circuit Breaker", "wb-btn-reset-breaker", width="180px"),
+            "scale_sizing": button("Reduce Position Size by 50%", "wb-btn-reduce-size", width="230px"),
+            "tighten_stops": button("Tighten Stops by 2%", "wb-btn-tighten-stops", width="180px"),
+        }
+        self.kill_confirm = button("Yes, kill it", "wb-btn-kill-confirm", style="danger")
+        self.kill_cancel = button("Cancel", "wb-btn-kill-cancel")
+        self.kill_box = W.HBox([W.HTML("<b>Kill ends the session now and may leave positions open.</b>"),
+                                self.kill_confirm, self.kill_cancel], layout={"display": "none"})
+        b["pause"].on_click(lambda _: self.act("pause"))
+        b["resume"].on_click(lambda _: self.act("resume"))
+        b["stop"].on_click(lambda _: self.act("stop", reason="stopped from the control panel"))
+        b["restart"].on_click(lambda _: self.restart())
+        b["kill"].on_click(lambda _: self._ask_kill(True))
+        self.kill_cancel.on_click(lambda _: self._ask_kill(False))
+        self.kill_confirm.on_click(lambda _: self.confirm_kill())
+        b["close_all"].on_click(lambda _: self.act("close_all"))
+        b["cancel_all"].on_click(lambda _: self.act("cancel_all"))
+        b["trip_breaker"].on_click(lambda _: self.act("trip_breaker", reason="manual trip from the control panel"))
+        b["reset_breaker"].on_click(lambda _: self.act("reset_breaker", reason="manual reset from the control panel"))
+        b["scale_sizing"].on_click(lambda _: self.act("scale_sizing", factor=0.5))
+        b["tighten_stops"].on_click(lambda _: self.act("tighten_stops", delta=0.02))
+        self._build_override()
+        self._build_symbols()
+        self._build_params()
+        sec = lambda t: W.HTML(f"<b style='display:block;margin-top:6px'>{t}</b>")  # noqa: E731
+        self.widget = W.VBox([
+            self.title, self.state_html,
+            W.HBox([b[k] for k in ("pause", "resume", "stop", "restart", "kill")]), self.kill_box,
+            sec("Emergency Controls"),
+            W.HBox([b["close_all"], b["cancel_all"], b["trip_breaker"], b["reset_breaker"]]),
+            sec("Risk Adjustments"), W.HBox([b["scale_sizing"], b["tighten_stops"]]),
+            sec("Risk Override"), self.override_box, sec("Symbols"), self.symbol_box,
+            sec("Strategy Parameters"), self.params_box, self.message,
+        ], layout={"border": "1px solid #ddd", "padding": "8px"})
+        self.widget.add_class("wb-controls")
+        self.ticker = Ticker(self.refresh, refresh, on_error=lambda e: self._show(str(e), "error"))
+        self.refresh()
+        self.ticker.start()
+
+    # ---- sections -------------------------------------------------------------------------
+    def _build_override(self) -> None:
+        self.override_limit = W.Dropdown(options=list(OVERRIDABLE), description="Limit", layout={"width": "260px"})
+        self.override_limit.add_class("wb-override-limit")
+        self.override_value = W.Text(description="Value", placeholder="empty: lift the limit", layout={"width": "220px"})
+        self.override_value.add_class("wb-override-value")
+        self.override_unit = W.HTML()
+        self.override_reason = W.Text(description="Reason", placeholder="why (required)", layout={"width": "260px"})
+        self.override_reason.add_class("wb-override-reason")
+        self.override_minutes = W.FloatText(value=60.0, description="Expires in", layout={"width": "170px"})
+        self.override_minutes.add_class("wb-override-minutes")
+        self.buttons["risk_override"] = button("Apply override", "wb-btn-override")
+        self.buttons["risk_override"].on_click(lambda _: self.apply_override())
+        self.override_limit.observe(lambda _: self._override_unit(), names="value")
+        self._override_unit()
+        self.override_box = W.HBox([self.override_limit, self.override_value, self.override_unit,
+                                    self.override_reason, self.override_minutes, W.HTML("min"),
+                                    self.buttons["risk_override"]], layout={"flex_flow": "row wrap"})
+
+    def _override_unit(self) -> None:
+        self.override_unit.value = "%" if self.override_limit.value in PERCENT_LIMITS else ""
+
+    def _build_symbols(self) -> None:
+        symbols = list(self.config.symbols) if self.config is not None else []
+        self.symbol = W.Dropdown(options=symbols, description="Symbol", layout={"width": "260px"})
+        self.symbol.add_class("wb-symbol")
+        self.buttons["enable_symbol"] = button("Enable", "wb-btn-enable-symbol")
+        self.buttons["disable_symbol"] = button("Disable", "wb-btn-disable-symbol")
+        self.buttons["enable_symbol"].on_click(lambda _: self.act("enable_symbol", symbol=self.symbol.value))
+        self.buttons["disable_symbol"].on_click(lambda _: self.act("disable_symbol", symbol=self.symbol.value))
+        self.symbol_box = W.HBox([self.symbol, self.buttons["enable_symbol"], self.buttons["disable_symbol"]])
+
+    def _build_params(self) -> None:
+        self.param_widgets: dict[str, W.ValueWidget] = {}
+        if self.config is not None:
+            current = dict(self.session.params) if self.session is not None else dict(self.config.params)
+            for p in registry.get(self.config.strategy).params:
+                w = F.param_widget(p)
+                if p.name in current:
+                    w.value = current[p.name]
+                w.add_class(f"wb-param-{p.name}")
+                self.param_widgets[p.name] = w
+        self.buttons["set_params"] = button("Apply parameters", "wb-btn-set-params")
+        self.buttons["set_params"].on_click(lambda _: self.apply_params())
+        self.params_box = W.VBox([*self.param_widgets.values(), self.buttons["set_params"]])
+
+    # ---- actions ----------------------------------------------------------------------------
+    def act(self, name: str, **args: Any) -> str | int | None:
+        """Apply control ``name``: the local session's method (returns its message) or a store
+        command (returns its id; the result shows when the runner has handled it)."""
+        try:
+            if self.session is not None:
+                msg = getattr(self.session, METHODS[name])(actor=self.actor, **args)
+                self._show(f"{name}: {msg}", "ok")
+                self.refresh()
+                return msg
+            cmd = self.store.send_command(self.session_id, name, args or None, actor=self.actor)
+            self.pending[cmd] = name
+            self._show(f"{name} sent; waiting for the runner…", "info")
+            return cmd
+        except Exception as e:  # shown, never raised into the widget loop
+            log.info("control %s failed: %s", name, e)
+            self._show(f"{name} failed: {e}", "error")
+            return None
+
+    def apply_override(self) -> Any:
+        """Risk override from the form: limit, value (empty lifts it), reason, expiry in minutes."""
+        limit = self.override_limit.value
+        try:
+            value = F.parse_number(self.override_value.value, percent=limit in PERCENT_LIMITS,
+                                   integer=limit == "max_orders_per_minute")
+        except F.ParseError as e:
+            self._show(f"override value: {e}", "error")
+            return None
+        reason = self.override_reason.value.strip()
+        if not reason:
+            self._show("risk override: give a reason (it is recorded with the override)", "error")
+            return None
+        minutes = self.override_minutes.value
+        if not minutes or minutes <= 0:
+            self._show("risk override: expiry must be a positive number of minutes", "error")
+            return None
+        return self.act("risk_override", changes={limit: value}, reason=reason, expires_minutes=float(minutes))
+
+    def apply_params(self) -> Any:
+        """Send the edited strategy parameters (the engine validates them)."""
+        return self.act("set_params", params={k: w.value for k, w in self.param_widgets.items()})
+
+    def _ask_kill(self, show: bool) -> None:
+        self.kill_box.layout.display = None if show else "none"
+
+    def confirm_kill(self) -> Any:
+        self._ask_kill(False)
+        return self.act("kill", reason="killed from the control panel")
+
+    def restart(self) -> Any:
+        """A new run of the same config: started here with a local session, else requested from the host."""
+        try:
+            if self.session is not None:
+                from workbench.engine.session import Session
+
+                new = Session.restart(self.session_id, self.store)
+                new.start()
+                self.restarted = new
+                new_id = new.id
+            else:
+                if self.config is None:
+                    raise ValueError("the session's config no longer validates; create a new session instead")
+                new_id = self.store.create_session(self.config, state=S.REQUESTED, parent_id=self.session_id)
+                self.restarted = new_id
+            self._show(f"restarted as {new_id}" + ("" if self.session is not None else
+                                                    " (requested from workbench host)"), "ok")
+            if self.on_restart is not None:
+                self.on_restart(new_id, self.restarted)
+            return self.restarted
+        except Exception as e:
+            self._show(f"restart failed: {e}", "error")
+            return None
+
+    # ---- refresh --------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Read the state (and finished commands) and enable the buttons the state allows."""
+        if self.session is not None:
+            state = self.session.state.value
+        else:
+            state = self.store.get_session(self.session_id)["state"]
+        self.state = state
+        self.state_html.value = f"State: {state_badge(state)}"
+        ok = allowed(state)
+        for name, btn in self.buttons.items():
+            btn.disabled = name not in ok
+        self.kill_confirm.disabled = "kill" not in ok
+        for cmd_id in list(self.pending):
+            cmd = self.store.get_command(cmd_id)
+            if cmd["status"] == "pending":
+                continue
+            name = self.pending.pop(cmd_id)
+            self.results.append(cmd)
+            self._show(f"{name} {cmd['status']}" + (f": {cmd['result']}" if cmd["result"] else ""),
+                       "ok" if cmd["status"] == "applied" else "error")
+
+    def _show(self, text: str, kind: str) -> None:
+        self.message.value = message(text, kind)
+
+    def close(self) -> None:
+        """Stop refreshing and close the widgets."""
+        self.ticker.stop()
+        self.widget.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def controls(session_id: str, store: Store | str | None = None, session: Any = None, **kwargs: Any) -> ControlPanel:
+    """The control panel of ``session_id`` (displays itself in Jupyter)."""
+    return ControlPanel(session_id, store, session, **kwargs)

@@ -1,0 +1,267 @@
+"""Session detail: performance and risk metrics, trade history, event log, and live charts of
+equity/drawdown and price with fills, updated while the session runs.
+
+A :class:`~workbench.ui.common.Ticker` on the kernel's loop reads only what is new in the store
+every ``refresh`` seconds (equity points after the last one seen, fills after the last count) and
+pushes it into bounded :class:`~workbench.ui.livechart.LiveChart` windows; the tables are redrawn
+every ``tables_every`` ticks. ``close()`` stops all of it.
+"""
+from __future__ import annotations
+
+import html
+import math
+from array import array
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from workbench.backtest.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
+from workbench.domain import SessionState
+from workbench.store import Store
+from workbench.ui.common import Ticker, fmt_num, fmt_time, frame_table, message, open_store, state_badge
+from workbench.ui.livechart import LiveChart
+
+PERFORMANCE = ("pnl", "total_return", "annualized_return", "sharpe_ratio", "sortino_ratio", "win_rate",
+               "profit_factor", "avg_win", "avg_loss", "trade_count", "avg_trade_duration_hours", "exposure")
+RISK = ("max_drawdown", "volatility", "value_at_risk", "expected_shortfall", "calmar_ratio", "worst_trade")
+EQ, DD, PRICE, BUYS, SELLS = 0, 1, 0, 1, 2
+TRADE_COLUMNS = [
+    ("symbol", "Symbol", str), ("entry_time", "Entry", fmt_time), ("exit_time", "Exit", fmt_time),
+    ("entry_price", "Entry price", fmt_num), ("exit_price", "Exit price", fmt_num), ("quantity", "Qty", fmt_num),
+    ("pnl", "P&L", lambda v: fmt_num(v, ",.2f")), ("return_pct", "Return", lambda v: fmt_num(v, ".2%")),
+    ("commission", "Commission", lambda v: fmt_num(v, ",.2f")), ("slippage", "Slippage", lambda v: fmt_num(v, ",.2f")),
+    ("exit_reason", "Reason", lambda v: v or ""), ("status", "Status", str)]
+FILL_COLUMNS = [("time", "Time", fmt_time), ("symbol", "Symbol", str), ("side", "Side", str),
+                ("quantity", "Qty", fmt_num), ("price", "Price", fmt_num),
+                ("commission", "Commission", lambda v: fmt_num(v, ",.2f")),
+                ("slippage", "Slippage", lambda v: fmt_num(v, ",.2f"))]
+EVENT_COLUMNS = [("time", "Time", fmt_time), ("kind", "Kind", str), ("actor", "Who", str), ("message", "Message", str)]
+
+
+def _metrics_html(metrics: dict[str, Any], keys: tuple[str, ...], css: str) -> str:
+    rows = [(METRIC_LABELS[k][0], format_metric(k, metrics[k])) for k in keys if k in metrics]
+    if not rows:
+        return f"<i class='{css}' style='color:#777'>not enough data yet</i>"
+    cells = "".join(f"<tr><td style='padding:1px 12px 1px 2px;color:#555'>{html.escape(a)}</td>"
+                    f"<td style='padding:1px 4px'>{html.escape(b)}</td></tr>" for a, b in rows)
+    return f"<table class='{css}' style='font-size:92%'>{cells}</table>"
+
+
+class DetailView:
+    """Detail of one session; display ``view.widget``. ``equity_chart``/``price_chart`` are LiveCharts."""
+
+    def __init__(self, session_id: str, store: Store | str | None = None, session: Any = None, *,
+                 refresh: float = 0.5, window: int = 500, tables_every: int = 4, symbol: str | None = None):
+        self.store = open_store(store if store is not None or session is None else session.store)
+        self.session_id, self.session = session_id, session
+        self.tables_every = max(int(tables_every), 1)
+        row = self.store.get_session(session_id)
+        self.row = row
+        self.config = row["config"]
+        self.initial = float(row["initial_balance"])
+        self.symbol = symbol or (row["symbols"][0] if row["symbols"] else None)
+        self.header = W.HTML()
+        self.problem = W.HTML()
+        self.performance = W.HTML()
+        self.risk_html = W.HTML()
+        self.trades_html = W.HTML()
+        self.events_html = W.HTML()
+        for w, css in ((self.performance, "wb-performance"), (self.risk_html, "wb-risk-metrics"),
+                       (self.trades_html, "wb-trades"), (self.events_html, "wb-events")):
+            w.add_class(css)
+        eq = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04)
+        eq.add_trace(go.Scatter(x=[], y=[], name="equity", line=dict(color="#1f77b4")), row=1, col=1)
+        eq.add_trace(go.Scatter(x=[], y=[], name="drawdown %", fill="tozeroy", line=dict(color="#d62728")),
+                     row=2, col=1)
+        eq.update_layout(title="Equity and drawdown", showlegend=False, height=360,
+                         margin=dict(l=50, r=20, t=40, b=30), uirevision="keep")
+        eq.update_yaxes(title_text="equity", row=1, col=1)
+        eq.update_yaxes(title_text="drawdown %", row=2, col=1)
+        pr = go.Figure([go.Scatter(x=[], y=[], name=self.symbol or "price", line=dict(color="#444", width=1)),
+                        go.Scatter(x=[], y=[], mode="markers", name="buy",
+                                   marker=dict(symbol="triangle-up", color="green", size=10)),
+                        go.Scatter(x=[], y=[], mode="markers", name="sell", text=[],
+                                   marker=dict(symbol="triangle-down", color="red", size=10),
+                                   hovertemplate="%{text}: %{y}<extra></extra>")])
+        pr.update_layout(title=f"{self.symbol}: price and fills", height=300, margin=dict(l=50, r=20, t=40, b=30),
+                         uirevision="keep")
+        interval = max(refresh / 2, 0.25)
+        self.equity_chart = LiveChart(eq, window, min_interval=interval)
+        self.price_chart = LiveChart(pr, window, min_interval=interval)
+        self.equity_box = W.VBox([self.equity_chart.fig])
+        self.equity_box.add_class("wb-equity-chart")
+        self.price_box = W.VBox([self.price_chart.fig])
+        self.price_box.add_class("wb-price-chart")
+        tabs = W.Tab([W.VBox([self.trades_html], layout={"max_height": "320px", "overflow": "auto"}),
+                      W.VBox([self.events_html], layout={"max_height": "320px", "overflow": "auto"})])
+        tabs.set_title(0, "Trade history")
+        tabs.set_title(1, "Event log")
+        metrics = W.HBox([W.VBox([W.HTML("<b>Performance</b>"), self.performance]),
+                          W.VBox([W.HTML("<b>Risk</b>"), self.risk_html], layout={"margin": "0 0 0 24px"})])
+        self.widget = W.VBox([self.header, self.problem, metrics, self.equity_box, self.price_box, tabs],
+                             layout={"border": "1px solid #ddd", "padding": "8px"})
+        self.widget.add_class("wb-detail")
+        # incremental read state
+        self._last_t: pd.Timestamp | None = None
+        self._peak = self.initial
+        self._times = array("q")  # the whole curve, compact (8 bytes a value), for live metrics
+        self._values = array("d")
+        self._exposure = math.nan
+        self._fills_seen = 0
+        self._bars: pd.DataFrame | None = None
+        self._bars_error: str | None = None
+        self._price_t: pd.Timestamp | None = None
+        self._ticks = 0
+        self.state = row["state"]
+        self.ticker = Ticker(self.refresh, refresh, on_error=lambda e: self._problem(f"refresh failed: {e}"))
+        self.refresh()
+        self.ticker.start()
+
+    # ---- reading ----------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Read what is new, push it to the charts (throttled) and, every few ticks, redraw the tables."""
+        row = self.store.get_session(self.session_id)
+        self.row, self.state = row, row["state"]
+        first = self._last_t is None
+        new = self.store.equity(self.session_id, since=self._last_t)
+        if len(new):
+            self._add_equity(new, first)
+        self._add_fills()
+        final = SessionState(self.state).is_final
+        self.equity_chart.flush(force=first or final)
+        self.price_chart.flush(force=first or final)
+        if first or final or self._ticks % self.tables_every == 0:
+            self._tables(row)
+        self._ticks += 1
+        if not self._bars_error and self.problem.value:
+            self.problem.value = ""  # this refresh went through: clear an earlier failure
+        if final and self.ticker.running and self._ticks > 1:
+            self.ticker.stop()  # nothing more will come
+
+    def _add_equity(self, new: pd.DataFrame, first: bool) -> None:
+        eq = new["equity"]
+        if first:
+            dd = drawdown_series(eq, self.initial)
+        else:
+            peak = np.maximum.accumulate(np.concatenate([[self._peak], eq.to_numpy()]))[1:]
+            dd = pd.Series(1.0 - eq.to_numpy() / peak, index=eq.index)
+        self._peak = max(self._peak, float(eq.max()))
+        self._last_t = eq.index[-1]
+        self._times.frombytes(np.ascontiguousarray(eq.index.as_unit("ns").asi8, dtype=np.int64).tobytes())
+        self._values.frombytes(np.ascontiguousarray(eq.to_numpy(), dtype=np.float64).tobytes())
+        self._exposure = float(new["exposure"].iloc[-1])
+        tail = slice(-self.equity_chart.window, None)
+        xs = eq.index[tail].to_pydatetime()
+        self.equity_chart.push(EQ, xs, eq.to_numpy()[tail])
+        self.equity_chart.push(DD, xs, (-100.0 * dd.to_numpy())[tail])
+        self._add_prices(eq.index[-1])
+
+    def _add_prices(self, upto: pd.Timestamp) -> None:
+        if self.symbol is None or self.config is None or self._bars_error:
+            return
+        if self._bars is None:
+            try:
+                from workbench.data import load_bars
+
+                frame = load_bars(self.config.data, self.symbol, self.config.start, self.config.end)
+                self._bars = pd.Series(frame["close"].to_numpy(copy=True), index=frame.index)  # not the whole frame
+            except Exception as e:
+                self._bars_error = str(e)
+                self._problem(f"price chart: no bars for {self.symbol} ({e})")
+                return
+        bars = self._bars
+        lo = 0 if self._price_t is None else int(bars.index.searchsorted(self._price_t, side="right"))
+        hi = int(bars.index.searchsorted(upto, side="right"))
+        lo = max(lo, hi - self.price_chart.window)
+        if hi > lo:
+            chunk = bars.iloc[lo:hi]
+            self.price_chart.push(PRICE, chunk.index.to_pydatetime(), chunk.to_numpy())
+            self._price_t = chunk.index[-1]
+
+    def _add_fills(self) -> None:
+        new = self.store.fills(self.session_id, skip=self._fills_seen)
+        self._fills_seen += len(new)
+        new = new[new["symbol"] == self.symbol]
+        if len(new):
+            buys, sells = new[new["side"] == "buy"], new[new["side"] == "sell"]
+            self.price_chart.push(BUYS, buys["time"].dt.to_pydatetime(), buys["price"])
+            self.price_chart.push(SELLS, sells["time"].dt.to_pydatetime(), sells["price"],
+                                  texts=[f"sell {q:g}" for q in sells["quantity"]])
+
+    def _tables(self, row: dict[str, Any]) -> None:
+        orphan = "" if row.get("heartbeat_at") is not None or row["state"] != "orphaned" else " (no runner)"
+        self.header.value = (f"<h3 style='margin:4px 0'>{html.escape(row['name'] or row['strategy'])} "
+                             f"<small><code>{html.escape(self.session_id)}</code> · {html.escape(row['kind'])} · "
+                             f"{html.escape(', '.join(row['symbols']))} · "
+                             f"<span class='wb-state'>{state_badge(row['state'])}</span>{orphan}</small></h3>")
+        trades = self._trades(row)
+        metrics = dict(row.get("metrics") or {})
+        if not metrics and len(self._values) >= 2:
+            # copies: a numpy view would pin the arrays' buffers and block the next append
+            index = pd.DatetimeIndex(np.array(self._times, dtype=np.int64).view("M8[ns]")).tz_localize("UTC")
+            curve = pd.Series(np.array(self._values, dtype=np.float64), index=index)
+            metrics = compute_metrics(curve, trades if "duration" in trades.columns else empty_trades(), self.initial)
+        self.metrics = metrics
+        self.performance.value = _metrics_html(metrics, PERFORMANCE, "wb-performance-table")
+        risk_rows = _metrics_html(metrics, RISK, "wb-risk-table")
+        extra = [("Exposure now", "n/a" if self._exposure != self._exposure else f"{self._exposure:,.2f}")]
+        state = self._risk_state()
+        if state:
+            extra.append(("Trading state", state))
+        self.risk_html.value = risk_rows + "".join(
+            f"<div style='font-size:92%'><span style='color:#555'>{html.escape(a)}:</span> {html.escape(b)}</div>"
+            for a, b in extra)
+        if len(trades):
+            self.trades_html.value = frame_table(trades.iloc[::-1].head(100), TRADE_COLUMNS, "wb-trades-table")
+        else:
+            fills = self.store.fills(self.session_id)
+            self.trades_html.value = ("<i>open trades show as fills until the session ends</i>" +
+                                      frame_table(fills.iloc[::-1].head(100), FILL_COLUMNS, "wb-fills-table",
+                                                  empty="no fills yet"))
+        events = self.store.events(self.session_id, limit=50).iloc[::-1]
+        self.events_html.value = frame_table(events, EVENT_COLUMNS, "wb-events-table", empty="no events")
+        self.trades = trades
+
+    def _trades(self, row: dict[str, Any]) -> pd.DataFrame:
+        if self.session is not None and not SessionState(row["state"]).is_final:
+            from workbench.backtest.metrics import TRADE_COLUMNS as COLS
+
+            return pd.DataFrame(self.session.portfolio.trade_log(include_open=True), columns=list(COLS))
+        return self.store.trades(self.session_id)
+
+    def _risk_state(self) -> str:
+        if self.session is not None:
+            return self.session.risk.state.value
+        try:
+            st = self.store.load_runner_state(self.session_id)
+        except Exception:
+            return ""
+        return str(((st or {}).get("risk") or {}).get("state") or "")
+
+    def _problem(self, text: str) -> None:
+        self.problem.value = message(text, "error")
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    @property
+    def updates(self) -> int:
+        """Chart updates sent so far (both charts)."""
+        return self.equity_chart.updates + self.price_chart.updates
+
+    def close(self) -> None:
+        """Stop updating and close the widgets."""
+        self.ticker.stop()
+        self.equity_chart.close()
+        self.price_chart.close()
+        self.widget.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def detail(session_id: str, store: Store | str | None = None, session: Any = None, **kwargs: Any) -> DetailView:
+    """The detail view of ``session_id`` (displays itself in Jupyter)."""
+    return DetailView(session_id, store, session, **kwargs)

@@ -1,0 +1,135 @@
+"""What the wizard's "Create" does with a valid config (the view part; the work is the engine's).
+
+* backtest: loads bars (a progress bar per symbol), runs :func:`run_backtest`, saves it to the store
+  and shows the metrics and figures;
+* paper: starts a :class:`Session` on this kernel's loop (kept in :data:`LOCAL_SESSIONS` so the
+  other views control it by method) or records it as "requested" for ``workbench host``;
+* live: always requested from ``workbench host`` (the host owns exchange keys and arming).
+"""
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from workbench.config import SessionConfig
+from workbench.domain import SessionState
+from workbench.store import Store
+from workbench.ui.common import has_loop, message, open_store
+
+log = logging.getLogger(__name__)
+#: sessions started in this kernel, by id (the sessions view and control panel use their methods)
+LOCAL_SESSIONS: dict[str, Any] = {}
+
+
+@dataclass
+class Launched:
+    """The outcome of a Create: the session id, where it runs, and the local Session or backtest result."""
+
+    session_id: str
+    where: str  # "kernel", "host" or "backtest"
+    session: Any = None
+    result: Any = None
+
+
+def backtest_result_widget(result: Any, session_id: str) -> W.Widget:
+    """Metrics table plus equity and price figures of a finished backtest."""
+    summary = W.HTML(f"<pre class='wb-backtest-summary' style='font-size:90%'>{html.escape(result.summary())}</pre>")
+    eq = go.FigureWidget(result.equity_figure())
+    price = go.FigureWidget(result.price_figure())
+    box = W.VBox([W.HTML(f"<b>Backtest <code>{html.escape(session_id)}</code> saved</b>"), summary,
+                  W.VBox([eq], layout={"width": "100%"}), W.VBox([price], layout={"width": "100%"})])
+    box.add_class("wb-backtest-result")
+    return box
+
+
+def run_backtest_with_progress(config: SessionConfig, store: Store, progress: W.IntProgress | None = None) -> Launched:
+    """Run and save a backtest, advancing ``progress`` (symbols loaded, run, saved)."""
+    from workbench.backtest import run_backtest
+    from workbench.data import load_bars
+
+    steps = len(config.symbols) + 2
+    if progress is not None:
+        progress.max, progress.value, progress.bar_style = steps, 0, "info"
+    frames = {}
+    for sym in config.symbols:
+        if progress is not None:
+            progress.description = f"bars {sym}"
+        frames[sym] = load_bars(config.data, sym, config.start, config.end)
+        if progress is not None:
+            progress.value += 1
+    if progress is not None:
+        progress.description = "backtest"
+    result = run_backtest(config, frames)
+    if progress is not None:
+        progress.value += 1
+        progress.description = "saving"
+    sid = store.save_backtest(config, result)
+    if progress is not None:
+        progress.value, progress.description, progress.bar_style = steps, "done", "success"
+    return Launched(sid, "backtest", result=result)
+
+
+def start_session(config: SessionConfig, store: Store, run_in: str, **session_kwargs: Any) -> Launched:
+    """Start a paper session in this kernel or request it (paper or live) from ``workbench host``."""
+    if run_in not in ("kernel", "host"):
+        raise ValueError(f"run_in must be 'kernel' or 'host', got {run_in!r}")
+    if config.kind.value == "backtest":
+        raise ValueError("a backtest is run, not started: use run_backtest_with_progress")
+    if run_in == "host" or config.kind.value == "live":
+        sid = store.create_session(config, state=SessionState.REQUESTED)
+        return Launched(sid, "host")
+    if not has_loop():
+        raise RuntimeError("no running event loop to start the session on; run it from Jupyter, "
+                           "or choose 'Request from workbench host'")
+    from workbench.engine.live import open_session  # paper on live data (data.live) gets the live feed
+
+    session = open_session(config, store, **session_kwargs).start()
+    LOCAL_SESSIONS[session.id] = session
+    return Launched(session.id, "kernel", session=session)
+
+
+class Launcher:
+    """The wizard's Create callback: runs/starts the session and shows progress and outcome in ``box``."""
+
+    def __init__(self, store: Store | str | None, box: W.Box, *, session_kwargs: dict[str, Any] | None = None):
+        self._store, self.box = store, box
+        self.session_kwargs = dict(session_kwargs or {})
+        self.launched: list[Launched] = []
+        self.listeners: list[Any] = []  # called with each Launched (e.g. the sessions view selects it)
+
+    @property
+    def store(self) -> Store:
+        """The store (opened on first use, so an unused wizard touches no database)."""
+        if not isinstance(self._store, Store):
+            self._store = open_store(self._store)
+        return self._store
+
+    def __call__(self, config: SessionConfig, options: dict[str, Any]) -> Launched:
+        note = W.HTML()
+        note.add_class("wb-create-result")
+        if config.kind.value == "backtest":
+            bar = W.IntProgress(value=0, min=0, max=1, description="starting")
+            bar.add_class("wb-progress")
+            self.box.children = [bar, note]
+            try:
+                out = run_backtest_with_progress(config, self.store, bar)
+            except Exception as e:
+                bar.bar_style = "danger"
+                note.value = message(f"backtest failed: {e}", "error")
+                raise
+            self.box.children = [bar, note, backtest_result_widget(out.result, out.session_id)]
+            note.value = message(f"backtest {out.session_id} done", "ok")
+        else:
+            out = start_session(config, self.store, options.get("run_in", "kernel"), **self.session_kwargs)
+            where = "started in this kernel" if out.where == "kernel" else "requested from workbench host"
+            note.value = message(f"{config.kind.value} session {out.session_id} {where}", "ok")
+            self.box.children = [note]
+        self.launched.append(out)
+        for fn in self.listeners:
+            fn(out)
+        return out

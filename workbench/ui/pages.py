@@ -1,0 +1,148 @@
+"""The Voilà dashboard pages: each function returns one widget (a :class:`Page`) and displays nothing.
+
+* ``sessions_page(store=None)``: active sessions table, the creation wizard (paper/live requested
+  from ``workbench host`` by default) and the controls of the selected session;
+* ``session_page(session_id=None, store=None)``: detail view + controls; without ``session_id`` the
+  id comes from the URL query (``?id=...``, which Voilà puts in ``$QUERY_STRING``);
+* ``risk_page(store=None)``, ``history_page(store=None)``.
+
+``page.views`` holds the view objects (for tests). Stable CSS classes for browser tests:
+
+==========================  ==============================================================
+``wb-page``                 every page; plus ``wb-page-sessions|session|risk|history``
+``wb-page-message``         the friendly message of a page that cannot show (no/unknown id)
+``wb-sessions-table``       the active sessions table; rows ``wb-session-row`` and
+                            ``wb-session-<id>``; cells ``wb-kind``, ``wb-strategy``, ``wb-pnl``,
+                            ``wb-exposure``, ``wb-state``, ``wb-uptime``, ``wb-session-id``;
+                            row button ``wb-session-open``; ``wb-sessions-empty`` when none
+``wb-detail-link``          link to the selected session's detail page (``a.wb-detail-anchor``)
+``wb-wizard``               the wizard: ``wb-wizard-next``, ``wb-wizard-back``,
+                            ``wb-wizard-create``, ``wb-wizard-status``, ``wb-wizard-summary``, ``wb-wizard-steps``,
+                            ``wb-wizard-run-in``, ``wb-wizard-result``, ``wb-create-result``,
+                            ``wb-progress``; each field's input ``wb-field-<key>`` and its
+                            error ``wb-error-<key>`` (key with dots as dashes, e.g.
+                            ``wb-field-initial_balance``, ``wb-error-risk-stop_loss``,
+                            ``wb-field-kind``)
+``wb-controls``             control panel: ``wb-state`` (state text), ``wb-control-message``,
+                            ``wb-btn-pause``, ``wb-btn-resume``, ``wb-btn-stop``,
+                            ``wb-btn-restart``, ``wb-btn-kill`` then ``wb-btn-kill-confirm`` /
+                            ``wb-btn-kill-cancel``, ``wb-btn-close-all``, ``wb-btn-cancel-all``,
+                            ``wb-btn-trip-breaker``, ``wb-btn-reset-breaker``,
+                            ``wb-btn-reduce-size``, ``wb-btn-tighten-stops``, ``wb-override-limit``,
+                            ``wb-override-value``, ``wb-override-reason``, ``wb-override-minutes``,
+                            ``wb-btn-override``, ``wb-symbol``, ``wb-btn-enable-symbol``,
+                            ``wb-btn-disable-symbol``, ``wb-param-<name>``, ``wb-btn-set-params``
+``wb-detail``               detail view: ``wb-state``, ``wb-performance``, ``wb-risk-metrics``,
+                            ``wb-equity-chart``, ``wb-price-chart``, ``wb-trades``, ``wb-events``
+``wb-risk``                 risk view: ``wb-risk-summary``, ``wb-risk-concentration``,
+                            ``wb-risk-correlation``, ``wb-risk-liquidity``, ``wb-risk-volatility``,
+                            ``wb-risk-limits``, ``wb-risk-message``
+``wb-history``              history view: ``wb-history-table`` (rows ``wb-history-row``),
+                            ``wb-history-kind``, ``wb-history-strategy``, ``wb-history-since``,
+                            ``wb-history-until``, ``wb-history-compare``, ``wb-compare``,
+                            ``wb-template-name``, ``wb-btn-save-template``, ``wb-template``,
+                            ``wb-profile``, ``wb-btn-start-template``, ``wb-history-message``
+==========================  ==============================================================
+"""
+from __future__ import annotations
+
+import html
+import os
+from typing import Any
+from urllib.parse import parse_qs
+
+import ipywidgets as W
+
+from workbench.store import Store
+from workbench.ui.common import open_store
+
+DETAIL_URL = "session.ipynb?id={id}"  # relative to a Voilà-rendered sessions.ipynb
+
+
+class Page(W.VBox):
+    """A dashboard page: a VBox whose ``views`` are the view objects on it."""
+
+    def __init__(self, name: str, children: list[W.Widget], views: dict[str, Any] | None = None):
+        super().__init__(children)
+        self.views: dict[str, Any] = dict(views or {})
+        self.add_class("wb-page")
+        self.add_class(f"wb-page-{name}")
+
+    def close_views(self) -> None:
+        """Stop every view's refresh task."""
+        for v in self.views.values():
+            close = getattr(v, "close", None)
+            if close is not None:
+                close()
+
+
+def _notice(name: str, text: str) -> Page:
+    note = W.HTML(f"<div style='padding:12px;color:#555;font-size:110%'>{text}</div>")
+    note.add_class("wb-page-message")
+    return Page(name, [note])
+
+
+def sessions_page(store: Store | str | None = None, *, run_in: str = "host", refresh: float = 1.0) -> Page:
+    """Active sessions + wizard (paper/live requested from the host by default) + selected session's controls."""
+    from workbench.ui.sessions import SessionsView
+    from workbench.ui.wizard import Wizard
+
+    st = open_store(store)
+    view = SessionsView(st, refresh=refresh, detail_url=DETAIL_URL)
+    wiz = Wizard(store=st, run_in=run_in)
+
+    def created(launched: Any) -> None:
+        view.refresh()
+        if launched.where != "backtest":
+            view.select(launched.session_id)
+    wiz.launcher.listeners.append(created)
+    header = W.HTML("<h2 style='margin:4px 0'>Trading Sessions</h2>")
+    return Page("sessions", [header, view.widget, W.HTML("<hr>"), wiz.widget],
+                {"sessions": view, "wizard": wiz})
+
+
+def query_id(query: str | None = None) -> str | None:
+    """The ``id`` parameter of a URL query string (default: Voilà's ``$QUERY_STRING``)."""
+    q = os.environ.get("QUERY_STRING", "") if query is None else query
+    values = parse_qs(q.lstrip("?")).get("id") or []
+    value = values[0].strip() if values else ""
+    return value or None
+
+
+def session_page(session_id: str | None = None, store: Store | str | None = None, *, refresh: float = 0.5) -> Page:
+    """Detail + controls of one session; the id defaults to the URL's ``?id=``."""
+    from workbench.store.store import NotFoundError
+    from workbench.ui.controls import ControlPanel
+    from workbench.ui.detail import DetailView
+    from workbench.ui.launch import LOCAL_SESSIONS
+
+    sid = session_id or query_id()
+    if not sid:
+        return _notice("session", "No session selected. Open this page with <code>?id=&lt;session id&gt;</code>, "
+                                  "or pick a session on the <a href='sessions.ipynb'>sessions page</a>.")
+    st = open_store(store)
+    try:
+        st.get_session(sid)
+    except NotFoundError:
+        return _notice("session", f"There is no session <code>{html.escape(sid)}</code> in this store. "
+                                  "Pick one on the <a href='sessions.ipynb'>sessions page</a>.")
+    local = LOCAL_SESSIONS.get(sid)
+    view = DetailView(sid, st, local, refresh=refresh)
+    panel = ControlPanel(sid, st, local)
+    return Page("session", [view.widget, panel.widget], {"detail": view, "controls": panel})
+
+
+def risk_page(store: Store | str | None = None, **kwargs: Any) -> Page:
+    """The risk dashboard of all active sessions."""
+    from workbench.ui.risk import RiskView
+
+    view = RiskView(store, **kwargs)
+    return Page("risk", [view.widget], {"risk": view})
+
+
+def history_page(store: Store | str | None = None, **kwargs: Any) -> Page:
+    """The session history browser with compare and templates."""
+    from workbench.ui.history import HistoryView
+
+    view = HistoryView(store, **kwargs)
+    return Page("history", [view.widget], {"history": view})
