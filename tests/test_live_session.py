@@ -357,7 +357,7 @@ def test_live_data_needs_an_exchange_source():
 
 # ---- the host runs live sessions through open_session ------------------------------------------
 def test_host_runs_a_requested_live_session_only_when_armed(lx, tmp_path):
-    from workbench.engine.host import run_host
+    from workbench.engine.host import request_session, run_host
 
     url = f"sqlite:///{tmp_path / 'host.db'}"
     store = Store(url)
@@ -365,9 +365,14 @@ def test_host_runs_a_requested_live_session_only_when_armed(lx, tmp_path):
     unarmed = store.create_session(config, state="requested")
     asyncio.run(run_host(url, poll=0.02, stop_after=0.2))
     assert store.get_session(unarmed)["state"] == "failed"
-    assert store.events(unarmed)["message"].str.contains("not armed").any()
+    assert store.events(unarmed)["message"].str.contains("--allow-live").any()
+    # a host that allows live still needs the request's exchange:account confirmation
+    wrong = request_session(store, config, arming={"allow_live": True, "confirmation": "kraken:main"})
+    asyncio.run(run_host(url, poll=0.02, stop_after=0.2, allow_live=True))
+    assert store.get_session(wrong)["state"] == "failed"
+    assert store.events(wrong)["message"].str.contains("binance:main").any()
 
-    sid = store.create_session(config, state="requested")
+    sid = request_session(store, config, arming=ARMED)  # what the wizard records for the host
 
     async def go():
         client = async_client(lx)
@@ -378,8 +383,8 @@ def test_host_runs_a_requested_live_session_only_when_armed(lx, tmp_path):
 
         try:
             stopper = asyncio.get_running_loop().create_task(stop_later())
-            ran = await run_host(url, poll=0.02, stop_after=0.5, session_kwargs={
-                "arming": ARMED, "exchange": client, "broker_policy": FAST["broker_policy"]})
+            ran = await run_host(url, poll=0.02, stop_after=0.5, allow_live=True, session_kwargs={
+                "exchange": client, "broker_policy": FAST["broker_policy"]})
             await stopper
             return ran
         finally:

@@ -10,6 +10,7 @@ from typing import Any
 
 from workbench.config import SessionConfig, make_config
 from workbench.reports.cli import add_report_parser, parse_params
+from workbench.serve import add_up_parser
 
 
 def config_from_args(args: argparse.Namespace) -> SessionConfig:
@@ -96,10 +97,14 @@ def cmd_host(args: argparse.Namespace) -> int:
 
     from workbench.engine.host import run_host
 
+    if args.replay_speed is not None and not args.replay_speed > 0:
+        raise ValueError("--replay-speed must be positive, e.g. 60 for one 1-minute bar a second "
+                         f"(got {args.replay_speed})")
     print(f"workbench host: running requested sessions from {args.db or 'the default store'} (Ctrl-C stops)")
     try:
         ran = asyncio.run(run_host(args.db, poll=args.poll, stop_after=args.stop_after,
-                                   resume_orphans=args.resume_orphans))
+                                   resume_orphans=args.resume_orphans, allow_live=args.allow_live,
+                                   session_kwargs={"replay_speed": args.replay_speed} if args.replay_speed else None))
     except KeyboardInterrupt:
         return 0
     print(f"workbench host: ran {len(ran)} session(s)")
@@ -146,11 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--poll", type=float, default=0.5, help="seconds between store polls")
     host.add_argument("--stop-after", type=float, default=None, help="stop claiming after this many seconds")
     host.add_argument("--resume-orphans", action="store_true", help="also resume sessions whose runner died")
+    host.add_argument("--allow-live", action="store_true",
+                      help="run requested live sessions (each still needs its exchange:account confirmation)")
+    host.add_argument("--replay-speed", type=float, default=None, metavar="K",
+                      help="replay sample/CSV bars at K x real time (default: as fast as possible)")
     host.set_defaults(func=cmd_host)
 
     warm = sub.add_parser("warmup", help="compile the backtest kernels into numba's on-disk cache (once)")
     warm.set_defaults(func=cmd_warmup)
     add_report_parser(sub, common)
+    add_up_parser(sub)
     return parser
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
 from typing import Any
 
+from workbench.config import SessionConfig
 from workbench.domain import SessionState
 from workbench.engine.live import open_session
 from workbench.engine.session import Session
@@ -41,11 +43,41 @@ def mark_orphans(store: Store, stale_after: float, *, actor: str = "host") -> li
     return out
 
 
+def request_session(store: Store, config: SessionConfig, *, arming: Mapping[str, Any] | None = None,
+                    actor: str = "user") -> str:
+    """Record ``config`` as a session for ``workbench host`` to run (state "requested"); returns its id.
+
+    A live request keeps the user's confirmation (``arming['confirmation']``, e.g. ``'binance:main'``;
+    not a secret) in an ``arming`` event; the host arms the session only if it was itself started
+    with ``allow_live`` and that confirmation names the session's exchange and account."""
+    sid = store.create_session(config, state=S.REQUESTED)
+    if config.kind.value == "live":
+        arming = dict(arming or {})
+        store.add_event(sid, "arming", "live session requested with confirmation "
+                        f"{str(arming.get('confirmation') or '')!r}",
+                        {"allow_live": bool(arming.get("allow_live")),
+                         "confirmation": str(arming.get("confirmation") or "")}, actor=actor)
+    return sid
+
+
+def requested_arming(store: Store, session_id: str, host_allows_live: bool) -> dict[str, Any]:
+    """The arming a host gives a requested live session: the request's confirmation, and ``allow_live``
+    only if both the requester ticked it and the host runs with ``allow_live``."""
+    ev = store.events(session_id)
+    ev = ev[ev["kind"] == "arming"]
+    data = ev["data"].iloc[-1] if len(ev) else {}
+    return {"allow_live": bool(host_allows_live and data.get("allow_live")),
+            "confirmation": str(data.get("confirmation") or "")}
+
+
 async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: float | None = None,
                    resume_orphans: bool = False, session_kwargs: dict[str, Any] | None = None,
-                   actor: str = "host") -> list[str]:
+                   allow_live: bool = False, actor: str = "host") -> list[str]:
     """Run requested sessions until cancelled, or until ``stop_after`` seconds have passed (then stop
-    claiming and wait for the running sessions to end). Returns the ids of the sessions it ran."""
+    claiming and wait for the running sessions to end). Returns the ids of the sessions it ran.
+
+    Live sessions run only on a host started with ``allow_live`` (``workbench host --allow-live``),
+    armed with the confirmation their request carries (:func:`request_session`)."""
     store = Store(store_url)
     kwargs = {"poll_interval": poll, **(session_kwargs or {})}
     orphans = mark_orphans(store, ORPHAN_AFTER_POLLS * poll, actor=actor)
@@ -66,8 +98,16 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
                     config = store.get_session(row.id)["config"]
                     if config is None:
                         raise ValueError(f"the stored config is invalid: {store.get_session(row.id).get('config_error')}")
-                    session = (open_session(config, store, resume=row.id, **kwargs) if row.state == S.ORPHANED.value
-                               else open_session(config, store, session_id=row.id, **kwargs))
+                    extra: dict[str, Any] = {}
+                    if config.kind.value == "live" and "arming" not in kwargs:
+                        if not allow_live:
+                            raise ValueError("this host does not trade live: start it with "
+                                             "`workbench host --allow-live` (and confirm exchange:account "
+                                             "when requesting the session)")
+                        extra["arming"] = requested_arming(store, row.id, allow_live)
+                    session = (open_session(config, store, resume=row.id, **kwargs, **extra)
+                               if row.state == S.ORPHANED.value
+                               else open_session(config, store, session_id=row.id, **kwargs, **extra))
                 except Exception as e:
                     store.add_event(row.id, "error", f"host could not start the session: {e}", actor=actor)
                     store.set_state(row.id, S.FAILED, actor=actor, message=f"failed to start: {e}")

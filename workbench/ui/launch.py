@@ -74,15 +74,18 @@ def run_backtest_with_progress(config: SessionConfig, store: Store, progress: W.
     return Launched(sid, "backtest", result=result)
 
 
-def start_session(config: SessionConfig, store: Store, run_in: str, **session_kwargs: Any) -> Launched:
-    """Start a paper session in this kernel or request it (paper or live) from ``workbench host``."""
+def start_session(config: SessionConfig, store: Store, run_in: str, *, arming: dict[str, Any] | None = None,
+                  **session_kwargs: Any) -> Launched:
+    """Start a paper session in this kernel or request it (paper or live) from ``workbench host``;
+    a live request carries the user's ``arming`` (see :func:`workbench.engine.host.request_session`)."""
     if run_in not in ("kernel", "host"):
         raise ValueError(f"run_in must be 'kernel' or 'host', got {run_in!r}")
     if config.kind.value == "backtest":
         raise ValueError("a backtest is run, not started: use run_backtest_with_progress")
     if run_in == "host" or config.kind.value == "live":
-        sid = store.create_session(config, state=SessionState.REQUESTED)
-        return Launched(sid, "host")
+        from workbench.engine.host import request_session
+
+        return Launched(request_session(store, config, arming=arming), "host")
     if not has_loop():
         raise RuntimeError("no running event loop to start the session on; run it from Jupyter, "
                            "or choose 'Request from workbench host'")
@@ -125,7 +128,8 @@ class Launcher:
             self.box.children = [bar, note, backtest_result_widget(out.result, out.session_id)]
             note.value = message(f"backtest {out.session_id} done", "ok")
         else:
-            out = start_session(config, self.store, options.get("run_in", "kernel"), **self.session_kwargs)
+            out = start_session(config, self.store, options.get("run_in", "kernel"), arming=options.get("arming"),
+                                **self.session_kwargs)
             where = "started in this kernel" if out.where == "kernel" else "requested from workbench host"
             note.value = message(f"{config.kind.value} session {out.session_id} {where}", "ok")
             self.box.children = [note]
