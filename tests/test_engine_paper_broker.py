@@ -168,3 +168,19 @@ def test_execute_cash_limits_and_rejections():
     pricey = PaperBroker(make_config(kind="paper", commission={"fixed": 10.0}))
     dust = Order("d", BTC, Side.SELL, 1)
     assert pricey.execute(dust, bar(o=5.0)) is None and dust.status is OrderStatus.REJECTED
+
+
+def test_resting_sells_fill_at_most_the_position_and_the_book_survives_a_snapshot():
+    b = broker()
+    b.submit(market(3, Side.SELL, cid="s1"))
+    b.submit(limit(2, 102.0, Side.SELL, cid="s2"))  # traded through by bar(): only the position stops it
+    [f] = b.on_bar(BTC, bar(), held=2.5)  # s1 takes 2.5 of the 2.5 held; s2 has nothing left
+    assert (f.client_id, f.quantity) == ("s1", 2.5)
+    [o1, o2] = b.open_orders()
+    assert (o1.status, o1.remaining, o2.remaining) == (OrderStatus.PARTIALLY_FILLED, 0.5, 2)
+    restored = PaperBroker(b.config)
+    restored.restore(b.snapshot())
+    assert [vars(o) for o in restored.open_orders()] == [vars(o) for o in b.open_orders()]
+    assert "s2" in restored and restored.has_open_orders and "s9" not in restored
+    [g] = restored.on_bar(BTC, bar(1, o=100.0, h=101.0), held=10.0)  # s1 rests on; s2 not reached
+    assert (g.client_id, g.quantity) == ("s1", 0.5) and [o.client_id for o in restored.open_orders()] == ["s2"]

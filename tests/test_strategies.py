@@ -253,3 +253,86 @@ def test_params_from_text_are_coerced() -> None:
     s = create("momentum", {"window": "20", "entry_threshold": "0.003"})
     assert s.p["window"] == 20 and s.p["entry_threshold"] == 0.003
     assert s.lookback() == 21
+
+
+# --- the live loop's fast path: last_signal ----------------------------------------------------
+
+def _window(bars: pd.DataFrame, end: int, size: int):
+    from workbench.strategies import BarWindow
+
+    part = bars.iloc[max(0, end - size):end]
+    return BarWindow(part.index.as_unit("ns").asi8, part.to_numpy(dtype=float))
+
+
+@pytest.mark.parametrize("name, params", _cases())
+def test_last_signal_equals_the_full_history_row_at_every_bar(bars: pd.DataFrame, name: str, params: dict) -> None:
+    """The bar-by-bar loop's ``last_signal`` over the last lookback() bars (no frame) decides exactly
+    like ``signals`` over the whole history, at every bar: warm-up, signal bars and all."""
+    strat = create(name, params)
+    lb = strat.lookback()
+    full_e, full_x = (s.to_numpy() for s in strat.signals(bars))
+    n = 6_000
+    got = np.array([strat.last_signal(_window(bars, end, lb)) for end in range(1, n + 1)])
+    assert (got[:, 0] == full_e[:n]).all() and (got[:, 1] == full_x[:n]).all()
+    assert got[:, 0].any() or name not in BUILTINS  # (other tests may register strategies of their own)
+    # a longer window than needed changes nothing
+    for end in range(lb, n, 97):
+        assert strat.last_signal(_window(bars, end, lb + 37)) == (full_e[end - 1], full_x[end - 1])
+
+
+@pytest.mark.parametrize("name, params", [
+    ("mean_reversion", {"window": 4, "entry_z": 0.5, "exit_z": 0.0}),
+    ("pump_detection", {"exit_window": 4}),
+    ("momentum", {"trend_window": 4, "entry_threshold": -0.5, "exit_threshold": -0.5}),
+    ("sma_cross", {"fast": 2, "slow": 4}),
+])
+def test_last_signal_holds_on_exact_ties(name: str, params: dict) -> None:
+    bars = tie_bars()
+    strat = create(name, params)
+    full_e, full_x = (s.to_numpy() for s in strat.signals(bars))
+    got = np.array([strat.last_signal(_window(bars, end, strat.lookback())) for end in range(1, len(bars) + 1)])
+    assert (got[:, 0] == full_e).all() and (got[:, 1] == full_x).all()
+
+
+def test_user_strategies_without_a_fast_path_use_signals_over_the_window(bars: pd.DataFrame) -> None:
+    """A strategy that only writes ``signals`` (the documented minimum) works in the live loop:
+    ``last_signal`` falls back to the last row of ``signals`` over the window as a frame."""
+    seen = []
+
+    class Breakout(Strategy):
+        name = "test_breakout"
+
+        def lookback(self) -> int:
+            return 10
+
+        def signals(self, frame: pd.DataFrame):
+            seen.append(frame)
+            hi = frame["high"].shift(1).rolling(9).max()
+            return frame["close"] > hi, frame["close"] < frame["close"].shift(1)
+
+    strat = Breakout()
+    full_e, full_x = strat.signals(bars)
+    for end in (1, 5, 10, 500, 4_321):
+        assert strat.last_signal(_window(bars, end, 10)) == (full_e.iloc[end - 1], full_x.iloc[end - 1])
+    last = seen[-1]
+    assert last.index.equals(bars.index[4_311:4_321]) and list(last.columns) == list(bars.columns)
+    assert strat.last_signal(_window(bars, 0, 10)) == (False, False)
+
+
+def test_window_sum_rowwise_and_column_loop_are_bit_identical() -> None:
+    from workbench.strategies import indicators
+
+    rng = np.random.default_rng(3)
+    x = 30_000 * np.exp(np.cumsum(rng.normal(0, 1e-3, 3_000)))
+    for w in (2, 17, 200):
+        full_sum, (full_mean, full_sd) = _window_sum(x, w), _window_mean_std(x, w)
+        for tail in (1, 2, 5, 400):  # 400 x 200 > the row-wise limit: the column loop
+            assert np.array_equal(_window_sum(x, w, tail), full_sum[-tail:], equal_nan=True)
+            m, sd = _window_mean_std(x, w, tail)
+            assert np.array_equal(sd, full_sd[-tail:]) and np.array_equal(m, full_mean[-tail:])
+        vol = rng.lognormal(3, 0.4, 3_000)
+        for fn in (indicators.prior_median, indicators.prior_max):
+            full = fn(vol, w)
+            assert np.isnan(full[:w]).all() and not np.isnan(full[w:]).any()
+            for tail in (1, 3):
+                assert np.array_equal(fn(vol, w, tail), full[-tail:])

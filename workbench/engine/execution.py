@@ -224,3 +224,11 @@ def time_block(timestamp: datetime, rules: TimeRestrictions) -> str:
 def entry_allowed_at(timestamp: datetime, rules: TimeRestrictions) -> bool:
     """May a new entry fill at ``timestamp`` (the fill bar's open time)?"""
     return not time_block(timestamp, rules)
+
+
+def warm_up() -> None:
+    """Load the numba kernels the paper engine calls (from numba's cache, else compile them) now, so that
+    a session's first order does not pay for it (~0.5 s) mid-run."""
+    kernel.slippage_nb(0.0, 0.0, 1.0, 1.0)
+    kernel.buy_quantity_nb(1.0, 1.0, 1.0, 10.0, 0.0, 0.0, 0.0, 0.0)
+    kernel.stop_exit_nb(1.0, 1.0, 1.0, 1.0, 1.0, math.nan, math.nan, math.nan)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
@@ -70,11 +71,39 @@ class PaperBroker:
         """Cancel every resting order (of ``symbol``, if given); returns them."""
         return [self.cancel(o.client_id) for o in self.open_orders(symbol)]
 
+    def __contains__(self, client_id: object) -> bool:
+        """Is an order with this client id resting?"""
+        return client_id in self._by_id
+
+    @property
+    def has_open_orders(self) -> bool:
+        return bool(self._by_id)
+
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Resting orders in submission order."""
         if symbol is not None:
             return list(self._book.get(symbol, ()))
         return list(self._by_id.values())
+
+    # ---- crash recovery --------------------------------------------------------------
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The resting orders, JSON-able, in submission order."""
+        return [{"client_id": o.client_id, "symbol": o.symbol, "side": o.side.value, "quantity": o.quantity,
+                 "type": o.type.value, "limit_price": o.limit_price, "status": o.status.value,
+                 "filled_quantity": o.filled_quantity, "created_at": o.created_at, "reason": o.reason}
+                for o in self._by_id.values()]
+
+    def restore(self, orders: list[dict[str, Any]]) -> None:
+        """Replace the book with a :meth:`snapshot` (the per-bar volume bookkeeping starts afresh)."""
+        self._book, self._by_id, self._seen, self._used = {}, {}, {}, {}
+        for d in orders:
+            created = d["created_at"]
+            self.submit(Order(
+                d["client_id"], d["symbol"], Side(d["side"]), float(d["quantity"]), type=OrderType(d["type"]),
+                limit_price=d["limit_price"], status=OrderStatus(d["status"]),
+                filled_quantity=float(d["filled_quantity"]),
+                created_at=datetime.fromisoformat(created) if isinstance(created, str) else created, reason=d["reason"],
+            ))
 
     # ---- fills ---------------------------------------------------------------------
     def execute(self, order: Order, bar: ex.Bar, cash: float = math.inf) -> Fill | None:
@@ -97,9 +126,10 @@ class PaperBroker:
             order.status = OrderStatus.CANCELED  # the unaffordable rest
         return fill
 
-    def on_bar(self, symbol: str, bar: ex.Bar, cash: float = math.inf) -> list[Fill]:
+    def on_bar(self, symbol: str, bar: ex.Bar, cash: float = math.inf, held: float = math.inf) -> list[Fill]:
         """Fill resting orders of ``symbol`` on ``bar``: sells first, then buys, each in submission order.
-        A bar already processed for ``symbol`` is ignored."""
+        Sells fill at most ``held`` (the position, long-only) together; the rest keeps resting. A bar
+        already processed for ``symbol`` is ignored."""
         if self._seen.get(symbol) == bar.time:
             return []
         self._seen[symbol] = bar.time
@@ -111,18 +141,20 @@ class PaperBroker:
             for order in [o for o in book if o.side is side]:
                 if order.created_at is not None and order.created_at > bar.time:
                     continue
-                fill = self._try_resting(order, bar, cash)
+                fill = self._try_resting(order, bar, cash, held)
                 if fill is None:
                     continue
                 notional = fill.quantity * fill.price
                 cash += notional - fill.commission if side is Side.SELL else -(notional + fill.commission)
+                if side is Side.SELL:
+                    held -= fill.quantity
                 fills.append(fill)
                 if order.status is OrderStatus.FILLED:
                     book.remove(order)
                     del self._by_id[order.client_id]
         return fills
 
-    def _try_resting(self, order: Order, bar: ex.Bar, cash: float) -> Fill | None:
+    def _try_resting(self, order: Order, bar: ex.Bar, cash: float, held: float = math.inf) -> Fill | None:
         limit = order.type is OrderType.LIMIT
         if not limit:
             ref = bar.open
@@ -144,6 +176,8 @@ class PaperBroker:
         if order.side is Side.BUY:
             q = ex.affordable_quantity(q, ref, bar.volume, cash, self.config.commission, self.config.slippage,
                                        maker=limit)
+        elif q > held:
+            q = held
         if q <= ex.MIN_QUANTITY:
             return None
         return self._fill(order, bar, q, ref, limit)

@@ -8,7 +8,7 @@ is the backtest's trade log.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,12 +25,14 @@ class Portfolio:
         self.positions: dict[str, Position] = {}
         self.trades: list[dict[str, Any]] = []  # closed trades
         self.marks: dict[str, float] = {}  # last valuation price per symbol
+        self.fill_count = 0  # fills booked so far (the first fill_count fills rebuild the trades)
 
     # ---- fills ---------------------------------------------------------------
     def apply_fill(self, fill: Fill) -> dict[str, Any] | None:
         """Book ``fill``: cash (incl. commission), the position, and for a sell the closed trade (returned)."""
         pos = self.positions.get(fill.symbol)
         notional = fill.quantity * fill.price
+        self.fill_count += 1
         if fill.side is Side.BUY:
             if pos is None:
                 pos = self.positions[fill.symbol] = Position(fill.symbol)
@@ -160,29 +162,34 @@ class Portfolio:
         return rows
 
     # ---- crash recovery --------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """All state as a JSON-able dict (times as ISO strings, durations as seconds)."""
-        return {
+    def snapshot(self, trades: bool = True) -> dict[str, Any]:
+        """All state as a JSON-able dict (times as ISO strings, durations as seconds). ``trades=False``
+        leaves out the closed trades (they follow from the fills: :meth:`replay_fills`)."""
+        out = {
             "initial_cash": self.initial_cash,
             "cash": self.cash,
             "marks": dict(self.marks),
+            "fill_count": self.fill_count,
             "positions": {
                 s: {"quantity": p.quantity, "avg_price": p.avg_price, "opened_at": _iso(p.opened_at),
                     "realized_pnl": p.realized_pnl, "peak_price": p.peak_price, "extra": dict(p.extra)}
                 for s, p in self.positions.items()
             },
-            "trades": [
+        }
+        if trades:
+            out["trades"] = [
                 {**t, "entry_time": _iso(t["entry_time"]), "exit_time": _iso(t["exit_time"]),
                  "duration": t["duration"].total_seconds()}
                 for t in self.trades
-            ],
-        }
+            ]
+        return out
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Replace all state with a :meth:`snapshot`."""
         self.initial_cash = float(state["initial_cash"])
         self.cash = float(state["cash"])
         self.marks = {s: float(v) for s, v in state["marks"].items()}
+        self.fill_count = int(state.get("fill_count", 0))
         self.positions = {
             s: Position(s, quantity=p["quantity"], avg_price=p["avg_price"], opened_at=_dt(p["opened_at"]),
                         realized_pnl=p["realized_pnl"], peak_price=p["peak_price"], extra=dict(p["extra"]))
@@ -191,8 +198,17 @@ class Portfolio:
         self.trades = [
             {**t, "entry_time": _dt(t["entry_time"]), "exit_time": _dt(t["exit_time"]),
              "duration": timedelta(seconds=t["duration"])}
-            for t in state["trades"]
+            for t in state.get("trades", ())
         ]
+
+    @classmethod
+    def replay_fills(cls, initial_cash: float, fills: Iterable[Fill]) -> Portfolio:
+        """A portfolio that booked ``fills`` in order: the same cash, positions and closed trades, bit for
+        bit, as the one that booked them live (marks and peaks come from bars, not fills)."""
+        pf = cls(initial_cash)
+        for fill in fills:
+            pf.apply_fill(fill)
+        return pf
 
 
 def _iso(t: datetime | None) -> str | None:

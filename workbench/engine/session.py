@@ -7,15 +7,21 @@ stopping -> stopped | completed | killed | failed, each via ``store.set_state`` 
 
 Per bar the loop is the reference loop of tests/test_engine_kernel_parity.py: mark opens; exits
 first (a pending exit signal, else ``risk.exits_due``); then entries (``risk.target_quantity``,
-``risk.check``, ``broker.execute``, ``portfolio.apply_fill``) in symbol order; track highs; mark
-closes. Signals come from ``strategy.signals`` over the last ``lookback()`` closed bars of the
-symbol (a rolling buffer) and act at the symbol's next bar, like the backtest.
+``risk.check``, ``broker.execute``, ``portfolio.apply_fill``) in symbol order; then resting operator
+orders (:meth:`Session.place_order`: ``broker.on_bar``); track highs; mark closes. Signals come from
+``strategy.last_signal`` over the last ``lookback()`` closed bars of the symbol (a rolling numpy
+buffer, no frame) and act at the symbol's next bar, like the backtest.
+
+Store writes of the bar loop (fills with their orders and positions, equity points) are queued and
+written with the runner state in one transaction per checkpoint (every ``checkpoint_interval`` bars
+and every poll), so a fill is durable exactly when the checkpoint that covers it is.
 
 Controls are methods and store commands (polled every ``poll_interval`` s by a side task, which
 also heartbeats and checkpoints). Await points are only between bars, so a control never sees a
-half-processed bar. Order ids are deterministic (``<symbol>:<reason>:<bar unix s>``) and so are
-fill ids, so a runner resumed from its last checkpoint (:meth:`Session.resume`) replays the bars
-since then and the store drops the fills it already has.
+half-processed bar. Order ids are deterministic (``<symbol>:<reason>:<bar unix s>``; operator
+orders ``op<n>`` or ``cmd<command id>``) and so are fill ids, so a runner resumed from its last
+checkpoint (:meth:`Session.resume`) replays the bars since then and the store drops the fills it
+already has; the closed trades are rebuilt from the stored fills.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.config import SessionConfig
-from workbench.domain import Fill, Order, SessionState, Side
+from workbench.domain import Fill, Order, OrderType, SessionState, Side
 from workbench.engine import execution as ex
 from workbench.engine.execution import Bar
 from workbench.engine.feeds import ReplayFeed
@@ -40,14 +46,16 @@ from workbench.engine.paper_broker import PaperBroker
 from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine
 from workbench.store import Store
+from workbench.strategies.base import BarWindow
 
 S = SessionState
 _COLUMNS = ("open", "high", "low", "close", "volume")
 COMMANDS = (
     "pause", "resume", "stop", "kill", "close_all", "cancel_all", "trip_breaker", "reset_breaker",
     "risk_override", "scale_sizing", "tighten_stops", "enable_symbol", "disable_symbol", "set_params",
+    "place_order", "cancel_order",
 )
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class CommandRejected(ValueError):
@@ -74,25 +82,25 @@ class BarBuffer:
         self.v[self.n] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
         self.n += 1
 
-    def window(self) -> tuple[np.ndarray, np.ndarray]:
+    def window(self) -> BarWindow:
+        """The last ``size`` bars (views, no copy)."""
         a = max(self.n - self.size, 0)
-        return self.t[a:self.n], self.v[a:self.n]
+        return BarWindow(self.t[a:self.n], self.v[a:self.n])
 
     def frame(self) -> pd.DataFrame:
-        t, v = self.window()
-        index = pd.DatetimeIndex(t.view("M8[ns]")).tz_localize("UTC")
-        return pd.DataFrame(v, index=index, columns=list(_COLUMNS))
+        return self.window().frame()
 
     def resized(self, size: int) -> BarBuffer:
         out = BarBuffer(size)
-        t, v = self.window()
+        w = self.window()
+        t, v = w.times, w.values
         k = min(len(t), out.size)
         out.t[:k], out.v[:k], out.n = t[len(t) - k:], v[len(t) - k:], k
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        t, v = self.window()
-        return {"size": self.size, "t": t.tolist(), "v": v.tolist()}
+        w = self.window()
+        return {"size": self.size, "t": w.times.tolist(), "v": w.values.tolist()}
 
     @classmethod
     def restore(cls, state: dict[str, Any]) -> BarBuffer:
@@ -122,7 +130,7 @@ class Session:
 
     def __init__(self, config: SessionConfig, store: Store, *, feed: AsyncIterable[dict[str, Bar]] | None = None,
                  session_id: str | None = None, poll_interval: float = 0.5, equity_interval: int = 1,
-                 checkpoint_interval: int = 5000, actor: str = "runner"):
+                 checkpoint_interval: int = 5000, actor: str = "runner", replay_speed: float | None = None):
         from workbench.strategies import create
 
         if equity_interval < 1 or checkpoint_interval < 1 or not poll_interval > 0:
@@ -133,6 +141,7 @@ class Session:
         self.poll_interval, self.equity_interval = float(poll_interval), int(equity_interval)
         self.checkpoint_interval = int(checkpoint_interval)
         self._feed = feed
+        self.replay_speed = replay_speed  # the default feed's ReplayFeed speed (None: as fast as possible)
         self.strategy = create(config.strategy, config.params)
         self.params = dict(self.strategy.p)
         self.risk, self.broker, self.portfolio = RiskEngine(config), PaperBroker(config), Portfolio(config.initial_balance)
@@ -141,6 +150,12 @@ class Session:
         self._pending: dict[str, tuple[bool, bool]] = {s: (False, False) for s in config.symbols}
         self._equity: list[tuple[datetime, float, float, float]] = []
         self._equity_after: datetime | None = None  # resume: points up to here are already stored
+        # written to the store with the next checkpoint, in its transaction (fills are durable with the
+        # runner state that covers them: a crash loses both, and the resumed run replays them)
+        self._fills: list[Fill] = []
+        self._dirty_orders: dict[str, Order] = {}
+        self._dirty_positions: set[str] = set()
+        self._order_seq = 0  # operator orders placed by method: client ids op<seq>
         self.bars_seen = 0
         self.last_bar: datetime | None = None
         self._close_all: set[str] = set()
@@ -211,7 +226,7 @@ class Session:
             from workbench.data import load_bars
 
             c = self.config
-            self._feed = ReplayFeed({s: load_bars(c.data, s, c.start, c.end) for s in c.symbols}, None)
+            self._feed = ReplayFeed({s: load_bars(c.data, s, c.start, c.end) for s in c.symbols}, self.replay_speed)
         if self.last_bar is not None and hasattr(self._feed, "start_after"):
             self._feed.start_after = self.last_bar
         return self._feed
@@ -224,6 +239,7 @@ class Session:
             paused = self._start_paused or (self._resumed_state is not None and self._resumed_state.get("paused"))
             self._set_state(S.STARTING, "resuming from the last checkpoint" if self._resumed_state else "starting")
             feed = self._ensure_feed()
+            ex.warm_up()
             self._beat()
             self._set_state(S.PAUSED if paused else S.RUNNING,
                             f"resumed after {self.last_bar}" if self._resumed_state else "running")
@@ -254,9 +270,9 @@ class Session:
         self.last_bar = t
         pf.mark({s: b.open for s, b in bars.items()})
         stopping = self.state is S.STOPPING
-        was_long = {s: pf.position(s) is not None for s in bars}
-        for s, b in bars.items():  # exits first
-            pos = pf.position(s)
+        was_long = [s for s in bars if pf.position(s) is not None]
+        for s in was_long:  # exits first
+            b, pos = bars[s], pf.position(s)
             if pos is None:
                 continue
             if stopping or s in self._close_all:
@@ -274,10 +290,11 @@ class Session:
                 if d.accepted:
                     o.quantity = d.quantity
                     self._execute(o, b)
-        self._close_all.difference_update(bars)
+        if self._close_all:
+            self._close_all.difference_update(bars)
         if self.state is S.RUNNING:
             for s, b in bars.items():  # then entries, in symbol order
-                if was_long[s] or not self._pending[s][0]:
+                if not self._pending[s][0] or s in was_long:
                     continue
                 q = risk.target_quantity(b.open, pf.equity)
                 o = Order(f"{s}:{ex.ENTRY}:{int(t.timestamp())}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY)
@@ -285,6 +302,8 @@ class Session:
                 if d.accepted:
                     o.quantity = d.quantity
                     self._execute(o, b, cash=pf.cash)
+        if self.broker.has_open_orders:
+            self._fill_resting(bars)
         for s, b in bars.items():
             pf.track_high(s, b.high)
         pf.mark({s: b.close for s, b in bars.items()})
@@ -304,17 +323,43 @@ class Session:
             self.store.add_event(self.id, "order_rejected", f"{order.side.value} {order.symbol} not filled by the "
                                  f"broker ({order.reason})", {"client_id": order.client_id}, actor="broker")
             return None
-        self.portfolio.apply_fill(fill)
-        self.store.add_fill(self.id, fill, order=order, position=self.portfolio.positions[fill.symbol])
+        self._book_fill(fill, order)
         return fill
 
-    def _update_signals(self, bars: dict[str, Bar], t_ns: int) -> None:
+    def _book_fill(self, fill: Fill, order: Order) -> None:
+        """Apply ``fill`` to the portfolio and queue it (with its order and position) for the next checkpoint."""
+        self.portfolio.apply_fill(fill)
+        self._fills.append(fill)
+        self._dirty_orders[order.client_id] = order
+        self._dirty_positions.add(fill.symbol)
+
+    def _fill_resting(self, bars: dict[str, Bar]) -> None:
+        """Fill resting (operator) orders on this bar, after the strategy's exits and entries. Sells fill
+        at most the position; resting sells left with no position to sell are canceled."""
+        broker, pf = self.broker, self.portfolio
         for s, b in bars.items():
-            buf = self._buffers[s]
+            open_ = broker.open_orders(s)
+            if not open_:
+                continue
+            by_id = {o.client_id: o for o in open_}
+            for fill in broker.on_bar(s, b, cash=pf.cash, held=pf.quantity(s)):
+                self._book_fill(fill, by_id[fill.client_id])
+            if pf.position(s) is None:
+                for o in broker.open_orders(s):
+                    if o.side is Side.SELL:
+                        broker.cancel(o.client_id)
+                        self._dirty_orders[o.client_id] = o
+                        self.store.add_event(self.id, "order_canceled", f"sell {o.client_id} of {s} canceled: no "
+                                             "position left to sell (long-only)", {"client_id": o.client_id},
+                                             actor="broker")
+
+    def _update_signals(self, bars: dict[str, Bar], t_ns: int) -> None:
+        last_signal, buffers, pending = self.strategy.last_signal, self._buffers, self._pending
+        for s, b in bars.items():
+            buf = buffers[s]
             buf.append(t_ns, b)
-            entries, exits = self.strategy.signals(buf.frame())
-            e, x = bool(entries.iloc[-1]), bool(exits.iloc[-1])
-            self._pending[s] = (e and not x, x and not e)
+            e, x = last_signal(buf.window())
+            pending[s] = (e and not x, x and not e)
 
     def _risk_events(self) -> None:
         for ev in self.risk.drain_events():
@@ -333,19 +378,36 @@ class Session:
         self.store.heartbeat(self.id, runner_id())
 
     def _flush_equity(self) -> None:
+        """Write queued fills, orders, positions and equity points (no runner state)."""
+        self._flush(with_state=False)
+
+    def _flush(self, with_state: bool) -> None:
+        """One store transaction: queued fills (with their orders and positions), equity points and,
+        ``with_state``, the runner state that covers them. Queues are cleared only once written."""
+        pf = self.portfolio
+        equity = None
         if self._equity:
-            rows, self._equity = self._equity, []
-            self.store.add_equity_points(self.id, rows)
+            t, e, c, x = zip(*self._equity)
+            equity = pd.DataFrame({"equity": e, "cash": c, "exposure": x}, index=pd.DatetimeIndex(t, name="time"))
+        self.store.save_checkpoint(
+            self.id, self.runner_state() if with_state else None, fills=self._fills,
+            orders=list(self._dirty_orders.values()),
+            positions=[pf.positions[s] for s in sorted(self._dirty_positions)], equity=equity,
+        )
+        self._fills, self._equity = [], []
+        self._dirty_orders.clear()
+        self._dirty_positions.clear()
 
     def runner_state(self) -> dict[str, Any]:
         """Everything a resumed runner needs (JSON-able)."""
         return {
             "version": STATE_VERSION, "last_bar": self.last_bar, "bars_seen": self.bars_seen,
-            "portfolio": self.portfolio.snapshot(), "risk": self.risk.snapshot(),
+            "portfolio": self.portfolio.snapshot(trades=False), "risk": self.risk.snapshot(),
             "params": self.params, "pending": {s: list(v) for s, v in self._pending.items()},
             "buffers": {s: b.snapshot() for s, b in self._buffers.items()},
             "paused": self.state is S.PAUSED, "stopping": self.state is S.STOPPING,
             "close_all": sorted(self._close_all),
+            "orders": self.broker.snapshot(), "order_seq": self._order_seq,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -354,21 +416,45 @@ class Session:
         self._resumed_state = state
         self.last_bar, self.bars_seen = state["last_bar"], int(state["bars_seen"])
         self.portfolio.restore(state["portfolio"])
+        if "trades" not in state["portfolio"]:
+            self.portfolio.trades = self._stored_trades(state["portfolio"]["cash"], self.portfolio.fill_count)
         self.risk.restore(state["risk"])
         self.strategy = create(self.config.strategy, state["params"])
         self.params = dict(self.strategy.p)
         self._pending = {s: (bool(v[0]), bool(v[1])) for s, v in state["pending"].items()}
         self._buffers = {s: BarBuffer.restore(b) for s, b in state["buffers"].items()}
         self._close_all = set(state["close_all"])
+        self.broker.restore(state.get("orders", []))
+        self._order_seq = int(state.get("order_seq", 0))
+
+    def _stored_trades(self, cash: float, count: int) -> list[dict[str, Any]]:
+        """The closed trades, rebuilt from the first ``count`` fills in the store (stored in booking order;
+        a paper runner writes them with the checkpoint that covers them, so there are no others). Their
+        cash must equal the checkpoint's, else the store and the runner state disagree."""
+        fills, orders = self.store.fills(self.id).iloc[:count], self.store.orders(self.id)
+        reason = dict(zip(orders.client_id, orders.reason))
+        pf = Portfolio.replay_fills(self.portfolio.initial_cash, (
+            Fill(r.client_id, r.symbol, Side(r.side), r.quantity, r.price, r.commission, r.slippage,
+                 pd.Timestamp(r.time).to_pydatetime(), r.fill_id, reason.get(r.client_id, ""))
+            for r in fills.itertuples(index=False)))
+        if pf.cash != cash:
+            raise RuntimeError(f"session {self.id}: the stored fills give cash {pf.cash!r}, the checkpoint "
+                               f"{cash!r}; the store does not match the runner state")
+        return pf.trades
 
     def _checkpoint(self) -> None:
-        self._flush_equity()
-        self.store.save_runner_state(self.id, self.runner_state())
+        self._flush(with_state=True)
 
     def _final_bookkeeping(self) -> None:
         from workbench.backtest.metrics import TRADE_COLUMNS, compute_metrics
 
+        left = self.broker.cancel_all()  # resting orders end with the run
+        for o in left:
+            self._dirty_orders[o.client_id] = o
         self._checkpoint()
+        if left:
+            self.store.add_event(self.id, "orders_canceled", f"{len(left)} resting orders canceled: the run ended",
+                                 {"client_ids": [o.client_id for o in left]}, actor=self.actor)
         if self.risk.events:
             self._risk_events()
         pf = self.portfolio
@@ -443,6 +529,8 @@ class Session:
         try:
             if name not in COMMANDS:
                 raise CommandRejected(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
+            if name == "place_order":  # the command's id names the order: re-applying it is a no-op
+                args.setdefault("client_id", f"cmd{cmd['id']}")
             msg = getattr(self, f"_do_{name}")(actor=actor, **args)
         except TypeError as e:
             self.store.finish_command(cmd["id"], "rejected", f"bad arguments for {name}: {e}")
@@ -529,6 +617,21 @@ class Session:
     def set_params(self, params: dict[str, Any], actor: str = "user") -> str:
         """Change strategy parameters (validated; unknown or out-of-range values are rejected)."""
         return self._control("set_params", actor, params=params)
+
+    def place_order(self, symbol: str, side: str, quantity: float, type: str = "market",
+                    limit_price: float | None = None, actor: str = "user") -> str:
+        """Rest an operator order (market: the next bar's open; limit: when a bar trades through
+        ``limit_price``) after the risk check; it fills with the broker's volume and cash rules and
+        rests until filled, canceled (:meth:`cancel_order`, cancel all, stop) or the run ends. Its fills
+        add to the symbol's one (long-only) position, which the strategy's exits and the stops manage
+        like any other; a resting sell left with no position to sell is canceled. Paper simulation: a
+        live session must route these to its exchange (override ``_do_place_order``/``_fill_resting``)."""
+        return self._control("place_order", actor, symbol=symbol, side=side, quantity=quantity, type=type,
+                             limit_price=limit_price)
+
+    def cancel_order(self, client_id: str, actor: str = "user") -> str:
+        """Cancel one resting order by its client id."""
+        return self._control("cancel_order", actor, client_id=client_id)
 
     # ---- control implementations: return a message or raise CommandRejected/ValueError -------
     def _do_pause(self, actor: str) -> str:
@@ -624,6 +727,68 @@ class Session:
         lb = self.strategy.lookback()
         self._buffers = {s: b.resized(lb) for s, b in self._buffers.items()}
         return f"params {self.params}"
+
+    def _do_place_order(self, actor: str, symbol: str, side: str, quantity: float, type: str = "market",
+                        limit_price: float | None = None, client_id: str | None = None) -> str:
+        self._require_live("place_order")
+        if client_id is not None and (client_id in self.broker or client_id in self._dirty_orders
+                                      or (self.store.orders(self.id).client_id == client_id).any()):
+            return f"order {client_id} already placed"
+        if self.state is S.STOPPING:
+            raise CommandRejected("cannot place an order: the session is stopping")
+        order = self._new_order(symbol, side, quantity, type, limit_price, client_id)
+        if order.side is Side.BUY and self.state is S.PAUSED:
+            raise CommandRejected("cannot place a buy: the session is paused (no new entries); resume first")
+        ref = order.limit_price if order.type is OrderType.LIMIT else self.portfolio.marks.get(symbol)
+        if ref is None:
+            raise CommandRejected(f"no price for {symbol} yet: place a limit order or wait for its first bar")
+        d = self.risk.check(order, RiskContext(self._now(), ref, self.portfolio))
+        if not d.accepted:
+            raise CommandRejected(f"order rejected by risk rule {d.rule}"
+                                  + (f" ({', '.join(f'{k}={v}' for k, v in d.detail.items())})" if d.detail else ""))
+        order.quantity = d.quantity
+        self.broker.submit(order)
+        self.store.upsert_order(self.id, order)
+        if self._in_loop and not self.state.is_final:
+            self._checkpoint()  # durable before the command is marked applied
+        what = f"{order.side.value} {order.quantity:g} {symbol} {order.type.value}"
+        return f"order {order.client_id} resting: {what}" + (f" @ {order.limit_price:g}" if order.limit_price else "")
+
+    def _new_order(self, symbol: str, side: str, quantity: float, type: str, limit_price: float | None,
+                   client_id: str | None) -> Order:
+        """A validated resting order, or ValueError saying which argument is wrong and what is allowed."""
+        if symbol not in self.config.symbols:
+            raise ValueError(f"unknown symbol {symbol!r}; session symbols: {', '.join(self.config.symbols)}")
+        try:
+            side_, type_ = Side(str(side).lower()), OrderType(str(type).lower())
+        except ValueError:
+            raise ValueError(f"side must be 'buy' or 'sell' and type 'market' or 'limit' (got {side!r}, {type!r})") \
+                from None
+        try:
+            q = float(quantity)
+            lp = None if limit_price is None else float(limit_price)
+        except (TypeError, ValueError):
+            raise ValueError(f"quantity and limit_price must be numbers (got {quantity!r}, {limit_price!r})") from None
+        if not (q > 0.0 and math.isfinite(q)):
+            raise ValueError(f"quantity must be a positive number (got {quantity!r})")
+        if type_ is OrderType.LIMIT and not (lp is not None and lp > 0.0 and math.isfinite(lp)):
+            raise ValueError(f"a limit order needs a positive limit_price (got {limit_price!r})")
+        if type_ is OrderType.MARKET and lp is not None:
+            raise ValueError("a market order takes no limit_price; use type='limit'")
+        if client_id is None:
+            self._order_seq += 1
+            client_id = f"op{self._order_seq}"
+        return Order(client_id, symbol, side_, q, type=type_, limit_price=lp, created_at=self.last_bar,
+                     reason="operator")
+
+    def _do_cancel_order(self, actor: str, client_id: str) -> str:
+        self._require_live("cancel_order")
+        order = self.broker.cancel(client_id)
+        if order is None:
+            open_ = [o.client_id for o in self.broker.open_orders()]
+            raise CommandRejected(f"no resting order {client_id!r}; open: {', '.join(open_) or 'none'}")
+        self.store.upsert_order(self.id, order)
+        return f"order {client_id} canceled ({order.filled_quantity:g} of {order.quantity:g} filled)"
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.config.strategy} {self.state.value} bars={self.bars_seen}>"

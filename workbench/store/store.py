@@ -332,16 +332,39 @@ class Store:
         if not isinstance(order, Order):
             raise TypeError(f"order: expected an Order, got {type(order).__name__}")
         now = _now()
-        values = _values({"symbol": order.symbol, "side": order.side, "type": order.type, "quantity": order.quantity,
-                          "limit_price": order.limit_price, "status": order.status,
-                          "filled_quantity": order.filled_quantity, "reason": order.reason,
-                          "exchange_id": order.exchange_id, "updated_at": now})
+        values = Store._order_values(order, now)
         o = s.orders.c
         done = conn.execute(update(s.orders).where(o.session_id == session_id, o.client_id == order.client_id)
                             .values(**values)).rowcount
         if not done:
             conn.execute(insert(s.orders).values(session_id=session_id, client_id=order.client_id,
                                                  created_at=order.created_at or now, **values))
+
+    @staticmethod
+    def _order_values(order: Order, now: datetime) -> dict[str, Any]:
+        """An order's row values (all but session_id, client_id, created_at)."""
+        return _values({"symbol": order.symbol, "side": order.side, "type": order.type, "quantity": order.quantity,
+                        "limit_price": order.limit_price, "status": order.status,
+                        "filled_quantity": order.filled_quantity, "reason": order.reason,
+                        "exchange_id": order.exchange_id, "updated_at": now})
+
+    @staticmethod
+    def _upsert_orders(conn: Connection, session_id: str, orders: list[Order]) -> None:
+        """:meth:`_upsert_order` for many: the new ones in one bulk insert, known ones updated one by one."""
+        o, now = s.orders.c, _now()
+        known: set[str] = set()
+        ids = [x.client_id for x in orders]
+        for k in range(0, len(ids), 500):
+            known.update(conn.execute(select(o.client_id).where(o.session_id == session_id,
+                                                                o.client_id.in_(ids[k:k + 500]))).scalars())
+        new = {x.client_id: x for x in orders if x.client_id not in known}
+        if new:
+            conn.execute(insert(s.orders), [{"session_id": session_id, "client_id": x.client_id,
+                                             "created_at": x.created_at or now, **Store._order_values(x, now)}
+                                            for x in new.values()])
+        for x in orders:
+            if x.client_id in known:
+                Store._upsert_order(conn, session_id, x)
 
     @staticmethod
     def _upsert_position(conn: Connection, session_id: str, pos: Position) -> None:
@@ -402,10 +425,13 @@ class Store:
 
         return self._write(run)
 
-    def fills(self, session_id: str) -> pd.DataFrame:
-        """The session's fills in the order they were recorded."""
+    def fills(self, session_id: str, skip: int = 0) -> pd.DataFrame:
+        """The session's fills in the order they were recorded; ``skip`` leaves out the first ones
+        (a reader that has seen ``skip`` fills gets only the new ones)."""
         f = s.fills.c
         stmt = select(*[c for c in s.fills.c if c.name != "id"]).where(f.session_id == session_id).order_by(f.id)
+        if skip:
+            stmt = stmt.offset(int(skip))
         return self._read(lambda c: to_frame(c, stmt))
 
     def upsert_position(self, session_id: str, pos: Position) -> None:
@@ -459,10 +485,19 @@ class Store:
         compiled = insert(s.equity).compile(dialect=conn.dialect, column_keys=list(cols))
         conn.exec_driver_sql(compiled.string, list(zip(*(cols[n] for n in compiled.positiontup or ()))))
 
-    def equity(self, session_id: str) -> pd.DataFrame:
-        """The session's equity curve: columns equity, cash, exposure indexed by UTC ``time``."""
+    def equity(self, session_id: str, since: Any = None, last: int | None = None) -> pd.DataFrame:
+        """The session's equity curve: columns equity, cash, exposure indexed by UTC ``time``;
+        ``since`` keeps points after that time (exclusive), ``last`` only the newest ``last`` points."""
         e = s.equity.c
-        stmt = select(e.time, e.equity, e.cash, e.exposure).where(e.session_id == session_id).order_by(e.time, e.id)
+        stmt = select(e.time, e.equity, e.cash, e.exposure).where(e.session_id == session_id)
+        if since is not None:
+            stmt = stmt.where(e.time > utc(since, "since"))
+        if last is not None:
+            inner = stmt.order_by(e.time.desc(), e.id.desc()).limit(int(last)).subquery()
+            stmt = select(inner.c.time, inner.c.equity, inner.c.cash, inner.c.exposure)
+            stmt = stmt.order_by(inner.c.time, inner.c.id) if "id" in inner.c else stmt.order_by(inner.c.time)
+            return self._read(lambda c: to_frame(c, stmt)).set_index("time").astype(float)
+        stmt = stmt.order_by(e.time, e.id)
         return self._read(lambda c: to_frame(c, stmt)).set_index("time").astype(float)
 
     def save_trades(self, session_id: str, trades: pd.DataFrame) -> None:
@@ -650,3 +685,57 @@ class Store:
         """The last saved runner state, or None if there is none."""
         r = s.session_state.c
         return loads(self._read(lambda c: c.execute(select(r.state_json).where(r.session_id == session_id)).scalar()))
+
+    def save_checkpoint(self, session_id: str, state: dict[str, Any] | None = None, *, fills: Iterable[Fill] = (),
+                        orders: Iterable[Order] = (), positions: Iterable[Position] = (),
+                        equity: Any = None) -> int:
+        """A runner's batched writes in ONE transaction: new ``fills`` (those whose ``fill_id`` is stored
+        already are skipped), ``orders`` and ``positions`` upserted, ``equity`` points appended (as
+        :meth:`add_equity_points` takes them) and, if given, the runner ``state`` replaced. Fills are
+        thus durable together with the checkpoint that covers them. Returns how many fills were new."""
+        fills, orders, positions = list(fills), list(orders), list(positions)
+        for o in orders:
+            if not isinstance(o, Order):
+                raise TypeError(f"order: expected an Order, got {type(o).__name__}")
+        if state is not None and not isinstance(state, dict):
+            raise TypeError(f"runner state: expected a dict, got {type(state).__name__}")
+        for fill in fills:
+            if not isinstance(fill, Fill):
+                raise TypeError(f"fill: expected a Fill, got {type(fill).__name__}")
+            if not fill.fill_id:
+                raise ValueError("fill.fill_id is empty; give every fill a unique id so replays stay idempotent")
+        frame = equity_frame(equity) if equity is not None and len(equity) else None
+        state_values = None if state is None else {"state_json": dumps(state), "updated_at": _now()}
+        f, r = s.fills.c, s.session_state.c
+
+        def run(conn: Connection) -> int:
+            self._require(conn, session_id)
+            seen: set[str] = set()
+            ids = [x.fill_id for x in fills]
+            for k in range(0, len(ids), 500):
+                chunk = ids[k:k + 500]
+                seen.update(conn.execute(select(f.fill_id).where(f.session_id == session_id,
+                                                                 f.fill_id.in_(chunk))).scalars())
+            rows = []
+            for x in fills:
+                if x.fill_id in seen:
+                    continue
+                seen.add(x.fill_id)
+                rows.append(_values({"session_id": session_id, "client_id": x.client_id, "fill_id": x.fill_id,
+                                     "symbol": x.symbol, "side": x.side, "quantity": x.quantity, "price": x.price,
+                                     "commission": x.commission, "slippage": x.slippage, "time": x.time}))
+            if rows:
+                conn.execute(insert(s.fills), rows)
+            if orders:
+                self._upsert_orders(conn, session_id, orders)
+            for p in positions:
+                self._upsert_position(conn, session_id, p)
+            if frame is not None:
+                self._insert_equity(conn, session_id, frame)
+            if state_values is not None:
+                if not conn.execute(update(s.session_state).where(r.session_id == session_id)
+                                    .values(**state_values)).rowcount:
+                    conn.execute(insert(s.session_state).values(session_id=session_id, **state_values))
+            return len(rows)
+
+        return self._write(run)

@@ -8,10 +8,15 @@ bars (rolling windows, not unbounded EWMs), so that both give the same last row.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
+
+COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+_COLUMN_INDEX = {c: i for i, c in enumerate(COLUMNS)}
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,65 @@ class Strategy:
         """Boolean (entries, exits) aligned to ``bars.index``; a signal at bar t acts at bar t+1's open."""
         raise NotImplementedError
 
+    def last_signal(self, window: BarWindow) -> tuple[bool, bool]:
+        """(entry, exit) at the newest bar of ``window`` (the last ``lookback()`` closed bars, fewer while
+        warming up): the bar-by-bar loop's call. This default runs :meth:`signals` over the window as a
+        frame and takes its last row, so any strategy works; :class:`ArrayStrategy` skips the frame."""
+        if not len(window):
+            return False, False
+        entries, exits = self.signals(window.frame())
+        return bool(entries.iloc[-1]), bool(exits.iloc[-1])
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.p.items())
         return f"{type(self).__name__}({args})"
+
+
+class BarWindow:
+    """The newest closed bars of one symbol, oldest first: ``times`` (int64 ns since the epoch, UTC) and
+    ``values`` (n x 5 float, columns :data:`COLUMNS`). Numpy views, no copies."""
+
+    __slots__ = ("times", "values")
+
+    def __init__(self, times: np.ndarray, values: np.ndarray):
+        self.times, self.values = times, values
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def column(self, name: str) -> np.ndarray:
+        """One column (``"close"`` ...) as a float array."""
+        return self.values[:, _COLUMN_INDEX[name]]
+
+    def frame(self) -> pd.DataFrame:
+        """The window as a bars frame (UTC index), as :meth:`Strategy.signals` takes it."""
+        index = pd.DatetimeIndex(self.times.view("M8[ns]")).tz_localize("UTC")
+        return pd.DataFrame(self.values, index=index, columns=list(COLUMNS))
+
+
+class ArrayStrategy(Strategy):
+    """A strategy whose math is one function, :meth:`compute`, over numpy columns.
+
+    :meth:`signals` evaluates it over every row (the backtest), :meth:`last_signal` over the newest
+    row only (the live loop, no frame built): one definition, two speeds. ``compute`` must build on
+    :mod:`workbench.strategies.indicators`, whose values for a row do not depend on how many rows
+    are evaluated, so both agree bit for bit.
+    """
+
+    columns: ClassVar[tuple[str, ...]] = ("close",)  # the columns compute() reads
+
+    def compute(self, cols: Mapping[str, np.ndarray], tail: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean (entries, exits) for every row (``tail=None``) or for the last ``tail`` rows only."""
+        raise NotImplementedError
+
+    def signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        cols = {c: bars[c].to_numpy(dtype=np.float64) for c in self.columns}
+        entries, exits = self.compute(cols, None)
+        return (pd.Series(np.asarray(entries, dtype=bool), index=bars.index),
+                pd.Series(np.asarray(exits, dtype=bool), index=bars.index))
+
+    def last_signal(self, window: BarWindow) -> tuple[bool, bool]:
+        if not len(window):
+            return False, False
+        entries, exits = self.compute({c: window.column(c) for c in self.columns}, 1)
+        return bool(entries[-1]), bool(exits[-1])

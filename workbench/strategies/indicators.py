@@ -1,0 +1,138 @@
+"""Window indicators over numpy columns, evaluated over every row or only the last ``tail`` rows.
+
+Strategies write their math once over these (see :class:`workbench.strategies.base.ArrayStrategy`):
+the vectorized backtest asks for every row (``tail=None``), the bar-by-bar loop for the last one
+or two. Both give bit-identical values for a row, whatever the frame's start, because each value
+depends only on its own window and is computed in a fixed order:
+
+* sums and means add a window's values oldest to newest (``acc += x``), as a column loop over all
+  rows or as ``np.cumsum`` along each window for a few rows (the same IEEE additions, in the same
+  order). pandas' online rolling mean differs by ~1e-12 depending on where the frame starts,
+  which flips decisions whenever close sits on its mean;
+* standard deviations are two-pass (mean, then the sum of squared deviations in the same order);
+* max and median are order statistics (exact); an even-sized median is ``(a + b) / 2`` of the two
+  middle values, as pandas computes it.
+
+Every function returns a float array of length ``n`` (``tail=None``) or ``min(tail, n)`` (the last
+rows), NaN where the window is not full yet.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+_ROWWISE_LIMIT = 1 << 16  # rows x window at most this: per-row cumsum (few rows); else column loop
+
+
+def tail_of(x: np.ndarray, tail: int | None) -> np.ndarray:
+    """``x`` itself (``tail=None``) or its last ``tail`` rows."""
+    return x if tail is None else x[len(x) - min(tail, len(x)):]
+
+
+def _span(n: int, tail: int | None, window: int) -> tuple[int, int, int]:
+    """(first output row, first row with a full window, rows with a full window)."""
+    s = 0 if tail is None else max(n - tail, 0)
+    first = max(s, window - 1)
+    return s, first, max(n - first, 0)
+
+
+def _windows(x: np.ndarray, lo: int, m: int, window: int) -> np.ndarray:
+    """The ``m`` windows of ``window`` values starting at ``lo``, ``lo + 1``, ... as an (m, window) view."""
+    if m == 1:
+        return x[lo:lo + window][None, :]
+    step = x.strides[0]
+    return np.lib.stride_tricks.as_strided(x[lo:], shape=(m, window), strides=(step, step), writeable=False)
+
+
+def _ordered_sum(x: np.ndarray, lo: int, m: int, window: int) -> np.ndarray:
+    """Sums of the ``m`` windows from ``lo``, each added oldest to newest."""
+    if m <= 4:  # the live loop's case: no strided view (its set-up costs more than the sums)
+        return np.array([x[lo + j:lo + j + window].cumsum()[-1] for j in range(m)])
+    if m * window <= _ROWWISE_LIMIT:
+        return np.cumsum(_windows(x, lo, m, window), axis=1)[:, -1]
+    acc = x[lo:lo + m].astype(np.float64, copy=True)
+    for k in range(1, window):
+        acc += x[lo + k:lo + k + m]
+    return acc
+
+
+def window_sum(x: np.ndarray, window: int, tail: int | None = None) -> np.ndarray:
+    """Sum of each trailing ``window`` of ``x``, added oldest to newest; NaN during warm-up."""
+    n = len(x)
+    if tail is not None and tail <= 4 and n >= window + tail - 1:  # the live loop: every window is full
+        return np.array([x[i - window:i].cumsum()[-1] for i in range(n - tail + 1, n + 1)])
+    s, first, m = _span(n, tail, window)
+    out = np.full(n - s, np.nan)
+    if m:
+        out[first - s:] = _ordered_sum(x, first - window + 1, m, window)
+    return out
+
+
+def window_mean_std(x: np.ndarray, window: int, tail: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing mean and sample standard deviation (ddof=1), two-pass, fixed order."""
+    n = len(x)
+    s, first, m = _span(n, tail, window)
+    mean = window_sum(x, window, tail) / window
+    std = np.full(n - s, np.nan)
+    if not m:
+        return mean, std
+    lo, mu = first - window + 1, mean[first - s:]
+    if m * window <= _ROWWISE_LIMIT:
+        d = _windows(x, lo, m, window) - mu[:, None]
+        sq = np.cumsum(d * d, axis=1)[:, -1]  # == 0.0 + d0² + d1² + ... as below
+    else:
+        sq = np.zeros(m)
+        for k in range(window):
+            d = x[lo + k:lo + k + m] - mu
+            sq += d * d
+    std[first - s:] = np.sqrt(sq / (window - 1))
+    return mean, std
+
+
+def shifted(x: np.ndarray, k: int, tail: int | None = None) -> np.ndarray:
+    """``x`` ``k`` rows back (row i holds ``x[i - k]``), NaN for the first ``k`` rows."""
+    n = len(x)
+    s = 0 if tail is None else max(n - tail, 0)
+    out = np.full(n - s, np.nan)
+    a = max(s, k)
+    if a < n:
+        out[a - s:] = x[a - k:n - k]
+    return out
+
+
+def prior_max(x: np.ndarray, window: int, tail: int | None = None) -> np.ndarray:
+    """Highest of the ``window`` values before each row (row i: max of ``x[i-window:i]``)."""
+    if tail is None:
+        return pd.Series(x).shift(1).rolling(window).max().to_numpy()
+    n = len(x)
+    s, first, m = _span(n, tail, window + 1)
+    out = np.full(n - s, np.nan)
+    if m:
+        out[first - s:] = _windows(x, first - window, m, window).max(axis=1)
+    return out
+
+
+def prior_median(x: np.ndarray, window: int, tail: int | None = None) -> np.ndarray:
+    """Median of the ``window`` values before each row (row i: median of ``x[i-window:i]``)."""
+    if tail is None:
+        return pd.Series(x).shift(1).rolling(window).median().to_numpy()
+    n = len(x)
+    s, first, m = _span(n, tail, window + 1)
+    out = np.full(n - s, np.nan)
+    if m:
+        w = _windows(x, first - window, m, window)
+        srt = np.sort(w, axis=1)
+        h = window // 2
+        med = srt[:, h] if window % 2 else (srt[:, h - 1] + srt[:, h]) / 2
+        med[np.isnan(srt[:, -1])] = np.nan  # NaN sorts last: any NaN in the window
+        out[first - s:] = med
+    return out
+
+
+def previous(x: np.ndarray) -> np.ndarray:
+    """``x`` one row back within the array (the first row gets NaN)."""
+    out = np.empty(len(x))
+    if len(x):
+        out[0] = np.nan
+        out[1:] = x[:-1]
+    return out
