@@ -1,4 +1,4 @@
-# Quick start: `make run` (demo on bundled sample data) and `make test` (whole suite).
+# Quick start: `make run` (dashboards + session host on the bundled sample data) and `make test` (whole suite).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(VENV)/bin/workbench demo
+	$(VENV)/bin/workbench up
 
 test: install
 	$(PY) -m pytest --nbval-lax
 
 bench: install
 	$(PY) bench/backtest_vs_peers.py
+	$(PY) bench/paper_replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

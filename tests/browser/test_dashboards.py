@@ -1,0 +1,184 @@
+"""The dashboards in a real browser: Debian's headless chromium driven by Playwright, against a real
+``workbench up`` (Voilà + ``workbench host`` + a SQLite store in a temporary ``$WORKBENCH_HOME``).
+Screenshots of every step go to ``test-output/browser/``."""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workbench.store import Store
+
+from .conftest import OUTPUT, Served
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+        "--no-first-run", "--disable-component-update", "--disable-sync"]
+LOAD = 90_000  # ms: a Voilà page starts its own kernel, imports the package and renders
+SEE = 45_000  # ms: a widget update, a host claim or a runner's reply to a command
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300),
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
+                                 "/usr/bin/chromium (apt-get install chromium; .ci/run does it)")]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, request) -> Iterator[object]:
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.js_errors = errors  # type: ignore[attr-defined]
+    try:
+        yield pg
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            shot(pg, f"FAILED-{request.node.name}")
+    finally:
+        ctx.close()
+
+
+def shot(pg, name: str, focus: str | None = None) -> None:
+    """Screenshot into test-output/browser/, scrolled to ``focus`` (Voilà pages scroll an inner box, so
+    a full-page shot shows only the part last scrolled to)."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    if focus is not None:
+        pg.locator(focus).first.scroll_into_view_if_needed()
+    pg.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
+
+
+def open_page(pg, served: Served, name: str, query: str = "", ready: str = ".widget-button") -> None:
+    pg.goto(served.url(name, query), timeout=LOAD)
+    pg.wait_for_selector(ready, timeout=LOAD)
+    assert not pg.locator("text=error when executing").count(), f"{name} shows an error"
+
+
+def current_step(pg) -> str:
+    return pg.locator(".wb-wizard-steps b").first.inner_text()
+
+
+def wizard_next(pg) -> None:
+    """Click Next and wait for the kernel to show the next step (or an error)."""
+    before = current_step(pg)
+    pg.locator(".wb-wizard-next").click()
+    pg.wait_for_function(
+        """([before]) => {
+            const b = document.querySelector('.wb-wizard-steps b');
+            const s = document.querySelector('.wb-wizard-summary');
+            return (b && b.innerText !== before) || (s && s.innerText.trim() !== '');
+        }""", arg=[before], timeout=SEE)
+
+
+def wizard_to(pg, heading: str) -> None:
+    """Click the wizard's Next until the step ``heading`` (e.g. "Trading") is the current one."""
+    for _ in range(7):
+        if heading in current_step(pg):
+            return
+        wizard_next(pg)
+    raise AssertionError(f"wizard never reached step {heading!r}; it is at {current_step(pg)!r}")
+
+
+def fill(pg, field: str, value: str) -> None:
+    box = pg.locator(f".wb-field-{field} input").first
+    box.fill(value)
+    box.press("Enter")
+    box.blur()
+
+
+def state_of(served: Served, session_id: str) -> str:
+    return str(Store(served.db_url).get_session(session_id)["state"])
+
+
+def wait_state(served: Served, session_id: str, states: set[str], timeout: float = SEE / 1000) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := state_of(served, session_id)) not in states and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return state
+
+
+def test_invalid_balance_shows_the_fields_error(served, page):
+    open_page(page, served, "sessions", ready=".wb-wizard-next")
+    page.get_by_text("Paper Trading", exact=True).click()
+    wizard_to(page, "Trading")
+    fill(page, "initial_balance", "-5")
+    wizard_next(page)
+    error = page.locator(".wb-error-initial_balance")
+    error.filter(has_text=re.compile(r"\S")).wait_for(timeout=SEE)
+    shot(page, "01-invalid-balance", ".wb-wizard")
+    assert re.search(r"greater than 0|positive|> ?0", error.inner_text(), re.I), error.inner_text()
+    assert "Trading" in current_step(page)  # it stayed on the step with the error
+    fill(page, "initial_balance", "2500")
+    page.locator(".wb-wizard-next").click()  # fixed: the wizard moves on to the next step
+    page.locator(".wb-wizard-steps b").filter(has_text="Risk").wait_for(timeout=SEE)
+
+
+def test_paper_session_create_pause_detail_stop(served, page):
+    open_page(page, served, "sessions", ready=".wb-wizard-next")
+    shot(page, "02-sessions")
+    page.get_by_text("Paper Trading", exact=True).click()
+    wizard_to(page, "Review")
+    page.get_by_text("Request from workbench host").click()
+    page.locator(".wb-wizard-create").click()
+
+    # the host claims it; the sessions table (refreshed from the store) shows it running
+    row = page.locator(".wb-session-row", has_text="paper").filter(has_text=re.compile("running", re.I)).first
+    row.wait_for(timeout=SEE)
+    shot(page, "03-created-running", ".wb-sessions-table")
+    paper = Store(served.db_url).list_sessions(kind="paper")
+    assert len(paper) == 1
+    sid = str(paper["id"].iloc[0])
+    assert state_of(served, sid) == "running"
+
+    # pause from the dashboard: the runner applies the command, the page shows the new state
+    row.locator(".wb-session-open").click()  # (the wizard already selected it: this is what a user does)
+    page.locator(".wb-controls .wb-btn-pause:not([disabled])").first.click()
+    page.locator(".wb-controls .wb-state", has_text=re.compile("paused", re.I)).first.wait_for(timeout=SEE)
+    page.locator(f".wb-session-{sid} .wb-state", has_text=re.compile("paused", re.I)).wait_for(timeout=SEE)  # table
+    assert wait_state(served, sid, {"paused"}) == "paused"
+    shot(page, "04-paused", ".wb-sessions-table")
+
+    # the detail page of that session draws its equity curve
+    open_page(page, served, "session", f"id={sid}", ready=".wb-equity-chart")
+    line = page.locator(".wb-equity-chart svg path.js-line").first
+    line.wait_for(state="attached", timeout=SEE)  # a flat line has no height: "visible" would never hold
+    d = line.get_attribute("d") or ""
+    assert re.match(r"M[\d.]+,[\d.]+L", d), f"equity line draws no segment: {d[:80]!r}"  # >= 2 points
+    assert len(Store(served.db_url).equity(sid)) >= 2
+    shot(page, "05-detail", ".wb-equity-chart")
+
+    page.locator(".wb-btn-stop:not([disabled])").first.click()
+    page.locator(".wb-state", has_text=re.compile("stopped", re.I)).first.wait_for(timeout=SEE)
+    assert wait_state(served, sid, {"stopped"}) == "stopped"
+    shot(page, "06-stopped", ".wb-controls")
+    assert not page.js_errors, page.js_errors
+
+
+def test_every_page_has_something_to_show_and_links_to_the_others(served, page):
+    open_page(page, served, "history", ready=".wb-history-row")
+    assert page.locator(".wb-history-row", has_text="momentum").count() >= 1  # the demo backtest `up` seeded
+    shot(page, "07-history", ".wb-history")
+    page.get_by_role("link", name="Risk").click()
+    page.wait_for_selector(".wb-risk", timeout=LOAD)
+    assert "/voila/render/risk.ipynb" in page.url
+    assert page.locator(".wb-risk").inner_text().strip()
+    shot(page, "08-risk", ".wb-risk")
+    for query, says in (("", "No session selected"), ("id=no-such-session", "There is no session")):
+        open_page(page, served, "session", query, ready=".wb-page-message")
+        assert says in page.locator(".wb-page-message").inner_text()
+    shot(page, "09-unknown-session", ".wb-page-message")
+    assert not page.js_errors, page.js_errors

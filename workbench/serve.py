@@ -1,0 +1,190 @@
+"""``workbench up``: the operator's dashboards, ready to use on a first run.
+
+:func:`serve` seeds a first-time store (one demo backtest, so no page is empty), starts
+``workbench host`` (runs the sessions the dashboards request) and Voilà serving the repository's
+``dashboards/`` on 127.0.0.1 with sources and tracebacks hidden, prints the sessions dashboard's URL
+and waits; Ctrl-C (or SIGTERM) stops both children cleanly. Both children and every Voilà kernel
+share one store: the SQLite file under ``$WORKBENCH_HOME`` (``home`` sets it for all of them).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+PAGES = ("sessions", "session", "risk", "history")
+DEMO_STRATEGY, DEMO_SYMBOLS = "momentum", ("BTC/USDT", "ETH/USDT")
+
+
+def dashboards_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The directory of dashboard notebooks: ``path``, or ``dashboards/`` of the clone this package was
+    installed from (``pip install -e .``). Raises FileNotFoundError saying how to fix it when missing."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent.parent / "dashboards"
+    missing = [p for p in PAGES if not (where / f"{p}.ipynb").is_file()]
+    if missing:
+        hint = "pass --dashboards DIR" if path is not None else (
+            "install from a clone of the repository (pip install -e .) or pass --dashboards DIR")
+        names = ", ".join(f"{p}.ipynb" for p in missing)
+        raise FileNotFoundError(f"no dashboards at {where} (missing {names}); {hint}")
+    return where
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def seed_store(store_url: str | None = None) -> str | None:
+    """Give a store with no sessions one demo backtest (momentum on the bundled BTC/USDT and ETH/USDT
+    sample) so a first-time user sees history; returns its id, or None when the store had sessions."""
+    from workbench.backtest import run_backtest
+    from workbench.config import make_config
+    from workbench.store import Store
+
+    with Store(store_url) as store:
+        if len(store.list_sessions()):
+            return None
+        config = make_config(strategy=DEMO_STRATEGY, symbols=list(DEMO_SYMBOLS))
+        return store.save_backtest(config, run_backtest(config, progress=False))
+
+
+def voila_command(dashboards: Path, port: int) -> list[str]:
+    """The Voilà command line serving ``dashboards`` on 127.0.0.1:``port``: no browser, sources
+    stripped, no tracebacks sent to the page."""
+    return [sys.executable, "-m", "voila", str(dashboards), "--no-browser", f"--port={port}",
+            "--Voila.ip=127.0.0.1", "--strip_sources=True", "--show_tracebacks=False",
+            "--Voila.port_retries=0", "--Voila.log_level=ERROR"]
+
+
+def host_command(poll: float = 0.5, replay_speed: float | None = None) -> list[str]:
+    """The ``workbench host`` command line (runs the sessions the dashboards request)."""
+    speed = [f"--replay-speed={replay_speed}"] if replay_speed is not None else []
+    return [sys.executable, "-m", "workbench.cli", "host", f"--poll={poll}", *speed]
+
+
+def page_url(port: int, page: str = "sessions", query: str = "") -> str:
+    """The URL of dashboard ``page`` served by :func:`serve` on ``port``."""
+    return f"http://127.0.0.1:{port}/voila/render/{page}.ipynb" + (f"?{query}" if query else "")
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until ``url`` answers HTTP (any status); raises RuntimeError if ``proc`` exits first or on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"Voilà exited with code {proc.returncode} before serving {url}")
+        try:
+            with urllib.request.urlopen(url.split("/voila/")[0] + "/", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"Voilà did not answer at {url} within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
+    """Send ``sig`` to ``proc`` and wait for it; SIGKILL after ``timeout`` seconds. Returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None,
+          dashboards: str | os.PathLike[str] | None = None, seed: bool = True, host: bool = True,
+          poll: float = 0.5, replay_speed: float | None = None, out: TextIO = sys.stdout,
+          ready_timeout: float = 120.0) -> int:
+    """Seed the store, start ``workbench host`` and Voilà, print the URL and wait until Ctrl-C/SIGTERM
+    or a child exits; then stop both. Returns 0 after a clean stop, 1 if a child died on its own.
+    ``replay_speed``: the host replays paper sessions' bars at that multiple of real time."""
+    where = dashboards_dir(dashboards)
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535 (got {port}); omit it to pick a free port")
+    if port is not None and port_in_use(port):
+        raise ValueError(f"port {port} on 127.0.0.1 is in use; pass another --port or omit it to pick a free one")
+    if replay_speed is not None and not replay_speed > 0:
+        raise ValueError(f"--replay-speed must be positive, e.g. 60 for one 1-minute bar a second (got {replay_speed})")
+    # this environment's kernel ("python3" of the venv), even if the user has another python3 kernelspec
+    env = {**os.environ, "JUPYTER_PREFER_ENV_PATH": "1"}
+    if home is not None:
+        env["WORKBENCH_HOME"] = str(Path(home).resolve())
+        os.environ["WORKBENCH_HOME"] = env["WORKBENCH_HOME"]  # for seed_store in this process
+    from workbench.paths import default_db_url
+
+    print(f"workbench up: store {default_db_url()}", file=out, flush=True)
+    if seed and (sid := seed_store()):
+        print(f"workbench up: first run, recorded demo backtest {sid} in the history", file=out, flush=True)
+    port = port or free_port()
+    children: list[tuple[str, subprocess.Popen[Any], int]] = []
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    code = 0
+    try:
+        # own process groups: a terminal's Ctrl-C reaches only us, and we stop the children in order
+        if host:
+            host_proc = subprocess.Popen(host_command(poll, replay_speed), env=env, start_new_session=True)
+            children.append(("host", host_proc, signal.SIGINT))
+        voila = subprocess.Popen(voila_command(where, port), env=env, cwd=str(where), start_new_session=True)
+        children.append(("voila", voila, signal.SIGTERM))
+        url = page_url(port)
+        wait_http(url, ready_timeout, voila)
+        print(f"workbench up: dashboards at {url}\n"
+              f"  also {page_url(port, 'risk')}, {page_url(port, 'history')}; Ctrl-C stops", file=out, flush=True)
+        while True:
+            for name, proc, _sig in children:
+                if proc.poll() is not None:
+                    print(f"workbench up: {name} exited with code {proc.returncode}; stopping", file=out, flush=True)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("workbench up: stopping", file=out, flush=True)
+    except RuntimeError as e:
+        print(f"workbench up: {e}", file=out, flush=True)
+        code = 1
+    finally:
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan a child
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for _name, proc, sig in reversed(children):
+            stop(proc, sig)
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous)
+    return code
+
+
+def add_up_parser(sub: Any, parents: Sequence[Any] = ()) -> None:
+    """Register ``workbench up`` on the ``workbench`` command's subparsers."""
+    up = sub.add_parser("up", parents=list(parents), help="serve the dashboards (Voilà) and run `workbench host`")
+    up.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--home", default=None, help="data directory for the store (default $WORKBENCH_HOME)")
+    up.add_argument("--dashboards", default=None, metavar="DIR", help="dashboard notebooks (default: the clone's)")
+    up.add_argument("--no-seed", action="store_true", help="do not record a demo backtest in an empty store")
+    up.add_argument("--no-host", action="store_true", help="do not start `workbench host` (one runs elsewhere)")
+    up.add_argument("--replay-speed", type=float, default=None, metavar="K",
+                    help="the host replays paper sessions' bars at K x real time (default: as fast as possible)")
+    up.set_defaults(func=lambda args: serve(port=args.port, home=args.home, dashboards=args.dashboards,
+                                            seed=not args.no_seed, host=not args.no_host,
+                                            replay_speed=args.replay_speed))
