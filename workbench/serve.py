@@ -183,8 +183,9 @@ def add_up_parser(sub: Any, parents: Sequence[Any] = ()) -> None:
     up.add_argument("--dashboards", default=None, metavar="DIR", help="dashboard notebooks (default: the clone's)")
     up.add_argument("--no-seed", action="store_true", help="do not record a demo backtest in an empty store")
     up.add_argument("--no-host", action="store_true", help="do not start `workbench host` (one runs elsewhere)")
-    up.add_argument("--replay-speed", type=float, default=None, metavar="K",
-                    help="the host replays paper sessions' bars at K x real time (default: as fast as possible)")
+    up.add_argument("--replay-speed", type=float, default=60.0, metavar="K",
+                    help="the host replays paper sessions' bars at K x real time (default 60: one 1-minute "
+                         "bar a second, so sessions can be watched and controlled live)")
     up.set_defaults(func=lambda args: serve(port=args.port, home=args.home, dashboards=args.dashboards,
                                             seed=not args.no_seed, host=not args.no_host,
                                             replay_speed=args.replay_speed))
