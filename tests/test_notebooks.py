@@ -1,6 +1,6 @@
 """The analyst notebooks (notebooks/0*.ipynb) stay thin, parametrized and stripped; the helpers they
 call (workbench.research) work on a real SQLite store and a real paper session. The notebooks
-themselves run under ``pytest --nbval-lax`` (notebooks/conftest.py keeps them small)."""
+themselves run under ``pytest --nbval-lax`` (the root conftest.py keeps them small)."""
 from __future__ import annotations
 
 import asyncio
