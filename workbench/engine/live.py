@@ -18,6 +18,17 @@ and a :class:`LiveFeed` instead of the simulated broker and the replay.
   errors, recording what is still open, until it answers (:meth:`LiveSession.flatten`,
   :meth:`LiveSession.cancel_open_orders` await that). Orders already sent when a run ends (even by
   kill) are settled first, so their fills are recorded once (event ``late_fills``).
+* Operator orders (:meth:`Session.place_order` / ``cancel_order``, methods or store commands) go to
+  the exchange, never to the paper simulation: after the same validation and risk check as paper
+  they are written ahead and sent by the worker with their idempotent client ids (``op<n>`` /
+  ``cmd<command id>``). Market orders settle like any other order. Limit orders rest on the exchange:
+  a watcher polls this session's open orders (one request per symbol holding resting orders, every
+  ``resting_poll`` seconds and after each bar) and applies new fills once each; an order gone from the
+  open list is fetched for its final status and trades. cancel_order cancels on the exchange (then
+  records the final state), cancel_all/stop/kill cancel every open session order, a strategy or
+  stop exit first cancels resting operator sells of its symbol (they would lock the coins it sells),
+  and a run's end cancels what still rests. Resume reconciles them like any open order (fills made
+  while down are applied once) and puts those still open back under the watcher.
 """
 from __future__ import annotations
 
@@ -37,11 +48,12 @@ from workbench.engine.ccxt_broker import CcxtBroker, make_async_exchange, order_
 from workbench.engine.execution import Bar
 from workbench.engine.live_feed import LiveFeed
 from workbench.retry import RetryPolicy, is_transient
-from workbench.engine.session import Session
+from workbench.engine.session import CommandRejected, Session
 from workbench.store import Store
 
 S = SessionState
 _OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+OPERATOR = "operator"  # the reason of operator orders (Session._new_order)
 
 
 class LiveNotArmed(ValueError):
@@ -86,7 +98,8 @@ class LiveSession(Session):
 
     def __init__(self, config: SessionConfig, store: Store, *, broker: CcxtBroker, arming: Mapping[str, Any] | None = None,
                  feed: AsyncIterable[dict[str, Bar]] | None = None, order_policy: RetryPolicy | None = None,
-                 fill_timeout: float = 10.0, owns_broker: bool = False, **kwargs: Any):
+                 fill_timeout: float = 10.0, owns_broker: bool = False, resting_poll: float | None = None,
+                 **kwargs: Any):
         problem = arming_problem({"kind": "live", "data": {"exchange": config.data.exchange},
                                   "live": {"account": config.live.account}}, arming)
         if problem:
@@ -103,6 +116,14 @@ class LiveSession(Session):
         self._applied: set[str] = set()
         self._worker: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        # operator limit orders resting on the exchange (acknowledged, not closed), by client id
+        self._resting: dict[str, Order] = {}
+        self._cancel_asked: set[str] = set()  # limit orders to cancel as soon as the exchange acknowledges them
+        if resting_poll is not None and not resting_poll > 0:
+            raise ValueError(f"resting_poll must be a positive number of seconds (got {resting_poll!r})")
+        self.resting_poll = float(resting_poll or config.live.poll_seconds or 5.0)
+        self._wake = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.id} {self.config.data.exchange}:{self.config.live.account} {self.state.value}>"
@@ -116,6 +137,8 @@ class LiveSession(Session):
     def _open_summary(self) -> str:
         pos = [f"{self.portfolio.quantity(s):g} {s}" for s in self._open_symbols()]
         orders = [f"{o.side.value} {o.quantity:g} {o.symbol} ({o.reason})" for o in self._inflight.values()]
+        orders += [f"{o.client_id} {o.side.value} {o.remaining:g} {o.symbol} limit {o.limit_price:g} (resting)"
+                   for o in self._resting.values()]
         return ", ".join(pos + [f"order {x}" for x in orders]) or "nothing"
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -129,7 +152,9 @@ class LiveSession(Session):
         return super()._ensure_feed()
 
     async def _run(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"orders-{self.id}")
+        loop = asyncio.get_running_loop()
+        self._worker = loop.create_task(self._work(), name=f"orders-{self.id}")
+        self._watcher = loop.create_task(self._watch_resting(), name=f"resting-{self.id}")
         try:
             try:
                 await self._reconcile()
@@ -141,8 +166,9 @@ class LiveSession(Session):
                 return
             await super()._run()
         finally:
-            await self._settle_in_flight()
+            await self._settle_in_flight(len(self._applied))
             self._worker.cancel()
+            self._watcher.cancel()
             if self._side_tasks:  # cancel-all/close-all still retrying: give them time, then report
                 _, pending = await asyncio.wait(list(self._side_tasks), timeout=self.fill_timeout)
                 for t in pending:
@@ -156,19 +182,19 @@ class LiveSession(Session):
                 except Exception:
                     pass
 
-    async def _settle_in_flight(self) -> None:
-        """At the end (stop, kill, feed end): let orders already sent finish, so their exchange fills are
-        recorded; the final bookkeeping is redone if any arrived after it."""
-        if not self._inflight or self._worker is None or self._worker.done():
-            return
-        before = len(self._applied)
-        deadline = time.monotonic() + self.fill_timeout
-        while self._inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+    async def _settle_in_flight(self, before: int) -> None:
+        """At the end (stop, kill, feed end): let orders already sent finish and cancel operator orders still
+        resting, so their exchange fills are recorded; the final bookkeeping is redone if any fills arrived
+        after it (``before``: the count then)."""
+        if self._worker is not None and not self._worker.done():
+            deadline = time.monotonic() + self.fill_timeout
+            while self._inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        await self._end_resting()  # after the drain: a limit order acknowledged meanwhile is canceled too
         late = len(self._applied) - before
         if late:
             self._final_bookkeeping()
-            self.store.add_event(self.id, "late_fills", f"{late} fills of orders in flight at the end were recorded "
+            self.store.add_event(self.id, "late_fills", f"{late} fills of orders open at the end were recorded "
                                  f"after it; open: {self._open_summary()}", actor="exchange")
         if self._inflight:
             self.store.add_event(self.id, "error", f"orders still unsettled at the end: {self._open_summary()}; "
@@ -221,6 +247,8 @@ class LiveSession(Session):
                     self._inflight.pop(order.client_id, None)
 
     async def _send(self, order: Order) -> None:
+        if order.side is Side.SELL and order.reason != OPERATOR and not await self._make_room_to_sell(order):
+            return
         try:
             res = await self.exchange.submit(order, policy=self.order_policy)
         except ccxt.BaseError as e:
@@ -234,6 +262,13 @@ class LiveSession(Session):
             return
         order.exchange_id = str(res.get("id"))
         self.store.upsert_order(self.id, order)
+        if order.type is OrderType.LIMIT:  # rests on the exchange: the watcher picks up its fills
+            self._inflight.pop(order.client_id, None)
+            self._resting[order.client_id] = order
+            if order.client_id in self._cancel_asked:
+                self._spawn(self._cancel_resting(order, "canceled before the exchange acknowledged it"))
+            self._wake.set()
+            return
         await self._settle(order, res)
 
     async def _settle(self, order: Order, res: dict[str, Any]) -> None:
@@ -264,6 +299,183 @@ class LiveSession(Session):
             self.store.add_fill(self.id, f, order=order, position=self.portfolio.positions[f.symbol])
             n += 1
         return n
+
+    async def _settle_and_release(self, order: Order, res: dict[str, Any]) -> None:
+        try:
+            await self._settle(order, res)
+        finally:
+            if order.status not in _OPEN:
+                self._inflight.pop(order.client_id, None)
+
+    # ---- operator orders -----------------------------------------------------------------------
+    def _submit_operator_order(self, order: Order) -> str:
+        """Send a validated, risk-checked operator order to the exchange (never the paper simulation)."""
+        if not self._in_loop or self._worker is None or self._worker.done():
+            raise CommandRejected("the live session is not running; start() it (orders need its exchange connection)")
+        if order.side is Side.SELL:
+            held = self.portfolio.quantity(order.symbol)
+            free = held - self._committed_sells(order.symbol)
+            if not free > 0.0:
+                raise CommandRejected(f"cannot sell {order.symbol}: the session's {held:g} are all in open sell "
+                                      "orders already; cancel one first")
+            order.quantity = min(order.quantity, free)
+        order.created_at = order.created_at or datetime.now(timezone.utc)
+        self._queue_order(order)  # lot size, write-ahead to the store, then the worker sends it
+        if order.status is OrderStatus.REJECTED:
+            raise CommandRejected(f"{order.side.value} {order.quantity:g} {order.symbol} is below the exchange's "
+                                  f"lot size or minimum ({self.exchange.min_amount(order.symbol):g}); raise the quantity")
+        self._checkpoint()  # the operator order counter is durable before the command is marked applied
+        what = f"{order.side.value} {order.quantity:g} {order.symbol} {order.type.value}"
+        if order.type is OrderType.LIMIT:
+            what += f" @ {order.limit_price:g}, resting on {self.config.data.exchange}"
+        return f"order {order.client_id} sent to {self.config.data.exchange}: {what}"
+
+    def _committed_sells(self, symbol: str) -> float:
+        """What open (in-flight or resting) sells of ``symbol`` still have to sell."""
+        orders = list(self._inflight.values()) + list(self._resting.values())
+        return sum(o.remaining for o in orders if o.symbol == symbol and o.side is Side.SELL)
+
+    def _do_cancel_order(self, actor: str, client_id: str) -> str:
+        self._require_live("cancel_order")
+        order = self._resting.get(client_id)
+        if order is None:
+            sent = self._inflight.get(client_id)
+            if sent is not None and sent.type is OrderType.LIMIT:  # not acknowledged yet: cancel when it is
+                self._cancel_asked.add(client_id)
+                return f"order {client_id} will be canceled on {self.config.data.exchange} once it acknowledges it"
+            open_ = list(self._resting)
+            why = " (a market order in flight cannot be canceled)" if sent is not None else ""
+            raise CommandRejected(f"no resting order {client_id!r}{why}; resting: {', '.join(open_) or 'none'}")
+        self._spawn(self._cancel_resting(order, f"canceled by {actor}"))
+        return f"canceling order {client_id} on {self.config.data.exchange} (retrying until it answers)"
+
+    def _on_bar(self, bars: dict[str, Bar]) -> None:
+        super()._on_bar(bars)
+        if self._resting:
+            self._wake.set()  # a new bar: look at the resting orders now
+
+    def _fill_resting(self, bars: dict[str, Bar]) -> None:
+        """Live orders are never simulated: resting orders live on the exchange and their fills come from
+        :meth:`sync_resting_orders` (the watcher); a bar only wakes it."""
+        self._wake.set()
+
+    async def _watch_resting(self) -> None:
+        """Every ``resting_poll`` seconds, or when woken (a bar, a new limit order), sync resting orders."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.resting_poll)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if not self._resting:
+                continue
+            try:
+                await self.sync_resting_orders()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the broker already retried; try again at the next round
+                self.store.add_event(self.id, "error", f"resting orders not synced: {type(e).__name__}: {e}; "
+                                     f"still open: {self._open_summary()}", actor="exchange")
+
+    async def sync_resting_orders(self) -> int:
+        """Compare the resting operator orders with the exchange (one open-orders request per symbol);
+        apply new fills once each and record orders that closed. Returns how many fills were new."""
+        n = 0
+        for symbol in sorted({o.symbol for o in self._resting.values()}):
+            rows = {o.get("clientOrderId"): o for o in await self.exchange.open_orders([symbol])}
+            for order in [o for o in self._resting.values() if o.symbol == symbol]:
+                if order.client_id not in self._resting:
+                    continue  # closed meanwhile (a cancel)
+                row = rows.get(self.exchange.client_order_id(order))
+                if row is not None and float(row.get("filled") or 0.0) <= order.filled_quantity * (1 + 1e-9):
+                    continue  # still resting, nothing new
+                res = row if row is not None else await self.exchange.fetch(order, {"id": order.exchange_id})
+                n += await self._sync_order(order, res)
+        return n
+
+    async def _sync_order(self, order: Order, res: dict[str, Any]) -> int:
+        """Apply the fills of ``order`` (exchange view ``res``) not applied yet; once it is closed and all its
+        trades are in, record the final status and stop following it. Returns the new fills."""
+        filled = float(res.get("filled") or 0.0)
+        fills = await self.exchange.fills(order, res) if filled > 0.0 else []
+        n = self._apply_fills(order, fills)
+        complete = sum(f.quantity for f in fills) >= filled * (1 - 1e-9)
+        status = order_status(res)
+        if status not in _OPEN and not complete:
+            status = OrderStatus.PARTIALLY_FILLED  # trades lag the order: look again at the next round
+        if order.client_id in self._resting:
+            order.status = status
+            order.filled_quantity = max(order.filled_quantity, min(filled, order.quantity))
+            if status not in _OPEN:
+                self._resting.pop(order.client_id, None)
+                self._cancel_asked.discard(order.client_id)
+                if status is OrderStatus.CANCELED:
+                    self.store.add_event(self.id, "order_canceled", f"order {order.client_id} canceled on "
+                                         f"{self.config.data.exchange} ({order.filled_quantity:g} of "
+                                         f"{order.quantity:g} filled)", {"client_id": order.client_id},
+                                         actor="exchange")
+            if n or status not in _OPEN:
+                self.store.upsert_order(self.id, order)
+        return n
+
+    async def _cancel_resting(self, order: Order, why: str) -> None:
+        """Cancel a resting order on the exchange (retrying while it errors), then record its final state
+        and any fills it had before (a fill racing the cancel is applied, once)."""
+        if order.exchange_id is None:
+            return
+        try:
+            res = await self.exchange.call("cancel_order", order.exchange_id, order.symbol, policy=self.order_policy)
+        except ccxt.OrderNotFound:
+            res = None  # no longer open there (filled or canceled meanwhile): fetch below says which
+        if res is None or float(res.get("filled") or 0.0) > order.filled_quantity:
+            res = await self.exchange.fetch(order, {"id": order.exchange_id})
+        deadline = time.monotonic() + self.fill_timeout
+        while True:
+            await self._sync_order(order, res)
+            if order.client_id not in self._resting or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)  # closed, but its trades are not all visible yet
+            res = await self.exchange.fetch(order, {"id": order.exchange_id})
+        self.store.add_event(self.id, "control", f"order {order.client_id}: {why}; it is {order.status.value}",
+                             {"client_id": order.client_id}, actor="exchange")
+
+    async def _make_room_to_sell(self, order: Order) -> bool:
+        """A strategy/stop/stop-session sell takes the position: cancel resting operator sells of the symbol
+        first (they lock the coins), then sell at most what is still held. False: nothing left to sell."""
+        resting = [o for o in self._resting.values() if o.symbol == order.symbol and o.side is Side.SELL]
+        if not resting:
+            return True
+        for o in resting:
+            await self._cancel_resting(o, f"canceled: the {order.reason} exit sells the position")
+        q = self.exchange.amount(order.symbol, min(order.quantity, self.portfolio.quantity(order.symbol)))
+        if not q > 0.0 or q < self.exchange.min_amount(order.symbol):
+            order.status = OrderStatus.CANCELED
+            self.store.upsert_order(self.id, order)
+            self.store.add_event(self.id, "order_canceled", f"{order.reason} exit of {order.symbol} not sent: the "
+                                 "resting sells it canceled had sold the position", {"client_id": order.client_id},
+                                 actor="broker")
+            return False
+        order.quantity = q
+        return True
+
+    async def _end_resting(self) -> None:
+        """At the run's end: cancel what still rests on the exchange (like paper, resting orders end with
+        the run), recording each final state; leftovers after ``fill_timeout`` are reported."""
+        if not self._resting:
+            return
+        tasks = [asyncio.ensure_future(self._cancel_resting(o, "canceled: the run ended"))
+                 for o in list(self._resting.values())]
+        done, pending = await asyncio.wait(tasks, timeout=self.fill_timeout)
+        for t in pending:
+            t.cancel()
+        for t in done:
+            if t.exception() is not None:
+                self.store.add_event(self.id, "error", f"resting order not canceled at the end: "
+                                     f"{type(t.exception()).__name__}: {t.exception()}", actor="exchange")
+        if self._resting:
+            self.store.add_event(self.id, "error", f"orders still resting on {self.config.data.exchange} after the "
+                                 f"end: {self._open_summary()}; resume the session to reconcile them",
+                                 actor="exchange")
 
     # ---- reconciliation ----------------------------------------------------------------------
     def runner_state(self) -> dict[str, Any]:
@@ -307,11 +519,16 @@ class LiveSession(Session):
                 order.status, order.filled_quantity = order_status(res), float(res.get("filled") or 0.0)
                 self.store.upsert_order(self.id, order)
                 msg = f"order {order.client_id} is {order.status.value} on the exchange; {n} fills applied"
-                if order.status in _OPEN:
+                if order.status in _OPEN and order.type is OrderType.LIMIT:
+                    self._resting[order.client_id] = order  # rests on: the watcher follows it
+                    msg += "; resting"
+                elif order.status in _OPEN:
                     self._inflight[order.client_id] = order
-                    self._spawn(self._settle(order, res))
+                    self._spawn(self._settle_and_release(order, res))
             notes.append(msg)
             self.store.add_event(self.id, "reconcile", msg, {"client_id": order.client_id}, actor="reconcile")
+        seqs = [int(m.group(1)) for c in reasons if (m := re.fullmatch(r"op(\d+)", str(c)))]
+        self._order_seq = max([self._order_seq, *seqs])  # a new op<n> never reuses an id written before a crash
         known = {self.exchange.client_order_id(Order(c, "", Side.BUY, 0.0)) for c in reasons}
         for o in await self.exchange.open_orders(self.config.symbols):
             if o.get("clientOrderId") not in known:
@@ -380,6 +597,7 @@ class LiveSession(Session):
                 done = await self.exchange.cancel_all(self.config.symbols, policy=once)
                 self.store.add_event(self.id, "cancel_all", f"{len(done)} exchange orders canceled",
                                      {"ids": [o.get("id") for o in done]}, actor="exchange")
+                self._wake.set()  # the watcher records the canceled resting orders
                 return done
             except Exception as e:
                 if not is_transient(e):

@@ -625,7 +625,7 @@ class Session:
         rests until filled, canceled (:meth:`cancel_order`, cancel all, stop) or the run ends. Its fills
         add to the symbol's one (long-only) position, which the strategy's exits and the stops manage
         like any other; a resting sell left with no position to sell is canceled. Paper simulation: a
-        live session must route these to its exchange (override ``_do_place_order``/``_fill_resting``)."""
+        live session routes these to its exchange (it overrides ``_submit_operator_order``)."""
         return self._control("place_order", actor, symbol=symbol, side=side, quantity=quantity, type=type,
                              limit_price=limit_price)
 
@@ -747,11 +747,16 @@ class Session:
             raise CommandRejected(f"order rejected by risk rule {d.rule}"
                                   + (f" ({', '.join(f'{k}={v}' for k, v in d.detail.items())})" if d.detail else ""))
         order.quantity = d.quantity
+        return self._submit_operator_order(order)
+
+    def _submit_operator_order(self, order: Order) -> str:
+        """Hand a validated, risk-checked operator order to the broker (paper: rest it in the simulated
+        book; a live session overrides this to send it to its exchange); returns the command's message."""
         self.broker.submit(order)
         self.store.upsert_order(self.id, order)
         if self._in_loop and not self.state.is_final:
             self._checkpoint()  # durable before the command is marked applied
-        what = f"{order.side.value} {order.quantity:g} {symbol} {order.type.value}"
+        what = f"{order.side.value} {order.quantity:g} {order.symbol} {order.type.value}"
         return f"order {order.client_id} resting: {what}" + (f" @ {order.limit_price:g}" if order.limit_price else "")
 
     def _new_order(self, symbol: str, side: str, quantity: float, type: str, limit_price: float | None,
