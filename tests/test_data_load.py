@@ -43,3 +43,16 @@ def test_csv_source(tmp_path):
     assert bars.index[0] == pd.Timestamp("2024-01-02", tz="UTC") and len(bars) == 1440
     with pytest.raises(BarsError, match="no XRP/USDT bars .* available: 2024-01-01 00:00:00\\+00:00 to 2024-01-02 23:59"):
         load_bars(DataConfig(source="csv", csv_path=str(path)), "XRP/USDT", "2025-01-01")
+
+
+def test_csv_bars_are_resampled_to_the_configured_timeframe(tmp_path):
+    path = tmp_path / "x.csv"
+    sample_bars("XRP/USDT", days=2).to_csv(path)
+    hourly = load_bars(DataConfig(source="csv", csv_path=str(path), timeframe="1h"), "XRP/USDT")
+    expected = sample_bars("XRP/USDT", "1h", days=2)  # the generator aggregates its minutes the same way
+    assert len(hourly) == 48
+    pd.testing.assert_frame_equal(hourly, expected, check_freq=False, rtol=1e-12)
+    coarse = tmp_path / "h.csv"
+    expected.to_csv(coarse)
+    with pytest.raises(BarsError, match="coarser than the timeframe '1m'; set the timeframe"):
+        load_bars(DataConfig(source="csv", csv_path=str(coarse)), "XRP/USDT")

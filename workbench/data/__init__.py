@@ -17,6 +17,7 @@ from workbench.data.schema import (
     BarsError,
     QualityReport,
     quality_report,
+    resample_bars,
     timeframe_delta,
     to_utc,
     validate_bars,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BARS_COLUMNS", "BarCache", "BarsError", "DataSourceError", "QualityReport", "SAMPLE_DAYS", "SAMPLE_START",
     "available_symbols", "fetch_ohlcv", "load_bars", "pump_episodes", "quality_report", "read_csv_bars",
-    "sample_bars", "timeframe_delta", "validate_bars",
+    "resample_bars", "sample_bars", "timeframe_delta", "validate_bars",
 ]
 
 
@@ -53,7 +54,8 @@ def load_bars(data: DataConfig, symbol: str, start: Any = None, end: Any = None)
     """Validated bars for ``symbol`` in ``[start, end]`` (inclusive, UTC; either may be omitted) from ``data.source``:
 
     - ``sample``: the bundled generator (90 days from 2024-01-01, longer when ``end`` is later);
-    - ``csv``: ``data.csv_path`` (a single-symbol file; ``symbol`` is not checked against it);
+    - ``csv``: ``data.csv_path`` (a single-symbol file; ``symbol`` is not checked against it), resampled
+      to ``data.timeframe`` when its bars are finer;
     - ``ccxt``: ``data.exchange`` through the default on-disk cache (``start`` required unless cached).
 
     Raises :class:`BarsError` when the range holds no bars, saying which range is available.
@@ -64,7 +66,7 @@ def load_bars(data: DataConfig, symbol: str, start: Any = None, end: Any = None)
     if data.source == "sample":
         bars = sample_bars(symbol, data.timeframe, days=_sample_days(symbol, start_ts, end_ts))
     elif data.source == "csv":
-        bars = read_csv_bars(data.csv_path)
+        bars = resample_bars(validate_bars(read_csv_bars(data.csv_path)), data.timeframe)
     elif data.source == "ccxt":
         from workbench.data.ccxt_source import fetch_ohlcv
 

@@ -24,6 +24,25 @@ def timeframe_delta(timeframe: str) -> pd.Timedelta:
     return pd.Timedelta(int(m.group(1)), unit=_TF_UNITS[m.group(2)])
 
 
+def resample_bars(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """``bars`` (validated, time-ordered) as ``timeframe`` bars: open first, high max, low min, close
+    last, volume summed, labelled by each bar's start; periods without bars are left out. Bars
+    already at ``timeframe`` come back unchanged. Raises :class:`BarsError` when ``bars`` are coarser
+    than ``timeframe`` (bars cannot be split)."""
+    step = timeframe_delta(timeframe)
+    if len(bars) < 2:
+        return bars
+    spacing = pd.Series(bars.index).diff().dropna().min()
+    if spacing == step:
+        return bars
+    if spacing > step:
+        raise BarsError(f"the bars are {spacing} apart, coarser than the timeframe {timeframe!r}; set the "
+                        f"timeframe to the data's own or a coarser one")
+    out = bars.resample(step, label="left", closed="left").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    return out.dropna(subset=["open"]).rename_axis("time")
+
+
 def to_utc(t: str | pd.Timestamp | None) -> pd.Timestamp | None:
     """A UTC timestamp from a string, datetime or Timestamp (naive = UTC); ``None`` stays ``None``."""
     if t is None:
