@@ -1,12 +1,14 @@
 """vectorbt's ``Portfolio.from_orders`` booking of the execution kernel's fills, in numba: the one
-definition used by :func:`workbench.backtest.result.build_result` (series, order and trade logs) and
-by the parameter sweep (:func:`workbench.backtest.sweep_kernel.sweep_chunk_nb`, once per combination
-inside its ``prange`` loop).
+definition used by :func:`workbench.backtest.result.build_result` (series, order and trade logs,
+through :func:`replay_nb`) and by the parameter sweep (:func:`workbench.backtest.sweep_kernel.sweep_chunk_nb`,
+:func:`book_nb` once per combination inside its ``prange`` loop, equity curve only).
 
-:func:`replay_nb` books the fills with vectorbt's order execution, tolerances and rounding
-(``buy_nb``/``sell_nb``, ``cash_flow_nb``, ``cash_grouped_nb``, ``assets_nb``,
-``get_exit_trades_nb``), long only, one shared cash balance, no slippage (it is in the price), so its
-cash, asset value, value, order and exit-trade records equal the portfolio's without building it.
+:func:`book_nb` books the kernel's list of fills (:func:`workbench.backtest.kernel.fills_nb`) with
+vectorbt's order execution, tolerances and rounding (``buy_nb``/``sell_nb``, ``cash_flow_nb``,
+``cash_grouped_nb``, ``assets_nb``, ``get_exit_trades_nb``), long only, one shared cash balance, no
+slippage (it is in the price), so its cash, asset value, value, order and exit-trade records equal
+the portfolio's without building it; :func:`replay_nb` takes the fills laid out per bar and symbol
+(:func:`workbench.backtest.kernel.simulate_nb`'s arrays and call sequence).
 """
 from __future__ import annotations
 
@@ -38,33 +40,59 @@ def add_nb(a: float, b: float) -> float:
 
 
 @njit(cache=True)
-def replay_nb(
-    qty: np.ndarray,  # (n, m) kernel quantities: NaN none, > 0 buy, -inf sell all
-    price: np.ndarray,  # (n, m) fill prices
-    call_seq: np.ndarray,  # (n, m) order of the columns within each bar
+def _values_nb(
+    lo: int, hi: int, close: np.ndarray, assets: np.ndarray, cash_now: float,
+    cash_out: np.ndarray, asset_out: np.ndarray, value_out: np.ndarray,
+) -> None:
+    """Bars lo..hi-1 (no orders): cash, asset value (Σ close × assets, in column order) and value;
+    cash and asset value are only written when those outputs are wanted (non-empty)."""
+    m = close.shape[1]
+    full = len(cash_out) > 0
+    if m == 1 and not full:  # the sweep's case: one loop from 0 over views, which numba vectorizes
+        a0 = assets[0]
+        vs = value_out[lo:hi]
+        cs = close[lo:hi, 0]
+        for i in range(len(vs)):
+            vs[i] = cash_now + (0.0 + cs[i] * a0)
+        return
+    for i in range(lo, hi):
+        total_asset = 0.0
+        for c in range(m):
+            total_asset += close[i, c] * assets[c]
+        value_out[i] = cash_now + total_asset
+        if full:
+            cash_out[i] = cash_now
+            asset_out[i] = total_asset
+
+
+@njit(cache=True)
+def book_nb(
+    f_idx: np.ndarray,  # (k,) bar of each kernel order, in execution order (kernel.fills_nb)
+    f_col: np.ndarray,  # (k,) its column
+    f_qty: np.ndarray,  # (k,) > 0 buy, -inf sell all
+    f_price: np.ndarray,  # (k,) fill price
     close: np.ndarray,  # (n, m) valuation prices, no NaN
     init_cash: float,
     fees: float,
     fixed_fees: float,
+    cash_out: np.ndarray,  # (n,) written, or empty: not wanted
+    asset_out: np.ndarray,  # (n,) written, or empty: not wanted
+    value_out: np.ndarray,  # (n,) written
 ):
-    """The fills through vectorbt's ``from_orders`` logic: per-bar cash, asset value and value
-    (all columns), the order records (idx, col, side 0 buy / 1 sell, size, price, fees) in
-    simulation order and the exit-trade records (col, size, entry_idx, entry_price, entry_fees,
-    exit_idx, exit_price, exit_fees, pnl, status 0 open / 1 closed) by column, then time."""
-    n, m = qty.shape
-    k_max = 0
-    for i in range(n):
-        for c in range(m):
-            k_max += not np.isnan(qty[i, c])
+    """The kernel's orders through vectorbt's ``from_orders`` logic: fills ``value_out`` (and
+    ``cash_out``/``asset_out`` unless empty) per bar and returns the order records (idx, col,
+    side 0 buy / 1 sell, size, price, fees) in simulation order and the exit-trade records (col,
+    size, entry_idx, entry_price, entry_fees, exit_idx, exit_price, exit_fees, pnl, status 0 open
+    / 1 closed) by column, then time. Bars without orders are valued in one run each."""
+    n, m = close.shape
+    k_max = len(f_idx)
     o_idx = np.empty(k_max, dtype=np.int64)
     o_col = np.empty(k_max, dtype=np.int64)
     o_side = np.empty(k_max, dtype=np.int64)
     o_size = np.empty(k_max)
     o_price = np.empty(k_max)
     o_fees = np.empty(k_max)
-    cash_out = np.empty(n)
-    asset_out = np.empty(n)
-    value_out = np.empty(n)
+    full = len(cash_out) > 0
 
     sim_cash = init_cash
     position = np.zeros(m)  # simulation state (buy_nb / sell_nb)
@@ -72,20 +100,18 @@ def replay_nb(
     flow = np.zeros(m)
     cash_now = init_cash  # cash_grouped_nb
     k = 0
-    for i in range(n):
-        traded = False
+    r = 0
+    done = 0  # bars before this one are valued
+    while r < k_max:
+        i = f_idx[r]
+        _values_nb(done, i, close, assets, cash_now, cash_out, asset_out, value_out)
         for c in range(m):
-            if not np.isnan(qty[i, c]):
-                traded = True
-        if traded:
-            for c in range(m):
-                flow[c] = 0.0
-        for j in range(m if traded else 0):
-            c = call_seq[i, j]
-            size = qty[i, c]
-            if np.isnan(size):
-                continue
-            p = price[i, c]
+            flow[c] = 0.0
+        while r < k_max and f_idx[r] == i:
+            c = f_col[r]
+            size = f_qty[r]
+            p = f_price[r]
+            r += 1
             if size > 0.0:  # buy_nb, direction longonly
                 if sim_cash == 0.0:
                     continue
@@ -130,18 +156,22 @@ def replay_nb(
             signed = final_size if side == 0 else -final_size  # cash_flow_nb / assets_nb
             flow[c] = add_nb(flow[c], -signed * p - fees_paid)
             assets[c] = add_nb(assets[c], signed)
-        if traded:  # cash_grouped_nb; without orders add_nb(cash, 0.0) == cash (cash is 0 or beyond abs_tol)
-            total_flow = 0.0
-            for c in range(m):
-                total_flow += flow[c]
-            cash_now = add_nb(cash_now, total_flow)
+        # cash_grouped_nb; on bars without orders add_nb(cash, 0.0) == cash (cash is 0 or beyond abs_tol)
+        total_flow = 0.0
+        for c in range(m):
+            total_flow += flow[c]
+        cash_now = add_nb(cash_now, total_flow)
         total_asset = 0.0
         for c in range(m):
             total_asset += close[i, c] * assets[c]
-        cash_out[i] = cash_now
-        asset_out[i] = total_asset
         value_out[i] = cash_now + total_asset
+        if full:
+            cash_out[i] = cash_now
+            asset_out[i] = total_asset
+        done = i + 1
+    _values_nb(done, n, close, assets, cash_now, cash_out, asset_out, value_out)
 
+    # get_exit_trades_nb: only whole-position buys/sells can occur (long only, sells are "all")
     # get_exit_trades_nb: only whole-position buys/sells can occur (long only, sells are "all")
     t_col = np.empty(k, dtype=np.int64)
     t_size = np.empty(k)
@@ -212,8 +242,48 @@ def replay_nb(
             t_status[t] = 0
             t += 1
     return (
-        cash_out, asset_out, value_out,
         o_idx[:k], o_col[:k], o_side[:k], o_size[:k], o_price[:k], o_fees[:k],
         t_col[:t], t_size[:t], t_entry_idx[:t], t_entry_price[:t], t_entry_fees[:t],
         t_exit_idx[:t], t_exit_price[:t], t_exit_fees[:t], t_pnl[:t], t_status[:t],
     )
+
+
+@njit(cache=True)
+def replay_nb(
+    qty: np.ndarray,  # (n, m) kernel quantities: NaN none, > 0 buy, -inf sell all
+    price: np.ndarray,  # (n, m) fill prices
+    call_seq: np.ndarray,  # (n, m) order of the columns within each bar
+    close: np.ndarray,  # (n, m) valuation prices, no NaN
+    init_cash: float,
+    fees: float,
+    fixed_fees: float,
+):
+    """The fills through vectorbt's ``from_orders`` logic (:func:`book_nb`): per-bar cash, asset
+    value and value (all columns), then book_nb's order and exit-trade records."""
+    n, m = qty.shape
+    flat = qty.ravel()
+    k = 0
+    for x in flat:
+        k += x == x
+    idx = np.empty(k, dtype=np.int64)
+    col = np.empty(k, dtype=np.int64)
+    size = np.empty(k)
+    px = np.empty(k)
+    k = 0
+    f = 0
+    while f < n * m:  # the next bar with an order, then its orders in call_seq order
+        if flat[f] != flat[f]:
+            f += 1
+            continue
+        i = f // m
+        for j in range(m):
+            c = call_seq[i, j]
+            if not np.isnan(qty[i, c]):
+                idx[k], col[k], size[k], px[k] = i, c, qty[i, c], price[i, c]
+                k += 1
+        f = (i + 1) * m
+    cash_out = np.empty(n)
+    asset_out = np.empty(n)
+    value_out = np.empty(n)
+    records = book_nb(idx, col, size, px, close, init_cash, fees, fixed_fees, cash_out, asset_out, value_out)
+    return (cash_out, asset_out, value_out) + records

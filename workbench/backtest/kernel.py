@@ -1,8 +1,10 @@
 """The execution kernel: docs/execution-semantics.md, bar by bar, in one cached numba function.
 
-:func:`simulate_nb` walks the bars once and decides every fill (bar, symbol, quantity, price,
-reason); vectorbt then replays those fills (``Portfolio.from_orders``) for its records and
-analytics. Pure numba scalars/arrays, so the paper engine can call the same helpers
+:func:`fills_nb` walks the bars once and decides every fill (bar, symbol, quantity, price,
+reason), jumping over runs of bars where no signal can act; :func:`simulate_nb` lays those fills
+out per bar and symbol for run_backtest, whose booking (and vectorbt's ``Portfolio.from_orders``)
+replays them for records and analytics; the parameter sweep books :func:`fills_nb`'s list
+directly. Pure numba scalars/arrays, so the paper engine can call the same helpers
 (:func:`buy_quantity_nb`, :func:`stop_exit_nb`, :func:`slippage_nb`) from Python.
 """
 from __future__ import annotations
@@ -83,7 +85,44 @@ def stop_exit_nb(
 
 
 @njit(cache=True)
-def simulate_nb(
+def _grow(a: np.ndarray) -> np.ndarray:
+    """``a`` copied into an array twice as long (the rest uninitialised)."""
+    out = np.empty(2 * len(a), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+@njit(cache=True)
+def next_event_nb(i: int, pos: np.ndarray, buy_sig: np.ndarray, sell_sig: np.ndarray, allowed: np.ndarray) -> int:
+    """First bar >= ``i`` where a signal can act on positions ``pos``: an exit signal of a held
+    symbol or an allowed entry signal of a flat one; ``len(buy_sig)`` if none. (The loops run from
+    0 over views: numba then drops its negative-index checks, twice as fast.)"""
+    n, m = buy_sig.shape
+    buys, sells, ok = buy_sig[i:], sell_sig[i:], allowed[i:]
+    if m == 1:  # the common case, one tight scan
+        if pos[0] > 0.0:
+            col = sells[:, 0]
+            for j in range(len(col)):
+                if col[j]:
+                    return i + j
+        else:
+            col = buys[:, 0]
+            for j in range(len(col)):
+                if col[j] and ok[j]:
+                    return i + j
+        return n
+    for j in range(len(ok)):
+        for c in range(m):
+            if pos[c] > 0.0:
+                if sells[j, c]:
+                    return i + j
+            elif buys[j, c] and ok[j]:
+                return i + j
+    return n
+
+
+@njit(cache=True)
+def fills_nb(
     times: np.ndarray,  # int64 ns, bar open times (n,)
     open_: np.ndarray,  # (n, m) float; NaN where a symbol has no bar
     high: np.ndarray,
@@ -109,18 +148,25 @@ def simulate_nb(
     tp: float,
     trail: float,
     max_hold_ns: int,  # < 0 = none
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fills of a whole backtest: (quantity, fill price, reference price, reason, call_seq), each (n, m).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every fill of a backtest, in execution order: (bar, column, quantity, fill price, reference
+    price, reason) arrays, quantity > 0 for a buy and -inf for a sell of the whole position; each
+    bar's sells come before its buys (buys in symbol order).
 
-    quantity is NaN where there is no order, > 0 for a buy and -inf for a sell of the whole
-    position; call_seq orders each bar's sells before its buys (buys in symbol order).
+    Bars where nothing can happen are skipped in one scan (:func:`next_event_nb`): no entry signal
+    of a flat symbol, no exit signal of a held one, and no stop or holding limit to watch (or
+    nothing held). They would only move the valuation marks, which are carried over the skipped
+    run, so the fills are those of a walk over every bar.
     """
     n, m = open_.shape
-    qty_out = np.full((n, m), np.nan)
-    price_out = np.full((n, m), np.nan)
-    ref_out = np.full((n, m), np.nan)
-    reason_out = np.zeros((n, m), dtype=np.int8)
-    call_seq = np.empty((n, m), dtype=np.int64)
+    size = 64
+    o_idx = np.empty(size, dtype=np.int64)
+    o_col = np.empty(size, dtype=np.int64)
+    o_qty = np.empty(size)
+    o_price = np.empty(size)
+    o_ref = np.empty(size)
+    o_reason = np.empty(size, dtype=np.int8)
+    k = 0
 
     cash = init_cash
     pos = np.zeros(m)
@@ -129,9 +175,28 @@ def simulate_nb(
     peak = np.zeros(m)
     mark = np.full(m, np.nan)  # valuation price: this bar's open, else the last close
     was_long = np.zeros(m, dtype=np.bool_)
+    watch = not (np.isnan(sl) and np.isnan(tp) and np.isnan(trail)) or max_hold_ns >= 0
+    held = 0  # symbols with a position
 
-    for i in range(n):
-        k = 0
+    i = 0
+    while i < n:
+        if held == 0 or not watch:
+            j = next_event_nb(i, pos, buy_sig, sell_sig, allowed)
+            if j > i:  # bars i..j-1 only move the marks: after a bar, its close, else its open
+                for c in range(m):
+                    for r in range(j - 1, i - 1, -1):
+                        if not np.isnan(close[r, c]):
+                            mark[c] = close[r, c]
+                            break
+                        if not np.isnan(open_[r, c]):
+                            mark[c] = open_[r, c]
+                            break
+                i = j
+                if i == n:
+                    break
+        while k + m > len(o_idx):  # room for this bar's orders (at most one per symbol)
+            o_idx, o_col, o_qty = _grow(o_idx), _grow(o_col), _grow(o_qty)
+            o_price, o_ref, o_reason = _grow(o_price), _grow(o_ref), _grow(o_reason)
         for c in range(m):
             was_long[c] = pos[c] > 0.0
             if not np.isnan(open_[i, c]):
@@ -159,11 +224,8 @@ def simulate_nb(
                 continue
             cash += proceeds - fee
             pos[c] = 0.0
-            qty_out[i, c] = -np.inf
-            price_out[i, c] = fill
-            ref_out[i, c] = ref
-            reason_out[i, c] = code
-            call_seq[i, k] = c
+            held -= 1
+            o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k], o_reason[k] = i, c, -np.inf, fill, ref, code
             k += 1
         # 2) entries, in symbol order
         for c in range(m):
@@ -199,22 +261,83 @@ def simulate_nb(
             cost = q * fill
             cash = max(cash - (cost + cost * taker + fixed_fee), 0.0)
             pos[c] = q
+            held += 1
             entry_px[c] = fill
             entry_t[c] = times[i]
             peak[c] = -np.inf
-            qty_out[i, c] = q
-            price_out[i, c] = fill
-            ref_out[i, c] = o
-            reason_out[i, c] = ENTRY
-            call_seq[i, k] = c
+            o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k], o_reason[k] = i, c, q, fill, o, ENTRY
             k += 1
-        # 3) the rest of the call sequence; trailing peaks and marks see the whole bar
+        # 3) trailing peaks and marks see the whole bar
         for c in range(m):
-            if np.isnan(qty_out[i, c]):
-                call_seq[i, k] = c
-                k += 1
             if pos[c] > 0.0 and high[i, c] > peak[c]:
                 peak[c] = high[i, c]
             if not np.isnan(close[i, c]):
                 mark[c] = close[i, c]
+        i += 1
+    return o_idx[:k], o_col[:k], o_qty[:k], o_price[:k], o_ref[:k], o_reason[:k]
+
+
+@njit(cache=True)
+def simulate_nb(
+    times: np.ndarray,  # int64 ns, bar open times (n,)
+    open_: np.ndarray,  # (n, m) float; NaN where a symbol has no bar
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    buy_sig: np.ndarray,  # (n, m) bool: entry signal of the previous bar, conflicts removed
+    sell_sig: np.ndarray,  # (n, m) bool: exit signal of the previous bar, conflicts removed
+    allowed: np.ndarray,  # (n,) bool: entries allowed at this bar's open (time restrictions)
+    init_cash: float,
+    sizing_mode: int,
+    sizing_value: float,
+    max_position: float,  # inf = none
+    portfolio_limit: float,  # inf = none
+    taker: float,
+    fixed_fee: float,
+    slip: float,
+    impact: float,
+    min_volume: float,
+    max_share: float,
+    skip_excess: bool,
+    sl: float,  # NaN = none
+    tp: float,
+    trail: float,
+    max_hold_ns: int,  # < 0 = none
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fills of a whole backtest: (quantity, fill price, reference price, reason, call_seq), each (n, m).
+
+    :func:`fills_nb`'s orders laid out per bar and symbol: quantity is NaN where there is no
+    order, > 0 for a buy and -inf for a sell of the whole position; call_seq orders each bar's
+    sells before its buys (buys in symbol order), then the symbols without an order.
+    """
+    o_idx, o_col, o_qty, o_price, o_ref, o_reason = fills_nb(
+        times, open_, high, low, close, volume, buy_sig, sell_sig, allowed, init_cash, sizing_mode, sizing_value,
+        max_position, portfolio_limit, taker, fixed_fee, slip, impact, min_volume, max_share, skip_excess, sl, tp,
+        trail, max_hold_ns,
+    )
+    n, m = open_.shape
+    qty_out = np.full((n, m), np.nan)
+    price_out = np.full((n, m), np.nan)
+    ref_out = np.full((n, m), np.nan)
+    reason_out = np.zeros((n, m), dtype=np.int8)
+    call_seq = np.empty((n, m), dtype=np.int64)
+    for i in range(n):
+        for c in range(m):
+            call_seq[i, c] = c
+    r = 0
+    while r < len(o_idx):
+        i = o_idx[r]
+        k = 0
+        while r < len(o_idx) and o_idx[r] == i:
+            c = o_col[r]
+            qty_out[i, c], price_out[i, c] = o_qty[r], o_price[r]
+            ref_out[i, c], reason_out[i, c] = o_ref[r], o_reason[r]
+            call_seq[i, k] = c
+            k += 1
+            r += 1
+        for c in range(m):
+            if np.isnan(qty_out[i, c]):
+                call_seq[i, k] = c
+                k += 1
     return qty_out, price_out, ref_out, reason_out, call_seq

@@ -3,11 +3,13 @@
 Each combination runs the same path as :func:`run_backtest` without its vectorbt Portfolio: the
 runner's :func:`~workbench.backtest.runner.kernel_inputs` (bars arrays, ``strategy.signals`` per
 symbol with its shift and conflict rule) and :func:`~workbench.backtest.runner.kernel_scalars`, the
-same cached kernel :func:`kernel.simulate_nb`, the same booking pass
-(:func:`workbench.backtest.booking.replay_nb`), then :mod:`sweep_kernel` computes
-``compute_metrics``' numbers (equal to ``run_backtest(...).metrics`` to ~1e-12). Combinations run in chunks: per chunk only the (chunk, n, symbols) signal arrays
-exist, and only metric rows are kept, so memory stays flat whatever the grid size. Inside a chunk
-combinations run in parallel numba threads; the next chunk's signals are computed meanwhile.
+same cached kernel walk (:func:`kernel.fills_nb`, which run_backtest's ``simulate_nb`` lays out),
+the same booking (:func:`workbench.backtest.booking.book_nb`, equity curve only), then
+:mod:`sweep_kernel` computes ``compute_metrics``' numbers (equal to ``run_backtest(...).metrics``
+to ~1e-12). Combinations run in chunks: per chunk only the (chunk, n, symbols) signal arrays
+exist (two buffers, reused), and only metric rows are kept, so memory stays flat whatever the grid
+size. Inside a chunk combinations run in parallel numba threads; the next chunk's signals are
+computed meanwhile.
 
 ``cluster=`` (a dask.distributed scheduler address or Client) sends the chunks to a Dask cluster
 instead: the bars are scattered to every worker once, each task is one chunk (signals, kernel,
@@ -22,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -304,18 +307,28 @@ class _Prepared:
             self.ppy = float("nan")
         self.scalars = kernel_scalars(config)
 
-    def signals(self, strategies: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        n, m = len(self.inputs.index), len(self.inputs.symbols)
-        buys = np.zeros((len(strategies), n, m), dtype=bool)
-        sells = np.zeros_like(buys)
-        for k, strat in enumerate(strategies):
-            self.inputs.signals(strat, buys[k], sells[k])
+    def signals(
+        self, strategies: list[Any], out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(buys, sells) (k, n, m) of ``strategies``, written into the first k rows of ``out``'s
+        arrays when given (reused buffers: no fresh pages to fault in per chunk)."""
+        k, n, m = len(strategies), len(self.inputs.index), len(self.inputs.symbols)
+        if out is None:
+            buys = np.zeros((k, n, m), dtype=bool)
+            sells = np.zeros_like(buys)
+        else:
+            buys, sells = out[0][:k], out[1][:k]
+            if not all(isinstance(r, slice) for r in self.inputs.rows):  # gaps: rows left untouched
+                buys[...] = False
+                sells[...] = False
+        for j, strat in enumerate(strategies):
+            self.inputs.signals(strat, buys[j], sells[j])
         return buys, sells
 
     def simulate(self, buys: np.ndarray, sells: np.ndarray) -> np.ndarray:
         a = self.inputs.arr
         return sweep_chunk_nb(self.times, a["open"], a["high"], a["low"], a["close"], a["volume"], self.close_filled,
-                              buys, sells, self.allowed, *self.scalars, self.ppy)
+                              buys, sells, self.allowed, *self.scalars, self.ppy, numba.get_num_threads())
 
     def run(self, strategies: list[Any], chunk_size: int, progress: bool) -> np.ndarray:
         """Metric rows of every strategy instance; the next chunk's signals overlap this chunk's kernel."""
@@ -326,11 +339,16 @@ class _Prepared:
 
             bar = tqdm(total=len(strategies), desc="sweep", unit="combo")
         out = []
+        # two signal buffers: one is filled while the kernel reads the other
+        n, m = len(self.inputs.index), len(self.inputs.symbols)
+        size = min(chunk_size, len(strategies))
+        buffers = [(np.zeros((size, n, m), dtype=bool), np.zeros((size, n, m), dtype=bool))
+                   for _ in range(min(2, len(chunks)))]
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 pending = None
-                for chunk in chunks:
-                    inputs = self.signals(chunk)
+                for c, chunk in enumerate(chunks):
+                    inputs = self.signals(chunk, buffers[c % 2])  # the chunk before last is done
                     if pending is not None:
                         out.append(pending.result())
                         if bar is not None:

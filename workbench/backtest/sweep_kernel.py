@@ -1,20 +1,21 @@
-"""Numba kernels for parameter sweeps: many combinations through :func:`kernel.simulate_nb` at once.
+"""Numba kernels for parameter sweeps: many combinations through the execution kernel at once.
 
-A sweep must not build a vectorbt Portfolio per combination, so :func:`booking.replay_nb` (the
-same pass as run_backtest's result) books the kernel's fills the way ``Portfolio.from_orders`` does
-and :func:`metrics_nb` computes every key of ``METRIC_KEYS`` with the
-formulas of :func:`workbench.backtest.metrics.compute_metrics` (sums pairwise like NumPy's, the
-5 % quantile interpolated like ``np.quantile``), so a sweep row equals ``run_backtest(...).metrics``
-to ~1e-12 (tested to 1e-9). :func:`sweep_chunk_nb` runs a chunk of combinations in parallel
-(``prange``) and releases the GIL.
+A sweep must not build a vectorbt Portfolio per combination, so :func:`booking.book_nb` (the
+same booking as run_backtest's result) books :func:`kernel.fills_nb`'s fills (the same walk as
+run_backtest's :func:`kernel.simulate_nb`, without its per-bar layout) the way
+``Portfolio.from_orders`` does, writing only the equity curve, and :func:`metrics_nb` computes
+every key of ``METRIC_KEYS`` with the formulas of :func:`workbench.backtest.metrics.compute_metrics`
+(sums pairwise like NumPy's, the 5 % quantile interpolated like ``np.quantile``), so a sweep row
+equals ``run_backtest(...).metrics`` to ~1e-12 (tested to 1e-9). :func:`sweep_chunk_nb` runs a
+chunk of combinations in parallel (``prange``) and releases the GIL.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from workbench.backtest.booking import replay_nb
-from workbench.backtest.kernel import simulate_nb
+from workbench.backtest.booking import book_nb
+from workbench.backtest.kernel import fills_nb
 from workbench.backtest.metrics import METRIC_LABELS
 
 METRIC_KEYS: tuple[str, ...] = tuple(METRIC_LABELS)  # compute_metrics' keys, in its order
@@ -22,40 +23,54 @@ N_METRICS = len(METRIC_KEYS)
 
 
 @njit(cache=True)
-def _leaf(a: np.ndarray, lo: int, n: int) -> float:
-    """NumPy's pairwise_sum base case (n <= 128): eight running sums."""
+def _term(x: float, mode: int, shift: float) -> float:
+    """What a sum of mode ``mode`` adds for ``x``: x itself (0), (x - shift)² (1), min(x, 0)² (2)."""
+    if mode == 1:
+        d = x - shift
+        return d * d
+    if mode == 2:
+        g = min(x, 0.0)
+        return g * g
+    return x
+
+
+@njit(cache=True)
+def _leaf(a: np.ndarray, lo: int, n: int, mode: int, shift: float) -> float:
+    """NumPy's pairwise_sum base case (n <= 128) over ``_term(a[i])``: eight running sums. (Loops
+    from 0 over a view: numba then knows the indices are not negative, and vectorizes.)"""
+    v = a[lo : lo + n]
     if n < 8:
         res = 0.0
-        for i in range(lo, lo + n):
-            res += a[i]
+        for i in range(n):
+            res += _term(v[i], mode, shift)
         return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
+    r0, r1 = _term(v[0], mode, shift), _term(v[1], mode, shift)
+    r2, r3 = _term(v[2], mode, shift), _term(v[3], mode, shift)
+    r4, r5 = _term(v[4], mode, shift), _term(v[5], mode, shift)
+    r6, r7 = _term(v[6], mode, shift), _term(v[7], mode, shift)
     stop = n - n % 8
-    while i < stop:
-        r0 += a[lo + i]
-        r1 += a[lo + i + 1]
-        r2 += a[lo + i + 2]
-        r3 += a[lo + i + 3]
-        r4 += a[lo + i + 4]
-        r5 += a[lo + i + 5]
-        r6 += a[lo + i + 6]
-        r7 += a[lo + i + 7]
-        i += 8
+    for j in range(1, stop // 8):
+        i = j * 8
+        r0 += _term(v[i], mode, shift)
+        r1 += _term(v[i + 1], mode, shift)
+        r2 += _term(v[i + 2], mode, shift)
+        r3 += _term(v[i + 3], mode, shift)
+        r4 += _term(v[i + 4], mode, shift)
+        r5 += _term(v[i + 5], mode, shift)
+        r6 += _term(v[i + 6], mode, shift)
+        r7 += _term(v[i + 7], mode, shift)
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
+    for i in range(stop, n):
+        res += _term(v[i], mode, shift)
     return res
 
 
 @njit(cache=True)
-def _pairwise(a: np.ndarray, lo: int, n: int) -> float:
-    """NumPy's pairwise summation of a[lo:lo+n], its recursion unrolled onto a stack (numba's
-    cache cannot hold recursive functions called from a parallel kernel)."""
+def _pairwise(a: np.ndarray, lo: int, n: int, mode: int, shift: float) -> float:
+    """NumPy's pairwise summation of ``_term`` over a[lo:lo+n], its recursion unrolled onto a stack
+    (numba's cache cannot hold recursive functions called from a parallel kernel)."""
     if n <= 128:
-        return _leaf(a, lo, n)
+        return _leaf(a, lo, n, mode, shift)
     los = np.empty(64, dtype=np.int64)
     ns = np.empty(64, dtype=np.int64)
     state = np.zeros(64, dtype=np.int64)  # 1: left half pending, 2: right half pending
@@ -71,7 +86,7 @@ def _pairwise(a: np.ndarray, lo: int, n: int) -> float:
             top += 1
             los[top], ns[top], state[top] = los[top - 1], n2, 0
             continue
-        v = _leaf(a, los[top], m)
+        v = _leaf(a, los[top], m, mode, shift)
         top -= 1
         while True:  # hand v to the parents
             if top < 0:
@@ -89,12 +104,14 @@ def _pairwise(a: np.ndarray, lo: int, n: int) -> float:
 
 
 @njit(cache=True)
-def np_sum(a: np.ndarray) -> float:
-    """``np.sum`` of a contiguous float64 vector, same rounding (first element, then pairwise rest)."""
+def np_sum(a: np.ndarray, mode: int = 0, shift: float = 0.0) -> float:
+    """``np.sum`` of a contiguous float64 vector, same rounding (first element, then pairwise rest);
+    mode 1 sums ``(a - shift)**2`` and mode 2 ``np.minimum(a, 0)**2`` the same way, without the
+    temporary array."""
     n = len(a)
     if n == 0:
         return 0.0
-    return a[0] + _pairwise(a, 1, n - 1)
+    return _term(a[0], mode, shift) + _pairwise(a, 1, n - 1, mode, shift)
 
 
 @njit(cache=True)
@@ -137,12 +154,15 @@ def _next_up(part: np.ndarray, j: int) -> float:
 
 
 @njit(cache=True)
-def _kth(a: np.ndarray, k: int, buf: np.ndarray) -> tuple[float, float]:
+def _select(a: np.ndarray, k: int, cand: np.ndarray, sel: np.ndarray) -> tuple[float, float, int]:
     """The k-th and (k+1)-th smallest of ``a`` (0-based; the k-th twice if k is the last), ``a``
-    untouched, ``buf`` (len(a)) as scratch. Large inputs first bracket the answer between two
-    values of a strided sample, count what lies below and quickselect only the values inside the
-    bracket (one branch-free pass instead of quickselect's mispredicted partitions); a bracket
-    that misses falls back to all of ``a``."""
+    untouched, and ``mc``: ``cand[:mc]`` holds, in ``a``'s order, every value up to the (k+1)-th
+    (a superset; the caller filters it). ``cand`` and ``sel`` (len(a) each) are scratch.
+
+    Large inputs first bracket the answer between two values of a strided sample: one
+    branch-free pass counts what lies below and keeps the values up to the bracket's top, and only
+    those inside the bracket are quickselected (instead of quickselect's mispredicted partitions
+    over all of ``a``); a bracket that misses falls back to all of ``a``."""
     n = len(a)
     if n > 8192:
         ns = 4096
@@ -154,20 +174,43 @@ def _kth(a: np.ndarray, k: int, buf: np.ndarray) -> tuple[float, float]:
         p_lo = sample[pos - 64] if pos - 64 > 0 else -np.inf
         p_hi = sample[pos + 64] if pos + 64 < ns else np.inf
         below = 0
-        m = 0
+        at_lo = 0
+        at_hi = 0
+        mc = 0
         for i in range(n):
             x = a[i]
             below += x < p_lo
-            buf[m] = x
-            m += (x >= p_lo) & (x <= p_hi)
+            at_lo += x == p_lo
+            at_hi += x == p_hi
+            cand[mc] = x
+            mc += x <= p_hi
+        # ties (e.g. the zero returns of flat bars): a bracket end that is both answers
+        if below <= k and k + 1 < below + at_lo:
+            return p_lo, p_lo, mc
+        if mc - at_hi <= k and k + 1 < mc:
+            return p_hi, p_hi, mc
+        m = 0
+        for i in range(mc):
+            x = cand[i]
+            sel[m] = x
+            m += x >= p_lo
         if below <= k and k + 1 < below + m:
-            part = buf[:m]
+            part = sel[:m]
             x = _quickselect(part, k - below)
-            return x, _next_up(part, k - below)
-    buf[:n] = a
-    part = buf[:n]
+            return x, _next_up(part, k - below), mc
+    cand[:n] = a
+    sel[:n] = a
+    part = sel[:n]
     x = _quickselect(part, k)
-    return x, _next_up(part, k)
+    return x, _next_up(part, k), n
+
+
+@njit(cache=True)
+def _kth(a: np.ndarray, k: int, buf: np.ndarray) -> tuple[float, float]:
+    """The k-th and (k+1)-th smallest of ``a`` (0-based; the k-th twice if k is the last), ``a``
+    untouched, ``buf`` (len(a)) as scratch: :func:`_select`."""
+    x, x1, _ = _select(a, k, buf, np.empty(len(a)))
+    return x, x1
 
 
 @njit(cache=True)
@@ -185,34 +228,40 @@ def _ratio(num: float, den: float) -> float:
 def metrics_nb(
     equity: np.ndarray, times: np.ndarray, init_cash: float, ppy: float,
     t_entry: np.ndarray, t_exit: np.ndarray, t_pnl: np.ndarray, t_ret: np.ndarray, t_closed: np.ndarray,
+    work: np.ndarray,  # (3, >= len(equity)) float scratch, reusable across calls
 ) -> np.ndarray:
     """Every metric of ``compute_metrics`` (in ``METRIC_KEYS`` order) from one booked backtest.
 
     Same arithmetic as compute_metrics' NumPy calls (so equal bit for bit to the straightforward
-    version), but fused: one pass for returns and drawdown, a sampled bracket for the quantile
-    (:func:`_kth`) and one reused scratch vector instead of a temporary per NumPy expression."""
+    version), but fused: a vectorized returns pass, a drawdown pass with one division per new
+    peak, a sampled bracket for the quantile that also keeps the tail's candidates
+    (:func:`_select`), squared deviations summed straight from the returns, and the caller's
+    scratch rows instead of a temporary per NumPy expression."""
     out = np.full(N_METRICS, np.nan)
     n = len(equity)
     final = equity[n - 1] if n else init_cash
     total_return = final / init_cash - 1.0
-    r = np.empty(n)
-    scratch = np.empty(n)
+    r = work[0, :n]
+    scratch = work[1, :n]
     annualized = np.nan
     mean = std = downside = max_dd = var = es = np.nan
     if n:
         annualized = max(final / init_cash, 0.0) ** (ppy / n) - 1.0
-        # returns; drawdown from the running peak (initial balance counting as the first peak):
-        # within one peak's reign the deepest point is its lowest equity ((peak - e) / peak is
-        # monotone in e, rounding included), so one division per new peak, not per bar
+        # returns (a loop the compiler vectorizes), then the drawdown from the running peak (the
+        # initial balance counting as the first peak): within one peak's reign the deepest point
+        # is its lowest equity ((peak - e) / peak is monotone in e, rounding included), so one
+        # division per new peak, not per bar
+        r[0] = equity[0] / init_cash - 1.0 if init_cash != 0.0 else 0.0
+        cur, prev, rest = equity[1:], equity[: n - 1], r[1:]  # views, loop from 0: see _leaf
+        for i in range(n - 1):
+            p = prev[i]
+            rest[i] = cur[i] / p - 1.0 if p != 0.0 else 0.0
         peak = init_cash
         trough = init_cash
         max_dd = 0.0
         bad = not init_cash > 0.0  # or a NaN equity: compute_metrics' drawdown is NaN then
-        prev = init_cash
         for i in range(n):
             e = equity[i]
-            r[i] = e / prev - 1.0 if prev != 0.0 else 0.0
-            prev = e
             bad |= e != e
             if e > peak:
                 max_dd = max(max_dd, (peak - trough) / peak)
@@ -225,29 +274,25 @@ def metrics_nb(
         virtual = (n - 1) * 0.05
         lo = int(np.floor(virtual))
         hi = min(lo + 1, n - 1)
-        a, b = _kth(r, lo, scratch)
+        a, b, mc = _select(r, lo, scratch, work[2, :n])
         if hi == lo:
             b = a
         gamma = virtual - lo
         diff = b - a
         q = b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
-        # one last pass over r: the tail r[r <= q] in order (the pairwise sum depends on it;
-        # branch-free), squared deviations into scratch, squared losses over r itself
-        tail = np.empty(n)
+        # the tail r[r <= q] in order (the pairwise sum depends on it; branch-free), from the
+        # candidates _select kept in scratch; squared deviations and losses are summed from r
+        tail = scratch
         n_tail = 0
-        for i in range(n):
-            v = r[i]
+        for i in range(mc):
+            v = tail[i]
             tail[n_tail] = v
             n_tail += v <= q
-            d = v - mean
-            scratch[i] = d * d
-            g = min(v, 0.0)
-            r[i] = g * g
         var = 0.0 - q
         es = 0.0 - np_sum(tail[:n_tail]) / n_tail
         if n >= 2:
-            std = np.sqrt(np_sum(scratch) / (n - 1))
-            downside = np.sqrt(np_sum(r) / n)
+            std = np.sqrt(np_sum(r, 1, mean) / (n - 1))
+            downside = np.sqrt(np_sum(r, 2, 0.0) / n)
     sqrt_ppy = np.sqrt(ppy) if np.isfinite(ppy) else np.nan
 
     closed = np.nonzero(t_closed)[0]
@@ -319,19 +364,27 @@ def sweep_chunk_nb(
     allowed: np.ndarray, init_cash: float, sizing_mode: int, sizing_value: float, max_position: float,
     portfolio_limit: float, taker: float, fixed_fee: float, slip: float, impact: float, min_volume: float,
     max_share: float, skip_excess: bool, sl: float, tp: float, trail: float, max_hold_ns: int, ppy: float,
+    lanes: int,  # parallel lanes (numba.get_num_threads())
 ) -> np.ndarray:
-    """Metrics (k, N_METRICS) of k combinations: simulate_nb, replay_nb, metrics_nb each, in parallel."""
+    """Metrics (k, N_METRICS) of k combinations: kernel.fills_nb, booking.book_nb (equity only)
+    and metrics_nb each, in ``lanes`` parallel lanes that each reuse one set of per-bar buffers."""
     k = buys.shape[0]
+    n = len(times)
     out = np.empty((k, N_METRICS))
-    for j in prange(k):
-        qty, price, _, _, call_seq = simulate_nb(
-            times, open_, high, low, close, volume, buys[j], sells[j], allowed, init_cash, sizing_mode,
-            sizing_value, max_position, portfolio_limit, taker, fixed_fee, slip, impact, min_volume,
-            max_share, skip_excess, sl, tp, trail, max_hold_ns,
-        )
-        b = replay_nb(qty, price, call_seq, close_filled, init_cash, taker, fixed_fee)
-        # value (n,); exit trades: size, entry_idx, entry_price, exit_idx, pnl, status (1 closed)
-        value, t_size, t_entry, t_price, t_exit, t_pnl, t_status = b[2], b[10], b[11], b[12], b[14], b[17], b[18]
-        t_ret = t_pnl / (t_size * t_price)  # return_pct as result.trades_frame computes it
-        out[j] = metrics_nb(value, times, init_cash, ppy, t_entry, t_exit, t_pnl, t_ret, t_status == 1)
+    none = np.empty(0)  # book_nb: cash and asset value are not needed
+    lanes = max(1, min(k, lanes))
+    for lane in prange(lanes):
+        value = np.empty(n)
+        work = np.empty((3, n))
+        for j in range(lane, k, lanes):
+            f_idx, f_col, f_qty, f_price, _, _ = fills_nb(
+                times, open_, high, low, close, volume, buys[j], sells[j], allowed, init_cash, sizing_mode,
+                sizing_value, max_position, portfolio_limit, taker, fixed_fee, slip, impact, min_volume,
+                max_share, skip_excess, sl, tp, trail, max_hold_ns,
+            )
+            b = book_nb(f_idx, f_col, f_qty, f_price, close_filled, init_cash, taker, fixed_fee, none, none, value)
+            # exit trades: size, entry_idx, entry_price, exit_idx, pnl, status (1 closed)
+            t_size, t_entry, t_price, t_exit, t_pnl, t_status = b[7], b[8], b[9], b[11], b[14], b[15]
+            t_ret = t_pnl / (t_size * t_price)  # return_pct as result.trades_frame computes it
+            out[j] = metrics_nb(value, times, init_cash, ppy, t_entry, t_exit, t_pnl, t_ret, t_status == 1, work)
     return out
