@@ -208,7 +208,8 @@ def _breakdown(run_backtest, config, bars, repeat: int) -> dict[str, float]:
         return timed
 
     for label, owner, name, method in targets:
-        raw = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        # a method may be inherited (e.g. ArrayStrategy.signals): restore by deleting the override then
+        raw = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name)
         saved.append((owner, name, raw))
         fn = getattr(owner, name)
         setattr(owner, name, wrap(label, fn, method) if method else (
@@ -224,7 +225,10 @@ def _breakdown(run_backtest, config, bars, repeat: int) -> dict[str, float]:
             rows.append({"total_s": total, **{f"{k}_s": v for k, v in acc.items()}})
     finally:
         for owner, name, raw in saved:
-            setattr(owner, name, raw)
+            if raw is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, raw)
     row = sorted(rows, key=lambda r: r["total_s"])[len(rows) // 2]
     row["rest_s"] = row["total_s"] - sum(v for k, v in row.items() if k != "total_s")
     return row
