@@ -53,3 +53,15 @@ def test_close_stops_updates_and_bad_input_is_rejected():
     c.push(0, [1], [1])
     c.close()
     assert not c.flush(force=True) and c.updates == 0
+
+
+def test_clear_empties_every_trace_and_new_points_start_afresh():
+    c = chart()
+    c.push(0, [1, 2], [3, 4])
+    c.push(1, [1], [5], texts=["sell 1"])
+    c.flush(force=True)
+    c.clear()
+    assert c.flush(force=True) and c.points(0) == c.points(1) == 0 and not c.fig.data[1].text
+    c.push(1, [7], [8])  # no stale texts come back with the next points
+    c.flush(force=True)
+    assert c.fig.data[1].x == (7,) and not c.fig.data[1].text

@@ -126,8 +126,8 @@ def test_history_filters_compare_and_templates(store):
     row = store.history().set_index("id").loc[b]
     assert text[2].value == "sma_cross" and text[3].value == "Backtest"
     assert text[5].value == f"{row['return'] * 100:+.1f}%".replace("-0.0%", "+0.0%")
-    view.strategy.value = None
-    view.kind.value = None
+    view.strategy.value = ""  # "All"
+    view.kind.value = ""
     today = datetime.now(timezone.utc).date()
     view.since.value = today + timedelta(days=1)
     assert view.frame.empty
@@ -212,3 +212,138 @@ def test_refresh_errors_show_as_messages(store):
     view.store = None  # a broken store: the refresh fails, the view says so
     view.ticker.tick()
     assert "refresh failed" in view.message.value
+
+
+# ---- what a user sees (issue 5 polish) ----------------------------------------------------------------
+def dropdowns(widget) -> list[W.Dropdown]:
+    out, todo = [], [widget]
+    while todo:
+        w = todo.pop()
+        if isinstance(w, W.Dropdown):
+            out.append(w)
+        todo.extend(c for c in getattr(w, "children", ()) if isinstance(c, W.Widget))
+    return out
+
+
+def test_every_history_dropdown_shows_a_choice(store):
+    a = backtest(store)
+    view = history(store)
+    boxes = dropdowns(view.widget)
+    assert len(boxes) == 4  # type, strategy, template, risk profile
+    for d in boxes:  # a value of None selects nothing: the browser shows a blank box
+        assert d.index == 0 and d.label, (d.description, d.index, d.label)
+    assert (view.kind.label, view.strategy.label, view.template.label, view.profile.label) == (
+        "All", "All", "(default config)", "(none)")
+    view.kind.value = "paper"
+    assert view.frame.empty and "no sessions match" in view.body.children[0].value
+    view.kind.index = 0  # "All" again filters nothing
+    assert list(view.frame["id"]) == [a]
+    assert view.save_template("t1", a) and view.template.label == "t1"
+    view._load_templates()  # reloading keeps the choice
+    assert view.template.value == "t1"
+    assert view.start_wizard() is not None and "from template 't1'" in view.message.value
+    view.template.index = 0
+    view.start_wizard()
+    assert "from template" not in view.message.value and "prefilled" in view.message.value
+    p = store.create_session(make_config(kind="paper"))  # no metrics until it ends: the compare table says so
+    view.refresh()
+    view.compare([a, p])
+    assert f"n/a: {p} has no stored metrics yet" in view.compare_box.children[0].value
+
+
+def test_sessions_page_has_section_headings_under_the_dashboards_title(store):
+    page = P.sessions_page(store)
+    texts = [w.value for w in _all(page) if isinstance(w, W.HTML)]
+    assert not [t for t in texts if re.search(r"<h[12]\b", t)]  # the notebook's "# Workbench" is the page title
+    headings = [re.sub("<[^>]+>", "", t) for t in texts if "<h3" in t]
+    assert headings == ["Active Trading Sessions", "Create New Trading Session"]
+    page.close_views()
+
+
+def _all(widget):
+    todo = [widget]
+    while todo:
+        w = todo.pop(0)
+        yield w
+        todo.extend(c for c in getattr(w, "children", ()) if isinstance(c, W.Widget))
+
+
+def test_detail_shows_risk_state_only_while_trading_and_separates_the_fills_note(store):
+    from workbench.domain import Fill
+    from workbench.ui.detail import DetailView
+
+    sid = store.create_session(make_config(kind="paper"))
+    store.set_state(sid, "running")
+    store.save_runner_state(sid, {"risk": {"state": "halted"}})
+    v = DetailView(sid, store)
+    assert "Risk state:</span> halted (no new orders)" in v.risk_html.value
+    assert "Trading state" not in v.risk_html.value
+    assert re.sub("<[^>]+>", "|", v.trades_html.value).strip("|") == "no fills yet"  # one message, nothing glued on
+    store.add_fill(sid, Fill("c1", "BTC/USDT", "buy", 0.02495, 40_106.4412, 1.0, 0.5,
+                             T0 + timedelta(minutes=11), fill_id="f1"))
+    for state in ("paused", "stopped"):
+        store.set_state(sid, state)
+        v.refresh()
+        assert "Risk state" not in v.risk_html.value, state  # a paused/ended session does not trade
+    html_ = v.trades_html.value
+    note, table = html_.split("</div>", 1)
+    assert "until then its fills" in note and "no fills yet" not in html_
+    assert "wb-fills-table" in table and "40,106.44" in table and "0.02495" in table and "e+0" not in table
+    v.close()
+
+
+def test_numbers_are_readable_and_missing_cells_show_a_dash():
+    from workbench.ui.common import fmt_num, frame_table
+
+    assert [fmt_num(x) for x in (40_080.5, 12.3456789, 0.02495, 0.0000123456, 0, 1_234_567.891, None)] == [
+        "40,080.50", "12.3457", "0.02495", "0.00001235", "0", "1,234,567.89", ""]
+    assert fmt_num(0.1234, ".1%") == "12.3%"
+    t = frame_table(pd.DataFrame({"sym": ["A", "B"], "vol": [1.5, float("nan")], "why": ["x", None]}),
+                    [("sym", "Symbol", str), ("vol", "Volume", fmt_num), ("why", "Reason", str)])
+    assert re.search(r"<th style='text-align:right[^']*'>Volume</th>", t) and "text-align:right'>1.5</td>" in t
+    assert t.count(">—</td>") == 2 and "text-align:left'>x</td>" in t
+
+
+def test_risk_view_values_positions_early_in_the_sample_without_errors(store):
+    sid = store.create_session(make_config(kind="paper", symbols=["BTC/USDT", "ETH/USDT"]))
+    store.set_state(sid, "running")
+    store.heartbeat(sid, "t:1")
+    t = T0 + timedelta(minutes=20)  # fewer than the loader's 500 bars since the bundled sample starts
+    store.add_equity_points(sid, [(t, 10_000.0, 8_000.0, 2_000.0)])
+    store.upsert_position(sid, Position("BTC/USDT", 0.025, 40_000.0))
+    store.upsert_position(sid, Position("ETH/USDT", 0.45, 2_200.0))
+    view = risk(store)
+    assert view.report.problems == [] and view.message.value == ""
+    close = sample_bars("BTC/USDT", days=1)["close"].loc[:t].iloc[-1]
+    assert view.report.positions.set_index("symbol").loc["BTC/USDT", "price"] == pytest.approx(close)
+    assert "—" not in view.parts["liquidity"].value  # the bars were there: volume and volatility are filled in
+    view.close()
+
+
+def test_detail_price_chart_switches_between_the_sessions_symbols(store):
+    from workbench.domain import Fill
+    from workbench.ui.detail import DetailView
+
+    sid = store.create_session(make_config(kind="paper", symbols=["BTC/USDT", "ETH/USDT"]))
+    store.set_state(sid, "running")
+    t = T0 + timedelta(minutes=20)
+    store.add_equity_points(sid, [(T0 + timedelta(minutes=m), 10_000.0, 10_000.0, 0.0) for m in range(21)])
+    for i, (sym, price) in enumerate((("BTC/USDT", 40_100.0), ("ETH/USDT", 2_202.0))):
+        t11 = T0 + timedelta(minutes=11)
+        store.add_fill(sid, Fill(f"c{i}", sym, "buy", 0.5, price, 1.0, 0.5, t11, fill_id=f"f{i}"))
+    v = DetailView(sid, store)
+    picker = v.symbol_picker
+    assert picker.layout.display != "none" and picker.value == "BTC/USDT"
+    assert v.price_chart.fig.data[1].y == (40_100.0,)
+    picker.value = "ETH/USDT"  # what a user does
+    fig = v.price_chart.fig
+    eth = sample_bars("ETH/USDT", days=1)["close"].loc[:t]
+    assert fig.layout.title.text == "ETH/USDT: price and fills" and fig.data[0].name == "ETH/USDT"
+    assert fig.data[0].y[-1] == pytest.approx(eth.iloc[-1]) and len(fig.data[0].y) == len(eth)
+    assert fig.data[1].y == (2_202.0,)  # only that symbol's fills
+    v.show_symbol("DOGE/USDT")
+    assert "not traded by this session" in v.problem.value and v.symbol == "ETH/USDT"
+    v.close()
+    one = DetailView(store.create_session(make_config(kind="paper")), store)
+    assert one.symbol_picker.layout.display == "none"  # nothing to pick
+    one.close()

@@ -39,7 +39,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser, request) -> Iterator[object]:
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1800})
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -130,6 +130,10 @@ def test_invalid_balance_shows_the_fields_error(served, page):
 def test_paper_session_create_pause_detail_stop(served, page):
     open_page(page, served, "sessions", ready=".wb-wizard-next")
     shot(page, "02-sessions")
+    # one page title (the dashboard's markdown), then section headings
+    titles = page.locator("h1").all_inner_texts()
+    assert len(titles) == 1 and "Workbench" in titles[0], titles
+    assert page.locator(".wb-page h1, .wb-page h2").count() == 0
     page.get_by_text("Paper Trading", exact=True).click()
     wizard_to(page, "Review")
     page.get_by_text("Request from workbench host").click()
@@ -160,6 +164,10 @@ def test_paper_session_create_pause_detail_stop(served, page):
     assert re.match(r"M[\d.]+,[\d.]+L", d), f"equity line draws no segment: {d[:80]!r}"  # >= 2 points
     assert len(Store(served.db_url).equity(sid)) >= 2
     shot(page, "05-detail", ".wb-equity-chart")
+    risk_text = page.locator(".wb-risk-metrics").first.inner_text()
+    assert "Exposure now" in risk_text and "Risk state" not in risk_text and "Trading state" not in risk_text  # paused
+    trades_text = page.locator(".wb-trades").first.inner_text().strip()  # a note, then the fills on their own lines
+    assert trades_text == "no fills yet" or trades_text.splitlines()[0].endswith("newest first:"), trades_text
 
     page.locator(".wb-btn-stop:not([disabled])").first.click()
     page.locator(".wb-state", has_text=re.compile("stopped", re.I)).first.wait_for(timeout=SEE)
@@ -171,6 +179,9 @@ def test_paper_session_create_pause_detail_stop(served, page):
 def test_every_page_has_something_to_show_and_links_to_the_others(served, page):
     open_page(page, served, "history", ready=".wb-history-row")
     assert page.locator(".wb-history-row", has_text="momentum").count() >= 1  # the demo backtest `up` seeded
+    shown = page.eval_on_selector_all(".wb-history select", "els => els.map(e => e.selectedIndex < 0 ? '' : "
+                                      "e.options[e.selectedIndex].text.replace(/\\u00a0/g, ' '))")  # nbsp: a space
+    assert shown == ["All", "All", "(default config)", "(none)"], shown  # no dropdown renders blank
     shot(page, "07-history", ".wb-history")
     page.get_by_role("link", name="Risk").click()
     page.wait_for_selector(".wb-risk", timeout=LOAD)

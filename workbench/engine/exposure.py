@@ -127,8 +127,13 @@ def default_bars_loader(config: SessionConfig, symbol: str, end: datetime, bars:
     """The last ``bars`` bars of ``symbol`` up to ``end`` from the session's own data source."""
     from workbench.data import load_bars
 
+    from workbench.data import SAMPLE_START
+
     step = pd.Timedelta(config.data.timeframe)
-    return load_bars(config.data, symbol, pd.Timestamp(end) - step * bars, end)
+    start = pd.Timestamp(end) - step * bars
+    if config.data.source == "sample":  # early in the bundled sample there are fewer than `bars` bars before `end`
+        start = max(start, SAMPLE_START)
+    return load_bars(config.data, symbol, start, end)
 
 
 @dataclass

@@ -5,6 +5,7 @@ import asyncio
 import html
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 OK_COLOR = "#2e7d32"
 STATE_COLORS = {"running": "#2e7d32", "paused": "#ef6c00", "stopping": "#ef6c00", "orphaned": "#c62828",
                 "failed": "#c62828", "killed": "#c62828", "requested": "#1565c0", "created": "#1565c0",
-                "starting": "#1565c0"}
+                "starting": "#1565c0", "completed": "#37474f", "stopped": "#37474f"}
 
 
 def open_store(store: Store | str | None) -> Store:
@@ -37,7 +38,9 @@ def message(text: str, kind: str = "info") -> str:
     """One line of HTML for a message: kind 'error', 'ok' or 'info'."""
     color = {"error": ERROR_COLOR, "ok": OK_COLOR}.get(kind, "#555")
     icon = {"error": "⚠ ", "ok": "✔ "}.get(kind, "")
-    return f"<span style='color:{color}'>{icon}{html.escape(text, quote=False)}</span>" if text else ""
+    # a block with its own line height: a long message wraps in lines of text, not 28 px widget rows
+    return (f"<div style='color:{color};line-height:1.4;margin:2px 0'>{icon}{html.escape(text, quote=False)}</div>"
+            if text else "")
 
 
 def state_badge(state: str, orphaned: bool = False) -> str:
@@ -142,18 +145,23 @@ def frame_table(rows: Any, columns: list[tuple[str, str, Callable[[Any], str]]],
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
     if not records:
         return f"<i class='{css}' style='color:#777'>{html.escape(empty)}</i>"
-    head = "".join(f"<th style='text-align:left;padding:2px 8px;border-bottom:1px solid #ccc'>{html.escape(h)}</th>"
-                   for _, h, _f in columns)
+    def numeric(key: str) -> bool:  # numbers line up on the right, header included
+        present = [v for r in records if (v := r.get(key)) is not None and v == v]
+        return bool(present) and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in present)
+
+    aligns = ["right" if numeric(key) else "left" for key, _h, _f in columns]
+    head = "".join(f"<th style='text-align:{al};padding:2px 8px;border-bottom:1px solid #ccc'>{html.escape(h)}</th>"
+                   for (_, h, _f), al in zip(columns, aligns))
     body = []
     for r in records:
         cells = []
-        for key, _h, fmt in columns:
+        for (key, _h, fmt), align in zip(columns, aligns):
             v = r.get(key)
             try:
-                text = "" if v is None or v != v else str(fmt(v))  # None / NaN / NaT: empty
+                text = "—" if v is None or v != v else str(fmt(v))  # None / NaN / NaT: a dash, not a hole
             except (TypeError, ValueError):
                 text = str(v)
-            cells.append(f"<td style='padding:1px 8px'>{html.escape(text)}</td>")
+            cells.append(f"<td style='padding:1px 8px;text-align:{align}'>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (f"<table class='{css}' style='border-collapse:collapse;font-size:90%'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -165,7 +173,19 @@ def fmt_time(v: Any) -> str:
     return str(v)[:19].replace("T", " ")
 
 
-def fmt_num(v: Any, spec: str = ",.4g") -> str:
+def fmt_num(v: Any, spec: str | None = None) -> str:
+    """``v`` with ``spec``; by default readable for prices, quantities and volumes alike, never in
+    scientific notation below 1e15: 40,080.50 · 12.3457 · 0.02495 · 0.00001234 ('' for None/NaN)."""
     if v is None or v != v:
         return ""
-    return format(float(v), spec)
+    x = float(v)
+    if spec is not None:
+        return format(x, spec)
+    a = abs(x)
+    if a == 0:
+        return "0"
+    if a >= 1000:
+        return f"{x:,.2f}"
+    if a >= 1:
+        return f"{x:,.4f}".rstrip("0").rstrip(".")
+    return f"{x:.{max(4, 3 - math.floor(math.log10(a)))}f}".rstrip("0").rstrip(".")

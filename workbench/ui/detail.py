@@ -39,6 +39,10 @@ FILL_COLUMNS = [("time", "Time", fmt_time), ("symbol", "Symbol", str), ("side", 
                 ("quantity", "Qty", fmt_num), ("price", "Price", fmt_num),
                 ("commission", "Commission", lambda v: fmt_num(v, ",.2f")),
                 ("slippage", "Slippage", lambda v: fmt_num(v, ",.2f"))]
+#: session states in which the risk engine's trading state is shown (paused/ended sessions do not trade)
+RISK_STATE_SHOWN = frozenset({SessionState.RUNNING.value, SessionState.STARTING.value})
+RISK_STATE_LABELS = {"running": "normal (orders allowed)", "reducing": "reduce only (no new exposure)",
+                     "halted": "halted (no new orders)"}
 EVENT_COLUMNS = [("time", "Time", fmt_time), ("kind", "Kind", str), ("actor", "Who", str), ("message", "Message", str)]
 
 
@@ -79,8 +83,8 @@ class DetailView:
                      row=2, col=1)
         eq.update_layout(title="Equity and drawdown", showlegend=False, height=360,
                          margin=dict(l=50, r=20, t=40, b=30), uirevision="keep")
-        eq.update_yaxes(title_text="equity", row=1, col=1)
-        eq.update_yaxes(title_text="drawdown %", row=2, col=1)
+        eq.update_yaxes(title_text="equity", tickformat=",.7~g", row=1, col=1)  # 10,000.5, not 10.0005k
+        eq.update_yaxes(title_text="drawdown", ticksuffix="%", tickformat=".2~f", rangemode="tozero", row=2, col=1)
         pr = go.Figure([go.Scatter(x=[], y=[], name=self.symbol or "price", line=dict(color="#444", width=1)),
                         go.Scatter(x=[], y=[], mode="markers", name="buy",
                                    marker=dict(symbol="triangle-up", color="green", size=10)),
@@ -88,13 +92,21 @@ class DetailView:
                                    marker=dict(symbol="triangle-down", color="red", size=10),
                                    hovertemplate="%{text}: %{y}<extra></extra>")])
         pr.update_layout(title=f"{self.symbol}: price and fills", height=300, margin=dict(l=50, r=20, t=40, b=30),
-                         uirevision="keep")
+                         uirevision="keep", legend=dict(orientation="h", x=1, xanchor="right", y=1.02,
+                                                        yanchor="bottom"))
+        pr.update_yaxes(tickformat=",.7~g")
         interval = max(refresh / 2, 0.25)
         self.equity_chart = LiveChart(eq, window, min_interval=interval)
         self.price_chart = LiveChart(pr, window, min_interval=interval)
         self.equity_box = W.VBox([self.equity_chart.fig])
         self.equity_box.add_class("wb-equity-chart")
-        self.price_box = W.VBox([self.price_chart.fig])
+        self.symbol_picker = W.Dropdown(options=list(row["symbols"]), value=self.symbol, description="Symbol",
+                                        layout={"width": "260px"})
+        self.symbol_picker.add_class("wb-price-symbol")
+        self.symbol_picker.observe(lambda ch: self.show_symbol(ch["new"]), names="value")
+        if len(row["symbols"]) < 2:
+            self.symbol_picker.layout.display = "none"
+        self.price_box = W.VBox([self.symbol_picker, self.price_chart.fig])
         self.price_box.add_class("wb-price-chart")
         tabs = W.Tab([W.VBox([self.trades_html], layout={"max_height": "320px", "overflow": "auto"}),
                       W.VBox([self.events_html], layout={"max_height": "320px", "overflow": "auto"})])
@@ -182,10 +194,33 @@ class DetailView:
             self.price_chart.push(PRICE, chunk.index.to_pydatetime(), chunk.to_numpy())
             self._price_t = chunk.index[-1]
 
+    def show_symbol(self, symbol: str) -> None:
+        """Draw ``symbol``'s price and fills (one of the session's symbols) in the price chart."""
+        if symbol not in self.row["symbols"]:
+            self._problem(f"{symbol!r} is not traded by this session; pick one of {', '.join(self.row['symbols'])}")
+            return
+        if self.symbol_picker.value != symbol:
+            self.symbol_picker.value = symbol  # its observer comes back here
+            return
+        if symbol == self.symbol and self._bars is not None:
+            return
+        self.symbol, self._bars, self._bars_error, self._price_t = symbol, None, None, None
+        self.price_chart.clear()
+        with self.price_chart.fig.batch_update():
+            self.price_chart.fig.layout.title.text = f"{symbol}: price and fills"
+            self.price_chart.fig.data[PRICE].name = symbol
+        if self._last_t is not None:
+            self._add_prices(self._last_t)
+        self._push_fills(self.store.fills(self.session_id))
+        self.price_chart.flush(force=True)
+
     def _add_fills(self) -> None:
         new = self.store.fills(self.session_id, skip=self._fills_seen)
         self._fills_seen += len(new)
-        new = new[new["symbol"] == self.symbol]
+        self._push_fills(new)
+
+    def _push_fills(self, fills: pd.DataFrame) -> None:
+        new = fills[fills["symbol"] == self.symbol]
         if len(new):
             buys, sells = new[new["side"] == "buy"], new[new["side"] == "sell"]
             self.price_chart.push(BUYS, buys["time"].dt.to_pydatetime(), buys["price"])
@@ -208,10 +243,10 @@ class DetailView:
         self.metrics = metrics
         self.performance.value = _metrics_html(metrics, PERFORMANCE, "wb-performance-table")
         risk_rows = _metrics_html(metrics, RISK, "wb-risk-table")
-        extra = [("Exposure now", "n/a" if self._exposure != self._exposure else f"{self._exposure:,.2f}")]
-        state = self._risk_state()
-        if state:
-            extra.append(("Trading state", state))
+        extra = [("Exposure now", "n/a" if self._exposure != self._exposure else f"${self._exposure:,.2f}")]
+        state = self._risk_state() if row["state"] in RISK_STATE_SHOWN else ""
+        if state:  # the risk engine's RUNNING/REDUCING/HALTED means something only while the session trades
+            extra.append(("Risk state", RISK_STATE_LABELS.get(state, state)))
         self.risk_html.value = risk_rows + "".join(
             f"<div style='font-size:92%'><span style='color:#555'>{html.escape(a)}:</span> {html.escape(b)}</div>"
             for a, b in extra)
@@ -219,9 +254,11 @@ class DetailView:
             self.trades_html.value = frame_table(trades.iloc[::-1].head(100), TRADE_COLUMNS, "wb-trades-table")
         else:
             fills = self.store.fills(self.session_id)
-            self.trades_html.value = ("<i>open trades show as fills until the session ends</i>" +
-                                      frame_table(fills.iloc[::-1].head(100), FILL_COLUMNS, "wb-fills-table",
-                                                  empty="no fills yet"))
+            note = ("no fills yet" if fills.empty else
+                    "trades are listed when the session ends; until then its fills, newest first:")
+            self.trades_html.value = (f"<div style='color:#777;font-style:italic;margin:2px 0 6px'>{note}</div>"
+                                      + ("" if fills.empty else
+                                         frame_table(fills.iloc[::-1].head(100), FILL_COLUMNS, "wb-fills-table")))
         events = self.store.events(self.session_id, limit=50).iloc[::-1]
         self.events_html.value = frame_table(events, EVENT_COLUMNS, "wb-events-table", empty="no events")
         self.trades = trades

@@ -17,11 +17,17 @@ from workbench.backtest.metrics import METRIC_LABELS, format_metric
 from workbench.profiles import PROFILES, apply_profile
 from workbench.store import Store
 from workbench.strategies import registry
-from workbench.ui.common import button, fmt_money, fmt_percent, message, open_store
+from workbench.ui.common import button, fmt_money, fmt_percent, message, open_store, state_badge
 
-COLUMNS = (("", "34px"), ("Date", "110px"), ("Strategy", "150px"), ("Type", "80px"), ("P&L", "90px"),
+COLUMNS = (("", "34px"), ("Date", "140px"), ("Strategy", "150px"), ("Type", "80px"), ("P&L", "90px"),
            ("Return", "80px"), ("Trades", "60px"), ("State", "90px"), ("ID", "120px"))
 MAX_ROWS = 200
+ANY = ""  # the value of "All" / "(none)" / "(default config)": a dropdown whose value is None shows blank
+
+
+def _choice(value: str) -> str | None:
+    """A dropdown's value as a filter/choice: None for :data:`ANY`."""
+    return value or None
 
 
 def _cell(value: str, width: str) -> W.HTML:
@@ -44,10 +50,10 @@ class HistoryView:
         self.frame = pd.DataFrame()
         self.checks: dict[str, W.Checkbox] = {}
         self.wizard: Any = None
-        self.kind = W.Dropdown(options=[("All", None), ("Backtest", "backtest"), ("Paper", "paper"), ("Live", "live")],
-                               description="Type", layout={"width": "200px"})
-        self.strategy = W.Dropdown(options=[("All", None), *[(n, n) for n in registry.names()]],
-                                   description="Strategy", layout={"width": "260px"})
+        self.kind = W.Dropdown(options=[("All", ANY), ("Backtest", "backtest"), ("Paper", "paper"), ("Live", "live")],
+                               value=ANY, description="Type", layout={"width": "200px"})
+        self.strategy = W.Dropdown(options=[("All", ANY), *[(n, n) for n in registry.names()]],
+                                   value=ANY, description="Strategy", layout={"width": "260px"})
         self.since = W.DatePicker(description="From", layout={"width": "240px"})
         self.until = W.DatePicker(description="To", layout={"width": "240px"})
         for w, css in ((self.kind, "wb-history-kind"), (self.strategy, "wb-history-strategy"),
@@ -87,7 +93,8 @@ class HistoryView:
             self._show("the 'To' date is before the 'From' date; swap them")
             return
         try:
-            frame = self.store.history(kind=self.kind.value, strategy=self.strategy.value, since=since, until=until)
+            frame = self.store.history(kind=_choice(self.kind.value), strategy=_choice(self.strategy.value),
+                                       since=since, until=until)
         except Exception as e:
             self._show(f"cannot read the history: {e}")
             return
@@ -100,13 +107,13 @@ class HistoryView:
             self.checks[r["id"]] = cb
             trades = "n/a" if pd.isna(r["trades"]) else str(int(r["trades"]))
             row = W.HBox([cb, *(_cell(v, w) for v, (_, w) in zip(
-                [pd.Timestamp(r["date"]).strftime("%Y-%m-%d"), html.escape(r["name"] or r["strategy"]),
+                [pd.Timestamp(r["date"]).strftime("%Y-%m-%d %H:%M"), html.escape(r["name"] or r["strategy"]),
                  r["kind"].title(), fmt_money(None if pd.isna(r["pnl"]) else float(r["pnl"])),
-                 fmt_percent(None if pd.isna(r["return"]) else float(r["return"])), trades, r["state"],
+                 fmt_percent(None if pd.isna(r["return"]) else float(r["return"])), trades, state_badge(r["state"]),
                  f"<code>{html.escape(r['id'])}</code>"], COLUMNS[1:]))], layout={"align_items": "center"})
             row.add_class("wb-history-row")
             rows.append(row)
-        self.body.children = rows
+        self.body.children = rows or [W.HTML("<i style='color:#777;padding:4px'>no sessions match these filters</i>")]
         self._show(f"{len(frame)} session(s)" + (f", showing the newest {MAX_ROWS}" if len(frame) > MAX_ROWS else ""),
                    "info")
 
@@ -132,15 +139,20 @@ class HistoryView:
             if len(eq):
                 eq = downsample(eq / float(s["initial_balance"]) - 1.0, 2000) * 100.0
                 fig.add_trace(go.Scatter(x=eq.index, y=eq.to_numpy(), name=f"{s['strategy']} {sid}"))
-        fig.update_layout(title="Equity (return %, overlaid)", height=340, margin=dict(l=50, r=20, t=40, b=30))
+        fig.update_layout(title="Equity (return %, overlaid)", height=340, margin=dict(l=50, r=20, t=40, b=30),
+                          legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"))  # the plot keeps the width
+        fig.update_yaxes(ticksuffix="%")
         keys = [k for k in METRIC_LABELS if any(k in m for m in rows)]
         head = "".join(f"<th style='padding:2px 10px'>{html.escape(h)}</th>" for h in heads)
         body = "".join(
             f"<tr><td style='padding:1px 10px;color:#555'>{html.escape(METRIC_LABELS[k][0])}</td>" +
             "".join(f"<td style='padding:1px 10px;text-align:right'>{format_metric(k, m[k]) if k in m else 'n/a'}</td>"
                     for m in rows) + "</tr>" for k in keys)
+        pending = [sid for sid, m in zip(ids, rows) if not m]
+        note = (f"<div style='color:#777;font-style:italic;margin-top:4px'>n/a: {', '.join(pending)} "
+                "has no stored metrics yet (they are stored when a session ends)</div>" if pending else "")
         table = W.HTML(f"<table class='wb-compare-table' style='border-collapse:collapse;font-size:90%'>"
-                       f"<tr><th></th>{head}</tr>{body}</table>" if keys else
+                       f"<tr><th></th>{head}</tr>{body}</table>{note}" if keys else
                        "<i>no metrics stored for these sessions yet (they appear when a session ends)</i>")
         self.compare_box.children = [table, fig]
         self.compare_figure, self.compare_metrics = fig, dict(zip(ids, rows))
@@ -155,8 +167,8 @@ class HistoryView:
         self.save_button.on_click(lambda _: self.save_template())
         self.template = W.Dropdown(description="Template", layout={"width": "300px"})
         self.template.add_class("wb-template")
-        self.profile = W.Dropdown(options=[("(none)", None), *[(p.title(), p) for p in PROFILES]],
-                                  description="Risk profile", layout={"width": "260px"})
+        self.profile = W.Dropdown(options=[("(none)", ANY), *[(p.title(), p) for p in PROFILES]],
+                                  value=ANY, description="Risk profile", layout={"width": "260px"})
         self.profile.add_class("wb-profile")
         self.start_button = button("Start wizard", "wb-btn-start-template", icon="magic")
         self.start_button.on_click(lambda _: self.start_wizard())
@@ -167,7 +179,9 @@ class HistoryView:
 
     def _load_templates(self) -> None:
         names = list(self.store.list_templates()["name"])
-        self.template.options = [("(default config)", None), *[(n, n) for n in names]]
+        keep = self.template.value if self.template.value in names else ANY
+        self.template.options = [("(default config)", ANY), *[(n, n) for n in names]]
+        self.template.value = keep
 
     def save_template(self, name: str | None = None, session_id: str | None = None) -> bool:
         """Save the config of ``session_id`` (default: the first ticked) as template ``name``."""

@@ -46,6 +46,12 @@ class LiveChart:
             self._text[trace].extend(texts)
         self._dirty.add(trace)
 
+    def clear(self) -> None:
+        """Empty every trace (sent with the next flush), e.g. to draw another symbol."""
+        for buf in (*self._x, *self._y, *self._text):
+            buf.clear()
+        self._dirty.update(range(len(self._x)))
+
     def flush(self, force: bool = False) -> bool:
         """Send the buffered traces if anything changed and ``min_interval`` has passed; True if sent."""
         if self.closed or not self._dirty:
@@ -57,8 +63,8 @@ class LiveChart:
             for i in sorted(self._dirty):
                 tr = self.fig.data[i]
                 tr.x, tr.y = tuple(self._x[i]), tuple(self._y[i])
-                if self._text[i]:
-                    tr.text = tuple(self._text[i])
+                if self._text[i] or tr.text is not None:
+                    tr.text = tuple(self._text[i]) or None
         # a view made later (Voilà renders after the cell ran) starts from the model's _widget_data, which
         # plotly refreshes only when the figure itself is displayed, not as a Box child: refresh it on
         # forced flushes and every 20th (between them a new view gets the whole window with the next update)

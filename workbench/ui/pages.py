@@ -33,7 +33,8 @@
                             ``wb-btn-override``, ``wb-symbol``, ``wb-btn-enable-symbol``,
                             ``wb-btn-disable-symbol``, ``wb-param-<name>``, ``wb-btn-set-params``
 ``wb-detail``               detail view: ``wb-state``, ``wb-performance``, ``wb-risk-metrics``,
-                            ``wb-equity-chart``, ``wb-price-chart``, ``wb-trades``, ``wb-events``
+                            ``wb-equity-chart``, ``wb-price-chart`` (its symbol
+                            picker ``wb-price-symbol``), ``wb-trades``, ``wb-events``
 ``wb-risk``                 risk view: ``wb-risk-summary``, ``wb-risk-concentration``,
                             ``wb-risk-correlation``, ``wb-risk-liquidity``, ``wb-risk-volatility``,
                             ``wb-risk-limits``, ``wb-risk-message``
@@ -96,8 +97,8 @@ def sessions_page(store: Store | str | None = None, *, run_in: str = "host", ref
         if launched.where != "backtest":
             view.select(launched.session_id)
     wiz.launcher.listeners.append(created)
-    header = W.HTML("<h2 style='margin:4px 0'>Trading Sessions</h2>")
-    return Page("sessions", [header, view.widget, W.HTML("<hr>"), wiz.widget],
+    # the dashboard's markdown holds the page title; the views bring their section headings
+    return Page("sessions", [view.widget, W.HTML("<hr>"), wiz.widget],
                 {"sessions": view, "wizard": wiz})
 
 

@@ -54,6 +54,11 @@ def _show_num(v: Any) -> str:
     return "off" if v is None else f"{v:,.10g}"
 
 
+def _code_spans(text: str) -> str:
+    """``text`` as HTML with its `backticked` names in <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 class Wizard:
     """The session creation wizard; display ``wizard.widget`` (or the wizard itself) in Jupyter.
 
@@ -185,8 +190,10 @@ class Wizard:
                             "run_in": "kernel" if cfg.kind.value == "backtest" else self.run_in.value}
         self.config = cfg
         self.create_button.disabled = True  # one click, one session; navigating re-enables it
-        self.status.value = (f"<span style='color:#2e7d32'>✔ {cfg.kind.value} session "
-                             f"{html.escape(cfg.name or cfg.strategy)} created</span>")
+        # with a launcher its note says what happened to the session; without one, say the config is made
+        self.status.value = "" if self.launcher is not None else (
+            f"<span style='color:#2e7d32'>✔ {cfg.kind.value} session {html.escape(cfg.name or cfg.strategy)} "
+            "created</span>")
         for cb in self._callbacks:
             try:
                 cb(cfg, options)
@@ -298,6 +305,7 @@ class Wizard:
         kind.observe(lambda ch: self._on_kind(ch["new"]), names="value")
         fk = self._value_field("kind", "Session type", TYPE, kind)
         name = F.text("Name", placeholder="optional, e.g. btc-momentum-jan")
+        name.layout.width = "460px"  # the hint fits
         fn = self._value_field("name", "Name", TYPE, name, show=lambda v: v or "—")
         self._allow_live = W.Checkbox(description="allow live trading", indent=False, layout={"width": "170px"})
         self._confirm = W.Text(placeholder="exchange:account, e.g. binance:main", layout={"width": "300px"},
@@ -397,7 +405,7 @@ class Wizard:
             self._optional("risk.max_position", "Max position per symbol", RISK, unit="quote currency"),
             self._optional("risk.portfolio_limit", "Portfolio limit", RISK, unit="quote currency",
                            help="total exposure"),
-            self._optional("risk.concentration_limit", "Max share of equity per symbol", RISK, percent=True),
+            self._optional("risk.concentration_limit", "Max equity share per symbol", RISK, percent=True),
             self._optional("risk.stop_loss", "Stop loss", RISK, percent=True, help="below entry"),
             self._optional("risk.take_profit", "Take profit", RISK, percent=True, help="above entry"),
             self._optional("risk.trailing_stop", "Trailing stop", RISK, percent=True,
@@ -437,6 +445,7 @@ class Wizard:
             lambda: F.parse_window(start.value, end.value), write_hours, help="HH:MM; empty: all day",
             show=lambda v: F.fmt_windows([v]) if v else "all day")))
         blk = F.text("Blackout windows", placeholder="12:00-12:30, 20:00-21:00")
+        blk.layout.width = "460px"
 
         def write_blk(v: Any) -> None:
             blk.value = F.fmt_windows(v)
@@ -453,7 +462,8 @@ class Wizard:
             for i, cb in enumerate(days):
                 cb.value = i in v
         rows.append(self._add(FormField("time.weekdays", "Trading days", EXECUTION,
-                                        [W.Label("Trading days", layout={"width": "194px"}), *days],
+                                        [W.HTML("<div style='text-align:right'>Trading days</div>",  # lined up with the
+                                                 layout={"width": "190px", "margin": "0 8px 0 0"}), *days],  # labels
                                         lambda: [i for i, cb in enumerate(days) if cb.value], write_days,
                                         show=lambda v: ", ".join(WEEKDAYS[i] for i in v))))
         return W.VBox([f.row for f in rows])
@@ -483,8 +493,8 @@ class Wizard:
 
     def _on_strategy(self, name: str) -> None:
         entry = self._catalog[name]
-        self._description.value = (f"<div style='margin:4px 0 8px 8px;color:#444;max-width:720px'>"
-                                   f"<b>Description:</b> {html.escape(entry['description'])}</div>")
+        self._description.value = (f"<div style='margin:4px 0 8px 8px;color:#444;max-width:720px;line-height:1.5'>"
+                                   f"<b>Description:</b> {_code_spans(entry['description'])}</div>")
         self.params = {}
         for p in entry["params"]:
             w = F.param_widget(p)
