@@ -3,6 +3,7 @@ and a cross-check of the whole run against a plain Python loop of docs/execution
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import workbench
 from workbench import make_config
 from workbench.backtest import BacktestResult, run_backtest
 from workbench.backtest.figures import MAX_POINTS, downsample
+from workbench.data import sample_bars
 from workbench.strategies.base import Param, Strategy
 from workbench.strategies.registry import register
 
@@ -445,3 +447,18 @@ def test_kernel_scalars_follow_the_config():
     assert s[11] is True and s[12] == 0.02 and math.isnan(s[13]) and math.isnan(s[14])
     assert s[15] == 90 * 60 * 10**9
     assert kernel_scalars(make_config(strategy="test_scripted"))[15] == -1  # no holding limit
+
+
+def test_settings_backtests_do_not_apply_are_named_in_a_warning():
+    from workbench.backtest.runner import SessionOnlyWarning, session_only_settings
+
+    bars = sample_bars("BTC/USDT", days=1)
+    plain = make_config(strategy="sma_cross", symbols=["BTC/USDT"])
+    assert session_only_settings(plain) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SessionOnlyWarning)
+        run_backtest(plain, bars={"BTC/USDT": bars})  # nothing to warn about
+    limited = plain.replace(risk={"concentration_limit": 0.5, "circuit_breaker": {"max_drawdown": 0.1}})
+    with pytest.warns(SessionOnlyWarning, match=r"risk\.concentration_limit, risk\.circuit_breaker\.max_drawdown"):
+        limited_result = run_backtest(limited, bars={"BTC/USDT": bars})
+    assert limited_result.trades.equals(run_backtest(plain, bars={"BTC/USDT": bars}).trades)

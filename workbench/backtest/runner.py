@@ -23,6 +23,9 @@ same rules, and the same numba helpers in :mod:`workbench.backtest.kernel`):
   the open, else at the level; stop loss and trailing before take profit; a signal exit or a
   holding-time exit at the open comes first. Holding limit: age at the open >=
   ``risk.max_holding_minutes`` sells at the open.
+* Not applied: ``risk.concentration_limit``, ``risk.max_orders_per_minute`` and the circuit
+  breaker are enforced by the sessions' risk engine only; a backtest that sets them warns
+  (:class:`SessionOnlyWarning`).
 * Time restrictions: entries only at bars whose open time (in ``time.timezone``) is on an allowed
   weekday, inside ``trading_hours`` and outside every blackout.
 * Symbols share one cash balance; each bar runs sells, then buys in config symbol order.
@@ -46,6 +49,8 @@ stop loss), and it has no percent-of-equity size.
 """
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -65,6 +70,28 @@ __all__ = ["run_backtest", "entry_allowed", "bars_for", "kernel_inputs", "kernel
 _COLUMNS = ("open", "high", "low", "close", "volume")
 
 
+class SessionOnlyWarning(UserWarning):
+    """A config setting that paper and live sessions enforce but backtests do not (yet)."""
+
+
+def session_only_settings(config: SessionConfig) -> list[str]:
+    """The settings of ``config`` that backtests ignore: the risk engine applies them in sessions only."""
+    r, cb = config.risk, config.risk.circuit_breaker
+    named = {"risk.concentration_limit": r.concentration_limit, "risk.max_orders_per_minute": r.max_orders_per_minute,
+             "risk.circuit_breaker.max_daily_loss": cb.max_daily_loss,
+             "risk.circuit_breaker.max_drawdown": cb.max_drawdown,
+             "risk.circuit_breaker.max_rejections": cb.max_rejections}
+    return [k for k, v in named.items() if v is not None]
+
+
+def warn_session_only(config: SessionConfig) -> None:
+    """Warn (:class:`SessionOnlyWarning`) when ``config`` sets what a backtest will not enforce."""
+    ignored = session_only_settings(config)
+    if ignored:
+        warnings.warn(f"backtests do not apply {', '.join(ignored)} (paper and live sessions do); "
+                      "their results are as if these were unset", SessionOnlyWarning, stacklevel=3)
+
+
 def run_backtest(
     config: SessionConfig, bars: Mapping[str, pd.DataFrame] | pd.DataFrame | None = None, *, progress: bool = False
 ) -> BacktestResult:
@@ -72,6 +99,7 @@ def run_backtest(
     by default ``workbench.data.load_bars`` for each symbol over ``config.start``-``config.end``."""
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    warn_session_only(config)
     frames = bars_for(config, bars, progress)
     from workbench.strategies import create
 

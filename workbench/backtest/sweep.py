@@ -29,7 +29,14 @@ import numpy as np
 import pandas as pd
 
 from workbench.backtest.metrics import METRIC_LABELS, infer_periods_per_year
-from workbench.backtest.runner import bars_for, entry_allowed, kernel_inputs, kernel_scalars, union_index
+from workbench.backtest.runner import (
+    bars_for,
+    entry_allowed,
+    kernel_inputs,
+    kernel_scalars,
+    union_index,
+    warn_session_only,
+)
 from workbench.backtest.sweep_kernel import METRIC_KEYS, sweep_chunk_nb
 from workbench.config import SessionConfig
 
@@ -151,6 +158,7 @@ def sweep(
         raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(METRIC_KEYS)}")
     if symbols is not None:
         config = config.replace(symbols=list(symbols))
+    warn_session_only(config)
     from workbench.strategies import registry
 
     cls = registry.get(config.strategy)
