@@ -1,0 +1,53 @@
+"""The test kit's fixtures: a throwaway store, sample bars, a small valid config and a fake clock.
+
+Fixtures (pytest finds them; no import needed): ``store_url`` and ``store`` (a fresh SQLite file in
+``tmp_path``, closed after the test), ``bars`` (one day of 1m sample bars for BTC/USDT), ``config`` (a
+small valid paper :class:`~workbench.config.SessionConfig`) and ``clock`` (a :class:`FakeClock` at T0).
+Helpers: ``from tests.kit import until, wait_until, FakeClock, paper_config, bars_for, T0``.
+(The repository-root ``conftest.py`` is nbval's and separate.)
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.kit import FakeClock, paper_config
+from workbench.config import SessionConfig
+from workbench.data import sample_bars
+from workbench.store import Store
+
+
+# ---- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """The URL of a fresh SQLite store file in this test's ``tmp_path``."""
+    return f"sqlite:///{tmp_path / 'wb.db'}"
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A throwaway :class:`Store` on ``store_url``, closed after the test."""
+    st = Store(store_url)
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def bars() -> pd.DataFrame:
+    """One day of 1m sample bars for BTC/USDT (a fresh copy per test)."""
+    return sample_bars("BTC/USDT", days=1)
+
+
+@pytest.fixture
+def config() -> SessionConfig:
+    """A small valid paper config (:func:`paper_config`)."""
+    return paper_config()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A :class:`FakeClock` at :data:`T0`."""
+    return FakeClock()
