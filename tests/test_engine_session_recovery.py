@@ -13,12 +13,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from workbench.config import make_config
-from workbench.data import sample_bars
+from tests.kit import FakeClock, bars_for, paper_config, wait_until
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.host import mark_orphans, run_host
 from workbench.engine.session import Session
-from workbench.store import Store
 
 RUNNER = """
 import asyncio, sys
@@ -38,19 +36,17 @@ DAYS = max(3, 3 * KILLS)  # 2 symbols x 1,440 bars a day: enough bars that no ru
 
 
 def _config():
-    return make_config(kind="paper", strategy="sma_cross", params={"fast": 5, "slow": 20},
-                       symbols=["BTC/USDT", "ETH/USDT"], sizing={"mode": "percent_equity", "value": 0.4},
-                       risk={"stop_loss": 0.006, "take_profit": 0.01, "trailing_stop": 0.004})
+    return paper_config(symbols=["BTC/USDT", "ETH/USDT"],
+                        risk={"stop_loss": 0.006, "take_profit": 0.01, "trailing_stop": 0.004})
 
 
 def _feed(cfg):
-    return ReplayFeed({s: sample_bars(s, days=DAYS) for s in cfg.symbols}, None)
+    return ReplayFeed(bars_for(cfg, days=DAYS), None)
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_path):
-    url = f"sqlite:///{tmp_path / 'wb.db'}"
-    store = Store(url)
+def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_path, store_url, store):
+    url = store_url
     cfg = _config()
     reference = Session(cfg, store, feed=_feed(cfg))
     assert asyncio.run(reference.run()).value == "completed"
@@ -62,13 +58,12 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     kills_mid_run, progress = 0, []
     for _ in range(KILLS):
         proc = subprocess.Popen([sys.executable, str(script), url, sid, str(DAYS)], cwd=str(tmp_path.parent))
-        deadline = time.monotonic() + 60
         before = progress[-1] if progress else 0
-        while time.monotonic() < deadline and proc.poll() is None:  # wait until it checkpoints new bars
+
+        def checkpointed_new_bars_or_exited(before=before, proc=proc):
             state = store.load_runner_state(sid)
-            if state and state["bars_seen"] > before:
-                break
-            time.sleep(0.02)
+            return proc.poll() is not None or bool(state and state["bars_seen"] > before)
+        wait_until(checkpointed_new_bars_or_exited, timeout=60)
         time.sleep(rng.uniform(0.0, KILL_AFTER_S))
         proc.kill()  # SIGKILL
         proc.wait()
@@ -94,20 +89,18 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     assert eq.index.is_unique and len(eq) == len(eq_ref)
     assert store.get_session(sid)["final_equity"] == pytest.approx(store.get_session(reference.id)["final_equity"],
                                                                    rel=1e-12)
-    store.close()
 
 
-def test_host_runs_requested_sessions_and_marks_orphans(tmp_path):
-    url = f"sqlite:///{tmp_path / 'wb.db'}"
-    store = Store(url)
+def test_host_runs_requested_sessions_and_marks_orphans(store_url, store):
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     cfg = _config().replace(start=start, end=start + timedelta(hours=6))
     requested = store.create_session(cfg, state="requested")
     dead = store.create_session(cfg)
     store.set_state(dead, "running")
     store.heartbeat(dead, "elsewhere:1")
-    time.sleep(0.3)  # its heartbeat is now older than 10 x 0.02 s
-    ran = asyncio.run(run_host(url, poll=0.02, stop_after=0.5))
+    clock = FakeClock(datetime.now(timezone.utc))
+    clock.advance(0.3)  # its heartbeat is now older than 10 x 0.02 s
+    ran = asyncio.run(run_host(store_url, poll=0.02, stop_after=0.5, clock=clock))
     assert ran == [requested]
     assert store.get_session(requested)["state"] == "completed"
     assert store.get_session(requested)["runner"] and store.get_session(requested)["final_equity"] > 0
@@ -118,5 +111,25 @@ def test_host_runs_requested_sessions_and_marks_orphans(tmp_path):
     store.set_state(live, "running")
     store.heartbeat(live, "elsewhere:2")
     assert mark_orphans(store, 30.0) == []
-    assert asyncio.run(run_host(url, poll=0.02, stop_after=0.1)) == []
-    store.close()
+    assert asyncio.run(run_host(store_url, poll=0.02, stop_after=0.1)) == []
+
+
+def test_mark_orphans_goes_by_the_injected_clock(store, config):
+    def running(runner=None):
+        sid = store.create_session(config)
+        store.set_state(sid, "running")
+        if runner:
+            store.heartbeat(sid, runner)
+        return sid
+    beating, silent = running("elsewhere:1"), running()
+    requested = store.create_session(config, state="requested")  # nobody runs it yet: never orphaned
+    heartbeat = store.get_session(beating)["heartbeat_at"]
+    clock = FakeClock(heartbeat)
+    assert mark_orphans(store, 60.0, clock=clock) == [silent]  # never heartbeated
+    clock.advance(60.0)
+    assert mark_orphans(store, 60.0, clock=clock) == []  # exactly 60 s old is not yet stale
+    clock.advance(0.001)
+    assert mark_orphans(store, 60.0, clock=clock, actor="test") == [beating]
+    assert mark_orphans(store, 60.0, clock=clock) == []  # already marked
+    assert {sid: store.get_session(sid)["state"] for sid in (beating, silent, requested)} == \
+        {beating: "orphaned", silent: "orphaned", requested: "requested"}

@@ -8,20 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.kit import FakeClock
 from workbench.config import make_config
 from workbench.domain import Position
 from workbench.engine import exposure as X
 from workbench.profiles import PROFILES, apply_profile
-from workbench.store import Store
 
 T0 = datetime(2024, 1, 2, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def store(tmp_path):
-    st = Store(f"sqlite:///{tmp_path / 'wb.db'}")
-    yield st
-    st.close()
 
 
 def bars(closes, volumes=None, start=T0):
@@ -84,6 +77,7 @@ def test_is_orphaned():
     assert not X.is_orphaned("running", pd.Timestamp(now - timedelta(seconds=3)), now, 10)
     assert not X.is_orphaned("requested", None, now, 10)  # nobody runs it yet
     assert not X.is_orphaned("completed", None, now, 10)
+    assert not X.is_orphaned("running", pd.Timestamp(now - timedelta(seconds=10)), now, 10)  # stale only past it
 
 
 def _running(store, symbols=("BTC/USDT",), **risk):
@@ -100,14 +94,15 @@ def test_active_sessions_pnl_exposure_uptime(store):
     done = store.create_session(make_config(kind="paper"))
     store.set_state(done, "completed")
     req = store.create_session(make_config(kind="paper"), state="requested")
-    now = datetime.now(timezone.utc) + timedelta(minutes=30)
-    out = X.active_sessions(store, now=now, stale_after=1e6).set_index("id")
+    clock = FakeClock(store.get_session(sid)["started_at"])
+    clock.advance(30 * 60)
+    out = X.active_sessions(store, clock=clock, stale_after=1e6).set_index("id")
     assert set(out.index) == {sid, req}
     assert out.loc[sid, "pnl"] == pytest.approx(250.0) and out.loc[sid, "exposure"] == pytest.approx(3000.0)
-    assert out.loc[sid, "uptime"] >= timedelta(minutes=29)
+    assert out.loc[sid, "uptime"] == timedelta(minutes=30)
     assert not out.loc[sid, "orphaned"] and not out.loc[req, "orphaned"]
     assert math.isnan(out.loc[req, "pnl"]) and pd.isna(out.loc[req, "uptime"])
-    stale = X.active_sessions(store, now=now, stale_after=60).set_index("id")
+    stale = X.active_sessions(store, clock=clock, stale_after=60).set_index("id")
     assert stale.loc[sid, "orphaned"]  # heartbeat 30 min old
 
 

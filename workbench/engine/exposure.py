@@ -25,9 +25,16 @@ S = SessionState
 ACTIVE_STATES = (S.REQUESTED, S.CREATED, S.STARTING, S.RUNNING, S.PAUSED, S.STOPPING, S.ORPHANED)
 #: states whose runner must heartbeat (a stale heartbeat means the runner is gone)
 RUNNING_STATES = (S.STARTING, S.RUNNING, S.PAUSED, S.STOPPING)
+#: a wall clock: returns the current timezone-aware time (tests pass a fake one)
+Clock = Callable[[], datetime]
 ACTIVE_COLUMNS = ("id", "kind", "strategy", "name", "state", "pnl", "exposure", "equity", "uptime", "orphaned",
                   "heartbeat_at", "runner", "initial_balance", "last_time")
 BarsLoader = Callable[[SessionConfig, str, datetime], pd.DataFrame]
+
+
+def utc_now() -> datetime:
+    """The real wall clock, in UTC: the default :data:`Clock`."""
+    return datetime.now(timezone.utc)
 
 
 def is_orphaned(state: str, heartbeat_at: Any, now: datetime, stale_after: float) -> bool:
@@ -42,10 +49,10 @@ def is_orphaned(state: str, heartbeat_at: Any, now: datetime, stale_after: float
     return (now - pd.Timestamp(heartbeat_at).to_pydatetime()).total_seconds() > stale_after
 
 
-def active_sessions(store: Any, *, now: datetime | None = None, stale_after: float = 10.0) -> pd.DataFrame:
+def active_sessions(store: Any, *, clock: Clock = utc_now, stale_after: float = 10.0) -> pd.DataFrame:
     """One row per active session (newest first) with ``ACTIVE_COLUMNS``: P&L and exposure from the
-    latest equity point, uptime since start, ``orphaned`` per :func:`is_orphaned`."""
-    now = now or datetime.now(timezone.utc)
+    latest equity point, uptime since start, ``orphaned`` per :func:`is_orphaned` at ``clock()``."""
+    now = clock()
     frame = store.list_sessions(states=[s.value for s in ACTIVE_STATES])
     rows = []
     for r in frame.itertuples(index=False):
@@ -152,10 +159,10 @@ class RiskReport:
 
 
 def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: int = 60,
-                now: datetime | None = None) -> RiskReport:
+                clock: Clock = utc_now) -> RiskReport:
     """Gather positions of the active sessions, mark them at the last close of each session's own
     data up to its latest equity point, and compute the risk dashboard's numbers."""
-    sessions = active_sessions(store, now=now)
+    sessions = active_sessions(store, clock=clock)
     pos_rows, limit_rows, problems = [], [], []
     bars: dict[str, pd.DataFrame] = {}
     total_equity = 0.0

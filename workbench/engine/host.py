@@ -11,31 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
 from collections.abc import Mapping
 from typing import Any
 
 from workbench.config import SessionConfig
 from workbench.domain import SessionState
+from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
 from workbench.engine.live import open_session
 from workbench.engine.session import Session
 from workbench.store import Store
 
 S = SessionState
-ACTIVE = (S.STARTING, S.RUNNING, S.PAUSED, S.STOPPING)
 ORPHAN_AFTER_POLLS = 10
 
 
-def mark_orphans(store: Store, stale_after: float, *, actor: str = "host") -> list[str]:
-    """Mark active sessions whose heartbeat is older than ``stale_after`` seconds (or missing) as
-    orphaned; returns their ids."""
-    now = datetime.now(timezone.utc)
+def mark_orphans(store: Store, stale_after: float, *, actor: str = "host", clock: Clock = utc_now) -> list[str]:
+    """Mark running sessions whose heartbeat is more than ``stale_after`` seconds old at ``clock()`` (or
+    missing) as orphaned, per :func:`~workbench.engine.exposure.is_orphaned`; returns their ids."""
+    now = clock()
     out: list[str] = []
-    frame = store.list_sessions(states=[s.value for s in ACTIVE])
+    frame = store.list_sessions(states=[s.value for s in RUNNING_STATES])
     for row in frame.itertuples(index=False):
         hb = row.heartbeat_at
         hb = None if hb is None or hb != hb else hb  # NaT / NaN
-        if hb is not None and now - hb.to_pydatetime() < timedelta(seconds=stale_after):
+        if not is_orphaned(row.state, hb, now, stale_after):
             continue
         msg = f"orphaned: no heartbeat since {hb}" if hb is not None else "orphaned: never heartbeated"
         if store.set_state(row.id, S.ORPHANED, actor=actor, message=msg, expect=[row.state]):
@@ -72,15 +71,16 @@ def requested_arming(store: Store, session_id: str, host_allows_live: bool) -> d
 
 async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: float | None = None,
                    resume_orphans: bool = False, session_kwargs: dict[str, Any] | None = None,
-                   allow_live: bool = False, actor: str = "host") -> list[str]:
+                   allow_live: bool = False, actor: str = "host", clock: Clock = utc_now) -> list[str]:
     """Run requested sessions until cancelled, or until ``stop_after`` seconds have passed (then stop
     claiming and wait for the running sessions to end). Returns the ids of the sessions it ran.
+    ``clock`` (wall time) decides whose heartbeat is stale (:func:`mark_orphans`).
 
     Live sessions run only on a host started with ``allow_live`` (``workbench host --allow-live``),
     armed with the confirmation their request carries (:func:`request_session`)."""
     store = Store(store_url)
     kwargs = {"poll_interval": poll, **(session_kwargs or {})}
-    orphans = mark_orphans(store, ORPHAN_AFTER_POLLS * poll, actor=actor)
+    orphans = mark_orphans(store, ORPHAN_AFTER_POLLS * poll, actor=actor, clock=clock)
     if orphans:
         store.add_event(None, "host", f"marked {len(orphans)} orphaned sessions", {"ids": orphans}, actor=actor)
     running: dict[str, Session] = {}
