@@ -110,3 +110,27 @@ class Position:
     @property
     def is_open(self) -> bool:
         return self.quantity > 0
+
+
+# ---- trades: one schema for backtests, sessions and the store ------------------------------------
+TRADE_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "entry_time",
+    "exit_time",  # NaT while open
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "pnl",  # money, net of fees
+    "return_pct",  # net, as a fraction of entry value
+    "entry_fees",
+    "exit_fees",
+    "commission",  # entry_fees + exit_fees
+    "slippage",  # money lost to slippage on entry and exit, >= 0
+    "duration",  # holding time (Timedelta); NaT while open
+    "exit_reason",  # one of EXIT_REASONS
+    "status",  # one of TRADE_STATUSES
+)
+EXIT_REASONS: tuple[str, ...] = (
+    "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end",
+)
+TRADE_STATUSES: tuple[str, ...] = ("open", "closed")

@@ -20,27 +20,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-TRADE_COLUMNS: tuple[str, ...] = (
-    "symbol",
-    "entry_time",
-    "exit_time",  # NaT while open
-    "entry_price",
-    "exit_price",
-    "quantity",
-    "pnl",  # money, net of fees
-    "return_pct",  # net, as a fraction of entry value
-    "entry_fees",
-    "exit_fees",
-    "commission",  # entry_fees + exit_fees
-    "slippage",  # money lost to slippage on entry and exit, >= 0
-    "duration",  # Timedelta
-    "exit_reason",  # one of EXIT_REASONS
-    "status",  # one of TRADE_STATUSES
-)
-EXIT_REASONS: tuple[str, ...] = (
-    "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end",
-)
-TRADE_STATUSES: tuple[str, ...] = ("open", "closed")
+from workbench.domain import EXIT_REASONS, TRADE_COLUMNS, TRADE_STATUSES
+
 
 _MONEY, _PCT, _RATIO = "{:,.2f}", "{:.2%}", "{:.2f}"
 METRIC_LABELS: dict[str, tuple[str, str]] = {

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from workbench.domain import Fill, Position, Side
-from workbench.engine.execution import MIN_QUANTITY
+from workbench.domain import TRADE_COLUMNS, Fill, Position, Side
+from workbench.execution import MIN_QUANTITY
 
 
 class Portfolio:
@@ -143,8 +143,9 @@ class Portfolio:
 
     def trade_log(self, include_open: bool = True) -> list[dict[str, Any]]:
         """Closed trades, then (optionally) open positions as rows with status "open": exit price =
-        mark, pnl = unrealized less entry fees, no exit time, fees or reason (as the backtest)."""
-        rows = list(self.trades)
+        mark, pnl = unrealized less entry fees, no exit time, duration, exit fees or reason (as the
+        backtest). Each row has exactly the keys of :data:`workbench.domain.TRADE_COLUMNS`, in order."""
+        rows = [{c: t[c] for c in TRADE_COLUMNS} for t in self.trades]
         if include_open:
             for s, p in self.positions.items():
                 if p.quantity <= 0.0:
@@ -152,13 +153,14 @@ class Portfolio:
                 px = self.marks.get(s, p.avg_price)
                 fees = p.extra["entry_fees"]
                 pnl = p.quantity * (px - p.avg_price) - fees
-                rows.append({
+                values = {
                     "symbol": s, "entry_time": p.opened_at, "exit_time": None, "entry_price": p.avg_price,
                     "exit_price": px, "quantity": p.quantity, "pnl": pnl,
                     "return_pct": pnl / (p.quantity * p.avg_price), "entry_fees": fees, "exit_fees": 0.0,
                     "commission": fees, "slippage": p.extra["entry_slippage"], "duration": None,
                     "exit_reason": None, "status": "open",
-                })
+                }
+                rows.append({c: values[c] for c in TRADE_COLUMNS})
         return rows
 
     # ---- crash recovery --------------------------------------------------------
