@@ -333,6 +333,28 @@ def test_trades_round_trip_and_replace(store, config):
     assert store.trades(sid).empty
 
 
+def test_trades_keep_fees_and_duration_in_trade_columns(store, config):
+    from workbench.domain import TRADE_COLUMNS
+
+    sid = store.create_session(config)
+    t = pd.DataFrame({
+        "symbol": ["BTC/USDT", "BTC/USDT", "ETH/USDT"], "entry_time": [T0, T0, T0 + timedelta(hours=1)],
+        "exit_time": [T0 + timedelta(minutes=30), T0 + timedelta(minutes=45), None],
+        "entry_price": [100.0, 100.0, 10.0], "exit_price": [110.0, 90.0, 11.0], "quantity": [1.0, 1.0, 2.0],
+        "pnl": [9.5, -10.5, 1.9], "entry_fees": [0.1, 0.1, 0.02], "exit_fees": [0.4, 0.4, 0.0],
+        "commission": [0.5, 0.5, 0.02], "duration": [timedelta(minutes=30), None, None],
+    })
+    store.save_trades(sid, t)
+    got = store.trades(sid)
+    assert list(got.columns) == list(TRADE_COLUMNS)
+    assert got.entry_fees.tolist() == [0.1, 0.1, 0.02] and got.exit_fees.tolist() == [0.4, 0.4, 0.0]
+    # a missing duration is the holding time exit - entry; open trades have none
+    assert got.duration.iloc[0] == pd.Timedelta(minutes=30) and got.duration.iloc[1] == pd.Timedelta(minutes=45)
+    assert pd.isna(got.duration.iloc[2]) and got.status.tolist() == ["closed", "closed", "open"]
+    with pytest.raises(ValueError, match="'duration'"):
+        store.save_trades(sid, t.assign(duration=["soon", None, None]))
+
+
 def test_save_backtest(store, config):
     idx = pd.date_range("2024-01-01", periods=500, freq="1min", tz="UTC")
     equity = pd.Series(5_000 + np.linspace(0, 620, 500), index=idx)

@@ -1,6 +1,10 @@
 """The Alembic migrations build exactly the schema of workbench.store.schema."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -8,6 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from workbench.config import make_config
+from workbench.domain import TRADE_COLUMNS
 from workbench.store import Store
 from workbench.store.migrate import alembic_config, upgrade
 from workbench.store.schema import metadata
@@ -46,10 +51,10 @@ def test_comparison_would_notice_a_drift(tmp_path):
 def test_single_head_and_version_stamped(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     heads = ScriptDirectory.from_config(alembic_config(url)).get_heads()
-    assert heads == ["0001"]
+    assert heads == ["0002"]
     Store(url).close()
     with sa.create_engine(url).connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
 
 
 def test_reopening_keeps_data_and_downgrade_round_trips(tmp_path):
@@ -62,3 +67,32 @@ def test_reopening_keeps_data_and_downgrade_round_trips(tmp_path):
     assert sa.inspect(sa.create_engine(url)).get_table_names() == ["alembic_version"]
     upgrade(url)
     assert diff(url, metadata) == []
+
+
+def test_0002_upgrades_a_0001_store_in_place_keeping_trades(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url, "0001")
+    t0 = datetime(2024, 1, 1, 12, 0)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO sessions (id, name, kind, state, strategy, symbols, config_json, initial_balance, "
+            "created_at, run_no) VALUES ('s1', '', 'paper', 'stopped', 'sma_cross', '[]', '{}', 1000.0, :t, 1)"
+        ), {"t": t0})
+        trade = ("INSERT INTO trades (session_id, symbol, entry_time, exit_time, entry_price, exit_price, quantity, "
+                 "pnl, return_pct, commission, slippage, exit_reason, status) VALUES ('s1', 'BTC/USDT', :entry, "
+                 ":exit, 100.0, 110.0, 2.0, 19.0, 0.095, 1.0, 0.25, :reason, :status)")
+        conn.execute(sa.text(trade), {"entry": t0, "exit": t0 + timedelta(minutes=90), "reason": "signal",
+                                      "status": "closed"})
+        conn.execute(sa.text(trade), {"entry": t0, "exit": None, "reason": None, "status": "open"})
+    engine.dispose()
+    with Store(url) as st:  # opening upgrades to head
+        got = st.trades("s1")
+    assert list(got.columns) == list(TRADE_COLUMNS)
+    assert got.pnl.tolist() == [19.0, 19.0] and got.commission.tolist() == [1.0, 1.0]
+    assert got.duration.iloc[0] == pd.Timedelta(minutes=90) and pd.isna(got.duration.iloc[1])
+    assert np.isnan(got.entry_fees).all() and np.isnan(got.exit_fees).all()  # the split was never stored
+    command.downgrade(alembic_config(url), "0001")  # and back: the rows survive that too
+    with sa.create_engine(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM trades")).scalar() == 2
+        assert "duration" not in {c["name"] for c in sa.inspect(conn).get_columns("trades")}

@@ -10,14 +10,13 @@ import pandas as pd
 from sqlalchemy import Connection, Float, Integer, Select, type_coerce
 from sqlalchemy.types import NullType
 
+from workbench.domain import TRADE_COLUMNS
 from workbench.store.schema import UTCDateTime
 
 EQUITY_COLUMNS = ("equity", "cash", "exposure")
-TRADE_COLUMNS = ("symbol", "entry_time", "exit_time", "entry_price", "exit_price", "quantity", "pnl",
-                 "return_pct", "commission", "slippage", "exit_reason", "status")
 TRADE_REQUIRED = ("symbol", "entry_time", "entry_price", "quantity")
-TRADE_NUMERIC = ("entry_price", "exit_price", "quantity", "pnl", "return_pct", "commission", "slippage")
-
+TRADE_NUMERIC = ("entry_price", "exit_price", "quantity", "pnl", "return_pct", "entry_fees", "exit_fees",
+                 "commission", "slippage")
 
 def utc(value: Any, what: str = "time") -> datetime:
     """``value`` (datetime, date, ISO string, pandas Timestamp) as an aware UTC datetime; naive means UTC."""
@@ -81,10 +80,11 @@ def equity_frame(data: Any) -> pd.DataFrame:
 
 
 def trade_rows(session_id: str, trades: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows for the trades table from a trade log; extra columns are ignored, missing optional ones are NULL.
+    """Rows for the trades table from a trade log (``TRADE_COLUMNS``); extra columns are ignored,
+    missing optional ones are NULL.
 
     ``status`` defaults to 'closed' when ``exit_time`` is set, else 'open'; commission and
-    slippage default to 0.
+    slippage default to 0; ``duration`` (a timedelta, stored as seconds) to exit_time - entry_time.
     """
     if not isinstance(trades, pd.DataFrame):
         raise TypeError(f"trades: expected a DataFrame, got {type(trades).__name__}")
@@ -108,6 +108,14 @@ def trade_rows(session_id: str, trades: pd.DataFrame) -> list[dict[str, Any]]:
         frame["exit_time"] = pd.to_datetime(frame["exit_time"], utc=True)
     except (ValueError, TypeError) as e:
         raise ValueError(f"trade exit_time: cannot read as date/times ({e})") from None
+    if pd.api.types.is_numeric_dtype(frame["duration"]) and frame["duration"].notna().any():
+        raise ValueError("trades column 'duration' must hold time spans (timedelta / pd.Timedelta), not numbers")
+    try:
+        duration = pd.to_timedelta(frame["duration"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"trades column 'duration' is not a time span ({e})") from None
+    held = (frame["exit_time"] - frame["entry_time"]).where(duration.isna(), duration)
+    frame["duration"] = held.dt.total_seconds()
     frame["status"] = frame["status"].where(frame["status"].notna(),
                                             np.where(frame["exit_time"].notna(), "closed", "open"))
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -117,6 +125,14 @@ def trade_rows(session_id: str, trades: pd.DataFrame) -> list[dict[str, Any]]:
             if r[c] is not None:
                 r[c] = r[c].to_pydatetime()
     return rows
+
+
+def trades_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The trades table's rows (from :func:`to_frame`) as a trade log: ``TRADE_COLUMNS`` in order,
+    ``duration`` a timedelta (NaT while open)."""
+    out = frame.reindex(columns=list(TRADE_COLUMNS))
+    out["duration"] = pd.to_timedelta(out["duration"].astype(float), unit="s")
+    return out
 
 
 def to_frame(conn: Connection, stmt: Select[Any]) -> pd.DataFrame:

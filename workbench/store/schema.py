@@ -154,7 +154,8 @@ class PositionRow(Base):
 
 
 class TradeRow(Base):
-    """A round trip: ``status`` 'closed' (exit_* set) or 'open'."""
+    """A round trip: ``status`` 'closed' (exit_* set) or 'open'; the columns of
+    :data:`workbench.domain.TRADE_COLUMNS`, ``duration`` in seconds (NULL while open)."""
 
     __tablename__ = "trades"
 
@@ -172,6 +173,9 @@ class TradeRow(Base):
     slippage: Mapped[float] = mapped_column(Float, default=0.0)
     exit_reason: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
+    entry_fees: Mapped[float | None] = mapped_column(Float)  # revision 0002; NULL for rows saved before it
+    exit_fees: Mapped[float | None] = mapped_column(Float)
+    duration: Mapped[float | None] = mapped_column(Float)  # seconds
 
 
 class EquityRow(Base):

@@ -1,0 +1,73 @@
+"""Control commands queued for a session's runner: pending -> applied | rejected, each also an event."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from workbench.store import schema as s
+from workbench.store.base import NotFoundError, StoreBase, StoreError, new_id, utc_now
+from workbench.store.jsonutil import dumps, loads
+
+
+COMMAND_STATUSES = ("applied", "rejected")
+
+
+class CommandsStore(StoreBase):
+    """The command queue (mixed into :class:`workbench.store.Store`)."""
+
+    # ---- commands ----------------------------------------------------------
+    def send_command(self, session_id: str, command: str, args: dict[str, Any] | None = None,
+                     actor: str = "user") -> int:
+        """Queue a command for the session's runner (also recorded as a 'command' event); returns its id."""
+        if not command or not isinstance(command, str):
+            raise ValueError(f"command must be a non-empty string, got {command!r}")
+
+        def run(conn: Connection) -> int:
+            self._require(conn, session_id)
+            cmd_id = new_id(conn.execute(insert(s.commands).values(
+                session_id=session_id, created_at=utc_now(), command=command,
+                args_json=None if args is None else dumps(args), actor=actor, status="pending", result="",
+            )))
+            self._event(conn, session_id, "command", f"{command} requested", {"id": cmd_id, "args": args}, actor)
+            return cmd_id
+
+        return self._write(run)
+
+    def pending_commands(self, session_id: str) -> list[dict[str, Any]]:
+        """Commands not yet applied or rejected, oldest first, with ``args`` parsed."""
+        m = s.commands.c
+        stmt = select(s.commands).where(m.session_id == session_id, m.status == "pending").order_by(m.id)
+        return self._read(lambda c: [self._command_dict(r) for r in c.execute(stmt)])
+
+    def get_command(self, cmd_id: int) -> dict[str, Any]:
+        """One command with its status and result (e.g. to see that a runner applied it)."""
+        row = self._read(lambda c: c.execute(select(s.commands).where(s.commands.c.id == cmd_id)).first())
+        if row is None:
+            raise NotFoundError(f"no command {cmd_id!r}")
+        return self._command_dict(row)
+
+    @staticmethod
+    def _command_dict(row: Any) -> dict[str, Any]:
+        out = dict(row._mapping)
+        out["args"] = loads(out.pop("args_json")) or {}
+        return out
+
+    def finish_command(self, cmd_id: int, status: str, result: str = "") -> None:
+        """Mark a pending command 'applied' or 'rejected' with a result text (also a 'command' event)."""
+        if status not in COMMAND_STATUSES:
+            raise ValueError(f"command status must be one of {COMMAND_STATUSES}, got {status!r}")
+        m = s.commands.c
+
+        def run(conn: Connection) -> None:
+            row = conn.execute(select(m.session_id, m.command, m.status).where(m.id == cmd_id)).first()
+            if row is None:
+                raise NotFoundError(f"no command {cmd_id!r}")
+            if row.status != "pending":
+                raise StoreError(f"command {cmd_id} ({row.command}) is already {row.status}")
+            conn.execute(update(s.commands).where(m.id == cmd_id)
+                         .values(status=status, applied_at=utc_now(), result=result))
+            self._event(conn, row.session_id, "command", f"{row.command} {status}" + (f": {result}" if result else ""),
+                        {"id": cmd_id, "status": status}, "system")
+
+        self._write(run)
