@@ -17,6 +17,8 @@ from typing import Any
 from workbench.config import SessionConfig
 from workbench.domain import SessionState
 from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
+from workbench.engine.commands import Command
+from workbench.engine.handle import LocalHandle
 from workbench.engine.live import open_session
 from workbench.engine.session import Session
 from workbench.store import Store
@@ -43,13 +45,14 @@ def mark_orphans(store: Store, stale_after: float, *, actor: str = "host", clock
 
 
 def request_session(store: Store, config: SessionConfig, *, arming: Mapping[str, Any] | None = None,
-                    actor: str = "user") -> str:
+                    actor: str = "user", parent_id: str | None = None) -> str:
     """Record ``config`` as a session for ``workbench host`` to run (state "requested"); returns its id.
+    ``parent_id``: the session this is a new run of (a restart).
 
     A live request keeps the user's confirmation (``arming['confirmation']``, e.g. ``'binance:main'``;
     not a secret) in an ``arming`` event; the host arms the session only if it was itself started
     with ``allow_live`` and that confirmation names the session's exchange and account."""
-    sid = store.create_session(config, state=S.REQUESTED)
+    sid = store.create_session(config, state=S.REQUESTED, parent_id=parent_id)
     if config.kind.value == "live":
         arming = dict(arming or {})
         store.add_event(sid, "arming", "live session requested with confirmation "
@@ -122,7 +125,10 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
     finally:
         for sess in running.values():  # host cancelled: its sessions are killed, the event says so
             if sess._task is not None and not sess._task.done():
-                sess._kill_reason = f"{actor} shut down"
+                try:
+                    LocalHandle(sess, actor=actor).act(Command.KILL, reason=f"{actor} shut down")
+                except Exception:  # e.g. the store is gone: end the run all the same
+                    sess._kill_reason = f"{actor} shut down"
                 sess._task.cancel()
         store.close()
     return ran

@@ -39,7 +39,9 @@ import pandas as pd
 
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderType, SessionState, Side
+from workbench.engine import commands
 from workbench.engine import execution as ex
+from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.execution import Bar
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.paper_broker import PaperBroker
@@ -50,16 +52,9 @@ from workbench.strategies.base import BarWindow
 
 S = SessionState
 _COLUMNS = ("open", "high", "low", "close", "volume")
-COMMANDS = (
-    "pause", "resume", "stop", "kill", "close_all", "cancel_all", "trip_breaker", "reset_breaker",
-    "risk_override", "scale_sizing", "tighten_stops", "enable_symbol", "disable_symbol", "set_params",
-    "place_order", "cancel_order",
-)
+#: the commands a runner applies (:data:`workbench.engine.commands.RUNNER_COMMANDS`)
+COMMANDS = tuple(c.value for c in commands.RUNNER_COMMANDS)
 STATE_VERSION = 2
-
-
-class CommandRejected(ValueError):
-    """A control that cannot be applied now; the message says why."""
 
 
 class BarBuffer:
@@ -214,12 +209,24 @@ class Session:
     @classmethod
     def restart(cls, session_id: str, store: Store, feed: AsyncIterable[dict[str, Bar]] | None = None,
                 **kwargs: Any) -> Session:
-        """A new run (``run_no + 1``, ``parent_id`` = ``session_id``) of the same config; not started."""
+        """A new run (``run_no + 1``, ``parent_id`` = ``session_id``) of the same config and kind, made by
+        :func:`workbench.engine.live.open_session`; not started. A live session needs ``arming`` again
+        (:class:`~workbench.engine.live.LiveNotArmed` before any new run is recorded)."""
+        from workbench.engine.live import LiveNotArmed, arming_problem, open_session
+
         row = store.get_session(session_id)
-        if row["config"] is None:
+        config = row["config"]
+        if config is None:
             raise ValueError(f"session {session_id} has an invalid config: {row.get('config_error')}")
-        new_id = store.create_session(row["config"], parent_id=session_id)
-        return cls(row["config"], store, feed=feed, session_id=new_id, **kwargs)
+        problem = arming_problem(config, kwargs.get("arming"))
+        if problem:
+            raise LiveNotArmed(f"cannot restart {session_id}: {problem}")
+        new_id = store.create_session(config, parent_id=session_id)
+        try:
+            return open_session(config, store, session_id=new_id, feed=feed, **kwargs)
+        except Exception as e:
+            store.set_state(new_id, S.FAILED, message=f"failed to start: {e}")
+            raise
 
     def _ensure_feed(self) -> AsyncIterable[dict[str, Bar]]:
         if self._feed is None:
@@ -524,35 +531,49 @@ class Session:
             self._checkpoint()
 
     def apply_command(self, cmd: dict[str, Any]) -> None:
-        """Apply one store command and finish it as applied or rejected."""
+        """Apply one store command and finish it as applied or rejected (a bug inside the handler is
+        rejected as a failure with an error event holding the traceback, never as bad arguments)."""
         name, args, actor = cmd["command"], dict(cmd.get("args") or {}), cmd.get("actor") or "user"
         try:
-            if name not in COMMANDS:
-                raise CommandRejected(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
-            if name == "place_order":  # the command's id names the order: re-applying it is a no-op
+            command = commands.parse(name)
+            if command is Command.PLACE_ORDER:  # the command's id names the order: re-applying it is a no-op
                 args.setdefault("client_id", f"cmd{cmd['id']}")
-            msg = getattr(self, f"_do_{name}")(actor=actor, **args)
-        except TypeError as e:
-            self.store.finish_command(cmd["id"], "rejected", f"bad arguments for {name}: {e}")
-            return
-        except (CommandRejected, ValueError) as e:
+            msg = self._apply_command(command, actor, args)
+        except ValueError as e:  # CommandRejected, BadArguments, invalid values
             self.store.finish_command(cmd["id"], "rejected", str(e))
             return
+        except Exception as e:
+            self.store.add_event(self.id, "error", f"{name} failed: {type(e).__name__}: {e}",
+                                 {"command": name, "traceback": traceback.format_exc()}, actor=self.actor)
+            self.store.finish_command(cmd["id"], "rejected", f"{name} failed: {type(e).__name__}: {e}")
+            return
         self.store.finish_command(cmd["id"], "applied", msg)
-        self._after_control(name)
+        self._after_control(command)
 
-    def _control(self, name: str, actor: str, **args: Any) -> str:
+    def _apply_command(self, command: Command, actor: str, args: dict[str, Any]) -> str:
+        """Run ``_do_<command>`` with ``args`` bound first (:func:`workbench.engine.commands.dispatch`)."""
+        if command not in commands.RUNNER_COMMANDS:
+            raise CommandRejected(f"{command.value} is not applied by the runner: it makes a new run "
+                                  "(SessionHandle.restart or Session.restart)")
+        if "actor" in args:
+            raise commands.BadArguments(f"bad arguments for {command.value}: 'actor' is set by the caller, "
+                                        "not an argument")
+        return commands.dispatch(getattr(self, f"_do_{command.value}"), command, actor=actor, **args)
+
+    def _control(self, name: Command | str, actor: str, **args: Any) -> str:
         """A control called as a method: applied now, recorded as a 'control' event."""
-        msg = getattr(self, f"_do_{name}")(actor=actor, **args)
-        self.store.add_event(self.id, "control", f"{name} applied: {msg}", {"command": name, "args": args}, actor=actor)
-        self._after_control(name)
+        command = commands.parse(name)
+        msg = self._apply_command(command, actor, args)
+        self.store.add_event(self.id, "control", f"{command.value} applied: {msg}",
+                             {"command": command.value, "args": args}, actor=actor)
+        self._after_control(command)
         return msg
 
-    def _after_control(self, name: str) -> None:
+    def _after_control(self, name: Command | str) -> None:
         """What follows any applied control: flush risk events, end the task on kill, else checkpoint."""
         if self.risk.events:
             self._risk_events()
-        if name == "kill":
+        if name == Command.KILL:
             self._cancel_task()
         elif self._in_loop and not self.state.is_final:
             self._checkpoint()
@@ -561,9 +582,9 @@ class Session:
         if self._task is not None and not self._task.done() and self._in_loop:
             self._task.cancel()
 
-    def _require_live(self, name: str) -> None:
-        if self.state.is_final:
-            raise CommandRejected(f"cannot {name}: the session is {self.state.value}")
+    def _require_live(self, name: Command | str) -> None:
+        """Reject ``name`` unless the current state allows it (:data:`workbench.engine.commands.ALLOWED`)."""
+        commands.check_allowed(self.state, name)
 
     def _now(self) -> datetime:
         return self.last_bar or datetime.now(timezone.utc)
@@ -635,27 +656,24 @@ class Session:
 
     # ---- control implementations: return a message or raise CommandRejected/ValueError -------
     def _do_pause(self, actor: str) -> str:
-        if self.state in (S.CREATED, S.STARTING) and not self._in_loop or self.state is S.STARTING:
+        self._require_live(Command.PAUSE)
+        if self.state is not S.RUNNING:  # created/starting: not trading yet
             self._start_paused = True
             return "will start paused"
-        if self.state is not S.RUNNING:
-            raise CommandRejected(f"cannot pause: the session is {self.state.value}")
-        self._set_state(S.PAUSED, f"paused by {actor}: no new entries, exits and stops still run", actor)
+        self._set_state(commands.next_state(self.state, Command.PAUSE),
+                        f"paused by {actor}: no new entries, exits and stops still run", actor)
         return "paused"
 
     def _do_resume(self, actor: str) -> str:
-        if self.state is not S.PAUSED:
-            raise CommandRejected(f"cannot resume: the session is {self.state.value}, not paused")
-        self._set_state(S.RUNNING, f"resumed by {actor}", actor)
+        self._set_state(commands.next_state(self.state, Command.RESUME), f"resumed by {actor}", actor)
         return "running"
 
     def _do_stop(self, actor: str, reason: str = "") -> str:
-        if self.state not in (S.RUNNING, S.PAUSED):
-            raise CommandRejected(f"cannot stop: the session is {self.state.value}")
+        stopping = commands.next_state(self.state, Command.STOP)
         canceled = self.broker.cancel_all()
         for o in canceled:
             self.store.upsert_order(self.id, o)
-        self._set_state(S.STOPPING, f"stopping ({actor}{': ' + reason if reason else ''}): "
+        self._set_state(stopping, f"stopping ({actor}{': ' + reason if reason else ''}): "
                         f"{len(canceled)} orders canceled, flattening at the next bar", actor)
         return f"stopping; {len(canceled)} orders canceled; open positions: {self._open_symbols() or 'none'}"
 
@@ -730,12 +748,10 @@ class Session:
 
     def _do_place_order(self, actor: str, symbol: str, side: str, quantity: float, type: str = "market",
                         limit_price: float | None = None, client_id: str | None = None) -> str:
-        self._require_live("place_order")
         if client_id is not None and (client_id in self.broker or client_id in self._dirty_orders
                                       or (self.store.orders(self.id).client_id == client_id).any()):
-            return f"order {client_id} already placed"
-        if self.state is S.STOPPING:
-            raise CommandRejected("cannot place an order: the session is stopping")
+            return f"order {client_id} already placed"  # re-applied after a crash
+        self._require_live(Command.PLACE_ORDER)
         order = self._new_order(symbol, side, quantity, type, limit_price, client_id)
         if order.side is Side.BUY and self.state is S.PAUSED:
             raise CommandRejected("cannot place a buy: the session is paused (no new entries); resume first")

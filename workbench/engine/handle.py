@@ -1,0 +1,280 @@
+"""What the views, the CLI and the host act on: one :class:`SessionHandle` per session, wherever it runs.
+
+* :class:`LocalHandle` wraps a :class:`~workbench.engine.session.Session` running in this kernel:
+  ``act`` applies the control now (the session's own ``_do_*`` through the commands table).
+* :class:`RemoteHandle` is a session run by another process (``workbench host``, another kernel):
+  ``send`` queues a store command for its runner, ``act`` waits for the runner's answer.
+
+Both give ``state``, ``allowed()`` (from :data:`workbench.engine.commands.ALLOWED`), ``act``,
+``restart()`` (a new run of the same config and kind; a live one must be armed again, see
+:func:`workbench.engine.live.arming_problem`) and ``snapshot()``. :func:`handle_for` picks one.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import pandas as pd
+
+from workbench.config import SessionConfig
+from workbench.domain import TRADE_COLUMNS, Fill, SessionState, Side
+from workbench.engine import commands
+from workbench.engine.commands import Command, CommandRejected
+from workbench.engine.exposure import concentration, limit_usage
+from workbench.engine.portfolio import Portfolio
+from workbench.store import Store
+
+S = SessionState
+POSITION_COLUMNS = ("symbol", "quantity", "avg_price", "price", "value")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A session at one moment: state, the risk engine's trading state, positions valued at their last
+    marks, trades so far (open ones with status "open"), and exposure with the configured limits."""
+
+    session_id: str
+    kind: str
+    state: SessionState
+    risk_state: str  # running | reducing | halted, "" when unknown (no checkpoint yet)
+    positions: pd.DataFrame  # POSITION_COLUMNS
+    trades: pd.DataFrame  # TRADE_COLUMNS
+    cash: float
+    equity: float
+    exposure: float
+    concentration: pd.DataFrame  # exposure.concentration
+    limits: pd.DataFrame  # exposure.limit_usage
+
+
+def _snapshot(session_id: str, kind: str, state: SessionState, risk_state: str, pf: Portfolio,
+              config: SessionConfig | None, trades: pd.DataFrame | None = None) -> Snapshot:
+    rows = [(s, p.quantity, p.avg_price, pf.marks.get(s, p.avg_price), pf.symbol_exposure(s))
+            for s, p in sorted(pf.positions.items()) if p.quantity > 0.0]
+    positions = pd.DataFrame(rows, columns=list(POSITION_COLUMNS))
+    values = dict(zip(positions["symbol"], positions["value"]))
+    equity = pf.equity
+    if trades is None:
+        trades = pd.DataFrame(pf.trade_log(include_open=True), columns=list(TRADE_COLUMNS))
+    limits = limit_usage(config, values, equity) if config is not None else pd.DataFrame()
+    return Snapshot(session_id, kind, state, risk_state, positions, trades, pf.cash, equity, pf.exposure,
+                    concentration(pd.Series(values, dtype=float), equity), limits)
+
+
+def stored_portfolio(store: Store, session_id: str, initial_cash: float,
+                     marks: Mapping[str, float] | None = None) -> Portfolio:
+    """The portfolio the session's stored fills give (in booking order), marked at ``marks``."""
+    fills, orders = store.fills(session_id), store.orders(session_id)
+    reason = dict(zip(orders.client_id, orders.reason)) if len(orders) else {}
+    pf = Portfolio.replay_fills(initial_cash, (
+        Fill(r.client_id, r.symbol, Side(r.side), r.quantity, r.price, r.commission, r.slippage,
+             pd.Timestamp(r.time).to_pydatetime(), r.fill_id, reason.get(r.client_id, ""))
+        for r in fills.itertuples(index=False)))
+    pf.marks.update({s: float(v) for s, v in (marks or {}).items()})
+    return pf
+
+
+class SessionHandle(ABC):
+    """One session to act on. See the module docstring."""
+
+    session_id: str
+    store: Store
+    local: bool = False
+
+    @property
+    @abstractmethod
+    def state(self) -> SessionState:
+        """The session's state now."""
+
+    @property
+    def kind(self) -> str:
+        """backtest | paper | live."""
+        return str(self.store.get_session(self.session_id)["kind"])
+
+    def allowed(self) -> frozenset[Command]:
+        """The commands the current state allows (:data:`workbench.engine.commands.ALLOWED`)."""
+        return commands.allowed(self.state)
+
+    @abstractmethod
+    def act(self, command: Command | str, **args: Any) -> str:
+        """Apply ``command``; returns the runner's message or raises :class:`CommandRejected` saying why."""
+
+    @abstractmethod
+    def restart(self, **kwargs: Any) -> SessionHandle:
+        """A new run of the same config and kind (``parent_id`` = this session)."""
+
+    @abstractmethod
+    def snapshot(self) -> Snapshot:
+        """State, risk state, positions, trades so far and exposure."""
+
+    @abstractmethod
+    def risk_state(self) -> str:
+        """The risk engine's trading state (running | reducing | halted); "" if not known yet."""
+
+    def _config(self) -> SessionConfig:
+        row = self.store.get_session(self.session_id)
+        if row["config"] is None:
+            raise CommandRejected(f"cannot restart {self.session_id}: its stored config no longer validates "
+                                  f"({row.get('config_error')}); create a new session instead")
+        return row["config"]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.session_id} {self.state.value}>"
+
+
+class LocalHandle(SessionHandle):
+    """A session running in this kernel: controls are applied at once by the session itself."""
+
+    local = True
+    #: settings of the old run that a restart keeps (the feed is made anew from the config)
+    CARRY = ("poll_interval", "equity_interval", "checkpoint_interval", "replay_speed")
+
+    def __init__(self, session: Any, *, actor: str = "user"):
+        self.session, self.actor = session, actor
+        self.session_id, self.store = session.id, session.store
+
+    @property
+    def state(self) -> SessionState:
+        return SessionState(self.session.state)
+
+    def act(self, command: Command | str, **args: Any) -> str:
+        cmd = commands.parse(command)
+        if cmd is Command.RESTART:
+            raise CommandRejected("restart makes a new run: call restart() (it returns the new run's handle)")
+        actor = str(args.pop("actor", self.actor))
+        try:
+            return str(self.session._control(cmd, actor, **args))
+        except CommandRejected:
+            raise
+        except ValueError as e:  # invalid values (params, symbols, order fields): the message says which
+            raise CommandRejected(f"{cmd.value} rejected: {e}") from e
+
+    def restart(self, *, arming: Mapping[str, Any] | None = None, start: bool = True, **kwargs: Any) -> LocalHandle:
+        """A new local run of the same config and kind, started on the running loop (``start``). Keeps the
+        old run's poll/checkpoint settings and replay speed; a live session needs ``arming`` again (and
+        may take ``exchange``/``credentials`` as :func:`~workbench.engine.live.open_session` does)."""
+        from workbench.engine.session import Session
+
+        commands.check_allowed(self.state, Command.RESTART)
+        carried = {k: getattr(self.session, k) for k in self.CARRY if hasattr(self.session, k)}
+        if arming is not None:
+            kwargs["arming"] = arming
+        new = Session.restart(self.session_id, self.store, **{**carried, **kwargs})
+        if start:
+            new.start()
+        return LocalHandle(new, actor=self.actor)
+
+    def risk_state(self) -> str:
+        return str(self.session.risk.state.value)
+
+    def snapshot(self) -> Snapshot:
+        s = self.session
+        return _snapshot(self.session_id, s.config.kind.value, self.state, self.risk_state(), s.portfolio, s.config)
+
+
+class RemoteHandle(SessionHandle):
+    """A session run elsewhere: commands go through the store to whichever runner polls them.
+
+    ``send`` rejects at once only what no runner could answer (an unknown command, arguments that do not
+    fit the command, a state without a runner); the runner applies the state table itself, since the
+    state read here may already be out of date. ``act`` waits up to ``timeout`` s for the answer
+    (``clock``/``sleep`` are injectable)."""
+
+    def __init__(self, session_id: str, store: Store, *, actor: str = "user", timeout: float = 10.0,
+                 poll: float = 0.1, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        store.get_session(session_id)  # NotFoundError for a bad id
+        self.session_id, self.store, self.actor = session_id, store, actor
+        self.timeout, self.poll, self.clock, self.sleep = float(timeout), float(poll), clock, sleep
+
+    @property
+    def state(self) -> SessionState:
+        return SessionState(self.store.get_session(self.session_id)["state"])
+
+    def send(self, command: Command | str, **args: Any) -> int:
+        """Queue ``command`` for the runner; returns the store command id (see :meth:`result`)."""
+        from workbench.engine.session import Session
+
+        cmd = commands.parse(command)
+        if cmd is Command.RESTART:
+            raise CommandRejected("restart makes a new run: call restart() (it returns the new run's handle)")
+        actor = str(args.pop("actor", self.actor))
+        state = self.state
+        if not any(c in commands.RUNNER_COMMANDS for c in commands.allowed(state)):
+            commands.check_allowed(state, cmd)  # rejects, naming the state and what it allows
+        commands.bind(partial(getattr(Session, f"_do_{cmd.value}"), None), cmd, actor=actor, **args)
+        return self.store.send_command(self.session_id, cmd.value, args or None, actor=actor)
+
+    def result(self, cmd_id: int) -> dict[str, Any] | None:
+        """The finished command (``status`` applied/rejected, ``result`` text), or None while pending."""
+        cmd = self.store.get_command(cmd_id)
+        return None if cmd["status"] == "pending" else cmd
+
+    def act(self, command: Command | str, **args: Any) -> str:
+        cmd_id = self.send(command, **args)
+        deadline = self.clock() + self.timeout
+        while (done := self.result(cmd_id)) is None:
+            if self.clock() >= deadline:
+                raise TimeoutError(f"no runner answered {commands.parse(command).value} (command {cmd_id}) within "
+                                   f"{self.timeout:g}s; it stays queued: is the session's runner "
+                                   "(workbench host) alive?")
+            self.sleep(self.poll)
+        if done["status"] != "applied":
+            raise CommandRejected(str(done["result"]))
+        return str(done["result"])
+
+    def restart(self, *, arming: Mapping[str, Any] | None = None, **kwargs: Any) -> RemoteHandle:
+        """Request a new run of the same config and kind from ``workbench host`` (state "requested"). A live
+        session needs ``arming`` again (the host still needs ``--allow-live``)."""
+        from workbench.engine.host import request_session
+        from workbench.engine.live import LiveNotArmed, arming_problem
+
+        if kwargs:
+            raise TypeError(f"a remote restart takes only arming (got {', '.join(kwargs)}); "
+                            "the host decides how it runs the session")
+        commands.check_allowed(self.state, Command.RESTART)
+        config = self._config()
+        problem = arming_problem(config, arming)
+        if problem:
+            raise LiveNotArmed(f"cannot restart {self.session_id}: {problem}")
+        new_id = request_session(self.store, config, arming=arming, actor=self.actor, parent_id=self.session_id)
+        return RemoteHandle(new_id, self.store, actor=self.actor, timeout=self.timeout, poll=self.poll,
+                            clock=self.clock, sleep=self.sleep)
+
+    def _runner_state(self) -> dict[str, Any]:
+        try:
+            return self.store.load_runner_state(self.session_id) or {}
+        except Exception:  # an unreadable checkpoint: nothing known yet
+            return {}
+
+    def risk_state(self) -> str:
+        return str((self._runner_state().get("risk") or {}).get("state") or "")
+
+    def snapshot(self) -> Snapshot:
+        row = self.store.get_session(self.session_id)
+        state, config = SessionState(row["state"]), row["config"]
+        runner = self._runner_state()
+        marks = (runner.get("portfolio") or {}).get("marks") or {}
+        risk_state = str((runner.get("risk") or {}).get("state") or "")
+        pf = stored_portfolio(self.store, self.session_id, float(row["initial_balance"]), marks)
+        trades = self.store.trades(self.session_id) if state.is_final else None
+        if trades is not None and trades.empty and pf.fill_count:
+            trades = None  # ended without saving its trades (killed hard): rebuild them from the fills
+        return _snapshot(self.session_id, str(row["kind"]), state, risk_state, pf, config, trades)
+
+
+def handle_for(session_id: str, store: Store, local_sessions: Mapping[str, Any] | None = None, *,
+               actor: str = "user", **remote: Any) -> SessionHandle:
+    """The handle of ``session_id``: local if ``local_sessions`` (id -> Session started in this kernel)
+    holds it, else remote through ``store`` (``remote``: :class:`RemoteHandle` options)."""
+    session = (local_sessions or {}).get(session_id)
+    if session is not None:
+        return LocalHandle(session, actor=actor)
+    return RemoteHandle(session_id, store, actor=actor, **remote)
+
+
+__all__ = ["Snapshot", "SessionHandle", "LocalHandle", "RemoteHandle", "handle_for", "stored_portfolio",
+           "POSITION_COLUMNS"]
