@@ -1,10 +1,12 @@
 """The session control panel: the guide's basic, emergency and risk controls as buttons.
 
-With a local :class:`~workbench.engine.session.Session` the buttons call its methods; otherwise
-they queue store commands (``store.send_command``) for whichever process runs the session and
-show the command's applied/rejected result when the runner has handled it. Restart makes a new
-run of the same config: locally started, or requested from ``workbench host``. Errors are shown
-as a message in the panel, never raised.
+The panel acts on a :class:`~workbench.engine.handle.SessionHandle`: with a local session the
+control is applied at once; otherwise it is queued as a store command for whichever process runs
+the session and the runner's applied/rejected answer shows when it comes. Which buttons are enabled
+is the commands table's (:func:`workbench.engine.commands.allowed`), never the panel's. Restart is
+the handle's: a new run of the same config and kind (locally started, or requested from ``workbench
+host``; a live session needs its exchange:account typed again). Errors are shown as a message in
+the panel, never raised.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from workbench.domain import SessionState
+from workbench.engine.handle import SessionHandle, handle_for
 from workbench.engine.risk import OVERRIDABLE
 from workbench.store import Store
 from workbench.strategies import registry
@@ -23,30 +25,7 @@ from workbench.ui import forms as F
 from workbench.ui.common import Ticker, button, message, open_store, state_badge
 
 log = logging.getLogger(__name__)
-S = SessionState
 PERCENT_LIMITS = frozenset({"concentration_limit", "stop_loss", "take_profit", "trailing_stop"})
-_ADJUST = ("close_all", "cancel_all", "trip_breaker", "reset_breaker", "risk_override", "scale_sizing",
-           "tighten_stops", "enable_symbol", "disable_symbol", "set_params")
-#: which controls each state allows (a view concern: the engine still rejects what it cannot do)
-ALLOWED: dict[str, frozenset[str]] = {
-    "running": frozenset({"pause", "stop", "kill", *_ADJUST}),
-    "paused": frozenset({"resume", "stop", "kill", *_ADJUST}),
-    "starting": frozenset({"pause", "kill"}),
-    "created": frozenset({"pause", "kill"}),
-    "stopping": frozenset({"kill", "close_all", "cancel_all"}),
-    "orphaned": frozenset({"restart"}),
-    "requested": frozenset(),
-}
-FINAL_ALLOWED = frozenset({"restart"})
-METHODS = {"pause": "pause", "resume": "resume_trading", "stop": "stop", "kill": "kill", "close_all": "close_all",
-           "cancel_all": "cancel_all", "trip_breaker": "trip_breaker", "reset_breaker": "reset_breaker",
-           "risk_override": "risk_override", "scale_sizing": "scale_sizing", "tighten_stops": "tighten_stops",
-           "enable_symbol": "enable_symbol", "disable_symbol": "disable_symbol", "set_params": "set_params"}
-
-
-def allowed(state: str) -> frozenset[str]:
-    """The controls enabled in ``state``."""
-    return FINAL_ALLOWED if S(state).is_final else ALLOWED.get(state, frozenset())
 
 
 class ControlPanel:
@@ -54,9 +33,15 @@ class ControlPanel:
 
     def __init__(self, session_id: str, store: Store | str | None = None, session: Any = None, *,
                  refresh: float = 1.0, actor: str = "dashboard",
-                 on_restart: Callable[[str, Any], None] | None = None):
+                 on_restart: Callable[[str, Any], None] | None = None, handle: SessionHandle | None = None):
         self.store = open_store(store if store is not None or session is None else session.store)
         self.session_id, self.session, self.actor = session_id, session, actor
+        if handle is None:  # NotFoundError for a bad id, before any widget
+            handle = handle_for(session_id, self.store, {session_id: session} if session is not None else None,
+                                actor=actor)
+        self.handle = handle
+        if handle.local and self.session is None:
+            self.session = getattr(handle, "session", None)
         self.on_restart = on_restart
         self.pending: dict[int, str] = {}  # command id -> name, waiting for the runner
         self.results: list[dict[str, Any]] = []  # finished commands shown, newest last
@@ -87,6 +72,10 @@ class ControlPanel:
         self.kill_cancel = button("Cancel", "wb-btn-kill-cancel")
         self.kill_box = W.HBox([W.HTML("<b>Kill ends the session now and may leave positions open.</b>"),
                                 self.kill_confirm, self.kill_cancel], layout={"display": "none"})
+        live = self.config is not None and self.config.kind.value == "live"
+        self.restart_confirm = W.Text(description="Re-arm", placeholder="exchange:account (live restart)",
+                                      layout={"width": "300px", "display": None if live else "none"})
+        self.restart_confirm.add_class("wb-restart-confirm")
         b["pause"].on_click(lambda _: self.act("pause"))
         b["resume"].on_click(lambda _: self.act("resume"))
         b["stop"].on_click(lambda _: self.act("stop", reason="stopped from the control panel"))
@@ -106,7 +95,8 @@ class ControlPanel:
         sec = lambda t: W.HTML(f"<b style='display:block;margin-top:6px'>{t}</b>")  # noqa: E731
         self.widget = W.VBox([
             self.title, self.state_html,
-            W.HBox([b[k] for k in ("pause", "resume", "stop", "restart", "kill")]), self.kill_box,
+            W.HBox([b[k] for k in ("pause", "resume", "stop", "restart", "kill")]), self.restart_confirm,
+            self.kill_box,
             sec("Emergency Controls"),
             W.HBox([b["close_all"], b["cancel_all"], b["trip_breaker"], b["reset_breaker"]]),
             sec("Risk Adjustments"), W.HBox([b["scale_sizing"], b["tighten_stops"]]),
@@ -166,15 +156,16 @@ class ControlPanel:
 
     # ---- actions ----------------------------------------------------------------------------
     def act(self, name: str, **args: Any) -> str | int | None:
-        """Apply control ``name``: the local session's method (returns its message) or a store
-        command (returns its id; the result shows when the runner has handled it)."""
+        """Apply control ``name`` through the handle: a local session applies it now (returns its
+        message); a remote one gets a store command (returns its id; the answer shows when the runner
+        has handled it)."""
         try:
-            if self.session is not None:
-                msg = getattr(self.session, METHODS[name])(actor=self.actor, **args)
+            if self.handle.local:
+                msg = self.handle.act(name, **args)
                 self._show(f"{name}: {msg}", "ok")
                 self.refresh()
                 return msg
-            cmd = self.store.send_command(self.session_id, name, args or None, actor=self.actor)
+            cmd = self.handle.send(name, **args)  # type: ignore[attr-defined]
             self.pending[cmd] = name
             self._show(f"{name} sent; waiting for the runner…", "info")
             return cmd
@@ -214,24 +205,25 @@ class ControlPanel:
         return self.act("kill", reason="killed from the control panel")
 
     def restart(self) -> Any:
-        """A new run of the same config: started here with a local session, else requested from the host."""
+        """A new run of the same config and kind (:meth:`SessionHandle.restart`): started here for a local
+        session, else requested from the host. A live session is re-armed with the typed exchange:account."""
         try:
-            if self.session is not None:
-                from workbench.engine.session import Session
+            arming = None
+            if self.config is not None and self.config.kind.value == "live":
+                confirmation = self.restart_confirm.value.strip()
+                arming = {"allow_live": bool(confirmation), "confirmation": confirmation}
+            new = self.handle.restart(arming=arming)
+            if new.local:
+                from workbench.ui.launch import LOCAL_SESSIONS
 
-                new = Session.restart(self.session_id, self.store)
-                new.start()
-                self.restarted = new
-                new_id = new.id
+                LOCAL_SESSIONS[new.session_id] = new.session  # type: ignore[attr-defined]
+                self.restarted = new.session  # type: ignore[attr-defined]
             else:
-                if self.config is None:
-                    raise ValueError("the session's config no longer validates; create a new session instead")
-                new_id = self.store.create_session(self.config, state=S.REQUESTED, parent_id=self.session_id)
-                self.restarted = new_id
-            self._show(f"restarted as {new_id}" + ("" if self.session is not None else
-                                                    " (requested from workbench host)"), "ok")
+                self.restarted = new.session_id
+            self._show(f"restarted as {new.session_id}" + ("" if new.local else " (requested from workbench host)"),
+                       "ok")
             if self.on_restart is not None:
-                self.on_restart(new_id, self.restarted)
+                self.on_restart(new.session_id, self.restarted)
             return self.restarted
         except Exception as e:
             self._show(f"restart failed: {e}", "error")
@@ -240,19 +232,16 @@ class ControlPanel:
     # ---- refresh --------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Read the state (and finished commands) and enable the buttons the state allows."""
-        if self.session is not None:
-            state = self.session.state.value
-        else:
-            state = self.store.get_session(self.session_id)["state"]
+        state = self.handle.state.value
         self.state = state
         self.state_html.value = f"State: {state_badge(state)}"
-        ok = allowed(state)
+        ok = {c.value for c in self.handle.allowed()}
         for name, btn in self.buttons.items():
             btn.disabled = name not in ok
         self.kill_confirm.disabled = "kill" not in ok
         for cmd_id in list(self.pending):
-            cmd = self.store.get_command(cmd_id)
-            if cmd["status"] == "pending":
+            cmd = self.handle.result(cmd_id)  # type: ignore[attr-defined]
+            if cmd is None:
                 continue
             name = self.pending.pop(cmd_id)
             self.results.append(cmd)

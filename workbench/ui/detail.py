@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 
 from workbench.backtest.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
 from workbench.domain import SessionState
+from workbench.engine.handle import SessionHandle, handle_for
 from workbench.store import Store
 from workbench.ui.common import Ticker, fmt_num, fmt_time, frame_table, message, open_store, state_badge
 from workbench.ui.livechart import LiveChart
@@ -59,9 +60,12 @@ class DetailView:
     """Detail of one session; display ``view.widget``. ``equity_chart``/``price_chart`` are LiveCharts."""
 
     def __init__(self, session_id: str, store: Store | str | None = None, session: Any = None, *,
-                 refresh: float = 0.5, window: int = 500, tables_every: int = 4, symbol: str | None = None):
+                 refresh: float = 0.5, window: int = 500, tables_every: int = 4, symbol: str | None = None,
+                 handle: SessionHandle | None = None):
         self.store = open_store(store if store is not None or session is None else session.store)
         self.session_id, self.session = session_id, session
+        self.handle = handle or handle_for(session_id, self.store,
+                                           {session_id: session} if session is not None else None)
         self.tables_every = max(int(tables_every), 1)
         row = self.store.get_session(session_id)
         self.row = row
@@ -264,20 +268,13 @@ class DetailView:
         self.trades = trades
 
     def _trades(self, row: dict[str, Any]) -> pd.DataFrame:
-        if self.session is not None and not SessionState(row["state"]).is_final:
-            from workbench.backtest.metrics import TRADE_COLUMNS as COLS
-
-            return pd.DataFrame(self.session.portfolio.trade_log(include_open=True), columns=list(COLS))
+        """Trades so far (open ones too) while a local session runs; the stored trade list otherwise."""
+        if self.handle.local and not SessionState(row["state"]).is_final:
+            return self.handle.snapshot().trades
         return self.store.trades(self.session_id)
 
     def _risk_state(self) -> str:
-        if self.session is not None:
-            return self.session.risk.state.value
-        try:
-            st = self.store.load_runner_state(self.session_id)
-        except Exception:
-            return ""
-        return str(((st or {}).get("risk") or {}).get("state") or "")
+        return self.handle.risk_state()
 
     def _problem(self, text: str) -> None:
         self.problem.value = message(text, "error")

@@ -127,9 +127,12 @@ def session_page(session_id: str | None = None, store: Store | str | None = None
     except NotFoundError:
         return _notice("session", f"There is no session <code>{html.escape(sid)}</code> in this store. "
                                   "Pick one on the <a href='sessions.ipynb'>sessions page</a>.")
-    local = LOCAL_SESSIONS.get(sid)
-    view = DetailView(sid, st, local, refresh=refresh)
-    panel = ControlPanel(sid, st, local)
+    from workbench.engine.handle import handle_for
+
+    handle = handle_for(sid, st, LOCAL_SESSIONS, actor="dashboard")
+    local = getattr(handle, "session", None)
+    view = DetailView(sid, st, local, refresh=refresh, handle=handle)
+    panel = ControlPanel(sid, st, local, handle=handle)
     return Page("session", [view.widget, panel.widget], {"detail": view, "controls": panel})
 
 

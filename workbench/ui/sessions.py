@@ -12,6 +12,7 @@ import ipywidgets as W
 import pandas as pd
 
 from workbench.engine.exposure import active_sessions
+from workbench.engine.handle import handle_for
 from workbench.store import Store
 from workbench.ui.common import (Ticker, button, fmt_duration, fmt_money, fmt_plain_money, message, open_store,
                                  state_badge)
@@ -114,14 +115,16 @@ class SessionsView:
 
         try:
             self._close_selection()
-            session = LOCAL_SESSIONS.get(session_id)
-            self.panel = ControlPanel(session_id, self.store, session, on_restart=lambda new, _s: self._restarted(new))
+            handle = handle_for(session_id, self.store, LOCAL_SESSIONS, actor="dashboard")
+            session = getattr(handle, "session", None)
+            self.panel = ControlPanel(session_id, self.store, session, handle=handle,
+                                      on_restart=lambda new, _s: self._restarted(new))
             self.panel.ticker.stop()  # this view's ticker refreshes it
             parts = [self.panel.widget]
             if self.with_detail:
                 from workbench.ui.detail import DetailView
 
-                self.detail = DetailView(session_id, self.store, session)
+                self.detail = DetailView(session_id, self.store, session, handle=handle)
                 parts.append(self.detail.widget)
             self.selection.children = parts
             self.selected = session_id
