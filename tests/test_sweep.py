@@ -11,7 +11,7 @@ import pytest
 
 from workbench.backtest.runner import run_backtest
 from workbench.backtest.sweep import sensitivity, sweep, walk_forward
-from workbench.backtest.sweep_kernel import METRIC_KEYS, np_sum
+from workbench.backtest.metrics_nb import METRIC_KEYS, np_sum
 from workbench.config import make_config
 from workbench.data import sample_bars
 
@@ -166,7 +166,7 @@ def test_gapped_symbols_book_like_run_backtest(config):
 
 def test_kth_matches_numpy_partition_on_hard_inputs():
     """The quantile's selection (sampled bracket, else quickselect) against np.partition."""
-    from workbench.backtest.sweep_kernel import _kth
+    from workbench.backtest.metrics_nb import _kth
 
     rng = np.random.default_rng(7)
     n = 30_000

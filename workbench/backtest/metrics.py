@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from workbench.backtest.metrics_nb import METRIC_KEYS, metrics_nb
 from workbench.domain import EXIT_REASONS, TRADE_COLUMNS, TRADE_STATUSES
+
+__all__ = [
+    "EXIT_REASONS", "METRIC_LABELS", "TRADE_COLUMNS", "TRADE_STATUSES", "compute_metrics", "drawdown_series",
+    "empty_trades", "format_metric", "infer_periods_per_year", "metrics_from_arrays", "monthly_returns",
+    "period_returns",
+]
 
 
 _MONEY, _PCT, _RATIO = "{:,.2f}", "{:.2%}", "{:.2f}"
@@ -48,6 +55,8 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "best_trade": ("Best Trade", _PCT),
     "worst_trade": ("Worst Trade", _PCT),
 }
+if tuple(METRIC_LABELS) != METRIC_KEYS:  # one list of metrics: the kernel's
+    raise ImportError("METRIC_LABELS must label exactly metrics_nb.METRIC_KEYS, in order")
 
 _REQUIRED_TRADE_COLUMNS = ("entry_time", "exit_time", "pnl", "return_pct", "duration", "status")
 _YEAR = pd.Timedelta(days=365)
@@ -130,7 +139,8 @@ def compute_metrics(
     periods_per_year: float | None = None,
 ) -> dict[str, float]:
     """Every performance, risk and trade metric (keys of ``METRIC_LABELS``) from an equity curve
-    and a trade log; see the module docstring for conventions."""
+    and a trade log; see the module docstring for conventions. The numbers are those of the one
+    metrics kernel, :func:`workbench.backtest.metrics_nb.metrics_nb` (also the sweeps')."""
     eq = _check_equity(equity)
     _check_balance(initial_balance)
     tr = _check_trades(trades)
@@ -140,66 +150,32 @@ def compute_metrics(
         ppy = float(periods_per_year)
     else:
         raise ValueError(f"periods_per_year must be a positive number (got {periods_per_year!r}), or None to infer it")
+    start, end = _trade_rows(eq.index, tr)
+    d = pd.to_timedelta(tr["duration"]).to_numpy(dtype="timedelta64[ns]")
+    duration = np.where(np.isnat(d), np.nan, d.view(np.int64).astype(np.float64))
+    return metrics_from_arrays(
+        eq.to_numpy(), float(initial_balance), ppy, start, end, tr["pnl"].to_numpy(dtype=float),
+        tr["return_pct"].to_numpy(dtype=float), duration, (tr["status"] == "closed").to_numpy(dtype=bool),
+    )
 
-    v = eq.to_numpy()
-    n = len(v)
-    final = float(v[-1]) if n else float(initial_balance)
-    total_return = final / initial_balance - 1.0
-    if n:
-        r, neg_sq, max_dd = _returns_and_drawdown_nb(v, float(initial_balance))
-    else:
-        r, max_dd = _returns(v, initial_balance), float("nan")
-        neg_sq = r
-    nan = float("nan")
 
-    with np.errstate(over="ignore", invalid="ignore"):
-        growth = np.float64(max(final / initial_balance, 0.0))
-        annualized = float(growth ** (ppy / n) - 1.0) if n else nan
-    mean = float(r.mean()) if n else nan
-    std = float(r.std(ddof=1)) if n >= 2 else nan
-    downside = float(np.sqrt(np.mean(neg_sq))) if n >= 2 else nan  # neg_sq = np.minimum(r, 0.0) ** 2
-    sqrt_ppy = math.sqrt(ppy) if math.isfinite(ppy) else nan
-    if n:
-        q, tail = _lower_tail(r, 0.05)
-        var, es = 0.0 - q, 0.0 - float(tail.mean())  # 0.0 - x: no -0.0
-    else:
-        var = es = nan
-
-    is_closed = (tr["status"] == "closed").to_numpy(dtype=bool)
-    pnl = tr["pnl"].to_numpy(dtype=float)[is_closed]
-    count = len(pnl)
-    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
-    avg_win = float(wins.mean()) if len(wins) else nan
-    avg_loss = float(losses.mean()) if len(losses) else nan
-    span_days = n / ppy * 365.0 if n else nan
-    rets = tr["return_pct"].to_numpy(dtype=float)[is_closed]
-
-    return {
-        "pnl": final - initial_balance,
-        "final_equity": final,
-        "total_return": total_return,
-        "annualized_return": annualized,
-        "volatility": std * sqrt_ppy,
-        "sharpe_ratio": _ratio(mean, std) * sqrt_ppy,
-        "sortino_ratio": _ratio(mean, downside) * sqrt_ppy,
-        "max_drawdown": max_dd,
-        "value_at_risk": var,
-        "expected_shortfall": es,
-        "calmar_ratio": _ratio(annualized, max_dd),
-        "win_rate": len(wins) / count if count else nan,
-        "profit_factor": _ratio(float(wins.sum()), -float(losses.sum())) if count else nan,
-        "avg_win": avg_win,
-        "avg_loss": avg_loss,
-        "risk_reward": avg_win / abs(avg_loss) if len(losses) else nan,
-        "trade_count": count,
-        "trades_per_day": count / span_days if span_days > 0 else nan,
-        "avg_trade_duration_hours": (
-            float(tr["duration"][is_closed].mean() / pd.Timedelta(hours=1)) if count else nan
-        ),
-        "exposure": _exposure(eq.index, tr),
-        "best_trade": float(rets.max()) if count else nan,
-        "worst_trade": float(rets.min()) if count else nan,
-    }
+def metrics_from_arrays(
+    equity: np.ndarray, initial_balance: float, periods_per_year: float, start: np.ndarray, end: np.ndarray,
+    pnl: np.ndarray, return_pct: np.ndarray, duration_ns: np.ndarray, closed: np.ndarray,
+) -> dict[str, float]:
+    """:func:`compute_metrics` from arrays, checked already: equity per period, and per trade the
+    first row it is open (``start``; -1 if not placeable), the first row it no longer is (``end``,
+    ``len(equity)`` while open), pnl, return_pct, holding time in ns (NaN unknown) and status."""
+    n = len(equity)
+    out = metrics_nb(
+        np.ascontiguousarray(equity, dtype=np.float64), float(initial_balance), float(periods_per_year),
+        np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64), np.asarray(pnl, dtype=np.float64),
+        np.asarray(return_pct, dtype=np.float64), np.asarray(duration_ns, dtype=np.float64),
+        np.asarray(closed, dtype=np.bool_), np.empty((3, n)),
+    )
+    metrics = dict(zip(METRIC_KEYS, out.tolist()))
+    metrics["trade_count"] = int(metrics["trade_count"])
+    return metrics
 
 
 def _returns(v: np.ndarray, initial_balance: float) -> np.ndarray:
@@ -209,33 +185,6 @@ def _returns(v: np.ndarray, initial_balance: float) -> np.ndarray:
         prev[1:] = v[:-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(prev != 0, v / prev - 1.0, 0.0)  # a wiped-out account stays at 0 %
-
-
-@njit(cache=True)
-def _returns_and_drawdown_nb(v: np.ndarray, initial_balance: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(r, np.minimum(r, 0.0) ** 2, drawdown_series(v, initial_balance).max())`` with
-    ``r = _returns(v, initial_balance)``, in one pass, the same numbers (the peak is >=
-    initial_balance > 0; ``v`` is finite and not empty)."""
-    n = len(v)
-    r = np.empty(n)
-    neg_sq = np.empty(n)
-    prev = initial_balance
-    peak = -np.inf
-    worst = -np.inf
-    for t in range(n):
-        x = v[t]
-        rt = x / prev - 1.0 if prev != 0.0 else 0.0
-        r[t] = rt
-        neg = rt if rt < 0.0 else 0.0
-        neg_sq[t] = neg * neg
-        prev = x
-        if x > peak:
-            peak = x
-        pk = peak if peak > initial_balance else initial_balance
-        dd = (pk - x) / pk
-        if dd > worst:
-            worst = dd
-    return r, neg_sq, worst
 
 
 @njit(cache=True)
@@ -251,64 +200,20 @@ def _step_range_nb(i8: np.ndarray) -> tuple[int, int]:
     return lo, hi
 
 
-_SMALL = 4096
-
-
-def _lower_tail(r: np.ndarray, q: float) -> tuple[float, np.ndarray]:
-    """``(np.quantile(r, q), r[r <= that])``, the same numbers (q < 0.5), with one small partition:
-    the order statistics around the quantile are taken from the values below a threshold picked
-    on a sample (all of ``r`` when the sample's threshold does not hold enough values)."""
-    n = len(r)
-    vi = np.float64(n - 1) * np.float64(q)  # numpy's "linear" method: virtual index (n - 1) q
-    k = int(np.floor(vi))
-    if n < _SMALL or k + 1 >= n:
-        qv = float(np.quantile(r, q))
-        return qv, r[r <= qv]
-    sample = r[:: n // (_SMALL // 2)]
-    j = min(len(sample) - 1, int(len(sample) * (q + 0.03)) + 8)
-    threshold = np.partition(sample, j)[j]
-    mask = r <= threshold
-    below = r[mask] if np.count_nonzero(mask) >= k + 2 else r
-    part = np.partition(below, [k, k + 1])
-    a, b = part[k], part[k + 1]
-    gamma = vi - np.float64(k)
-    diff = b - a  # numpy's _lerp
-    qv = float(b - diff * (1.0 - gamma)) if gamma >= 0.5 else float(a + diff * gamma)
-    return qv, below[below <= qv]
-
-
-def _ratio(num: float, den: float) -> float:
-    """num/den; a zero denominator gives +-inf for a non-zero numerator, NaN for zero or NaN."""
-    if math.isnan(num) or math.isnan(den):
-        return float("nan")
-    if den == 0:
-        return math.copysign(float("inf"), num) if num != 0 else float("nan")
-    return num / den
-
-
-def _exposure(index: pd.Index, trades: pd.DataFrame) -> float:
-    """Fraction of periods with a position open: entry_time <= t < exit_time (open trades: to the end)."""
-    n = len(index)
-    if trades.empty:
-        return 0.0 if n else float("nan")
+def _trade_rows(index: pd.Index, trades: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per trade, the rows of ``index`` it is open in: entry_time <= t < exit_time (open trades: to
+    the end) as (start, end) positions; start -1 when the index has no times to place them on."""
+    n, k = len(index), len(trades)
+    if k == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     if not isinstance(index, pd.DatetimeIndex) or n == 0:
-        return float("nan")
+        return np.full(k, -1, dtype=np.int64), np.full(k, -1, dtype=np.int64)
     entry = _times_like(trades["entry_time"], index)
     exit_ = _times_like(trades["exit_time"], index)
     times = _ns(index)
     start = times.searchsorted(_ns(entry), side="left")
     end = np.where(exit_.isna(), n, times.searchsorted(_ns(exit_), side="left"))
-    keep = end > start
-    start, end = start[keep], end[keep]
-    if not len(start):
-        return 0.0
-    order = np.argsort(start, kind="stable")  # periods covered = length of the union of [start, end)
-    start, end = start[order], end[order]
-    reach = np.maximum.accumulate(end)
-    before = np.empty_like(reach)
-    before[0], before[1:] = start[0], reach[:-1]
-    covered = int(np.maximum(end - np.maximum(start, before), 0).sum())
-    return covered / n
+    return start.astype(np.int64), end.astype(np.int64)
 
 
 def _ns(index: pd.DatetimeIndex) -> np.ndarray:
