@@ -3,6 +3,7 @@
 Fixtures (pytest finds them; no import needed): ``store_url`` and ``store`` (a fresh SQLite file in
 ``tmp_path``, closed after the test), ``bars`` (one day of 1m sample bars for BTC/USDT), ``config`` (a
 small valid paper :class:`~workbench.config.SessionConfig`) and ``clock`` (a :class:`FakeClock` at T0).
+``loopback_exchange`` (a running loopback exchange, tests/exchange) is re-exported here too.
 Helpers: ``from tests.kit import until, wait_until, FakeClock, paper_config, bars_for, T0``.
 (The repository-root ``conftest.py`` is nbval's and separate.)
 """
@@ -14,10 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.exchange.fixtures import loopback_exchange
 from tests.kit import FakeClock, paper_config
 from workbench.config import SessionConfig
 from workbench.data import sample_bars
 from workbench.store import Store
+
+__all__ = ["bars", "clock", "config", "loopback_exchange", "store", "store_url"]
 
 
 # ---- fixtures ---------------------------------------------------------------------------------

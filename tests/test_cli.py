@@ -83,18 +83,13 @@ def test_bad_input_is_one_clear_line_not_a_traceback(args, fragment, home):
     assert "Traceback" not in proc.stderr
 
 
-def test_host_runs_a_requested_session_to_completion(home):
-    from workbench.config import make_config
-    from workbench.store import Store
-
-    db = f"sqlite:///{home / 'host.db'}"
-    config = make_config(kind="paper", strategy="sma_cross", symbols=["BTC/USDT"],
-                         start="2024-01-01", end="2024-01-01T06:00:00Z")
-    session_id = Store(db).create_session(config, state="requested")
-    proc = run("host", "--db", db, "--poll", "0.2", "--stop-after", "3", home=home)
+def test_host_runs_a_requested_session_to_completion(home, store, store_url, config):
+    config = config.replace(start="2024-01-01", end="2024-01-01T06:00:00Z")
+    session_id = store.create_session(config, state="requested")
+    proc = run("host", "--db", store_url, "--poll", "0.2", "--stop-after", "3", home=home)
     assert proc.returncode == 0, proc.stderr
     assert "ran 1 session" in proc.stdout
-    session = Store(db).get_session(session_id)
+    session = store.get_session(session_id)
     assert session["state"] == "completed"
     assert session["trade_count"] is not None
 

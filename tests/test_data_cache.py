@@ -21,7 +21,8 @@ def test_paths_are_safe(cache):
     assert cache.path("binance", "BTC/USDT", "1m") == cache.root / "binance" / "BTC-USDT" / "1m.parquet"
     assert cache.path("binance", "BTC/USDT:USDT", "1h").parent.name == "BTC-USDT_USDT"
     assert cache.root in cache.path("binance", "../../etc", "1m").parents
-    for bad in [("Bin/ance", "BTC/USDT", "1m"), ("binance", "", "1m"), ("binance", "..", "1m"), ("binance", "BTC/USDT", "1x")]:
+    for bad in [("Bin/ance", "BTC/USDT", "1m"), ("binance", "", "1m"), ("binance", "..", "1m"),
+                ("binance", "BTC/USDT", "1x")]:
         with pytest.raises(BarsError):
             cache.path(*bad)
 
@@ -31,8 +32,7 @@ def test_empty_cache(cache):
     assert cache.read("binance", "BTC/USDT", "1m").empty
 
 
-def test_write_read_range_and_coverage(cache):
-    bars = sample_bars(days=1)
+def test_write_read_range_and_coverage(cache, bars):
     cache.write("binance", "BTC/USDT", "1m", bars)
     pd.testing.assert_frame_equal(cache.read("binance", "BTC/USDT", "1m"), bars, check_freq=False)
     part = cache.read("binance", "BTC/USDT", "1m", "2024-01-01 01:00", "2024-01-01 01:09")
@@ -41,8 +41,7 @@ def test_write_read_range_and_coverage(cache):
     assert cache.read("binance", "ETH/USDT", "1m").empty  # other symbols untouched
 
 
-def test_merge_keeps_newest_and_extends(cache):
-    bars = sample_bars(days=1)
+def test_merge_keeps_newest_and_extends(cache, bars):
     cache.write("binance", "BTC/USDT", "1m", bars.iloc[:100])
     newer = bars.iloc[50:200].copy()
     newer["close"] = newer["close"] + 1

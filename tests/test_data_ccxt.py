@@ -7,10 +7,8 @@ import ccxt
 import pandas as pd
 import pytest
 
-from tests.exchange.fixtures import loopback_exchange  # noqa: F401  (pytest fixture)
 from workbench.config import DataConfig
-from workbench.data import BarCache, load_bars, quality_report
-from workbench.data import ccxt_source
+from workbench.data import BarCache, ccxt_source, load_bars, quality_report
 from workbench.data.ccxt_source import DataSourceError, fetch_ohlcv, make_exchange
 
 START = pd.Timestamp("2024-01-02", tz="UTC")
@@ -31,7 +29,8 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
 
 
 def starts(ex) -> list[pd.Timestamp]:
-    return [pd.Timestamp(int(r.query["startTime"]), unit="ms", tz="UTC") for r in ex.requests(KLINES) if r.status == 200]
+    return [pd.Timestamp(int(r.query["startTime"]), unit="ms", tz="UTC")
+            for r in ex.requests(KLINES) if r.status == 200]
 
 
 def test_paginates_past_the_1000_bar_limit(loopback_exchange):
@@ -137,7 +136,8 @@ def test_load_bars_from_ccxt_uses_the_default_cache(loopback_exchange, tmp_path,
     monkeypatch.setattr(ccxt_source, "make_exchange", lambda _id: ex.ccxt_client())
     data = DataConfig(source="ccxt", exchange="binance", timeframe="5m")
     bars = load_bars(data, "SOL/USDT", "2024-02-01", "2024-02-03")
-    assert_same(bars, expected(ex, pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-02-03", tz="UTC"), "SOL/USDT", "5m"))
+    want = expected(ex, pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-02-03", tz="UTC"), "SOL/USDT", "5m")
+    assert_same(bars, want)
     assert (tmp_path / "cache" / "binance" / "SOL-USDT" / "5m.parquet").exists()
 
 
@@ -147,7 +147,8 @@ def test_cache_stays_contiguous_when_asked_for_a_range_away_from_it(loopback_exc
     client = ex.ccxt_client()
     fetch_ohlcv(client, "BTC/USDT", "1m", START + minutes(1000), START + minutes(1999), cache=cache, progress=False)
     ex.clear_log()
-    later = fetch_ohlcv(client, "BTC/USDT", "1m", START + minutes(3000), START + minutes(3099), cache=cache, progress=False)
+    later = fetch_ohlcv(client, "BTC/USDT", "1m", START + minutes(3000), START + minutes(3099), cache=cache,
+                        progress=False)
     assert_same(later, expected(ex, START + minutes(3000), START + minutes(3099)))
     assert starts(ex) == [START + minutes(2000), START + minutes(3000)]  # the hole 2000..2999 is filled too
     earlier = fetch_ohlcv(client, "BTC/USDT", "1m", START, START + minutes(9), cache=cache, progress=False)

@@ -22,11 +22,13 @@ def write(tmp_path: Path, text: str, name: str = "bars.csv") -> Path:
     "header,times,expected",
     [
         ("Date", ["2024-01-01T00:00:00Z", "2024-01-01T00:01:00Z"], ["2024-01-01 00:00", "2024-01-01 00:01"]),
-        ("datetime", ["2024-01-01 02:00:00+02:00", "2024-01-01 02:01:00+02:00"], ["2024-01-01 00:00", "2024-01-01 00:01"]),
+        ("datetime", ["2024-01-01 02:00:00+02:00", "2024-01-01 02:01:00+02:00"],
+         ["2024-01-01 00:00", "2024-01-01 00:01"]),
         ("TIME", ["2024-01-01 00:00", "2024-01-01 00:01"], ["2024-01-01 00:00", "2024-01-01 00:01"]),
         ("timestamp", ["2024-03-05 10:00:30", "2024-03-05 10:01:30"], ["2024-03-05 10:00:30", "2024-03-05 10:01:30"]),
         ("date", ["13/01/2024 10:00", "13/01/2024 10:01"], ["2024-01-13 10:00", "2024-01-13 10:01"]),
-        ("date", ["02/03/2024 10:00", "02/03/2024 10:01"], ["2024-03-02 10:00", "2024-03-02 10:01"]),  # ambiguous: day first
+        # ambiguous: day first
+        ("date", ["02/03/2024 10:00", "02/03/2024 10:01"], ["2024-03-02 10:00", "2024-03-02 10:01"]),
         ("date", ["01/13/2024", "01/14/2024"], ["2024-01-13", "2024-01-14"]),  # only month-first fits
         ("date", ["01/12/2024", "01/13/2024"], ["2024-01-12", "2024-01-13"]),  # day-first fails on row 2
         ("date", ["2024/01/31 23:59", "2024/02/01 00:00"], ["2024-01-31 23:59", "2024-02-01 00:00"]),
@@ -85,7 +87,8 @@ def test_missing_columns_named_with_file(tmp_path):
 
 
 def test_first_unparseable_row_is_named(tmp_path):
-    path = write(tmp_path, "date,open,high,low,close,volume\n2024-01-01 00:00," + ROWS + "2024-01-01 00:01," + ROWS + "yesterday," + ROWS)
+    path = write(tmp_path, "date,open,high,low,close,volume\n2024-01-01 00:00," + ROWS + "2024-01-01 00:01," + ROWS
+                 + "yesterday," + ROWS)
     with pytest.raises(BarsError, match=r"bars\.csv: cannot read 'yesterday' \(data row 3, line 4\)"):
         read_csv_bars(path)
 

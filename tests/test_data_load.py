@@ -41,7 +41,8 @@ def test_csv_source(tmp_path):
     sample_bars("XRP/USDT", days=2).to_csv(path)
     bars = load_bars(DataConfig(source="csv", csv_path=str(path)), "XRP/USDT", "2024-01-02")
     assert bars.index[0] == pd.Timestamp("2024-01-02", tz="UTC") and len(bars) == 1440
-    with pytest.raises(BarsError, match="no XRP/USDT bars .* available: 2024-01-01 00:00:00\\+00:00 to 2024-01-02 23:59"):
+    with pytest.raises(BarsError,
+                       match="no XRP/USDT bars .* available: 2024-01-01 00:00:00\\+00:00 to 2024-01-02 23:59"):
         load_bars(DataConfig(source="csv", csv_path=str(path)), "XRP/USDT", "2025-01-01")
 
 

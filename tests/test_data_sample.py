@@ -25,7 +25,8 @@ def test_same_arguments_same_bars_and_a_fresh_copy_each_time():
 def test_identical_in_a_fresh_process_with_another_hash_seed():
     code = "from workbench.data import sample_bars; print(repr(float(sample_bars('SOL/USDT', days=2)['close'].sum())))"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "123", "PATH": ""}
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
     )
     assert float(out.stdout) == float(sample_bars("SOL/USDT", days=2)["close"].sum())
 
@@ -55,7 +56,8 @@ def test_unknown_symbol_lists_available():
         sample_bars("DOGE/USDT")
 
 
-@pytest.mark.parametrize("kwargs,match", [({"days": 0}, "days"), ({"timeframe": "7m"}, "divide a day"), ({"timeframe": "1s"}, "whole-minute")])
+@pytest.mark.parametrize("kwargs,match", [({"days": 0}, "days"), ({"timeframe": "7m"}, "divide a day"),
+                                          ({"timeframe": "1s"}, "whole-minute")])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(BarsError, match=match):
         sample_bars("BTC/USDT", **kwargs)
@@ -64,7 +66,8 @@ def test_bad_arguments(kwargs, match):
 @pytest.mark.parametrize("tf,rule", [("5m", "5min"), ("1h", "1h"), ("1d", "1D")])
 def test_coarser_timeframes_aggregate_the_minute_path(tf, rule):
     minute = sample_bars("ETH/USDT", days=4)
-    expected = minute.resample(rule).agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    expected = minute.resample(rule).agg({"open": "first", "high": "max", "low": "min", "close": "last",
+                                          "volume": "sum"})
     got = sample_bars("ETH/USDT", tf, days=4)
     pd.testing.assert_frame_equal(got, expected, check_freq=False, check_exact=False, rtol=1e-12)
     assert quality_report(got, tf).ok

@@ -9,14 +9,10 @@ from workbench.data import BARS_COLUMNS, BarsError, quality_report, sample_bars,
 from workbench.data.schema import QualityReport
 
 
-@pytest.fixture
-def bars() -> pd.DataFrame:
-    return sample_bars("BTC/USDT", days=1)
-
-
 def test_validate_normalises_names_types_timezone_and_order():
     raw = pd.DataFrame(
-        {"Open": [2, 1, 3], "HIGH": [3, 2, 4], "low": [1, 0.5, 2], "Close": [2, 1, 3], "Volume": [10, 20, 30], "extra": 1},
+        {"Open": [2, 1, 3], "HIGH": [3, 2, 4], "low": [1, 0.5, 2], "Close": [2, 1, 3], "Volume": [10, 20, 30],
+         "extra": 1},
         index=pd.to_datetime(["2024-01-01 00:02", "2024-01-01 00:01", "2024-01-01 00:03"]),
     )
     out = validate_bars(raw)

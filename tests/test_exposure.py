@@ -90,7 +90,8 @@ def _running(store, symbols=("BTC/USDT",), **risk):
 
 def test_active_sessions_pnl_exposure_uptime(store):
     sid, _ = _running(store)
-    store.add_equity_points(sid, [(T0, 10_000.0, 10_000.0, 0.0), (T0 + timedelta(minutes=1), 10_250.0, 7_250.0, 3_000.0)])
+    store.add_equity_points(sid, [(T0, 10_000.0, 10_000.0, 0.0),
+                                  (T0 + timedelta(minutes=1), 10_250.0, 7_250.0, 3_000.0)])
     done = store.create_session(make_config(kind="paper"))
     store.set_state(done, "completed")
     req = store.create_session(make_config(kind="paper"), state="requested")

@@ -15,7 +15,6 @@ import pytest
 from workbench import research
 from workbench.backtest.runner import run_backtest
 from workbench.engine.session import Session
-from workbench.store import Store
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
 MAX_CELL_LINES = 6  # a cell calls one function; logic belongs in workbench/
@@ -61,8 +60,7 @@ def test_sample_config_covers_the_days():
         research.sample_config(0)
 
 
-def test_saved_backtests_compare_from_a_real_sqlite_store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'wb.db'}")
+def test_saved_backtests_compare_from_a_real_sqlite_store(store):
     cfg = research.sample_config(2, params={"entry_threshold": 0.003, "exit_threshold": -0.001})
     bars = research.sample_bars_for(cfg)
     ids = research.run_and_save(cfg, [{"window": 20}, {"window": 90}], store, bars=bars)
@@ -80,8 +78,7 @@ def test_saved_backtests_compare_from_a_real_sqlite_store(tmp_path):
         research.compare_sessions(store, ids, metrics=("sharpe",))
 
 
-def test_paper_session_watched_and_controlled_like_notebook_03(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'wb.db'}")
+def test_paper_session_watched_and_controlled_like_notebook_03(store):
     cfg = research.sample_config(1, kind="paper", params={"window": 30, "entry_threshold": 0.002,
                                                           "exit_threshold": -0.001}, risk={"stop_loss": 0.02})
 

@@ -177,7 +177,8 @@ def test_html_export_is_self_contained(tmp_path):
     html = export_html(path, tmp_path / "x.html").read_text(encoding="utf-8")
     assert "Plotly.newPlot" in html and "window.Plotly = Plotly" in html
     assert "secret_code" not in html  # code cells hidden
-    page = html[: html.index("window.__wbDefine = window.define")] + html[html.index("window.define = window.__wbDefine"):]
+    page = (html[: html.index("window.__wbDefine = window.define")]
+            + html[html.index("window.define = window.__wbDefine"):])
     assert "window.Plotly" not in page  # the rest of the page, plotly.js cut out
     assert "<script src=" not in page and "cdnjs" not in page and "mathjax" not in page.lower()
     assert read_summary(path) is None
@@ -217,10 +218,10 @@ def test_prepare_maps_parameters():
     assert r.source == "parameters" and r.result is None
 
 
-def test_prepare_from_saved_session_and_template(tmp_path):
+def test_prepare_from_saved_session_and_template(store_url):
     from workbench.store import Store
 
-    url = f"sqlite:///{tmp_path / 'wb.db'}"
+    url = store_url
     saved = make_config(strategy="sma_cross", params={"fast": 4, "slow": 9}, symbols=["ETH/USDT"],
                         start="2024-01-02", end="2024-01-03", risk={"stop_loss": 0.02})
     with Store(url) as st:

@@ -8,16 +8,11 @@ import time
 from datetime import datetime, timezone
 
 import pandas as pd
-import pytest
 
+from tests.kit import wait_until
 from workbench.config import make_config
 from workbench.domain import Fill, Side
 from workbench.store import Store
-
-
-@pytest.fixture
-def url(tmp_path):
-    return f"sqlite:///{tmp_path / 'shared.db'}"
 
 
 def spawn(code: str, *args: str) -> subprocess.Popen:
@@ -31,8 +26,8 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> str:
     return out
 
 
-def test_two_stores_on_one_file(url):
-    runner, dashboard = Store(url), Store(url)
+def test_two_stores_on_one_file(store, store_url):
+    runner, dashboard = store, Store(store_url)
     sid = runner.create_session(make_config(kind="paper"), state="running")
     assert dashboard.get_session(sid)["state"] == "running"
     cmd = dashboard.send_command(sid, "pause", actor="dashboard")
@@ -43,7 +38,6 @@ def test_two_stores_on_one_file(url):
     assert dashboard.list_sessions(states=["paused"]).id.tolist() == [sid]
     runner.add_equity_points(sid, pd.Series([1.0], index=[datetime(2024, 1, 1, tzinfo=timezone.utc)]))
     assert len(dashboard.equity(sid)) == 1
-    runner.close()
     dashboard.close()
 
 
@@ -59,17 +53,19 @@ COMMANDER = """
 """
 
 
-def test_commands_from_another_process_are_seen_quickly(url):
+def test_commands_from_another_process_are_seen_quickly(store, store_url):
     """A 'dashboard' process writes commands while this 'runner' polls, applies them and writes its own rows."""
-    st = Store(url)
+    st = store
     sid = st.create_session(make_config(kind="paper"), state="running")
     n = 30
-    proc = spawn(COMMANDER, url, sid, str(n))
+    proc = spawn(COMMANDER, store_url, sid, str(n))
     seen: list[int] = []
     lags: list[float] = []
-    deadline = time.time() + 60
     k = 0
-    while len(seen) < n and time.time() < deadline:
+
+    def runner_poll() -> bool:
+        """One round of the runner's poll loop; True once every command has been applied."""
+        nonlocal k
         for cmd in st.pending_commands(sid):
             lags.append(time.time() - cmd["args"]["sent"])
             seen.append(cmd["args"]["i"])
@@ -78,7 +74,8 @@ def test_commands_from_another_process_are_seen_quickly(url):
         st.add_fill(sid, Fill("c", "BTC/USDT", Side.BUY, 1.0, 1.0, 0.0, 0.0, datetime.now(timezone.utc),
                               fill_id=f"f{k}"))
         k += 1
-        time.sleep(0.05)
+        return len(seen) >= n
+    wait_until(runner_poll, timeout=60, step=0.05)
     finish(proc)
     assert sorted(seen) == list(range(n)) and seen == sorted(seen)  # all, once, in order
     assert max(lags) < 1.0, f"command latency up to {max(lags):.2f}s"
@@ -102,10 +99,11 @@ WRITER = """
 """
 
 
-def test_processes_migrate_and_write_one_new_file_concurrently(url):
-    procs = [spawn(WRITER, url, tag) for tag in ("p1", "p2", "p3")]
+def test_processes_migrate_and_write_one_new_file_concurrently(store_url):
+    procs = [spawn(WRITER, store_url, tag) for tag in ("p1", "p2", "p3")]
     ids = [finish(p).strip() for p in procs]
-    st = Store(url)
+    st = Store(store_url)
     assert sorted(st.list_sessions().id) == sorted(ids)
     for sid in ids:
         assert (st.events(sid).kind == "tick").sum() == 150
+    st.close()

@@ -198,6 +198,7 @@ def test_window_sums_do_not_depend_on_where_the_frame_starts() -> None:
         s, (m, sd) = _window_sum(x, w), _window_mean_std(x, w)
         windows = np.lib.stride_tricks.sliding_window_view(x, w)
         np.testing.assert_allclose(s[w - 1 :], windows.sum(axis=1), rtol=1e-12)
+        np.testing.assert_allclose(m[w - 1 :], windows.mean(axis=1), rtol=1e-12)
         np.testing.assert_allclose(sd[w - 1 :], windows.std(axis=1, ddof=1), rtol=1e-7)
         assert np.isnan(s[: w - 1]).all()
         for start in rng.integers(0, 5_000 - w, 50):
