@@ -1,0 +1,177 @@
+"""SessionHandle: a local session in this kernel and a remote one through a real SQLite store (its
+runner on another thread with its own store connection, as another process would be)."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pandas as pd
+import pytest
+
+from tests.kit import FakeClock, bars_for, paper_config, wait_until
+from workbench.config import make_config
+from workbench.domain import SessionState
+from workbench.engine.commands import BadArguments, Command, CommandRejected
+from workbench.engine.feeds import ReplayFeed
+from workbench.engine.handle import LocalHandle, RemoteHandle, handle_for
+from workbench.engine.host import requested_arming
+from workbench.engine.live import LiveNotArmed, LiveSession, open_session
+from workbench.engine.session import Session
+from workbench.store import Store
+
+S = SessionState
+ARMED = {"allow_live": True, "confirmation": "binance:main"}
+
+
+def live_config():
+    return make_config(kind="live", strategy="momentum", symbols=["BTC/USDT"],
+                       data={"source": "ccxt", "exchange": "binance"})
+
+
+def finished(store):
+    cfg = paper_config()
+    s = Session(cfg, store, feed=ReplayFeed(bars_for(cfg), None))
+    asyncio.run(s.run())
+    return s
+
+
+# ---- local -----------------------------------------------------------------------------------------
+def test_local_handle_acts_now_and_rejects_with_the_reason(store):
+    cfg = paper_config()
+    s = Session(cfg, store, feed=ReplayFeed(bars_for(cfg), None))
+    h = handle_for(s.id, store, {s.id: s})
+    assert isinstance(h, LocalHandle) and h.state is S.CREATED and Command.PAUSE in h.allowed()
+    assert h.act("scale_sizing", factor=0.5) == "sizing x0.5" and s.risk.size_factor == 0.5
+    with pytest.raises(CommandRejected, match="cannot stop: the session is created; created allows: "):
+        h.act("stop")
+    with pytest.raises(BadArguments, match=r"missing a required argument: 'symbol'; expected disable_symbol\(symbol: str\)"):
+        h.act(Command.DISABLE_SYMBOL)
+    with pytest.raises(CommandRejected, match="set_params rejected: .*window"):
+        h.act("set_params", params={"fast": 5, "slow": -1, "window": 1})
+    with pytest.raises(CommandRejected, match="unknown command 'explode'; known: pause"):
+        h.act("explode")
+    with pytest.raises(CommandRejected, match="restart makes a new run"):
+        h.act("restart")
+    with pytest.raises(CommandRejected, match="cannot restart: the session is created"):
+        h.restart()
+
+
+def test_local_restart_keeps_the_kind_and_a_live_one_must_be_armed_again(store):
+    paper_run = finished(store)
+    new = LocalHandle(paper_run).restart(start=False, feed=ReplayFeed(bars_for(paper_run.config), None))
+    assert type(new.session) is Session and new.kind == "paper" and new.state is S.CREATED
+    row = store.get_session(new.session_id)
+    assert row["parent_id"] == paper_run.id and row["run_no"] == 2
+    assert new.session.poll_interval == paper_run.poll_interval  # the old run's settings are kept
+    assert asyncio.run(new.session.run()) is S.COMPLETED
+    assert new.session.portfolio.trade_log() == paper_run.portfolio.trade_log()
+
+    live = open_session(live_config(), store, exchange=object(), arming=ARMED)  # never started: no exchange calls
+    store.set_state(live.id, S.STOPPED)
+    live.state = S.STOPPED  # as an ended run leaves it
+    before = len(store.list_sessions())
+    with pytest.raises(LiveNotArmed, match=r"cannot restart .*not armed.*binance:main"):
+        LocalHandle(live).restart(start=False, exchange=object())
+    assert len(store.list_sessions()) == before  # nothing recorded for a refused restart
+    again = LocalHandle(live).restart(arming=ARMED, start=False, exchange=object())
+    assert isinstance(again.session, LiveSession) and again.kind == "live"  # not a paper session
+    assert store.get_session(again.session_id)["parent_id"] == live.id
+
+
+def test_local_snapshot_is_the_sessions_own_state(store):
+    s = finished(store)
+    snap = LocalHandle(s).snapshot()
+    pf = s.portfolio
+    assert snap.state is S.COMPLETED and snap.risk_state == s.risk.state.value and snap.kind == "paper"
+    assert snap.cash == pf.cash and snap.equity == pf.equity and snap.exposure == pf.exposure
+    pd.testing.assert_frame_equal(snap.trades, pd.DataFrame(pf.trade_log(include_open=True), columns=snap.trades.columns))
+    assert len(snap.trades) and snap.trades.status.iloc[-1] == "open"
+    assert list(snap.positions.symbol) == s._open_symbols()
+    assert snap.positions.value.sum() == pytest.approx(pf.exposure)
+
+
+# ---- remote ----------------------------------------------------------------------------------------
+class ThreadRunner:
+    """A session run by 'another process': its own thread, event loop and store connection."""
+
+    def __init__(self, url: str, session_id: str):
+        self.store = Store(url)
+        cfg = self.store.get_session(session_id)["config"]
+        self.session = Session(cfg, self.store, feed=ReplayFeed(bars_for(cfg, days=2), 200.0),
+                               session_id=session_id, poll_interval=0.02)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.session.run()), daemon=True)
+
+    def __enter__(self) -> ThreadRunner:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.session.state.is_final:
+            self.session.store.send_command(self.session.id, "kill", {"reason": "test over"})
+        self.thread.join(10)
+        self.store.close()
+
+
+def test_remote_handle_acts_through_store_commands_and_waits_for_the_runner(store, store_url):
+    sid = store.create_session(paper_config())
+    h = handle_for(sid, store, {})
+    assert isinstance(h, RemoteHandle) and not h.local
+    with ThreadRunner(store_url, sid):
+        wait_until(lambda: h.state is S.RUNNING)
+        assert h.act("pause") == "paused" and h.state is S.PAUSED
+        assert Command.RESUME in h.allowed() and Command.PAUSE not in h.allowed()
+        with pytest.raises(CommandRejected, match="cannot pause: the session is paused; paused allows: "):
+            h.act("pause")  # the runner's answer, through the store
+        with pytest.raises(BadArguments, match=r"expected scale_sizing\(factor: float\)"):
+            h.send("scale_sizing", size=2)  # never queued: no runner could apply it
+        assert h.act("scale_sizing", factor=0.25) == "sizing x0.25"
+        assert h.act("stop", reason="test").startswith("stopping")
+        wait_until(lambda: h.state.is_final)
+    cmds = store.events(sid)
+    assert (cmds.kind == "command").sum() == 2 * 4  # requested + finished, for the four sent
+
+
+def test_remote_send_rejects_what_no_runner_could_answer_and_act_times_out_on_the_clock(store):
+    done = store.create_session(paper_config(), state="completed")
+    h = RemoteHandle(done, store)
+    with pytest.raises(CommandRejected, match="cannot pause: the session is completed; completed allows: restart"):
+        h.send("pause")
+    with pytest.raises(CommandRejected, match="unknown command 'explode'"):
+        h.send("explode")
+    assert store.pending_commands(done) == []
+    clock = FakeClock()
+    lost = store.create_session(paper_config(), state="running")  # its runner is gone
+    slow = RemoteHandle(lost, store, timeout=5.0, poll=0.5, clock=clock.monotonic, sleep=clock.advance)
+    with pytest.raises(TimeoutError, match=r"no runner answered pause \(command \d+\) within 5s; it stays queued"):
+        slow.act("pause")
+    assert clock.monotonic() == pytest.approx(5.0) and len(store.pending_commands(lost)) == 1
+
+
+def test_remote_restart_requests_the_same_kind_and_re_arms_live(store):
+    paper_sid = store.create_session(paper_config(), state="stopped")
+    new = RemoteHandle(paper_sid, store).restart()
+    row = store.get_session(new.session_id)
+    assert row["state"] == "requested" and row["kind"] == "paper" and row["parent_id"] == paper_sid
+    with pytest.raises(CommandRejected, match="cannot restart: the session is requested"):
+        new.restart()
+
+    live_sid = store.create_session(live_config(), state="killed")
+    with pytest.raises(LiveNotArmed, match="not armed"):
+        RemoteHandle(live_sid, store).restart()
+    again = RemoteHandle(live_sid, store).restart(arming=ARMED)
+    row = store.get_session(again.session_id)
+    assert row["kind"] == "live" and row["state"] == "requested" and row["run_no"] == 2
+    assert requested_arming(store, again.session_id, host_allows_live=True) == ARMED
+    assert requested_arming(store, again.session_id, host_allows_live=False)["allow_live"] is False
+
+
+def test_remote_snapshot_matches_the_local_one(store):
+    s = finished(store)
+    local, remote = LocalHandle(s).snapshot(), RemoteHandle(s.id, store).snapshot()
+    assert remote.state is local.state and remote.risk_state == local.risk_state
+    assert remote.cash == pytest.approx(local.cash, rel=1e-12)
+    assert remote.equity == pytest.approx(local.equity, rel=1e-12)
+    pd.testing.assert_frame_equal(remote.positions, local.positions, check_exact=False, rtol=1e-12)
+    assert len(remote.trades) == len(local.trades) > 0
+    assert remote.trades.pnl.sum() == pytest.approx(local.trades.pnl.sum(), rel=1e-9)
+    assert list(remote.limits.columns) == ["limit", "used", "limit_value", "usage"]
