@@ -435,30 +435,40 @@ def test_kernel_inputs_place_each_symbols_bars_on_the_union_index():
     assert same.index is a.index and all(r == slice(None) for r in same.rows)
 
 
-def test_kernel_scalars_follow_the_config():
-    from workbench.backtest import kernel
-    from workbench.backtest.runner import kernel_scalars
+def test_kernel_params_follow_the_config():
+    from workbench.execution.codes import HALTED, REDUCING
+    from workbench.execution.simulate import SIZING_MODES, kernel_params
 
-    config = make_config(strategy="test_scripted", risk={"stop_loss": 0.02, "max_holding_minutes": 90},
+    config = make_config(strategy="test_scripted", risk={"stop_loss": 0.02, "max_holding_minutes": 90,
+                                                         "concentration_limit": 0.3, "max_orders_per_minute": 4,
+                                                         "circuit_breaker": {"max_drawdown": 0.1, "action": "reducing"}},
                          volume={"on_excess": "skip"}, sizing={"mode": "fixed_quantity", "value": 2.0},
                          initial_balance=5000)
-    s = kernel_scalars(config)
-    assert len(s) == 16 and s[:3] == (5000.0, kernel.SIZING_MODES.index("fixed_quantity"), 2.0)
-    assert s[11] is True and s[12] == 0.02 and math.isnan(s[13]) and math.isnan(s[14])
-    assert s[15] == 90 * 60 * 10**9
-    assert kernel_scalars(make_config(strategy="test_scripted"))[15] == -1  # no holding limit
+    p = kernel_params(config)
+    assert (p.init_cash, p.sizing_mode, p.sizing_value) == (5000.0, SIZING_MODES.index("fixed_quantity"), 2.0)
+    assert p.skip_excess is True and p.sl == 0.02 and math.isnan(p.tp) and math.isnan(p.trail)
+    assert p.max_hold_ns == 90 * 60 * 10**9 and p.concentration == 0.3 and p.max_orders_per_minute == 4
+    assert p.max_drawdown == 0.1 and math.isnan(p.max_daily_loss) and p.breaker_action == REDUCING
+    plain = kernel_params(make_config(strategy="test_scripted"))
+    assert plain.max_hold_ns == -1 and plain.concentration == math.inf and plain.max_orders_per_minute == 0
+    assert plain.max_rejections == 0 and plain.breaker_action == HALTED
 
 
-def test_settings_backtests_do_not_apply_are_named_in_a_warning():
-    from workbench.backtest.runner import SessionOnlyWarning, session_only_settings
-
-    bars = sample_bars("BTC/USDT", days=1)
-    plain = make_config(strategy="sma_cross", symbols=["BTC/USDT"])
-    assert session_only_settings(plain) == []
+def test_backtests_apply_the_session_risk_rules():
+    """Concentration caps entries, the order rate rejects them, and a breach trips the breaker, which
+    stops new entries for the rest of the run (semantics rule 10), as in sessions."""
+    bars = sample_bars("BTC/USDT", days=3)
+    plain = make_config(strategy="sma_cross", symbols=["BTC/USDT"], params={"fast": 3, "slow": 8})
+    base = run_backtest(plain, bars={"BTC/USDT": bars})
+    assert base.breaker is None and len(base.trades) > 20
+    capped = run_backtest(plain.replace(risk={"concentration_limit": 0.25}), bars={"BTC/USDT": bars})
+    first = capped.trades.iloc[0]
+    assert first["entry_price"] * first["quantity"] <= 0.25 * plain.initial_balance * (1 + 1e-9)
+    halted = run_backtest(plain.replace(risk={"circuit_breaker": {"max_drawdown": 0.002}}), bars={"BTC/USDT": bars})
+    trip = halted.breaker
+    assert trip is not None and trip["reason"] == "drawdown" and trip["state"] == "halted"
+    assert (halted.trades["entry_time"] <= trip["time"]).all()  # no entry after the trip
+    assert len(halted.trades) < len(base.trades)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", SessionOnlyWarning)
-        run_backtest(plain, bars={"BTC/USDT": bars})  # nothing to warn about
-    limited = plain.replace(risk={"concentration_limit": 0.5, "circuit_breaker": {"max_drawdown": 0.1}})
-    with pytest.warns(SessionOnlyWarning, match=r"risk\.concentration_limit, risk\.circuit_breaker\.max_drawdown"):
-        limited_result = run_backtest(limited, bars={"BTC/USDT": bars})
-    assert limited_result.trades.equals(run_backtest(plain, bars={"BTC/USDT": bars}).trades)
+        warnings.simplefilter("error")
+        run_backtest(plain.replace(risk={"max_orders_per_minute": 1}), bars={"BTC/USDT": bars})  # no warning

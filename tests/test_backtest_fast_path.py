@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from test_engine_kernel_parity import SYMBOLS, random_market, run_engine
 
-from workbench.backtest import kernel
 from workbench.backtest.booking import book_nb, replay_nb
 from workbench.backtest.runner import _simulate, run_backtest
 from workbench.backtest.sweep import sweep
 from workbench.backtest.sweep_kernel import METRIC_KEYS, _kth, np_sum
 from workbench.config import make_config
 from workbench.data import sample_bars
+from workbench.execution import simulate as kernel
+from workbench.execution.codes import REASONS
 
 # No stops and no holding limit: held positions are jumped over too, not only flat stretches.
 SPARSE_CONFIGS = {
@@ -51,9 +52,9 @@ def sparse_market(seed: int, n: int = 2500):
 def test_jumping_over_quiet_bars_matches_the_bar_by_bar_engine(name, seed):
     config = make_config(kind="paper", symbols=SYMBOLS, initial_balance=10_000, **SPARSE_CONFIGS[name])
     index, arr, buy, sell = sparse_market(seed)
-    qty, price, _, reason, call_seq = _simulate(config, index, arr, buy, sell)
+    qty, price, _, reason, call_seq, _ = _simulate(config, index, arr, buy, sell)
     expected = {
-        (i, c): (qty[i, c], price[i, c], kernel.REASONS[reason[i, c]]) for i, c in zip(*np.nonzero(~np.isnan(qty)))
+        (i, c): (qty[i, c], price[i, c], REASONS[reason[i, c]]) for i, c in zip(*np.nonzero(~np.isnan(qty)))
     }
     got, _ = run_engine(config, index, arr, buy, sell)
     assert len(expected) > 20 and got.keys() == expected.keys()
@@ -65,17 +66,11 @@ def test_jumping_over_quiet_bars_matches_the_bar_by_bar_engine(name, seed):
     # simulate_nb's layout of fills_nb: each bar's orders first in call_seq, then the rest in order
     o_idx, o_col = kernel.fills_nb(
         index.as_unit("ns").asi8, arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
-        np.ones(len(index), dtype=bool), *_scalars(config),
+        np.ones(len(index), dtype=bool), kernel.kernel_params(config),
     )[:2]
     sells_first = sorted(expected, key=lambda key: (key[0], 0 if math.isinf(qty[key]) else 1, key[1]))
     assert list(zip(o_idx.tolist(), o_col.tolist())) == [(int(i), int(c)) for i, c in sells_first]
     assert (np.sort(call_seq, axis=1) == np.arange(len(SYMBOLS))).all()
-
-
-def _scalars(config):
-    from workbench.backtest.runner import kernel_scalars
-
-    return kernel_scalars(config)
 
 
 def test_marks_carried_over_a_jump_value_the_held_symbol_at_its_last_close():
@@ -90,10 +85,12 @@ def test_marks_carried_over_a_jump_value_the_held_symbol_at_its_last_close():
     buy = np.zeros((n, 2), dtype=bool)
     sell = np.zeros((n, 2), dtype=bool)
     buy[1, 0] = buy[8, 1] = True
-    nan = math.nan
-    args = (times, open_, high, low, close, volume, buy, sell, np.ones(n, dtype=bool), 10_000.0, 1, 0.2,
-            math.inf, math.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, False, nan, nan, nan, -1)
-    o_idx, o_col, o_qty, _, _, _ = kernel.fills_nb(*args)
+    params = kernel.kernel_params(make_config(strategy="sma_cross", symbols=["BTC/USDT", "ETH/USDT"],
+                                              sizing={"mode": "percent_equity", "value": 0.2}, initial_balance=10_000,
+                                              commission={"taker": 0.0, "fixed": 0.0}, slippage={"bps": 0}))
+    o_idx, o_col, o_qty, _, _, _, _ = kernel.fills_nb(
+        times, open_, high, low, close, volume, buy, sell, np.ones(n, dtype=bool), params
+    )
     assert list(o_idx) == [1, 8] and list(o_col) == [0, 1]
     q0 = 0.2 * 10_000.0 / open_[1, 0]
     cash = 10_000.0 - q0 * open_[1, 0]
@@ -106,7 +103,7 @@ def test_equity_only_booking_equals_the_full_replay(m):
     arr = {k: v[:, :m].copy() for k, v in arr.items()}
     config = make_config(symbols=SYMBOLS[:m], initial_balance=10_000, sizing={"mode": "fixed_amount", "value": 2000},
                          commission={"taker": 0.001, "fixed": 0.1})
-    qty, price, _, _, call_seq = _simulate(config, index, arr, buy[:, :m].copy(), sell[:, :m].copy())
+    qty, price, _, _, call_seq, _ = _simulate(config, index, arr, buy[:, :m].copy(), sell[:, :m].copy())
     close = np.where(np.isnan(arr["close"]), 100.0, arr["close"])
     full = replay_nb(qty, price, call_seq, close, 10_000.0, 0.001, 0.1)
     assert len(full[3]) > 10  # orders

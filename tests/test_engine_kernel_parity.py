@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.backtest import kernel
+from workbench.execution.codes import REASONS
 from workbench.backtest.runner import _simulate
 from workbench.config import SessionConfig, make_config
 from workbench.domain import Order, Side
-from workbench.engine.execution import Bar
+from workbench.execution import Bar
 from workbench.engine.paper_broker import PaperBroker
 from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine
@@ -111,9 +111,9 @@ CONFIGS = {
 def test_engine_components_reproduce_the_kernel(name, seed):
     config = make_config(kind="paper", symbols=SYMBOLS, initial_balance=10_000, **CONFIGS[name])
     index, arr, buy, sell = random_market(seed)
-    qty, price, _, reason, _ = _simulate(config, index, arr, buy, sell)
+    qty, price, _, reason, _, _ = _simulate(config, index, arr, buy, sell)
     expected = {
-        (i, c): (qty[i, c], price[i, c], kernel.REASONS[reason[i, c]])
+        (i, c): (qty[i, c], price[i, c], REASONS[reason[i, c]])
         for i, c in zip(*np.nonzero(~np.isnan(qty)))
     }
     got, pf = run_engine(config, index, arr, buy, sell)

@@ -8,7 +8,7 @@ import pytest
 
 from workbench.config import make_config
 from workbench.domain import Order, OrderStatus, OrderType, Side
-from workbench.engine.execution import Bar
+from workbench.execution import Bar
 from workbench.engine.paper_broker import PaperBroker
 
 T0 = datetime(2024, 1, 8, 10, tzinfo=timezone.utc)

@@ -15,7 +15,7 @@ import pytest
 from workbench.config import make_config
 from workbench.data import sample_bars
 from workbench.domain import Side
-from workbench.engine.execution import fill_price
+from workbench.execution import fill_price
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.session import Session
 from workbench.store import Store

@@ -8,7 +8,7 @@ import pytest
 
 from workbench.config import make_config
 from workbench.domain import Fill, Order, OrderType, Position, Side
-from workbench.engine.execution import Bar
+from workbench.execution import Bar
 from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
 

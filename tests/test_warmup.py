@@ -47,7 +47,7 @@ def test_explicit_numba_cache_dir_wins_and_kernels_use_it(tmp_path):
         from workbench.backtest import warmup
         warmup.ensure_numba_cache()
         import vectorbt.portfolio.nb as pnb
-        from workbench.backtest import kernel
+        from workbench.execution import simulate as kernel
         print(json.dumps({
             "dir": str(warmup.cache_dir()),
             "vbt": str(pnb.simulate_from_signals_nb._cache._cache_path),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, time, timezone
+from datetime import datetime, timezone
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,13 +40,6 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
-
-
-def _parse_hhmm(value: str) -> time:
-    if value == "24:00":
-        return time(23, 59, 59, 999999)
-    h, m = value.split(":")
-    return time(int(h), int(m))
 
 
 class PositionSizing(_Model):
@@ -92,7 +85,8 @@ class VolumeRule(_Model):
 
 
 class Window(_Model):
-    """A daily window ``HH:MM``–``HH:MM`` in the restrictions' time zone (may wrap midnight)."""
+    """A daily window ``HH:MM``–``HH:MM`` on the restrictions' time zone's wall clock (may wrap midnight);
+    :func:`workbench.execution.time_block` applies it."""
 
     start: str
     end: str
@@ -109,10 +103,6 @@ class Window(_Model):
         if self.start == self.end:
             raise ValueError("window start and end are equal; give a non-empty window")
         return self
-
-    def contains(self, t: time) -> bool:
-        s, e = _parse_hhmm(self.start), _parse_hhmm(self.end)
-        return (s <= t < e) if s < e else (t >= s or t < e)
 
 
 class TimeRestrictions(_Model):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from workbench.backtest.booking import replay_nb
-from workbench.backtest.kernel import REASONS
+from workbench.execution.codes import REASONS
 from workbench.backtest.metrics import METRIC_LABELS, TRADE_COLUMNS, compute_metrics, empty_trades, format_metric
 from workbench.config import SessionConfig
 
@@ -41,6 +41,7 @@ class BacktestResult:
     trades: pd.DataFrame  # TRADE_COLUMNS
     orders: pd.DataFrame  # ORDER_COLUMNS
     metrics: dict[str, float] = field(default_factory=dict)
+    breaker: dict[str, Any] | None = None  # the circuit breaker's trip {time, reason, state}, if it tripped
     make_portfolio: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     @cached_property

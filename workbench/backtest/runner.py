@@ -1,13 +1,13 @@
 """Run a backtest of a SessionConfig: bars -> strategy signals -> execution kernel -> result (vectorbt on demand).
 
 How each config feature is executed (docs/execution-semantics.md; the paper engine follows the
-same rules, and the same numba helpers in :mod:`workbench.backtest.kernel`):
+same rules, and the same numba kernels in :mod:`workbench.execution`):
 
 * Signals: ``strategy.signals(bars)`` per symbol. A bar with both entry and exit is dropped; the
   rest are shifted one bar *within that symbol's own bars*: a signal at bar t acts at bar t+1's
   open. Long-only, no pyramiding: an entry needs the symbol flat at the close of bar t, an exit a
   position; at most one order per symbol and bar.
-* Fills (:func:`kernel.simulate_nb`, cached numba): buy at open × (1 + s), sell at reference ×
+* Fills (:func:`workbench.execution.simulate.simulate_nb`, cached numba): buy at open × (1 + s), sell at reference ×
   (1 - s), s = ``slippage.bps``/1e4, plus for model ``volume`` ``slippage.impact`` × quantity /
   bar volume (share capped at 1, sell slippage capped at 99 %). Fees per order: taker × quantity ×
   fill price + ``commission.fixed``.
@@ -23,11 +23,12 @@ same rules, and the same numba helpers in :mod:`workbench.backtest.kernel`):
   the open, else at the level; stop loss and trailing before take profit; a signal exit or a
   holding-time exit at the open comes first. Holding limit: age at the open >=
   ``risk.max_holding_minutes`` sells at the open.
-* Not applied: ``risk.concentration_limit``, ``risk.max_orders_per_minute`` and the circuit
-  breaker are enforced by the sessions' risk engine only; a backtest that sets them warns
-  (:class:`SessionOnlyWarning`).
-* Time restrictions: entries only at bars whose open time (in ``time.timezone``) is on an allowed
-  weekday, inside ``trading_hours`` and outside every blackout.
+* Concentration, order rate and circuit breaker (rule 10) act as in sessions: a buy beyond
+  ``risk.concentration_limit`` × equity is capped, one beyond ``risk.max_orders_per_minute`` is
+  rejected, and a daily-loss, drawdown or rejection-burst breach trips the breaker to its action
+  for the rest of the run (``BacktestResult.breaker`` says when and why).
+* Time restrictions: entries only at bars whose open time, on ``time.timezone``'s wall clock, is
+  on an allowed weekday, inside ``trading_hours`` and outside every blackout.
 * Symbols share one cash balance; each bar runs sells, then buys in config symbol order.
 
 Result: :func:`workbench.backtest.result.build_result` replays the fills with vectorbt's own
@@ -49,8 +50,6 @@ stop loss), and it has no percent-of-equity size.
 """
 from __future__ import annotations
 
-import warnings
-
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,38 +57,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from workbench.backtest import kernel
 from workbench.backtest.result import BacktestResult, build_result
-from workbench.config import SessionConfig, TimeRestrictions, Window
+from workbench.config import SessionConfig
+from workbench.execution import entry_allowed
+from workbench.execution.simulate import kernel_params, simulate_nb
 
 if TYPE_CHECKING:
     from vectorbt import Portfolio
 
-__all__ = ["run_backtest", "entry_allowed", "bars_for", "kernel_inputs", "kernel_scalars", "KernelInputs"]
+__all__ = ["run_backtest", "bars_for", "kernel_inputs", "KernelInputs"]
 
 _COLUMNS = ("open", "high", "low", "close", "volume")
-
-
-class SessionOnlyWarning(UserWarning):
-    """A config setting that paper and live sessions enforce but backtests do not (yet)."""
-
-
-def session_only_settings(config: SessionConfig) -> list[str]:
-    """The settings of ``config`` that backtests ignore: the risk engine applies them in sessions only."""
-    r, cb = config.risk, config.risk.circuit_breaker
-    named = {"risk.concentration_limit": r.concentration_limit, "risk.max_orders_per_minute": r.max_orders_per_minute,
-             "risk.circuit_breaker.max_daily_loss": cb.max_daily_loss,
-             "risk.circuit_breaker.max_drawdown": cb.max_drawdown,
-             "risk.circuit_breaker.max_rejections": cb.max_rejections}
-    return [k for k, v in named.items() if v is not None]
-
-
-def warn_session_only(config: SessionConfig) -> None:
-    """Warn (:class:`SessionOnlyWarning`) when ``config`` sets what a backtest will not enforce."""
-    ignored = session_only_settings(config)
-    if ignored:
-        warnings.warn(f"backtests do not apply {', '.join(ignored)} (paper and live sessions do); "
-                      "their results are as if these were unset", SessionOnlyWarning, stacklevel=3)
 
 
 def run_backtest(
@@ -99,7 +77,6 @@ def run_backtest(
     by default ``workbench.data.load_bars`` for each symbol over ``config.start``-``config.end``."""
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
-    warn_session_only(config)
     frames = bars_for(config, bars, progress)
     from workbench.strategies import create
 
@@ -107,7 +84,7 @@ def run_backtest(
     inputs = kernel_inputs(config, frames)
     index = inputs.index
     buy, sell = inputs.signals(strategy)
-    fills = _simulate(config, index, inputs.arr, buy, sell)
+    *fills, trip = _simulate(config, index, inputs.arr, buy, sell)
     close = inputs.close_filled()
     symbols = inputs.symbols
 
@@ -116,12 +93,23 @@ def run_backtest(
         naive = index.tz_convert("UTC").tz_localize(None)
         return _portfolio(config, pd.DataFrame(close, index=naive, columns=symbols), fills)
 
-    return build_result(config, frames, index, fills, close, make_portfolio)
+    result = build_result(config, frames, index, tuple(fills), close, make_portfolio)
+    result.breaker = breaker_trip(index, trip)
+    return result
+
+
+def breaker_trip(index: pd.DatetimeIndex, trip: np.ndarray) -> dict[str, Any] | None:
+    """The walk's circuit-breaker ``trip`` as {time, reason, state}, or None if it never tripped."""
+    from workbench.execution.codes import BREAKER_REASONS, TRADING_STATES
+
+    if trip[0] < 0:
+        return None
+    return {"time": index[int(trip[0])], "reason": BREAKER_REASONS[int(trip[1])], "state": TRADING_STATES[int(trip[2])]}
 
 
 @dataclass
 class KernelInputs:
-    """The per-bar arrays :func:`kernel.simulate_nb` takes for ``config`` on ``frames``, shared by
+    """The per-bar arrays :func:`simulate_nb` takes for ``config`` on ``frames``, shared by
     every strategy run on those bars (run_backtest once, a sweep per combination)."""
 
     symbols: list[str]
@@ -132,7 +120,7 @@ class KernelInputs:
 
     @property
     def times(self) -> np.ndarray:
-        """Bar open times, int64 ns (the kernel's ``times``)."""
+        """Bar open times, int64 ns (the walk's ``times``)."""
         return kernel_times(self.index)
 
     def close_filled(self) -> np.ndarray:
@@ -189,25 +177,6 @@ def kernel_times(index: pd.DatetimeIndex) -> np.ndarray:
     return index.as_unit("ns").asi8
 
 
-def kernel_scalars(config: SessionConfig) -> tuple[Any, ...]:
-    """:func:`kernel.simulate_nb`'s scalar arguments (those after ``allowed``) for ``config``."""
-    risk, vol, slip = config.risk, config.volume, config.slippage
-    nan = float("nan")
-    hold = -1 if risk.max_holding_minutes is None else int(round(risk.max_holding_minutes * 60e9))
-    return (
-        float(config.initial_balance),
-        kernel.SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
-        float(risk.max_position or np.inf), float(risk.portfolio_limit or np.inf),
-        float(config.commission.taker), float(config.commission.fixed),
-        slip.bps / 1e4, float(slip.impact) if slip.model == "volume" else 0.0,
-        float(vol.min_bar_volume), float(vol.max_share), vol.on_excess == "skip",
-        nan if risk.stop_loss is None else float(risk.stop_loss),
-        nan if risk.take_profit is None else float(risk.take_profit),
-        nan if risk.trailing_stop is None else float(risk.trailing_stop),
-        hold,
-    )
-
-
 def _fill_close(close: np.ndarray) -> np.ndarray:
     """``close`` forward-filled down each column, then back-filled (a symbol's bars before its first
     close take that close), as vectorbt values the portfolio."""
@@ -221,30 +190,6 @@ def _fill_close(close: np.ndarray) -> np.ndarray:
     first = np.argmax(~nan, axis=0)  # first valid row of each column
     lead = np.arange(n)[:, None] < first
     return np.where(lead, close[first, np.arange(m)], out)
-
-
-def entry_allowed(index: pd.DatetimeIndex, rules: TimeRestrictions) -> np.ndarray:
-    """Per bar: may a new entry fill at this bar's open time under ``rules``?"""
-    if rules.unrestricted:
-        return np.ones(len(index), dtype=bool)
-    local = index.tz_convert(rules.timezone)
-    minute = ((local - local.normalize()) / pd.Timedelta(minutes=1)).to_numpy(dtype=float)
-    ok = np.isin(local.weekday, rules.weekdays)
-    if rules.trading_hours is not None:
-        ok &= _in_window(minute, rules.trading_hours)
-    for w in rules.blackouts:
-        ok &= ~_in_window(minute, w)
-    return ok
-
-
-def _in_window(minute: np.ndarray, w: Window) -> np.ndarray:
-    s, e = _minutes(w.start), _minutes(w.end)
-    return (minute >= s) & (minute < e) if s < e else (minute >= s) | (minute < e)
-
-
-def _minutes(hhmm: str) -> int:
-    h, mm = hhmm.split(":")
-    return int(h) * 60 + int(mm)
 
 
 def bars_for(
@@ -320,10 +265,10 @@ def _shifted_signals(signals: tuple[pd.Series, pd.Series], index: pd.DatetimeInd
 def _simulate(
     config: SessionConfig, index: pd.DatetimeIndex, arr: dict[str, np.ndarray], buy: np.ndarray, sell: np.ndarray
 ) -> tuple[np.ndarray, ...]:
-    """The kernel's fills (quantity, price, reference, reason, call_seq) for one set of signals."""
-    return kernel.simulate_nb(
+    """The walk's fills (quantity, price, reference, reason, call_seq) and breaker trip for one set of signals."""
+    return simulate_nb(
         kernel_times(index), *(arr[c] for c in _COLUMNS), buy, sell, entry_allowed(index, config.time),
-        *kernel_scalars(config),
+        kernel_params(config),
     )
 
 
@@ -333,7 +278,7 @@ def _portfolio(config: SessionConfig, close: pd.DataFrame, fills: tuple[np.ndarr
     ensure_numba_cache()  # vectorbt's kernels load from the shared cache too
     import vectorbt as vbt
 
-    qty, price, _, _, call_seq = fills
+    qty, price, _, _, call_seq = fills[:5]
     grouped = close.shape[1] > 1
     return vbt.Portfolio.from_orders(
         close,

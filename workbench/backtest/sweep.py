@@ -2,8 +2,8 @@
 
 Each combination runs the same path as :func:`run_backtest` without its vectorbt Portfolio: the
 runner's :func:`~workbench.backtest.runner.kernel_inputs` (bars arrays, ``strategy.signals`` per
-symbol with its shift and conflict rule) and :func:`~workbench.backtest.runner.kernel_scalars`, the
-same cached kernel walk (:func:`kernel.fills_nb`, which run_backtest's ``simulate_nb`` lays out),
+symbol with its shift and conflict rule) and :func:`~workbench.execution.simulate.kernel_params`, the
+same cached walk (:func:`workbench.execution.simulate.fills_nb`, which run_backtest's ``simulate_nb`` lays out),
 the same booking (:func:`workbench.backtest.booking.book_nb`, equity curve only), then
 :mod:`sweep_kernel` computes ``compute_metrics``' numbers (equal to ``run_backtest(...).metrics``
 to ~1e-12). Combinations run in chunks: per chunk only the (chunk, n, symbols) signal arrays
@@ -29,16 +29,11 @@ import numpy as np
 import pandas as pd
 
 from workbench.backtest.metrics import METRIC_LABELS, infer_periods_per_year
-from workbench.backtest.runner import (
-    bars_for,
-    entry_allowed,
-    kernel_inputs,
-    kernel_scalars,
-    union_index,
-    warn_session_only,
-)
+from workbench.backtest.runner import bars_for, kernel_inputs, union_index
 from workbench.backtest.sweep_kernel import METRIC_KEYS, sweep_chunk_nb
 from workbench.config import SessionConfig
+from workbench.execution import entry_allowed
+from workbench.execution.simulate import kernel_params
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -158,7 +153,6 @@ def sweep(
         raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(METRIC_KEYS)}")
     if symbols is not None:
         config = config.replace(symbols=list(symbols))
-    warn_session_only(config)
     from workbench.strategies import registry
 
     cls = registry.get(config.strategy)
@@ -313,7 +307,7 @@ class _Prepared:
         self.ppy = infer_periods_per_year(inputs.index)
         if not math.isfinite(self.ppy):
             self.ppy = float("nan")
-        self.scalars = kernel_scalars(config)
+        self.params = kernel_params(config)
 
     def signals(
         self, strategies: list[Any], out: tuple[np.ndarray, np.ndarray] | None = None
@@ -336,7 +330,7 @@ class _Prepared:
     def simulate(self, buys: np.ndarray, sells: np.ndarray) -> np.ndarray:
         a = self.inputs.arr
         return sweep_chunk_nb(self.times, a["open"], a["high"], a["low"], a["close"], a["volume"], self.close_filled,
-                              buys, sells, self.allowed, *self.scalars, self.ppy, numba.get_num_threads())
+                              buys, sells, self.allowed, self.params, self.ppy, numba.get_num_threads())
 
     def run(self, strategies: list[Any], chunk_size: int, progress: bool) -> np.ndarray:
         """Metric rows of every strategy instance; the next chunk's signals overlap this chunk's kernel."""

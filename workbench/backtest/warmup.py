@@ -91,7 +91,7 @@ def _vectorbt_dispatchers() -> list[Any]:
 
 def enable_vectorbt_caching() -> int:
     """Enable numba's on-disk cache, in the configured directory, on every vectorbt kernel and on
-    workbench's own (``workbench.backtest.kernel``); imports vectorbt; returns how many it switched.
+    workbench's own (``workbench.execution``); imports vectorbt; returns how many it switched.
 
     Idempotent: kernels already cached in the configured directory are left alone. workbench's
     kernels are ``cache=True`` already but picked their directory when imported; this moves them
@@ -104,7 +104,7 @@ def enable_vectorbt_caching() -> int:
         configure_numba_cache()
     import vectorbt  # noqa: F401  (imports every kernel module)
 
-    import workbench.backtest.kernel  # noqa: F401
+    import workbench.execution.simulate  # noqa: F401
     from numba.core.caching import FunctionCache
 
     count = 0
@@ -177,6 +177,10 @@ def _warmup_configs() -> list[Any]:
         configs.append(make_config(**base, risk={"stop_loss": 0.01, "take_profit": 0.02, "trailing_stop": 0.01}))
     except Exception:  # noqa: BLE001
         pass
+    configs.append(make_config(  # time windows (wall clock) and the circuit breaker
+        **base, time={"timezone": "America/New_York", "blackouts": [{"start": "12:00", "end": "13:00"}]},
+        risk={"circuit_breaker": {"max_drawdown": 0.5}},
+    ))
     return configs
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from workbench.engine.execution import Bar
+from workbench.execution import Bar
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _COLUMNS = ("open", "high", "low", "close", "volume")

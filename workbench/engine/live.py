@@ -43,9 +43,9 @@ import ccxt
 
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, SessionKind, SessionState, Side
-from workbench.engine import execution as ex
+from workbench import execution as ex
 from workbench.engine.ccxt_broker import CcxtBroker, make_async_exchange, order_status
-from workbench.engine.execution import Bar
+from workbench.execution import Bar
 from workbench.engine.live_feed import LiveFeed
 from workbench.retry import RetryPolicy, is_transient
 from workbench.engine.session import CommandRejected, Session

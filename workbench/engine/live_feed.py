@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from workbench.data.schema import timeframe_delta
-from workbench.engine.execution import Bar
+from workbench.execution import Bar
 from workbench.retry import RetryPolicy, is_transient
 
 log = logging.getLogger(__name__)

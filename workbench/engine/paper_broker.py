@@ -28,7 +28,7 @@ from typing import Any
 
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
-from workbench.engine import execution as ex
+from workbench import execution as ex
 
 _DONE = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
 

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from workbench.config import RiskConfig, SessionConfig
 from workbench.domain import Order, OrderType, Position, Side
-from workbench.engine import execution as ex
+from workbench import execution as ex
 from workbench.engine.portfolio import Portfolio
 
 OVERRIDABLE: tuple[str, ...] = (
@@ -245,11 +245,12 @@ class RiskEngine:
         cb = self._cb
         if self.state is not TradingState.RUNNING:
             return
-        if cb.max_daily_loss is not None and equity <= self._day_start * (1.0 - cb.max_daily_loss):
+        breach = ex.breaker_breach(equity, self._day_start, self._peak, cb)
+        if breach == "daily_loss":
             loss = 1.0 - equity / self._day_start
             self.trip("daily_loss", actor="risk", limit=cb.max_daily_loss, loss=loss,
                       day_start_equity=self._day_start, equity=equity, time=now.isoformat())
-        elif cb.max_drawdown is not None and equity <= self._peak * (1.0 - cb.max_drawdown):
+        elif breach == "drawdown":
             dd = 1.0 - equity / self._peak
             self.trip("drawdown", actor="risk", limit=cb.max_drawdown, drawdown=dd,
                       peak_equity=self._peak, equity=equity, time=now.isoformat())

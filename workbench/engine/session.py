@@ -40,9 +40,9 @@ import pandas as pd
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderType, SessionState, Side
 from workbench.engine import commands
-from workbench.engine import execution as ex
+from workbench import execution as ex
 from workbench.engine.commands import Command, CommandRejected
-from workbench.engine.execution import Bar
+from workbench.execution import Bar
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.paper_broker import PaperBroker
 from workbench.engine.portfolio import Portfolio

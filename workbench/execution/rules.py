@@ -1,32 +1,30 @@
-"""The numbers of docs/execution-semantics.md as pure Python functions on plain floats.
+"""docs/execution-semantics.md for one order or one bar: thin Python wrappers over the numba rules.
 
-One definition for the paper engine: fill prices, fees, entry sizing and its caps, stop exits,
-time restrictions. Slippage, the cash cap of a market buy and stop exits call the numba helpers
-of :mod:`workbench.backtest.kernel` (the vectorized backtest's kernel) directly, so both speeds
-share one definition; tests/test_engine_execution.py checks the rest against it, which is what
-makes paper/backtest parity hold.
+The bar-by-bar engine (trader, risk engine, paper broker) calls these on plain floats and
+datetimes; each wraps the kernel of :mod:`workbench.execution.nb` that the vectorized walk
+(:mod:`workbench.execution.simulate`) calls, so both speeds share one definition of every rule.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from workbench.backtest import kernel
-from workbench.backtest.kernel import MAX_SELL_SLIPPAGE, MIN_QUANTITY
-from workbench.config import CommissionModel, PositionSizing, SlippageModel, TimeRestrictions, VolumeRule
+import numpy as np
+import pandas as pd
+
+from workbench.config import CircuitBreaker, CommissionModel, PositionSizing, SlippageModel, TimeRestrictions, VolumeRule
 from workbench.domain import Side
+from workbench.execution import codes, nb
+from workbench.execution.nb import MAX_SELL_SLIPPAGE, MIN_QUANTITY
 
 # order reasons (the trade log's exit_reason for exits)
-ENTRY, SIGNAL = "entry", "signal"
-STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT = "stop_loss", "take_profit", "trailing_stop", "time_limit"
-CLOSE_ALL, END = "close_all", "end"
+ENTRY, SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL, END = codes.REASONS[1:]
 
 # entry-cap rule names, as returned by cap_entry and used in risk rejections
-MAX_POSITION, PORTFOLIO_LIMIT, CONCENTRATION = "max_position", "portfolio_limit", "concentration_limit"
-MIN_VOLUME, MAX_SHARE, CASH, TOO_SMALL = "min_volume", "max_share", "cash", "min_quantity"
+(MIN_VOLUME, MAX_POSITION, PORTFOLIO_LIMIT, CONCENTRATION, MAX_SHARE, CASH, TOO_SMALL) = codes.CAP_RULES[1:]
 
 
 @dataclass(slots=True)
@@ -43,7 +41,7 @@ class Bar:
 
 def slippage_fraction(slippage: SlippageModel, quantity: float, bar_volume: float) -> float:
     """Fixed ``bps``/1e4, plus for model 'volume' ``impact`` × min(quantity / bar volume, 1) (no volume = 1)."""
-    return kernel.slippage_nb(slippage.bps / 1e4, _impact(slippage), quantity, bar_volume)
+    return nb.slippage_nb(slippage.bps / 1e4, _impact(slippage), quantity, bar_volume)
 
 
 def _impact(slippage: SlippageModel) -> float:
@@ -79,7 +77,7 @@ def affordable_quantity(
     A limit fill (``maker=True``) is at ``ref_price`` exactly with the maker fee.
     """
     if not maker:
-        return kernel.buy_quantity_nb(
+        return nb.buy_quantity_nb(
             quantity, ref_price, bar_volume, cash, commission.taker, commission.fixed,
             slippage.bps / 1e4, _impact(slippage),
         )
@@ -115,41 +113,19 @@ def cap_entry(
     concentration_limit: float | None = None,
     position_value: float = 0.0,
 ) -> tuple[float, str]:
-    """Semantics rule 4's caps on a buy of ``quantity`` at reference ``price``: ``(quantity, rule)``.
-
-    In order: bar volume >= ``min_bar_volume``; position value <= ``max_position``; total exposure
-    <= ``portfolio_limit``; position value <= ``concentration_limit`` × equity (equity = cash +
-    exposure; a paper-engine extra the backtest does not apply); quantity <= ``max_share`` × bar
-    volume (cap, or drop for ``on_excess='skip'``); cost + fees <= cash. ``rule`` names the last
-    cap that reduced the quantity ("" if none); a dropped order returns quantity 0 and the rule
-    that dropped it.
+    """Semantics rule 4's caps on a buy of ``quantity`` at reference ``price``: ``(quantity, rule)``
+    (:func:`workbench.execution.nb.cap_entry_nb`; None = no limit). ``rule`` names the last cap that
+    reduced the quantity ("" if none); a dropped order returns quantity 0 and the rule that dropped it.
     """
-    if not quantity > MIN_QUANTITY:  # also NaN
-        return 0.0, TOO_SMALL
-    if bar_volume < volume.min_bar_volume:
-        return 0.0, MIN_VOLUME
-    q, rule = quantity, ""
-    if max_position is not None and position_value + q * price > max_position:
-        q, rule = max(max_position - position_value, 0.0) / price, MAX_POSITION
-    if portfolio_limit is not None and exposure + q * price > portfolio_limit:
-        q, rule = max(portfolio_limit - exposure, 0.0) / price, PORTFOLIO_LIMIT
-    if concentration_limit is not None:
-        room = concentration_limit * (cash + exposure) - position_value
-        if q * price > room:
-            q, rule = max(room, 0.0) / price, CONCENTRATION
-    if q <= MIN_QUANTITY:
-        return 0.0, rule or TOO_SMALL
-    cap = volume.max_share * bar_volume
-    if q > cap:
-        if volume.on_excess == "skip":
-            return 0.0, MAX_SHARE
-        q, rule = cap, MAX_SHARE
-    affordable = affordable_quantity(q, price, bar_volume, cash, commission, slippage)
-    if affordable != q:
-        q, rule = affordable, CASH
-    if q <= MIN_QUANTITY:
-        return 0.0, rule or TOO_SMALL
-    return q, rule
+    inf = math.inf
+    q, code = nb.cap_entry_nb(
+        float(quantity), float(price), float(bar_volume), float(cash), float(exposure), float(position_value),
+        inf if max_position is None else float(max_position), inf if portfolio_limit is None else float(portfolio_limit),
+        inf if concentration_limit is None else float(concentration_limit),
+        float(volume.min_bar_volume), float(volume.max_share), volume.on_excess == "skip",
+        float(commission.taker), float(commission.fixed), slippage.bps / 1e4, _impact(slippage),
+    )
+    return q, codes.CAP_RULES[code]
 
 
 def entry_quantity(
@@ -191,13 +167,13 @@ def stop_exit(
     exits at the stop; else high >= take profit exits at it.
     """
     nan = math.nan
-    code, price = kernel.stop_exit_nb(
+    code, price = nb.stop_exit_nb(
         open_, high, low, entry, peak,
         nan if stop_loss is None else stop_loss,
         nan if take_profit is None else take_profit,
         nan if trailing_stop is None else trailing_stop,
     )
-    return None if code == kernel.NONE else (kernel.REASONS[code], price)
+    return None if code == codes.NONE else (codes.REASONS[code], price)
 
 
 @lru_cache(maxsize=32)
@@ -205,20 +181,57 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def _seconds(hhmm: str) -> float:
+    h, m = hhmm.split(":")
+    return int(h) * 3600.0 + int(m) * 60.0
+
+
+def _time_rules(rules: TimeRestrictions) -> tuple[np.ndarray, np.ndarray]:
+    """``rules`` as :func:`nb.time_block_nb` takes them: (weekdays (7,) bool, windows (k, 2) seconds)."""
+    th = rules.trading_hours
+    hours = None if th is None else (th.start, th.end)
+    return _time_arrays(tuple(rules.weekdays), hours, tuple((w.start, w.end) for w in rules.blackouts))
+
+
+@lru_cache(maxsize=64)
+def _time_arrays(
+    weekdays: tuple[int, ...], hours: tuple[str, str] | None, blackouts: tuple[tuple[str, str], ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    days = np.zeros(7, dtype=np.bool_)
+    days[list(weekdays)] = True
+    rows = [(math.nan, math.nan) if hours is None else (_seconds(hours[0]), _seconds(hours[1]))]
+    rows += [(_seconds(s), _seconds(e)) for s, e in blackouts]
+    return days, np.array(rows, dtype=float)
+
+
+def wall_clock_ns(index: pd.DatetimeIndex, zone: str) -> np.ndarray:
+    """Each time of ``index`` (UTC) on the wall clock of ``timezone``, as ns since 1970-01-01 00:00 local."""
+    utc = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+    if zone == "UTC":
+        return utc.as_unit("ns").asi8
+    return utc.tz_convert(zone).tz_localize(None).as_unit("ns").asi8
+
+
+def _wall_ns(timestamp: datetime, zone: str) -> int:
+    """One time on the wall clock of ``timezone`` (see :func:`wall_clock_ns`)."""
+    if isinstance(timestamp, pd.Timestamp):
+        utc_ns = int(timestamp.value)
+    else:
+        utc_ns = (timestamp - _EPOCH) // timedelta(microseconds=1) * 1000
+    offset = timestamp.astimezone(_zone(zone)).utcoffset() or timedelta(0)
+    return utc_ns + offset // timedelta(microseconds=1) * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def time_block(timestamp: datetime, rules: TimeRestrictions) -> str:
     """The time rule that forbids a new entry at ``timestamp`` ("weekday", "trading_hours",
-    "blackout"), or "" if entries are allowed (semantics rule 7, in ``rules.timezone``)."""
+    "blackout"), or "" if entries are allowed (semantics rule 7, on ``rules.timezone``'s wall clock)."""
     if rules.unrestricted:
         return ""
-    local = timestamp.astimezone(_zone(rules.timezone))
-    if local.weekday() not in rules.weekdays:
-        return "weekday"
-    t = local.time()
-    if rules.trading_hours is not None and not rules.trading_hours.contains(t):
-        return "trading_hours"
-    if any(w.contains(t) for w in rules.blackouts):
-        return "blackout"
-    return ""
+    days, windows = _time_rules(rules)
+    return codes.TIME_RULES[nb.time_block_nb(_wall_ns(timestamp, rules.timezone), days, windows)]
 
 
 def entry_allowed_at(timestamp: datetime, rules: TimeRestrictions) -> bool:
@@ -226,9 +239,28 @@ def entry_allowed_at(timestamp: datetime, rules: TimeRestrictions) -> bool:
     return not time_block(timestamp, rules)
 
 
+def entry_allowed(index: pd.DatetimeIndex, rules: TimeRestrictions) -> np.ndarray:
+    """Per bar of ``index``: may a new entry fill at this bar's open time? (:func:`time_block`, vectorized.)"""
+    if rules.unrestricted:
+        return np.ones(len(index), dtype=bool)
+    days, windows = _time_rules(rules)
+    return nb.time_blocks_nb(wall_clock_ns(index, rules.timezone), days, windows) == 0
+
+
+def breaker_breach(equity: float, day_start: float, peak: float, breaker: CircuitBreaker) -> str:
+    """The circuit-breaker limit ``equity`` breaches ("daily_loss" before "drawdown"), or "" (rule 10)."""
+    nan = math.nan
+    code = nb.breaker_nb(
+        float(equity), float(day_start), float(peak),
+        nan if breaker.max_daily_loss is None else breaker.max_daily_loss,
+        nan if breaker.max_drawdown is None else breaker.max_drawdown,
+    )
+    return codes.BREAKER_REASONS[code]
+
+
 def warm_up() -> None:
     """Load the numba kernels the paper engine calls (from numba's cache, else compile them) now, so that
     a session's first order does not pay for it (~0.5 s) mid-run."""
-    kernel.slippage_nb(0.0, 0.0, 1.0, 1.0)
-    kernel.buy_quantity_nb(1.0, 1.0, 1.0, 10.0, 0.0, 0.0, 0.0, 0.0)
+    nb.slippage_nb(0.0, 0.0, 1.0, 1.0)
+    nb.buy_quantity_nb(1.0, 1.0, 1.0, 10.0, 0.0, 0.0, 0.0, 0.0)
     kernel.stop_exit_nb(1.0, 1.0, 1.0, 1.0, 1.0, math.nan, math.nan, math.nan)

@@ -1,87 +1,98 @@
-"""The execution kernel: docs/execution-semantics.md, bar by bar, in one cached numba function.
+"""The vectorized walk of docs/execution-semantics.md: every fill of a backtest in one cached numba pass.
 
-:func:`fills_nb` walks the bars once and decides every fill (bar, symbol, quantity, price,
-reason), jumping over runs of bars where no signal can act; :func:`simulate_nb` lays those fills
-out per bar and symbol for run_backtest, whose booking (and vectorbt's ``Portfolio.from_orders``)
-replays them for records and analytics; the parameter sweep books :func:`fills_nb`'s list
-directly. Pure numba scalars/arrays, so the paper engine can call the same helpers
-(:func:`buy_quantity_nb`, :func:`stop_exit_nb`, :func:`slippage_nb`) from Python.
+:func:`fills_nb` walks the bars once with the cash/position ledger and decides every fill (bar,
+symbol, quantity, price, reason) by the rules of :mod:`workbench.execution.nb` (the same kernels
+the bar-by-bar engine calls), jumping over runs of bars where nothing can act;
+:func:`simulate_nb` lays those fills out per bar and symbol for run_backtest, whose booking (and
+vectorbt's ``Portfolio.from_orders``) replays them; the parameter sweep books :func:`fills_nb`'s
+list directly. :func:`kernel_params` turns a SessionConfig into the walk's :class:`KernelParams`.
 """
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-# reason codes of an order (``REASONS[code]`` is the name used in trade logs)
-NONE, ENTRY, EXIT_SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT = range(7)
-REASONS: tuple[str, ...] = ("", "entry", "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit")
+from workbench.config import SessionConfig
+from workbench.execution.codes import (
+    BREAKER_REJECTIONS,
+    CAP_NONE,
+    ENTRY,
+    EXIT_SIGNAL,
+    HALTED,
+    MINUTE_NS,
+    NONE,
+    REASONS,
+    REDUCING,
+    RUNNING,
+    TIME_LIMIT,
+)
+from workbench.execution.nb import (
+    MIN_QUANTITY,
+    breaker_nb,
+    cap_entry_nb,
+    sell_fill_nb,
+    slippage_nb,
+    stop_exit_nb,
+    window_full_nb,
+)
+
+__all__ = ["KernelParams", "kernel_params", "fills_nb", "simulate_nb", "next_event_nb", "REASONS", "SIZING_MODES"]
+
 SIZING_MODES: tuple[str, ...] = ("fixed_amount", "percent_equity", "fixed_quantity")
-MIN_QUANTITY = 1e-12  # vectorbt ignores smaller orders (its abs_tol)
-MAX_SELL_SLIPPAGE = 0.99  # a sell never fills below 1 % of its reference price
+DAY = 86_400 * 10**9
 
 
-@njit(cache=True)
-def slippage_nb(slip: float, impact: float, quantity: float, volume: float) -> float:
-    """Slippage fraction: fixed part plus ``impact`` × volume share (share capped at 1; no volume = 1)."""
-    if impact == 0.0:
-        return slip
-    share = quantity / volume if volume > 0.0 else 1.0
-    return slip + impact * min(share, 1.0)
+class KernelParams(NamedTuple):
+    """A config's numbers as the walk takes them: unset limits are inf (caps), NaN (fractions) or 0 (counts)."""
+
+    init_cash: float
+    sizing_mode: int  # index in SIZING_MODES
+    sizing_value: float
+    max_position: float
+    portfolio_limit: float
+    concentration: float
+    taker: float
+    fixed_fee: float
+    slip: float  # fixed slippage fraction
+    impact: float  # volume-model impact (0 = fixed model)
+    min_volume: float
+    max_share: float
+    skip_excess: bool
+    sl: float
+    tp: float
+    trail: float
+    max_hold_ns: int  # < 0 = none
+    max_orders_per_minute: int  # 0 = none
+    max_daily_loss: float
+    max_drawdown: float
+    max_rejections: int  # 0 = none
+    rejection_window_ns: int
+    breaker_action: int  # REDUCING or HALTED
 
 
-@njit(cache=True)
-def buy_quantity_nb(
-    quantity: float, open_: float, volume: float, cash: float, taker: float, fixed_fee: float, slip: float, impact: float
-) -> float:
-    """``quantity`` reduced so that quantity × fill price × (1 + taker) + fixed fee <= cash.
+def kernel_params(config: SessionConfig) -> KernelParams:
+    """:class:`KernelParams` of ``config``."""
+    risk, vol, slip, cb = config.risk, config.volume, config.slippage, config.risk.circuit_breaker
+    nan, inf = math.nan, math.inf
 
-    The fill price depends on the quantity under the volume model, so the cap solves
-    ``a q² + b q = cash - fixed`` exactly (callers keep ``quantity <= volume``). Returns 0 when
-    not even the fixed fee is covered.
-    """
-    fill = open_ * (1.0 + slippage_nb(slip, impact, quantity, volume))
-    if quantity * fill * (1.0 + taker) + fixed_fee <= cash:
-        return quantity
-    budget = cash - fixed_fee
-    if budget <= 0.0:
-        return 0.0
-    b = open_ * (1.0 + slip) * (1.0 + taker)
-    a = open_ * (1.0 + taker) * impact / volume if volume > 0.0 else 0.0
-    if a == 0.0:
-        return budget / b
-    return 2.0 * budget / (b + np.sqrt(b * b + 4.0 * a * budget))  # root of a q² + b q = budget
+    def opt(v: float | None, none: float) -> float:
+        return none if v is None else float(v)
 
-
-@njit(cache=True)
-def stop_exit_nb(
-    open_: float, high: float, low: float, entry: float, peak: float, sl: float, tp: float, trail: float
-) -> tuple[int, float]:
-    """(reason, reference price) of a stop exit on this bar, or (NONE, nan).
-
-    Levels: entry × (1 - sl), peak × (1 - trail), entry × (1 + tp); NaN disables one. An open
-    beyond a level exits at the open; else low <= the higher of stop/trailing exits at it; else
-    high >= take profit exits at it.
-    """
-    stop_lvl = -np.inf
-    stop_code = NONE
-    if not np.isnan(sl):
-        stop_lvl = entry * (1.0 - sl)
-        stop_code = STOP_LOSS
-    if not np.isnan(trail):
-        lvl = peak * (1.0 - trail)
-        if lvl > stop_lvl:
-            stop_lvl = lvl
-            stop_code = TRAILING_STOP
-    tp_lvl = entry * (1.0 + tp) if not np.isnan(tp) else np.inf
-    if open_ <= stop_lvl:
-        return stop_code, open_
-    if open_ >= tp_lvl:
-        return TAKE_PROFIT, open_
-    if low <= stop_lvl:
-        return stop_code, stop_lvl
-    if high >= tp_lvl:
-        return TAKE_PROFIT, tp_lvl
-    return NONE, np.nan
+    return KernelParams(
+        float(config.initial_balance), SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
+        opt(risk.max_position, inf), opt(risk.portfolio_limit, inf), opt(risk.concentration_limit, inf),
+        float(config.commission.taker), float(config.commission.fixed),
+        slip.bps / 1e4, float(slip.impact) if slip.model == "volume" else 0.0,
+        float(vol.min_bar_volume), float(vol.max_share), vol.on_excess == "skip",
+        opt(risk.stop_loss, nan), opt(risk.take_profit, nan), opt(risk.trailing_stop, nan),
+        -1 if risk.max_holding_minutes is None else int(round(risk.max_holding_minutes * 60e9)),
+        risk.max_orders_per_minute or 0,
+        opt(cb.max_daily_loss, nan), opt(cb.max_drawdown, nan), cb.max_rejections or 0,
+        int(round(cb.rejection_window_s * 1e9)), REDUCING if cb.action == "reducing" else HALTED,
+    )
 
 
 @njit(cache=True)
@@ -93,10 +104,12 @@ def _grow(a: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def next_event_nb(i: int, pos: np.ndarray, buy_sig: np.ndarray, sell_sig: np.ndarray, allowed: np.ndarray) -> int:
+def next_event_nb(
+    i: int, pos: np.ndarray, buy_sig: np.ndarray, sell_sig: np.ndarray, allowed: np.ndarray, entries: bool
+) -> int:
     """First bar >= ``i`` where a signal can act on positions ``pos``: an exit signal of a held
-    symbol or an allowed entry signal of a flat one; ``len(buy_sig)`` if none. (The loops run from
-    0 over views: numba then drops its negative-index checks, twice as fast.)"""
+    symbol or, when ``entries``, an allowed entry signal of a flat one; ``len(buy_sig)`` if none.
+    (The loops run from 0 over views: numba then drops its negative-index checks, twice as fast.)"""
     n, m = buy_sig.shape
     buys, sells, ok = buy_sig[i:], sell_sig[i:], allowed[i:]
     if m == 1:  # the common case, one tight scan
@@ -105,7 +118,7 @@ def next_event_nb(i: int, pos: np.ndarray, buy_sig: np.ndarray, sell_sig: np.nda
             for j in range(len(col)):
                 if col[j]:
                     return i + j
-        else:
+        elif entries:
             col = buys[:, 0]
             for j in range(len(col)):
                 if col[j] and ok[j]:
@@ -116,7 +129,7 @@ def next_event_nb(i: int, pos: np.ndarray, buy_sig: np.ndarray, sell_sig: np.nda
             if pos[c] > 0.0:
                 if sells[j, c]:
                     return i + j
-            elif buys[j, c] and ok[j]:
+            elif entries and buys[j, c] and ok[j]:
                 return i + j
     return n
 
@@ -132,31 +145,19 @@ def fills_nb(
     buy_sig: np.ndarray,  # (n, m) bool: entry signal of the previous bar, conflicts removed
     sell_sig: np.ndarray,  # (n, m) bool: exit signal of the previous bar, conflicts removed
     allowed: np.ndarray,  # (n,) bool: entries allowed at this bar's open (time restrictions)
-    init_cash: float,
-    sizing_mode: int,
-    sizing_value: float,
-    max_position: float,  # inf = none
-    portfolio_limit: float,  # inf = none
-    taker: float,
-    fixed_fee: float,
-    slip: float,
-    impact: float,
-    min_volume: float,
-    max_share: float,
-    skip_excess: bool,
-    sl: float,  # NaN = none
-    tp: float,
-    trail: float,
-    max_hold_ns: int,  # < 0 = none
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    p: KernelParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every fill of a backtest, in execution order: (bar, column, quantity, fill price, reference
-    price, reason) arrays, quantity > 0 for a buy and -inf for a sell of the whole position; each
-    bar's sells come before its buys (buys in symbol order).
+    price, reason, trip) arrays, quantity > 0 for a buy and -inf for a sell of the whole position;
+    each bar's sells come before its buys (buys in symbol order). ``trip`` is (bar, BREAKER_* code,
+    trading state) of the circuit breaker's trip, bar -1 if it never tripped.
 
     Bars where nothing can happen are skipped in one scan (:func:`next_event_nb`): no entry signal
-    of a flat symbol, no exit signal of a held one, and no stop or holding limit to watch (or
-    nothing held). They would only move the valuation marks, which are carried over the skipped
-    run, so the fills are those of a walk over every bar.
+    of a flat symbol, no exit signal of a held one, and no stop, holding limit or breaker to watch
+    (or nothing held). They would only move the valuation marks, which are carried over the skipped
+    run, so the fills are those of a walk over every bar. Rejected entries (rule 10: time, rate,
+    caps) count towards the breaker's rejection burst; when that is armed, entry signals at blocked
+    times are visited too.
     """
     n, m = open_.shape
     size = 64
@@ -166,22 +167,32 @@ def fills_nb(
     o_price = np.empty(size)
     o_ref = np.empty(size)
     o_reason = np.empty(size, dtype=np.int8)
+    trip = np.full(3, -1, dtype=np.int64)
     k = 0
 
-    cash = init_cash
+    cash = p.init_cash
     pos = np.zeros(m)
     entry_px = np.zeros(m)
     entry_t = np.zeros(m, dtype=np.int64)
     peak = np.zeros(m)
     mark = np.full(m, np.nan)  # valuation price: this bar's open, else the last close
     was_long = np.zeros(m, dtype=np.bool_)
-    watch = not (np.isnan(sl) and np.isnan(tp) and np.isnan(trail)) or max_hold_ns >= 0
+    breaker = not (np.isnan(p.max_daily_loss) and np.isnan(p.max_drawdown))
+    watch = not (np.isnan(p.sl) and np.isnan(p.tp) and np.isnan(p.trail)) or p.max_hold_ns >= 0 or breaker
     held = 0  # symbols with a position
+    state = RUNNING
+    order_times = np.zeros(max(p.max_orders_per_minute, 1), dtype=np.int64)  # ring of the last orders
+    n_orders = 0
+    reject_times = np.zeros(max(p.max_rejections, 1), dtype=np.int64)  # ring of the last rejections
+    n_rejects = 0
+    scan_ok = allowed if p.max_rejections == 0 else np.ones(n, dtype=np.bool_)  # blocked entries count
+    day = -1
+    day_start = last_equity = equity_peak = p.init_cash
 
     i = 0
     while i < n:
         if held == 0 or not watch:
-            j = next_event_nb(i, pos, buy_sig, sell_sig, allowed)
+            j = next_event_nb(i, pos, buy_sig, sell_sig, scan_ok, state == RUNNING)
             if j > i:  # bars i..j-1 only move the marks: after a bar, its close, else its open
                 for c in range(m):
                     for r in range(j - 1, i - 1, -1):
@@ -197,74 +208,81 @@ def fills_nb(
         while k + m > len(o_idx):  # room for this bar's orders (at most one per symbol)
             o_idx, o_col, o_qty = _grow(o_idx), _grow(o_col), _grow(o_qty)
             o_price, o_ref, o_reason = _grow(o_price), _grow(o_ref), _grow(o_reason)
+        now = times[i]
         for c in range(m):
             was_long[c] = pos[c] > 0.0
             if not np.isnan(open_[i, c]):
                 mark[c] = open_[i, c]
-        # 1) exits: signal, holding time, stops
+        # 1) exits: signal (held while HALTED), holding time, stops
         for c in range(m):
             o = open_[i, c]
             if pos[c] <= 0.0 or np.isnan(o):
                 continue
             code = NONE
             ref = o
-            if sell_sig[i, c]:
+            if sell_sig[i, c] and state != HALTED:
                 code = EXIT_SIGNAL
-            elif max_hold_ns >= 0 and times[i] - entry_t[c] >= max_hold_ns:
+            elif p.max_hold_ns >= 0 and now - entry_t[c] >= p.max_hold_ns:
                 code = TIME_LIMIT
             else:
-                code, ref = stop_exit_nb(o, high[i, c], low[i, c], entry_px[c], peak[c], sl, tp, trail)
+                code, ref = stop_exit_nb(o, high[i, c], low[i, c], entry_px[c], peak[c], p.sl, p.tp, p.trail)
             if code == NONE:
                 continue
-            s = min(slippage_nb(slip, impact, pos[c], volume[i, c]), MAX_SELL_SLIPPAGE)
-            fill = ref * (1.0 - s)
+            fill = sell_fill_nb(ref, pos[c], volume[i, c], p.slip, p.impact)
             proceeds = pos[c] * fill
-            fee = proceeds * taker + fixed_fee
+            fee = proceeds * p.taker + p.fixed_fee
             if proceeds - fee < 0.0:  # fees exceed proceeds: vectorbt rejects such a sell
                 continue
             cash += proceeds - fee
             pos[c] = 0.0
             held -= 1
+            if p.max_orders_per_minute > 0:
+                order_times[n_orders % len(order_times)] = now
+                n_orders += 1
             o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k], o_reason[k] = i, c, -np.inf, fill, ref, code
             k += 1
-        # 2) entries, in symbol order
+        # 2) entries, in symbol order, while RUNNING: time, order rate, caps (rejections count)
         for c in range(m):
             o = open_[i, c]
-            if was_long[c] or not buy_sig[i, c] or not allowed[i] or np.isnan(o) or o <= 0.0:
+            if was_long[c] or not buy_sig[i, c] or np.isnan(o) or state != RUNNING:
                 continue
-            vol = volume[i, c]
-            if vol < min_volume:
+            q = 0.0
+            if o > 0.0 and allowed[i] and not (
+                p.max_orders_per_minute > 0 and window_full_nb(order_times, n_orders, now, MINUTE_NS)
+            ):
+                exposure = 0.0
+                for jj in range(m):
+                    if pos[jj] > 0.0:
+                        exposure += pos[jj] * mark[jj]
+                if p.sizing_mode == 0:
+                    q = p.sizing_value / o
+                elif p.sizing_mode == 1:
+                    q = p.sizing_value * (cash + exposure) / o
+                else:
+                    q = p.sizing_value
+                q, _rule = cap_entry_nb(
+                    q, o, volume[i, c], cash, exposure, 0.0, p.max_position, p.portfolio_limit, p.concentration,
+                    p.min_volume, p.max_share, p.skip_excess, p.taker, p.fixed_fee, p.slip, p.impact,
+                )
+            if q <= MIN_QUANTITY:  # rejected
+                if p.max_rejections > 0:
+                    reject_times[n_rejects % len(reject_times)] = now
+                    n_rejects += 1
+                    if window_full_nb(reject_times, n_rejects, now, p.rejection_window_ns):
+                        state = p.breaker_action
+                        trip[0], trip[1], trip[2] = i, BREAKER_REJECTIONS, state
                 continue
-            exposure = 0.0
-            for j in range(m):
-                if pos[j] > 0.0:
-                    exposure += pos[j] * mark[j]
-            if sizing_mode == 0:
-                q = sizing_value / o
-            elif sizing_mode == 1:
-                q = sizing_value * (cash + exposure) / o
-            else:
-                q = sizing_value
-            if q * o > max_position:
-                q = max_position / o
-            if exposure + q * o > portfolio_limit:
-                q = max(portfolio_limit - exposure, 0.0) / o
-            cap = max_share * vol
-            if q > cap:
-                if skip_excess:
-                    continue
-                q = cap
-            q = buy_quantity_nb(q, o, vol, cash, taker, fixed_fee, slip, impact)
-            if q <= MIN_QUANTITY:
-                continue
-            fill = o * (1.0 + slippage_nb(slip, impact, q, vol))
+            fill = o * (1.0 + slippage_nb(p.slip, p.impact, q, volume[i, c]))
             cost = q * fill
-            cash = max(cash - (cost + cost * taker + fixed_fee), 0.0)
+            cash = max(cash - (cost + cost * p.taker + p.fixed_fee), 0.0)
             pos[c] = q
             held += 1
             entry_px[c] = fill
-            entry_t[c] = times[i]
+            entry_t[c] = now
             peak[c] = -np.inf
+            if p.max_orders_per_minute > 0:
+                order_times[n_orders % len(order_times)] = now
+                n_orders += 1
             o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k], o_reason[k] = i, c, q, fill, o, ENTRY
             k += 1
         # 3) trailing peaks and marks see the whole bar
@@ -273,8 +291,25 @@ def fills_nb(
                 peak[c] = high[i, c]
             if not np.isnan(close[i, c]):
                 mark[c] = close[i, c]
+        # 4) the breaker sees the equity after the bar (rule 10)
+        if breaker:
+            equity = cash
+            for c in range(m):
+                if pos[c] > 0.0:
+                    equity += pos[c] * mark[c]
+            if now // DAY != day:
+                day = now // DAY
+                day_start = last_equity
+            last_equity = equity
+            if equity > equity_peak:
+                equity_peak = equity
+            if state == RUNNING:
+                why = breaker_nb(equity, day_start, equity_peak, p.max_daily_loss, p.max_drawdown)
+                if why != 0:
+                    state = p.breaker_action
+                    trip[0], trip[1], trip[2] = i, why, state
         i += 1
-    return o_idx[:k], o_col[:k], o_qty[:k], o_price[:k], o_ref[:k], o_reason[:k]
+    return o_idx[:k], o_col[:k], o_qty[:k], o_price[:k], o_ref[:k], o_reason[:k], trip
 
 
 @njit(cache=True)
@@ -288,33 +323,17 @@ def simulate_nb(
     buy_sig: np.ndarray,  # (n, m) bool: entry signal of the previous bar, conflicts removed
     sell_sig: np.ndarray,  # (n, m) bool: exit signal of the previous bar, conflicts removed
     allowed: np.ndarray,  # (n,) bool: entries allowed at this bar's open (time restrictions)
-    init_cash: float,
-    sizing_mode: int,
-    sizing_value: float,
-    max_position: float,  # inf = none
-    portfolio_limit: float,  # inf = none
-    taker: float,
-    fixed_fee: float,
-    slip: float,
-    impact: float,
-    min_volume: float,
-    max_share: float,
-    skip_excess: bool,
-    sl: float,  # NaN = none
-    tp: float,
-    trail: float,
-    max_hold_ns: int,  # < 0 = none
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fills of a whole backtest: (quantity, fill price, reference price, reason, call_seq), each (n, m).
+    p: KernelParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fills of a whole backtest: (quantity, fill price, reference price, reason, call_seq), each (n, m),
+    and the breaker's ``trip`` (see :func:`fills_nb`).
 
     :func:`fills_nb`'s orders laid out per bar and symbol: quantity is NaN where there is no
     order, > 0 for a buy and -inf for a sell of the whole position; call_seq orders each bar's
     sells before its buys (buys in symbol order), then the symbols without an order.
     """
-    o_idx, o_col, o_qty, o_price, o_ref, o_reason = fills_nb(
-        times, open_, high, low, close, volume, buy_sig, sell_sig, allowed, init_cash, sizing_mode, sizing_value,
-        max_position, portfolio_limit, taker, fixed_fee, slip, impact, min_volume, max_share, skip_excess, sl, tp,
-        trail, max_hold_ns,
+    o_idx, o_col, o_qty, o_price, o_ref, o_reason, trip = fills_nb(
+        times, open_, high, low, close, volume, buy_sig, sell_sig, allowed, p
     )
     n, m = open_.shape
     qty_out = np.full((n, m), np.nan)
@@ -340,4 +359,4 @@ def simulate_nb(
             if np.isnan(qty_out[i, c]):
                 call_seq[i, k] = c
                 k += 1
-    return qty_out, price_out, ref_out, reason_out, call_seq
+    return qty_out, price_out, ref_out, reason_out, call_seq, trip

@@ -1,0 +1,53 @@
+"""THE execution rules of docs/execution-semantics.md, once: time windows, sizing and caps, fill
+price and slippage, fees, stops, the circuit breaker, the order rate, reason codes and the
+cash/position ledger of the vectorized walk.
+
+* :mod:`~workbench.execution.nb`: the rules as numba kernels;
+* :mod:`~workbench.execution.simulate`: the vectorized walk over a whole backtest (the ledger);
+* :mod:`~workbench.execution.rules`: thin wrappers for one order or one bar (the session engine);
+* :mod:`~workbench.execution.codes`: the codes and their names.
+
+Backtests, sweeps and sessions all call these; nothing else defines an execution rule.
+"""
+from workbench.execution.rules import (
+    CASH,
+    CLOSE_ALL,
+    CONCENTRATION,
+    END,
+    ENTRY,
+    MAX_POSITION,
+    MAX_SELL_SLIPPAGE,
+    MAX_SHARE,
+    MIN_QUANTITY,
+    MIN_VOLUME,
+    PORTFOLIO_LIMIT,
+    SIGNAL,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    TIME_LIMIT,
+    TOO_SMALL,
+    TRAILING_STOP,
+    Bar,
+    affordable_quantity,
+    breaker_breach,
+    cap_entry,
+    entry_allowed,
+    entry_allowed_at,
+    entry_quantity,
+    fee,
+    fill_price,
+    slippage_fraction,
+    stop_exit,
+    target_quantity,
+    time_block,
+    wall_clock_ns,
+    warm_up,
+)
+
+__all__ = [
+    "Bar", "affordable_quantity", "breaker_breach", "cap_entry", "entry_allowed", "entry_allowed_at",
+    "entry_quantity", "fee", "fill_price", "slippage_fraction", "stop_exit", "target_quantity", "time_block",
+    "wall_clock_ns", "warm_up", "MIN_QUANTITY", "MAX_SELL_SLIPPAGE", "ENTRY", "SIGNAL", "STOP_LOSS",
+    "TAKE_PROFIT", "TRAILING_STOP", "TIME_LIMIT", "CLOSE_ALL", "END", "MIN_VOLUME", "MAX_POSITION",
+    "PORTFOLIO_LIMIT", "CONCENTRATION", "MAX_SHARE", "CASH", "TOO_SMALL",
+]

@@ -1,0 +1,37 @@
+"""Codes of the execution rules: small ints for the numba kernels, names for logs, events and the store.
+
+``REASONS[code]`` names an order's reason (the trade log's exit reason), ``CAP_RULES[code]`` the
+entry cap that reduced or dropped a buy, ``TIME_RULES[code]`` the time restriction that blocks an
+entry, ``BREAKER_REASONS[code]`` why the circuit breaker tripped, ``TRADING_STATES[code]`` the
+risk engine's trading state.
+"""
+from __future__ import annotations
+
+# order reasons
+NONE, ENTRY, EXIT_SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL_CODE, END_CODE = range(9)
+REASONS: tuple[str, ...] = (
+    "", "entry", "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end",
+)
+
+# entry caps (semantics rule 4)
+(CAP_NONE, CAP_MIN_VOLUME, CAP_MAX_POSITION, CAP_PORTFOLIO_LIMIT, CAP_CONCENTRATION, CAP_MAX_SHARE, CAP_CASH,
+ CAP_TOO_SMALL) = range(8)
+CAP_RULES: tuple[str, ...] = (
+    "", "min_volume", "max_position", "portfolio_limit", "concentration_limit", "max_share", "cash", "min_quantity",
+)
+
+# time restrictions (semantics rule 7)
+WEEKDAY, TRADING_HOURS, BLACKOUT = 1, 2, 3
+TIME_RULES: tuple[str, ...] = ("", "weekday", "trading_hours", "blackout")
+
+# circuit breaker (semantics rule 10)
+BREAKER_DAILY_LOSS, BREAKER_DRAWDOWN, BREAKER_REJECTIONS = 1, 2, 3
+BREAKER_REASONS: tuple[str, ...] = ("", "daily_loss", "drawdown", "rejections")
+RUNNING, REDUCING, HALTED = 0, 1, 2
+TRADING_STATES: tuple[str, ...] = ("running", "reducing", "halted")
+
+# rejections of a buy that are not caps (semantics rule 10)
+REJECT_PRICE, REJECT_STATE, REJECT_RATE = "price", "state", "max_order_rate"
+
+DAY_NS = 86_400 * 10**9
+MINUTE_NS = 60 * 10**9
