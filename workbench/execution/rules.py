@@ -263,4 +263,4 @@ def warm_up() -> None:
     a session's first order does not pay for it (~0.5 s) mid-run."""
     nb.slippage_nb(0.0, 0.0, 1.0, 1.0)
     nb.buy_quantity_nb(1.0, 1.0, 1.0, 10.0, 0.0, 0.0, 0.0, 0.0)
-    kernel.stop_exit_nb(1.0, 1.0, 1.0, 1.0, 1.0, math.nan, math.nan, math.nan)
+    nb.stop_exit_nb(1.0, 1.0, 1.0, 1.0, 1.0, math.nan, math.nan, math.nan)
