@@ -21,5 +21,6 @@ def async_client(exchange: LoopbackExchange, key: str | None = None, secret: str
 
     from .server import API_KEY, API_SECRET
 
-    cfg = {"apiKey": key or API_KEY, "secret": secret or API_SECRET, "enableRateLimit": False, "timeout": 3000, **config}
+    cfg = {"apiKey": key or API_KEY, "secret": secret or API_SECRET, "enableRateLimit": False, "timeout": 3000,
+           **config}
     return exchange.point(ccxt_async.binance(cfg))

@@ -148,7 +148,8 @@ class Book:
             try:
                 qty = float(p["quantity"])
             except (KeyError, ValueError):
-                raise BinanceError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+                raise BinanceError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, "
+                                          "or malformed.") from None
             if not qty > 0 or not _on_grid(qty, STEP):
                 raise BinanceError(-1013, "Filter failure: LOT_SIZE")
             price = self.price(symbol)
@@ -156,13 +157,15 @@ class Book:
                 try:
                     price = float(p["price"])
                 except (KeyError, ValueError):
-                    raise BinanceError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+                    raise BinanceError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, "
+                                              "or malformed.") from None
                 if not price > 0 or not _on_grid(price, TICK):
                     raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
             if qty * price < MIN_NOTIONAL:
                 raise BinanceError(-1013, "Filter failure: NOTIONAL")
             cid = p.get("newClientOrderId") or f"x-loop{next(self._ids)}"
-            if (key, cid) in self.by_client and self.by_client[key, cid].status in ("NEW", "PARTIALLY_FILLED", "FILLED"):
+            earlier = self.by_client.get((key, cid))
+            if earlier is not None and earlier.status in ("NEW", "PARTIALLY_FILLED", "FILLED"):
                 raise BinanceError(-2010, "Duplicate order sent.")
             base, quote = self.assets(symbol)
             bal, locked = self.account(key), self.locked(key)
@@ -211,11 +214,12 @@ class Book:
                 try:
                     o = self.orders.get(int(p["orderId"]))
                 except ValueError:
-                    raise BinanceError(-1100, "Illegal characters found in parameter 'orderId'.")
+                    raise BinanceError(-1100, "Illegal characters found in parameter 'orderId'.") from None
             elif p.get("origClientOrderId"):
                 o = self.by_client.get((key, p["origClientOrderId"]))
             else:
-                raise BinanceError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+                raise BinanceError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, "
+                                          "but both were empty/null!")
             if o is None or o.account != key or o.symbol != p.get("symbol"):
                 raise BinanceError(-2013, "Order does not exist.")
             return o

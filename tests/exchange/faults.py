@@ -1,0 +1,151 @@
+"""Fault injection and the request log of the loopback exchange (a mixin of ``LoopbackExchange``).
+
+Faults queue up (``fail_next``, ``drop_next``, ``lose_response_next``, ``delay_next``) and the
+aiohttp middleware applies the first one matching each request; every request is logged.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Request:
+    """One logged request: method, path, query parameters and the status answered (0 = connection dropped)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Fault:
+    """One queued fault; see :meth:`FaultsMixin.fail_next` and its siblings."""
+
+    path: str | None  # only requests whose path starts with this (None: any)
+    status: int = 0  # 0 = drop the connection
+    retry_after: float | None = None
+    error: tuple[int, str] | None = None  # a Binance error body {"code", "msg"}
+    after: int = 0  # matching requests to let through first
+    method: str | None = None  # only requests with this HTTP method (None: any)
+    kind: str = "fail"  # "fail" (status/drop before handling), "lose" (handle, then drop), "delay"
+    delay: float = 0.0
+
+
+class FaultsMixin:
+    """Queued faults, the request log and the middleware that applies the one and fills the other."""
+
+    log: list[Request]
+    _faults: deque[Fault]
+    _lock: threading.Lock
+
+    def _init_faults(self) -> None:
+        self.log = []
+        self._faults = deque()
+        self._lock = threading.Lock()
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 503,
+        *,
+        retry_after: float | None = None,
+        error: tuple[int, str] | None = None,
+        path: str | None = None,
+        after: int = 0,
+    ) -> None:
+        """Answer ``n`` requests with HTTP ``status``, after letting ``after`` requests through; only requests
+        whose path starts with ``path`` count, if given. 429 sends Binance's rate-limit error, other statuses
+        plain text unless ``error=(code, msg)`` gives a Binance error body; ``retry_after`` adds Retry-After."""
+        with self._lock:
+            self._faults.extend(Fault(path, status, retry_after, error, after if i == 0 else 0) for i in range(n))
+
+    def drop_next(self, n: int = 1, *, path: str | None = None, after: int = 0) -> None:
+        """Close the connection without answering ``n`` requests, after letting ``after`` through (see fail_next)."""
+        with self._lock:
+            self._faults.extend(Fault(path, after=after if i == 0 else 0) for i in range(n))
+
+    def lose_response_next(self, n: int = 1, *, path: str = "/api/v3/order", method: str | None = "POST",
+                           after: int = 0) -> None:
+        """Handle ``n`` matching requests (an order is accepted) and then drop the connection: the client
+        never sees the answer ("order accepted but the response lost")."""
+        with self._lock:
+            self._faults.extend(Fault(path, after=after if i == 0 else 0, method=method, kind="lose")
+                                for i in range(n))
+
+    def delay_next(self, n: int, seconds: float, *, path: str | None = None, method: str | None = None) -> None:
+        """Answer ``n`` matching requests only after ``seconds`` (latency)."""
+        with self._lock:
+            self._faults.extend(Fault(path, method=method, kind="delay", delay=seconds) for _ in range(n))
+
+    def clear_faults(self) -> None:
+        """Forget every pending fault."""
+        with self._lock:
+            self._faults.clear()
+    def requests(self, path: str | None = None) -> list[Request]:
+        """Logged requests, optionally only those to ``path`` (e.g. ``"/api/v3/klines"``)."""
+        with self._lock:
+            return [r for r in self.log if path is None or r.path == path]
+
+    def clear_log(self) -> None:
+        """Forget the logged requests."""
+        with self._lock:
+            self.log.clear()
+
+    def _take_fault(self, path: str, method: str = "GET") -> Fault | None:
+        with self._lock:
+            for i, f in enumerate(self._faults):
+                if (f.path is None or path.startswith(f.path)) and (f.method is None or f.method == method):
+                    if f.after > 0:
+                        f.after -= 1
+                        return None
+                    del self._faults[i]
+                    return f
+        return None
+
+    def _record(self, request: web.Request, status: int) -> None:
+        with self._lock:
+            self.log.append(Request(request.method, request.path, dict(request.query), status))
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        fault = self._take_fault(request.path, request.method)
+        if fault is not None and fault.kind == "delay":
+            await request.read()  # the request has arrived; only the processing is slow
+            await asyncio.sleep(fault.delay)
+            fault = None
+        if fault is not None and fault.kind == "lose":
+            response = await handler(request)
+            self._record(request, 0)
+            request.transport.abort()  # accepted, but the client never hears of it
+            raise asyncio.CancelledError
+        if fault is not None and fault.status == 0:
+            self._record(request, 0)
+            request.transport.abort()  # the client sees the connection dropped mid-request
+            raise asyncio.CancelledError
+        if fault is not None:
+            self._record(request, fault.status)
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            if fault.error is not None:
+                return web.json_response({"code": fault.error[0], "msg": fault.error[1]}, status=fault.status,
+                                         headers=headers)
+            if fault.status == 429:
+                body = {"code": -1003, "msg": "Too many requests; current limit is 6000 request weight per 1 MINUTE."}
+                return web.json_response(body, status=429, headers=headers)
+            return web.Response(text="Service Unavailable.", status=fault.status, headers=headers)
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            self._record(request, e.status)
+            raise
+        self._record(request, response.status)
+        response.headers["x-mbx-used-weight-1m"] = str(len(self.log))
+        return response
