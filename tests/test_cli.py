@@ -110,3 +110,60 @@ def test_saved_config_is_the_base_and_given_flags_win(tmp_path):
     assert changed.strategy == "sma_cross" and changed.params == {"fast": 5, "slow": 40}
     other = config_from_args(parser.parse_args(["backtest", "--config", str(path), "--strategy", "momentum"]))
     assert other.strategy == "momentum" and other.initial_balance == 500 and "window" in other.params
+
+
+# ---- session controls from a shell --------------------------------------------------------------
+def test_sessions_act_restart_and_show_from_a_shell(home, store, store_url, config):
+    import asyncio
+    import threading
+
+    from tests.kit import bars_for, wait_until
+    from workbench.engine.feeds import ReplayFeed
+    from workbench.engine.session import Session
+    from workbench.store import Store
+
+    runner_store = Store(store_url)  # the runner: another thread with its own connection
+    session = Session(config, runner_store, feed=ReplayFeed(bars_for(config), 20.0), poll_interval=0.05)
+    thread = threading.Thread(target=lambda: asyncio.run(session.run()), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: store.get_session(session.id)["state"] == "running")
+        proc = run("sessions", "act", session.id, "pause", "--db", store_url, home=home)
+        assert proc.returncode == 0 and proc.stdout.strip() == "paused", proc.stderr
+        proc = run("sessions", "act", session.id, "scale_sizing", "--arg", "factor=0.5", "--arg", "size=2",
+                   "--db", store_url, home=home)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert ("bad arguments for scale_sizing: got an unexpected keyword argument 'size'; "
+                "expected scale_sizing(factor: float)") in proc.stderr
+        proc = run("sessions", "act", session.id, "set_params", "--arg", 'params={"fast": 4}', "--db", store_url,
+                   home=home)
+        assert proc.returncode == 0 and "'fast': 4" in proc.stdout, proc.stderr
+        proc = run("sessions", "act", session.id, "stop", "--db", store_url, home=home)
+        assert proc.returncode == 0 and proc.stdout.startswith("stopping"), proc.stderr
+    finally:
+        thread.join(20)
+        runner_store.close()
+    assert session.params["fast"] == 4 and session.state.value == "stopped"
+
+    proc = run("sessions", "act", session.id, "pause", "--db", store_url, home=home)
+    assert proc.returncode == 2 and "cannot pause: the session is stopped; stopped allows: restart" in proc.stderr
+    proc = run("sessions", "act", session.id, "explode", "--db", store_url, home=home)
+    assert proc.returncode == 2 and "invalid choice: 'explode'" in proc.stderr
+    proc = run("sessions", "act", session.id, "pause", "--arg", "oops", "--db", store_url, home=home)
+    assert proc.returncode == 2 and "--arg takes key=value, e.g. --arg factor=0.5 (got 'oops')" in proc.stderr
+    proc = run("sessions", "act", "nope", "pause", "--db", store_url, home=home)
+    assert proc.returncode == 2 and "no session 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+    proc = run("sessions", "show", session.id, "--db", store_url, home=home)
+    assert proc.returncode == 0 and "(paper): stopped" in proc.stdout and "allowed now: restart" in proc.stdout
+    proc = run("sessions", "restart", session.id, "--db", store_url, home=home)
+    assert proc.returncode == 0, proc.stderr
+    new_id = proc.stdout.split(" requested as ")[1].split()[0]
+    row = store.get_session(new_id)
+    assert row["state"] == "requested" and row["kind"] == "paper" and row["parent_id"] == session.id
+
+
+def test_sessions_act_without_a_runner_times_out_clearly(home, store, store_url, config):
+    sid = store.create_session(config, state="running")  # its runner is gone
+    proc = run("sessions", "act", sid, "pause", "--timeout", "0.2", "--db", store_url, home=home)
+    assert proc.returncode == 2 and "no runner answered pause" in proc.stderr and "it stays queued" in proc.stderr

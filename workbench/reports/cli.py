@@ -22,13 +22,13 @@ def _value(text: str) -> Any:
         return text
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
+def parse_params(pairs: list[str], flag: str = "--param", example: str = "window=30") -> dict[str, Any]:
     """``["window=30", "entry_threshold=0.02"]`` -> ``{"window": 30, "entry_threshold": 0.02}``."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ReportUsageError(f"--param takes key=value, e.g. --param window=30 (got {pair!r})")
+            raise ReportUsageError(f"{flag} takes key=value, e.g. {flag} {example} (got {pair!r})")
         out[key.strip()] = _value(value.strip())
     return out
 
