@@ -13,7 +13,7 @@ from workbench.backtest.runner import _simulate
 from workbench.config import SessionConfig, make_config
 from workbench.domain import Order, Side
 from workbench.execution import Bar
-from workbench.engine.paper_broker import PaperBroker
+from workbench.engine.brokers import PaperBroker
 from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine
 

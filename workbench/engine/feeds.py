@@ -8,7 +8,7 @@ from that time's dict. ``start_after`` skips every bar at or before a time (resu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -18,10 +18,6 @@ from workbench.execution import Bar
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _COLUMNS = ("open", "high", "low", "close", "volume")
-
-
-def _ns_to_dt(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def _utc_index(index: pd.Index) -> pd.DatetimeIndex:
@@ -67,34 +63,47 @@ class ReplayFeed:
     def __aiter__(self) -> AsyncIterator[dict[str, Bar]]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[dict[str, Bar]]:
+    def bars(self) -> Iterator[dict[str, Bar]]:
+        """The bar dicts after ``start_after``, synchronously (no pacing): the loop of :meth:`__aiter__`."""
         times = self._times
         start = 0
         if self.start_after is not None:
             cut = pd.Timestamp(self.start_after)
             cut = cut.tz_localize("UTC") if cut.tz is None else cut.tz_convert("UTC")
             start = int(np.searchsorted(times, cut.as_unit("ns").value, side="right"))
-        symbols, data, speed, every = self.symbols, self._data, self.speed, self.yield_every
-        prev: int | None = None
+        columns = list(zip(self.symbols, self._data))
+        one = columns[0] if len(columns) == 1 else None
+        epoch, us = _EPOCH, timedelta(microseconds=1)
+        for i, ns in enumerate(times[start:].tolist(), start):
+            t = epoch + us * (ns // 1000)
+            self._pos = i + 1
+            self.last_time = t
+            if one is not None:
+                o, h, lo, c, v = one[1][i].tolist()
+                if o == o:  # not NaN
+                    yield {one[0]: Bar(t, o, h, lo, c, v)}
+                continue
+            out: dict[str, Bar] = {}
+            for s, arr in columns:
+                o, h, lo, c, v = arr[i].tolist()
+                if o == o:
+                    out[s] = Bar(t, o, h, lo, c, v)
+            if out:
+                yield out
+
+    async def _iterate(self) -> AsyncIterator[dict[str, Bar]]:
+        speed, every = self.speed, self.yield_every
+        prev: datetime | None = None
         since_yield = 0
-        for i in range(start, len(times)):
-            ns = int(times[i])
-            if speed is not None and prev is not None:
-                await asyncio.sleep((ns - prev) / 1e9 / speed)
+        for out in self.bars():
+            if speed is not None:
+                t = next(iter(out.values())).time
+                if prev is not None:
+                    await asyncio.sleep((t - prev).total_seconds() / speed)
+                prev = t
             else:
                 since_yield += 1
                 if since_yield >= every:
                     since_yield = 0
                     await asyncio.sleep(0)
-            prev = ns
-            t = _ns_to_dt(ns)
-            out: dict[str, Bar] = {}
-            for s, arr in zip(symbols, data):
-                row = arr[i]
-                o = row[0]
-                if o == o:  # not NaN
-                    out[s] = Bar(t, float(o), float(row[1]), float(row[2]), float(row[3]), float(row[4]))
-            self._pos = i + 1
-            self.last_time = t
-            if out:
-                yield out
+            yield out

@@ -44,7 +44,7 @@ from workbench import execution as ex
 from workbench.engine.commands import Command, CommandRejected
 from workbench.execution import Bar
 from workbench.engine.feeds import ReplayFeed
-from workbench.engine.paper_broker import PaperBroker
+from workbench.engine.brokers import PaperBroker
 from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine
 from workbench.store import Store
@@ -349,7 +349,7 @@ class Session:
             if not open_:
                 continue
             by_id = {o.client_id: o for o in open_}
-            for fill in broker.on_bar(s, b, cash=pf.cash, held=pf.quantity(s)):
+            for fill in broker.fill_resting(s, b, cash=pf.cash, held=pf.quantity(s)):
                 self._book_fill(fill, by_id[fill.client_id])
             if pf.position(s) is None:
                 for o in broker.open_orders(s):

@@ -1,4 +1,7 @@
-"""A simulated broker: fills orders against closed bars with the config's execution model.
+"""The paper broker (:class:`~workbench.engine.brokers.base.Broker`): fills orders against closed bars
+with the config's execution model. :meth:`PaperBroker.submit` with a bar is :meth:`execute`, without
+one it rests the order; :meth:`PaperBroker.on_bar` fills resting orders; every fill goes to
+``on_fill``, orders ending without a fill to ``on_order``.
 
 Two ways in:
 
@@ -6,8 +9,8 @@ Two ways in:
   ``order.stop_price`` for a stop exit. The session uses it for strategy entries (sized and capped
   at the fill bar by the risk engine, semantics rule 4), exit signals and stop exits, so that a
   paper session reproduces the backtest. No volume rule applies here: the risk check already did.
-* :meth:`PaperBroker.submit` rests an order (operator orders, limit orders) until a later bar
-  fills it in :meth:`PaperBroker.on_bar`: market orders at the open, limit orders when the bar
+* :meth:`PaperBroker.rest` rests an order (operator orders, limit orders) until a later bar
+  fills it in :meth:`PaperBroker.fill_resting`: market orders at the open, limit orders when the bar
   trades through the limit (buy: low <= limit, at min(open, limit); sell: high >= limit, at
   max(open, limit)), with the maker fee and no slippage. Resting orders obey the volume rule per
   bar: none fill on a bar below ``min_bar_volume``; fills on one bar take at most ``max_share`` of
@@ -23,12 +26,17 @@ produces the same ids and the store can drop duplicates.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench import execution as ex
+from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
+
+if TYPE_CHECKING:
+    from workbench.engine.portfolio import Portfolio
 
 _DONE = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
 
@@ -36,15 +44,51 @@ _DONE = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
 class PaperBroker:
     """Resting order book and fill simulation for one paper session."""
 
+    writes_store = False
+
     def __init__(self, config: SessionConfig):
         self.config = config
+        self.on_fill: FillSink = ignore_fill
+        self.on_order: OrderSink = ignore_order
         self._book: dict[str, list[Order]] = {}  # symbol -> resting orders, in submission order
         self._by_id: dict[str, Order] = {}
         self._seen: dict[str, datetime] = {}  # symbol -> the last bar on_bar processed
         self._used: dict[str, tuple[datetime, float]] = {}  # symbol -> (bar, volume filled on it)
 
+    # ---- the protocol ------------------------------------------------------------
+    def submit(self, order: Order, bar: ex.Bar | None = None, cash: float = math.inf) -> Order:
+        """With ``bar``: :meth:`execute` now, the fill to ``on_fill`` (a rejection to ``on_order``);
+        without: :meth:`rest` until a later bar fills it."""
+        if bar is None:
+            return self.rest(order)
+        fill = self.execute(order, bar, cash)
+        if fill is None:
+            self.on_order(order, f"{order.side.value} {order.symbol} not filled by the broker ({order.reason})")
+        else:
+            self.on_fill(fill, order)
+        return order
+
+    def on_bar(self, bars: Mapping[str, ex.Bar], portfolio: Portfolio) -> None:
+        """Fill resting orders on this bar time's bars (:meth:`fill_resting`, cash and position from
+        ``portfolio`` as each fill is booked); resting sells left with no position to sell are canceled."""
+        for s, b in bars.items():
+            book = self._book.get(s)
+            if not book:
+                continue
+            by_id = {o.client_id: o for o in book}
+            for fill in self.fill_resting(s, b, cash=portfolio.cash, held=portfolio.quantity(s)):
+                self.on_fill(fill, by_id[fill.client_id])
+            if portfolio.position(s) is None:
+                for o in [o for o in book if o.side is Side.SELL]:
+                    self.cancel(o.client_id)
+                    self.on_order(o, f"sell {o.client_id} of {s} canceled: no position left to sell (long-only)")
+
+    def busy(self, symbol: str) -> bool:
+        """Paper orders fill at once: never in flight."""
+        return False
+
     # ---- order book --------------------------------------------------------------
-    def submit(self, order: Order) -> Order:
+    def rest(self, order: Order) -> Order:
         """Rest ``order`` until a bar fills it. Raises ValueError for a bad or duplicate order."""
         if order.client_id in self._by_id:
             raise ValueError(f"order {order.client_id!r} is already open")
@@ -98,7 +142,7 @@ class PaperBroker:
         self._book, self._by_id, self._seen, self._used = {}, {}, {}, {}
         for d in orders:
             created = d["created_at"]
-            self.submit(Order(
+            self.rest(Order(
                 d["client_id"], d["symbol"], Side(d["side"]), float(d["quantity"]), type=OrderType(d["type"]),
                 limit_price=d["limit_price"], status=OrderStatus(d["status"]),
                 filled_quantity=float(d["filled_quantity"]),
@@ -126,7 +170,7 @@ class PaperBroker:
             order.status = OrderStatus.CANCELED  # the unaffordable rest
         return fill
 
-    def on_bar(self, symbol: str, bar: ex.Bar, cash: float = math.inf, held: float = math.inf) -> list[Fill]:
+    def fill_resting(self, symbol: str, bar: ex.Bar, cash: float = math.inf, held: float = math.inf) -> list[Fill]:
         """Fill resting orders of ``symbol`` on ``bar``: sells first, then buys, each in submission order.
         Sells fill at most ``held`` (the position, long-only) together; the rest keeps resting. A bar
         already processed for ``symbol`` is ignored."""

@@ -1,0 +1,260 @@
+"""The trader step: one bar time's bars in, that bar's orders out, with no store (semantics rules 1-10).
+
+:meth:`Trader.step` is the bar loop of docs/execution-semantics.md, the bar-by-bar twin of the
+vectorized walk (:func:`workbench.execution.simulate.fills_nb`):
+
+1. mark the opens;
+2. exits first, per held symbol: flatten (session stopping: ``end``; close all: ``close_all``), else a
+   pending exit signal (held while the breaker is HALTED), else the risk engine's holding-time and
+   stop exits (:meth:`RiskEngine.exits_due`);
+3. entries in symbol order (pending entry signals of flat symbols, sized and checked by the one risk
+   engine) while entries are on;
+4. resting operator orders (``broker.on_bar``);
+5. track highs, mark the closes;
+6. signals for the next bar: ``strategy.last_signal`` over a rolling :class:`BarBuffer` per symbol;
+7. the equity after the bar to the risk engine (circuit breaker).
+
+Orders go to a :class:`~workbench.engine.brokers.base.Broker`; its fills come back through one
+callback, are booked in the portfolio and handed on to ``on_fill`` (the session queues them for the
+store). Paper and live sessions run this step, and so do the parity tests (:func:`replay`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench import execution as ex
+from workbench.config import SessionConfig
+from workbench.domain import TRADE_COLUMNS, Fill, Order, Side
+from workbench.engine.brokers.base import Broker, FillSink, OrderSink, ignore_fill, ignore_order
+from workbench.engine.portfolio import Portfolio
+from workbench.engine.risk import RiskContext, RiskEngine, TradingState
+from workbench.execution import Bar
+from workbench.strategies.base import BarWindow, Strategy
+
+_COLUMNS = ("open", "high", "low", "close", "volume")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+_HALTED = TradingState.HALTED
+
+
+class BarBuffer:
+    """The last ``size`` bars of one symbol in preallocated numpy arrays (amortized O(1) append)."""
+
+    def __init__(self, size: int):
+        self.size = max(int(size), 1)
+        cap = 2 * self.size + 64
+        self.t = np.empty(cap, dtype=np.int64)
+        self.v = np.empty((cap, len(_COLUMNS)))
+        self.n = 0
+
+    def append(self, t_ns: int, bar: Bar) -> None:
+        n = self.n
+        if n == len(self.t):
+            keep = self.size - 1
+            self.t[:keep] = self.t[n - keep:n]
+            self.v[:keep] = self.v[n - keep:n]
+            n = keep
+        self.t[n] = t_ns
+        self.v[n] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+        self.n = n + 1
+
+    def window(self) -> BarWindow:
+        """The last ``size`` bars (views, no copy)."""
+        n = self.n
+        a = n - self.size if n > self.size else 0
+        return BarWindow(self.t[a:n], self.v[a:n])
+
+    def frame(self) -> pd.DataFrame:
+        return self.window().frame()
+
+    def resized(self, size: int) -> BarBuffer:
+        out = BarBuffer(size)
+        w = self.window()
+        t, v = w.times, w.values
+        k = min(len(t), out.size)
+        out.t[:k], out.v[:k], out.n = t[len(t) - k:], v[len(t) - k:], k
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        w = self.window()
+        return {"size": self.size, "t": w.times.tolist(), "v": w.values.tolist()}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> BarBuffer:
+        out = cls(state["size"])
+        k = len(state["t"])
+        if k:
+            out.t[:k] = state["t"]
+            out.v[:k] = np.asarray(state["v"], dtype=float)
+        out.n = k
+        return out
+
+
+def ns(t: datetime) -> int:
+    """``t`` (timezone-aware) as int ns since the epoch."""
+    return (t - _EPOCH) // _US * 1000
+
+
+class Trader:
+    """Strategy signals, the risk engine and a broker over one portfolio, a bar time per :meth:`step`.
+
+    ``pending[symbol]`` is the (entry, exit) signal acting at the symbol's next bar; ``close_all`` the
+    symbols to sell at their next bar. ``signals`` computes the next bar's ``pending`` from this bar
+    (default: ``strategy.last_signal`` over the rolling buffers; the parity tests replace it).
+    """
+
+    def __init__(self, config: SessionConfig, broker: Broker, *, strategy: Strategy | None = None,
+                 risk: RiskEngine | None = None, portfolio: Portfolio | None = None):
+        self.config = config
+        self.symbols = list(config.symbols)
+        self.risk = risk if risk is not None else RiskEngine(config)
+        self.portfolio = portfolio if portfolio is not None else Portfolio(config.initial_balance)
+        self.pending: dict[str, tuple[bool, bool]] = {s: (False, False) for s in self.symbols}
+        self.close_all: set[str] = set()
+        self.buffers: dict[str, BarBuffer] = {}
+        self.set_strategy(strategy)
+        self.signals: Callable[[Mapping[str, Bar], int], None] = self._strategy_signals
+        self.on_fill: FillSink = ignore_fill  # every booked fill (the session stores it)
+        self.on_order: OrderSink = ignore_order  # orders ended without a fill (rejected, canceled)
+        self.broker = broker
+        broker.on_fill = self._filled
+        broker.on_order = self._order_done
+        self.last_time: datetime | None = None
+        self.bars_seen = 0
+
+    def set_strategy(self, strategy: Strategy | None) -> None:
+        """Use ``strategy`` (default: the config's) from the next bar; the buffers keep their bars."""
+        if strategy is None:
+            from workbench.strategies import create
+
+            strategy = create(self.config.strategy, self.config.params)
+        self.strategy = strategy
+        lb = strategy.lookback()
+        self.buffers = {s: self.buffers[s].resized(lb) if s in self.buffers else BarBuffer(lb) for s in self.symbols}
+
+    # ---- fills ---------------------------------------------------------------------
+    def _filled(self, fill: Fill, order: Order) -> None:
+        self.portfolio.apply_fill(fill)
+        self.on_fill(fill, order)
+
+    def _order_done(self, order: Order, why: str) -> None:
+        self.on_order(order, why)
+
+    # ---- one bar time -----------------------------------------------------------------
+    def step(self, bars: Mapping[str, Bar], *, entries: bool = True, stopping: bool = False) -> float:
+        """Trade one bar time (``bars``: symbol -> its bar, all with the same open time); returns the
+        equity after it. ``entries``: new entries allowed (the session is running, not paused);
+        ``stopping``: flatten every position (reason ``end``)."""
+        pf, risk, broker, pending = self.portfolio, self.risk, self.broker, self.pending
+        t = next(iter(bars.values())).time
+        self.last_time = t
+        marks = pf.marks
+        for s, b in bars.items():
+            marks[s] = b.open
+        stamp = -1
+        held = pf.position
+        was_long: list[str] = []
+        close_all = self.close_all
+        for s, b in bars.items():  # 1) exits first
+            pos = held(s)
+            if pos is None:
+                continue
+            was_long.append(s)
+            if broker.busy(s):
+                continue  # an order of s is in flight (exchange): never a second exit
+            if stopping or s in close_all or (pending[s][1] and risk.state is not _HALTED):
+                reason = ex.END if stopping else ex.CLOSE_ALL if s in close_all else ex.SIGNAL
+                if stamp < 0:
+                    stamp = int(t.timestamp())
+                orders = [Order(f"{s}:{reason}:{stamp}", s, Side.SELL, pos.quantity, created_at=t, reason=reason)]
+            else:
+                orders = risk.exits_due(pos, b)
+            for o in orders:
+                ref = o.stop_price if o.stop_price is not None else b.open
+                d = risk.check(o, RiskContext(t, ref, pf, b.volume))
+                if d.accepted:
+                    o.quantity = d.quantity
+                    broker.submit(o, b)
+        if close_all:
+            close_all.difference_update(bars)
+        if entries:  # 2) entries, in symbol order
+            for s, b in bars.items():
+                if not pending[s][0] or s in was_long or broker.busy(s):
+                    continue
+                if stamp < 0:
+                    stamp = int(t.timestamp())
+                q = risk.target_quantity(b.open, pf.equity)
+                o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY)
+                d = risk.check(o, RiskContext(t, b.open, pf, b.volume))
+                if d.accepted:
+                    o.quantity = d.quantity
+                    broker.submit(o, b, pf.cash)
+        broker.on_bar(bars, pf)  # 3) resting operator orders
+        positions = pf.positions
+        for s, b in bars.items():  # 4) peaks and marks see the whole bar
+            pos = positions.get(s)
+            if pos is not None and pos.quantity > 0.0 and b.high > pos.peak_price:
+                pos.peak_price = b.high
+            marks[s] = b.close
+        self.signals(bars, ns(t))  # 5) signals for the next bar
+        self.bars_seen += 1
+        equity = pf.equity
+        risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
+        return equity
+
+    def _strategy_signals(self, bars: Mapping[str, Bar], t_ns: int) -> None:
+        last_signal, buffers, pending = self.strategy.last_signal, self.buffers, self.pending
+        for s, b in bars.items():
+            buf = buffers[s]
+            buf.append(t_ns, b)
+            e, x = last_signal(buf.window())
+            pending[s] = (e and not x, x and not e)
+
+    def open_symbols(self) -> list[str]:
+        return [s for s, p in self.portfolio.positions.items() if p.quantity > 0.0]
+
+    # ---- crash recovery ------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The trader's part of the runner state (JSON-able; closed trades follow from the fills)."""
+        return {
+            "portfolio": self.portfolio.snapshot(trades=False), "risk": self.risk.snapshot(),
+            "pending": {s: list(v) for s, v in self.pending.items()},
+            "buffers": {s: b.snapshot() for s, b in self.buffers.items()},
+            "close_all": sorted(self.close_all), "orders": self.broker.snapshot(),
+        }
+
+    def restore(self, state: Mapping[str, Any], strategy: Strategy) -> None:
+        """Replace the state with a :meth:`snapshot` (the caller rebuilds closed trades if left out)."""
+        self.portfolio.restore(state["portfolio"])
+        self.risk.restore(state["risk"])
+        self.strategy = strategy
+        self.pending = {s: (bool(v[0]), bool(v[1])) for s, v in state["pending"].items()}
+        self.buffers = {s: BarBuffer.restore(b) for s, b in state["buffers"].items()}
+        self.close_all = set(state["close_all"])
+        self.broker.restore(state.get("orders", []))
+
+
+def replay(config: SessionConfig, frames: Mapping[str, pd.DataFrame], *, include_open: bool = False,
+           strategy: Strategy | None = None) -> pd.DataFrame:
+    """The shipped :class:`Trader` with the paper broker over ``frames`` (symbol -> OHLCV frame with a
+    time index; symbols in config order), no store: the trades as a frame of
+    :data:`workbench.domain.TRADE_COLUMNS` (closed trades; with ``include_open`` then open positions)."""
+    from workbench.engine.brokers import PaperBroker
+    from workbench.engine.feeds import ReplayFeed
+
+    missing = [s for s in config.symbols if s not in frames]
+    if missing:
+        raise ValueError(f"no bars for {', '.join(missing)}; frames has {', '.join(frames) or 'nothing'}")
+    trader = Trader(config, PaperBroker(config), strategy=strategy)
+    step = trader.step
+    for bars in ReplayFeed({s: frames[s] for s in config.symbols}).bars():
+        step(bars)
+    return pd.DataFrame(trader.portfolio.trade_log(include_open=include_open), columns=list(TRADE_COLUMNS))
+
+
+__all__ = ["BarBuffer", "Trader", "replay", "ns"]
