@@ -253,3 +253,45 @@ def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+# --- backtest results: metrics from the booking's arrays, frames on first read ------------------
+
+def test_backtest_metrics_equal_compute_metrics_on_its_own_frames() -> None:
+    """run_backtest computes metrics from row numbers, not from the trade log's times: the same
+    numbers, bit for bit (two symbols, one with gaps, stops, a trade still open at the end)."""
+    from workbench import make_config
+    from workbench.backtest import run_backtest
+    from workbench.data import sample_bars
+
+    bars = {s: sample_bars(s, timeframe="1m", days=3) for s in ("BTC/USDT", "ETH/USDT")}
+    bars["ETH/USDT"] = bars["ETH/USDT"].iloc[::3]
+    cfg = make_config(strategy="sma_cross", params={"fast": 5, "slow": 20}, symbols=["ETH/USDT", "BTC/USDT"],
+                      sizing={"mode": "percent_equity", "value": 0.3}, risk={"stop_loss": 0.01, "take_profit": 0.02})
+    r = run_backtest(cfg, bars)
+    assert r.metrics["trade_count"] > 100 and (r.trades["status"] == "open").sum() == 2
+    again = compute_metrics(r.equity, r.trades, cfg.initial_balance)
+    assert list(again) == list(r.metrics)
+    assert all(again[k] == r.metrics[k] or (np.isnan(again[k]) and np.isnan(r.metrics[k])) for k in again), \
+        {k: (again[k], r.metrics[k]) for k in again if again[k] != r.metrics[k]}
+
+
+def test_result_frames_are_made_once_on_first_read() -> None:
+    from workbench.backtest.result import BacktestResult
+    from workbench.config import make_config
+
+    made: list[str] = []
+
+    def frame(name: str) -> object:
+        def make() -> pd.DataFrame:
+            made.append(name)
+            return empty_trades()
+        return make
+
+    eq = daily([100.0, 101.0])
+    r = BacktestResult(config=make_config(), bars={}, equity=eq, cash=eq, exposure=eq * 0,
+                       trades=frame("trades"), orders=frame("orders"))
+    assert made == []
+    assert r.trades is r.trades and made == ["trades"]
+    assert list(r.orders.columns) == list(TRADE_COLUMNS) and made == ["trades", "orders"]
+    assert r.cash is eq  # values given as values stay as they are

@@ -172,7 +172,6 @@ def book_nb(
     _values_nb(done, n, close, assets, cash_now, cash_out, asset_out, value_out)
 
     # get_exit_trades_nb: only whole-position buys/sells can occur (long only, sells are "all")
-    # get_exit_trades_nb: only whole-position buys/sells can occur (long only, sells are "all")
     t_col = np.empty(k, dtype=np.int64)
     t_size = np.empty(k)
     t_entry_idx = np.empty(k, dtype=np.int64)
@@ -257,9 +256,11 @@ def replay_nb(
     init_cash: float,
     fees: float,
     fixed_fees: float,
+    full: bool = True,
 ):
     """The fills through vectorbt's ``from_orders`` logic (:func:`book_nb`): per-bar cash, asset
-    value and value (all columns), then book_nb's order and exit-trade records."""
+    value and value (all columns; cash and asset value empty unless ``full``), then book_nb's
+    order and exit-trade records."""
     n, m = qty.shape
     flat = qty.ravel()
     k = 0
@@ -282,8 +283,8 @@ def replay_nb(
                 idx[k], col[k], size[k], px[k] = i, c, qty[i, c], price[i, c]
                 k += 1
         f = (i + 1) * m
-    cash_out = np.empty(n)
-    asset_out = np.empty(n)
+    cash_out = np.empty(n if full else 0)
+    asset_out = np.empty(n if full else 0)
     value_out = np.empty(n)
     records = book_nb(idx, col, size, px, close, init_cash, fees, fixed_fees, cash_out, asset_out, value_out)
     return (cash_out, asset_out, value_out) + records

@@ -4,20 +4,29 @@ vectorbt portfolio (built on first access).
 :func:`workbench.backtest.booking.replay_nb` replays the kernel's fills exactly as
 ``vectorbt.Portfolio.from_orders`` books them, so the result's series and logs equal the portfolio's
 ``value()``, ``cash()``, ``asset_value()``, ``orders`` and ``exit_trades`` without building it;
-``BacktestResult.portfolio`` builds the portfolio itself only when asked for.
+``BacktestResult.portfolio`` builds the portfolio itself only when asked for. The equity curve and
+the metrics (from the booking's arrays) are made with the result; cash, exposure and the trade
+and order logs are pandas objects made when first read.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
 from workbench.backtest.booking import replay_nb
 from workbench.execution.codes import REASONS
-from workbench.backtest.metrics import METRIC_LABELS, TRADE_COLUMNS, compute_metrics, empty_trades, format_metric
+from workbench.backtest.metrics import (
+    METRIC_LABELS,
+    TRADE_COLUMNS,
+    empty_trades,
+    format_metric,
+    infer_periods_per_year,
+    metrics_from_arrays,
+)
 from workbench.config import SessionConfig
 
 if TYPE_CHECKING:
@@ -26,6 +35,25 @@ if TYPE_CHECKING:
 ORDER_COLUMNS: tuple[str, ...] = (
     "time", "symbol", "side", "quantity", "price", "reference_price", "fees", "slippage", "reason",
 )
+T = TypeVar("T")
+
+
+class _Lazy(Generic[T]):
+    """A dataclass field given either as its value or as a function that makes it, called on first read."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_lazy_" + name
+
+    def __get__(self, obj: object, owner: type | None = None) -> T:
+        if obj is None:
+            raise AttributeError(self.slot)  # no class-level default: a required field
+        value = obj.__dict__[self.slot]
+        if callable(value):
+            value = obj.__dict__[self.slot] = value()
+        return value  # type: ignore[no-any-return]
+
+    def __set__(self, obj: object, value: T | Callable[[], T]) -> None:
+        obj.__dict__[self.slot] = value
 
 
 @dataclass
@@ -36,10 +64,10 @@ class BacktestResult:
     config: SessionConfig
     bars: dict[str, pd.DataFrame]
     equity: pd.Series  # cash + positions at close, all symbols
-    cash: pd.Series
-    exposure: pd.Series  # money in positions (quantity × close), all symbols
-    trades: pd.DataFrame  # TRADE_COLUMNS
-    orders: pd.DataFrame  # ORDER_COLUMNS
+    cash: _Lazy[pd.Series] = _Lazy()  # this and the next three: made on first read if given as functions
+    exposure: _Lazy[pd.Series] = _Lazy()  # money in positions (quantity × close), all symbols
+    trades: _Lazy[pd.DataFrame] = _Lazy()  # TRADE_COLUMNS
+    orders: _Lazy[pd.DataFrame] = _Lazy()  # ORDER_COLUMNS
     metrics: dict[str, float] = field(default_factory=dict)
     breaker: dict[str, Any] | None = None  # the circuit breaker's trip {time, reason, state}, if it tripped
     make_portfolio: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
@@ -94,23 +122,45 @@ def build_result(
     make_portfolio: Callable[[], Any] | None = None,
 ) -> BacktestResult:
     """Assemble a BacktestResult from the kernel's ``fills`` (quantity, price, reference, reason,
-    call_seq) and ``close`` (n, m), forward- then back-filled, as vectorbt values the portfolio."""
+    call_seq) and ``close`` (n, m), forward- then back-filled, as vectorbt values the portfolio.
+    Equity and metrics are computed now; cash and exposure (a second, full replay), the trade and
+    the order log when first read."""
     qty, price, reference, reason, call_seq = fills
     symbols = list(config.symbols)
-    (cash, asset_value, value, orders, trades) = _replay(config, qty, price, call_seq, close)
+    close = np.ascontiguousarray(close, dtype=np.float64)
+    _, _, value, orders, records = _replay(config, qty, price, call_seq, close, full=False)
+    trades = _trade_order(records, symbols)
     time_index = index.rename("time")
-    equity = pd.Series(value, index=time_index, name="equity", copy=False)
-    trades_df = trades_frame(trades, index, symbols, reference, reason)
+
+    @cache
+    def ledger() -> tuple[np.ndarray, np.ndarray]:
+        cash, asset_value = _replay(config, qty, price, call_seq, close, full=True)[:2]
+        return cash, asset_value
+
     return BacktestResult(
         config=config,
         bars=bars,
-        equity=equity,
-        cash=pd.Series(cash, index=time_index, name="cash", copy=False),
-        exposure=pd.Series(asset_value, index=time_index, name="exposure", copy=False),
-        trades=trades_df,
-        orders=orders_frame(orders, index, symbols, reference, reason),
-        metrics=compute_metrics(equity, trades_df, config.initial_balance),
+        equity=pd.Series(value, index=time_index, name="equity", copy=False),
+        cash=lambda: pd.Series(ledger()[0], index=time_index, name="cash", copy=False),
+        exposure=lambda: pd.Series(ledger()[1], index=time_index, name="exposure", copy=False),
+        trades=lambda: trades_frame(trades, index, symbols, reference, reason),
+        orders=lambda: orders_frame(orders, index, symbols, reference, reason),
+        metrics=_metrics(config, index, value, trades),
         make_portfolio=make_portfolio,
+    )
+
+
+def _metrics(config: SessionConfig, index: pd.DatetimeIndex, value: np.ndarray,
+             trades: dict[str, np.ndarray]) -> dict[str, float]:
+    """``compute_metrics(equity, trades_frame(...), ...)`` from the arrays behind them: bar rows
+    instead of times, no frame built."""
+    closed = trades["status"] == 1
+    ei, xi = trades["entry_idx"], trades["exit_idx"]
+    ns = index.as_unit("ns").asi8
+    held = np.where(closed, (ns[xi] - ns[ei]).astype(np.float64), np.nan)
+    return metrics_from_arrays(
+        value, float(config.initial_balance), infer_periods_per_year(index), ei, np.where(closed, xi, len(value)),
+        trades["pnl"], _return_pct(trades), held, closed,
     )
 
 
@@ -121,11 +171,13 @@ _TRADE_FIELDS = (
 
 
 def _replay(
-    config: SessionConfig, qty: np.ndarray, price: np.ndarray, call_seq: np.ndarray, close: np.ndarray
+    config: SessionConfig, qty: np.ndarray, price: np.ndarray, call_seq: np.ndarray, close: np.ndarray, full: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """replay_nb: (cash, asset value, value, order records, exit-trade records); cash and asset
+    value are empty unless ``full``."""
     out = replay_nb(
-        qty, price, call_seq, np.ascontiguousarray(close, dtype=np.float64), float(config.initial_balance),
-        float(config.commission.taker), float(config.commission.fixed),
+        qty, price, call_seq, close, float(config.initial_balance), float(config.commission.taker),
+        float(config.commission.fixed), full,
     )
     cash, asset_value, value = out[:3]
     k = len(_ORDER_FIELDS)
@@ -173,45 +225,65 @@ def orders_frame(
     )
 
 
+def _trade_order(records: Any, symbols: list[str]) -> dict[str, np.ndarray]:
+    """Exit-trade records (a vectorbt record array or a dict of arrays) as a dict of arrays sorted
+    by entry bar, then symbol name (they come by column, then time)."""
+    recs = {k: np.asarray(records[k]) for k in _TRADE_FIELDS}
+    c, ei = recs["col"], recs["entry_idx"]
+    if len(c) < 2:
+        return recs
+    rank = np.argsort(np.argsort(np.asarray(symbols, dtype=object)))
+    order = np.lexsort((rank[c], ei))
+    if (order[1:] > order[:-1]).all():
+        return recs
+    return {k: v[order] for k, v in recs.items()}
+
+
+def _return_pct(trades: dict[str, np.ndarray]) -> np.ndarray:
+    """Net P&L as a fraction of the entry value."""
+    return trades["pnl"] / (trades["size"] * trades["entry_price"])
+
+
+_NAT = np.iinfo(np.int64).min
+
+
 def trades_frame(
     records: Any, index: pd.DatetimeIndex, symbols: list[str], reference: np.ndarray, reason: np.ndarray
 ) -> pd.DataFrame:
     """Exit-trade records (a vectorbt record array or a dict of arrays with the fields of
-    ``exit_trades.records``) as TRADE_COLUMNS. Open trades: exit_time NaT, exit_price the last
-    close (pnl unrealized), no exit fees or reason."""
+    ``exit_trades.records``) as TRADE_COLUMNS, sorted by entry time, then symbol. Open trades:
+    exit_time and duration NaT, exit_price the last close (pnl unrealized), no exit fees or reason."""
     if len(records["col"]) == 0:
         return empty_trades()
-    c, ei, xi = records["col"], records["entry_idx"], records["exit_idx"]
-    closed = records["status"] == 1
-    # sorted by entry time, then symbol name (records come by column, then time)
-    rank = np.argsort(np.argsort(np.asarray(symbols, dtype=object)))
-    order = np.lexsort((rank[c], ei))
-    if not (order[1:] > order[:-1]).all():
-        records = {k: np.asarray(records[k])[order] for k in _TRADE_FIELDS}
-        c, ei, xi = records["col"], records["entry_idx"], records["exit_idx"]
-        closed = records["status"] == 1
-    size, entry_px, exit_px = records["size"], records["entry_price"], records["exit_price"]
-    entry_fees, exit_fees, pnl = records["entry_fees"], records["exit_fees"], records["pnl"]
+    t = _trade_order(records, symbols)
+    c, ei, xi = t["col"], t["entry_idx"], t["exit_idx"]
+    closed = t["status"] == 1
+    size, entry_px, exit_px = t["size"], t["entry_price"], t["exit_price"]
+    entry_fees, exit_fees = t["entry_fees"], t["exit_fees"]
     entry_slip = size * (entry_px - reference[ei, c])
     exit_slip = np.where(closed, size * (reference[xi, c] - exit_px), 0.0)
-    entry_time = index[ei]
-    exit_time = index[xi].where(closed)
+    # times from the index's integers: NaT while open, no Index.where / datetime subtraction
+    i8 = index.asi8
+    exit_time = pd.DatetimeIndex(np.where(closed, i8[xi], _NAT).view(f"M8[{index.unit}]"))
+    if index.tz is not None:
+        exit_time = exit_time.tz_localize("UTC").tz_convert(index.tz)
+    duration = np.where(closed, i8[xi] - i8[ei], _NAT).view(f"m8[{index.unit}]")
     names = np.where(closed, reason[xi, c], -1)  # no exit reason while open
     return pd.DataFrame(
         {
             "symbol": _strings(symbols, c),
-            "entry_time": entry_time,
+            "entry_time": index[ei],
             "exit_time": exit_time,
             "entry_price": entry_px,
             "exit_price": exit_px,
             "quantity": size,
-            "pnl": pnl,
-            "return_pct": pnl / (size * entry_px),
+            "pnl": t["pnl"],
+            "return_pct": _return_pct(t),
             "entry_fees": entry_fees,
             "exit_fees": exit_fees,
             "commission": entry_fees + exit_fees,
             "slippage": entry_slip + exit_slip,
-            "duration": exit_time - entry_time,
+            "duration": duration,
             "exit_reason": _strings(_REASON_NAMES, names),
             "status": _strings(_STATUSES, closed),
         },
