@@ -9,7 +9,8 @@ at bar t's close buys 0.1 BTC at bar t+1's open; ROC < exit_threshold sells it a
 long only, fee 0.1 % per fill, no slippage, 1,000,000 USDT of cash. Grid: window x
 entry_threshold x exit_threshold (exit <= entry always, so every combination is valid).
 backtesting.py runs a reduced grid (``--bt-combos``, default 4, rounded up to a cube: 2 x 2 x 2)
-on the same bars; the ratio is per combination. Peak memory is ``ru_maxrss`` after the workbench sweep (before backtesting.py).
+on the same bars; the ratio is per combination. Peak memory is ``ru_maxrss`` after the workbench sweep
+(before backtesting.py).
 
 Both engines use both cores (numba threads; backtesting.py's process pool), so wall times move with
 whatever else runs on the machine. The script therefore also prints CPU seconds per combination
@@ -137,7 +138,8 @@ def main() -> None:
           f"CPU {wb['cpu_s'] / wb['combos'] * 1e3:.1f} ms/combo), peak memory {wb['peak_mib']:.0f} MiB, "
           f"kernel load/compile {wb['warmup_s']:.2f} s")
     best = wb["result"].best("sharpe_ratio")
-    print("  best by Sharpe:", {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in grid}, f"sharpe={best['sharpe_ratio']:.3f}")
+    print("  best by Sharpe:", {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in grid},
+          f"sharpe={best['sharpe_ratio']:.3f}")
     out = {k: v for k, v in wb.items() if k != "result"}
     out = {"bars": len(bars), "workbench": out}
     ok = wb["wall_s"] * 1000 / max(wb["combos"], 1) < 60 and wb["peak_mib"] < 4096

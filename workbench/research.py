@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -90,8 +90,9 @@ async def wait_until(session: Any, *, bars: int | None = None, state: str | None
     or a timeout raises with the reason."""
     if bars is None and state is None:
         raise ValueError("say what to wait for: bars=N and/or state='paused'")
-    goal: Callable[[], bool] = lambda: ((bars is not None and session.bars_seen >= bars)
-                                        or (state is not None and session.state.value == state))
+    def goal() -> bool:
+        return ((bars is not None and session.bars_seen >= bars)
+                or (state is not None and session.state.value == state))
     deadline = time.monotonic() + timeout
     while not goal():
         if session.state.is_final:
@@ -166,9 +167,8 @@ def equity_overlay(store: Store, ids: Sequence[str], *, normalize: bool = True) 
 
 def sensitivity_figure(table: pd.DataFrame, metrics: Sequence[str] = ("sharpe_ratio", "total_return")) -> go.Figure:
     """A :func:`workbench.backtest.sweep.sensitivity` table as lines, one panel per metric."""
-    from plotly.subplots import make_subplots
-
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     missing = [m for m in metrics if m not in table.columns]
     if missing:

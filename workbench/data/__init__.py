@@ -66,6 +66,7 @@ def load_bars(data: DataConfig, symbol: str, start: Any = None, end: Any = None)
     if data.source == "sample":
         bars = sample_bars(symbol, data.timeframe, days=_sample_days(symbol, start_ts, end_ts))
     elif data.source == "csv":
+        assert data.csv_path is not None  # DataConfig refuses source 'csv' without a csv_path
         bars = resample_bars(validate_bars(read_csv_bars(data.csv_path)), data.timeframe)
     elif data.source == "ccxt":
         from workbench.data.ccxt_source import fetch_ohlcv
@@ -79,6 +80,7 @@ def load_bars(data: DataConfig, symbol: str, start: Any = None, end: Any = None)
         have = f"{bars.index[0]} to {bars.index[-1]}" if len(bars) else "nothing"
         raise BarsError(
             f"no {symbol} bars from {start_ts or 'the beginning'} to {end_ts or 'the end'} in the {data.source} data; "
-            f"available: {have}" + ("; give an end date to generate more sample days" if data.source == "sample" else "")
+            f"available: {have}"
+            + ("; give an end date to generate more sample days" if data.source == "sample" else "")
         )
     return sliced

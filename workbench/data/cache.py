@@ -5,6 +5,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TypeAlias
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ from workbench.paths import cache_dir
 _EXCHANGE_RE = re.compile(r"^[a-z0-9_]+$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
-TimeLike = str | pd.Timestamp | None
+TimeLike: TypeAlias = str | pd.Timestamp | None
 
 
 class BarCache:
@@ -33,14 +34,16 @@ class BarCache:
     def path(self, exchange: str, symbol: str, timeframe: str) -> Path:
         """The Parquet file holding these bars (it may not exist yet)."""
         if not isinstance(exchange, str) or not _EXCHANGE_RE.match(exchange):
-            raise BarsError(f"exchange id {exchange!r} is not a ccxt id such as 'binance' (lower-case letters, digits, _)")
+            raise BarsError(f"exchange id {exchange!r} is not a ccxt id such as 'binance' "
+                            "(lower-case letters, digits, _)")
         if not isinstance(symbol, str) or not symbol.strip(". "):
             raise BarsError(f"symbol {symbol!r} is empty; give a market symbol such as 'BTC/USDT'")
         timeframe_delta(timeframe)
         safe = _UNSAFE.sub("_", symbol.replace("/", "-").replace(":", "_"))
         return self.root / exchange / safe / f"{timeframe}.parquet"
 
-    def read(self, exchange: str, symbol: str, timeframe: str, start: TimeLike = None, end: TimeLike = None) -> pd.DataFrame:
+    def read(self, exchange: str, symbol: str, timeframe: str, start: TimeLike = None,
+             end: TimeLike = None) -> pd.DataFrame:
         """Cached bars in ``[start, end]`` (both inclusive, either open); an empty bars frame when nothing is cached."""
         path = self.path(exchange, symbol, timeframe)
         if not path.exists():

@@ -28,11 +28,13 @@ def make_exchange(exchange: str | ccxt.Exchange) -> ccxt.Exchange:
         return exchange
     cls = getattr(ccxt, str(exchange), None) if exchange in ccxt.exchanges else None
     if cls is None:
-        raise DataSourceError(f"unknown exchange {exchange!r}; use a ccxt id such as 'binance', 'kraken' or 'coinbase' (see ccxt.exchanges)")
+        raise DataSourceError(f"unknown exchange {exchange!r}; use a ccxt id such as 'binance', 'kraken' or "
+                              "'coinbase' (see ccxt.exchanges)")
     return cls({"enableRateLimit": True})
 
 
-def call_with_retry(ex: ccxt.Exchange, fn: Callable[..., T], *args: Any, max_retries: int = 5, retry_delay: float = 1.0) -> T:
+def call_with_retry(ex: ccxt.Exchange, fn: Callable[..., T], *args: Any, max_retries: int = 5,
+                    retry_delay: float = 1.0) -> T:
     """Call ``fn(*args)`` through the one retrier (:mod:`workbench.retry`): transient ccxt errors
     (timeouts, 5xx, dropped connections, rate limits honouring Retry-After) are retried with exponential
     backoff ``retry_delay * 2**attempt``. Other ccxt errors are raised at once as :class:`DataSourceError`.
@@ -80,7 +82,7 @@ def fetch_ohlcv(
     """
     ex = make_exchange(exchange)
     step = timeframe_delta(timeframe)
-    retry = dict(max_retries=max_retries, retry_delay=retry_delay)
+    retry: dict[str, Any] = {"max_retries": max_retries, "retry_delay": retry_delay}
     call_with_retry(ex, ex.load_markets, **retry)
     if symbol not in ex.markets:
         some = ", ".join(list(ex.markets)[:5])

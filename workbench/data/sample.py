@@ -61,9 +61,9 @@ def _ar1(noise: np.ndarray, phi: float) -> np.ndarray:
     n = len(noise)
     block = max(1, min(n, int(40.0 / -math.log(phi))))
     nb = -(-n // block)
-    e = np.zeros(nb * block)
-    e[:n] = noise
-    e = e.reshape(nb, block)
+    flat = np.zeros(nb * block)
+    flat[:n] = noise
+    e = flat.reshape(nb, block)
     j = np.arange(block)
     local = np.cumsum(e * phi ** (-j), axis=1) * phi**j  # AR(1) from zero inside each block
     decay = phi ** (j + 1)
@@ -149,7 +149,8 @@ def _check(timeframe: str, days: int) -> int:
     step = timeframe_delta(timeframe)
     minutes, rem = divmod(step, pd.Timedelta(minutes=1))
     if rem or MINUTES_PER_DAY % minutes and minutes % MINUTES_PER_DAY:
-        raise BarsError(f"sample data comes in whole-minute timeframes that divide a day (e.g. 1m, 5m, 1h, 1d), not {timeframe!r}")
+        raise BarsError("sample data comes in whole-minute timeframes that divide a day (e.g. 1m, 5m, 1h, 1d), "
+                        f"not {timeframe!r}")
     if not isinstance(days, (int, np.integer)) or isinstance(days, bool) or not 1 <= days <= 3660:
         raise BarsError(f"days must be a whole number from 1 to 3660, got {days!r}")
     return minutes

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -43,7 +45,15 @@ def resample_bars(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     return out.dropna(subset=["open"]).rename_axis("time")
 
 
-def to_utc(t: str | pd.Timestamp | None) -> pd.Timestamp | None:
+@overload
+def to_utc(t: None) -> None: ...
+
+
+@overload
+def to_utc(t: str | datetime | pd.Timestamp) -> pd.Timestamp: ...
+
+
+def to_utc(t: str | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
     """A UTC timestamp from a string, datetime or Timestamp (naive = UTC); ``None`` stays ``None``."""
     if t is None:
         return None
@@ -100,7 +110,8 @@ def normalise_bars(df: pd.DataFrame) -> pd.DataFrame:
             bad = num.isna() & col.notna()
             if bad.any():
                 pos = int(np.argmax(bad.to_numpy()))
-                raise BarsError(f"column {c!r} has a non-numeric value {col.iloc[pos]!r} at {index[pos]}; fix or drop that row")
+                raise BarsError(f"column {c!r} has a non-numeric value {col.iloc[pos]!r} at {index[pos]}; "
+                                "fix or drop that row")
             col = num
         cols[c] = col.to_numpy(dtype="float64", na_value=np.nan)
     return pd.DataFrame(cols, index=pd.DatetimeIndex(index, name="time").as_unit("ns"))
@@ -121,7 +132,8 @@ def validate_bars(df: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class QualityReport:
-    """What :func:`quality_report` found. Counts are rows; ``gap_list`` holds ``(first_missing, last_missing)`` bar times."""
+    """What :func:`quality_report` found. Counts are rows; ``gap_list`` holds ``(first_missing, last_missing)``
+    bar times."""
 
     bars: int
     start: pd.Timestamp | None
@@ -153,12 +165,14 @@ class QualityReport:
             "zero_volume": "bars with zero volume",
             "ohlc_inconsistent": "high < max(open, close), low > min(open, close), low > high, or price <= 0",
         }
-        rows = [{"check": c, "count": getattr(self, c), "ok": getattr(self, c) == 0, "description": about[c]} for c in self.CHECKS]
+        rows = [{"check": c, "count": getattr(self, c), "ok": getattr(self, c) == 0, "description": about[c]}
+                for c in self.CHECKS]
         return pd.DataFrame(rows).set_index("check")
 
 
 def quality_report(df: pd.DataFrame, timeframe: str = "1m") -> QualityReport:
-    """Check a bars frame as it is (before sorting or dedup): gaps, duplicates, NaNs, time order, zero volume, OHLC sanity."""
+    """Check a bars frame as it is (before sorting or dedup): gaps, duplicates, NaNs, time order, zero volume,
+    OHLC sanity."""
     step = timeframe_delta(timeframe)
     raw = normalise_bars(df)
     idx = raw.index
@@ -175,10 +189,10 @@ def quality_report(df: pd.DataFrame, timeframe: str = "1m") -> QualityReport:
             first, last = uniq[k] + step.value, uniq[k + 1] - step.value
             gap_list.append((pd.Timestamp(first, tz="UTC"), pd.Timestamp(last, tz="UTC")))
         missing = int(((d[where] - 1) // step.value).sum())
-    o, h, l, c, v = (raw[col].to_numpy() for col in BARS_COLUMNS)
+    o, h, lo, c, v = (raw[col].to_numpy() for col in BARS_COLUMNS)
     with np.errstate(invalid="ignore"):
         bad_ohlc = (
-            (h < np.fmax(o, c)) | (l > np.fmin(o, c)) | (l > h) | (o <= 0) | (h <= 0) | (l <= 0) | (c <= 0)
+            (h < np.fmax(o, c)) | (lo > np.fmin(o, c)) | (lo > h) | (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)
         )
     return QualityReport(
         bars=len(raw),

@@ -75,7 +75,8 @@ def load_batch(path: str | Path, db_url: str | None = None) -> list[tuple[str, d
     except yaml.YAMLError as e:
         raise BatchError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(spec, dict) or not ({"grid", "runs"} & set(spec)):
-        raise BatchError(f"{path}: needs a 'grid' mapping of parameter lists and/or a 'runs' list (and an optional 'base')")
+        raise BatchError(f"{path}: needs a 'grid' mapping of parameter lists and/or a 'runs' list "
+                         "(and an optional 'base')")
     unknown = sorted(set(spec) - {"base", "grid", "runs"})
     if unknown:
         raise BatchError(f"{path}: unknown section(s) {', '.join(unknown)}; use base, grid and runs")
@@ -118,8 +119,9 @@ def _one(name: str, params: dict[str, Any], out_dir: str, timeout: float) -> dic
         o = run_report(params, out_dir, name=name, timeout=timeout)
         return {"notebook": o.notebook_path, "html": o.html_path, "summary": o.summary, "error": None}
     except ReportError as e:
-        o = e.output
-        return {"notebook": o and o.notebook_path, "html": o and o.html_path, "summary": None, "error": str(e)}
+        out = e.output
+        return {"notebook": out and out.notebook_path, "html": out and out.html_path, "summary": None,
+                "error": str(e)}
     except Exception as e:  # noqa: BLE001  (one bad run must not sink the batch)
         return {"notebook": None, "html": None, "summary": None, "error": f"{type(e).__name__}: {e}".splitlines()[0]}
 
@@ -149,7 +151,8 @@ def write_index(rows: list[dict[str, Any]], path: Path, title: str = "Backtest r
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title><style>
 body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+td:first-child, td:nth-child(2) {{ text-align: left; }}
 .ok {{ color: #2ca02c; }} .failed {{ color: #d62728; text-align: left; }}
 </style></head><body><h1>{esc(title)}</h1>
 <p>{len(rows)} runs, {len(rows) - failed} ok, {failed} failed.</p>
@@ -162,7 +165,8 @@ th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }} td:fir
 
 
 def run_batch(
-    grid_yaml_path: str | Path, out_dir: str | Path, *, workers: int = 2, timeout: float = 600, db_url: str | None = None
+    grid_yaml_path: str | Path, out_dir: str | Path, *, workers: int = 2, timeout: float = 600,
+    db_url: str | None = None,
 ) -> Path:
     """Run every report of the batch file in ``workers`` parallel processes into ``out_dir``; returns
     the path of ``out_dir/index.html``, which links each report with its key metrics or its error
@@ -175,6 +179,7 @@ def run_batch(
     with ProcessPoolExecutor(max_workers=min(workers, len(runs))) as pool:
         futures = [pool.submit(_one, name, params, str(out), timeout) for name, params, _ in runs]
         results = [f.result() for f in futures]
-    rows = [{"name": name, "label": label, "params": params, **res} for (name, params, label), res in zip(runs, results)]
+    rows = [{"name": name, "label": label, "params": params, **res}
+            for (name, params, label), res in zip(runs, results)]
     (out / "index.json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
     return write_index(rows, out / "index.html", title=f"Backtest reports: {Path(grid_yaml_path).name}")

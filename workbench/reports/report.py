@@ -58,6 +58,7 @@ def _base_config(session_id: str | None, template: str | None, db_url: str | Non
         with Store(db_url) as store:
             if template is not None:
                 return store.get_template(template).to_dict(), f"template {template!r}"
+            assert session_id is not None  # one of the two is given (checked above)
             row = store.get_session(session_id)
     except (StoreError, ValueError, OSError) as e:
         raise ReportParameterError(str(e).splitlines()[0]) from None
@@ -74,7 +75,8 @@ def _params(params: dict[str, Any] | str | None) -> dict[str, Any] | None:
         try:
             out = json.loads(params) if params.strip() else {}
         except json.JSONDecodeError as e:
-            raise ReportParameterError(f"params: not valid JSON ({e.msg}); give a dict such as {{\"window\": 30}}") from None
+            raise ReportParameterError(f"params: not valid JSON ({e.msg}); "
+                                       'give a dict such as {"window": 30}') from None
         if isinstance(out, dict):
             return out
     raise ReportParameterError(f"params must be a dict or a JSON object string, got {params!r}")

@@ -69,7 +69,8 @@ def notebook_parameters(params: dict[str, Any]) -> dict[str, Any]:
     saved config is kept."""
     unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
-        raise ReportError(f"unknown report parameter(s) {', '.join(map(repr, unknown))}; known: {', '.join(PARAMETERS)}")
+        raise ReportError(f"unknown report parameter(s) {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(PARAMETERS)}")
     out = {k: _plain(v) for k, v in params.items()}
     if out.get("session_id") is not None or out.get("template") is not None:
         out = {**dict.fromkeys(OVERRIDES), **out}

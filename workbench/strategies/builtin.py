@@ -20,7 +20,12 @@ import numpy as np
 
 from workbench.strategies.base import ArrayStrategy, Param
 from workbench.strategies.indicators import (
-    prior_max, prior_median, shifted, tail_of, window_mean_std, window_sum,
+    prior_max,
+    prior_median,
+    shifted,
+    tail_of,
+    window_mean_std,
+    window_sum,
 )
 from workbench.strategies.registry import register
 
