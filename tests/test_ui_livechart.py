@@ -1,16 +1,16 @@
 """LiveChart: bounded windows, throttled batch updates, close stops updates."""
 from __future__ import annotations
 
-import time
-
 import plotly.graph_objects as go
 import pytest
 
+from tests.kit import FakeClock
 from workbench.ui.livechart import LiveChart
 
 
-def chart(window=50, min_interval=0.0):
-    return LiveChart(go.Figure([go.Scatter(x=[], y=[]), go.Scatter(x=[], y=[], text=[])]), window, min_interval)
+def chart(window=50, min_interval=0.0, clock=None):
+    fig = go.Figure([go.Scatter(x=[], y=[]), go.Scatter(x=[], y=[], text=[])])
+    return LiveChart(fig, window, min_interval, **({"clock": clock.monotonic} if clock else {}))
 
 
 def test_window_bounds_every_trace_and_keeps_the_newest_points():
@@ -26,19 +26,22 @@ def test_window_bounds_every_trace_and_keeps_the_newest_points():
 
 
 def test_flush_is_throttled_and_only_sends_changes():
-    c = chart(min_interval=0.1)
-    t_end = time.monotonic() + 0.55
+    clock = FakeClock()
+    c = chart(min_interval=0.125, clock=clock)  # binary fractions: the fake clock adds them exactly
+    t_end = clock.monotonic() + 0.55
     pushes = 0
-    while time.monotonic() < t_end:
+    while clock.monotonic() < t_end:
         c.push(0, [pushes], [pushes])
         pushes += 1
         c.flush()
+        clock.advance(1 / 256)
     assert pushes > 100
-    assert 4 <= c.updates <= 7  # ~ 0.55 s / 0.1 s, never once per push
-    time.sleep(0.11)
+    assert 4 <= c.updates <= 7  # ~ 0.55 s / 0.125 s, never once per push
+    assert c.updates == 5  # at 0, 0.125, 0.25, 0.375 and 0.5 s
+    clock.advance(0.125)
     assert c.flush()  # the points pushed since the last update go out once the interval has passed
     n = c.updates
-    time.sleep(0.11)
+    clock.advance(0.125)
     assert not c.flush() and c.updates == n  # nothing new: nothing sent
     c.push(0, [1], [1])
     assert c.flush(force=True) and c.updates == n + 1

@@ -3,14 +3,15 @@
 ``push(trace, xs, ys)`` only buffers (a deque of at most ``window`` points per trace);
 ``flush()`` writes the changed traces in one ``batch_update`` (one comm message), and at most
 once per ``min_interval`` seconds. So a trace never holds more than ``window`` points and the
-kernel sends at most 1 / ``min_interval`` chart updates per second, whatever the bar rate.
+kernel sends at most 1 / ``min_interval`` chart updates per second, whatever the bar rate. Time
+is read from ``clock`` (seconds, default ``time.monotonic``; tests pass a fake one).
 """
 from __future__ import annotations
 
 import copy
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import plotly.graph_objects as go
@@ -19,11 +20,12 @@ import plotly.graph_objects as go
 class LiveChart:
     """Bounded, throttled appends to the traces of ``figure`` (a go.Figure or FigureWidget)."""
 
-    def __init__(self, figure: go.Figure, window: int = 500, min_interval: float = 0.25):
+    def __init__(self, figure: go.Figure, window: int = 500, min_interval: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic):
         if window < 2:
             raise ValueError(f"chart window must be at least 2 points, got {window!r}")
         self.fig = figure if isinstance(figure, go.FigureWidget) else go.FigureWidget(figure)
-        self.window, self.min_interval = int(window), float(min_interval)
+        self.window, self.min_interval, self.clock = int(window), float(min_interval), clock
         n = len(self.fig.data)
         self._x: list[deque[Any]] = [deque(maxlen=self.window) for _ in range(n)]
         self._y: list[deque[Any]] = [deque(maxlen=self.window) for _ in range(n)]
@@ -56,7 +58,7 @@ class LiveChart:
         """Send the buffered traces if anything changed and ``min_interval`` has passed; True if sent."""
         if self.closed or not self._dirty:
             return False
-        now = time.monotonic()
+        now = self.clock()
         if not force and now - self._last < self.min_interval:
             return False
         with self.fig.batch_update():
