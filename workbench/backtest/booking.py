@@ -263,26 +263,27 @@ def replay_nb(
     order and exit-trade records."""
     n, m = qty.shape
     flat = qty.ravel()
+    pos = np.empty(n * m, dtype=np.int64)  # positions in flat of the orders (branch-free scan)
     k = 0
-    for x in flat:
-        k += x == x
+    for f in range(n * m):
+        pos[k] = f
+        k += flat[f] == flat[f]
     idx = np.empty(k, dtype=np.int64)
     col = np.empty(k, dtype=np.int64)
     size = np.empty(k)
     px = np.empty(k)
-    k = 0
-    f = 0
-    while f < n * m:  # the next bar with an order, then its orders in call_seq order
-        if flat[f] != flat[f]:
-            f += 1
-            continue
-        i = f // m
+    r = 0
+    o = 0
+    while r < k:  # the next bar with an order, then its orders in call_seq order
+        i = pos[r] // m
         for j in range(m):
             c = call_seq[i, j]
-            if not np.isnan(qty[i, c]):
-                idx[k], col[k], size[k], px[k] = i, c, qty[i, c], price[i, c]
-                k += 1
-        f = (i + 1) * m
+            q = qty[i, c]
+            if q == q:
+                idx[o], col[o], size[o], px[o] = i, c, q, price[i, c]
+                o += 1
+        while r < k and pos[r] // m == i:
+            r += 1
     cash_out = np.empty(n if full else 0)
     asset_out = np.empty(n if full else 0)
     value_out = np.empty(n)

@@ -191,12 +191,11 @@ def _returns(v: np.ndarray, initial_balance: float) -> np.ndarray:
 def _step_range_nb(i8: np.ndarray) -> tuple[int, int]:
     """(smallest, largest) step between consecutive values (at least two values)."""
     lo = hi = i8[1] - i8[0]
-    for t in range(2, len(i8)):
-        d = i8[t] - i8[t - 1]
-        if d < lo:
-            lo = d
-        elif d > hi:
-            hi = d
+    cur, prev = i8[2:], i8[1:-1]  # views, loop from 0, no branches: numba vectorizes it
+    for t in range(len(cur)):
+        d = cur[t] - prev[t]
+        lo = min(lo, d)
+        hi = max(hi, d)
     return lo, hi
 
 
