@@ -33,7 +33,7 @@ def test_the_command_enum_has_every_control_once():
         "pause", "resume", "stop", "kill", "close_all", "cancel_all", "trip_breaker", "reset_breaker",
         "risk_override", "scale_sizing", "tighten_stops", "enable_symbol", "disable_symbol", "set_params",
         "place_order", "cancel_order", "restart"]
-    assert COMMANDS == tuple(c.value for c in Command if c is not Command.RESTART)
+    assert tuple(c.value for c in Command if c is not Command.RESTART) == COMMANDS
     assert all(hasattr(Session, f"_do_{c}") for c in COMMANDS)  # every runner command has a handler
 
 

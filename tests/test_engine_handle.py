@@ -44,7 +44,8 @@ def test_local_handle_acts_now_and_rejects_with_the_reason(store):
     assert h.act("scale_sizing", factor=0.5) == "sizing x0.5" and s.risk.size_factor == 0.5
     with pytest.raises(CommandRejected, match="cannot stop: the session is created; created allows: "):
         h.act("stop")
-    with pytest.raises(BadArguments, match=r"missing a required argument: 'symbol'; expected disable_symbol\(symbol: str\)"):
+    with pytest.raises(BadArguments,
+                       match=r"missing a required argument: 'symbol'; expected disable_symbol\(symbol: str\)"):
         h.act(Command.DISABLE_SYMBOL)
     with pytest.raises(CommandRejected, match="set_params rejected: .*window"):
         h.act("set_params", params={"fast": 5, "slow": -1, "window": 1})
@@ -84,7 +85,8 @@ def test_local_snapshot_is_the_sessions_own_state(store):
     pf = s.portfolio
     assert snap.state is S.COMPLETED and snap.risk_state == s.risk.state.value and snap.kind == "paper"
     assert snap.cash == pf.cash and snap.equity == pf.equity and snap.exposure == pf.exposure
-    pd.testing.assert_frame_equal(snap.trades, pd.DataFrame(pf.trade_log(include_open=True), columns=snap.trades.columns))
+    expected = pd.DataFrame(pf.trade_log(include_open=True), columns=snap.trades.columns)
+    pd.testing.assert_frame_equal(snap.trades, expected)
     assert len(snap.trades) and snap.trades.status.iloc[-1] == "open"
     assert list(snap.positions.symbol) == s._open_symbols()
     assert snap.positions.value.sum() == pytest.approx(pf.exposure)

@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs = ssub.add_parser("restart", parents=[common], help="request a new run of a session (same config and kind)")
     rs.add_argument("id", help="session id")
     rs.add_argument("--allow-live", action="store_true", help="re-arm a live session (with --confirm)")
-    rs.add_argument("--confirm", metavar="EXCHANGE:ACCOUNT", help="the live session's exchange:account, e.g. binance:main")
+    rs.add_argument("--confirm", metavar="EXCHANGE:ACCOUNT",
+                    help="the live session's exchange:account, e.g. binance:main")
     rs.set_defaults(func=cmd_sessions_restart)
     show = ssub.add_parser("show", parents=[common], help="state, risk state, positions, trades and exposure")
     show.add_argument("id", help="session id")

@@ -138,7 +138,8 @@ def signature_text(handler: Callable[..., Any], command: Command | str, hidden: 
         if p.name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         ann = p.annotation
-        text = p.name if ann is p.empty else f"{p.name}: {ann if isinstance(ann, str) else inspect.formatannotation(ann)}"
+        shown = ann if isinstance(ann, str) else inspect.formatannotation(ann)
+        text = p.name if ann is p.empty else f"{p.name}: {shown}"
         parts.append(text if p.default is p.empty else f"{text} = {p.default!r}")
     return f"{parse(command).value}({', '.join(parts)})"
 

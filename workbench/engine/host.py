@@ -16,8 +16,8 @@ from typing import Any
 
 from workbench.config import SessionConfig
 from workbench.domain import SessionState
-from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
 from workbench.engine.commands import Command
+from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
 from workbench.engine.handle import LocalHandle
 from workbench.engine.live import open_session
 from workbench.engine.session import Session
@@ -100,7 +100,8 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
                 try:
                     config = store.get_session(row.id)["config"]
                     if config is None:
-                        raise ValueError(f"the stored config is invalid: {store.get_session(row.id).get('config_error')}")
+                        problem = store.get_session(row.id).get("config_error")
+                        raise ValueError(f"the stored config is invalid: {problem}")
                     extra: dict[str, Any] = {}
                     if config.kind.value == "live" and "arming" not in kwargs:
                         if not allow_live:

@@ -83,7 +83,8 @@ class Ticker:
     ``count`` and ``busy`` (CPU seconds spent in the callback) are kept for benchmarks.
     """
 
-    def __init__(self, callback: Callable[[], Any], interval: float, on_error: Callable[[Exception], None] | None = None):
+    def __init__(self, callback: Callable[[], Any], interval: float,
+                 on_error: Callable[[Exception], None] | None = None):
         if not interval > 0:
             raise ValueError(f"refresh interval must be positive seconds, got {interval!r}")
         self.callback, self.interval, self.on_error = callback, float(interval), on_error

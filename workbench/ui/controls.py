@@ -112,7 +112,8 @@ class ControlPanel:
     def _build_override(self) -> None:
         self.override_limit = W.Dropdown(options=list(OVERRIDABLE), description="Limit", layout={"width": "260px"})
         self.override_limit.add_class("wb-override-limit")
-        self.override_value = W.Text(description="Value", placeholder="empty: lift the limit", layout={"width": "220px"})
+        self.override_value = W.Text(description="Value", placeholder="empty: lift the limit",
+                                     layout={"width": "220px"})
         self.override_value.add_class("wb-override-value")
         self.override_unit = W.HTML()
         self.override_reason = W.Text(description="Reason", placeholder="why (required)", layout={"width": "260px"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
@@ -30,13 +31,14 @@ PERFORMANCE = ("pnl", "total_return", "annualized_return", "sharpe_ratio", "sort
                "profit_factor", "avg_win", "avg_loss", "trade_count", "avg_trade_duration_hours", "exposure")
 RISK = ("max_drawdown", "volatility", "value_at_risk", "expected_shortfall", "calmar_ratio", "worst_trade")
 EQ, DD, PRICE, BUYS, SELLS = 0, 1, 0, 1, 2
-TRADE_COLUMNS = [
+Columns = list[tuple[str, str, Callable[[Any], str]]]
+TRADE_COLUMNS: Columns = [
     ("symbol", "Symbol", str), ("entry_time", "Entry", fmt_time), ("exit_time", "Exit", fmt_time),
     ("entry_price", "Entry price", fmt_num), ("exit_price", "Exit price", fmt_num), ("quantity", "Qty", fmt_num),
     ("pnl", "P&L", lambda v: fmt_num(v, ",.2f")), ("return_pct", "Return", lambda v: fmt_num(v, ".2%")),
     ("commission", "Commission", lambda v: fmt_num(v, ",.2f")), ("slippage", "Slippage", lambda v: fmt_num(v, ",.2f")),
     ("exit_reason", "Reason", lambda v: v or ""), ("status", "Status", str)]
-FILL_COLUMNS = [("time", "Time", fmt_time), ("symbol", "Symbol", str), ("side", "Side", str),
+FILL_COLUMNS: Columns = [("time", "Time", fmt_time), ("symbol", "Symbol", str), ("side", "Side", str),
                 ("quantity", "Qty", fmt_num), ("price", "Price", fmt_num),
                 ("commission", "Commission", lambda v: fmt_num(v, ",.2f")),
                 ("slippage", "Slippage", lambda v: fmt_num(v, ",.2f"))]
@@ -44,7 +46,8 @@ FILL_COLUMNS = [("time", "Time", fmt_time), ("symbol", "Symbol", str), ("side", 
 RISK_STATE_SHOWN = frozenset({SessionState.RUNNING.value, SessionState.STARTING.value})
 RISK_STATE_LABELS = {"running": "normal (orders allowed)", "reducing": "reduce only (no new exposure)",
                      "halted": "halted (no new orders)"}
-EVENT_COLUMNS = [("time", "Time", fmt_time), ("kind", "Kind", str), ("actor", "Who", str), ("message", "Message", str)]
+EVENT_COLUMNS: Columns = [("time", "Time", fmt_time), ("kind", "Kind", str), ("actor", "Who", str),
+                          ("message", "Message", str)]
 
 
 def _metrics_html(metrics: dict[str, Any], keys: tuple[str, ...], css: str) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import ipywidgets as W
 
@@ -66,7 +67,7 @@ class FormField:
         return getattr(self.error, "_message", "")
 
     def set_error(self, message: str | None) -> None:
-        self.error._message = message or ""  # type: ignore[attr-defined]
+        self.error._message = message or ""
         self.error.value = (f"<span style='color:{ERROR_COLOR};padding-left:8px'>⚠ {html.escape(message)}</span>"
                             if message else "")
 
@@ -214,9 +215,10 @@ def percentify(message: str) -> str:
 
 # ---- dotted paths -------------------------------------------------------------
 def get_path(data: dict[str, Any], key: str) -> Any:
+    value: Any = data
     for part in key.split("."):
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def set_path(data: dict[str, Any], key: str, value: Any) -> None:

@@ -17,7 +17,6 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from workbench.config import SessionConfig
-from workbench.domain import SessionState
 from workbench.store import Store
 from workbench.ui.common import has_loop, message, open_store
 

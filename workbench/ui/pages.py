@@ -96,6 +96,7 @@ def sessions_page(store: Store | str | None = None, *, run_in: str = "host", ref
         view.refresh()
         if launched.where != "backtest":
             view.select(launched.session_id)
+    assert wiz.launcher is not None  # a store was given: Create launches
     wiz.launcher.listeners.append(created)
     # the dashboard's markdown holds the page title; the views bring their section headings
     return Page("sessions", [view.widget, W.HTML("<hr>"), wiz.widget],

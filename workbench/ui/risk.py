@@ -32,12 +32,15 @@ def correlation_html(corr: pd.DataFrame) -> str:
         for v in r:
             shade = "" if v != v else f"background:rgba({'214,39,40' if v > 0 else '31,119,180'},{abs(v) * 0.6:.2f})"
             cells.append(f"<td style='padding:2px 8px;text-align:right;{shade}'>{fmt_num(v, '.2f')}</td>")
-        rows.append(f"<tr><th style='padding:2px 8px;text-align:left'>{html.escape(str(sym))}</th>{''.join(cells)}</tr>")
+        head = f"<th style='padding:2px 8px;text-align:left'>{html.escape(str(sym))}</th>"
+        rows.append(f"<tr>{head}{''.join(cells)}</tr>")
     return f"<table style='border-collapse:collapse;font-size:90%'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
 class RiskView:
     """Risk dashboard; display ``view.widget``. ``report`` is the last RiskReport."""
+
+    ticker: Ticker
 
     def __init__(self, store: Store | str | None = None, *, refresh: float = 5.0, window: int = 60):
         self.store = open_store(store)

@@ -14,8 +14,16 @@ import pandas as pd
 from workbench.engine.exposure import active_sessions
 from workbench.engine.handle import handle_for
 from workbench.store import Store
-from workbench.ui.common import (Ticker, button, fmt_duration, fmt_money, fmt_plain_money, message, open_store,
-                                 state_badge)
+from workbench.ui.common import (
+    Ticker,
+    button,
+    fmt_duration,
+    fmt_money,
+    fmt_plain_money,
+    message,
+    open_store,
+    state_badge,
+)
 from workbench.ui.launch import LOCAL_SESSIONS
 
 COLUMNS = (("Type", "90px"), ("Strategy", "170px"), ("P&L", "100px"), ("Exposure", "100px"),
