@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench.config import ConfigError, SessionConfig, Window, make_config
+from workbench.config import ConfigError, SessionConfig, TimeRestrictions, Window, make_config
 from workbench.domain import SessionKind
 
 
@@ -77,11 +77,14 @@ def test_from_json_rejects_garbage_clearly():
 
 
 def test_window_wraps_midnight():
-    from datetime import time
+    from workbench.execution import entry_allowed_at  # the one definition of the window rule
+
+    def contains(w: Window, hh: int, mm: int) -> bool:
+        return entry_allowed_at(datetime(2024, 1, 3, hh, mm, tzinfo=timezone.utc), TimeRestrictions(trading_hours=w))
 
     w = Window(start="22:00", end="02:00")
-    assert w.contains(time(23, 0)) and w.contains(time(1, 59)) and not w.contains(time(2, 0))
-    assert Window(start="00:00", end="24:00").contains(time(23, 59))
+    assert contains(w, 23, 0) and contains(w, 1, 59) and not contains(w, 2, 0)
+    assert contains(Window(start="00:00", end="24:00"), 23, 59)
 
 
 # ---- property-based: random configs are valid or rejected with a field-naming ConfigError ----

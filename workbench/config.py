@@ -54,7 +54,7 @@ class PositionSizing(_Model):
     value: float = Field(0.1, gt=0, description="amount, fraction of equity, or base quantity")
 
     @model_validator(mode="after")
-    def _check(self) -> "PositionSizing":
+    def _check(self) -> PositionSizing:
         if self.mode == "percent_equity" and self.value > 1:
             raise ValueError("percent_equity sizing takes a fraction in (0, 1], e.g. 0.1 for 10 %")
         return self
@@ -99,7 +99,7 @@ class Window(_Model):
         return v
 
     @model_validator(mode="after")
-    def _nonempty(self) -> "Window":
+    def _nonempty(self) -> Window:
         if self.start == self.end:
             raise ValueError("window start and end are equal; give a non-empty window")
         return self
@@ -119,7 +119,7 @@ class TimeRestrictions(_Model):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ValueError("unknown time zone; use an IANA name such as 'UTC' or 'America/New_York'")
+            raise ValueError("unknown time zone; use an IANA name such as 'UTC' or 'America/New_York'") from None
         return v
 
     @field_validator("weekdays")
@@ -179,7 +179,7 @@ class DataConfig(_Model):
         return v
 
     @model_validator(mode="after")
-    def _csv(self) -> "DataConfig":
+    def _csv(self) -> DataConfig:
         if self.source == "csv" and not self.csv_path:
             raise ValueError("source 'csv' needs csv_path, the file to read bars from")
         if self.live and self.source != "ccxt":
@@ -258,7 +258,7 @@ class SessionConfig(_Model):
         return v
 
     @model_validator(mode="after")
-    def _cross(self) -> "SessionConfig":
+    def _cross(self) -> SessionConfig:
         if self.start and self.end and self.end <= self.start:
             raise ValueError("end: must be after start; swap the dates or widen the range")
         return self
@@ -271,14 +271,14 @@ class SessionConfig(_Model):
         return json.loads(self.model_dump_json())
 
     @classmethod
-    def from_json(cls, text: str) -> "SessionConfig":
+    def from_json(cls, text: str) -> SessionConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError([("<json>", text[:40], f"not valid JSON: {e.msg} at line {e.lineno}")]) from None
         return make_config(**data) if isinstance(data, dict) else make_config(_=data)
 
-    def replace(self, **changes: Any) -> "SessionConfig":
+    def replace(self, **changes: Any) -> SessionConfig:
         """A new validated config with top-level fields changed."""
         return make_config(**{**self.to_dict(), **changes})
 

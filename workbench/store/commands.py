@@ -9,7 +9,6 @@ from workbench.store import schema as s
 from workbench.store.base import NotFoundError, StoreBase, StoreError, new_id, utc_now
 from workbench.store.jsonutil import dumps, loads
 
-
 COMMAND_STATUSES = ("applied", "rejected")
 
 

@@ -85,8 +85,9 @@ class RunnerStateStore(TradingStore):
             if frame is not None:
                 self._insert_equity(conn, session_id, frame)
             if state_values is not None:
-                if not conn.execute(update(s.session_state).where(r.session_id == session_id)
-                                    .values(**state_values)).rowcount:
+                updated = conn.execute(update(s.session_state).where(r.session_id == session_id)
+                                       .values(**state_values)).rowcount
+                if not updated:
                     conn.execute(insert(s.session_state).values(session_id=session_id, **state_values))
             return len(rows)
 

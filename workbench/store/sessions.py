@@ -16,7 +16,6 @@ from workbench.store.base import NotFoundError, StoreBase, config_fields, db_val
 from workbench.store.frames import to_frame, utc
 from workbench.store.jsonutil import dumps, loads
 
-
 _SESSION_FIELDS = frozenset(c.name for c in s.sessions.c) - {"id", "state"}
 
 
@@ -104,7 +103,10 @@ class SessionsStore(StoreBase):
         new = state_name(state)
         allowed = None
         if expect is not None:
-            allowed = {state_name(expect)} if isinstance(expect, (str, SessionState)) else {state_name(e) for e in expect}
+            if isinstance(expect, (str, SessionState)):
+                allowed = {state_name(expect)}
+            else:
+                allowed = {state_name(e) for e in expect}
 
         def run(conn: Connection) -> bool:
             row = conn.execute(select(s.sessions.c.state, s.sessions.c.started_at)
