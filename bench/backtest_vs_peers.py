@@ -105,7 +105,6 @@ def child_workbench(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     import workbench  # noqa: F401
     import workbench.backtest  # noqa: F401
-
     from workbench.backtest import run_backtest  # sets numba's cache dir; vectorbt stays unimported
 
     t_import = time.perf_counter() - t0
@@ -289,10 +288,10 @@ def child_backtesting(args: argparse.Namespace) -> dict[str, Any]:
             self.s = self.I(sma, slow)
 
         def next(self):
-            if crossover(self.f, self.s):
+            if crossover(self.f, self.s):  # noqa: SIM102  (the peer strategy as its docs write it)
                 if not self.position:
                     self.buy(size=1)  # one unit = QTY BTC (fractional_unit)
-            elif crossover(self.s, self.f):
+            elif crossover(self.s, self.f):  # noqa: SIM102
                 if self.position:
                     self.position.close()
 
@@ -465,8 +464,8 @@ def report(res: dict[str, Any]) -> str:
             row(r["label"], r, r["warm_s"])
     lines.append(_fmt_table(rows, ("engine", "wall s", "bars/s", "peak MB", "trades", "final equity")))
     lines.append("(timed: the backtest call only; fresh process = new interpreter with workbench and the bars\n"
-                 " already loaded, numba cache filled by the install-time warm-up; peak MB = ru_maxrss of that engine's\n"
-                 " process after its timed runs, imports included)")
+                 " already loaded, numba cache filled by the install-time warm-up; peak MB = ru_maxrss of that\n"
+                 " engine's process after its timed runs, imports included)")
     if res.get("ratios"):
         lines.append("")
         for k, v in res["ratios"].items():
@@ -480,8 +479,8 @@ def report(res: dict[str, Any]) -> str:
                      f"{wb['import_s'] + wb['first_call_s']:.2f} s")
         nc = next((r for r in res["rows"] if r["label"] == "workbench (no numba cache)"), None)
         if nc:
-            lines.append(f"without numba cache: import {nc['import_s']:.2f} s, first run_backtest {nc['first_call_s']:.2f} s "
-                         f"(numba: {nc['numba_first_call']})")
+            lines.append(f"without numba cache: import {nc['import_s']:.2f} s, "
+                         f"first run_backtest {nc['first_call_s']:.2f} s (numba: {nc['numba_first_call']})")
         if res.get("warmup_install_s") is not None:
             lines.append(f"install-time warm-up (python -m workbench.backtest.warmup): {res['warmup_install_s']:.1f} s")
         if "breakdown" in wb:
@@ -516,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.child:
-        fn = {"workbench": child_workbench, "backtesting": child_backtesting, "backtrader": child_backtrader}[args.child]
+        children = {"workbench": child_workbench, "backtesting": child_backtesting, "backtrader": child_backtrader}
+        fn = children[args.child]
         _emit(fn(args))
         return 0
 

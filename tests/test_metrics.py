@@ -218,7 +218,7 @@ def test_labels_cover_every_metric_and_format() -> None:
 
 
 def test_agrees_with_vectorbt_returns_accessor() -> None:
-    import vectorbt as vbt
+    import vectorbt as vbt  # noqa: F401  (registers the .vbt accessor)
 
     rng = np.random.default_rng(11)
     n = 5_000

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
+
 from workbench.backtest.booking import replay_nb
-from workbench.execution.codes import REASONS
 from workbench.backtest.metrics import (
     METRIC_LABELS,
     TRADE_COLUMNS,
@@ -28,6 +28,7 @@ from workbench.backtest.metrics import (
     metrics_from_arrays,
 )
 from workbench.config import SessionConfig
+from workbench.execution.codes import REASONS
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -50,7 +51,7 @@ class _Lazy(Generic[T]):
         value = obj.__dict__[self.slot]
         if callable(value):
             value = obj.__dict__[self.slot] = value()
-        return value  # type: ignore[no-any-return]
+        return value
 
     def __set__(self, obj: object, value: T | Callable[[], T]) -> None:
         obj.__dict__[self.slot] = value

@@ -43,7 +43,9 @@ def sweep_chunk_nb(
             f_idx, f_col, f_qty, f_price, _, _, _ = fills_nb(
                 times, open_, high, low, close, volume, buys[j], sells[j], allowed, p
             )
-            b = book_nb(f_idx, f_col, f_qty, f_price, close_filled, p.init_cash, p.taker, p.fixed_fee, none, none, value)
+            b = book_nb(
+                f_idx, f_col, f_qty, f_price, close_filled, p.init_cash, p.taker, p.fixed_fee, none, none, value
+            )
             # exit trades: size, entry_idx, entry_price, exit_idx, pnl, status (1 closed)
             t_size, t_entry, t_price, t_exit, t_pnl, t_status = b[7], b[8], b[9], b[11], b[14], b[15]
             closed = t_status == 1
