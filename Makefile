@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test lint bench clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ run: install
 
 test: install
 	$(PY) -m pytest --nbval-lax
+
+lint: install  # ruff and mypy as configured in pyproject.toml (not yet part of `make test`)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) bench/backtest_vs_peers.py

@@ -132,9 +132,7 @@ def limit_usage(config: SessionConfig, values: Mapping[str, float], equity: floa
 # ---- gathering from the store ------------------------------------------------------------------
 def default_bars_loader(config: SessionConfig, symbol: str, end: datetime, bars: int = 500) -> pd.DataFrame:
     """The last ``bars`` bars of ``symbol`` up to ``end`` from the session's own data source."""
-    from workbench.data import load_bars
-
-    from workbench.data import SAMPLE_START
+    from workbench.data import SAMPLE_START, load_bars
 
     step = pd.Timedelta(config.data.timeframe)
     start = pd.Timestamp(end) - step * bars
