@@ -175,12 +175,12 @@ def test_close_all_and_kill_keep_retrying_through_5xx_and_report_what_is_open(lx
             s.pause()  # no re-entry after the close
             await asyncio.sleep(0.1)
             lx.fail_next(10, 503, path=ORDER)  # order endpoints fail for a while
-            left = await s.flatten(timeout=0.15)
+            left = await s.broker.flatten(timeout=0.15)
             assert left == {"BTC/USDT": pytest.approx(s.portfolio.quantity("BTC/USDT"))}  # still open, reported
             retries = store.events(s.id)
             retries = retries[retries["kind"] == "exchange_retry"]
             assert len(retries) >= 1 and retries["message"].str.contains("still open: .*BTC/USDT").any()
-            assert await s.flatten(timeout=10) == {}  # the exchange recovered: flat
+            assert await s.broker.flatten(timeout=10) == {}  # the exchange recovered: flat
             # a resting order of this session, then kill while the exchange fails
             b = CcxtBroker(client, s.id, policy=RetryPolicy(retries=3, base=0.02))
             p = lx.price("BTC/USDT")
@@ -190,7 +190,7 @@ def test_close_all_and_kill_keep_retrying_through_5xx_and_report_what_is_open(lx
             s.kill(reason="test")
             final = await asyncio.wait_for(s.wait(), 5)
             await until(lambda: not [o for o in lx.exchange_orders() if o["status"] == "NEW"], timeout=10)
-            await until(lambda: not s._side_tasks, timeout=5)
+            await until(lambda: not s.broker.side_tasks, timeout=5)
         finally:
             await client.close()
         return s, final
@@ -297,7 +297,7 @@ def test_canary_key_never_reaches_store_events_or_logs(tmp_path, monkeypatch, ca
                     await asyncio.sleep(0.3)
                     s.stop()
                     await asyncio.wait_for(s.wait(), 10)
-                    return s, repr(s) + repr(s.exchange) + str(s.runner_state())
+                    return s, repr(s) + repr(s.broker.client) + str(s.runner_state())
                 finally:
                     await client.close()
 
@@ -429,7 +429,7 @@ def test_kill_with_an_order_in_flight_still_records_its_fill_once(lx, store):
         try:
             await until(lambda: s.state is S.RUNNING)
             lx.delay_next(1, 0.4, path=ORDER, method="POST")  # the first order is slow to answer
-            await until(lambda: bool(s._inflight))
+            await until(lambda: bool(s.broker.inflight))
             s.kill(reason="operator")
             final = await asyncio.wait_for(s.wait(), 10)
         finally:
@@ -490,7 +490,7 @@ def trade_through(lx, limit, symbol="BTC/USDT"):
 
 async def _stop(lx, s):
     s.stop()
-    await until(lambda: not s._open_symbols() and not s._inflight)
+    await until(lambda: not s._open_symbols() and not s.broker.inflight)
     lx.advance(1)  # the loop ends at the next bar once flat
     return await asyncio.wait_for(s.wait(), 10)
 
@@ -509,7 +509,7 @@ def test_operator_limit_buy_rests_on_the_exchange_and_fills_once_when_the_price_
             limit = below_next_lows(lx, 4)
             msg = s.place_order("BTC/USDT", "buy", 0.05, type="limit", limit_price=limit)
             assert "op1 sent to binance" in msg and "resting on binance" in msg
-            await until(lambda: "op1" in s._resting)
+            await until(lambda: "op1" in s.broker.resting)
             [o] = lx.exchange_orders()
             assert (o["status"], o["type"], float(o["price"])) == ("NEW", "LIMIT", limit)
             n_bars = s.bars_seen
@@ -517,14 +517,14 @@ def test_operator_limit_buy_rests_on_the_exchange_and_fills_once_when_the_price_
             await until(lambda: s.bars_seen >= n_bars + 3)
             await asyncio.sleep(0.2)  # several watcher rounds
             assert store.fills(s.id).empty and s.portfolio.quantity("BTC/USDT") == 0.0
-            assert lx.exchange_orders()[0]["status"] == "NEW" and "op1" in s._resting
+            assert lx.exchange_orders()[0]["status"] == "NEW" and "op1" in s.broker.resting
             trade_through(lx, limit)
             await until(lambda: len(store.fills(s.id)) >= 1)
-            await until(lambda: "op1" not in s._resting)
+            await until(lambda: "op1" not in s.broker.resting)
             for _ in range(3):  # more bars and polls: the fill is not applied again
                 lx.advance(1)
                 await asyncio.sleep(0.1)
-            assert await s.sync_resting_orders() == 0
+            assert await s.broker.sync_resting_orders() == 0
             fills = store.fills(s.id)
             assert len(fills) == 1 and fills["client_id"].iloc[0] == "op1"
             assert fills["price"].iloc[0] == pytest.approx(limit) and fills["quantity"].iloc[0] == pytest.approx(0.05)
@@ -554,12 +554,12 @@ def test_operator_limit_orders_are_canceled_on_the_exchange(lx_manual, store):
             s.place_order("BTC/USDT", "buy", 0.05, type="limit", limit_price=far)
             cmd = store.send_command(s.id, "place_order", {"symbol": "BTC/USDT", "side": "buy", "quantity": 0.02,
                                                            "type": "limit", "limit_price": far})
-            await until(lambda: {"op1", f"cmd{cmd}"} <= set(s._resting))
+            await until(lambda: {"op1", f"cmd{cmd}"} <= set(s.broker.resting))
             assert [o["status"] for o in lx.exchange_orders()] == ["NEW", "NEW"]
             assert "canceling order op1" in s.cancel_order("op1")
-            await until(lambda: "op1" not in s._resting)
+            await until(lambda: "op1" not in s.broker.resting)
             by_cid = {o["clientOrderId"]: o["status"] for o in lx.exchange_orders()}
-            assert by_cid[s.exchange.client_order_id(Order("op1", "", Side.BUY, 0.0))] == "CANCELED"
+            assert by_cid[s.broker.client.client_order_id(Order("op1", "", Side.BUY, 0.0))] == "CANCELED"
             assert store.orders(s.id).set_index("client_id").loc["op1", "status"] == "canceled"
             with pytest.raises(ValueError, match="no resting order 'op1'; resting: cmd"):
                 s.cancel_order("op1")
@@ -569,10 +569,10 @@ def test_operator_limit_orders_are_canceled_on_the_exchange(lx_manual, store):
             await until(lambda: store.get_command(c2)["status"] != "pending")
             assert store.get_command(bad)["status"] == "rejected"
             assert "quantity must be a positive number" in store.get_command(bad)["result"]
-            await until(lambda: not s._resting)
+            await until(lambda: not s.broker.resting)
             assert [o["status"] for o in lx.exchange_orders()] == ["CANCELED", "CANCELED"]
             s.place_order("BTC/USDT", "buy", 0.01, type="limit", limit_price=far)  # left resting: stop cancels it
-            await until(lambda: "op2" in s._resting)
+            await until(lambda: "op2" in s.broker.resting)
             return s, await _stop(lx, s)
         finally:
             await client.close()
@@ -595,7 +595,7 @@ def test_operator_market_order_fills_once_when_the_exchange_answer_is_lost(lx_ma
             lx.lose_response_next(1)  # the exchange takes the order, the answer never arrives
             assert "op1 sent to binance: buy 0.05 BTC/USDT market" in s.place_order("BTC/USDT", "buy", 0.05)
             await until(lambda: len(store.fills(s.id)) >= 1)
-            await until(lambda: not s._inflight)
+            await until(lambda: not s.broker.inflight)
             await asyncio.sleep(0.2)
             assert s.portfolio.quantity("BTC/USDT") == pytest.approx(0.05)
             assert len(lx.exchange_orders()) == 1 and len(lx.exchange_trades()) == 1
@@ -635,13 +635,13 @@ def test_resume_applies_a_limit_fill_made_while_down_once_and_follows_orders_sti
                              feed=feed_for(client, config, stale_bars=100_000), resting_poll=0.05, **FAST)
             r.start()
             await until(lambda: r.state is S.RUNNING)
-            assert r.portfolio.quantity("BTC/USDT") == pytest.approx(0.05) and list(r._resting) == ["op2"]
+            assert r.portfolio.quantity("BTC/USDT") == pytest.approx(0.05) and list(r.broker.resting) == ["op2"]
             assert "op3 sent" in r.place_order("BTC/USDT", "buy", 0.01, type="limit", limit_price=far)  # no id reuse
-            await until(lambda: "op3" in r._resting)
+            await until(lambda: "op3" in r.broker.resting)
             trade_through(lx, far)  # both far buys fill: followed by the resumed watcher
-            await until(lambda: not r._resting)
+            await until(lambda: not r.broker.resting)
             await asyncio.sleep(0.2)
-            assert await r.sync_resting_orders() == 0
+            assert await r.broker.sync_resting_orders() == 0
             return r, await _stop(lx, r)
         finally:
             await client.close()
@@ -665,13 +665,13 @@ def test_stop_cancels_a_resting_operator_sell_before_it_flattens(lx_manual, stor
         s, client = await _start_quiet(lx, store)
         try:
             s.place_order("BTC/USDT", "buy", 0.05)
-            await until(lambda: s.portfolio.quantity("BTC/USDT") > 0 and not s._inflight)
+            await until(lambda: s.portfolio.quantity("BTC/USDT") > 0 and not s.broker.inflight)
             high = round(lx.price("BTC/USDT") * 2, 2)
             s.place_order("BTC/USDT", "sell", 0.03, type="limit", limit_price=high)  # locks 0.03 BTC on the exchange
-            await until(lambda: "op2" in s._resting)
+            await until(lambda: "op2" in s.broker.resting)
             with pytest.raises(ValueError, match="cancel one first"):  # only 0.02 left, then nothing
                 s.place_order("BTC/USDT", "sell", 0.02, type="limit", limit_price=high)
-                await until(lambda: "op3" in s._resting)
+                await until(lambda: "op3" in s.broker.resting)
                 s.place_order("BTC/USDT", "sell", 0.01, type="limit", limit_price=high)
             return s, await _stop(lx, s)
         finally:
@@ -697,7 +697,7 @@ def test_the_end_of_a_run_cancels_operator_orders_still_resting_on_the_exchange(
             s.start()
             await until(lambda: s.state is S.RUNNING and s.bars_seen >= 1)
             s.place_order("BTC/USDT", "buy", 0.01, type="limit", limit_price=round(lx.price("BTC/USDT") * 0.5, 2))
-            await until(lambda: "op1" in s._resting)
+            await until(lambda: "op1" in s.broker.resting)
             lx.advance(2)  # the feed ends: the run completes
             return s, await asyncio.wait_for(s.wait(), 10)
         finally:

@@ -5,12 +5,11 @@ store as the shared truth (DESIGN.md, "Sessions").
 returns at once); ``await session.wait()``. States: created -> starting -> running <-> paused ->
 stopping -> stopped | completed | killed | failed, each via ``store.set_state`` (an event).
 
-Per bar the loop is the reference loop of tests/test_engine_kernel_parity.py: mark opens; exits
-first (a pending exit signal, else ``risk.exits_due``); then entries (``risk.target_quantity``,
-``risk.check``, ``broker.execute``, ``portfolio.apply_fill``) in symbol order; then resting operator
-orders (:meth:`Session.place_order`: ``broker.on_bar``); track highs; mark closes. Signals come from
-``strategy.last_signal`` over the last ``lookback()`` closed bars of the symbol (a rolling numpy
-buffer, no frame) and act at the symbol's next bar, like the backtest.
+A session is lifecycle around one :class:`~workbench.engine.trader.Trader` (the store-free bar step:
+signals, exits, entries through the one risk engine, resting orders, breaker), one
+:class:`~workbench.engine.brokers.Broker` (paper: :class:`PaperBroker`; live: the exchange broker)
+and one feed; the session adds the store (checkpoints, commands, events). Paper and live sessions
+are this class (:func:`workbench.engine.live.open_session` picks broker and feed).
 
 Store writes of the bar loop (fills with their orders and positions, equity points) are queued and
 written with the runner state in one transaction per checkpoint (every ``checkpoint_interval`` bars
@@ -28,91 +27,38 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import socket
 import traceback
 from collections.abc import AsyncIterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from workbench.config import SessionConfig
-from workbench.domain import Fill, Order, OrderType, SessionState, Side
+from workbench.domain import Fill, Order, OrderStatus, OrderType, SessionState, Side
 from workbench.engine import commands
 from workbench import execution as ex
 from workbench.engine.commands import Command, CommandRejected
 from workbench.execution import Bar
 from workbench.engine.feeds import ReplayFeed
-from workbench.engine.brokers import PaperBroker
+from workbench.engine.brokers import Broker, PaperBroker
 from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine
+from workbench.engine.trader import BarBuffer, Trader
 from workbench.store import Store
-from workbench.strategies.base import BarWindow
+from workbench.strategies.base import Strategy
 
 S = SessionState
-_COLUMNS = ("open", "high", "low", "close", "volume")
 #: the commands a runner applies (:data:`workbench.engine.commands.RUNNER_COMMANDS`)
 COMMANDS = tuple(c.value for c in commands.RUNNER_COMMANDS)
 STATE_VERSION = 2
 
 
-class BarBuffer:
-    """The last ``size`` bars of one symbol in preallocated numpy arrays (amortized O(1) append)."""
-
-    def __init__(self, size: int):
-        self.size = max(int(size), 1)
-        cap = 2 * self.size + 64
-        self.t = np.empty(cap, dtype=np.int64)
-        self.v = np.empty((cap, len(_COLUMNS)))
-        self.n = 0
-
-    def append(self, t_ns: int, bar: Bar) -> None:
-        if self.n == len(self.t):
-            keep = self.size - 1
-            self.t[:keep] = self.t[self.n - keep:self.n]
-            self.v[:keep] = self.v[self.n - keep:self.n]
-            self.n = keep
-        self.t[self.n] = t_ns
-        self.v[self.n] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
-        self.n += 1
-
-    def window(self) -> BarWindow:
-        """The last ``size`` bars (views, no copy)."""
-        a = max(self.n - self.size, 0)
-        return BarWindow(self.t[a:self.n], self.v[a:self.n])
-
-    def frame(self) -> pd.DataFrame:
-        return self.window().frame()
-
-    def resized(self, size: int) -> BarBuffer:
-        out = BarBuffer(size)
-        w = self.window()
-        t, v = w.times, w.values
-        k = min(len(t), out.size)
-        out.t[:k], out.v[:k], out.n = t[len(t) - k:], v[len(t) - k:], k
-        return out
-
-    def snapshot(self) -> dict[str, Any]:
-        w = self.window()
-        return {"size": self.size, "t": w.times.tolist(), "v": w.values.tolist()}
-
-    @classmethod
-    def restore(cls, state: dict[str, Any]) -> BarBuffer:
-        out = cls(state["size"])
-        k = len(state["t"])
-        if k:
-            out.t[:k] = state["t"]
-            out.v[:k] = np.asarray(state["v"], dtype=float)
-        out.n = k
-        return out
-
-
-def _ns(t: datetime) -> int:
-    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+def _operator_seqs(client_ids: Any) -> list[int]:
+    """The ``n`` of operator order ids ``op<n>`` (a new one never reuses an id written before a crash)."""
+    return [int(m.group(1)) for c in client_ids if (m := re.fullmatch(r"op(\d+)", str(c)))]
 
 
 def runner_id() -> str:
@@ -125,9 +71,8 @@ class Session:
 
     def __init__(self, config: SessionConfig, store: Store, *, feed: AsyncIterable[dict[str, Bar]] | None = None,
                  session_id: str | None = None, poll_interval: float = 0.5, equity_interval: int = 1,
-                 checkpoint_interval: int = 5000, actor: str = "runner", replay_speed: float | None = None):
-        from workbench.strategies import create
-
+                 checkpoint_interval: int = 5000, actor: str = "runner", replay_speed: float | None = None,
+                 broker: Broker | None = None):
         if equity_interval < 1 or checkpoint_interval < 1 or not poll_interval > 0:
             raise ValueError("equity_interval and checkpoint_interval must be >= 1 and poll_interval > 0")
         self.config, self.store, self.actor = config, store, actor
@@ -137,12 +82,10 @@ class Session:
         self.checkpoint_interval = int(checkpoint_interval)
         self._feed = feed
         self.replay_speed = replay_speed  # the default feed's ReplayFeed speed (None: as fast as possible)
-        self.strategy = create(config.strategy, config.params)
+        self.trader = Trader(config, broker if broker is not None else PaperBroker(config))
+        self.trader.on_fill, self.trader.on_order = self._queue_fill, self._order_ended
+        self.broker.attach(self.id, self.trader.portfolio)
         self.params = dict(self.strategy.p)
-        self.risk, self.broker, self.portfolio = RiskEngine(config), PaperBroker(config), Portfolio(config.initial_balance)
-        lb = self.strategy.lookback()
-        self._buffers = {s: BarBuffer(lb) for s in config.symbols}
-        self._pending: dict[str, tuple[bool, bool]] = {s: (False, False) for s in config.symbols}
         self._equity: list[tuple[datetime, float, float, float]] = []
         self._equity_after: datetime | None = None  # resume: points up to here are already stored
         # written to the store with the next checkpoint, in its transaction (fills are durable with the
@@ -153,7 +96,6 @@ class Session:
         self._order_seq = 0  # operator orders placed by method: client ids op<seq>
         self.bars_seen = 0
         self.last_bar: datetime | None = None
-        self._close_all: set[str] = set()
         self._kill_reason: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -161,6 +103,35 @@ class Session:
         self._resumed_state: dict[str, Any] | None = None
         self._start_paused = False
         self.error: str | None = None
+
+    # the trader's parts
+    @property
+    def broker(self) -> Broker:
+        return self.trader.broker
+
+    @property
+    def portfolio(self) -> Portfolio:
+        return self.trader.portfolio
+
+    @property
+    def risk(self) -> RiskEngine:
+        return self.trader.risk
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.trader.strategy
+
+    @property
+    def _buffers(self) -> dict[str, BarBuffer]:
+        return self.trader.buffers
+
+    @property
+    def _pending(self) -> dict[str, tuple[bool, bool]]:
+        return self.trader.pending
+
+    @property
+    def _close_all(self) -> set[str]:
+        return self.trader.close_all
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> Session:
@@ -239,6 +210,35 @@ class Session:
         return self._feed
 
     async def _run(self) -> None:
+        """The broker's start (exchange: reconcile), the bar loop, the broker's finish (settle in flight)."""
+        try:
+            await self.broker.start()
+            self._order_seq = max([self._order_seq, *_operator_seqs(self.store.orders(self.id).client_id)])
+        except asyncio.CancelledError:
+            self._finish_killed()
+            await self._finish_broker()
+            return
+        except Exception as e:
+            self._fail(e)
+            await self._finish_broker()
+            return
+        try:
+            await self._loop()
+        finally:
+            await self._finish_broker()
+
+    async def _finish_broker(self) -> None:
+        """Let the broker finish; fills it books after the final bookkeeping redo it (event ``late_fills``)."""
+        before = self.portfolio.fill_count
+        await self.broker.finish()
+        late = self.portfolio.fill_count - before
+        if late:
+            self._final_bookkeeping()
+            self.store.add_event(self.id, "late_fills", f"{late} fills of orders open at the end were recorded "
+                                 f"after it; open positions: {', '.join(self._open_symbols()) or 'none'}",
+                                 actor=self.broker.venue)
+
+    async def _loop(self) -> None:
         self._in_loop = True
         try:
             if self._kill_reason is not None:
@@ -272,101 +272,33 @@ class Session:
 
     # ---- one bar ---------------------------------------------------------------------
     def _on_bar(self, bars: dict[str, Bar]) -> None:
-        pf, risk = self.portfolio, self.risk
-        t = next(iter(bars.values())).time
-        self.last_bar = t
-        pf.mark({s: b.open for s, b in bars.items()})
-        stopping = self.state is S.STOPPING
-        was_long = [s for s in bars if pf.position(s) is not None]
-        for s in was_long:  # exits first
-            b, pos = bars[s], pf.position(s)
-            if pos is None:
-                continue
-            if stopping or s in self._close_all:
-                reason = ex.END if stopping else ex.CLOSE_ALL
-                orders = [Order(f"{s}:{reason}:{int(t.timestamp())}", s, Side.SELL, pos.quantity,
-                                created_at=t, reason=reason)]
-            elif self._pending[s][1]:
-                orders = [Order(f"{s}:{ex.SIGNAL}:{int(t.timestamp())}", s, Side.SELL, pos.quantity,
-                                created_at=t, reason=ex.SIGNAL)]
-            else:
-                orders = risk.exits_due(pos, b)
-            for o in orders:
-                ref = o.stop_price if o.stop_price is not None else b.open
-                d = risk.check(o, RiskContext(t, ref, pf, b.volume))
-                if d.accepted:
-                    o.quantity = d.quantity
-                    self._execute(o, b)
-        if self._close_all:
-            self._close_all.difference_update(bars)
-        if self.state is S.RUNNING:
-            for s, b in bars.items():  # then entries, in symbol order
-                if not self._pending[s][0] or s in was_long:
-                    continue
-                q = risk.target_quantity(b.open, pf.equity)
-                o = Order(f"{s}:{ex.ENTRY}:{int(t.timestamp())}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY)
-                d = risk.check(o, RiskContext(t, b.open, pf, b.volume))
-                if d.accepted:
-                    o.quantity = d.quantity
-                    self._execute(o, b, cash=pf.cash)
-        if self.broker.has_open_orders:
-            self._fill_resting(bars)
-        for s, b in bars.items():
-            pf.track_high(s, b.high)
-        pf.mark({s: b.close for s, b in bars.items()})
-        self._update_signals(bars, _ns(t))
-        self.bars_seen += 1
-        equity = pf.equity
-        risk.on_equity(t, equity)
-        if self.bars_seen % self.equity_interval == 0 and (self._equity_after is None or t > self._equity_after):
-            self._equity.append((t, equity, pf.cash, equity - pf.cash))
-        if risk.events:
+        """One bar time through the trader, then the session's bookkeeping (equity points, risk events)."""
+        state = self.state
+        equity = self.trader.step(bars, entries=state is S.RUNNING, stopping=state is S.STOPPING)
+        t = self.last_bar = self.trader.last_time
+        self.bars_seen = n = self.bars_seen + 1
+        if n % self.equity_interval == 0 and (self._equity_after is None or t > self._equity_after):
+            cash = self.trader.portfolio.cash
+            self._equity.append((t, equity, cash, equity - cash))
+        if self.trader.risk.events:
             self._risk_events()
 
-    def _execute(self, order: Order, bar: Bar, cash: float = math.inf) -> Fill | None:
-        fill = self.broker.execute(order, bar, cash=cash)
-        if fill is None:
-            self.store.upsert_order(self.id, order)
-            self.store.add_event(self.id, "order_rejected", f"{order.side.value} {order.symbol} not filled by the "
-                                 f"broker ({order.reason})", {"client_id": order.client_id}, actor="broker")
-            return None
-        self._book_fill(fill, order)
-        return fill
-
-    def _book_fill(self, fill: Fill, order: Order) -> None:
-        """Apply ``fill`` to the portfolio and queue it (with its order and position) for the next checkpoint."""
-        self.portfolio.apply_fill(fill)
+    def _queue_fill(self, fill: Fill, order: Order) -> None:
+        """A booked fill: queued (with its order and position) for the next checkpoint, unless the broker
+        writes the store itself."""
+        if self.broker.remote:
+            return
         self._fills.append(fill)
         self._dirty_orders[order.client_id] = order
         self._dirty_positions.add(fill.symbol)
 
-    def _fill_resting(self, bars: dict[str, Bar]) -> None:
-        """Fill resting (operator) orders on this bar, after the strategy's exits and entries. Sells fill
-        at most the position; resting sells left with no position to sell are canceled."""
-        broker, pf = self.broker, self.portfolio
-        for s, b in bars.items():
-            open_ = broker.open_orders(s)
-            if not open_:
-                continue
-            by_id = {o.client_id: o for o in open_}
-            for fill in broker.fill_resting(s, b, cash=pf.cash, held=pf.quantity(s)):
-                self._book_fill(fill, by_id[fill.client_id])
-            if pf.position(s) is None:
-                for o in broker.open_orders(s):
-                    if o.side is Side.SELL:
-                        broker.cancel(o.client_id)
-                        self._dirty_orders[o.client_id] = o
-                        self.store.add_event(self.id, "order_canceled", f"sell {o.client_id} of {s} canceled: no "
-                                             "position left to sell (long-only)", {"client_id": o.client_id},
-                                             actor="broker")
-
-    def _update_signals(self, bars: dict[str, Bar], t_ns: int) -> None:
-        last_signal, buffers, pending = self.strategy.last_signal, self._buffers, self._pending
-        for s, b in bars.items():
-            buf = buffers[s]
-            buf.append(t_ns, b)
-            e, x = last_signal(buf.window())
-            pending[s] = (e and not x, x and not e)
+    def _order_ended(self, order: Order, why: str) -> None:
+        """An order the broker rejected or canceled without a fill: queued, and an event."""
+        if self.broker.remote:
+            return
+        self._dirty_orders[order.client_id] = order
+        kind = "order_rejected" if order.status is OrderStatus.REJECTED else "order_canceled"
+        self.store.add_event(self.id, kind, why, {"client_id": order.client_id}, actor="broker")
 
     def _risk_events(self) -> None:
         for ev in self.risk.drain_events():
@@ -374,7 +306,7 @@ class Session:
                                  actor=str(ev["data"].get("actor", "risk")))
 
     def _open_symbols(self) -> list[str]:
-        return [s for s, p in self.portfolio.positions.items() if p.quantity > 0.0]
+        return self.trader.open_symbols()
 
     # ---- store side -------------------------------------------------------------------
     def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None:
@@ -409,12 +341,8 @@ class Session:
         """Everything a resumed runner needs (JSON-able)."""
         return {
             "version": STATE_VERSION, "last_bar": self.last_bar, "bars_seen": self.bars_seen,
-            "portfolio": self.portfolio.snapshot(trades=False), "risk": self.risk.snapshot(),
-            "params": self.params, "pending": {s: list(v) for s, v in self._pending.items()},
-            "buffers": {s: b.snapshot() for s, b in self._buffers.items()},
-            "paused": self.state is S.PAUSED, "stopping": self.state is S.STOPPING,
-            "close_all": sorted(self._close_all),
-            "orders": self.broker.snapshot(), "order_seq": self._order_seq,
+            **self.trader.snapshot(), "params": self.params,
+            "paused": self.state is S.PAUSED, "stopping": self.state is S.STOPPING, "order_seq": self._order_seq,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -422,16 +350,10 @@ class Session:
 
         self._resumed_state = state
         self.last_bar, self.bars_seen = state["last_bar"], int(state["bars_seen"])
-        self.portfolio.restore(state["portfolio"])
+        self.trader.restore(state, create(self.config.strategy, state["params"]))
         if "trades" not in state["portfolio"]:
             self.portfolio.trades = self._stored_trades(state["portfolio"]["cash"], self.portfolio.fill_count)
-        self.risk.restore(state["risk"])
-        self.strategy = create(self.config.strategy, state["params"])
         self.params = dict(self.strategy.p)
-        self._pending = {s: (bool(v[0]), bool(v[1])) for s, v in state["pending"].items()}
-        self._buffers = {s: BarBuffer.restore(b) for s, b in state["buffers"].items()}
-        self._close_all = set(state["close_all"])
-        self.broker.restore(state.get("orders", []))
         self._order_seq = int(state.get("order_seq", 0))
 
     def _stored_trades(self, cash: float, count: int) -> list[dict[str, Any]]:
@@ -455,7 +377,7 @@ class Session:
     def _final_bookkeeping(self) -> None:
         from workbench.backtest.metrics import TRADE_COLUMNS, compute_metrics
 
-        left = self.broker.cancel_all()  # resting orders end with the run
+        left = self.broker.end_run()  # resting orders end with the run
         for o in left:
             self._dirty_orders[o.client_id] = o
         self._checkpoint()
@@ -645,8 +567,8 @@ class Session:
         ``limit_price``) after the risk check; it fills with the broker's volume and cash rules and
         rests until filled, canceled (:meth:`cancel_order`, cancel all, stop) or the run ends. Its fills
         add to the symbol's one (long-only) position, which the strategy's exits and the stops manage
-        like any other; a resting sell left with no position to sell is canceled. Paper simulation: a
-        live session routes these to its exchange (it overrides ``_submit_operator_order``)."""
+        like any other; a resting sell left with no position to sell is canceled. That is the paper
+        broker; an exchange broker sends them to its exchange."""
         return self._control("place_order", actor, symbol=symbol, side=side, quantity=quantity, type=type,
                              limit_price=limit_price)
 
@@ -670,31 +592,48 @@ class Session:
 
     def _do_stop(self, actor: str, reason: str = "") -> str:
         stopping = commands.next_state(self.state, Command.STOP)
-        canceled = self.broker.cancel_all()
-        for o in canceled:
-            self.store.upsert_order(self.id, o)
+        canceled = self._cancel_all()
         self._set_state(stopping, f"stopping ({actor}{': ' + reason if reason else ''}): "
                         f"{len(canceled)} orders canceled, flattening at the next bar", actor)
-        return f"stopping; {len(canceled)} orders canceled; open positions: {self._open_symbols() or 'none'}"
+        msg = f"stopping; {len(canceled)} orders canceled; open positions: {self._open_symbols() or 'none'}"
+        if self.broker.remote:
+            sent = self.broker.exit_now(ex.END)
+            msg += f"; canceling open orders on {self.broker.venue}; selling {', '.join(sent) or 'nothing'} now"
+        return msg
 
     def _do_kill(self, actor: str, reason: str = "") -> str:
         self._require_live("kill")
         if self._task is None or self._task.done():
             raise CommandRejected("cannot kill: the session is not running in this process")
         self._kill_reason = f"by {actor}" + (f": {reason}" if reason else "")
-        return f"killing; positions left open: {self._open_symbols() or 'none'}"
+        msg = f"killing; positions left open: {self._open_symbols() or 'none'}"
+        if self.broker.remote:  # paper: resting orders end with the run
+            self._cancel_all()
+            msg += "; canceling open exchange orders"
+        return msg
 
     def _do_close_all(self, actor: str) -> str:
         self._require_live("close_all")
-        self._close_all = set(self._open_symbols())
+        self.trader.close_all = set(self._open_symbols())
+        if self.broker.remote:
+            sent = self.broker.exit_now(ex.CLOSE_ALL)
+            return f"closing {', '.join(sent) or 'nothing (flat)'} now; still open: {self._open_symbols() or 'none'}"
         return f"closing {', '.join(sorted(self._close_all)) or 'nothing (flat)'} at the next bar"
 
     def _do_cancel_all(self, actor: str) -> str:
         self._require_live("cancel_all")
-        canceled = self.broker.cancel_all()
-        for o in canceled:
-            self.store.upsert_order(self.id, o)
+        canceled = self._cancel_all()
+        if self.broker.remote:
+            return f"canceling this session's open orders on {self.broker.venue} (retrying until it answers)"
         return f"{len(canceled)} orders canceled"
+
+    def _cancel_all(self) -> list[Order]:
+        """``broker.cancel_all()``, recording what it canceled (an exchange broker records them itself)."""
+        canceled = self.broker.cancel_all()
+        if not self.broker.remote:
+            for o in canceled:
+                self.store.upsert_order(self.id, o)
+        return canceled
 
     def _do_trip_breaker(self, actor: str, reason: str = "manual", state: str | None = None) -> str:
         self._require_live("trip_breaker")
@@ -740,10 +679,8 @@ class Session:
 
         self._require_live("set_params")
         merged = registry.validate_params(self.config.strategy, {**self.params, **dict(params)})
-        self.strategy = create(self.config.strategy, merged)
+        self.trader.set_strategy(create(self.config.strategy, merged))
         self.params = dict(self.strategy.p)
-        lb = self.strategy.lookback()
-        self._buffers = {s: b.resized(lb) for s, b in self._buffers.items()}
         return f"params {self.params}"
 
     def _do_place_order(self, actor: str, symbol: str, side: str, quantity: float, type: str = "market",
@@ -767,13 +704,13 @@ class Session:
 
     def _submit_operator_order(self, order: Order) -> str:
         """Hand a validated, risk-checked operator order to the broker (paper: rest it in the simulated
-        book; a live session overrides this to send it to its exchange); returns the command's message."""
+        book; exchange: write it ahead and send it); returns the command's message."""
         self.broker.submit(order)
-        self.store.upsert_order(self.id, order)
+        if not self.broker.remote:
+            self.store.upsert_order(self.id, order)
         if self._in_loop and not self.state.is_final:
             self._checkpoint()  # durable before the command is marked applied
-        what = f"{order.side.value} {order.quantity:g} {order.symbol} {order.type.value}"
-        return f"order {order.client_id} resting: {what}" + (f" @ {order.limit_price:g}" if order.limit_price else "")
+        return self.broker.describe(order)
 
     def _new_order(self, symbol: str, side: str, quantity: float, type: str, limit_price: float | None,
                    client_id: str | None) -> Order:
@@ -804,10 +741,12 @@ class Session:
 
     def _do_cancel_order(self, actor: str, client_id: str) -> str:
         self._require_live("cancel_order")
-        order = self.broker.cancel(client_id)
+        order = self.broker.cancel(client_id)  # an exchange broker raises CommandRejected saying why
         if order is None:
             open_ = [o.client_id for o in self.broker.open_orders()]
             raise CommandRejected(f"no resting order {client_id!r}; open: {', '.join(open_) or 'none'}")
+        if self.broker.remote:
+            return f"canceling order {client_id} on {self.broker.venue} (retrying until it answers)"
         self.store.upsert_order(self.id, order)
         return f"order {client_id} canceled ({order.filled_quantity:g} of {order.quantity:g} filled)"
 

@@ -38,9 +38,10 @@ class Broker(Protocol):
 
     on_fill: FillSink  # every fill, once, in booking order
     on_order: OrderSink  # an order ended without (more) fills: rejected or canceled by the broker
-    #: the broker writes its orders and fills to the store itself (the exchange broker, write-ahead);
-    #: else the session queues them for its next checkpoint
-    writes_store: bool
+    #: orders live on an exchange: the broker writes its orders and fills to the store itself
+    #: (write-ahead) and acts asynchronously; else the session queues them for its next checkpoint
+    remote: bool
+    venue: str  # "paper" or the exchange id, for messages
 
     def submit(self, order: Order, bar: Bar | None = None, cash: float = math.inf) -> Order:
         """Send ``order``: with ``bar``, a market order acting on that bar (paper: fills now at its open
@@ -65,6 +66,35 @@ class Broker(Protocol):
 
     def busy(self, symbol: str) -> bool:
         """Is an order of ``symbol`` in flight (the trader then sends no second one)?"""
+        ...
+
+    def exit_now(self, reason: str) -> list[str]:
+        """Sell every open position now if the broker can between bars (exchange); returns the symbols
+        (paper: [], the trader flattens at the next bar's open)."""
+        ...
+
+    def end_run(self) -> list[Order]:
+        """The run ended: cancel resting orders now if the broker can; returns the canceled orders."""
+        ...
+
+    def describe(self, order: Order) -> str:
+        """How a placed operator order is reported (the command's message)."""
+        ...
+
+    def __contains__(self, client_id: object) -> bool:
+        """Is an order with this client id open?"""
+        ...
+
+    def attach(self, session_id: str, portfolio: Portfolio) -> None:
+        """Wire to the session that runs it (exchange: client ids and events need the session id)."""
+        ...
+
+    async def start(self) -> None:
+        """Before the first bar (exchange: start the order tasks and reconcile with the store)."""
+        ...
+
+    async def finish(self) -> None:
+        """After the run (exchange: let orders in flight settle, cancel what rests, stop the tasks)."""
         ...
 
     def snapshot(self) -> list[dict[str, Any]]:

@@ -44,7 +44,8 @@ _DONE = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
 class PaperBroker:
     """Resting order book and fill simulation for one paper session."""
 
-    writes_store = False
+    remote = False
+    venue = "paper"
 
     def __init__(self, config: SessionConfig):
         self.config = config
@@ -86,6 +87,28 @@ class PaperBroker:
     def busy(self, symbol: str) -> bool:
         """Paper orders fill at once: never in flight."""
         return False
+
+    def exit_now(self, reason: str) -> list[str]:
+        """Nothing fills between bars: the trader flattens at the next bar's open. Returns []."""
+        return []
+
+    def end_run(self) -> list[Order]:
+        """The run ended: resting orders end with it (canceled; returned)."""
+        return self.cancel_all()
+
+    def describe(self, order: Order) -> str:
+        """How a placed operator order is reported."""
+        what = f"{order.side.value} {order.quantity:g} {order.symbol} {order.type.value}"
+        return f"order {order.client_id} resting: {what}" + (f" @ {order.limit_price:g}" if order.limit_price else "")
+
+    def attach(self, session_id: str, portfolio: Portfolio) -> None:
+        """Nothing to wire: fills go through ``on_fill``."""
+
+    async def start(self) -> None:
+        """Nothing to connect or reconcile."""
+
+    async def finish(self) -> None:
+        """Nothing in flight at the end."""
 
     # ---- order book --------------------------------------------------------------
     def rest(self, order: Order) -> Order:

@@ -1,0 +1,509 @@
+"""The exchange broker (:class:`~workbench.engine.brokers.base.Broker`): a session's orders on a ccxt
+exchange through :class:`~workbench.engine.ccxt_broker.CcxtBroker`.
+
+* Orders: :meth:`ExchangeBroker.submit` writes the order to the store first (status new, rounded to
+  the lot size), then queues it; one worker task sends it (idempotent client ids, lookup before any
+  resend), waits for it to close and reports its exchange fills through ``on_fill`` once each (fill
+  ids ``<exchange>:<trade id>``), writing each to the store. While an order of a symbol is in flight
+  (:meth:`busy`) the trader sends no other order of that symbol (no second exit).
+* Operator orders (no bar) go to the exchange, never to a simulation. Limit orders rest there: a
+  watcher polls the session's open orders (one request per symbol holding resting orders, every
+  ``resting_poll`` s and after each bar) and applies new fills once each. A strategy or stop exit
+  first cancels resting operator sells of its symbol (they lock the coins it sells).
+* :meth:`start` reconciles (:mod:`workbench.engine.brokers.reconcile`); :meth:`finish` lets orders
+  already sent settle, cancels what still rests, and reports leftovers.
+* Controls: :meth:`cancel_all` and :meth:`flatten` keep retrying while the exchange errors, naming
+  what is still open in each ``exchange_retry`` event.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Coroutine, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import ccxt
+
+from workbench import execution as ex
+from workbench.config import SessionConfig
+from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
+from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
+from workbench.engine.ccxt_broker import CcxtBroker, order_status
+from workbench.engine.commands import CommandRejected
+from workbench.retry import RetryPolicy, is_transient
+from workbench.store import Store
+
+if TYPE_CHECKING:
+    from workbench.engine.portfolio import Portfolio
+
+OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+OPERATOR = "operator"  # the reason of operator orders
+
+
+class ExchangeBroker:
+    """One session's orders on an exchange. See the module docstring."""
+
+    remote = True
+
+    def __init__(self, client: CcxtBroker, config: SessionConfig, store: Store, *,
+                 order_policy: RetryPolicy | None = None, fill_timeout: float = 10.0,
+                 resting_poll: float | None = None, owns_client: bool = False):
+        if resting_poll is not None and not resting_poll > 0:
+            raise ValueError(f"resting_poll must be a positive number of seconds (got {resting_poll!r})")
+        self.client, self.config, self.store = client, config, store
+        self.venue = config.data.exchange
+        self.order_policy = order_policy or RetryPolicy(retries=None, base=0.25, cap=5.0)
+        self.fill_timeout = float(fill_timeout)
+        self.resting_poll = float(resting_poll or config.live.poll_seconds or 5.0)
+        self.owns_client = owns_client
+        self.on_fill: FillSink = ignore_fill
+        self.on_order: OrderSink = ignore_order
+        self.session_id = ""
+        self.portfolio: Portfolio | None = None
+        self.queue: asyncio.Queue[Order] = asyncio.Queue()
+        self.inflight: dict[str, Order] = {}  # sent or queued, not closed
+        self.resting: dict[str, Order] = {}  # limit orders acknowledged by the exchange, not closed
+        self.cancel_asked: set[str] = set()  # limit orders to cancel as soon as the exchange acknowledges them
+        self.applied: set[str] = set()  # fill ids booked
+        self.side_tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ExchangeBroker {self.venue}:{self.config.live.account} session={self.session_id or '-'}>"
+
+    # ---- wiring ------------------------------------------------------------------------------
+    def attach(self, session_id: str, portfolio: Portfolio) -> None:
+        self.session_id, self.portfolio = session_id, portfolio
+        self.client.session_id = session_id
+        self.client.on_event = self._exchange_event
+
+    @property
+    def pf(self) -> Portfolio:
+        if self.portfolio is None:
+            raise RuntimeError("the exchange broker is not attached to a session (attach() it first)")
+        return self.portfolio
+
+    def _event(self, kind: str, message: str, data: dict[str, Any] | None = None, actor: str = "exchange") -> None:
+        self.store.add_event(self.session_id, kind, message, data or {}, actor=actor)
+
+    def _exchange_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        if kind == "exchange_retry":
+            message = f"{message}; still open: {self.open_summary()}"
+        self._event(kind, message, data)
+
+    def open_summary(self) -> str:
+        """Open positions, orders in flight and resting orders, for events."""
+        pf = self.pf
+        pos = [f"{pf.quantity(s):g} {s}" for s, p in pf.positions.items() if p.quantity > 0.0]
+        orders = [f"{o.side.value} {o.quantity:g} {o.symbol} ({o.reason})" for o in self.inflight.values()]
+        orders += [f"{o.client_id} {o.side.value} {o.remaining:g} {o.symbol} limit {o.limit_price:g} (resting)"
+                   for o in self.resting.values()]
+        return ", ".join(pos + [f"order {x}" for x in orders]) or "nothing"
+
+    # ---- the protocol ----------------------------------------------------------------------------
+    def submit(self, order: Order, bar: ex.Bar | None = None, cash: float = math.inf) -> Order:
+        """With ``bar`` (a strategy or stop order): buys capped by ``cash`` at the bar's open with fee and
+        slippage headroom, then queued. Without (an operator order): sells capped at what open sells do not
+        already commit; raises CommandRejected if the session is not running or nothing is free to sell."""
+        if bar is not None:
+            if order.side is Side.BUY and cash != math.inf:
+                c = self.config
+                headroom = bar.open * (1.0 + c.commission.taker + c.slippage.bps / 1e4) * 1.01
+                order.quantity = min(order.quantity, max(cash, 0.0) / headroom)
+            self._queue_order(order)
+            return order
+        if self._worker is None or self._worker.done():
+            raise CommandRejected("the live session is not running; start() it (orders need its exchange connection)")
+        if order.side is Side.SELL:
+            held = self.pf.quantity(order.symbol)
+            free = held - self._committed_sells(order.symbol)
+            if not free > 0.0:
+                raise CommandRejected(f"cannot sell {order.symbol}: the session's {held:g} are all in open sell "
+                                      "orders already; cancel one first")
+            order.quantity = min(order.quantity, free)
+        order.created_at = order.created_at or datetime.now(timezone.utc)
+        self._queue_order(order)
+        if order.status is OrderStatus.REJECTED:
+            raise CommandRejected(f"{order.side.value} {order.quantity:g} {order.symbol} is below the exchange's "
+                                  f"lot size or minimum ({self.client.min_amount(order.symbol):g}); raise the quantity")
+        return order
+
+    def describe(self, order: Order) -> str:
+        """How a placed operator order is reported."""
+        what = f"{order.side.value} {order.quantity:g} {order.symbol} {order.type.value}"
+        if order.type is OrderType.LIMIT:
+            what += f" @ {order.limit_price:g}, resting on {self.venue}"
+        return f"order {order.client_id} sent to {self.venue}: {what}"
+
+    def cancel(self, client_id: str) -> Order | None:
+        """Cancel a resting order on the exchange (a side task, retrying); a limit order not acknowledged
+        yet is canceled once it is. Raises CommandRejected if no such order rests."""
+        order = self.resting.get(client_id)
+        if order is not None:
+            self.spawn(self._cancel_resting(order, "canceled by the operator"))
+            return order
+        sent = self.inflight.get(client_id)
+        if sent is not None and sent.type is OrderType.LIMIT:
+            self.cancel_asked.add(client_id)
+            return sent
+        why = " (a market order in flight cannot be canceled)" if sent is not None else ""
+        raise CommandRejected(f"no resting order {client_id!r}{why}; resting: {', '.join(self.resting) or 'none'}")
+
+    def cancel_all(self, symbol: str | None = None) -> list[Order]:
+        """Ask the exchange to cancel every open order of the session (a side task retrying until it
+        answers; the orders are recorded as it confirms). Returns [] (nothing is canceled yet)."""
+        self.spawn(self.cancel_open_orders())
+        return []
+
+    def exit_now(self, reason: str) -> list[str]:
+        """Market sells of every open position without an order in flight, now; returns the symbols."""
+        out = []
+        stamp = int(time.time() * 1000)
+        busy = {o.symbol for o in self.inflight.values()}
+        pf = self.pf
+        for s, p in list(pf.positions.items()):
+            if p.quantity <= 0.0 or s in busy:
+                continue
+            self._queue_order(Order(f"{s}:{reason}:{stamp}", s, Side.SELL, p.quantity,
+                                    created_at=datetime.now(timezone.utc), reason=reason))
+            out.append(s)
+        return out
+
+    def end_run(self) -> list[Order]:
+        """Resting orders are canceled on the exchange by :meth:`finish`, after in-flight ones settle."""
+        return []
+
+    def on_bar(self, bars: Mapping[str, ex.Bar], portfolio: Portfolio) -> None:
+        """Resting orders live on the exchange: a bar only wakes the watcher."""
+        if self.resting:
+            self._wake.set()
+
+    def busy(self, symbol: str) -> bool:
+        return any(o.symbol == symbol for o in self.inflight.values())
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        orders = list(self.inflight.values()) + list(self.resting.values())
+        return [o for o in orders if symbol is None or o.symbol == symbol]
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self.inflight or client_id in self.resting
+
+    @property
+    def has_open_orders(self) -> bool:
+        return bool(self.inflight or self.resting)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Nothing: open exchange orders are in the store and reconciled by client id at :meth:`start`."""
+        return []
+
+    def restore(self, orders: list[dict[str, Any]]) -> None:
+        """See :meth:`snapshot`."""
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the order worker and the resting-order watcher, then reconcile with the exchange."""
+        from workbench.engine.brokers.reconcile import reconcile
+
+        loop = asyncio.get_running_loop()
+        self._worker = loop.create_task(self._work(), name=f"orders-{self.session_id}")
+        self._watcher = loop.create_task(self._watch_resting(), name=f"resting-{self.session_id}")
+        await reconcile(self)
+
+    async def finish(self) -> None:
+        """At the end (stop, kill, feed end): let orders already sent settle (up to ``fill_timeout``),
+        cancel what still rests, stop the tasks; leftovers are reported as events."""
+        if self._worker is not None and not self._worker.done():
+            deadline = time.monotonic() + self.fill_timeout
+            while self.inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        await self._end_resting()  # after the drain: a limit order acknowledged meanwhile is canceled too
+        if self.inflight:
+            self._event("error", f"orders still unsettled at the end: {self.open_summary()}; resume the session "
+                        "to reconcile them")
+        for task in (self._worker, self._watcher):
+            if task is not None:
+                task.cancel()
+        if self.side_tasks:  # cancel-all/close-all still retrying: give them time, then report
+            _, pending = await asyncio.wait(list(self.side_tasks), timeout=self.fill_timeout)
+            for t in pending:
+                t.cancel()
+            if pending:
+                self._event("error", f"gave up on {len(pending)} exchange cleanups after {self.fill_timeout:g}s; "
+                            f"still open: {self.open_summary()}")
+        if self.owns_client:
+            try:
+                await self.client.close()
+            except Exception:
+                pass
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a side task; its failure becomes an error event."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.side_tasks.add(task)
+        task.add_done_callback(self._side_done)
+        return task
+
+    def _side_done(self, task: asyncio.Task[Any]) -> None:
+        self.side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            self._event("error", f"{type(e).__name__}: {e}; still open: {self.open_summary()}")
+
+    # ---- sending ---------------------------------------------------------------------------------
+    def _queue_order(self, order: Order) -> None:
+        """Round to the lot size, write ahead to the store, and hand to the worker (or reject if too small)."""
+        try:
+            q = self.client.amount(order.symbol, order.quantity)
+        except Exception:
+            q = 0.0
+        if not q > 0.0 or q < self.client.min_amount(order.symbol):
+            order.status = OrderStatus.REJECTED
+            self.store.upsert_order(self.session_id, order)
+            self._event("order_rejected", f"{order.side.value} {order.quantity:g} {order.symbol} is below the "
+                        f"exchange's lot size ({order.reason}); not sent", {"client_id": order.client_id}, "broker")
+            return
+        order.quantity = q
+        if order.created_at is None:
+            order.created_at = datetime.now(timezone.utc)
+        self.store.upsert_order(self.session_id, order)  # write-ahead: a crash after this is reconciled by client id
+        self.inflight[order.client_id] = order
+        self.queue.put_nowait(order)
+
+    async def _work(self) -> None:
+        while True:
+            order = await self.queue.get()
+            try:
+                await self._send(order)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self._event("error", f"order {order.client_id}: {type(e).__name__}: {e}", {"client_id": order.client_id})
+            finally:
+                if order.status not in OPEN or order.exchange_id is None:
+                    self.inflight.pop(order.client_id, None)
+
+    async def _send(self, order: Order) -> None:
+        if order.side is Side.SELL and order.reason != OPERATOR and not await self._make_room_to_sell(order):
+            return
+        try:
+            res = await self.client.submit(order, policy=self.order_policy)
+        except ccxt.BaseError as e:
+            if is_transient(e):
+                raise
+            order.status = OrderStatus.REJECTED
+            self.store.upsert_order(self.session_id, order)
+            self._event("order_rejected", f"{order.side.value} {order.quantity:g} {order.symbol} refused by "
+                        f"{self.venue} ({type(e).__name__}): {e}", {"client_id": order.client_id,
+                                                                    "error": type(e).__name__})
+            return
+        order.exchange_id = str(res.get("id"))
+        self.store.upsert_order(self.session_id, order)
+        if order.type is OrderType.LIMIT:  # rests on the exchange: the watcher picks up its fills
+            self.inflight.pop(order.client_id, None)
+            self.resting[order.client_id] = order
+            if order.client_id in self.cancel_asked:
+                self.spawn(self._cancel_resting(order, "canceled before the exchange acknowledged it"))
+            self._wake.set()
+            return
+        await self.settle(order, res)
+
+    async def settle(self, order: Order, res: dict[str, Any]) -> None:
+        """Wait (up to ``fill_timeout``) for the order to close, then apply its fills once each."""
+        deadline = time.monotonic() + self.fill_timeout
+        while order_status(res) in OPEN and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            res = await self.client.fetch(order, res)
+        filled = float(res.get("filled") or 0.0)
+        fills = await self.client.fills(order, res)
+        while sum(f.quantity for f in fills) < filled * (1 - 1e-9) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # trades can show up a moment after the order closes
+            fills = await self.client.fills(order, res)
+        self.apply_fills(order, fills)
+        order.status = order_status(res)
+        order.filled_quantity = filled
+        self.store.upsert_order(self.session_id, order)
+
+    def apply_fills(self, order: Order, fills: list[Fill]) -> int:
+        """Report fills not applied yet (``on_fill`` books them) and store each; returns how many were new."""
+        n = 0
+        for f in fills:
+            if f.fill_id in self.applied:
+                continue
+            self.on_fill(f, order)
+            self.applied.add(f.fill_id)
+            order.filled_quantity = min(order.quantity, order.filled_quantity + f.quantity)
+            self.store.add_fill(self.session_id, f, order=order, position=self.pf.positions[f.symbol])
+            n += 1
+        return n
+
+    async def settle_and_release(self, order: Order, res: dict[str, Any]) -> None:
+        try:
+            await self.settle(order, res)
+        finally:
+            if order.status not in OPEN:
+                self.inflight.pop(order.client_id, None)
+
+    def _committed_sells(self, symbol: str) -> float:
+        """What open (in-flight or resting) sells of ``symbol`` still have to sell."""
+        return sum(o.remaining for o in self.open_orders(symbol) if o.side is Side.SELL)
+
+    async def _make_room_to_sell(self, order: Order) -> bool:
+        """A strategy/stop/stop-session sell takes the position: cancel resting operator sells of the symbol
+        first (they lock the coins), then sell at most what is still held. False: nothing left to sell."""
+        resting = [o for o in self.resting.values() if o.symbol == order.symbol and o.side is Side.SELL]
+        if not resting:
+            return True
+        for o in resting:
+            await self._cancel_resting(o, f"canceled: the {order.reason} exit sells the position")
+        q = self.client.amount(order.symbol, min(order.quantity, self.pf.quantity(order.symbol)))
+        if not q > 0.0 or q < self.client.min_amount(order.symbol):
+            order.status = OrderStatus.CANCELED
+            self.store.upsert_order(self.session_id, order)
+            self._event("order_canceled", f"{order.reason} exit of {order.symbol} not sent: the resting sells it "
+                        "canceled had sold the position", {"client_id": order.client_id}, "broker")
+            return False
+        order.quantity = q
+        return True
+
+    # ---- resting orders ----------------------------------------------------------------------------
+    async def _watch_resting(self) -> None:
+        """Every ``resting_poll`` seconds, or when woken (a bar, a new limit order), sync resting orders."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.resting_poll)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if not self.resting:
+                continue
+            try:
+                await self.sync_resting_orders()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the client already retried; try again at the next round
+                self._event("error", f"resting orders not synced: {type(e).__name__}: {e}; "
+                            f"still open: {self.open_summary()}")
+
+    async def sync_resting_orders(self) -> int:
+        """Compare the resting operator orders with the exchange (one open-orders request per symbol);
+        apply new fills once each and record orders that closed. Returns how many fills were new."""
+        n = 0
+        for symbol in sorted({o.symbol for o in self.resting.values()}):
+            rows = {o.get("clientOrderId"): o for o in await self.client.open_orders([symbol])}
+            for order in [o for o in self.resting.values() if o.symbol == symbol]:
+                if order.client_id not in self.resting:
+                    continue  # closed meanwhile (a cancel)
+                row = rows.get(self.client.client_order_id(order))
+                if row is not None and float(row.get("filled") or 0.0) <= order.filled_quantity * (1 + 1e-9):
+                    continue  # still resting, nothing new
+                res = row if row is not None else await self.client.fetch(order, {"id": order.exchange_id})
+                n += await self._sync_order(order, res)
+        return n
+
+    async def _sync_order(self, order: Order, res: dict[str, Any]) -> int:
+        """Apply the fills of ``order`` (exchange view ``res``) not applied yet; once it is closed and all its
+        trades are in, record the final status and stop following it. Returns the new fills."""
+        filled = float(res.get("filled") or 0.0)
+        fills = await self.client.fills(order, res) if filled > 0.0 else []
+        n = self.apply_fills(order, fills)
+        complete = sum(f.quantity for f in fills) >= filled * (1 - 1e-9)
+        status = order_status(res)
+        if status not in OPEN and not complete:
+            status = OrderStatus.PARTIALLY_FILLED  # trades lag the order: look again at the next round
+        if order.client_id in self.resting:
+            order.status = status
+            order.filled_quantity = max(order.filled_quantity, min(filled, order.quantity))
+            if status not in OPEN:
+                self.resting.pop(order.client_id, None)
+                self.cancel_asked.discard(order.client_id)
+                if status is OrderStatus.CANCELED:
+                    self._event("order_canceled", f"order {order.client_id} canceled on {self.venue} "
+                                f"({order.filled_quantity:g} of {order.quantity:g} filled)",
+                                {"client_id": order.client_id})
+            if n or status not in OPEN:
+                self.store.upsert_order(self.session_id, order)
+        return n
+
+    async def _cancel_resting(self, order: Order, why: str) -> None:
+        """Cancel a resting order on the exchange (retrying while it errors), then record its final state
+        and any fills it had before (a fill racing the cancel is applied, once)."""
+        if order.exchange_id is None:
+            return
+        try:
+            res = await self.client.call("cancel_order", order.exchange_id, order.symbol, policy=self.order_policy)
+        except ccxt.OrderNotFound:
+            res = None  # no longer open there (filled or canceled meanwhile): fetch below says which
+        if res is None or float(res.get("filled") or 0.0) > order.filled_quantity:
+            res = await self.client.fetch(order, {"id": order.exchange_id})
+        deadline = time.monotonic() + self.fill_timeout
+        while True:
+            await self._sync_order(order, res)
+            if order.client_id not in self.resting or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)  # closed, but its trades are not all visible yet
+            res = await self.client.fetch(order, {"id": order.exchange_id})
+        self._event("control", f"order {order.client_id}: {why}; it is {order.status.value}",
+                    {"client_id": order.client_id})
+
+    async def _end_resting(self) -> None:
+        """At the run's end: cancel what still rests on the exchange (like paper, resting orders end with
+        the run), recording each final state; leftovers after ``fill_timeout`` are reported."""
+        if not self.resting:
+            return
+        tasks = [asyncio.ensure_future(self._cancel_resting(o, "canceled: the run ended"))
+                 for o in list(self.resting.values())]
+        done, pending = await asyncio.wait(tasks, timeout=self.fill_timeout)
+        for t in pending:
+            t.cancel()
+        for t in done:
+            if t.exception() is not None:
+                self._event("error", f"resting order not canceled at the end: {type(t.exception()).__name__}: "
+                            f"{t.exception()}")
+        if self.resting:
+            self._event("error", f"orders still resting on {self.venue} after the end: {self.open_summary()}; "
+                        "resume the session to reconcile them")
+
+    # ---- controls ----------------------------------------------------------------------------------
+    async def flatten(self, timeout: float | None = None, reason: str = ex.CLOSE_ALL) -> dict[str, float]:
+        """Sell every open position now, retrying while the exchange errors; returns what is still open
+        after ``timeout`` seconds (empty when flat)."""
+        pf = self.pf
+
+        def held() -> list[str]:
+            return [s for s, p in pf.positions.items() if p.quantity > 0.0]
+
+        self.exit_now(reason)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (held() or self.inflight) and (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
+            if held() and not self.inflight:
+                self.exit_now(reason)
+        return {s: pf.quantity(s) for s in held()}
+
+    async def cancel_open_orders(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Cancel this session's open orders on the exchange, retrying while it errors (an event each time,
+        naming what is still open); returns the canceled orders, or raises TimeoutError after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        attempt = 0
+        once = RetryPolicy(retries=0)
+        while True:
+            try:
+                done = await self.client.cancel_all(self.config.symbols, policy=once)
+                self._event("cancel_all", f"{len(done)} exchange orders canceled", {"ids": [o.get("id") for o in done]})
+                self._wake.set()  # the watcher records the canceled resting orders
+                return done
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                d = self.order_policy.delay(attempt, e, self.client.exchange)
+                attempt += 1
+                self._event("exchange_retry", f"cancel_all: {type(e).__name__}; retry {attempt} in {d:.2f}s; "
+                            f"still open: {self.open_summary()}", {"error": type(e).__name__})
+                if deadline is not None and time.monotonic() + d > deadline:
+                    raise TimeoutError(f"cancel_all: the exchange is still failing; still open: "
+                                       f"{self.open_summary()}") from e
+                await asyncio.sleep(d)

@@ -1,0 +1,89 @@
+"""Reconciliation of an exchange broker with the store at start and resume (every difference is an event).
+
+* Stored fills the checkpoint does not cover (the store holds them in booking order; the checkpoint's
+  portfolio booked the first ``fill_count``) are re-applied to the portfolio.
+* Store orders still open are looked up on the exchange by client id: fills that happened while the
+  runner was down are applied once, orders the exchange never got are marked canceled, limit orders
+  still open rest on under the watcher, market orders still open are settled.
+* Open orders of this session unknown to the store, and balances below the session's positions, are
+  reported.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
+
+if TYPE_CHECKING:
+    from workbench.engine.brokers.exchange import ExchangeBroker
+
+OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+def _event(b: ExchangeBroker, kind: str, msg: str, data: dict, notes: list[str]) -> None:
+    notes.append(msg)
+    b.store.add_event(b.session_id, kind, msg, data, actor="reconcile")
+
+
+async def reconcile(b: ExchangeBroker) -> None:
+    """Compare the exchange with the store and apply the differences (see the module docstring)."""
+    await b.client.load_markets()
+    store, sid, pf = b.store, b.session_id, b.pf
+    notes: list[str] = []
+    orders = store.orders(sid)
+    rows = {r.client_id: r for r in orders.itertuples(index=False)}
+
+    def order_of(r: object) -> Order:
+        lp = getattr(r, "limit_price")
+        return Order(r.client_id, r.symbol, Side(r.side), float(r.quantity), OrderType(r.type),  # type: ignore[attr-defined]
+                     None if lp != lp else lp, OrderStatus(r.status), float(r.filled_quantity),  # type: ignore[attr-defined]
+                     r.created_at.to_pydatetime(), r.reason, r.exchange_id)  # type: ignore[attr-defined]
+
+    for k, r in enumerate(store.fills(sid).itertuples(index=False)):
+        b.applied.add(r.fill_id)
+        if k < pf.fill_count:
+            continue  # booked before the checkpoint
+        row = rows.get(r.client_id)
+        f = Fill(r.client_id, r.symbol, Side(r.side), float(r.quantity), float(r.price), float(r.commission),
+                 float(r.slippage), r.time.to_pydatetime() if hasattr(r.time, "to_pydatetime") else r.time,
+                 r.fill_id, row.reason if row is not None else "")
+        b.on_fill(f, order_of(row) if row is not None else Order(r.client_id, r.symbol, Side(r.side), f.quantity))
+        notes.append(f"fill {f.fill_id} re-applied from the store")
+    for r in rows.values():
+        if OrderStatus(r.status) not in OPEN:
+            continue
+        order = order_of(r)
+        res = await b.client.lookup(order)
+        if res is None:
+            order.status = OrderStatus.CANCELED
+            store.upsert_order(sid, order)
+            msg = f"order {order.client_id} never reached the exchange; marked canceled"
+        else:
+            from workbench.engine.ccxt_broker import order_status
+
+            order.exchange_id = str(res.get("id"))
+            n = b.apply_fills(order, await b.client.fills(order, res))
+            order.status, order.filled_quantity = order_status(res), float(res.get("filled") or 0.0)
+            store.upsert_order(sid, order)
+            msg = f"order {order.client_id} is {order.status.value} on the exchange; {n} fills applied"
+            if order.status in OPEN and order.type is OrderType.LIMIT:
+                b.resting[order.client_id] = order  # rests on: the watcher follows it
+                msg += "; resting"
+            elif order.status in OPEN:
+                b.inflight[order.client_id] = order
+                b.spawn(b.settle_and_release(order, res))
+        _event(b, "reconcile", msg, {"client_id": order.client_id}, notes)
+    known = {b.client.client_order_id(Order(c, "", Side.BUY, 0.0)) for c in rows}
+    for o in await b.client.open_orders(b.config.symbols):
+        if o.get("clientOrderId") not in known:
+            _event(b, "reconcile", f"open order {o.get('clientOrderId')} ({o.get('side')} {o.get('amount')} "
+                   f"{o.get('symbol')}) is not in the store", {"exchange_id": o.get("id")}, notes)
+    held = await b.client.positions(b.config.symbols)
+    for s in b.config.symbols:
+        mine = pf.quantity(s)
+        if mine > held.get(s, 0.0) * (1 + 1e-9) + 1e-12:
+            _event(b, "balance_mismatch", f"the session holds {mine:g} {s} but the exchange balance is "
+                   f"{held.get(s, 0.0):g}", {"symbol": s, "session": mine, "exchange": held.get(s, 0.0)}, notes)
+    venue = b.venue
+    store.add_event(sid, "reconciled", f"reconciled with {venue}: {len(notes)} differences" if notes
+                    else f"reconciled with {venue}: no differences", {"notes": notes[:50]}, actor="reconcile")
