@@ -10,6 +10,11 @@ the columns of ``TRADE_COLUMNS``. Conventions:
 * A ratio whose denominator is zero is ``inf`` (or ``-inf``) when its numerator is non-zero and
   NaN when both are zero: a profit factor with wins and no losses is ``float('inf')``.
 * Anything undefined for the data given (no trades, a single period, no time index) is NaN.
+
+Each metric is defined once, in the numba kernel :func:`workbench.backtest.metrics_nb.metrics_nb`
+(the sweeps call it per combination): :func:`compute_metrics` checks a frame and passes its arrays,
+:func:`metrics_from_arrays` (run_backtest's path) takes the arrays directly. The trade schema
+(``TRADE_COLUMNS``) is :mod:`workbench.domain`'s, re-exported here.
 """
 from __future__ import annotations
 
