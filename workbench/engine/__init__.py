@@ -9,7 +9,10 @@ from typing import Any
 
 _EXPORTS = {
     "Session": "workbench.engine.session",
-    "CommandRejected": "workbench.engine.session",
+    "CommandRejected": "workbench.engine.commands",
+    "Command": "workbench.engine.commands",
+    "SessionHandle": "workbench.engine.handle",
+    "handle_for": "workbench.engine.handle",
     "COMMANDS": "workbench.engine.session",
     "ReplayFeed": "workbench.engine.feeds",
     "run_host": "workbench.engine.host",
