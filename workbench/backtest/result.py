@@ -231,7 +231,7 @@ def _trade_order(records: Any, symbols: list[str]) -> dict[str, np.ndarray]:
     by entry bar, then symbol name (they come by column, then time)."""
     recs = {k: np.asarray(records[k]) for k in _TRADE_FIELDS}
     c, ei = recs["col"], recs["entry_idx"]
-    if len(c) < 2:
+    if len(c) < 2 or len(symbols) == 1:  # one column: in time order already
         return recs
     rank = np.argsort(np.argsort(np.asarray(symbols, dtype=object)))
     order = np.lexsort((rank[c], ei))
