@@ -68,8 +68,9 @@ def _name(exchange: Any) -> str:
 
 
 def call_with_retry(exchange: Any, fn: Callable[..., T], *args: Any, policy: RetryPolicy = RetryPolicy(),
-                    **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``, retrying transient ccxt errors with the policy's backoff (blocking)."""
+                    sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, retrying transient ccxt errors with the policy's backoff (blocking;
+    waits through ``sleep``, which tests replace to record the delays instead of waiting)."""
     attempt = 0
     while True:
         try:
@@ -81,7 +82,7 @@ def call_with_retry(exchange: Any, fn: Callable[..., T], *args: Any, policy: Ret
                 raise
             d = policy.delay(attempt, e, exchange)
             log.warning("%s: %s; retry %d in %.2fs", _name(exchange), type(e).__name__, attempt + 1, d)
-            time.sleep(d)
+            sleep(d)
             attempt += 1
 
 

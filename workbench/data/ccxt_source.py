@@ -34,16 +34,18 @@ def make_exchange(exchange: str | ccxt.Exchange) -> ccxt.Exchange:
 
 
 def call_with_retry(ex: ccxt.Exchange, fn: Callable[..., T], *args: Any, max_retries: int = 5,
-                    retry_delay: float = 1.0) -> T:
+                    retry_delay: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> T:
     """Call ``fn(*args)`` through the one retrier (:mod:`workbench.retry`): transient ccxt errors
     (timeouts, 5xx, dropped connections, rate limits honouring Retry-After) are retried with exponential
-    backoff ``retry_delay * 2**attempt``. Other ccxt errors are raised at once as :class:`DataSourceError`.
+    backoff ``retry_delay * 2**attempt``, waiting through ``sleep``. Other ccxt errors are raised at once as
+    :class:`DataSourceError`.
     """
     from workbench.retry import RetryPolicy, is_transient
     from workbench.retry import call_with_retry as retrying
 
     try:
-        return retrying(ex, fn, *args, policy=RetryPolicy(retries=max_retries, base=retry_delay, cap=60.0))
+        return retrying(ex, fn, *args, policy=RetryPolicy(retries=max_retries, base=retry_delay, cap=60.0),
+                        sleep=sleep)
     except ccxt.BaseError as e:
         if is_transient(e):
             e.add_note("with a cache, the bars fetched so far are kept: run again to resume")
@@ -73,16 +75,18 @@ def fetch_ohlcv(
     max_retries: int = 5,
     retry_delay: float = 1.0,
     limit: int = 1000,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> pd.DataFrame:
     """Bars for ``symbol`` in ``[start, end]`` (inclusive; ``end`` defaults to now) from a ccxt exchange.
 
     Pages forward with ``exchange.fetch_ohlcv(symbol, timeframe, since, limit)``. With a ``cache`` only what
     is missing is fetched (before the first and after the last cached bar) and pages are saved as they come,
     so an interrupted download resumes. ``start`` may be omitted when the cache already holds these bars.
+    Retry waits go through ``sleep`` (tests pass a recorder).
     """
     ex = make_exchange(exchange)
     step = timeframe_delta(timeframe)
-    retry: dict[str, Any] = {"max_retries": max_retries, "retry_delay": retry_delay}
+    retry: dict[str, Any] = {"max_retries": max_retries, "retry_delay": retry_delay, "sleep": sleep}
     call_with_retry(ex, ex.load_markets, **retry)
     if symbol not in ex.markets:
         some = ", ".join(list(ex.markets)[:5])
