@@ -1,5 +1,6 @@
-"""Risk engine + paper broker + portfolio, driven bar by bar as the semantics say, make the same fills
-as the backtest kernel (``simulate_nb``) on random bars and signals: sizes, caps, stops, time rules."""
+"""The shipped bar-by-bar step (:class:`workbench.engine.trader.Trader` with the paper broker, no store)
+makes the same fills as the backtest kernel (``simulate_nb``) on random bars and signals: sizes, caps,
+stops, time rules."""
 from __future__ import annotations
 
 import math
@@ -11,11 +12,10 @@ import pytest
 from workbench.execution.codes import REASONS
 from workbench.backtest.runner import _simulate
 from workbench.config import SessionConfig, make_config
-from workbench.domain import Order, Side
-from workbench.execution import Bar
+from workbench.domain import Fill, Order, Side
 from workbench.engine.brokers import PaperBroker
-from workbench.engine.portfolio import Portfolio
-from workbench.engine.risk import RiskContext, RiskEngine
+from workbench.engine.trader import Trader
+from workbench.execution import Bar
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
@@ -39,49 +39,26 @@ def random_market(seed: int, n: int = 800):
 
 
 def run_engine(config: SessionConfig, index: pd.DatetimeIndex, arr: dict, buy: np.ndarray, sell: np.ndarray):
-    """The paper loop of the semantics; returns {(bar, column): (quantity or -inf, price, reason)}."""
-    risk, broker, pf = RiskEngine(config), PaperBroker(config), Portfolio(config.initial_balance)
+    """The shipped :class:`Trader` step with the paper broker over the bars, its signals taken from ``buy``/
+    ``sell`` (already shifted: row i acts at bar i); returns {(bar, column): (quantity or -inf, price, reason)}
+    and the portfolio."""
+    trader = Trader(config, PaperBroker(config))
+    trader.signals = lambda bars, t_ns: None  # signals come from the arrays, set before each step
     out: dict[tuple[int, int], tuple[float, float, str]] = {}
-    times = list(index)
-    for i, t in enumerate(times):
-        bars = {
-            c: Bar(t, *(float(arr[k][i, c]) for k in ("open", "high", "low", "close", "volume")))
-            for c in range(len(SYMBOLS)) if not math.isnan(arr["open"][i, c])
-        }
-        pf.mark({SYMBOLS[c]: b.open for c, b in bars.items()})
-        was_long = {c: pf.position(SYMBOLS[c]) is not None for c in range(len(SYMBOLS))}
-        for c, b in bars.items():  # exits first
-            pos = pf.position(SYMBOLS[c])
-            if pos is None:
-                continue
-            if sell[i, c]:
-                orders = [Order(f"x{i}-{c}", pos.symbol, Side.SELL, pos.quantity, created_at=t, reason="signal")]
-            else:
-                orders = risk.exits_due(pos, b)
-            for o in orders:
-                ref = o.stop_price if o.stop_price is not None else b.open
-                assert risk.check(o, RiskContext(t, ref, pf, b.volume)).accepted
-                f = broker.execute(o, b)
-                if f is not None:
-                    pf.apply_fill(f)
-                    out[i, c] = (-math.inf, f.price, f.reason)
-        for c, b in bars.items():  # then entries, in symbol order
-            if was_long[c] or not buy[i, c]:
-                continue
-            q = risk.target_quantity(b.open, pf.equity)
-            o = Order(f"e{i}-{c}", SYMBOLS[c], Side.BUY, q, created_at=t, reason="entry")
-            d = risk.check(o, RiskContext(t, b.open, pf, b.volume))
-            if not d.accepted:
-                continue
-            o.quantity = d.quantity
-            f = broker.execute(o, b, cash=pf.cash)
-            if f is not None:
-                pf.apply_fill(f)
-                out[i, c] = (f.quantity, f.price, f.reason)
-        for c, b in bars.items():
-            pf.track_high(SYMBOLS[c], b.high)
-        pf.mark({SYMBOLS[c]: b.close for c, b in bars.items()})
-    return out, pf
+    column = {s: c for c, s in enumerate(SYMBOLS)}
+    i = 0
+
+    def on_fill(fill: Fill, order: Order) -> None:
+        out[i, column[fill.symbol]] = (-math.inf if fill.side is Side.SELL else fill.quantity, fill.price, fill.reason)
+
+    trader.on_fill = on_fill
+    values = np.stack([arr[k] for k in ("open", "high", "low", "close", "volume")], axis=-1)
+    for i, t in enumerate(index.to_pydatetime()):
+        bars = {s: Bar(t, *map(float, values[i, c])) for c, s in enumerate(SYMBOLS)
+                if not math.isnan(values[i, c, 0])}
+        trader.pending.update({s: (bool(buy[i, c]), bool(sell[i, c])) for c, s in enumerate(SYMBOLS)})
+        trader.step(bars)
+    return out, trader.portfolio
 
 
 CONFIGS = {
@@ -126,3 +103,26 @@ def test_engine_components_reproduce_the_kernel(name, seed):
         assert gp == pytest.approx(p, rel=1e-9), key
         reasons.add(r)
     assert len(reasons) >= 3  # entries, signals and at least one kind of automatic exit
+
+
+@pytest.mark.parametrize("seed", [4, 9, 13])  # 9 and 13: a stop on a bar with a held signal (the old bug)
+def test_a_halted_breaker_holds_exit_signals_while_stops_and_holding_time_still_run(seed):
+    """Rule 10: after the breaker trips to HALTED, a pending exit signal is held (not sent, not rejected)
+    and the position still leaves by its stop or holding time, in the step as in the kernel."""
+    config = make_config(kind="paper", symbols=SYMBOLS, initial_balance=10_000, sizing={"mode": "percent_equity",
+                         "value": 0.9}, commission={"taker": 0.001}, risk={"stop_loss": 0.02, "max_holding_minutes": 30,
+                         "circuit_breaker": {"max_drawdown": 0.01, "action": "halted"}})
+    index, arr, buy, sell = random_market(seed)
+    qty, price, _, reason, _, trip = _simulate(config, index, arr, buy, sell)
+    expected = {(i, c): (qty[i, c], price[i, c], REASONS[reason[i, c]]) for i, c in zip(*np.nonzero(~np.isnan(qty)))}
+    got, pf = run_engine(config, index, arr, buy, sell)
+    assert trip[0] >= 0 and got.keys() == expected.keys()
+    for key, (q, p, r) in expected.items():
+        assert got[key][2] == r and got[key][1] == pytest.approx(p, rel=1e-9), key
+    held = 0  # exit signals of a held position after the trip, up to the bar it left by a stop or holding time
+    for (i, c), (_, _, r) in got.items():
+        if r in ("stop_loss", "time_limit") and i > trip[0]:
+            entry = max(j for (j, cc), v in got.items() if cc == c and v[2] == "entry" and j < i)
+            held += int(sell[max(entry, trip[0]) + 1:i + 1, c].sum())
+    assert held >= 1
+    assert not [t for t in pf.trades if t["exit_reason"] == "signal" and t["exit_time"] > index[trip[0]]]
