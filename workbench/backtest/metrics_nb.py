@@ -230,7 +230,13 @@ def _exposure_nb(t_start: np.ndarray, t_end: np.ndarray, n: int) -> float:
         return 0.0 if n else np.nan
     if n == 0 or t_start.min() < 0:
         return np.nan
-    order = np.argsort(t_start, kind="mergesort")
+    k = len(t_start)
+    in_order = True  # a backtest's trades come by entry: no sort needed
+    for t in range(1, k):
+        if t_start[t] < t_start[t - 1]:
+            in_order = False
+            break
+    order = np.arange(k) if in_order else np.argsort(t_start, kind="mergesort")
     busy = 0
     cover = 0  # rows before this one are counted
     for t in order:
