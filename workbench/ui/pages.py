@@ -25,7 +25,8 @@
                             ``wb-field-kind``)
 ``wb-controls``             control panel: ``wb-state`` (state text), ``wb-control-message``,
                             ``wb-btn-pause``, ``wb-btn-resume``, ``wb-btn-stop``,
-                            ``wb-btn-restart``, ``wb-btn-kill`` then ``wb-btn-kill-confirm`` /
+                            ``wb-btn-restart`` (a live one re-armed in ``wb-restart-confirm``),
+                            ``wb-btn-kill`` then ``wb-btn-kill-confirm`` /
                             ``wb-btn-kill-cancel``, ``wb-btn-close-all``, ``wb-btn-cancel-all``,
                             ``wb-btn-trip-breaker``, ``wb-btn-reset-breaker``,
                             ``wb-btn-reduce-size``, ``wb-btn-tighten-stops``, ``wb-override-limit``,
