@@ -296,3 +296,23 @@ def test_wizard_create_in_kernel_without_a_loop_shows_the_error(store):
     wiz.create_button.click()
     assert "create failed: no running event loop" in wiz.status.value
     assert store.list_sessions().empty
+
+
+def test_restart_keeps_the_kind_and_a_live_session_is_re_armed_in_the_panel(store):
+    live = make_config(kind="live", strategy="momentum", symbols=["BTC/USDT"],
+                       data={"source": "ccxt", "exchange": "binance"})
+    sid = store.create_session(live, state="stopped")  # run by a host that has ended it
+    p = controls(sid, store)
+    assert p.restart_confirm.layout.display is None  # shown for a live session only
+    assert not p.buttons["restart"].disabled and p.buttons["pause"].disabled  # the commands table's say
+    p.buttons["restart"].click()
+    assert p.restarted is None and "restart failed: cannot restart" in p.message.value
+    assert "binance:main" in p.message.value and len(store.list_sessions()) == 1  # nothing requested
+    p.restart_confirm.value = "binance:main"
+    p.buttons["restart"].click()
+    new = store.get_session(p.restarted)
+    assert new["kind"] == "live" and new["state"] == "requested" and new["parent_id"] == sid
+    p.close()
+    paper_panel = controls(store.create_session(paper(), state="completed"), store)
+    assert paper_panel.restart_confirm.layout.display == "none"
+    paper_panel.close()
