@@ -42,7 +42,7 @@ def test_wait_until_returns_the_value_and_times_out_on_its_clock():
 
 def test_until_lets_other_tasks_run():
     async def main():
-        box = []
+        box: list[int] = []
         asyncio.get_running_loop().call_later(0.05, box.append, 1)
         assert await until(lambda: box, timeout=5, step=0.01) == [1]
         with pytest.raises(AssertionError, match="not reached within 0.05s"):

@@ -11,15 +11,14 @@ from typing import Any
 from aiohttp import web
 
 from .market import binance_error
-from .matching import BinanceError, Book
+from .matching import BinanceError, HasBook
 
 
-class AccountRoutes:
+class AccountRoutes(HasBook):
     """The signed endpoints; the exchange provides ``keys``, ``recv_window_ms`` and ``book``."""
 
     keys: dict[str, str]
     recv_window_ms: int
-    book: Book
 
     def _signed(self, handler: Any) -> Any:
         """Wrap a handler ``(key, params) -> json`` with Binance's API-key, signature and timestamp checks."""
@@ -41,7 +40,7 @@ class AccountRoutes:
                 return binance_error(-1022, "Signature for this request is not valid.", 400)
             params = dict(request.query)
             if request.method == "POST":
-                params.update({k: v for k, v in (await request.post()).items()})
+                params.update({k: str(v) for k, v in (await request.post()).items()})
             params.pop("signature", None)
             try:
                 ts = int(params.get("timestamp", ""))

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -38,6 +38,13 @@ class Fault:
     method: str | None = None  # only requests with this HTTP method (None: any)
     kind: str = "fail"  # "fail" (status/drop before handling), "lose" (handle, then drop), "delay"
     delay: float = 0.0
+
+
+def _abort(request: web.Request) -> NoReturn:
+    """Drop the request's connection without an answer and end its handling."""
+    if request.transport is not None:
+        request.transport.abort()
+    raise asyncio.CancelledError
 
 
 class FaultsMixin:
@@ -123,14 +130,12 @@ class FaultsMixin:
             await asyncio.sleep(fault.delay)
             fault = None
         if fault is not None and fault.kind == "lose":
-            response = await handler(request)
+            await handler(request)
             self._record(request, 0)
-            request.transport.abort()  # accepted, but the client never hears of it
-            raise asyncio.CancelledError
+            _abort(request)  # accepted, but the client never hears of it
         if fault is not None and fault.status == 0:
             self._record(request, 0)
-            request.transport.abort()  # the client sees the connection dropped mid-request
-            raise asyncio.CancelledError
+            _abort(request)  # the client sees the connection dropped mid-request
         if fault is not None:
             self._record(request, fault.status)
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
-from .matching import BinanceError, Book
+from .matching import BinanceError, HasBook
 
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 MAX_LIMIT = 1000
@@ -24,13 +24,12 @@ def binance_error(code: int, msg: str, status: int = 400) -> web.Response:
     return web.json_response({"code": code, "msg": msg}, status=status)
 
 
-class MarketRoutes:
+class MarketRoutes(HasBook):
     """The unsigned market-data endpoints; the exchange provides ``symbols``, ``clock``, ``book`` and ``bars``."""
 
     symbols: tuple[str, ...]
     clock: pd.Timestamp | None
     _bars: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
-    book: Book
     bars: Callable[..., pd.DataFrame]
 
     def _market_id(self, symbol: str) -> str:

@@ -256,3 +256,11 @@ class Book:
                 out = [t for t in out if t["time"] <= int(p["endTime"])]
             limit = min(int(p.get("limit", 500)), 1000)
             return [{k: v for k, v in t.items() if k != "account"} for t in out[:limit]]
+
+
+class HasBook:
+    """Base of the exchange's route mixins: they all act on its :class:`Book` (made on first use)."""
+
+    @property
+    def book(self) -> Book:
+        raise NotImplementedError("LoopbackExchange provides the book")

@@ -63,7 +63,6 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
         self._init_faults()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._bars: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.port: int | None = None
 
@@ -87,14 +86,14 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(self._serve())
+                runner = loop.run_until_complete(self._serve())
             except BaseException as e:  # surfaced to start()
                 errors.append(e)
                 ready.set()
                 return
             ready.set()
             loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
+            loop.run_until_complete(runner.cleanup())
             loop.close()
 
         self._thread = threading.Thread(target=run, name="loopback-exchange", daemon=True)
@@ -104,7 +103,7 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
             raise errors[0]
         return self
 
-    async def _serve(self) -> None:
+    async def _serve(self) -> web.AppRunner:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/api/v3/ping", self._ping)
         app.router.add_get("/api/v3/time", self._time)
@@ -122,22 +121,22 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
         app.router.add_get("/api/v3/myTrades", self._signed(self._my_trades))
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/ws/{stream}", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self.port = runner.addresses[0][1]
         if self.clock is not None and self.bar_seconds:
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+            self._ticker = asyncio.get_running_loop().create_task(self._tick(self.bar_seconds))
+        return runner
 
-    async def _tick(self) -> None:
+    async def _tick(self, every: float) -> None:
         while True:
-            await asyncio.sleep(self.bar_seconds)
+            await asyncio.sleep(every)
             self.advance()
 
     def stop(self) -> None:
         """Stop the server and its thread."""
-        if self._thread is None:
+        if self._thread is None or self._loop is None:
             return
         if self._ticker is not None:
             self._loop.call_soon_threadsafe(self._ticker.cancel)
@@ -203,7 +202,8 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
 
     def point(self, client: Any) -> Any:
         """Point any ccxt binance client (sync or ``ccxt.async_support``) at this server; returns it."""
-        api = {k: self.url + urlsplit(v).path for k, v in client.urls["api"].items() if isinstance(v, str)}
+        api: dict[str, Any] = {k: self.url + urlsplit(v).path for k, v in client.urls["api"].items()
+                               if isinstance(v, str)}
         if isinstance(client.urls["api"].get("ws"), dict):  # a ccxt.pro client: spot streams from /ws
             api["ws"] = {**client.urls["api"]["ws"], "spot": self.url.replace("http://", "ws://") + "/ws"}
         client.urls["api"] = api

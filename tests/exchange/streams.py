@@ -10,22 +10,24 @@ from typing import Any
 
 from aiohttp import web
 
-from .matching import Book
+from .matching import HasBook
 
 
-class StreamRoutes:
+class StreamRoutes(HasBook):
     """``/ws`` kline streams; the exchange provides ``book``, ``_loop`` and ``_record``."""
 
-    book: Book
     _sockets: set[web.WebSocketResponse]
     _loop: asyncio.AbstractEventLoop | None
     _record: Callable[[web.Request, int], None]
 
     def drop_websockets(self) -> int:
         """Close every open websocket connection (clients must reconnect); returns how many."""
+        loop = self._loop
+        if loop is None:  # not running: no sockets
+            return 0
         socks = list(self._sockets)
         for ws in socks:
-            asyncio.run_coroutine_threadsafe(ws.close(code=1011, message=b"dropped by the test"), self._loop).result(5)
+            asyncio.run_coroutine_threadsafe(ws.close(code=1011, message=b"dropped by the test"), loop).result(5)
         return len(socks)
 
     def _kline_event(self, sid: str, i: int, final: bool) -> dict[str, Any]:
