@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.execution.codes import REASONS
 from workbench.backtest.runner import _simulate
 from workbench.config import SessionConfig, make_config
 from workbench.domain import Fill, Order, Side
 from workbench.engine.brokers import PaperBroker
 from workbench.engine.trader import Trader
 from workbench.execution import Bar
+from workbench.execution.codes import REASONS
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
@@ -117,7 +117,7 @@ def test_a_halted_breaker_holds_exit_signals_while_stops_and_holding_time_still_
     expected = {(i, c): (qty[i, c], price[i, c], REASONS[reason[i, c]]) for i, c in zip(*np.nonzero(~np.isnan(qty)))}
     got, pf = run_engine(config, index, arr, buy, sell)
     assert trip[0] >= 0 and got.keys() == expected.keys()
-    for key, (q, p, r) in expected.items():
+    for key, (_, p, r) in expected.items():
         assert got[key][2] == r and got[key][1] == pytest.approx(p, rel=1e-9), key
     held = 0  # exit signals of a held position after the trip, up to the bar it left by a stop or holding time
     for (i, c), (_, _, r) in got.items():

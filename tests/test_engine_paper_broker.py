@@ -8,8 +8,8 @@ import pytest
 
 from workbench.config import make_config
 from workbench.domain import Order, OrderStatus, OrderType, Side
-from workbench.execution import Bar
 from workbench.engine.brokers import PaperBroker
+from workbench.execution import Bar
 
 T0 = datetime(2024, 1, 8, 10, tzinfo=timezone.utc)
 BTC = "BTC/USDT"
@@ -80,7 +80,8 @@ def test_partial_fills_rest_to_later_bars_under_max_share_cap():
     b = broker(max_share=0.1, on_excess="cap")
     o = b.submit(market(12))
     [f1] = b.fill_resting(BTC, bar(0, v=50))
-    assert f1.quantity == pytest.approx(5) and o.status is OrderStatus.PARTIALLY_FILLED and o.remaining == pytest.approx(7)
+    assert f1.quantity == pytest.approx(5) and o.status is OrderStatus.PARTIALLY_FILLED
+    assert o.remaining == pytest.approx(7)
     [f2] = b.fill_resting(BTC, bar(1, o=101, v=50))
     [f3] = b.fill_resting(BTC, bar(2, o=102, v=50))
     assert f2.quantity == pytest.approx(5) and f3.quantity == pytest.approx(2) and f3.price == pytest.approx(102.102)

@@ -54,8 +54,6 @@ class ReplayFeed:
             arr = np.full((n, len(_COLUMNS)), np.nan)
             arr[index.get_indexer(idx[s])] = df.loc[:, list(_COLUMNS)].to_numpy(dtype=float)
             self._data.append(arr)
-        self._pos = 0
-        self.last_time: datetime | None = None
 
     def __len__(self) -> int:
         return len(self._times)
@@ -76,8 +74,6 @@ class ReplayFeed:
         epoch, us = _EPOCH, timedelta(microseconds=1)
         for i, ns in enumerate(times[start:].tolist(), start):
             t = epoch + us * (ns // 1000)
-            self._pos = i + 1
-            self.last_time = t
             if one is not None:
                 o, h, lo, c, v = one[1][i].tolist()
                 if o == o:  # not NaN
@@ -90,6 +86,24 @@ class ReplayFeed:
                     out[s] = Bar(t, o, h, lo, c, v)
             if out:
                 yield out
+
+    async def batches(self) -> AsyncIterator[list[dict[str, Bar]]]:
+        """The bar dicts in lists: as fast as possible, up to ``yield_every`` per list, handing control back
+        to the event loop between lists (what a session loop consumes); paced, one per list."""
+        if self.speed is not None:
+            async for out in self._iterate():
+                yield [out]
+            return
+        batch: list[dict[str, Bar]] = []
+        every = self.yield_every
+        for out in self.bars():
+            batch.append(out)
+            if len(batch) >= every:
+                yield batch
+                batch = []
+                await asyncio.sleep(0)
+        if batch:
+            yield batch
 
     async def _iterate(self) -> AsyncIterator[dict[str, Bar]]:
         speed, every = self.speed, self.yield_every

@@ -88,6 +88,7 @@ class RiskEngine:
         self._rejections: deque[datetime] = deque()
         self._peak = self._day_start = self._last_equity = float(config.initial_balance)
         self._day_end: datetime | None = None
+        self._breaker_on = self._cb.max_daily_loss is not None or self._cb.max_drawdown is not None
         self._recompute()
 
     # ---- effective limits ----------------------------------------------------
@@ -243,7 +244,7 @@ class RiskEngine:
         if equity > self._peak:
             self._peak = equity
         cb = self._cb
-        if self.state is not TradingState.RUNNING:
+        if self.state is not TradingState.RUNNING or not self._breaker_on:
             return
         breach = ex.breaker_breach(equity, self._day_start, self._peak, cb)
         if breach == "daily_loss":

@@ -25,28 +25,30 @@ already has; the closed trades are rebuilt from the stored fills.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import re
 import socket
 import traceback
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from workbench import execution as ex
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, SessionState, Side
 from workbench.engine import commands
-from workbench import execution as ex
-from workbench.engine.commands import Command, CommandRejected
-from workbench.execution import Bar
-from workbench.engine.feeds import ReplayFeed
 from workbench.engine.brokers import Broker, PaperBroker
+from workbench.engine.commands import Command, CommandRejected
+from workbench.engine.feeds import ReplayFeed
 from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine
 from workbench.engine.trader import BarBuffer, Trader
+from workbench.execution import Bar
 from workbench.store import Store
 from workbench.strategies.base import Strategy
 
@@ -54,6 +56,18 @@ S = SessionState
 #: the commands a runner applies (:data:`workbench.engine.commands.RUNNER_COMMANDS`)
 COMMANDS = tuple(c.value for c in commands.RUNNER_COMMANDS)
 STATE_VERSION = 2
+
+
+async def _batches(feed: AsyncIterable[dict[str, Bar]]) -> AsyncIterator[list[dict[str, Bar]]]:
+    """``feed.batches()`` if the feed has it (:class:`ReplayFeed`: lists of bar dicts, fewer awaits),
+    else each bar dict as a list of one."""
+    batches = getattr(feed, "batches", None)
+    if batches is not None:
+        async for batch in batches():
+            yield batch
+        return
+    async for bars in feed:
+        yield [bars]
 
 
 def _operator_seqs(client_ids: Any) -> list[int]:
@@ -86,8 +100,8 @@ class Session:
         self.trader.on_fill, self.trader.on_order = self._queue_fill, self._order_ended
         self.broker.attach(self.id, self.trader.portfolio)
         self.params = dict(self.strategy.p)
-        self._equity: list[tuple[datetime, float, float, float]] = []
-        self._equity_after: datetime | None = None  # resume: points up to here are already stored
+        self._equity: list[tuple[int, float, float, float]] = []  # (time ns, equity, cash, exposure)
+        self._equity_after = -1  # resume: points up to this time (ns) are already stored
         # written to the store with the next checkpoint, in its transaction (fills are durable with the
         # runner state that covers them: a crash loses both, and the resumed run replays them)
         self._fills: list[Fill] = []
@@ -174,7 +188,7 @@ class Session:
         if state is not None:
             self._restore(state)
         eq = store.equity(session_id)
-        self._equity_after = eq.index.max().to_pydatetime() if len(eq) else None
+        self._equity_after = int(eq.index.max().value) if len(eq) else -1
         return self
 
     @classmethod
@@ -251,15 +265,19 @@ class Session:
             self._set_state(S.PAUSED if paused else S.RUNNING,
                             f"resumed after {self.last_bar}" if self._resumed_state else "running")
             self._poller = asyncio.get_running_loop().create_task(self._poll_loop())
-            since_ck = 0
-            async for bars in feed:
-                self._on_bar(bars)
-                if self.state is S.STOPPING and not self._open_symbols():
-                    break
-                since_ck += 1
-                if since_ck >= self.checkpoint_interval:
-                    since_ck = 0
-                    self._checkpoint()
+            since_ck, every, on_bar = 0, self.checkpoint_interval, self._on_bar
+            async for batch in _batches(feed):
+                for bars in batch:  # no await inside a batch: controls act between batches
+                    on_bar(bars)
+                    if self.state is S.STOPPING and not self._open_symbols():
+                        break
+                    since_ck += 1
+                    if since_ck >= every:
+                        since_ck = 0
+                        self._checkpoint()
+                else:
+                    continue
+                break
             self._finish(S.STOPPED if self.state is S.STOPPING else S.COMPLETED)
         except asyncio.CancelledError:
             self._finish_killed()
@@ -275,11 +293,11 @@ class Session:
         """One bar time through the trader, then the session's bookkeeping (equity points, risk events)."""
         state = self.state
         equity = self.trader.step(bars, entries=state is S.RUNNING, stopping=state is S.STOPPING)
-        t = self.last_bar = self.trader.last_time
+        self.last_bar = self.trader.last_time
         self.bars_seen = n = self.bars_seen + 1
-        if n % self.equity_interval == 0 and (self._equity_after is None or t > self._equity_after):
+        if n % self.equity_interval == 0 and self.trader.last_ns > self._equity_after:
             cash = self.trader.portfolio.cash
-            self._equity.append((t, equity, cash, equity - cash))
+            self._equity.append((self.trader.last_ns, equity, cash, equity - cash))
         if self.trader.risk.events:
             self._risk_events()
 
@@ -327,7 +345,8 @@ class Session:
         equity = None
         if self._equity:
             t, e, c, x = zip(*self._equity)
-            equity = pd.DataFrame({"equity": e, "cash": c, "exposure": x}, index=pd.DatetimeIndex(t, name="time"))
+            index = pd.DatetimeIndex(np.array(t, dtype="M8[ns]"), name="time").tz_localize("UTC")
+            equity = pd.DataFrame({"equity": e, "cash": c, "exposure": x}, index=index)
         self.store.save_checkpoint(
             self.id, self.runner_state() if with_state else None, fills=self._fills,
             orders=list(self._dirty_orders.values()),
@@ -419,10 +438,8 @@ class Session:
 
     def _fail(self, e: BaseException) -> None:
         self.error = f"{type(e).__name__}: {e}"
-        try:
+        with contextlib.suppress(Exception):
             self._flush_equity()
-        except Exception:
-            pass
         try:
             self.store.add_event(self.id, "error", self.error, {"traceback": traceback.format_exc()}, actor=self.actor)
             self.store.update_session(self.id, error=self.error)
@@ -439,10 +456,8 @@ class Session:
             try:
                 self.poll()
             except Exception as e:
-                try:
+                with contextlib.suppress(Exception):
                     self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)
-                except Exception:
-                    pass
 
     def poll(self) -> None:
         """Heartbeat, apply pending store commands, checkpoint. Runs between bars."""

@@ -125,6 +125,7 @@ class Trader:
         broker.on_fill = self._filled
         broker.on_order = self._order_done
         self.last_time: datetime | None = None
+        self.last_ns = -1  # last_time as int ns since the epoch
         self.bars_seen = 0
 
     def set_strategy(self, strategy: Strategy | None) -> None:
@@ -151,18 +152,20 @@ class Trader:
         equity after it. ``entries``: new entries allowed (the session is running, not paused);
         ``stopping``: flatten every position (reason ``end``)."""
         pf, risk, broker, pending = self.portfolio, self.risk, self.broker, self.pending
-        t = next(iter(bars.values())).time
+        for b in bars.values():
+            t = b.time
+            break
+        else:
+            raise ValueError("step() needs the bars of at least one symbol")
         self.last_time = t
-        marks = pf.marks
+        marks, positions, close_all = pf.marks, pf.positions, self.close_all
         for s, b in bars.items():
             marks[s] = b.open
         stamp = -1
-        held = pf.position
         was_long: list[str] = []
-        close_all = self.close_all
         for s, b in bars.items():  # 1) exits first
-            pos = held(s)
-            if pos is None:
+            pos = positions.get(s)
+            if pos is None or pos.quantity <= 0.0:
                 continue
             was_long.append(s)
             if broker.busy(s):
@@ -195,13 +198,13 @@ class Trader:
                     o.quantity = d.quantity
                     broker.submit(o, b, pf.cash)
         broker.on_bar(bars, pf)  # 3) resting operator orders
-        positions = pf.positions
         for s, b in bars.items():  # 4) peaks and marks see the whole bar
+            marks[s] = b.close
             pos = positions.get(s)
             if pos is not None and pos.quantity > 0.0 and b.high > pos.peak_price:
                 pos.peak_price = b.high
-            marks[s] = b.close
-        self.signals(bars, ns(t))  # 5) signals for the next bar
+        self.last_ns = t_ns = (t - _EPOCH) // _US * 1000
+        self.signals(bars, t_ns)  # 5) signals for the next bar
         self.bars_seen += 1
         equity = pf.equity
         risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar

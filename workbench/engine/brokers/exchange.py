@@ -18,6 +18,7 @@ exchange through :class:`~workbench.engine.ccxt_broker.CcxtBroker`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Coroutine, Mapping
@@ -235,10 +236,8 @@ class ExchangeBroker:
                 self._event("error", f"gave up on {len(pending)} exchange cleanups after {self.fill_timeout:g}s; "
                             f"still open: {self.open_summary()}")
         if self.owns_client:
-            try:
+            with contextlib.suppress(Exception):
                 await self.client.close()
-            except Exception:
-                pass
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a side task; its failure becomes an error event."""
@@ -281,7 +280,8 @@ class ExchangeBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                self._event("error", f"order {order.client_id}: {type(e).__name__}: {e}", {"client_id": order.client_id})
+                self._event("error", f"order {order.client_id}: {type(e).__name__}: {e}",
+                            {"client_id": order.client_id})
             finally:
                 if order.status not in OPEN or order.exchange_id is None:
                     self.inflight.pop(order.client_id, None)
@@ -373,10 +373,8 @@ class ExchangeBroker:
     async def _watch_resting(self) -> None:
         """Every ``resting_poll`` seconds, or when woken (a bar, a new limit order), sync resting orders."""
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.resting_poll)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()
             if not self.resting:
                 continue

@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from workbench import execution as ex
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
-from workbench import execution as ex
 from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ class PaperBroker:
     def on_bar(self, bars: Mapping[str, ex.Bar], portfolio: Portfolio) -> None:
         """Fill resting orders on this bar time's bars (:meth:`fill_resting`, cash and position from
         ``portfolio`` as each fill is booked); resting sells left with no position to sell are canceled."""
+        if not self._by_id:
+            return
         for s, b in bars.items():
             book = self._book.get(s)
             if not book:

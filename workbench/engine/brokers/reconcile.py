@@ -34,7 +34,7 @@ async def reconcile(b: ExchangeBroker) -> None:
     rows = {r.client_id: r for r in orders.itertuples(index=False)}
 
     def order_of(r: object) -> Order:
-        lp = getattr(r, "limit_price")
+        lp = r.limit_price
         return Order(r.client_id, r.symbol, Side(r.side), float(r.quantity), OrderType(r.type),  # type: ignore[attr-defined]
                      None if lp != lp else lp, OrderStatus(r.status), float(r.filled_quantity),  # type: ignore[attr-defined]
                      r.created_at.to_pydatetime(), r.reason, r.exchange_id)  # type: ignore[attr-defined]
