@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from workbench.domain import TRADE_COLUMNS, Fill, Position, Side
 from workbench.execution import MIN_QUANTITY
@@ -68,7 +68,7 @@ class Portfolio:
             "exit_fees": fill.commission,
             "commission": entry_fees + fill.commission,
             "slippage": entry_slip + fill.slippage,
-            "duration": fill.time - pos.opened_at,
+            "duration": fill.time - cast(datetime, pos.opened_at),  # set by the buy that opened it
             "exit_reason": fill.reason,
             "status": "closed",
         }

@@ -215,9 +215,10 @@ class RiskEngine:
         """
         if self._next_expiry is not None:
             self._tick(bar.time)
-        if not self._exits_on or position.quantity <= 0.0 or bar.time <= position.opened_at:
+        opened = position.opened_at
+        if not self._exits_on or position.quantity <= 0.0 or opened is None or bar.time <= opened:
             return []
-        if self._hold is not None and bar.time - position.opened_at >= self._hold:
+        if self._hold is not None and bar.time - opened >= self._hold:
             reason, ref = ex.TIME_LIMIT, bar.open
         else:
             hit = ex.stop_exit(bar.open, bar.high, bar.low, position.avg_price, position.peak_price,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from workbench import execution as ex
 from workbench.config import SessionConfig
@@ -138,7 +138,8 @@ class PaperBroker:
 
     def cancel_all(self, symbol: str | None = None) -> list[Order]:
         """Cancel every resting order (of ``symbol``, if given); returns them."""
-        return [self.cancel(o.client_id) for o in self.open_orders(symbol)]
+        out = [self.cancel(o.client_id) for o in self.open_orders(symbol)]
+        return [o for o in out if o is not None]
 
     def __contains__(self, client_id: object) -> bool:
         """Is an order with this client id resting?"""
@@ -225,16 +226,17 @@ class PaperBroker:
 
     def _try_resting(self, order: Order, bar: ex.Bar, cash: float, held: float = math.inf) -> Fill | None:
         limit = order.type is OrderType.LIMIT
+        lp = cast(float, order.limit_price)  # set on every limit order (rest() checks it)
         if not limit:
             ref = bar.open
         elif order.side is Side.BUY:
-            if bar.low > order.limit_price:
+            if bar.low > lp:
                 return None
-            ref = min(bar.open, order.limit_price)
+            ref = min(bar.open, lp)
         else:
-            if bar.high < order.limit_price:
+            if bar.high < lp:
                 return None
-            ref = max(bar.open, order.limit_price)
+            ref = max(bar.open, lp)
         vr = self.config.volume
         room = vr.max_share * bar.volume - self._volume_used(order.symbol, bar.time)
         q = order.remaining

@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 
@@ -33,11 +33,11 @@ async def reconcile(b: ExchangeBroker) -> None:
     orders = store.orders(sid)
     rows = {r.client_id: r for r in orders.itertuples(index=False)}
 
-    def order_of(r: object) -> Order:
+    def order_of(r: Any) -> Order:
         lp = r.limit_price
-        return Order(r.client_id, r.symbol, Side(r.side), float(r.quantity), OrderType(r.type),  # type: ignore[attr-defined]
-                     None if lp != lp else lp, OrderStatus(r.status), float(r.filled_quantity),  # type: ignore[attr-defined]
-                     r.created_at.to_pydatetime(), r.reason, r.exchange_id)  # type: ignore[attr-defined]
+        return Order(r.client_id, r.symbol, Side(r.side), float(r.quantity), OrderType(r.type),
+                     None if lp != lp else lp, OrderStatus(r.status), float(r.filled_quantity),
+                     r.created_at.to_pydatetime(), r.reason, r.exchange_id)
 
     for k, r in enumerate(store.fills(sid).itertuples(index=False)):
         b.applied.add(r.fill_id)

@@ -1,0 +1,307 @@
+"""The controls of a session: the public methods (each a command applied now, as a 'control' event)
+and their implementations ``_do_<command>`` (return a message or raise CommandRejected/ValueError).
+
+:class:`SessionControls` is mixed into :class:`~workbench.engine.session.Session`; dispatch (binding
+arguments, the state table) is :mod:`workbench.engine.commands` via ``Session._control`` and
+``Session._apply_command``. Where paper and exchange brokers differ (cancel now or on the exchange,
+flatten at the next bar or now) the broker decides (:class:`~workbench.engine.brokers.Broker`).
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from workbench import execution as ex
+from workbench.domain import Order, OrderType, SessionState, Side
+from workbench.engine import commands
+from workbench.engine.commands import Command, CommandRejected
+from workbench.engine.risk import RiskContext
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from workbench.config import SessionConfig
+    from workbench.engine.brokers import Broker
+    from workbench.engine.portfolio import Portfolio
+    from workbench.engine.risk import RiskEngine
+    from workbench.engine.trader import Trader
+    from workbench.store import Store
+    from workbench.strategies.base import Strategy
+
+S = SessionState
+
+
+class SessionControls:
+    """Control methods and implementations of a :class:`~workbench.engine.session.Session`."""
+
+    if TYPE_CHECKING:  # provided by Session
+        id: str
+        config: SessionConfig
+        store: Store
+        state: SessionState
+        trader: Trader
+        params: dict[str, Any]
+        last_bar: datetime | None
+        _task: asyncio.Task[None] | None
+        _kill_reason: str | None
+        _start_paused: bool
+        _order_seq: int
+        _in_loop: bool
+        _dirty_orders: dict[str, Order]
+
+        @property
+        def broker(self) -> Broker: ...
+        @property
+        def portfolio(self) -> Portfolio: ...
+        @property
+        def risk(self) -> RiskEngine: ...
+        @property
+        def strategy(self) -> Strategy: ...
+        @property
+        def _close_all(self) -> set[str]: ...
+        def _control(self, name: Command | str, actor: str, **args: Any) -> str: ...
+        def _require_live(self, name: Command | str) -> None: ...
+        def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None: ...
+        def _open_symbols(self) -> list[str]: ...
+        def _checkpoint(self) -> None: ...
+        def _now(self) -> datetime: ...
+
+    # ---- controls (methods) ----------------------------------------------------------------
+    def pause(self, actor: str = "user") -> str:
+        """No new entries; positions, exits and stops keep running."""
+        return self._control("pause", actor)
+
+    def resume_trading(self, actor: str = "user") -> str:
+        """Back to running after pause."""
+        return self._control("resume", actor)
+
+    def stop(self, actor: str = "user", reason: str = "") -> str:
+        """Cancel orders, flatten at the next bar's open, end as stopped."""
+        return self._control("stop", actor, reason=reason)
+
+    def kill(self, actor: str = "user", reason: str = "") -> str:
+        """End now; positions are left as they are (the event lists them)."""
+        return self._control("kill", actor, reason=reason)
+
+    def close_all(self, actor: str = "user") -> str:
+        """Sell every position at each symbol's next bar open."""
+        return self._control("close_all", actor)
+
+    def cancel_all(self, actor: str = "user") -> str:
+        return self._control("cancel_all", actor)
+
+    def trip_breaker(self, reason: str = "manual", state: str | None = None, actor: str = "user") -> str:
+        return self._control("trip_breaker", actor, reason=reason, state=state)
+
+    def reset_breaker(self, reason: str = "manual reset", actor: str = "user") -> str:
+        return self._control("reset_breaker", actor, reason=reason)
+
+    def risk_override(self, changes: dict[str, Any], reason: str, expires_minutes: float, actor: str = "user") -> str:
+        """Change risk limits until ``expires_minutes`` after the current bar time."""
+        return self._control("risk_override", actor, changes=changes, reason=reason, expires_minutes=expires_minutes)
+
+    def scale_sizing(self, factor: float, actor: str = "user") -> str:
+        return self._control("scale_sizing", actor, factor=factor)
+
+    def tighten_stops(self, delta: float, actor: str = "user") -> str:
+        return self._control("tighten_stops", actor, delta=delta)
+
+    def enable_symbol(self, symbol: str, actor: str = "user") -> str:
+        return self._control("enable_symbol", actor, symbol=symbol)
+
+    def disable_symbol(self, symbol: str, actor: str = "user") -> str:
+        return self._control("disable_symbol", actor, symbol=symbol)
+
+    def set_params(self, params: dict[str, Any], actor: str = "user") -> str:
+        """Change strategy parameters (validated; unknown or out-of-range values are rejected)."""
+        return self._control("set_params", actor, params=params)
+
+    def place_order(self, symbol: str, side: str, quantity: float, type: str = "market",
+                    limit_price: float | None = None, actor: str = "user") -> str:
+        """Rest an operator order (market: the next bar's open; limit: when a bar trades through
+        ``limit_price``) after the risk check; it fills with the broker's volume and cash rules and
+        rests until filled, canceled (:meth:`cancel_order`, cancel all, stop) or the run ends. Its fills
+        add to the symbol's one (long-only) position, which the strategy's exits and the stops manage
+        like any other; a resting sell left with no position to sell is canceled. That is the paper
+        broker; an exchange broker sends them to its exchange."""
+        return self._control("place_order", actor, symbol=symbol, side=side, quantity=quantity, type=type,
+                             limit_price=limit_price)
+
+    def cancel_order(self, client_id: str, actor: str = "user") -> str:
+        """Cancel one resting order by its client id."""
+        return self._control("cancel_order", actor, client_id=client_id)
+
+    # ---- control implementations: return a message or raise CommandRejected/ValueError -------
+    def _do_pause(self, actor: str) -> str:
+        self._require_live(Command.PAUSE)
+        if self.state is not S.RUNNING:  # created/starting: not trading yet
+            self._start_paused = True
+            return "will start paused"
+        self._set_state(commands.next_state(self.state, Command.PAUSE),
+                        f"paused by {actor}: no new entries, exits and stops still run", actor)
+        return "paused"
+
+    def _do_resume(self, actor: str) -> str:
+        self._set_state(commands.next_state(self.state, Command.RESUME), f"resumed by {actor}", actor)
+        return "running"
+
+    def _do_stop(self, actor: str, reason: str = "") -> str:
+        stopping = commands.next_state(self.state, Command.STOP)
+        canceled = self._cancel_all()
+        self._set_state(stopping, f"stopping ({actor}{': ' + reason if reason else ''}): "
+                        f"{len(canceled)} orders canceled, flattening at the next bar", actor)
+        msg = f"stopping; {len(canceled)} orders canceled; open positions: {self._open_symbols() or 'none'}"
+        if self.broker.remote:
+            sent = self.broker.exit_now(ex.END)
+            msg += f"; canceling open orders on {self.broker.venue}; selling {', '.join(sent) or 'nothing'} now"
+        return msg
+
+    def _do_kill(self, actor: str, reason: str = "") -> str:
+        self._require_live("kill")
+        if self._task is None or self._task.done():
+            raise CommandRejected("cannot kill: the session is not running in this process")
+        self._kill_reason = f"by {actor}" + (f": {reason}" if reason else "")
+        msg = f"killing; positions left open: {self._open_symbols() or 'none'}"
+        if self.broker.remote:  # paper: resting orders end with the run
+            self._cancel_all()
+            msg += "; canceling open exchange orders"
+        return msg
+
+    def _do_close_all(self, actor: str) -> str:
+        self._require_live("close_all")
+        self.trader.close_all = set(self._open_symbols())
+        if self.broker.remote:
+            sent = self.broker.exit_now(ex.CLOSE_ALL)
+            return f"closing {', '.join(sent) or 'nothing (flat)'} now; still open: {self._open_symbols() or 'none'}"
+        return f"closing {', '.join(sorted(self._close_all)) or 'nothing (flat)'} at the next bar"
+
+    def _do_cancel_all(self, actor: str) -> str:
+        self._require_live("cancel_all")
+        canceled = self._cancel_all()
+        if self.broker.remote:
+            return f"canceling this session's open orders on {self.broker.venue} (retrying until it answers)"
+        return f"{len(canceled)} orders canceled"
+
+    def _cancel_all(self) -> list[Order]:
+        """``broker.cancel_all()``, recording what it canceled (an exchange broker records them itself)."""
+        canceled = self.broker.cancel_all()
+        if not self.broker.remote:
+            for o in canceled:
+                self.store.upsert_order(self.id, o)
+        return canceled
+
+    def _do_trip_breaker(self, actor: str, reason: str = "manual", state: str | None = None) -> str:
+        self._require_live("trip_breaker")
+        self.risk.trip(reason, actor=actor, state=state)
+        return f"breaker: {self.risk.state.value}"
+
+    def _do_reset_breaker(self, actor: str, reason: str = "manual reset") -> str:
+        self._require_live("reset_breaker")
+        self.risk.reset(actor, reason)
+        return "breaker reset: running"
+
+    def _do_risk_override(self, actor: str, changes: dict[str, Any], reason: str, expires_minutes: float) -> str:
+        self._require_live("risk_override")
+        if not float(expires_minutes) > 0:
+            raise CommandRejected(f"expires_minutes must be positive (got {expires_minutes!r})")
+        now = self._now()
+        until = now + timedelta(minutes=float(expires_minutes))
+        self.risk.override(dict(changes), reason, until, actor=actor, now=now)
+        return f"override {changes} until {until.isoformat()}"
+
+    def _do_scale_sizing(self, actor: str, factor: float) -> str:
+        self._require_live("scale_sizing")
+        self.risk.scale_sizing(float(factor), actor=actor)
+        return f"sizing x{float(factor):g}"
+
+    def _do_tighten_stops(self, actor: str, delta: float) -> str:
+        self._require_live("tighten_stops")
+        self.risk.tighten_stops(float(delta), actor=actor)
+        return f"stops tightened by {float(delta):g}"
+
+    def _do_enable_symbol(self, actor: str, symbol: str) -> str:
+        self._require_live("enable_symbol")
+        self.risk.enable_symbol(symbol, actor=actor)
+        return f"{symbol} enabled"
+
+    def _do_disable_symbol(self, actor: str, symbol: str) -> str:
+        self._require_live("disable_symbol")
+        self.risk.disable_symbol(symbol, actor=actor)
+        return f"{symbol} disabled"
+
+    def _do_set_params(self, actor: str, params: dict[str, Any]) -> str:
+        from workbench.strategies import create, registry
+
+        self._require_live("set_params")
+        merged = registry.validate_params(self.config.strategy, {**self.params, **dict(params)})
+        self.trader.set_strategy(create(self.config.strategy, merged))
+        self.params = dict(self.strategy.p)
+        return f"params {self.params}"
+
+    def _do_place_order(self, actor: str, symbol: str, side: str, quantity: float, type: str = "market",
+                        limit_price: float | None = None, client_id: str | None = None) -> str:
+        if client_id is not None and (client_id in self.broker or client_id in self._dirty_orders
+                                      or (self.store.orders(self.id).client_id == client_id).any()):
+            return f"order {client_id} already placed"  # re-applied after a crash
+        self._require_live(Command.PLACE_ORDER)
+        order = self._new_order(symbol, side, quantity, type, limit_price, client_id)
+        if order.side is Side.BUY and self.state is S.PAUSED:
+            raise CommandRejected("cannot place a buy: the session is paused (no new entries); resume first")
+        ref = order.limit_price if order.type is OrderType.LIMIT else self.portfolio.marks.get(symbol)
+        if ref is None:
+            raise CommandRejected(f"no price for {symbol} yet: place a limit order or wait for its first bar")
+        d = self.risk.check(order, RiskContext(self._now(), ref, self.portfolio))
+        if not d.accepted:
+            raise CommandRejected(f"order rejected by risk rule {d.rule}"
+                                  + (f" ({', '.join(f'{k}={v}' for k, v in d.detail.items())})" if d.detail else ""))
+        order.quantity = d.quantity
+        return self._submit_operator_order(order)
+
+    def _submit_operator_order(self, order: Order) -> str:
+        """Hand a validated, risk-checked operator order to the broker (paper: rest it in the simulated
+        book; exchange: write it ahead and send it); returns the command's message."""
+        self.broker.submit(order)
+        if not self.broker.remote:
+            self.store.upsert_order(self.id, order)
+        if self._in_loop and not self.state.is_final:
+            self._checkpoint()  # durable before the command is marked applied
+        return self.broker.describe(order)
+
+    def _new_order(self, symbol: str, side: str, quantity: float, type: str, limit_price: float | None,
+                   client_id: str | None) -> Order:
+        """A validated resting order, or ValueError saying which argument is wrong and what is allowed."""
+        if symbol not in self.config.symbols:
+            raise ValueError(f"unknown symbol {symbol!r}; session symbols: {', '.join(self.config.symbols)}")
+        try:
+            side_, type_ = Side(str(side).lower()), OrderType(str(type).lower())
+        except ValueError:
+            raise ValueError(f"side must be 'buy' or 'sell' and type 'market' or 'limit' (got {side!r}, {type!r})") \
+                from None
+        try:
+            q = float(quantity)
+            lp = None if limit_price is None else float(limit_price)
+        except (TypeError, ValueError):
+            raise ValueError(f"quantity and limit_price must be numbers (got {quantity!r}, {limit_price!r})") from None
+        if not (q > 0.0 and math.isfinite(q)):
+            raise ValueError(f"quantity must be a positive number (got {quantity!r})")
+        if type_ is OrderType.LIMIT and not (lp is not None and lp > 0.0 and math.isfinite(lp)):
+            raise ValueError(f"a limit order needs a positive limit_price (got {limit_price!r})")
+        if type_ is OrderType.MARKET and lp is not None:
+            raise ValueError("a market order takes no limit_price; use type='limit'")
+        if client_id is None:
+            self._order_seq += 1
+            client_id = f"op{self._order_seq}"
+        return Order(client_id, symbol, side_, q, type=type_, limit_price=lp, created_at=self.last_bar,
+                     reason="operator")
+
+    def _do_cancel_order(self, actor: str, client_id: str) -> str:
+        self._require_live("cancel_order")
+        order = self.broker.cancel(client_id)  # an exchange broker raises CommandRejected saying why
+        if order is None:
+            open_ = [o.client_id for o in self.broker.open_orders()]
+            raise CommandRejected(f"no resting order {client_id!r}; open: {', '.join(open_) or 'none'}")
+        if self.broker.remote:
+            return f"canceling order {client_id} on {self.broker.venue} (retrying until it answers)"
+        self.store.upsert_order(self.id, order)
+        return f"order {client_id} canceled ({order.filled_quantity:g} of {order.quantity:g} filled)"
