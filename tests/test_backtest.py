@@ -347,7 +347,9 @@ def assert_close(a, b, tol=1e-9):
     assert np.all(np.abs(a - b) <= tol * np.maximum(1.0, np.abs(b))), np.max(np.abs(a - b))
 
 
-@pytest.mark.parametrize("sizing", [{"mode": "fixed_amount", "value": 3000.0}, {"mode": "percent_equity", "value": 0.6}])
+@pytest.mark.parametrize(
+    "sizing", [{"mode": "fixed_amount", "value": 3000.0}, {"mode": "percent_equity", "value": 0.6}]
+)
 def test_lazy_vectorbt_portfolio_agrees_with_the_result(sizing):
     from workbench.backtest.result import orders_frame, trades_frame
 
@@ -439,9 +441,9 @@ def test_kernel_params_follow_the_config():
     from workbench.execution.codes import HALTED, REDUCING
     from workbench.execution.simulate import SIZING_MODES, kernel_params
 
-    config = make_config(strategy="test_scripted", risk={"stop_loss": 0.02, "max_holding_minutes": 90,
-                                                         "concentration_limit": 0.3, "max_orders_per_minute": 4,
-                                                         "circuit_breaker": {"max_drawdown": 0.1, "action": "reducing"}},
+    risk = {"stop_loss": 0.02, "max_holding_minutes": 90, "concentration_limit": 0.3, "max_orders_per_minute": 4,
+            "circuit_breaker": {"max_drawdown": 0.1, "action": "reducing"}}
+    config = make_config(strategy="test_scripted", risk=risk,
                          volume={"on_excess": "skip"}, sizing={"mode": "fixed_quantity", "value": 2.0},
                          initial_balance=5000)
     p = kernel_params(config)

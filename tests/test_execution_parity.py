@@ -31,14 +31,15 @@ TRANSITIONS = {
 STEPS_MIN = np.array([1, 1, 1, 2, 3, 5, 7, 15, 61])  # irregular spacing, an hour-long gap now and then
 PARAMS = {
     "sma_cross": st.fixed_dictionaries({"fast": st.integers(2, 4), "slow": st.integers(5, 12)}),
-    "momentum": st.fixed_dictionaries({"window": st.integers(2, 8), "entry_threshold": st.sampled_from([0.0, 0.001, 0.003]),
-                                       "exit_threshold": st.sampled_from([-0.002, 0.0])}),
-    "mean_reversion": st.fixed_dictionaries({"window": st.integers(4, 15), "entry_z": st.sampled_from([0.5, 1.0, 1.5]),
-                                             "exit_z": st.just(0.0)}),
+    "momentum": st.fixed_dictionaries({
+        "window": st.integers(2, 8), "entry_threshold": st.sampled_from([0.0, 0.001, 0.003]),
+        "exit_threshold": st.sampled_from([-0.002, 0.0])}),
+    "mean_reversion": st.fixed_dictionaries({
+        "window": st.integers(4, 15), "entry_z": st.sampled_from([0.5, 1.0, 1.5]), "exit_z": st.just(0.0)}),
     "pump_detection": st.fixed_dictionaries({
-        "volume_window": st.integers(5, 10), "volume_mult": st.sampled_from([1.0, 1.5]), "accel_window": st.integers(1, 3),
-        "min_return": st.sampled_from([0.0, 0.001]), "breakout_window": st.integers(3, 8), "min_factors": st.integers(1, 2),
-        "exit_window": st.integers(3, 6)}),
+        "volume_window": st.integers(5, 10), "volume_mult": st.sampled_from([1.0, 1.5]),
+        "accel_window": st.integers(1, 3), "min_return": st.sampled_from([0.0, 0.001]),
+        "breakout_window": st.integers(3, 8), "min_factors": st.integers(1, 2), "exit_window": st.integers(3, 6)}),
 }
 
 

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.execution import codes
-from workbench.execution import nb as kernel
-from workbench.execution import entry_allowed
+from workbench import execution as ex
 from workbench.config import CommissionModel, PositionSizing, SlippageModel, TimeRestrictions, VolumeRule
 from workbench.domain import Side
-from workbench import execution as ex
+from workbench.execution import codes, entry_allowed
+from workbench.execution import nb as kernel
 
 FIXED = SlippageModel(model="fixed", bps=5)
 VOLUME = SlippageModel(model="volume", bps=10, impact=0.1)
@@ -75,7 +74,8 @@ def test_caps_in_order_of_the_semantics():
     assert cap(30.0, cash=9000.0, exposure=1000.0, position_value=1000.0, concentration_limit=0.2) == (
         pytest.approx(20.0), "concentration_limit")
     # max_position binds first (10), then portfolio (6): the last binding cap is reported
-    assert cap(20.0, max_position=500.0, exposure=700.0, portfolio_limit=1000.0) == (pytest.approx(6.0), "portfolio_limit")
+    capped = cap(20.0, max_position=500.0, exposure=700.0, portfolio_limit=1000.0)
+    assert capped == (pytest.approx(6.0), "portfolio_limit")
 
 
 def test_volume_rules():
@@ -218,7 +218,8 @@ def test_pure_python_matches_the_numba_kernel_on_random_inputs():
         assert ex.fill_price(Side.BUY, price, q, volume, slip) == price * (1.0 + s)
         assert ex.fill_price(Side.SELL, price, q, volume, slip) == price * (1.0 - min(s, kernel.MAX_SELL_SLIPPAGE))
         expected = kernel.buy_quantity_nb(q, price, volume, cash, comm.taker, comm.fixed, bps / 1e4, impact)
-        assert ex.affordable_quantity(q, price, volume, cash, comm, slip) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        got = ex.affordable_quantity(q, price, volume, cash, comm, slip)
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
         entry, peak = rng.uniform(50, 150), rng.uniform(100, 200)
         o = rng.uniform(50, 200)
         lo, hi = o * rng.uniform(0.8, 1.0), o * rng.uniform(1.0, 1.2)

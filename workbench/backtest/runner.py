@@ -91,7 +91,7 @@ def run_backtest(
     def make_portfolio() -> Portfolio:
         # vectorbt gets naive UTC times: it converts a tz-aware index to Timestamp objects (~1 s per series)
         naive = index.tz_convert("UTC").tz_localize(None)
-        return _portfolio(config, pd.DataFrame(close, index=naive, columns=symbols), fills)
+        return _portfolio(config, pd.DataFrame(close, index=naive, columns=symbols), tuple(fills))
 
     result = build_result(config, frames, index, tuple(fills), close, make_portfolio)
     result.breaker = breaker_trip(index, trip)
@@ -247,7 +247,9 @@ def _canonical(df: object) -> bool:
     return len(i8) < 2 or bool((i8[1:] > i8[:-1]).all())
 
 
-def _shifted_signals(signals: tuple[pd.Series, pd.Series], index: pd.DatetimeIndex, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+def _shifted_signals(
+    signals: tuple[pd.Series, pd.Series], index: pd.DatetimeIndex, symbol: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(buy, sell) at each bar: the previous bar's entry/exit, bars with both dropped."""
     if all(isinstance(x, pd.Series) and x.index is index and x.dtype == bool for x in signals):
         e, x = signals[0].to_numpy(), signals[1].to_numpy()  # aligned bool already: nothing to check
@@ -267,8 +269,8 @@ def _simulate(
 ) -> tuple[np.ndarray, ...]:
     """The walk's fills (quantity, price, reference, reason, call_seq) and breaker trip for one set of signals."""
     return simulate_nb(
-        kernel_times(index), *(arr[c] for c in _COLUMNS), buy, sell, entry_allowed(index, config.time),
-        kernel_params(config),
+        kernel_times(index), arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
+        entry_allowed(index, config.time), kernel_params(config),
     )
 
 

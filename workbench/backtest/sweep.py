@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numba
 import numpy as np
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
     from distributed import Client
 
+    from workbench.strategies.base import Strategy
+
 __all__ = ["SweepResult", "sweep", "walk_forward", "sensitivity"]
 
 DEFAULT_METRICS: tuple[str, ...] = (
@@ -48,7 +50,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
 LOWER_IS_BETTER: frozenset[str] = frozenset(
     {"max_drawdown", "volatility", "value_at_risk", "expected_shortfall", "avg_trade_duration_hours"}
 )
-Bars = Mapping[str, pd.DataFrame] | pd.DataFrame | None
+Bars: TypeAlias = Mapping[str, pd.DataFrame] | pd.DataFrame | None
 
 
 @dataclass
@@ -106,7 +108,8 @@ class SweepResult:
         dims = [{"label": p, "values": self.frame[p].astype(float)} for p in self.params]
         values = self.frame[metric].astype(float).replace([np.inf, -np.inf], np.nan)
         dims.append({"label": metric, "values": values})
-        fig = go.Figure(go.Parcoords(line={"color": values, "colorscale": "Viridis", "showscale": True}, dimensions=dims))
+        line = {"color": values, "colorscale": "Viridis", "showscale": True}
+        fig = go.Figure(go.Parcoords(line=line, dimensions=dims))
         fig.update_layout(title=f"{len(self.frame)} combinations by {metric}")
         return fig
 
@@ -247,7 +250,7 @@ def sensitivity(
 
 
 def _candidates(
-    cls: type, base: dict[str, Any], grid: Mapping[str, Sequence[Any]] | None, n_random: int | None, seed: int
+    cls: type[Strategy], base: dict[str, Any], grid: Mapping[str, Sequence[Any]] | None, n_random: int | None, seed: int
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """(swept param names, raw combinations) for a grid, a random sample of it, or random draws."""
     declared = {p.name: p for p in cls.params}
@@ -257,12 +260,15 @@ def _candidates(
     if grid is None:
         if n_random is None:
             raise ValueError("give a grid (param -> list of values) or n_random for a random search")
-        names = [n for n, p in declared.items() if p.choices or p.type is bool or (p.low is not None and p.high is not None)]
+        names = [n for n, p in declared.items()
+                 if p.choices or p.type is bool or (p.low is not None and p.high is not None)]
         combos = [{n: _draw(declared[n], rng) for n in names} for _ in range(n_random)]
         return names, combos
     unknown = [k for k in grid if k not in declared]
     if unknown:
-        raise ValueError(f"strategy {cls.name!r} has no param {', '.join(map(repr, unknown))}; known: {', '.join(declared)}")
+        raise ValueError(
+            f"strategy {cls.name!r} has no param {', '.join(map(repr, unknown))}; known: {', '.join(declared)}"
+        )
     names = list(grid)
     values = [list(grid[k]) if not isinstance(grid[k], (str, bytes)) and isinstance(grid[k], Sequence | np.ndarray)
               else [grid[k]] for k in names]
@@ -429,7 +435,7 @@ def _run_on_dask(
             out[i] = fut.result()
             if bar is not None:
                 bar.update(len(chunks[i]))
-        return np.concatenate(out)
+        return np.concatenate([rows for rows in out if rows is not None])
     finally:
         if bar is not None:
             bar.close()

@@ -63,7 +63,7 @@ def configure_numba_cache(cache_dir: str | os.PathLike[str] | None = None) -> Pa
     if "numba" in sys.modules:  # already imported: numba reads config.CACHE_DIR when a cache is created
         from numba.core import config as numba_config
 
-        numba_config.CACHE_DIR = str(path)
+        numba_config.CACHE_DIR = str(path)  # type: ignore[attr-defined]
     _configured = path
     return path
 
@@ -103,9 +103,9 @@ def enable_vectorbt_caching() -> int:
     if _configured is None:
         configure_numba_cache()
     import vectorbt  # noqa: F401  (imports every kernel module)
+    from numba.core.caching import FunctionCache
 
     import workbench.execution.simulate  # noqa: F401
-    from numba.core.caching import FunctionCache
 
     count = 0
     for disp in _vectorbt_dispatchers():
@@ -173,10 +173,7 @@ def _warmup_configs() -> list[Any]:
         {"mode": "fixed_amount", "value": 1000.0},
     ):
         configs.append(make_config(**base, sizing=sizing))
-    try:  # stops take another from_signals path; skip silently if the config rejects this shape
-        configs.append(make_config(**base, risk={"stop_loss": 0.01, "take_profit": 0.02, "trailing_stop": 0.01}))
-    except Exception:  # noqa: BLE001
-        pass
+    configs.append(make_config(**base, risk={"stop_loss": 0.01, "take_profit": 0.02, "trailing_stop": 0.01}))
     configs.append(make_config(  # time windows (wall clock) and the circuit breaker
         **base, time={"timezone": "America/New_York", "blackouts": [{"start": "12:00", "end": "13:00"}]},
         risk={"circuit_breaker": {"max_drawdown": 0.5}},

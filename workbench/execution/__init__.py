@@ -9,6 +9,7 @@ cash/position ledger of the vectorized walk.
 
 Backtests, sweeps and sessions all call these; nothing else defines an execution rule.
 """
+from workbench.execution.nb import MAX_SELL_SLIPPAGE, MIN_QUANTITY
 from workbench.execution.rules import (
     CASH,
     CLOSE_ALL,
@@ -16,9 +17,7 @@ from workbench.execution.rules import (
     END,
     ENTRY,
     MAX_POSITION,
-    MAX_SELL_SLIPPAGE,
     MAX_SHARE,
-    MIN_QUANTITY,
     MIN_VOLUME,
     PORTFOLIO_LIMIT,
     SIGNAL,

@@ -51,7 +51,8 @@ def sell_fill_nb(ref: float, quantity: float, volume: float, slip: float, impact
 
 @njit(cache=True)
 def buy_quantity_nb(
-    quantity: float, open_: float, volume: float, cash: float, taker: float, fixed_fee: float, slip: float, impact: float
+    quantity: float, open_: float, volume: float, cash: float, taker: float, fixed_fee: float, slip: float,
+    impact: float,
 ) -> float:
     """``quantity`` reduced so that quantity × fill price × (1 + taker) + fixed fee <= cash.
 

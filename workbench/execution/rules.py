@@ -15,10 +15,17 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from workbench.config import CircuitBreaker, CommissionModel, PositionSizing, SlippageModel, TimeRestrictions, VolumeRule
+from workbench.config import (
+    CircuitBreaker,
+    CommissionModel,
+    PositionSizing,
+    SlippageModel,
+    TimeRestrictions,
+    VolumeRule,
+)
 from workbench.domain import Side
 from workbench.execution import codes, nb
-from workbench.execution.nb import MAX_SELL_SLIPPAGE, MIN_QUANTITY
+from workbench.execution.nb import MAX_SELL_SLIPPAGE
 
 # order reasons (the trade log's exit_reason for exits)
 ENTRY, SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL, END = codes.REASONS[1:]
@@ -120,7 +127,8 @@ def cap_entry(
     inf = math.inf
     q, code = nb.cap_entry_nb(
         float(quantity), float(price), float(bar_volume), float(cash), float(exposure), float(position_value),
-        inf if max_position is None else float(max_position), inf if portfolio_limit is None else float(portfolio_limit),
+        inf if max_position is None else float(max_position),
+        inf if portfolio_limit is None else float(portfolio_limit),
         inf if concentration_limit is None else float(concentration_limit),
         float(volume.min_bar_volume), float(volume.max_share), volume.on_excess == "skip",
         float(commission.taker), float(commission.fixed), slippage.bps / 1e4, _impact(slippage),

@@ -18,7 +18,6 @@ from numba import njit
 from workbench.config import SessionConfig
 from workbench.execution.codes import (
     BREAKER_REJECTIONS,
-    CAP_NONE,
     ENTRY,
     EXIT_SIGNAL,
     HALTED,
