@@ -1,4 +1,4 @@
-"""The session engine: execution rules, paper broker, portfolio, risk engine, feeds, sessions and the host.
+"""The session engine: the trader step, brokers, portfolio, risk engine, feeds, sessions and the host.
 
 Submodules import lazily (``from workbench.engine.session import Session``); the names below are
 re-exported on first access so importing ``workbench.engine`` stays cheap.
@@ -14,6 +14,11 @@ _EXPORTS = {
     "SessionHandle": "workbench.engine.handle",
     "handle_for": "workbench.engine.handle",
     "COMMANDS": "workbench.engine.session",
+    "Trader": "workbench.engine.trader",
+    "replay": "workbench.engine.trader",
+    "Broker": "workbench.engine.brokers",
+    "PaperBroker": "workbench.engine.brokers",
+    "ExchangeBroker": "workbench.engine.brokers.exchange",
     "ReplayFeed": "workbench.engine.feeds",
     "run_host": "workbench.engine.host",
     "LiveSession": "workbench.engine.live",

@@ -246,7 +246,8 @@ def replay(config: SessionConfig, frames: Mapping[str, pd.DataFrame], *, include
            strategy: Strategy | None = None) -> pd.DataFrame:
     """The shipped :class:`Trader` with the paper broker over ``frames`` (symbol -> OHLCV frame with a
     time index; symbols in config order), no store: the trades as a frame of
-    :data:`workbench.domain.TRADE_COLUMNS` (closed trades; with ``include_open`` then open positions)."""
+    :data:`workbench.domain.TRADE_COLUMNS` in booking order (closed trades by exit; with ``include_open``
+    then the open positions, as the backtest reports them)."""
     from workbench.engine.brokers import PaperBroker
     from workbench.engine.feeds import ReplayFeed
 
