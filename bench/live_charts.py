@@ -90,7 +90,7 @@ print("BENCH" + json.dumps(out))
 
 WARMUP = r'''
 import pandas as pd, plotly.graph_objects as go, psutil, workbench.ui
-from workbench.backtest.metrics import compute_metrics, drawdown_series
+from workbench.metrics import compute_metrics, drawdown_series
 _eq = pd.Series([1.0, 1.1, 1.05], index=pd.date_range("2024", periods=3, freq="1min", tz="UTC"))
 compute_metrics(_eq, None, 1.0), drawdown_series(_eq, 1.0)  # numba kernels loaded once per kernel
 go.FigureWidget().close()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from workbench.backtest.metrics import TRADE_COLUMNS, compute_metrics
+from workbench.metrics import TRADE_COLUMNS, compute_metrics
 from workbench.domain import Fill, Side
 from workbench.engine.portfolio import Portfolio
 

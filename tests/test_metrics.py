@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.backtest.metrics import (
+from workbench.metrics import (
     METRIC_LABELS,
     TRADE_COLUMNS,
     compute_metrics,

@@ -15,7 +15,7 @@ import pytest
 
 from workbench import make_config
 from workbench.backtest import run_backtest
-from workbench.backtest.metrics import METRIC_LABELS, compute_metrics, empty_trades, monthly_returns
+from workbench.metrics import METRIC_LABELS, compute_metrics, empty_trades, monthly_returns
 from workbench.reports import ReportError, ReportParameterError, prepare, sections, template_path
 from workbench.reports.batch import BatchError, load_batch, write_index
 from workbench.reports.cli import ReportUsageError, add_report_parser, cmd_report, parse_params, report_params

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from workbench.backtest.metrics_nb import METRIC_KEYS, np_sum
+from workbench.metrics.kernel import METRIC_KEYS, np_sum
 from workbench.backtest.runner import run_backtest
 from workbench.backtest.sweep import sensitivity, sweep, walk_forward
 from workbench.config import make_config
@@ -167,7 +167,7 @@ def test_gapped_symbols_book_like_run_backtest(config):
 
 def test_kth_matches_numpy_partition_on_hard_inputs():
     """The quantile's selection (sampled bracket, else quickselect) against np.partition."""
-    from workbench.backtest.metrics_nb import _kth
+    from workbench.metrics.kernel import _kth
 
     rng = np.random.default_rng(7)
     n = 30_000

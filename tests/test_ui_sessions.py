@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from workbench.backtest.metrics import format_metric  # noqa: E402
+from workbench.metrics import format_metric  # noqa: E402
 from workbench.config import make_config  # noqa: E402
 from workbench.data import sample_bars  # noqa: E402
 from workbench.engine.feeds import ReplayFeed  # noqa: E402

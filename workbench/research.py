@@ -7,7 +7,7 @@ or one function of the package, so the notebooks stay thin.
   kernel's own event loop, and an ``await``-able wait for it to reach some point.
 * :func:`run_and_save` / :func:`compare_sessions` / :func:`equity_overlay`: several backtests saved
   to the store, then compared side by side from the store (metrics from
-  :func:`workbench.backtest.metrics.compute_metrics`, the one definition).
+  :func:`workbench.metrics.compute_metrics`, the one definition).
 * :func:`sensitivity_figure`: a one-parameter sensitivity table as a figure.
 """
 from __future__ import annotations
@@ -126,7 +126,7 @@ def compare_sessions(store: Store, ids: Sequence[str],
                                                "profit_factor", "trade_count", "exposure")) -> pd.DataFrame:
     """One row per session (index: name or id): kind, strategy, state and ``metrics`` computed
     from its stored equity curve and trades by ``compute_metrics`` (live and paper sessions too)."""
-    from workbench.backtest.metrics import METRIC_LABELS, compute_metrics
+    from workbench.metrics import METRIC_LABELS, compute_metrics
 
     unknown = [m for m in metrics if m not in METRIC_LABELS]
     if unknown:

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.backtest.metrics import drawdown_series
+from workbench.metrics import drawdown_series
 
 MAX_POINTS = 5_000
 CANDLE_LIMIT = 2_000  # up to this many bars the price chart shows candles, beyond it a close line

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.backtest.booking import replay_nb
-from workbench.backtest.metrics import (
+from workbench.metrics import (
     METRIC_LABELS,
     TRADE_COLUMNS,
     empty_trades,
@@ -60,7 +60,7 @@ class _Lazy(Generic[T]):
 @dataclass
 class BacktestResult:
     """One backtest: inputs, series indexed by bar time, the trade and order logs, ``metrics`` (see
-    ``workbench.backtest.metrics``) and the vectorbt ``portfolio`` (built on first access)."""
+    ``workbench.metrics``) and the vectorbt ``portfolio`` (built on first access)."""
 
     config: SessionConfig
     bars: dict[str, pd.DataFrame]

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from workbench.backtest.metrics import METRIC_LABELS, infer_periods_per_year
+from workbench.metrics import METRIC_LABELS, infer_periods_per_year
 from workbench.backtest.runner import bars_for, kernel_inputs, union_index
 from workbench.backtest.sweep_kernel import METRIC_KEYS, sweep_chunk_nb
 from workbench.config import SessionConfig

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.backtest.metrics import infer_periods_per_year
+from workbench.metrics import infer_periods_per_year
 from workbench.config import SessionConfig
 from workbench.domain import SessionState
 

@@ -3,7 +3,7 @@
 Spot, long-only. A buy adds to a position at a weighted average price; a sell closes part or
 all of it and logs one trade row per closing fill (like vectorbt's exit trades), with the
 entry fees and slippage attributed pro rata. Rows have the keys of
-``workbench.backtest.metrics.TRADE_COLUMNS``, so ``pd.DataFrame(rows, columns=TRADE_COLUMNS)``
+``workbench.domain.TRADE_COLUMNS``, so ``pd.DataFrame(rows, columns=TRADE_COLUMNS)``
 is the backtest's trade log.
 """
 from __future__ import annotations

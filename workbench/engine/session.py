@@ -395,7 +395,8 @@ class Session(SessionControls):
         self._flush(with_state=True)
 
     def _final_bookkeeping(self) -> None:
-        from workbench.backtest.metrics import TRADE_COLUMNS, compute_metrics
+        from workbench.domain import TRADE_COLUMNS
+        from workbench.metrics import compute_metrics
 
         left = self.broker.end_run()  # resting orders end with the run
         for o in left:

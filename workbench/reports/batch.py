@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from workbench.backtest.metrics import format_metric
+from workbench.metrics import format_metric
 from workbench.reports.run import ReportError, notebook_parameters, run_report, slug
 
 INDEX_METRICS: tuple[tuple[str, str], ...] = (

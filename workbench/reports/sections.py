@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.backtest.figures import downsample
-from workbench.backtest.metrics import METRIC_LABELS, compute_metrics, format_metric, monthly_returns
+from workbench.metrics import METRIC_LABELS, compute_metrics, format_metric, monthly_returns
 from workbench.reports.provenance import provenance, scrub
 
 if TYPE_CHECKING:

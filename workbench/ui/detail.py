@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.backtest.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
+from workbench.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
 from workbench.domain import SessionState
 from workbench.engine.handle import SessionHandle, handle_for
 from workbench.store import Store

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.backtest.figures import downsample
-from workbench.backtest.metrics import METRIC_LABELS, format_metric
+from workbench.metrics import METRIC_LABELS, format_metric
 from workbench.profiles import PROFILES, apply_profile
 from workbench.store import Store
 from workbench.strategies import registry

@@ -11,7 +11,7 @@ the columns of ``TRADE_COLUMNS``. Conventions:
   NaN when both are zero: a profit factor with wins and no losses is ``float('inf')``.
 * Anything undefined for the data given (no trades, a single period, no time index) is NaN.
 
-Each metric is defined once, in the numba kernel :func:`workbench.backtest.metrics_nb.metrics_nb`
+Each metric is defined once, in the numba kernel :func:`workbench.metrics.kernel.metrics_nb`
 (the sweeps call it per combination): :func:`compute_metrics` checks a frame and passes its arrays,
 :func:`metrics_from_arrays` (run_backtest's path) takes the arrays directly. The trade schema
 (``TRADE_COLUMNS``) is :mod:`workbench.domain`'s, re-exported here.
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from workbench.backtest.metrics_nb import METRIC_KEYS, metrics_nb
 from workbench.domain import EXIT_REASONS, TRADE_COLUMNS, TRADE_STATUSES
+from workbench.metrics.kernel import METRIC_KEYS, metrics_nb
 
 __all__ = [
     "EXIT_REASONS", "METRIC_LABELS", "TRADE_COLUMNS", "TRADE_STATUSES", "compute_metrics", "drawdown_series",
@@ -145,7 +145,7 @@ def compute_metrics(
 ) -> dict[str, float]:
     """Every performance, risk and trade metric (keys of ``METRIC_LABELS``) from an equity curve
     and a trade log; see the module docstring for conventions. The numbers are those of the one
-    metrics kernel, :func:`workbench.backtest.metrics_nb.metrics_nb` (also the sweeps')."""
+    metrics kernel, :func:`workbench.metrics.kernel.metrics_nb` (also the sweeps')."""
     eq = _check_equity(equity)
     _check_balance(initial_balance)
     tr = _check_trades(trades)

@@ -1,4 +1,4 @@
-"""The metrics kernel: every metric of :mod:`workbench.backtest.metrics`, defined once, in numba.
+"""The metrics kernel: every metric of :mod:`workbench.metrics`, defined once, in numba.
 
 :func:`metrics_nb` is what ``compute_metrics`` (backtests, sessions, reports) wraps and what the
 parameter sweep (:func:`workbench.backtest.sweep_kernel.sweep_chunk_nb`) calls per combination
@@ -263,7 +263,7 @@ def metrics_nb(
     work: np.ndarray,  # (3, >= n) float scratch, reusable across calls
 ) -> np.ndarray:
     """Every metric (``METRIC_KEYS`` order) of an equity curve and its trades; see
-    :mod:`workbench.backtest.metrics` for the conventions.
+    :mod:`workbench.metrics` for the conventions.
 
     Sums are pairwise like NumPy's and the 5 % quantile is interpolated like ``np.quantile``, but
     fused: a vectorized returns pass, a drawdown pass with one division per new peak, a sampled
