@@ -95,11 +95,6 @@ class BarBuffer:
         return out
 
 
-def ns(t: datetime) -> int:
-    """``t`` (timezone-aware) as int ns since the epoch."""
-    return (t - _EPOCH) // _US * 1000
-
-
 class Trader:
     """Strategy signals, the risk engine and a broker over one portfolio, a bar time per :meth:`step`.
 
@@ -261,4 +256,4 @@ def replay(config: SessionConfig, frames: Mapping[str, pd.DataFrame], *, include
     return pd.DataFrame(trader.portfolio.trade_log(include_open=include_open), columns=list(TRADE_COLUMNS))
 
 
-__all__ = ["BarBuffer", "Trader", "replay", "ns"]
+__all__ = ["BarBuffer", "Trader", "replay"]
