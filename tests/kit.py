@@ -98,3 +98,13 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, *, step: float
             return value
         time.sleep(step)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def dense_walk(config: Any, index: Any, arr: dict, buy: Any, sell: Any) -> tuple:
+    """The backtest walk's fills laid out per bar and symbol (quantity, price, reference, reason,
+    call_seq) plus the breaker trip: what tests compare bar by bar."""
+    from workbench.backtest.runner import walk
+    from workbench.execution.simulate import layout
+
+    fills, trip = walk(config, index, arr, buy, sell)
+    return (*layout(len(index), buy.shape[1], fills), trip)

@@ -351,7 +351,8 @@ def assert_close(a, b, tol=1e-9):
     "sizing", [{"mode": "fixed_amount", "value": 3000.0}, {"mode": "percent_equity", "value": 0.6}]
 )
 def test_lazy_vectorbt_portfolio_agrees_with_the_result(sizing):
-    from workbench.backtest.result import orders_frame, trades_frame
+    from workbench.backtest.result import FillLookup, orders_frame, trades_frame
+    from workbench.execution.simulate import Fills
 
     a = random_bars(1500, seed=21)
     b = random_bars(1400, seed=22).iloc[60:]  # starts later: back-filled close, then missing bars
@@ -374,14 +375,13 @@ def test_lazy_vectorbt_portfolio_agrees_with_the_result(sizing):
     assert_close(r.cash, pf.cash())
     assert_close(r.exposure, pf.asset_value())
     index, symbols = r.equity.index, ["ETH/USDT", "BTC/USDT"]
-    ref = np.full((len(index), 2), np.nan)
-    reason = np.zeros((len(index), 2), dtype=np.int8)
     codes = {"entry": 1, "signal": 2, "stop_loss": 3, "take_profit": 4, "trailing_stop": 5, "time_limit": 6}
-    rows, cols = index.get_indexer(r.orders.time), [symbols.index(s) for s in r.orders.symbol]
-    ref[rows, cols] = r.orders.reference_price
-    reason[rows, cols] = [codes[x] for x in r.orders.reason]
-    vbt_orders = orders_frame(pf.orders.records, index, symbols, ref, reason)
-    vbt_trades = trades_frame(pf.exit_trades.records, index, symbols, ref, reason)
+    rows, cols = index.get_indexer(r.orders.time), np.array([symbols.index(s) for s in r.orders.symbol])
+    reasons = np.array([codes[x] for x in r.orders.reason], dtype=np.int8)
+    ref = r.orders.reference_price.to_numpy()
+    lookup = FillLookup(Fills(rows, cols, r.orders.quantity.to_numpy(), r.orders.price.to_numpy(), ref, reasons), 2)
+    vbt_orders = orders_frame(pf.orders.records, index, symbols, lookup)
+    vbt_trades = trades_frame(pf.exit_trades.records, index, symbols, lookup)
     assert len(vbt_orders) == len(r.orders) and len(vbt_trades) == len(r.trades)
     for got, want in ((r.orders, vbt_orders), (r.trades, vbt_trades)):
         for col in got.columns:

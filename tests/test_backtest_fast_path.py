@@ -4,7 +4,7 @@
 bars without orders in bulk (equity only, for the sweep), ``sweep_kernel.metrics_nb`` sums and
 selects in fused passes, and the sweep reuses its signal buffers across chunks. Each is checked
 against an independent path: the paper engine driven bar by bar (its own implementation of
-docs/execution-semantics.md), ``booking.replay_nb``'s full per-bar booking, NumPy, and
+docs/execution-semantics.md), ``booking.book_nb``'s full per-bar booking, NumPy, and
 ``run_backtest``.
 """
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from test_engine_kernel_parity import SYMBOLS, random_market, run_engine
 
-from workbench.backtest.booking import book_nb, replay_nb
-from workbench.backtest.runner import _simulate, run_backtest
+from tests.kit import dense_walk as _simulate
+from workbench.backtest.booking import book_nb
+from workbench.backtest.runner import run_backtest, walk
 from workbench.backtest.sweep import sweep
 from workbench.backtest.sweep_kernel import METRIC_KEYS, _kth, np_sum
 from workbench.config import make_config
@@ -63,7 +64,7 @@ def test_jumping_over_quiet_bars_matches_the_bar_by_bar_engine(name, seed):
         assert gr == r, key
         assert gq == q if math.isinf(q) else gq == pytest.approx(q, rel=1e-9), key
         assert gp == pytest.approx(p, rel=1e-9), key
-    # simulate_nb's layout of fills_nb: each bar's orders first in call_seq, then the rest in order
+    # layout_nb's layout of fills_nb: each bar's orders first in call_seq, then the rest in order
     o_idx, o_col = kernel.fills_nb(
         index.as_unit("ns").asi8, arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
         np.ones(len(index), dtype=bool), kernel.kernel_params(config),
@@ -103,19 +104,17 @@ def test_equity_only_booking_equals_the_full_replay(m):
     arr = {k: v[:, :m].copy() for k, v in arr.items()}
     config = make_config(symbols=SYMBOLS[:m], initial_balance=10_000, sizing={"mode": "fixed_amount", "value": 2000},
                          commission={"taker": 0.001, "fixed": 0.1})
-    qty, price, _, _, call_seq, _ = _simulate(config, index, arr, buy[:, :m].copy(), sell[:, :m].copy())
+    fills, _ = walk(config, index, arr, buy[:, :m].copy(), sell[:, :m].copy())
     close = np.where(np.isnan(arr["close"]), 100.0, arr["close"])
-    full = replay_nb(qty, price, call_seq, close, 10_000.0, 0.001, 0.1)
-    assert len(full[3]) > 10  # orders
-    idx, col = full[3], full[4]
-    order = np.lexsort((col, idx))
-    f_idx, f_col = np.nonzero(~np.isnan(qty))
-    value = np.full(len(index), np.nan)
-    none = np.empty(0)
-    records = book_nb(f_idx, f_col, qty[f_idx, f_col], price[f_idx, f_col], close, 10_000.0, 0.001, 0.1,
-                      none, none, value)
-    assert np.array_equal(value, full[2])  # bit for bit
-    assert np.array_equal(records[0], idx[order]) and np.array_equal(records[15], full[18])
+    n = len(index)
+    cash, asset, full_value = np.empty(n), np.empty(n), np.empty(n)
+    full = book_nb(fills.idx, fills.col, fills.qty, fills.price, close, 10_000.0, 0.001, 0.1, cash, asset, full_value)
+    assert len(full[0]) > 10  # orders
+    value, none = np.full(n, np.nan), np.empty(0)
+    records = book_nb(fills.idx, fills.col, fills.qty, fills.price, close, 10_000.0, 0.001, 0.1, none, none, value)
+    assert np.array_equal(value, full_value)  # bit for bit
+    assert np.array_equal(full_value, cash + asset)
+    assert all(np.array_equal(a, b) for a, b in zip(records, full, strict=True))
 
 
 def test_fused_sums_and_tied_quantiles_match_numpy():

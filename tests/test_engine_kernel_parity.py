@@ -1,5 +1,5 @@
 """The shipped bar-by-bar step (:class:`workbench.engine.trader.Trader` with the paper broker, no store)
-makes the same fills as the backtest kernel (``simulate_nb``) on random bars and signals: sizes, caps,
+makes the same fills as the backtest kernel (``fills_nb``) on random bars and signals: sizes, caps,
 stops, time rules."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.backtest.runner import _simulate
+from tests.kit import dense_walk as _simulate
 from workbench.config import SessionConfig, make_config
 from workbench.domain import Fill, Order, Side
 from workbench.engine.brokers import PaperBroker

@@ -51,7 +51,7 @@ def test_explicit_numba_cache_dir_wins_and_kernels_use_it(tmp_path):
         print(json.dumps({
             "dir": str(warmup.cache_dir()),
             "vbt": str(pnb.simulate_from_signals_nb._cache._cache_path),
-            "wb": str(kernel.simulate_nb._cache._cache_path),
+            "wb": str(kernel.fills_nb._cache._cache_path),
             "count": warmup._count_cached(),
         }))
         """,

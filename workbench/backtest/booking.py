@@ -1,14 +1,13 @@
-"""vectorbt's ``Portfolio.from_orders`` booking of the execution kernel's fills, in numba: the one
-definition used by :func:`workbench.backtest.result.build_result` (series, order and trade logs,
-through :func:`replay_nb`) and by the parameter sweep (:func:`workbench.backtest.sweep_kernel.sweep_chunk_nb`,
-:func:`book_nb` once per combination inside its ``prange`` loop, equity curve only).
+"""vectorbt's ``Portfolio.from_orders`` booking of the walk's fills, in numba: the one definition
+used by :func:`workbench.backtest.result.build_result` (series, order and trade logs) and by the
+parameter sweep (:func:`workbench.backtest.sweep_kernel.sweep_chunk_nb`, :func:`book_nb` once per
+combination inside its ``prange`` loop, equity curve only).
 
-:func:`book_nb` books the kernel's list of fills (:func:`workbench.backtest.kernel.fills_nb`) with
+:func:`book_nb` books the walk's list of fills (:func:`workbench.execution.simulate.fills_nb`) with
 vectorbt's order execution, tolerances and rounding (``buy_nb``/``sell_nb``, ``cash_flow_nb``,
 ``cash_grouped_nb``, ``assets_nb``, ``get_exit_trades_nb``), long only, one shared cash balance, no
 slippage (it is in the price), so its cash, asset value, value, order and exit-trade records equal
-the portfolio's without building it; :func:`replay_nb` takes the fills laid out per bar and symbol
-(:func:`workbench.backtest.kernel.simulate_nb`'s arrays and call sequence).
+the portfolio's without building it.
 """
 from __future__ import annotations
 
@@ -245,47 +244,3 @@ def book_nb(
         t_col[:t], t_size[:t], t_entry_idx[:t], t_entry_price[:t], t_entry_fees[:t],
         t_exit_idx[:t], t_exit_price[:t], t_exit_fees[:t], t_pnl[:t], t_status[:t],
     )
-
-
-@njit(cache=True)
-def replay_nb(
-    qty: np.ndarray,  # (n, m) kernel quantities: NaN none, > 0 buy, -inf sell all
-    price: np.ndarray,  # (n, m) fill prices
-    call_seq: np.ndarray,  # (n, m) order of the columns within each bar
-    close: np.ndarray,  # (n, m) valuation prices, no NaN
-    init_cash: float,
-    fees: float,
-    fixed_fees: float,
-    full: bool = True,
-):
-    """The fills through vectorbt's ``from_orders`` logic (:func:`book_nb`): per-bar cash, asset
-    value and value (all columns; cash and asset value empty unless ``full``), then book_nb's
-    order and exit-trade records."""
-    n, m = qty.shape
-    flat = qty.ravel()
-    pos = np.empty(n * m, dtype=np.int64)  # positions in flat of the orders (branch-free scan)
-    k = 0
-    for f in range(n * m):
-        pos[k] = f
-        k += flat[f] == flat[f]
-    idx = np.empty(k, dtype=np.int64)
-    col = np.empty(k, dtype=np.int64)
-    size = np.empty(k)
-    px = np.empty(k)
-    r = 0
-    o = 0
-    while r < k:  # the next bar with an order, then its orders in call_seq order
-        i = pos[r] // m
-        for j in range(m):
-            c = call_seq[i, j]
-            q = qty[i, c]
-            if q == q:
-                idx[o], col[o], size[o], px[o] = i, c, q, price[i, c]
-                o += 1
-        while r < k and pos[r] // m == i:
-            r += 1
-    cash_out = np.empty(n if full else 0)
-    asset_out = np.empty(n if full else 0)
-    value_out = np.empty(n)
-    records = book_nb(idx, col, size, px, close, init_cash, fees, fixed_fees, cash_out, asset_out, value_out)
-    return (cash_out, asset_out, value_out) + records

@@ -1,7 +1,7 @@
 """BacktestResult: equity, cash, exposure, trade and order logs and metrics of a backtest, plus the
 vectorbt portfolio (built on first access).
 
-:func:`workbench.backtest.booking.replay_nb` replays the kernel's fills exactly as
+:func:`workbench.backtest.booking.book_nb` books the walk's fills exactly as
 ``vectorbt.Portfolio.from_orders`` books them, so the result's series and logs equal the portfolio's
 ``value()``, ``cash()``, ``asset_value()``, ``orders`` and ``exit_trades`` without building it;
 ``BacktestResult.portfolio`` builds the portfolio itself only when asked for. The equity curve and
@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from workbench.backtest.booking import replay_nb
+from workbench.backtest.booking import book_nb
+from workbench.config import SessionConfig
+from workbench.execution.codes import REASONS
+from workbench.execution.simulate import Fills
 from workbench.metrics import (
     METRIC_LABELS,
     TRADE_COLUMNS,
@@ -27,8 +30,6 @@ from workbench.metrics import (
     infer_periods_per_year,
     metrics_from_arrays,
 )
-from workbench.config import SessionConfig
-from workbench.execution.codes import REASONS
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -118,24 +119,23 @@ def build_result(
     config: SessionConfig,
     bars: dict[str, pd.DataFrame],
     index: pd.DatetimeIndex,
-    fills: tuple[np.ndarray, ...],
+    fills: Fills,
     close: np.ndarray,
     make_portfolio: Callable[[], Any] | None = None,
 ) -> BacktestResult:
-    """Assemble a BacktestResult from the kernel's ``fills`` (quantity, price, reference, reason,
-    call_seq) and ``close`` (n, m), forward- then back-filled, as vectorbt values the portfolio.
-    Equity and metrics are computed now; cash and exposure (a second, full replay), the trade and
-    the order log when first read."""
-    qty, price, reference, reason, call_seq = fills
+    """Assemble a BacktestResult from the walk's ``fills`` and ``close`` (n, m), forward- then
+    back-filled, as vectorbt values the portfolio. Equity and metrics are computed now; cash and
+    exposure (a second, full booking), the trade and the order log when first read."""
     symbols = list(config.symbols)
     close = np.ascontiguousarray(close, dtype=np.float64)
-    _, _, value, orders, records = _replay(config, qty, price, call_seq, close, full=False)
+    _, _, value, orders, records = _replay(config, fills, close, full=False)
     trades = _trade_order(records, symbols)
     time_index = index.rename("time")
+    lookup = FillLookup(fills, len(symbols))
 
     @cache
     def ledger() -> tuple[np.ndarray, np.ndarray]:
-        cash, asset_value = _replay(config, qty, price, call_seq, close, full=True)[:2]
+        cash, asset_value = _replay(config, fills, close, full=True)[:2]
         return cash, asset_value
 
     return BacktestResult(
@@ -144,8 +144,8 @@ def build_result(
         equity=pd.Series(value, index=time_index, name="equity", copy=False),
         cash=lambda: pd.Series(ledger()[0], index=time_index, name="cash", copy=False),
         exposure=lambda: pd.Series(ledger()[1], index=time_index, name="exposure", copy=False),
-        trades=lambda: trades_frame(trades, index, symbols, reference, reason),
-        orders=lambda: orders_frame(orders, index, symbols, reference, reason),
+        trades=lambda: trades_frame(trades, index, symbols, lookup),
+        orders=lambda: orders_frame(orders, index, symbols, lookup),
         metrics=_metrics(config, index, value, trades),
         make_portfolio=make_portfolio,
     )
@@ -172,19 +172,39 @@ _TRADE_FIELDS = (
 
 
 def _replay(
-    config: SessionConfig, qty: np.ndarray, price: np.ndarray, call_seq: np.ndarray, close: np.ndarray, full: bool
+    config: SessionConfig, fills: Fills, close: np.ndarray, full: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """replay_nb: (cash, asset value, value, order records, exit-trade records); cash and asset
+    """book_nb: (cash, asset value, value, order records, exit-trade records); cash and asset
     value are empty unless ``full``."""
-    out = replay_nb(
-        qty, price, call_seq, close, float(config.initial_balance), float(config.commission.taker),
-        float(config.commission.fixed), full,
+    n = close.shape[0]
+    cash, asset_value, value = np.empty(n if full else 0), np.empty(n if full else 0), np.empty(n)
+    out = book_nb(
+        fills.idx, fills.col, fills.qty, fills.price, close, float(config.initial_balance),
+        float(config.commission.taker), float(config.commission.fixed), cash, asset_value, value,
     )
-    cash, asset_value, value = out[:3]
     k = len(_ORDER_FIELDS)
-    orders = dict(zip(_ORDER_FIELDS, out[3 : 3 + k]))
-    trades = dict(zip(_TRADE_FIELDS, out[3 + k :]))
+    orders = dict(zip(_ORDER_FIELDS, out[:k], strict=True))
+    trades = dict(zip(_TRADE_FIELDS, out[k:], strict=True))
     return cash, asset_value, value, orders, trades
+
+
+class FillLookup:
+    """The reference price and reason of the walk's order at (bar, column): one sort of the fills."""
+
+    def __init__(self, fills: Fills, m: int):
+        self.fills, self.m = fills, m
+        key = fills.idx * m + fills.col
+        self.order = np.argsort(key, kind="stable")
+        self.keys = key[self.order]
+
+    def _at(self, i: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return self.order[np.searchsorted(self.keys, np.asarray(i) * self.m + np.asarray(c))]
+
+    def reference(self, i: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return self.fills.ref[self._at(i, c)]
+
+    def reason(self, i: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return self.fills.reason[self._at(i, c)].astype(np.intp)
 
 
 _SIDES = np.array(["buy", "sell"], dtype=object)
@@ -202,13 +222,11 @@ def _strings(names: Any, codes: np.ndarray) -> Any:
     return base.take(np.asarray(codes, dtype=np.intp), allow_fill=True)
 
 
-def orders_frame(
-    records: Any, index: pd.DatetimeIndex, symbols: list[str], reference: np.ndarray, reason: np.ndarray
-) -> pd.DataFrame:
+def orders_frame(records: Any, index: pd.DatetimeIndex, symbols: list[str], fills: FillLookup) -> pd.DataFrame:
     """Order records (fields idx, col, side 0 buy / 1 sell, size, price, fees; a vectorbt record
     array or a dict of arrays) as ORDER_COLUMNS; slippage is money lost against the reference price."""
     i, c = records["idx"], records["col"]
-    ref = reference[i, c]
+    ref = fills.reference(i, c)
     size, price = records["size"], records["price"]
     return pd.DataFrame(
         {
@@ -220,7 +238,7 @@ def orders_frame(
             "reference_price": ref,
             "fees": records["fees"],
             "slippage": size * np.abs(price - ref),
-            "reason": _strings(_REASON_NAMES, reason[i, c]),
+            "reason": _strings(_REASON_NAMES, fills.reason(i, c)),
         },
         columns=list(ORDER_COLUMNS),
     )
@@ -248,9 +266,7 @@ def _return_pct(trades: dict[str, np.ndarray]) -> np.ndarray:
 _NAT = np.iinfo(np.int64).min
 
 
-def trades_frame(
-    records: Any, index: pd.DatetimeIndex, symbols: list[str], reference: np.ndarray, reason: np.ndarray
-) -> pd.DataFrame:
+def trades_frame(records: Any, index: pd.DatetimeIndex, symbols: list[str], fills: FillLookup) -> pd.DataFrame:
     """Exit-trade records (a vectorbt record array or a dict of arrays with the fields of
     ``exit_trades.records``) as TRADE_COLUMNS, sorted by entry time, then symbol. Open trades:
     exit_time and duration NaT, exit_price the last close (pnl unrealized), no exit fees or reason."""
@@ -261,15 +277,16 @@ def trades_frame(
     closed = t["status"] == 1
     size, entry_px, exit_px = t["size"], t["entry_price"], t["exit_price"]
     entry_fees, exit_fees = t["entry_fees"], t["exit_fees"]
-    entry_slip = size * (entry_px - reference[ei, c])
-    exit_slip = np.where(closed, size * (reference[xi, c] - exit_px), 0.0)
+    entry_slip = size * (entry_px - fills.reference(ei, c))
+    exit_ref = fills.reference(np.where(closed, xi, ei), c)  # open trades: any order, masked below
+    exit_slip = np.where(closed, size * (exit_ref - exit_px), 0.0)
     # times from the index's integers: NaT while open, no Index.where / datetime subtraction
     i8 = index.asi8
     exit_time = pd.DatetimeIndex(np.where(closed, i8[xi], _NAT).view(f"M8[{index.unit}]"))
     if index.tz is not None:
         exit_time = exit_time.tz_localize("UTC").tz_convert(index.tz)
     duration = np.where(closed, i8[xi] - i8[ei], _NAT).view(f"m8[{index.unit}]")
-    names = np.where(closed, reason[xi, c], -1)  # no exit reason while open
+    names = np.where(closed, fills.reason(np.where(closed, xi, ei), c), -1)  # no exit reason while open
     return pd.DataFrame(
         {
             "symbol": _strings(symbols, c),

@@ -7,7 +7,7 @@ same rules, and the same numba kernels in :mod:`workbench.execution`):
   rest are shifted one bar *within that symbol's own bars*: a signal at bar t acts at bar t+1's
   open. Long-only, no pyramiding: an entry needs the symbol flat at the close of bar t, an exit a
   position; at most one order per symbol and bar.
-* Fills (:func:`workbench.execution.simulate.simulate_nb`, cached numba): buy at open × (1 + s), sell at reference ×
+* Fills (:func:`workbench.execution.simulate.fills_nb`, cached numba): buy at open × (1 + s), sell at reference ×
   (1 - s), s = ``slippage.bps``/1e4, plus for model ``volume`` ``slippage.impact`` × quantity /
   bar volume (share capped at 1, sell slippage capped at 99 %). Fees per order: taker × quantity ×
   fill price + ``commission.fixed``.
@@ -32,7 +32,7 @@ same rules, and the same numba kernels in :mod:`workbench.execution`):
 * Symbols share one cash balance; each bar runs sells, then buys in config symbol order.
 
 Result: :func:`workbench.backtest.result.build_result` replays the fills with vectorbt's own
-order, cash and trade rules (:func:`workbench.backtest.booking.replay_nb`, a small cached numba
+order, cash and trade rules (:func:`workbench.backtest.booking.book_nb`, a small cached numba
 pass, also the sweep's) for equity, cash, exposure, the order and
 trade logs and the metrics; the vectorbt portfolio itself is built only when
 ``BacktestResult.portfolio`` is first accessed, and agrees with them.
@@ -60,7 +60,7 @@ import pandas as pd
 from workbench.backtest.result import BacktestResult, build_result
 from workbench.config import SessionConfig
 from workbench.execution import entry_allowed
-from workbench.execution.simulate import kernel_params, simulate_nb
+from workbench.execution.simulate import Fills, fills_nb, kernel_params, layout
 
 if TYPE_CHECKING:
     from vectorbt import Portfolio
@@ -84,16 +84,16 @@ def run_backtest(
     inputs = kernel_inputs(config, frames)
     index = inputs.index
     buy, sell = inputs.signals(strategy)
-    *fills, trip = _simulate(config, index, inputs.arr, buy, sell)
+    fills, trip = walk(config, index, inputs.arr, buy, sell)
     close = inputs.close_filled()
     symbols = inputs.symbols
 
     def make_portfolio() -> Portfolio:
         # vectorbt gets naive UTC times: it converts a tz-aware index to Timestamp objects (~1 s per series)
         naive = index.tz_convert("UTC").tz_localize(None)
-        return _portfolio(config, pd.DataFrame(close, index=naive, columns=symbols), tuple(fills))
+        return _portfolio(config, pd.DataFrame(close, index=naive, columns=symbols), fills)
 
-    result = build_result(config, frames, index, tuple(fills), close, make_portfolio)
+    result = build_result(config, frames, index, fills, close, make_portfolio)
     result.breaker = breaker_trip(index, trip)
     return result
 
@@ -109,7 +109,7 @@ def breaker_trip(index: pd.DatetimeIndex, trip: np.ndarray) -> dict[str, Any] | 
 
 @dataclass
 class KernelInputs:
-    """The per-bar arrays :func:`simulate_nb` takes for ``config`` on ``frames``, shared by
+    """The per-bar arrays :func:`fills_nb` takes for ``config`` on ``frames``, shared by
     every strategy run on those bars (run_backtest once, a sweep per combination)."""
 
     symbols: list[str]
@@ -161,6 +161,10 @@ def kernel_inputs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> 
     index = union_index(frames.values())
     m, n = len(symbols), len(index)
     full = all(df.index is index for df in frames.values())  # every symbol has every bar: no gaps to mark
+    if full and m == 1:  # one symbol: its columns as (n, 1) views, no copy (the kernels only read them)
+        df = frames[symbols[0]]
+        arr = {c: df[c].to_numpy(dtype=float).reshape(n, 1) for c in _COLUMNS}
+        return KernelInputs(symbols, frames, index, [slice(None)], arr)
     arr = {c: np.empty((n, m)) if full else np.full((n, m), np.nan) for c in _COLUMNS}
     rows: list[slice | np.ndarray] = []
     for j, sym in enumerate(symbols):
@@ -264,23 +268,25 @@ def _shifted_signals(
     return buy, sell
 
 
-def _simulate(
+def walk(
     config: SessionConfig, index: pd.DatetimeIndex, arr: dict[str, np.ndarray], buy: np.ndarray, sell: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """The walk's fills (quantity, price, reference, reason, call_seq) and breaker trip for one set of signals."""
-    return simulate_nb(
+) -> tuple[Fills, np.ndarray]:
+    """The walk's fills (:func:`fills_nb`) and breaker trip for one set of signals."""
+    *fills, trip = fills_nb(
         kernel_times(index), arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
         entry_allowed(index, config.time), kernel_params(config),
     )
+    return Fills(*fills), trip
 
 
-def _portfolio(config: SessionConfig, close: pd.DataFrame, fills: tuple[np.ndarray, ...]) -> Portfolio:
+def _portfolio(config: SessionConfig, close: pd.DataFrame, fills: Fills) -> Portfolio:
     from workbench.backtest.warmup import ensure_numba_cache
 
     ensure_numba_cache()  # vectorbt's kernels load from the shared cache too
     import vectorbt as vbt
 
-    qty, price, _, _, call_seq = fills[:5]
+    n, m = close.shape
+    qty, price, _, _, call_seq = layout(n, m, fills)
     grouped = close.shape[1] > 1
     return vbt.Portfolio.from_orders(
         close,

@@ -3,7 +3,7 @@
 Each combination runs the same path as :func:`run_backtest` without its vectorbt Portfolio: the
 runner's :func:`~workbench.backtest.runner.kernel_inputs` (bars arrays, ``strategy.signals`` per
 symbol with its shift and conflict rule) and :func:`~workbench.execution.simulate.kernel_params`, the
-same cached walk (:func:`workbench.execution.simulate.fills_nb`, which run_backtest's ``simulate_nb`` lays out),
+same cached walk (:func:`workbench.execution.simulate.fills_nb`, run_backtest's too),
 the same booking (:func:`workbench.backtest.booking.book_nb`, equity curve only), then
 :mod:`sweep_kernel` computes ``compute_metrics``' numbers (equal to ``run_backtest(...).metrics``
 to ~1e-12). Combinations run in chunks: per chunk only the (chunk, n, symbols) signal arrays
@@ -28,12 +28,12 @@ import numba
 import numpy as np
 import pandas as pd
 
-from workbench.metrics import METRIC_LABELS, infer_periods_per_year
 from workbench.backtest.runner import bars_for, kernel_inputs, union_index
 from workbench.backtest.sweep_kernel import METRIC_KEYS, sweep_chunk_nb
 from workbench.config import SessionConfig
 from workbench.execution import entry_allowed
 from workbench.execution.simulate import kernel_params
+from workbench.metrics import METRIC_LABELS, infer_periods_per_year
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -2,7 +2,7 @@
 
 A sweep must not build a vectorbt Portfolio per combination, so :func:`booking.book_nb` (the
 same booking as run_backtest's result) books :func:`kernel.fills_nb`'s fills (the same walk as
-run_backtest's :func:`kernel.simulate_nb`, without its per-bar layout) the way
+run_backtest's) the way
 ``Portfolio.from_orders`` does, writing only the equity curve, and
 :func:`workbench.metrics.kernel.metrics_nb` (the kernel ``compute_metrics`` wraps) computes
 its metrics, so a sweep row equals ``run_backtest(...).metrics``. :func:`sweep_chunk_nb` runs a
@@ -14,8 +14,8 @@ import numpy as np
 from numba import njit, prange
 
 from workbench.backtest.booking import book_nb
-from workbench.metrics.kernel import METRIC_KEYS, N_METRICS, _kth, metrics_nb, np_sum
 from workbench.execution.simulate import KernelParams, fills_nb
+from workbench.metrics.kernel import METRIC_KEYS, N_METRICS, _kth, metrics_nb, np_sum
 
 __all__ = ["METRIC_KEYS", "N_METRICS", "_kth", "metrics_nb", "np_sum", "sweep_chunk_nb"]
 

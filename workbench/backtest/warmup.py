@@ -2,7 +2,7 @@
 
 vectorbt compiles its numba kernels on first use: the first backtest of a fresh process costs
 15-20 s on 525,600 bars (61 kernels compiled). The kernels the runner uses (workbench's
-``simulate_nb``, vectorbt's ``simulate_from_orders_nb``, trade and value kernels) are declared
+``fills_nb``, vectorbt's ``simulate_from_orders_nb``, trade and value kernels) are declared
 ``cache=True``, but numba writes that cache next to the source (site-packages, maybe read-only)
 only after a first compile; others, such as ``simulate_from_signals_nb``, are bare ``@njit``.
 Three steps make the first backtest of a new process load machine code instead (~0.6 s):

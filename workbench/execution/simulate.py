@@ -3,9 +3,9 @@
 :func:`fills_nb` walks the bars once with the cash/position ledger and decides every fill (bar,
 symbol, quantity, price, reason) by the rules of :mod:`workbench.execution.nb` (the same kernels
 the bar-by-bar engine calls), jumping over runs of bars where nothing can act;
-:func:`simulate_nb` lays those fills out per bar and symbol for run_backtest, whose booking (and
-vectorbt's ``Portfolio.from_orders``) replays them; the parameter sweep books :func:`fills_nb`'s
-list directly. :func:`kernel_params` turns a SessionConfig into the walk's :class:`KernelParams`.
+:func:`layout_nb` lays them out per bar and symbol for vectorbt's ``Portfolio.from_orders``;
+run_backtest and the parameter sweep book :func:`fills_nb`'s list (:class:`Fills`) directly.
+:func:`kernel_params` turns a SessionConfig into the walk's :class:`KernelParams`.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ from workbench.execution.nb import (
     window_full_nb,
 )
 
-__all__ = ["KernelParams", "kernel_params", "fills_nb", "simulate_nb", "next_event_nb", "REASONS", "SIZING_MODES"]
+__all__ = ["KernelParams", "kernel_params", "fills_nb", "Fills", "layout", "layout_nb", "next_event_nb", "REASONS",
+           "SIZING_MODES"]
 
 SIZING_MODES: tuple[str, ...] = ("fixed_amount", "percent_equity", "fixed_quantity")
 DAY = 86_400 * 10**9
@@ -311,30 +312,27 @@ def fills_nb(
     return o_idx[:k], o_col[:k], o_qty[:k], o_price[:k], o_ref[:k], o_reason[:k], trip
 
 
-@njit(cache=True)
-def simulate_nb(
-    times: np.ndarray,  # int64 ns, bar open times (n,)
-    open_: np.ndarray,  # (n, m) float; NaN where a symbol has no bar
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    volume: np.ndarray,
-    buy_sig: np.ndarray,  # (n, m) bool: entry signal of the previous bar, conflicts removed
-    sell_sig: np.ndarray,  # (n, m) bool: exit signal of the previous bar, conflicts removed
-    allowed: np.ndarray,  # (n,) bool: entries allowed at this bar's open (time restrictions)
-    p: KernelParams,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fills of a whole backtest: (quantity, fill price, reference price, reason, call_seq), each (n, m),
-    and the breaker's ``trip`` (see :func:`fills_nb`).
+class Fills(NamedTuple):
+    """:func:`fills_nb`'s orders in execution order: bar, column, quantity (> 0 buy, -inf sell all),
+    fill price, reference price and reason code (``REASONS``) of each."""
 
-    :func:`fills_nb`'s orders laid out per bar and symbol: quantity is NaN where there is no
-    order, > 0 for a buy and -inf for a sell of the whole position; call_seq orders each bar's
-    sells before its buys (buys in symbol order), then the symbols without an order.
-    """
-    o_idx, o_col, o_qty, o_price, o_ref, o_reason, trip = fills_nb(
-        times, open_, high, low, close, volume, buy_sig, sell_sig, allowed, p
-    )
-    n, m = open_.shape
+    idx: np.ndarray
+    col: np.ndarray
+    qty: np.ndarray
+    price: np.ndarray
+    ref: np.ndarray
+    reason: np.ndarray
+
+
+@njit(cache=True)
+def layout_nb(
+    n: int, m: int, o_idx: np.ndarray, o_col: np.ndarray, o_qty: np.ndarray, o_price: np.ndarray,
+    o_ref: np.ndarray, o_reason: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`fills_nb`'s orders laid out per bar and symbol, as vectorbt's ``from_orders`` takes
+    them: (quantity, fill price, reference price, reason, call_seq), each (n, m). Quantity is NaN
+    where there is no order; call_seq orders each bar's sells before its buys (buys in symbol
+    order), then the symbols without an order."""
     qty_out = np.full((n, m), np.nan)
     price_out = np.full((n, m), np.nan)
     ref_out = np.full((n, m), np.nan)
@@ -358,4 +356,9 @@ def simulate_nb(
             if np.isnan(qty_out[i, c]):
                 call_seq[i, k] = c
                 k += 1
-    return qty_out, price_out, ref_out, reason_out, call_seq, trip
+    return qty_out, price_out, ref_out, reason_out, call_seq
+
+
+def layout(n: int, m: int, fills: Fills) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`layout_nb` of ``fills``."""
+    return layout_nb(n, m, fills.idx, fills.col, fills.qty, fills.price, fills.ref, fills.reason)
