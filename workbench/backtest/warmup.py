@@ -174,6 +174,7 @@ def _warmup_configs() -> list[Any]:
     ):
         configs.append(make_config(**base, sizing=sizing))
     configs.append(make_config(**base, risk={"stop_loss": 0.01, "take_profit": 0.02, "trailing_stop": 0.01}))
+    configs.append(make_config(**{**base, "symbols": ["BTC/USDT", "ETH/USDT"]}))  # several symbols: copied inputs
     configs.append(make_config(  # time windows (wall clock) and the circuit breaker
         **base, time={"timezone": "America/New_York", "blackouts": [{"start": "12:00", "end": "13:00"}]},
         risk={"circuit_breaker": {"max_drawdown": 0.5}},
@@ -195,7 +196,8 @@ def warm_up(verbose: bool = False) -> dict[str, Any]:
     runs = 0
     for config in _warmup_configs():
         t = time.perf_counter()
-        result = run_backtest(config, bars=bars)
+        frames = {s: bars for s in config.symbols}
+        result = run_backtest(config, bars=frames)
         _ = result.trades, result.metrics, result.equity, result.portfolio.value()  # vectorbt's kernels too
         runs += 1
         if verbose:
