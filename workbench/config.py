@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from workbench.domain import SessionKind
+from workbench.domain import SessionKind, as_utc
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$")
 HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -253,9 +253,7 @@ class SessionConfig(_Model):
     @field_validator("start", "end")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            v = v.replace(tzinfo=timezone.utc)
-        return v
+        return None if v is None else as_utc(v)
 
     @model_validator(mode="after")
     def _cross(self) -> SessionConfig:

@@ -1,9 +1,51 @@
-"""Plain data shared by every layer: kinds, states, orders, fills, positions."""
+"""Plain data shared by every layer: kinds, states, orders, fills, positions, the trade schema, and
+the one rule for times (UTC everywhere; a time without a zone means UTC)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from enum import Enum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+# ---- times ----------------------------------------------------------------------------------
+def utc_now() -> datetime:
+    """The wall clock, in UTC (the default clock wherever one can be injected)."""
+    return datetime.now(timezone.utc)
+
+
+def as_utc(t: datetime) -> datetime:
+    """``t`` as an aware UTC datetime; a naive ``t`` means UTC."""
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def to_utc(value: Any, what: str = "time") -> pd.Timestamp:
+    """``value`` (ISO 8601 string, datetime, date, numpy or pandas time) as a UTC Timestamp; naive
+    means UTC. A value that is no time raises ValueError naming ``what``, the value and the format."""
+    if not isinstance(value, (str, datetime, date, np.datetime64)):
+        raise TypeError(f"{what}: expected a datetime or an ISO 8601 string, got {type(value).__name__} {value!r}")
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{what}: cannot read {value!r} as a time ({e}); use ISO 8601 such as '2024-01-31' "
+                         "or '2024-01-31 13:45'") from None
+    if ts is pd.NaT:
+        raise ValueError(f"{what}: {value!r} is not a time; use ISO 8601 such as '2024-01-31'")
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def utc_index(values: Any, what: str = "times") -> pd.DatetimeIndex:
+    """``values`` as a UTC DatetimeIndex (naive means UTC); unreadable or missing times raise ValueError."""
+    try:
+        index = values if isinstance(values, pd.DatetimeIndex) else pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{what}: cannot read as times ({e})") from None
+    if index.hasnans:
+        raise ValueError(f"{what}: {int(index.isna().sum())} missing (NaT) time(s)")
+    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
 
 
 class SessionKind(str, Enum):

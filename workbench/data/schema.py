@@ -9,6 +9,8 @@ from typing import overload
 import numpy as np
 import pandas as pd
 
+from workbench import domain
+
 BARS_COLUMNS = ("open", "high", "low", "close", "volume")
 _TF_RE = re.compile(r"^(\d+)([smhdw])$")
 _TF_UNITS = {"s": "s", "m": "min", "h": "h", "d": "D", "w": "W"}
@@ -58,12 +60,9 @@ def to_utc(t: str | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
     if t is None:
         return None
     try:
-        ts = pd.Timestamp(t)
+        return domain.to_utc(t)
     except (ValueError, TypeError) as e:
-        raise BarsError(f"cannot read {t!r} as a time; use ISO 8601 such as '2024-01-31' or '2024-01-31 13:45'") from e
-    if ts is pd.NaT:
-        raise BarsError(f"{t!r} is not a time; use ISO 8601 such as '2024-01-31'")
-    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+        raise BarsError(str(e)) from None
 
 
 def empty_bars() -> pd.DataFrame:
@@ -101,7 +100,7 @@ def normalise_bars(df: pd.DataFrame) -> pd.DataFrame:
     index = out.index
     if index.hasnans:
         raise BarsError(f"the time index has {int(index.isna().sum())} missing (NaT) entries; drop or fix those rows")
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    index = domain.utc_index(index)
     cols = {}
     for c in BARS_COLUMNS:
         col = out[c]

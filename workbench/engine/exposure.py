@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from workbench.metrics import infer_periods_per_year
 from workbench.config import SessionConfig
-from workbench.domain import SessionState
+from workbench.domain import SessionState, utc_now
+from workbench.metrics import infer_periods_per_year
 
 S = SessionState
 #: states shown in the active-sessions table
@@ -30,11 +30,6 @@ Clock = Callable[[], datetime]
 ACTIVE_COLUMNS = ("id", "kind", "strategy", "name", "state", "pnl", "exposure", "equity", "uptime", "orphaned",
                   "heartbeat_at", "runner", "initial_balance", "last_time")
 BarsLoader = Callable[[SessionConfig, str, datetime], pd.DataFrame]
-
-
-def utc_now() -> datetime:
-    """The real wall clock, in UTC: the default :data:`Clock`."""
-    return datetime.now(timezone.utc)
 
 
 def is_orphaned(state: str, heartbeat_at: Any, now: datetime, stale_after: float) -> bool:

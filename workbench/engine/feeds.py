@@ -14,15 +14,11 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
+from workbench.domain import to_utc, utc_index
 from workbench.execution import Bar
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _COLUMNS = ("open", "high", "low", "close", "volume")
-
-
-def _utc_index(index: pd.Index) -> pd.DatetimeIndex:
-    idx = pd.DatetimeIndex(index)
-    return idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
 
 
 class ReplayFeed:
@@ -42,8 +38,8 @@ class ReplayFeed:
         self.speed = speed
         self.start_after = start_after
         self.yield_every = max(int(yield_every), 1)
-        index = _utc_index(bars[self.symbols[0]].index)
-        idx = {s: _utc_index(df.index) for s, df in bars.items()}
+        index = utc_index(bars[self.symbols[0]].index)
+        idx = {s: utc_index(df.index) for s, df in bars.items()}
         for i in idx.values():
             index = index.union(i)
         self._times = index.as_unit("ns").asi8
@@ -66,8 +62,7 @@ class ReplayFeed:
         times = self._times
         start = 0
         if self.start_after is not None:
-            cut = pd.Timestamp(self.start_after)
-            cut = cut.tz_localize("UTC") if cut.tz is None else cut.tz_convert("UTC")
+            cut = to_utc(self.start_after, "start_after")
             start = int(np.searchsorted(times, cut.as_unit("ns").value, side="right"))
         columns = list(zip(self.symbols, self._data))
         one = columns[0] if len(columns) == 1 else None

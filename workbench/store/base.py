@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Self, TypeVar
 
@@ -15,7 +14,7 @@ from sqlalchemy import Connection, CursorResult, Engine, insert, select
 from sqlalchemy.exc import DBAPIError, StatementError
 
 from workbench.config import SessionConfig
-from workbench.domain import SessionState
+from workbench.domain import SessionState, utc_now
 from workbench.paths import default_db_url
 from workbench.store import schema as s
 from workbench.store.db import WRITE, make_engine, retry
@@ -34,10 +33,6 @@ class NotFoundError(StoreError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "not found"
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def db_value(x: Any) -> Any:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import Connection, Float, Integer, Select, type_coerce
 from sqlalchemy.types import NullType
 
-from workbench.domain import TRADE_COLUMNS
+from workbench.domain import TRADE_COLUMNS, to_utc, utc_index
 from workbench.store.schema import UTCDateTime
 
 EQUITY_COLUMNS = ("equity", "cash", "exposure")
@@ -20,26 +20,7 @@ TRADE_NUMERIC = ("entry_price", "exit_price", "quantity", "pnl", "return_pct", "
 
 def utc(value: Any, what: str = "time") -> datetime:
     """``value`` (datetime, date, ISO string, pandas Timestamp) as an aware UTC datetime; naive means UTC."""
-    if not isinstance(value, (datetime, date, str, np.datetime64)):
-        raise TypeError(f"{what}: expected a datetime or ISO date string, got {type(value).__name__} {value!r}")
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{what}: cannot read {value!r} as a date/time ({e})") from None
-    if ts is pd.NaT:
-        raise ValueError(f"{what}: missing (NaT)")
-    ts = ts.tz_localize(timezone.utc) if ts.tzinfo is None else ts.tz_convert(timezone.utc)
-    return ts.to_pydatetime()
-
-
-def _utc_index(values: Any, what: str) -> pd.DatetimeIndex:
-    try:
-        idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{what}: cannot read as date/times ({e})") from None
-    if idx.hasnans:
-        raise ValueError(f"{what}: {int(idx.isna().sum())} missing time(s)")
-    return idx
+    return to_utc(value, what).to_pydatetime()
 
 
 def equity_frame(data: Any) -> pd.DataFrame:
@@ -66,7 +47,7 @@ def equity_frame(data: Any) -> pd.DataFrame:
                             index=pd.DatetimeIndex([], tz=timezone.utc, name="time"))
     if "equity" not in frame.columns:
         raise ValueError(f"equity points need an 'equity' column; got columns {list(frame.columns)}")
-    times = _utc_index(frame["time"] if "time" in frame.columns else frame.index, "equity time")
+    times = utc_index(frame["time"] if "time" in frame.columns else frame.index, "equity time")
     out = {}
     for c in EQUITY_COLUMNS:
         try:
@@ -103,7 +84,7 @@ def trade_rows(session_id: str, trades: pd.DataFrame) -> list[dict[str, Any]]:
         except (ValueError, TypeError) as e:
             raise ValueError(f"trades column {c!r} is not numeric ({e})") from None
     frame[["commission", "slippage"]] = frame[["commission", "slippage"]].fillna(0.0)
-    frame["entry_time"] = _utc_index(frame["entry_time"], "trade entry_time")
+    frame["entry_time"] = utc_index(frame["entry_time"], "trade entry_time")
     try:
         frame["exit_time"] = pd.to_datetime(frame["exit_time"], utc=True)
     except (ValueError, TypeError) as e:

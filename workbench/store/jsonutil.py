@@ -8,21 +8,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from workbench.domain import as_utc
+
 _DT = "$datetime"
 
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, datetime):  # pd.Timestamp included
-        if obj.tzinfo is None:
-            obj = obj.replace(tzinfo=timezone.utc)
-        return {_DT: obj.isoformat()}
+        return {_DT: as_utc(obj).isoformat()}
     if isinstance(obj, date):
         return obj.isoformat()
     if isinstance(obj, Enum):
