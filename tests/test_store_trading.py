@@ -9,20 +9,15 @@ import pandas as pd
 import pytest
 
 from workbench.config import make_config
-from workbench.store import NotFoundError, Store
+from workbench.store import NotFoundError
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(f"sqlite:///{tmp_path / 'wb.db'}") as st:
-        yield st
-
-
-@pytest.fixture
 def config():
+    """Two symbols, a name (the kit's ``store`` fixture gives the throwaway store)."""
     return make_config(strategy="momentum", symbols=["BTC/USDT", "ETH/USDT"], initial_balance=5_000, name="mom")
 
 
