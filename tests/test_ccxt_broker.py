@@ -249,7 +249,8 @@ def test_live_feed_over_ccxt_pro_websockets_reconnects_and_backfills(lx):
     t0 = lx.now()
     got = asyncio.run(asyncio.wait_for(go(), 20))
     times = [next(iter(b.values())).time for b in got]
-    assert [int((t - t0.to_pydatetime()).total_seconds()) // 60 for t in times] == [-1, 0, 1, 2, 3, 4]  # no gap, no repeat
+    minutes = [int((t - t0.to_pydatetime()).total_seconds()) // 60 for t in times]
+    assert minutes == [-1, 0, 1, 2, 3, 4]  # no gap, no repeat
     for sym in ("BTC/USDT", "ETH/USDT"):
         want = lx.bars(sym).loc[times, ["open", "high", "low", "close", "volume"]].to_numpy()
         have = [[b[sym].open, b[sym].high, b[sym].low, b[sym].close, b[sym].volume] for b in got]

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from workbench.metrics import TRADE_COLUMNS, compute_metrics
 from workbench.domain import Fill, Side
 from workbench.engine.portfolio import Portfolio
+from workbench.metrics import TRADE_COLUMNS, compute_metrics
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 BTC = "BTC/USDT"

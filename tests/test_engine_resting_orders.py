@@ -15,9 +15,9 @@ import pytest
 from workbench.config import make_config
 from workbench.data import sample_bars
 from workbench.domain import Side
-from workbench.execution import fill_price
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.session import Session
+from workbench.execution import fill_price
 from workbench.store import Store
 
 SYM = "BTC/USDT"

@@ -8,9 +8,9 @@ import pytest
 
 from workbench.config import make_config
 from workbench.domain import Fill, Order, OrderType, Position, Side
-from workbench.execution import Bar
 from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
+from workbench.execution import Bar
 
 T0 = datetime(2024, 1, 8, 10, tzinfo=timezone.utc)  # a Monday
 BTC, ETH = "BTC/USDT", "ETH/USDT"
@@ -86,7 +86,8 @@ def test_volume_rules_and_cash():
 
 
 def test_time_restrictions_gate_entries_not_exits():
-    r = engine(time={"trading_hours": {"start": "09:00", "end": "17:00"}, "blackouts": [{"start": "12:00", "end": "13:00"}],
+    r = engine(time={"trading_hours": {"start": "09:00", "end": "17:00"},
+                     "blackouts": [{"start": "12:00", "end": "13:00"}],
                      "weekdays": [0, 1, 2, 3, 4]})
     assert r.check(buy(1), ctx(t=T0)).accepted
     assert r.check(buy(1), ctx(t=T0.replace(hour=12, minute=30))).rule == "blackout"
@@ -132,7 +133,8 @@ def test_exits_due_time_limit_then_stops():
     assert r.exits_due(pos, bar(1, 102, 103, 101)) == []
     [o] = r.exits_due(pos, bar(1, 102, 103, 100))  # trailing 104 * 0.97 = 100.88 > stop 95
     assert (o.reason, o.stop_price, o.quantity, o.side) == ("trailing_stop", pytest.approx(100.88), 2.0, Side.SELL)
-    assert o.type is OrderType.MARKET and o.client_id == f"{BTC}:trailing_stop:{int((T0 + timedelta(minutes=1)).timestamp())}"
+    assert o.type is OrderType.MARKET
+    assert o.client_id == f"{BTC}:trailing_stop:{int((T0 + timedelta(minutes=1)).timestamp())}"
     [o] = r.exits_due(pos, bar(2, 111, 112, 110.5))  # gapped above take profit 110
     assert (o.reason, o.stop_price) == ("take_profit", 111)
     [o] = r.exits_due(pos, bar(60, 102, 103, 101))  # age 60 min at the open
@@ -193,7 +195,11 @@ def test_override_expires_on_bars_and_lifts_limits_with_none():
 
 @pytest.mark.parametrize(
     "changes,reason,match",
-    [({"initial_balance": 1}, "x", "cannot override"), ({"stop_loss": 2.0}, "x", "stop_loss"), ({"max_position": 1}, " ", "reason")],
+    [
+        ({"initial_balance": 1}, "x", "cannot override"),
+        ({"stop_loss": 2.0}, "x", "stop_loss"),
+        ({"max_position": 1}, " ", "reason"),
+    ],
 )
 def test_bad_overrides_are_refused(changes, reason, match):
     with pytest.raises(ValueError, match=match):
@@ -273,6 +279,7 @@ def test_snapshot_restore_keeps_state_overrides_and_adjustments():
     back = engine({"max_position": 500, "stop_loss": 0.05})
     back.restore(state)
     assert back.state is TradingState.HALTED and back.size_factor == 0.5 and back.disabled == {ETH}
-    assert back.limits == r.limits and back.limits["max_position"] == 800 and back.limits["stop_loss"] == pytest.approx(0.04)
+    assert back.limits == r.limits
+    assert back.limits["max_position"] == 800 and back.limits["stop_loss"] == pytest.approx(0.04)
     back.on_equity(T0 + timedelta(hours=1), 10_000.0)
     assert back.limits["max_position"] == 500

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 
 import pandas as pd
 import pytest
@@ -113,7 +112,8 @@ def test_paper_session_reproduces_the_backtest(store, strategy, symbols):
     assert len(store.trades(session.id)) == len(expected)
     assert row["metrics"]
     fills = store.fills(session.id)
-    assert fills.fill_id.is_unique and len(fills) == 2 * (expected.status == "closed").sum() + (expected.status == "open").sum()
+    assert fills.fill_id.is_unique
+    assert len(fills) == 2 * (expected.status == "closed").sum() + (expected.status == "open").sum()
     n_bars = len(pd.DatetimeIndex(sorted(set().union(*(b.index for b in bars.values())))))
     eq = store.equity(session.id)
     assert len(eq) == n_bars and eq.index.is_unique

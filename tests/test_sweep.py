@@ -9,11 +9,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from workbench.metrics.kernel import METRIC_KEYS, np_sum
 from workbench.backtest.runner import run_backtest
 from workbench.backtest.sweep import sensitivity, sweep, walk_forward
 from workbench.config import make_config
 from workbench.data import sample_bars
+from workbench.metrics.kernel import METRIC_KEYS, np_sum
 
 GRID = {"window": [10, 30, 60], "entry_threshold": [0.001, 0.003], "exit_threshold": [0.0, 0.002]}
 

@@ -11,6 +11,7 @@ at most once. Refusals (InvalidOrder, InsufficientFunds, AuthenticationError) ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ from workbench.retry import RetryPolicy, is_transient, retry_async
 STATUS = {"open": OrderStatus.NEW, "closed": OrderStatus.FILLED, "canceled": OrderStatus.CANCELED,
           "cancelled": OrderStatus.CANCELED, "expired": OrderStatus.CANCELED, "rejected": OrderStatus.REJECTED}
 EventSink = Callable[[str, str, dict[str, Any]], None]
+#: the broker's retry policy unless one is given (RetryPolicy is frozen, so one shared instance is safe)
+DEFAULT_POLICY = RetryPolicy(retries=5, base=0.5, cap=10.0)
 
 
 def make_async_exchange(exchange_id: str, credentials: Any = None, *, sandbox: bool = False,
@@ -33,7 +36,8 @@ def make_async_exchange(exchange_id: str, credentials: Any = None, *, sandbox: b
     import ccxt.async_support as ccxt_async
 
     if exchange_id not in ccxt_async.exchanges:
-        raise ValueError(f"unknown exchange {exchange_id!r}; use a ccxt id such as 'binance' or 'kraken' (ccxt.exchanges)")
+        raise ValueError(f"unknown exchange {exchange_id!r}; "
+                         "use a ccxt id such as 'binance' or 'kraken' (ccxt.exchanges)")
     cfg = {"enableRateLimit": True, **options, **(credentials.ccxt_config() if credentials is not None else {})}
     client = getattr(ccxt_async, exchange_id)(cfg)
     if sandbox:
@@ -48,7 +52,7 @@ def _dt(ms: Any) -> datetime:
 class CcxtBroker:
     """Orders on a real (or loopback) exchange through an async ccxt client. See the module docstring."""
 
-    def __init__(self, exchange: Any, session_id: str = "", *, policy: RetryPolicy = RetryPolicy(retries=5, base=0.5, cap=10.0),
+    def __init__(self, exchange: Any, session_id: str = "", *, policy: RetryPolicy = DEFAULT_POLICY,
                  on_event: EventSink | None = None):
         self.exchange = exchange
         self.session_id = session_id
@@ -119,7 +123,8 @@ class CcxtBroker:
         cid = self.client_order_id(order)
         amount = self.amount(order.symbol, order.remaining)
         if not amount > 0:
-            raise ccxt.InvalidOrder(f"{order.symbol}: quantity {order.remaining:g} rounds to 0 at the market's lot size")
+            raise ccxt.InvalidOrder(
+                f"{order.symbol}: quantity {order.remaining:g} rounds to 0 at the market's lot size")
         price = order.limit_price if order.type is OrderType.LIMIT else None
         attempt = 0
         while True:
@@ -132,7 +137,8 @@ class CcxtBroker:
                 found = await self.lookup(order)  # it did reach the exchange earlier
                 if found is None:
                     raise
-                self._event("order_recovered", f"{order.client_id}: the exchange already had {cid}", {"client_id": order.client_id})
+                self._event("order_recovered", f"{order.client_id}: the exchange already had {cid}",
+                            {"client_id": order.client_id})
                 return found
             except Exception as e:
                 if not is_transient(e):
@@ -197,10 +203,8 @@ class CcxtBroker:
         """Cancel this session's open orders on ``symbols``; returns the canceled orders."""
         done = []
         for o in await self.open_orders(symbols, policy=policy):
-            try:
+            with contextlib.suppress(ccxt.OrderNotFound):
                 done.append(await self.call("cancel_order", o["id"], o["symbol"], policy=policy))
-            except ccxt.OrderNotFound:
-                pass
         return done
 
     # ---- account -------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ class LiveFeed:
 
     ``bar_seconds`` is the wall-clock length of a bar (default: the timeframe's); ``poll_seconds`` the REST
     poll interval (default a quarter bar, at most 5 s); ``start_after`` (set on resume) first replays the
-    closed bars after that time (by REST, as after a websocket reconnect); ``websocket`` None = use ``watch_ohlcv`` if the client has it;
-    ``owns_exchange``: close the client when iteration ends.
+    closed bars after that time (by REST, as after a websocket reconnect); ``websocket`` None = use
+    ``watch_ohlcv`` if the client has it; ``owns_exchange``: close the client when iteration ends.
     """
 
     def __init__(self, exchange: Any, symbols: list[str], timeframe: str = "1m", *, poll_seconds: float | None = None,
@@ -55,7 +55,8 @@ class LiveFeed:
         self.stale_bars = int(stale_bars)
         self.start_after = start_after
         self.websocket = websocket
-        self.policy = policy or RetryPolicy(retries=None, base=min(self.poll_seconds, 1.0), cap=max(self.bar_seconds, 1.0))
+        self.policy = policy or RetryPolicy(retries=None, base=min(self.poll_seconds, 1.0),
+                                            cap=max(self.bar_seconds, 1.0))
         self.on_status = on_status
         self.max_bars = max_bars
         self.owns_exchange = owns_exchange  # close the client when iteration ends
@@ -183,7 +184,8 @@ class LiveFeed:
                 backfill = True
                 delay = self.policy.delay(attempt, e, self.exchange)
                 attempt += 1
-                log.warning("live feed %s: %s; retry in %.2fs", getattr(self.exchange, "id", "?"), type(e).__name__, delay)
+                log.warning("live feed %s: %s; retry in %.2fs",
+                            getattr(self.exchange, "id", "?"), type(e).__name__, delay)
                 if not self.stale and time.monotonic() - last_new > self.stale_bars * self.bar_seconds:
                     self._status(True, f"feed stale: {type(e).__name__} and no new bar for {self.stale_bars} intervals")
                 await asyncio.sleep(delay)

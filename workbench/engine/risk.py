@@ -29,9 +29,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from workbench import execution as ex
 from workbench.config import RiskConfig, SessionConfig
 from workbench.domain import Order, OrderType, Position, Side
-from workbench import execution as ex
 from workbench.engine.portfolio import Portfolio
 
 OVERRIDABLE: tuple[str, ...] = (
@@ -275,7 +275,8 @@ class RiskEngine:
         if self.state is TradingState.HALTED or self.state is target:
             return
         previous, self.state = self.state, target
-        self._event("circuit_breaker_tripped", f"circuit breaker tripped ({reason}): {previous.value} -> {target.value}",
+        self._event("circuit_breaker_tripped",
+                    f"circuit breaker tripped ({reason}): {previous.value} -> {target.value}",
                     reason=reason, actor=actor, previous=previous.value, state=target.value, **numbers)
 
     def reset(self, actor: str, reason: str) -> None:

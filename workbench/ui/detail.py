@@ -20,9 +20,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
 from workbench.domain import SessionState
 from workbench.engine.handle import SessionHandle, handle_for
+from workbench.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
 from workbench.store import Store
 from workbench.ui.common import Ticker, fmt_num, fmt_time, frame_table, message, open_store, state_badge
 from workbench.ui.livechart import LiveChart
