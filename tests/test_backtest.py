@@ -438,8 +438,8 @@ def test_kernel_inputs_place_each_symbols_bars_on_the_union_index():
 
 
 def test_kernel_params_follow_the_config():
-    from workbench.execution.codes import HALTED, REDUCING
-    from workbench.execution.simulate import SIZING_MODES, kernel_params
+    from workbench.execution.codes import HALTED, REDUCING, SIZING_MODES
+    from workbench.execution.simulate import kernel_params
 
     risk = {"stop_loss": 0.02, "max_holding_minutes": 90, "concentration_limit": 0.3, "max_orders_per_minute": 4,
             "circuit_breaker": {"max_drawdown": 0.1, "action": "reducing"}}

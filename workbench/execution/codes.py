@@ -13,6 +13,10 @@ REASONS: tuple[str, ...] = (
     "", "entry", "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end",
 )
 
+# sizing modes (semantics rule 4)
+SIZE_FIXED_AMOUNT, SIZE_PERCENT_EQUITY, SIZE_FIXED_QUANTITY = range(3)
+SIZING_MODES: tuple[str, ...] = ("fixed_amount", "percent_equity", "fixed_quantity")
+
 # entry caps (semantics rule 4)
 (CAP_NONE, CAP_MIN_VOLUME, CAP_MAX_POSITION, CAP_PORTFOLIO_LIMIT, CAP_CONCENTRATION, CAP_MAX_SHARE, CAP_CASH,
  CAP_TOO_SMALL) = range(8)

@@ -23,6 +23,8 @@ from workbench.execution.codes import (
     CAP_TOO_SMALL,
     DAY_NS,
     NONE,
+    SIZE_FIXED_AMOUNT,
+    SIZE_PERCENT_EQUITY,
     STOP_LOSS,
     TAKE_PROFIT,
     TRADING_HOURS,
@@ -44,9 +46,31 @@ def slippage_nb(slip: float, impact: float, quantity: float, volume: float) -> f
 
 
 @njit(cache=True)
+def buy_fill_nb(ref: float, quantity: float, volume: float, slip: float, impact: float) -> float:
+    """Fill price of a market buy at reference ``ref``."""
+    return ref * (1.0 + slippage_nb(slip, impact, quantity, volume))
+
+
+@njit(cache=True)
 def sell_fill_nb(ref: float, quantity: float, volume: float, slip: float, impact: float) -> float:
     """Fill price of a market sell at reference ``ref`` (slippage capped at 99 %)."""
     return ref * (1.0 - min(slippage_nb(slip, impact, quantity, volume), MAX_SELL_SLIPPAGE))
+
+
+@njit(cache=True)
+def fee_nb(notional: float, rate: float, fixed_fee: float) -> float:
+    """Fee of one order: ``rate`` (taker or maker) × notional plus the fixed fee."""
+    return notional * rate + fixed_fee
+
+
+@njit(cache=True)
+def target_quantity_nb(mode: int, value: float, equity: float, price: float) -> float:
+    """Quantity a new entry asks for at ``price`` before caps (rule 4): SIZING_MODES[mode] with ``value``."""
+    if mode == SIZE_FIXED_AMOUNT:
+        return value / price
+    if mode == SIZE_PERCENT_EQUITY:
+        return value * equity / price
+    return value
 
 
 @njit(cache=True)

@@ -25,7 +25,6 @@ from workbench.config import (
 )
 from workbench.domain import Side
 from workbench.execution import codes, nb
-from workbench.execution.nb import MAX_SELL_SLIPPAGE
 
 # order reasons (the trade log's exit_reason for exits)
 ENTRY, SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL, END = codes.REASONS[1:]
@@ -57,15 +56,13 @@ def _impact(slippage: SlippageModel) -> float:
 
 def fill_price(side: Side, ref_price: float, quantity: float, bar_volume: float, slippage: SlippageModel) -> float:
     """Market fill price: buy ``ref × (1 + s)``, sell ``ref × (1 - s)`` with s capped at 99 % for sells."""
-    s = slippage_fraction(slippage, quantity, bar_volume)
-    if side is Side.BUY:
-        return ref_price * (1.0 + s)
-    return ref_price * (1.0 - min(s, MAX_SELL_SLIPPAGE))
+    fill = nb.buy_fill_nb if side is Side.BUY else nb.sell_fill_nb
+    return fill(ref_price, quantity, bar_volume, slippage.bps / 1e4, _impact(slippage))
 
 
 def fee(notional: float, commission: CommissionModel, maker: bool = False) -> float:
     """Fee of one order: maker or taker fraction of ``notional`` plus the fixed fee."""
-    return notional * (commission.maker if maker else commission.taker) + commission.fixed
+    return nb.fee_nb(notional, commission.maker if maker else commission.taker, commission.fixed)
 
 
 def affordable_quantity(
@@ -96,12 +93,7 @@ def affordable_quantity(
 
 def target_quantity(sizing: PositionSizing, equity: float, price: float, factor: float = 1.0) -> float:
     """Quantity the sizing mode asks for at ``price`` (before caps), times ``factor``."""
-    if sizing.mode == "fixed_amount":
-        q = sizing.value / price
-    elif sizing.mode == "percent_equity":
-        q = sizing.value * equity / price
-    else:
-        q = sizing.value
+    q = nb.target_quantity_nb(codes.SIZING_MODES.index(sizing.mode), float(sizing.value), float(equity), float(price))
     return q if factor == 1.0 else q * factor
 
 
@@ -267,8 +259,15 @@ def breaker_breach(equity: float, day_start: float, peak: float, breaker: Circui
 
 
 def warm_up() -> None:
-    """Load the numba kernels the paper engine calls (from numba's cache, else compile them) now, so that
-    a session's first order does not pay for it (~0.5 s) mid-run."""
-    nb.slippage_nb(0.0, 0.0, 1.0, 1.0)
-    nb.buy_quantity_nb(1.0, 1.0, 1.0, 10.0, 0.0, 0.0, 0.0, 0.0)
-    nb.stop_exit_nb(1.0, 1.0, 1.0, 1.0, 1.0, math.nan, math.nan, math.nan)
+    """Load the numba kernels the session engine calls (from numba's cache, else compile them) now, so
+    that a session's first order does not pay for it (~0.5 s) mid-run."""
+    slip, comm = SlippageModel(), CommissionModel()
+    target_quantity(PositionSizing(), 1.0, 1.0)
+    cap_entry(1.0, 1.0, 1.0, 10.0, 0.0, comm, slip, VolumeRule())
+    affordable_quantity(1.0, 1.0, 1.0, 10.0, comm, slip)
+    for side in Side:
+        fill_price(side, 1.0, 1.0, 1.0, slip)
+    fee(1.0, comm)
+    stop_exit(1.0, 1.0, 1.0, 1.0, 1.0, None, None, None)
+    time_block(datetime(2024, 1, 1, tzinfo=timezone.utc), TimeRestrictions(weekdays=[0]))
+    breaker_breach(1.0, 1.0, 1.0, CircuitBreaker())

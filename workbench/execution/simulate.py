@@ -26,22 +26,24 @@ from workbench.execution.codes import (
     REASONS,
     REDUCING,
     RUNNING,
+    SIZING_MODES,
     TIME_LIMIT,
 )
 from workbench.execution.nb import (
     MIN_QUANTITY,
     breaker_nb,
+    buy_fill_nb,
     cap_entry_nb,
+    fee_nb,
     sell_fill_nb,
-    slippage_nb,
     stop_exit_nb,
+    target_quantity_nb,
     window_full_nb,
 )
 
 __all__ = ["KernelParams", "kernel_params", "fills_nb", "Fills", "layout", "layout_nb", "next_event_nb", "REASONS",
            "SIZING_MODES"]
 
-SIZING_MODES: tuple[str, ...] = ("fixed_amount", "percent_equity", "fixed_quantity")
 DAY = 86_400 * 10**9
 
 
@@ -230,7 +232,7 @@ def fills_nb(
                 continue
             fill = sell_fill_nb(ref, pos[c], volume[i, c], p.slip, p.impact)
             proceeds = pos[c] * fill
-            fee = proceeds * p.taker + p.fixed_fee
+            fee = fee_nb(proceeds, p.taker, p.fixed_fee)
             if proceeds - fee < 0.0:  # fees exceed proceeds: vectorbt rejects such a sell
                 continue
             cash += proceeds - fee
@@ -254,12 +256,7 @@ def fills_nb(
                 for jj in range(m):
                     if pos[jj] > 0.0:
                         exposure += pos[jj] * mark[jj]
-                if p.sizing_mode == 0:
-                    q = p.sizing_value / o
-                elif p.sizing_mode == 1:
-                    q = p.sizing_value * (cash + exposure) / o
-                else:
-                    q = p.sizing_value
+                q = target_quantity_nb(p.sizing_mode, p.sizing_value, cash + exposure, o)
                 q, _rule = cap_entry_nb(
                     q, o, volume[i, c], cash, exposure, 0.0, p.max_position, p.portfolio_limit, p.concentration,
                     p.min_volume, p.max_share, p.skip_excess, p.taker, p.fixed_fee, p.slip, p.impact,
@@ -272,9 +269,9 @@ def fills_nb(
                         state = p.breaker_action
                         trip[0], trip[1], trip[2] = i, BREAKER_REJECTIONS, state
                 continue
-            fill = o * (1.0 + slippage_nb(p.slip, p.impact, q, volume[i, c]))
+            fill = buy_fill_nb(o, q, volume[i, c], p.slip, p.impact)
             cost = q * fill
-            cash = max(cash - (cost + cost * p.taker + p.fixed_fee), 0.0)
+            cash = max(cash - (cost + fee_nb(cost, p.taker, p.fixed_fee)), 0.0)
             pos[c] = q
             held += 1
             entry_px[c] = fill
