@@ -142,20 +142,11 @@ def test_save_backtest(store, config):
         store.save_backtest(config, SimpleNamespace(equity=equity, trades=trades))
 
 
-def test_bulk_equity_525600_points(store, config, record_property):
-    import time
-
+def test_bulk_equity_525600_points(store, config):
+    """A year of 1-minute equity points goes in with one call and comes back exactly."""
     idx = pd.date_range("2023-01-01", periods=525_600, freq="1min", tz="UTC")
     values = 10_000 + np.cumsum(np.random.default_rng(1).normal(0, 1, len(idx)))
     sid = store.create_session(config)
-    t0 = time.perf_counter()
     assert store.add_equity_points(sid, pd.Series(values, index=idx)) == 525_600
-    t_insert = time.perf_counter() - t0
-    t0 = time.perf_counter()
     eq = store.equity(sid)
-    t_read = time.perf_counter() - t0
-    record_property("insert_s", t_insert)
-    record_property("read_s", t_read)
-    print(f"\n525,600 equity points: insert {t_insert:.2f} s, read {t_read:.2f} s")
     assert len(eq) == 525_600 and (eq.index == idx).all() and np.array_equal(eq.equity.to_numpy(), values)
-    assert t_insert < 30
