@@ -339,3 +339,21 @@ def test_window_sum_rowwise_and_column_loop_are_bit_identical() -> None:
             assert np.isnan(full[:w]).all() and not np.isnan(full[w:]).any()
             for tail in (1, 3):
                 assert np.array_equal(fn(vol, w, tail), full[-tail:])
+
+
+def test_window_sums_add_each_window_oldest_to_newest_across_blocks() -> None:
+    """The one window-sum kernel gives, for every row, what ``np.cumsum`` gives along that row's window
+    (the documented order), whether the input is contiguous or a strided bar-buffer column, and for
+    more rows than one block (a row's order must not depend on where blocks start)."""
+    from workbench.strategies.indicators import _BLOCK, window_sums_nb
+
+    rng = np.random.default_rng(11)
+    x = 30_000 * np.exp(np.cumsum(rng.normal(0, 1e-3, 2 * _BLOCK + 300)))
+    strided = np.zeros((len(x), 5))
+    strided[:, 3] = x
+    for w in (1, 3, 31):
+        m = len(x) - w + 1
+        want = np.cumsum(np.lib.stride_tricks.sliding_window_view(x, w), axis=1)[:, -1]
+        assert np.array_equal(window_sums_nb(x, 0, m, w), want)
+        assert np.array_equal(window_sums_nb(strided[:, 3], 0, m, w), want)
+        assert np.array_equal(window_sums_nb(x, m - 2, 2, w), want[-2:])

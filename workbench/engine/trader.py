@@ -132,6 +132,8 @@ class Trader:
         self.strategy = strategy
         lb = strategy.lookback()
         self.buffers = {s: self.buffers[s].resized(lb) if s in self.buffers else BarBuffer(lb) for s in self.symbols}
+        # load (numba's cache) or compile the strategy's kernels now, not inside the first bar
+        strategy.last_signal(BarWindow(np.arange(lb, dtype=np.int64), np.ones((lb, len(_COLUMNS)))))
 
     # ---- fills ---------------------------------------------------------------------
     def _filled(self, fill: Fill, order: Order) -> None:

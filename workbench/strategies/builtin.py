@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from numba import njit
 
 from workbench.strategies.base import ArrayStrategy, Param
 from workbench.strategies.indicators import (
@@ -26,6 +27,7 @@ from workbench.strategies.indicators import (
     tail_of,
     window_mean_std,
     window_sum,
+    window_sums_nb,
 )
 from workbench.strategies.registry import register
 
@@ -38,18 +40,27 @@ def _plus_one(tail: int | None) -> int | None:
     return None if tail is None else tail + 1
 
 
-def _cross_above(a: np.ndarray, b: np.ndarray, tail: int | None) -> np.ndarray:
-    """a crosses above b: ``a > b`` now and ``a <= b`` one row before (False on the very first row).
-    ``a`` and ``b`` cover one row more than ``tail`` (or every row)."""
-    if len(a) == 2 and tail == 1:  # the live loop: two rows, compared as Python floats (same IEEE result)
-        (a0, a1), (b0, b1) = a.tolist(), b.tolist()
-        return np.array([a1 > b1 and a0 <= b0])
-    if not len(a):
-        return np.zeros(0, dtype=bool)
-    out = (a[1:] > b[1:]) & (a[:-1] <= b[:-1])
-    if tail is None or len(a) <= tail:  # the arrays start at the first row: it has no row before
-        out = np.concatenate((np.zeros(1, dtype=bool), out))
-    return out
+@njit(cache=True, nogil=True)
+def sma_cross_nb(close: np.ndarray, fast: int, slow: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """SMA cross (entries: the fast mean crosses above the slow one, ``fast > slow`` now and ``fast <=
+    slow`` one row before; exits: the reverse) for rows ``start`` .. ``len(close) - 1``. Means are
+    :func:`window_sums_nb` divided by the window; a row without a full slow window one row before
+    (or with a NaN in its windows) has no signal. One kernel for the backtest's every row and the
+    live loop's newest one."""
+    n = len(close)
+    entries, exits = np.zeros(n - start, np.bool_), np.zeros(n - start, np.bool_)
+    a = max(start, slow)  # the first row whose previous row has both means
+    if a >= n:
+        return entries, exits
+    fs = window_sums_nb(close, a - fast, n - a + 1, fast)  # rows a - 1 .. n - 1
+    ss = window_sums_nb(close, a - slow, n - a + 1, slow)
+    f0, s0 = fs[0] / fast, ss[0] / slow
+    for i in range(1, n - a + 1):
+        f1, s1 = fs[i] / fast, ss[i] / slow
+        entries[a - start + i - 1] = f1 > s1 and f0 <= s0
+        exits[a - start + i - 1] = s1 > f1 and s0 <= f0
+        f0, s0 = f1, s1
+    return entries, exits
 
 
 @register
@@ -71,9 +82,9 @@ class SmaCross(ArrayStrategy):
         return self.p["slow"] + 1
 
     def compute(self, cols: Cols, tail: int | None) -> tuple[np.ndarray, np.ndarray]:
-        close, f, s, t = cols["close"], self.p["fast"], self.p["slow"], _plus_one(tail)
-        fast, slow = window_sum(close, f, t) / f, window_sum(close, s, t) / s
-        return _cross_above(fast, slow, tail), _cross_above(slow, fast, tail)
+        close = cols["close"]
+        start = 0 if tail is None else max(len(close) - tail, 0)
+        return sma_cross_nb(close, self.p["fast"], self.p["slow"], start)
 
 
 @register

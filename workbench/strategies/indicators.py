@@ -5,9 +5,9 @@ the vectorized backtest asks for every row (``tail=None``), the bar-by-bar loop 
 or two. Both give bit-identical values for a row, whatever the frame's start, because each value
 depends only on its own window and is computed in a fixed order:
 
-* sums and means add a window's values oldest to newest (``acc += x``), as a column loop over all
-  rows or as ``np.cumsum`` along each window for a few rows (the same IEEE additions, in the same
-  order). pandas' online rolling mean differs by ~1e-12 depending on where the frame starts,
+* sums and means add a window's values oldest to newest (``acc += x``) in one numba kernel,
+  :func:`window_sums_nb`, whatever the number of rows (no fastmath: LLVM keeps the order of the
+  additions). pandas' online rolling mean differs by ~1e-12 depending on where the frame starts,
   which flips decisions whenever close sits on its mean;
 * standard deviations are two-pass (mean, then the sum of squared deviations in the same order);
 * max and median are order statistics (exact); an even-sized median is ``(a + b) / 2`` of the two
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 _ROWWISE_LIMIT = 1 << 16  # rows x window at most this: per-row cumsum (few rows); else column loop
 
@@ -44,27 +45,36 @@ def _windows(x: np.ndarray, lo: int, m: int, window: int) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(x[lo:], shape=(m, window), strides=(step, step), writeable=False)
 
 
-def _ordered_sum(x: np.ndarray, lo: int, m: int, window: int) -> np.ndarray:
-    """Sums of the ``m`` windows from ``lo``, each added oldest to newest."""
-    if m <= 4:  # the live loop's case: no strided view (its set-up costs more than the sums)
-        return np.array([x[lo + j:lo + j + window].cumsum()[-1] for j in range(m)])
-    if m * window <= _ROWWISE_LIMIT:
-        return np.cumsum(_windows(x, lo, m, window), axis=1)[:, -1]
-    acc = x[lo:lo + m].astype(np.float64, copy=True)
-    for k in range(1, window):
-        acc += x[lo + k:lo + k + m]
-    return acc
+_BLOCK = 2048  # rows per block of window_sums_nb: the block's sums stay in L1 while its windows are added
+
+
+@njit(cache=True, nogil=True)
+def window_sums_nb(x: np.ndarray, lo: int, m: int, window: int) -> np.ndarray:
+    """Sums of the ``m`` windows of ``window`` values of ``x`` starting at ``lo``, ``lo + 1``, ...,
+    each added oldest to newest: ``((x[i] + x[i+1]) + x[i+2]) + ...`` (what ``np.cumsum`` gives along
+    the window). The one definition of a window sum, for the backtest's every row and the live loop's
+    last one or two alike; rows are independent, so the blocks change nothing in any row's order."""
+    out = np.empty(m)
+    for b in range(0, m, _BLOCK):
+        e = min(b + _BLOCK, m)
+        o = out[b:e]
+        o[:] = x[lo + b:lo + e]
+        for k in range(1, window):
+            xs = x[lo + b + k:lo + e + k]
+            for j in range(e - b):  # non-negative indices over slices: LLVM vectorizes across rows
+                o[j] += xs[j]
+    return out
 
 
 def window_sum(x: np.ndarray, window: int, tail: int | None = None) -> np.ndarray:
     """Sum of each trailing ``window`` of ``x``, added oldest to newest; NaN during warm-up."""
     n = len(x)
-    if tail is not None and tail <= 4 and n >= window + tail - 1:  # the live loop: every window is full
-        return np.array([x[i - window:i].cumsum()[-1] for i in range(n - tail + 1, n + 1)])
+    if tail is not None and n >= window + tail - 1:  # the live loop: every window is full
+        return window_sums_nb(x, n - window - tail + 1, tail, window)
     s, first, m = _span(n, tail, window)
     out = np.full(n - s, np.nan)
     if m:
-        out[first - s:] = _ordered_sum(x, first - window + 1, m, window)
+        out[first - s:] = window_sums_nb(x, first - window + 1, m, window)
     return out
 
 
