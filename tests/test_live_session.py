@@ -11,14 +11,15 @@ import pytest
 
 from tests.exchange.fixtures import async_client
 from tests.exchange.server import LoopbackExchange
+from tests.kit import until
 from workbench.config import ConfigError, make_config
 from workbench.domain import Order, OrderType, SessionKind, SessionState, Side
 from workbench.engine import open_session
 from workbench.engine.ccxt_broker import CcxtBroker, make_async_exchange
 from workbench.engine.live import LiveNotArmed, LiveSession, arming_problem
 from workbench.engine.live_feed import LiveFeed
-from workbench.retry import RetryPolicy
 from workbench.engine.session import Session
+from workbench.retry import RetryPolicy
 from workbench.secrets import MissingCredentials, load_credentials
 from workbench.store import Store
 
@@ -26,7 +27,8 @@ S = SessionState
 ARMED = {"allow_live": True, "confirmation": "binance:main"}
 BAR = 0.05  # real seconds per 1-minute bar of the loopback's clock
 ALWAYS_IN = {"window": 1, "entry_threshold": -1.0, "exit_threshold": -1.0}  # enter at once, exit only on stops
-FAST = dict(order_policy=RetryPolicy(retries=None, base=0.02, cap=0.1), broker_policy=RetryPolicy(retries=20, base=0.02, cap=0.1),
+FAST = dict(order_policy=RetryPolicy(retries=None, base=0.02, cap=0.1),
+            broker_policy=RetryPolicy(retries=20, base=0.02, cap=0.1),
             poll_interval=0.05)
 
 
@@ -42,24 +44,9 @@ def lx():
         yield ex
 
 
-@pytest.fixture
-def store(tmp_path):
-    st = Store(f"sqlite:///{tmp_path / 'live.db'}")
-    yield st
-    st.close()
-
-
 def feed_for(client, config, **kw):
     return LiveFeed(client, config.symbols, config.data.timeframe, poll_seconds=0.01, bar_seconds=BAR,
                     stale_bars=kw.pop("stale_bars", 20), **kw)
-
-
-async def until(cond, timeout=10.0, step=0.02):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(step)
 
 
 def assert_fills_match_exchange(lx, store, sid):
@@ -250,7 +237,8 @@ def test_live_session_refuses_without_arming_and_says_how(store):
     assert "binance:main" in arming_problem(c, {"allow_live": True, "confirmation": "binance:other"})
     assert arming_problem(c, ARMED) is None
     assert arming_problem(live_config(kind="paper"), None) is None
-    assert arming_problem(live_config(live={"account": "sub1"}), {"allow_live": True, "confirmation": "binance:sub1"}) is None
+    sub1 = {"allow_live": True, "confirmation": "binance:sub1"}
+    assert arming_problem(live_config(live={"account": "sub1"}), sub1) is None
     with pytest.raises(LiveNotArmed, match="not armed"):
         open_session(c, store)
     with pytest.raises(LiveNotArmed, match="not armed"):
@@ -290,7 +278,8 @@ def test_canary_key_never_reaches_store_events_or_logs(tmp_path, monkeypatch, ca
             async def go():
                 client = lx.point(make_async_exchange("binance", load_credentials("binance", "main"), timeout=3000))
                 try:
-                    s = open_session(config, store, exchange=client, arming=ARMED, feed=feed_for(client, config), **FAST)
+                    s = open_session(config, store, exchange=client, arming=ARMED,
+                                     feed=feed_for(client, config), **FAST)
                     s.start()
                     await until(lambda: len(store.fills(s.id)) >= 2, timeout=20)
                     lx.fail_next(2, 503, path=ORDER)  # errors get logged and recorded too
@@ -307,7 +296,8 @@ def test_canary_key_never_reaches_store_events_or_logs(tmp_path, monkeypatch, ca
         logging.getLogger().removeHandler(handler)
         handler.close()
         store.close()
-    for blob in [p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("canary.db")] + [log_file.read_bytes()]:
+    stored = [p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("canary.db")]
+    for blob in [*stored, log_file.read_bytes()]:
         assert key.encode() not in blob and secret.encode() not in blob
     assert key not in caplog.text and secret not in caplog.text and key not in shown and secret not in shown
 
@@ -327,7 +317,7 @@ def test_paper_session_on_live_data_uses_the_paper_broker_and_pauses_when_the_fe
             await until(lambda: s.bars_seen >= 1)
             for n in range(2, 12):  # one bar at a time until the strategy has entered
                 lx.advance(1)
-                await until(lambda: s.bars_seen >= n)
+                await until(lambda n=n: s.bars_seen >= n)
                 if len(store.fills(s.id)):
                     break
             assert len(store.fills(s.id)) == 1 and s.portfolio.quantity("BTC/USDT") > 0
@@ -649,8 +639,9 @@ def test_resume_applies_a_limit_fill_made_while_down_once_and_follows_orders_sti
     r, final = asyncio.run(go())
     assert final is S.STOPPED
     rec = store.events(r.id)
-    assert rec[rec["kind"] == "reconcile"]["message"].str.contains("op1 is filled on the exchange; 1 fills applied").any()
-    assert rec[rec["kind"] == "reconcile"]["message"].str.contains("op2 is new on the exchange; 0 fills applied; resting").any()
+    reconciled = rec[rec["kind"] == "reconcile"]["message"]
+    assert reconciled.str.contains("op1 is filled on the exchange; 1 fills applied").any()
+    assert reconciled.str.contains("op2 is new on the exchange; 0 fills applied; resting").any()
     for cid in ("op1", "op2", "op3"):
         assert len(_buy_fills(store, r.id, cid)) == 1
     assert store.orders(r.id).set_index("client_id").loc[["op1", "op2", "op3"], "status"].tolist() == ["filled"] * 3

@@ -7,28 +7,24 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import update
+
+from tests.kit import FakeClock, until
 
 pytest.importorskip("ipywidgets")
 
-from workbench.metrics import format_metric  # noqa: E402
 from workbench.config import make_config  # noqa: E402
 from workbench.data import sample_bars  # noqa: E402
 from workbench.engine.feeds import ReplayFeed  # noqa: E402
 from workbench.engine.session import Session  # noqa: E402
-from workbench.store import Store  # noqa: E402
+from workbench.metrics import format_metric  # noqa: E402
+from workbench.store import schema  # noqa: E402
 from workbench.store.store import NotFoundError  # noqa: E402
 from workbench.ui import controls, detail, sessions  # noqa: E402
 from workbench.ui.launch import LOCAL_SESSIONS  # noqa: E402
 from workbench.ui.wizard import REVIEW, Wizard  # noqa: E402
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
-
-
-@pytest.fixture
-def store(tmp_path):
-    st = Store(f"sqlite:///{tmp_path / 'wb.db'}")
-    yield st
-    st.close()
 
 
 def paper(**kw):
@@ -38,24 +34,23 @@ def paper(**kw):
                        **kw)
 
 
+def set_heartbeat(store, session_id, at):
+    """Write a heartbeat time directly, as a runner that died at ``at`` leaves it."""
+    with store.engine.begin() as conn:
+        conn.execute(update(schema.sessions).where(schema.sessions.c.id == session_id).values(heartbeat_at=at))
+
+
 def session(store, speed=None, days=2, **kw):
     cfg = paper(**kw)
     bars = {s: sample_bars(s, days=days) for s in cfg.symbols}
     return Session(cfg, store, feed=ReplayFeed(bars, speed, yield_every=32), poll_interval=0.05)
 
 
-async def until(cond, timeout=10.0, step=0.02):
-    end = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(step)
-
-
 # ---- sessions table ---------------------------------------------------------------------------
 def test_sessions_table_shows_other_processes_sessions_live_and_flags_orphans(store):
     async def main():
-        view = sessions(store, refresh=0.05, stale_after=5)
+        clock = FakeClock(datetime.now(timezone.utc))  # stands still: heartbeats age only when it is advanced
+        view = sessions(store, refresh=0.05, stale_after=30, clock=clock)
         assert view.rows == {} and view.empty.layout.display is None
         # another process: a running session with a fresh heartbeat and one equity point
         sid = store.create_session(paper(name="remote-btc"))
@@ -73,13 +68,12 @@ def test_sessions_table_shows_other_processes_sessions_live_and_flags_orphans(st
         # a runner that stopped heartbeating long ago is flagged
         stale = store.create_session(paper())
         store.set_state(stale, "running")
-        with store.engine.begin() as conn:  # heartbeat a minute in the past, as a dead runner leaves it
-            from sqlalchemy import update
-
-            from workbench.store import schema
-            conn.execute(update(schema.sessions).where(schema.sessions.c.id == stale)
-                         .values(heartbeat_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
+        set_heartbeat(store, stale, clock() - timedelta(minutes=1))
         await until(lambda: stale in view.rows and "orphaned" in view.rows[stale].cells[4].value)
+        assert "orphaned" not in view.rows[sid].cells[4].value
+        # the flag follows the view's clock (not the wall clock): 31 s on, the remote runner's heartbeat is stale too
+        clock.advance(31)
+        await until(lambda: "orphaned" in view.rows[sid].cells[4].value)
         # finished sessions leave the table
         store.set_state(sid, "completed")
         await until(lambda: sid not in view.rows)

@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as W
 import pandas as pd
 
-from workbench.engine.exposure import active_sessions
+from workbench.engine.exposure import Clock, active_sessions, utc_now
 from workbench.engine.handle import handle_for
 from workbench.store import Store
 from workbench.ui.common import (
@@ -63,12 +63,16 @@ class SessionRow:
 
 
 class SessionsView:
-    """Active sessions table; display ``view.widget``. ``rows`` maps session id -> SessionRow."""
+    """Active sessions table; display ``view.widget``. ``rows`` maps session id -> SessionRow.
+
+    A running session whose heartbeat is older than ``stale_after`` seconds at ``clock()`` (default:
+    the UTC wall clock; tests pass a fake one) is flagged orphaned."""
 
     def __init__(self, store: Store | str | None = None, *, refresh: float = 1.0, stale_after: float = 10.0,
-                 with_detail: bool = False, detail_url: str | None = None):
+                 with_detail: bool = False, detail_url: str | None = None, clock: Clock = utc_now):
         self.store = open_store(store)
         self.stale_after, self.with_detail, self.detail_url = stale_after, with_detail, detail_url
+        self.clock = clock
         self.rows: dict[str, SessionRow] = {}
         self.frame = pd.DataFrame()
         self.selected: str | None = None
@@ -102,7 +106,7 @@ class SessionsView:
 
     def refresh(self) -> None:
         """Re-read the active sessions and update the table in place."""
-        frame = active_sessions(self.store, stale_after=self.stale_after)
+        frame = active_sessions(self.store, clock=self.clock, stale_after=self.stale_after)
         self.frame = frame
         ids = list(frame["id"])
         if ids != list(self.rows):
