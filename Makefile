@@ -1,4 +1,4 @@
-# Quick start: `make run` (dashboards + session host on the bundled sample data) and `make test` (whole suite).
+# Quick start: `make run` (dashboards + session host on the bundled sample data) and `make test` (lint + whole suite).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/workbench up
 
-test: install
+test: install lint  # a ruff or mypy finding stops the run before pytest
 	$(PY) -m pytest --nbval-lax
 
-lint: install  # ruff and mypy as configured in pyproject.toml (not yet part of `make test`)
+lint: install  # ruff and mypy as configured in pyproject.toml
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
