@@ -1,16 +1,17 @@
 """What a session trades: its orders, fills, positions, equity curve and trades, and saved backtests.
 
-Equity is stored in full, never downsampled: a year of minute points (525,600 rows) is one
-bulk ``executemany`` of a few seconds, and readers can resample as they like."""
+Equity is stored in full, never downsampled: a year of minute points (525,600 rows) is a bulk
+insert of well under a second (multi-row INSERTs on SQLite), and readers can resample as they like."""
 from __future__ import annotations
 
-import itertools
+import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -18,8 +19,28 @@ from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, Position, SessionKind, SessionState
 from workbench.store import schema as s
 from workbench.store.base import StoreBase, config_fields, db_value, db_values, finite, utc_now
-from workbench.store.frames import equity_frame, to_frame, trade_rows, trades_frame, utc
+from workbench.store.frames import EQUITY_COLUMNS, equity_frame, to_frame, trade_rows, trades_frame, utc
 from workbench.store.jsonutil import dumps, loads
+
+#: equity rows per SQLite INSERT statement: 5 bound values a row stay under 999, the oldest SQLite limit
+_ROWS_PER_INSERT = 199
+
+
+@functools.cache
+def _equity_insert_sql(rows: int) -> str:
+    """``INSERT INTO equity (session_id, time, equity, cash, exposure) VALUES (?, ...), ...`` for
+    ``rows`` rows (SQLite's qmark parameters)."""
+    names = ("session_id", "time", *EQUITY_COLUMNS)
+    one = "(" + ", ".join("?" * len(names)) + ")"
+    return f"INSERT INTO {s.equity.name} ({', '.join(names)}) VALUES " + ", ".join([one] * rows)
+
+
+def _floats_or_none(values: np.ndarray) -> list[float | None]:
+    """``values`` as Python floats, NaN as None (NULL)."""
+    out: list[float | None] = values.tolist()
+    if np.isnan(values).any():
+        out = [None if v != v else v for v in out]
+    return out
 
 
 class TradingStore(StoreBase):
@@ -168,21 +189,27 @@ class TradingStore(StoreBase):
 
     @staticmethod
     def _insert_equity(conn: Connection, session_id: str, frame: pd.DataFrame) -> None:
-        """Bulk insert. On SQLite the values are converted once, vectorized (times pre-formatted as
-        stored), and go straight to the driver's ``executemany``: ~2× faster than row-by-row
-        conversion. Other backends use SQLAlchemy's batched executemany."""
+        """Bulk insert. On SQLite the rows go to the driver as multi-row INSERTs of up to
+        :data:`_ROWS_PER_INSERT` rows (one statement step per chunk, not per row: ~1.3 us a point
+        instead of ~3 with ``executemany``), with the times pre-formatted as stored and the floats as
+        Python floats (NaN as NULL), no per-row conversion. Other backends use SQLAlchemy's batched
+        executemany."""
         if frame.empty:
             return
-        cols: dict[str, Any] = {"session_id": itertools.repeat(session_id)}
-        cols.update({c: frame[c].astype(object).where(frame[c].notna(), None).tolist()
-                     for c in ("equity", "cash", "exposure")})
+        floats = {c: _floats_or_none(frame[c].to_numpy(dtype=float)) for c in EQUITY_COLUMNS}
         if conn.dialect.name != "sqlite":
-            cols["time"] = frame.index.to_pydatetime().tolist()
-            conn.execute(insert(s.equity), [dict(zip(cols, r)) for r in zip(*cols.values())])
+            times = frame.index.to_pydatetime().tolist()
+            conn.execute(insert(s.equity), [{"session_id": session_id, "time": t, **dict(zip(floats, v))}
+                                            for t, *v in zip(times, *floats.values())])
             return
-        cols["time"] = s.UTCDateTime.sqlite_text(frame.index)
-        compiled = insert(s.equity).compile(dialect=conn.dialect, column_keys=list(cols))
-        conn.exec_driver_sql(compiled.string, list(zip(*(cols[n] for n in compiled.positiontup or ()))))
+        width, m = 2 + len(EQUITY_COLUMNS), len(frame)
+        flat: list[Any] = [session_id] * (width * m)  # row-major: session_id, time, equity, cash, exposure
+        flat[1::width] = s.UTCDateTime.sqlite_text(frame.index)
+        for k, c in enumerate(EQUITY_COLUMNS, 2):
+            flat[k::width] = floats[c]
+        for lo in range(0, m, _ROWS_PER_INSERT):
+            n = min(_ROWS_PER_INSERT, m - lo)
+            conn.exec_driver_sql(_equity_insert_sql(n), tuple(flat[width * lo:width * (lo + n)]))
 
     def equity(self, session_id: str, since: Any = None, last: int | None = None) -> pd.DataFrame:
         """The session's equity curve: columns equity, cash, exposure indexed by UTC ``time``;
