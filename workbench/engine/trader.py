@@ -35,6 +35,7 @@ from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
 from workbench.execution import Bar
 from workbench.strategies.base import BarWindow, Strategy
+from workbench.strategies.builtin import warm_up as warm_up_strategies
 
 _COLUMNS = ("open", "high", "low", "close", "volume")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -132,8 +133,7 @@ class Trader:
         self.strategy = strategy
         lb = strategy.lookback()
         self.buffers = {s: self.buffers[s].resized(lb) if s in self.buffers else BarBuffer(lb) for s in self.symbols}
-        # load (numba's cache) or compile the strategy's kernels now, not inside the first bar
-        strategy.last_signal(BarWindow(np.arange(lb, dtype=np.int64), np.ones((lb, len(_COLUMNS)))))
+        warm_up_strategies()  # the strategies' numba kernels load now, not inside the first bar
 
     # ---- fills ---------------------------------------------------------------------
     def _filled(self, fill: Fill, order: Order) -> None:

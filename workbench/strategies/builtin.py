@@ -63,6 +63,14 @@ def sma_cross_nb(close: np.ndarray, fast: int, slow: int, start: int) -> tuple[n
     return entries, exits
 
 
+def warm_up() -> None:
+    """Load (numba's on-disk cache) or compile the kernels the live loop calls, for the arrays it passes
+    (a column of a bar buffer: strided; contiguous while it holds one bar), so that a session's first
+    bars do not pay for it."""
+    for close in (np.ones((4, 5))[:, 3], np.ones(4)):
+        window_sums_nb(close, 0, 2, 3)
+        sma_cross_nb(close, 2, 3, 3)
+
 @register
 class SmaCross(ArrayStrategy):
     name = "sma_cross"
