@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.exchange.fixtures import loopback_exchange
+from tests.exchange.server import LoopbackExchange
 from tests.kit import FakeClock, paper_config
 from workbench.config import SessionConfig
 from workbench.data import sample_bars
@@ -49,6 +50,15 @@ def bars() -> pd.DataFrame:
 def config() -> SessionConfig:
     """A small valid paper config (:func:`paper_config`)."""
     return paper_config()
+
+
+@pytest.fixture
+def lx() -> Iterator[LoopbackExchange]:
+    """The live tests' loopback exchange (:func:`tests.live_kit.live_exchange`), stopped after the test."""
+    from tests.live_kit import live_exchange
+
+    with live_exchange() as exchange:
+        yield exchange
 
 
 @pytest.fixture
