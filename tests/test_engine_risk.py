@@ -8,9 +8,9 @@ import pytest
 
 from workbench.config import make_config
 from workbench.domain import Fill, Order, OrderType, Position, Side
-from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
 from workbench.execution import Bar
+from workbench.execution.ledger import Portfolio
 
 T0 = datetime(2024, 1, 8, 10, tzinfo=timezone.utc)  # a Monday
 BTC, ETH = "BTC/USDT", "ETH/USDT"

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
     from workbench.config import SessionConfig
     from workbench.engine.brokers import Broker
-    from workbench.engine.portfolio import Portfolio
     from workbench.engine.risk import RiskEngine
     from workbench.engine.trader import Trader
+    from workbench.execution.ledger import Portfolio
     from workbench.store import Store
     from workbench.strategies.base import Strategy
 

@@ -25,7 +25,7 @@ from workbench.domain import TRADE_COLUMNS, Fill, SessionState, Side
 from workbench.engine import commands
 from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.exposure import concentration, limit_usage
-from workbench.engine.portfolio import Portfolio
+from workbench.execution.ledger import Portfolio
 from workbench.store import Store
 
 S = SessionState

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from workbench import execution as ex
 from workbench.config import RiskConfig, SessionConfig
 from workbench.domain import Order, OrderType, Position, Side
-from workbench.engine.portfolio import Portfolio
+from workbench.execution.ledger import Portfolio
 
 OVERRIDABLE: tuple[str, ...] = (
     "max_position", "portfolio_limit", "concentration_limit", "stop_loss", "take_profit", "trailing_stop",

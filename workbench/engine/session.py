@@ -45,10 +45,10 @@ from workbench.engine.brokers import Broker, PaperBroker
 from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.controls import SessionControls
 from workbench.engine.feeds import ReplayFeed
-from workbench.engine.portfolio import Portfolio
 from workbench.engine.risk import RiskEngine
 from workbench.engine.trader import BarBuffer, Trader
 from workbench.execution import Bar
+from workbench.execution.ledger import Portfolio
 from workbench.store import Store
 from workbench.strategies.base import Strategy
 

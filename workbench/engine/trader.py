@@ -31,7 +31,7 @@ from workbench import execution as ex
 from workbench.config import SessionConfig
 from workbench.domain import TRADE_COLUMNS, Fill, Order, Side
 from workbench.engine.brokers.base import Broker, FillSink, OrderSink, ignore_fill, ignore_order
-from workbench.engine.portfolio import Portfolio
+from workbench.execution.ledger import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
 from workbench.execution import Bar
 from workbench.strategies.base import BarWindow, Strategy

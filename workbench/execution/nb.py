@@ -64,6 +64,27 @@ def fee_nb(notional: float, rate: float, fixed_fee: float) -> float:
 
 
 @njit(cache=True)
+def book_buy_nb(
+    cash: float, held: float, avg_price: float, quantity: float, price: float, fee: float
+) -> tuple[float, float, float]:
+    """The ledger after a buy fill: (cash, position, average entry price). Cash pays notional + fee;
+    the position's entry price is the quantity-weighted average."""
+    notional = quantity * price
+    total = held + quantity
+    return cash - (notional + fee), total, (held * avg_price + notional) / total
+
+
+@njit(cache=True)
+def book_sell_nb(
+    cash: float, held: float, avg_price: float, quantity: float, price: float, fee: float, entry_fees: float
+) -> tuple[float, float, float]:
+    """The ledger after a sell fill of ``quantity`` (<= ``held``): (cash, position left, the closed part's
+    P&L net of ``entry_fees`` attributed to it and this fill's ``fee``)."""
+    pnl = quantity * (price - avg_price) - entry_fees - fee
+    return cash + (quantity * price - fee), held - quantity, pnl
+
+
+@njit(cache=True)
 def target_quantity_nb(mode: int, value: float, equity: float, price: float) -> float:
     """Quantity a new entry asks for at ``price`` before caps (rule 4): SIZING_MODES[mode] with ``value``."""
     if mode == SIZE_FIXED_AMOUNT:

@@ -31,6 +31,8 @@ from workbench.execution.codes import (
 )
 from workbench.execution.nb import (
     MIN_QUANTITY,
+    book_buy_nb,
+    book_sell_nb,
     breaker_nb,
     buy_fill_nb,
     cap_entry_nb,
@@ -235,8 +237,7 @@ def fills_nb(
             fee = fee_nb(proceeds, p.taker, p.fixed_fee)
             if proceeds - fee < 0.0:  # fees exceed proceeds: vectorbt rejects such a sell
                 continue
-            cash += proceeds - fee
-            pos[c] = 0.0
+            cash, pos[c], _pnl = book_sell_nb(cash, pos[c], entry_px[c], pos[c], fill, fee, 0.0)
             held -= 1
             if p.max_orders_per_minute > 0:
                 order_times[n_orders % len(order_times)] = now
@@ -270,11 +271,9 @@ def fills_nb(
                         trip[0], trip[1], trip[2] = i, BREAKER_REJECTIONS, state
                 continue
             fill = buy_fill_nb(o, q, volume[i, c], p.slip, p.impact)
-            cost = q * fill
-            cash = max(cash - (cost + fee_nb(cost, p.taker, p.fixed_fee)), 0.0)
-            pos[c] = q
+            cash, pos[c], entry_px[c] = book_buy_nb(cash, 0.0, 0.0, q, fill, fee_nb(q * fill, p.taker, p.fixed_fee))
+            cash = max(cash, 0.0)  # vectorbt's booking never lets rounding take cash below 0
             held += 1
-            entry_px[c] = fill
             entry_t[c] = now
             peak[c] = -np.inf
             if p.max_orders_per_minute > 0:

@@ -18,7 +18,7 @@ from workbench.domain import Fill, Order
 from workbench.execution import Bar
 
 if TYPE_CHECKING:
-    from workbench.engine.portfolio import Portfolio
+    from workbench.execution.ledger import Portfolio
 
 FillSink = Callable[[Fill, Order], None]
 OrderSink = Callable[[Order, str], None]

@@ -37,7 +37,7 @@ from workbench.retry import RetryPolicy, is_transient
 from workbench.store import Store
 
 if TYPE_CHECKING:
-    from workbench.engine.portfolio import Portfolio
+    from workbench.execution.ledger import Portfolio
 
 OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 OPERATOR = "operator"  # the reason of operator orders

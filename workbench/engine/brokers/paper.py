@@ -36,7 +36,7 @@ from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
 
 if TYPE_CHECKING:
-    from workbench.engine.portfolio import Portfolio
+    from workbench.execution.ledger import Portfolio
 
 _DONE = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
 

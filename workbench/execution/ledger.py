@@ -1,10 +1,11 @@
-"""Portfolio accounting: cash, long positions, marks, equity, exposure and the trade log.
+"""The session's cash/position ledger: cash, long positions, marks, equity, exposure and the trade log.
 
-Spot, long-only. A buy adds to a position at a weighted average price; a sell closes part or
-all of it and logs one trade row per closing fill (like vectorbt's exit trades), with the
-entry fees and slippage attributed pro rata. Rows have the keys of
-``workbench.domain.TRADE_COLUMNS``, so ``pd.DataFrame(rows, columns=TRADE_COLUMNS)``
-is the backtest's trade log.
+Spot, long-only. The arithmetic of a fill is :func:`workbench.execution.nb.book_buy_nb` /
+:func:`~workbench.execution.nb.book_sell_nb`, which the vectorized walk books with too. A buy adds
+to a position at a weighted average price; a sell closes part or all of it and logs one trade row
+per closing fill (like vectorbt's exit trades), with the entry fees and slippage attributed pro
+rata. Rows have the keys of ``workbench.domain.TRADE_COLUMNS``, so
+``pd.DataFrame(rows, columns=TRADE_COLUMNS)`` is the backtest's trade log.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from workbench.domain import TRADE_COLUMNS, Fill, Position, Side
-from workbench.execution import MIN_QUANTITY
+from workbench.execution.nb import MIN_QUANTITY, book_buy_nb, book_sell_nb
 
 
 class Portfolio:
@@ -31,18 +32,16 @@ class Portfolio:
     def apply_fill(self, fill: Fill) -> dict[str, Any] | None:
         """Book ``fill``: cash (incl. commission), the position, and for a sell the closed trade (returned)."""
         pos = self.positions.get(fill.symbol)
-        notional = fill.quantity * fill.price
         self.fill_count += 1
         if fill.side is Side.BUY:
             if pos is None:
                 pos = self.positions[fill.symbol] = Position(fill.symbol)
-            self.cash -= notional + fill.commission
             if pos.quantity <= 0.0:
                 pos.quantity, pos.avg_price, pos.opened_at, pos.peak_price = 0.0, 0.0, fill.time, 0.0
                 pos.extra = {"entry_fees": 0.0, "entry_slippage": 0.0}
-            total = pos.quantity + fill.quantity
-            pos.avg_price = (pos.quantity * pos.avg_price + notional) / total
-            pos.quantity = total
+            self.cash, pos.quantity, pos.avg_price = book_buy_nb(
+                self.cash, pos.quantity, pos.avg_price, fill.quantity, fill.price, fill.commission
+            )
             pos.extra["entry_fees"] += fill.commission
             pos.extra["entry_slippage"] += fill.slippage
             self.marks.setdefault(fill.symbol, fill.price)
@@ -50,11 +49,12 @@ class Portfolio:
         held = pos.quantity if pos is not None else 0.0
         if pos is None or not fill.quantity <= held * (1.0 + 1e-9):
             raise ValueError(f"sell of {fill.quantity} {fill.symbol} exceeds the position of {held} (long-only)")
-        self.cash += notional - fill.commission
         share = min(fill.quantity / pos.quantity, 1.0)
         entry_fees = pos.extra["entry_fees"] * share
         entry_slip = pos.extra["entry_slippage"] * share
-        pnl = fill.quantity * (fill.price - pos.avg_price) - entry_fees - fill.commission
+        self.cash, left, pnl = book_sell_nb(
+            self.cash, pos.quantity, pos.avg_price, fill.quantity, fill.price, fill.commission, entry_fees
+        )
         trade = {
             "symbol": fill.symbol,
             "entry_time": pos.opened_at,
@@ -74,7 +74,7 @@ class Portfolio:
         }
         self.trades.append(trade)
         pos.realized_pnl += pnl
-        pos.quantity -= fill.quantity
+        pos.quantity = left
         pos.extra["entry_fees"] -= entry_fees
         pos.extra["entry_slippage"] -= entry_slip
         if pos.quantity <= MIN_QUANTITY or share >= 1.0:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from workbench.domain import Fill, Side
-from workbench.engine.portfolio import Portfolio
+from workbench.execution.ledger import Portfolio
 from workbench.metrics import TRADE_COLUMNS, compute_metrics
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
