@@ -31,11 +31,11 @@ from workbench import execution as ex
 from workbench.config import SessionConfig
 from workbench.domain import TRADE_COLUMNS, Fill, Order, Side
 from workbench.engine.brokers.base import Broker, FillSink, OrderSink, ignore_fill, ignore_order
-from workbench.execution.ledger import Portfolio
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
 from workbench.execution import Bar
+from workbench.execution.ledger import Portfolio
 from workbench.strategies.base import BarWindow, Strategy
-from workbench.strategies.builtin import warm_up as warm_up_strategies
+from workbench.strategies.indicators import warm_up as warm_up_strategies
 
 _COLUMNS = ("open", "high", "low", "close", "volume")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -17,17 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from numba import njit
 
 from workbench.strategies.base import ArrayStrategy, Param
 from workbench.strategies.indicators import (
     prior_max,
     prior_median,
     shifted,
+    sma_cross_nb,
     tail_of,
     window_mean_std,
     window_sum,
-    window_sums_nb,
 )
 from workbench.strategies.registry import register
 
@@ -39,37 +38,6 @@ Cols = Mapping[str, np.ndarray]
 def _plus_one(tail: int | None) -> int | None:
     return None if tail is None else tail + 1
 
-
-@njit(cache=True, nogil=True)
-def sma_cross_nb(close: np.ndarray, fast: int, slow: int, start: int) -> tuple[np.ndarray, np.ndarray]:
-    """SMA cross (entries: the fast mean crosses above the slow one, ``fast > slow`` now and ``fast <=
-    slow`` one row before; exits: the reverse) for rows ``start`` .. ``len(close) - 1``. Means are
-    :func:`window_sums_nb` divided by the window; a row without a full slow window one row before
-    (or with a NaN in its windows) has no signal. One kernel for the backtest's every row and the
-    live loop's newest one."""
-    n = len(close)
-    entries, exits = np.zeros(n - start, np.bool_), np.zeros(n - start, np.bool_)
-    a = max(start, slow)  # the first row whose previous row has both means
-    if a >= n:
-        return entries, exits
-    fs = window_sums_nb(close, a - fast, n - a + 1, fast)  # rows a - 1 .. n - 1
-    ss = window_sums_nb(close, a - slow, n - a + 1, slow)
-    f0, s0 = fs[0] / fast, ss[0] / slow
-    for i in range(1, n - a + 1):
-        f1, s1 = fs[i] / fast, ss[i] / slow
-        entries[a - start + i - 1] = f1 > s1 and f0 <= s0
-        exits[a - start + i - 1] = s1 > f1 and s0 <= f0
-        f0, s0 = f1, s1
-    return entries, exits
-
-
-def warm_up() -> None:
-    """Load (numba's on-disk cache) or compile the kernels the live loop calls, for the arrays it passes
-    (a column of a bar buffer: strided; contiguous while it holds one bar), so that a session's first
-    bars do not pay for it."""
-    for close in (np.ones((4, 5))[:, 3], np.ones(4)):
-        window_sums_nb(close, 0, 2, 3)
-        sma_cross_nb(close, 2, 3, 3)
 
 @register
 class SmaCross(ArrayStrategy):

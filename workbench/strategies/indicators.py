@@ -11,7 +11,9 @@ depends only on its own window and is computed in a fixed order:
   which flips decisions whenever close sits on its mean;
 * standard deviations are two-pass (mean, then the sum of squared deviations in the same order);
 * max and median are order statistics (exact); an even-sized median is ``(a + b) / 2`` of the two
-  middle values, as pandas computes it.
+  middle values, as pandas computes it;
+* :func:`sma_cross_nb` (the SMA cross strategy's whole decision) is a kernel over those sums, so the
+  live loop's newest row is one numba call.
 
 Every function returns a float array of length ``n`` (``tail=None``) or ``min(tail, n)`` (the last
 rows), NaN where the window is not full yet.
@@ -77,6 +79,39 @@ def window_sum(x: np.ndarray, window: int, tail: int | None = None) -> np.ndarra
         out[first - s:] = window_sums_nb(x, first - window + 1, m, window)
     return out
 
+
+# sma_cross_nb lives here, next to the kernel it calls: numba's on-disk cache is invalidated per source
+# file, so a caller in another file could keep a stale copy of window_sums_nb after it changes.
+@njit(cache=True, nogil=True)
+def sma_cross_nb(close: np.ndarray, fast: int, slow: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """SMA cross (entries: the fast mean crosses above the slow one, ``fast > slow`` now and ``fast <=
+    slow`` one row before; exits: the reverse) for rows ``start`` .. ``len(close) - 1``. Means are
+    :func:`window_sums_nb` divided by the window; a row without a full slow window one row before
+    (or with a NaN in its windows) has no signal. One kernel for the backtest's every row and the
+    live loop's newest one."""
+    n = len(close)
+    entries, exits = np.zeros(n - start, np.bool_), np.zeros(n - start, np.bool_)
+    a = max(start, slow)  # the first row whose previous row has both means
+    if a >= n:
+        return entries, exits
+    fs = window_sums_nb(close, a - fast, n - a + 1, fast)  # rows a - 1 .. n - 1
+    ss = window_sums_nb(close, a - slow, n - a + 1, slow)
+    f0, s0 = fs[0] / fast, ss[0] / slow
+    for i in range(1, n - a + 1):
+        f1, s1 = fs[i] / fast, ss[i] / slow
+        entries[a - start + i - 1] = f1 > s1 and f0 <= s0
+        exits[a - start + i - 1] = s1 > f1 and s0 <= f0
+        f0, s0 = f1, s1
+    return entries, exits
+
+
+def warm_up() -> None:
+    """Load (numba's on-disk cache) or compile the kernels the live loop calls, for the arrays it passes
+    (a column of a bar buffer: strided; contiguous while it holds one bar), so that a session's first
+    bars do not pay for it."""
+    for close in (np.ones((4, 5))[:, 3], np.ones(4)):
+        window_sums_nb(close, 0, 2, 3)
+        sma_cross_nb(close, 2, 3, 3)
 
 def window_mean_std(x: np.ndarray, window: int, tail: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Trailing mean and sample standard deviation (ddof=1), two-pass, fixed order."""
