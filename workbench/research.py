@@ -135,9 +135,7 @@ def compare_sessions(store: Store, ids: Sequence[str],
     for sid in ids:
         row = store.get_session(sid)
         eq = store.equity(sid)["equity"]
-        trades = store.trades(sid)
-        if "duration" not in trades.columns:  # the store keeps entry/exit times, not the duration
-            trades["duration"] = trades["exit_time"] - trades["entry_time"]
+        trades = store.trades(sid)  # TRADE_COLUMNS, duration included
         values = (compute_metrics(eq, trades, float(row["initial_balance"])) if len(eq)
                   else dict.fromkeys(metrics, float("nan")))
         rows.append({"session": row.get("name") or sid, "id": sid, "kind": row["kind"], "strategy": row["strategy"],
