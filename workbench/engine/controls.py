@@ -1,14 +1,16 @@
 """The controls of a session: the public methods (each a command applied now, as a 'control' event)
 and their implementations ``_do_<command>`` (return a message or raise CommandRejected/ValueError).
 
-:class:`SessionControls` is mixed into :class:`~workbench.engine.session.Session`; dispatch (binding
-arguments, the state table) is :mod:`workbench.engine.commands` via ``Session._control`` and
-``Session._apply_command``. Where paper and exchange brokers differ (cancel now or on the exchange,
-flatten at the next bar or now) the broker decides (:class:`~workbench.engine.brokers.Broker`).
+:class:`SessionControls` is mixed into :class:`~workbench.engine.session.Session`. Store commands
+(:meth:`~SessionControls.apply_command`) and method calls (``_control``) go through one dispatch,
+:mod:`workbench.engine.commands` (arguments bound first, the state table). Where paper and
+exchange brokers differ (cancel now or on the exchange, flatten at the next bar or now) the broker
+decides (:class:`~workbench.engine.brokers.Broker`).
 """
 from __future__ import annotations
 
 import math
+import traceback
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +62,69 @@ class SessionControls:
         def strategy(self) -> Strategy: ...
         @property
         def _close_all(self) -> set[str]: ...
-        def _control(self, name: Command | str, actor: str, **args: Any) -> str: ...
-        def _require_live(self, name: Command | str) -> None: ...
+        actor: str
+        def _risk_events(self) -> None: ...
         def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None: ...
         def _open_symbols(self) -> list[str]: ...
         def _checkpoint(self) -> None: ...
         def _now(self) -> datetime: ...
+
+    # ---- dispatch: store commands and method calls alike ---------------------------------------
+    def apply_command(self, cmd: dict[str, Any]) -> None:
+        """Apply one store command and finish it as applied or rejected (a bug inside the handler is
+        rejected as a failure with an error event holding the traceback, never as bad arguments)."""
+        name, args, actor = cmd["command"], dict(cmd.get("args") or {}), cmd.get("actor") or "user"
+        try:
+            command = commands.parse(name)
+            if command is Command.PLACE_ORDER:  # the command's id names the order: re-applying it is a no-op
+                args.setdefault("client_id", f"cmd{cmd['id']}")
+            msg = self._apply_command(command, actor, args)
+        except ValueError as e:  # CommandRejected, BadArguments, invalid values
+            self.store.finish_command(cmd["id"], "rejected", str(e))
+            return
+        except Exception as e:
+            self.store.add_event(self.id, "error", f"{name} failed: {type(e).__name__}: {e}",
+                                 {"command": name, "traceback": traceback.format_exc()}, actor=self.actor)
+            self.store.finish_command(cmd["id"], "rejected", f"{name} failed: {type(e).__name__}: {e}")
+            return
+        self.store.finish_command(cmd["id"], "applied", msg)
+        self._after_control(command)
+
+    def _apply_command(self, command: Command, actor: str, args: dict[str, Any]) -> str:
+        """Run ``_do_<command>`` with ``args`` bound first (:func:`workbench.engine.commands.dispatch`)."""
+        if command not in commands.RUNNER_COMMANDS:
+            raise CommandRejected(f"{command.value} is not applied by the runner: it makes a new run "
+                                  "(SessionHandle.restart or Session.restart)")
+        if "actor" in args:
+            raise commands.BadArguments(f"bad arguments for {command.value}: 'actor' is set by the caller, "
+                                        "not an argument")
+        return commands.dispatch(getattr(self, f"_do_{command.value}"), command, actor=actor, **args)
+
+    def _control(self, name: Command | str, actor: str, **args: Any) -> str:
+        """A control called as a method: applied now, recorded as a 'control' event."""
+        command = commands.parse(name)
+        msg = self._apply_command(command, actor, args)
+        self.store.add_event(self.id, "control", f"{command.value} applied: {msg}",
+                             {"command": command.value, "args": args}, actor=actor)
+        self._after_control(command)
+        return msg
+
+    def _after_control(self, name: Command | str) -> None:
+        """What follows any applied control: flush risk events, end the task on kill, else checkpoint."""
+        if self.risk.events:
+            self._risk_events()
+        if name == Command.KILL:
+            self._cancel_task()
+        elif self._in_loop and not self.state.is_final:
+            self._checkpoint()
+
+    def _cancel_task(self) -> None:
+        if self._task is not None and not self._task.done() and self._in_loop:
+            self._task.cancel()
+
+    def _require_live(self, name: Command | str) -> None:
+        """Reject ``name`` unless the current state allows it (:data:`workbench.engine.commands.ALLOWED`)."""
+        commands.check_allowed(self.state, name)
 
     # ---- controls (methods) ----------------------------------------------------------------
     def pause(self, actor: str = "user") -> str:

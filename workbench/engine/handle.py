@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.config import SessionConfig
-from workbench.domain import TRADE_COLUMNS, Fill, SessionState, Side
+from workbench.domain import TRADE_COLUMNS, SessionState
 from workbench.engine import commands
 from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.exposure import concentration, limit_usage
@@ -67,12 +67,7 @@ def _snapshot(session_id: str, kind: str, state: SessionState, risk_state: str, 
 def stored_portfolio(store: Store, session_id: str, initial_cash: float,
                      marks: Mapping[str, float] | None = None) -> Portfolio:
     """The portfolio the session's stored fills give (in booking order), marked at ``marks``."""
-    fills, orders = store.fills(session_id), store.orders(session_id)
-    reason = dict(zip(orders.client_id, orders.reason)) if len(orders) else {}
-    pf = Portfolio.replay_fills(initial_cash, (
-        Fill(r.client_id, r.symbol, Side(r.side), r.quantity, r.price, r.commission, r.slippage,
-             pd.Timestamp(r.time).to_pydatetime(), r.fill_id, reason.get(r.client_id, ""))
-        for r in fills.itertuples(index=False)))
+    pf = Portfolio.replay_stored(initial_cash, store.fills(session_id), store.orders(session_id))
     pf.marks.update({s: float(v) for s, v in (marks or {}).items()})
     return pf
 

@@ -39,10 +39,9 @@ import pandas as pd
 
 from workbench import execution as ex
 from workbench.config import SessionConfig
-from workbench.domain import Fill, Order, OrderStatus, SessionState, Side
+from workbench.domain import Fill, Order, OrderStatus, SessionState
 from workbench.engine import commands
 from workbench.engine.brokers import Broker, PaperBroker
-from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.controls import SessionControls
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.risk import RiskEngine
@@ -380,12 +379,8 @@ class Session(SessionControls):
         """The closed trades, rebuilt from the first ``count`` fills in the store (stored in booking order;
         a paper runner writes them with the checkpoint that covers them, so there are no others). Their
         cash must equal the checkpoint's, else the store and the runner state disagree."""
-        fills, orders = self.store.fills(self.id).iloc[:count], self.store.orders(self.id)
-        reason = dict(zip(orders.client_id, orders.reason))
-        pf = Portfolio.replay_fills(self.portfolio.initial_cash, (
-            Fill(r.client_id, r.symbol, Side(r.side), r.quantity, r.price, r.commission, r.slippage,
-                 pd.Timestamp(r.time).to_pydatetime(), r.fill_id, reason.get(r.client_id, ""))
-            for r in fills.itertuples(index=False)))
+        fills = self.store.fills(self.id).iloc[:count]
+        pf = Portfolio.replay_stored(self.portfolio.initial_cash, fills, self.store.orders(self.id))
         if pf.cash != cash:
             raise RuntimeError(f"session {self.id}: the stored fills give cash {pf.cash!r}, the checkpoint "
                                f"{cash!r}; the store does not match the runner state")
@@ -468,62 +463,6 @@ class Session(SessionControls):
             self.apply_command(cmd)
         if self._in_loop and not self.state.is_final:
             self._checkpoint()
-
-    def apply_command(self, cmd: dict[str, Any]) -> None:
-        """Apply one store command and finish it as applied or rejected (a bug inside the handler is
-        rejected as a failure with an error event holding the traceback, never as bad arguments)."""
-        name, args, actor = cmd["command"], dict(cmd.get("args") or {}), cmd.get("actor") or "user"
-        try:
-            command = commands.parse(name)
-            if command is Command.PLACE_ORDER:  # the command's id names the order: re-applying it is a no-op
-                args.setdefault("client_id", f"cmd{cmd['id']}")
-            msg = self._apply_command(command, actor, args)
-        except ValueError as e:  # CommandRejected, BadArguments, invalid values
-            self.store.finish_command(cmd["id"], "rejected", str(e))
-            return
-        except Exception as e:
-            self.store.add_event(self.id, "error", f"{name} failed: {type(e).__name__}: {e}",
-                                 {"command": name, "traceback": traceback.format_exc()}, actor=self.actor)
-            self.store.finish_command(cmd["id"], "rejected", f"{name} failed: {type(e).__name__}: {e}")
-            return
-        self.store.finish_command(cmd["id"], "applied", msg)
-        self._after_control(command)
-
-    def _apply_command(self, command: Command, actor: str, args: dict[str, Any]) -> str:
-        """Run ``_do_<command>`` with ``args`` bound first (:func:`workbench.engine.commands.dispatch`)."""
-        if command not in commands.RUNNER_COMMANDS:
-            raise CommandRejected(f"{command.value} is not applied by the runner: it makes a new run "
-                                  "(SessionHandle.restart or Session.restart)")
-        if "actor" in args:
-            raise commands.BadArguments(f"bad arguments for {command.value}: 'actor' is set by the caller, "
-                                        "not an argument")
-        return commands.dispatch(getattr(self, f"_do_{command.value}"), command, actor=actor, **args)
-
-    def _control(self, name: Command | str, actor: str, **args: Any) -> str:
-        """A control called as a method: applied now, recorded as a 'control' event."""
-        command = commands.parse(name)
-        msg = self._apply_command(command, actor, args)
-        self.store.add_event(self.id, "control", f"{command.value} applied: {msg}",
-                             {"command": command.value, "args": args}, actor=actor)
-        self._after_control(command)
-        return msg
-
-    def _after_control(self, name: Command | str) -> None:
-        """What follows any applied control: flush risk events, end the task on kill, else checkpoint."""
-        if self.risk.events:
-            self._risk_events()
-        if name == Command.KILL:
-            self._cancel_task()
-        elif self._in_loop and not self.state.is_final:
-            self._checkpoint()
-
-    def _cancel_task(self) -> None:
-        if self._task is not None and not self._task.done() and self._in_loop:
-            self._task.cancel()
-
-    def _require_live(self, name: Command | str) -> None:
-        """Reject ``name`` unless the current state allows it (:data:`workbench.engine.commands.ALLOWED`)."""
-        commands.check_allowed(self.state, name)
 
     def _now(self) -> datetime:
         return self.last_bar or datetime.now(timezone.utc)

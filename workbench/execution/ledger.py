@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import pandas as pd
+
 from workbench.domain import TRADE_COLUMNS, Fill, Position, Side
 from workbench.execution.nb import MIN_QUANTITY, book_buy_nb, book_sell_nb
 
@@ -211,6 +213,16 @@ class Portfolio:
         for fill in fills:
             pf.apply_fill(fill)
         return pf
+
+    @classmethod
+    def replay_stored(cls, initial_cash: float, fills: pd.DataFrame, orders: pd.DataFrame) -> Portfolio:
+        """:meth:`replay_fills` of the store's fill rows (``Store.fills``, in booking order), each with
+        its order's reason from the order rows (``Store.orders``)."""
+        reason = dict(zip(orders.client_id, orders.reason, strict=True)) if len(orders) else {}
+        return cls.replay_fills(initial_cash, (
+            Fill(r.client_id, r.symbol, Side(r.side), r.quantity, r.price, r.commission, r.slippage,
+                 pd.Timestamp(r.time).to_pydatetime(), r.fill_id, reason.get(r.client_id, ""))
+            for r in fills.itertuples(index=False)))
 
 
 def _iso(t: datetime | None) -> str | None:
