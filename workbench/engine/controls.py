@@ -73,8 +73,9 @@ class SessionControls:
     def apply_command(self, cmd: dict[str, Any]) -> None:
         """Apply one store command and finish it as applied or rejected (a bug inside the handler is
         rejected as a failure with an error event holding the traceback, never as bad arguments)."""
-        name, args, actor = cmd["command"], dict(cmd.get("args") or {}), cmd.get("actor") or "user"
+        name, actor = cmd["command"], cmd.get("actor") or "user"
         try:
+            args = _command_args(cmd)
             command = commands.parse(name)
             if command is Command.PLACE_ORDER:  # the command's id names the order: re-applying it is a no-op
                 args.setdefault("client_id", f"cmd{cmd['id']}")
@@ -364,3 +365,17 @@ class SessionControls:
             return f"canceling order {client_id} on {self.broker.venue} (retrying until it answers)"
         self.store.upsert_order(self.id, order)
         return f"order {client_id} canceled ({order.filled_quantity:g} of {order.quantity:g} filled)"
+
+
+def _command_args(cmd: dict[str, Any]) -> dict[str, Any]:
+    """A store command's arguments as a dict, or BadArguments saying what the row holds instead."""
+    if cmd.get("args_error"):
+        raise commands.BadArguments(f"bad arguments for {cmd['command']!r}: {cmd['args_error']}")
+    args = cmd.get("args")
+    if args is None:
+        return {}
+    if not isinstance(args, dict):
+        raise commands.BadArguments(f"bad arguments for {cmd['command']!r}: args must be an object of argument "
+                                    f"names to values, got {type(args).__name__} {args!r}")
+    return dict(args)
+

@@ -1,6 +1,7 @@
 """Control commands queued for a session's runner: pending -> applied | rejected, each also an event."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -21,6 +22,9 @@ class CommandsStore(StoreBase):
         """Queue a command for the session's runner (also recorded as a 'command' event); returns its id."""
         if not command or not isinstance(command, str):
             raise ValueError(f"command must be a non-empty string, got {command!r}")
+        if args is not None and not (isinstance(args, Mapping) and all(isinstance(k, str) for k in args)):
+            raise ValueError(f"args of {command!r} must be a dict of argument names to values, e.g. "
+                             f"{{'factor': 0.5}}, or None; got {type(args).__name__} {args!r}")
 
         def run(conn: Connection) -> int:
             self._require(conn, session_id)
@@ -48,8 +52,14 @@ class CommandsStore(StoreBase):
 
     @staticmethod
     def _command_dict(row: Any) -> dict[str, Any]:
+        """A command row with ``args`` parsed; a row whose text is not JSON gets ``args`` None and the
+        reason in ``args_error`` (the runner rejects it on its own; it never stops the rows after it)."""
         out = dict(row._mapping)
-        out["args"] = loads(out.pop("args_json")) or {}
+        raw = out.pop("args_json")
+        try:
+            out["args"] = {} if raw is None else loads(raw)
+        except ValueError as e:
+            out["args"], out["args_error"] = None, f"args are not JSON ({e}): {raw!r}"
         return out
 
     def finish_command(self, cmd_id: int, status: str, result: str = "") -> None:
