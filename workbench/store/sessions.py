@@ -12,7 +12,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from workbench.config import ConfigError, SessionConfig
 from workbench.domain import SessionKind, SessionState
 from workbench.store import schema as s
-from workbench.store.base import NotFoundError, StoreBase, config_fields, db_value, state_name, utc_now
+from workbench.store.base import NotFoundError, StoreBase, StoreError, config_fields, db_value, state_name, utc_now
 from workbench.store.frames import to_frame, utc
 from workbench.store.jsonutil import dumps, loads
 
@@ -130,6 +130,17 @@ class SessionsStore(StoreBase):
             return True
 
         return self._write(run)
+
+    def cancel_requested(self, session_id: str, *, actor: str = "user", reason: str = "") -> None:
+        """End a "requested" session no host has claimed yet (it becomes stopped, with a 'cancelled'
+        event); :class:`StoreError` naming its state if it is not requested any more."""
+        why = f": {reason}" if reason else ""
+        if not self.set_state(session_id, SessionState.STOPPED, actor=actor, expect=SessionState.REQUESTED,
+                              message=f"cancelled by {actor} before a host picked it up{why}"):
+            state = self.get_session(session_id)["state"]
+            raise StoreError(f"cannot cancel session {session_id}: it is {state}; only a requested session "
+                             "(not yet picked up by a host) can be cancelled; stop or kill a running one")
+        self.add_event(session_id, "cancelled", f"cancelled by {actor}{why}", {"reason": reason}, actor)
 
     def heartbeat(self, session_id: str, runner: str) -> None:
         """Record that ``runner`` (host:pid) is alive and running the session now."""

@@ -1,16 +1,21 @@
-"""The ``workbench`` command: a thin shell over the package's functions."""
+"""The ``workbench`` command: a thin shell over the package's functions.
+
+``workbench session ...`` (alias ``sessions``) is :mod:`workbench.cli.session`, ``workbench run`` is
+:mod:`workbench.cli.run`; what ``--json`` prints is :mod:`workbench.cli.output`'s one rule."""
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from workbench.cli.output import dumps
+from workbench.cli.run import add_run_parser
+from workbench.cli.session import add_session_parser
 from workbench.config import SessionConfig, make_config
 from workbench.reports.cli import add_report_parser, parse_params
 from workbench.serve import add_up_parser
+from workbench.store.base import StoreError
 
 
 def config_from_args(args: argparse.Namespace) -> SessionConfig:
@@ -44,14 +49,6 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
     return make_config(**{**base, **given})
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if hasattr(value, "item"):
-        return _jsonable(value.item())
-    return value
-
-
 def cmd_backtest(args: argparse.Namespace) -> int:
     from workbench.backtest import run_backtest
 
@@ -65,63 +62,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "config": config.to_dict(),
-            "metrics": {k: _jsonable(v) for k, v in result.metrics.items()},
+            "metrics": result.metrics,
             "trade_count": int(len(result.trades)),
             "session_id": session_id,
         }
-        print(json.dumps(out, indent=2, default=str))
+        print(dumps(out))
     else:
         print(result.summary())
         if session_id:
             print(f"\nsaved as session {session_id}")
-    return 0
-
-
-def cmd_sessions_list(args: argparse.Namespace) -> int:
-    from workbench.store import Store, format_history
-
-    df = Store(args.db).history(kind=args.kind, strategy=args.strategy)
-    print(format_history(df) if len(df) else "no sessions yet: run `workbench backtest` or `make run`")
-    return 0
-
-
-def cmd_sessions_act(args: argparse.Namespace) -> int:
-    """Apply one control to a session run elsewhere and print the runner's answer."""
-    from workbench.engine.handle import RemoteHandle
-    from workbench.store import Store
-
-    handle = RemoteHandle(args.id, Store(args.db), actor="cli", timeout=args.timeout)
-    print(handle.act(args.name, **parse_params(args.arg, "--arg", "factor=0.5")))
-    return 0
-
-
-def cmd_sessions_restart(args: argparse.Namespace) -> int:
-    """Request a new run of a session's config (same kind) from ``workbench host``."""
-    from workbench.engine.handle import RemoteHandle
-    from workbench.store import Store
-
-    arming = {"allow_live": args.allow_live, "confirmation": args.confirm or ""} if args.allow_live or args.confirm \
-        else None
-    new = RemoteHandle(args.id, Store(args.db), actor="cli").restart(arming=arming)
-    print(f"restart of {args.id} requested as {new.session_id} ({new.kind}); `workbench host` runs it")
-    return 0
-
-
-def cmd_sessions_show(args: argparse.Namespace) -> int:
-    """Print a session's state, risk state, positions, trades so far and exposure."""
-    from workbench.engine.handle import RemoteHandle
-    from workbench.store import Store
-
-    handle = RemoteHandle(args.id, Store(args.db))
-    snap = handle.snapshot()
-    allowed = ", ".join(sorted(c.value for c in handle.allowed())) or "nothing"
-    print(f"session {snap.session_id} ({snap.kind}): {snap.state.value}; risk state: {snap.risk_state or 'n/a'}")
-    print(f"equity {snap.equity:,.2f}  cash {snap.cash:,.2f}  exposure {snap.exposure:,.2f}")
-    print(f"allowed now: {allowed}")
-    print("positions:\n" + (snap.positions.to_string(index=False) if len(snap.positions) else "  none"))
-    closed = snap.trades[snap.trades["status"] != "open"] if len(snap.trades) else snap.trades
-    print(f"trades: {len(closed)} closed, {len(snap.trades) - len(closed)} open, "
-          f"P&L {float(snap.trades['pnl'].sum()) if len(snap.trades) else 0.0:,.2f}")
     return 0
 
 
@@ -178,38 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--no-save", action="store_true", help="do not record the run in the store")
     bt.set_defaults(func=cmd_backtest)
 
-    sessions = sub.add_parser("sessions", help="session history and controls")
-    ssub = sessions.add_subparsers(dest="sessions_command", required=True)
-    ls = ssub.add_parser("list", parents=[common], help="the history table: date, strategy, kind, P&L, return, trades")
-    ls.add_argument("--kind", choices=["backtest", "paper", "live"])
-    ls.add_argument("--strategy")
-    ls.set_defaults(func=cmd_sessions_list)
-    from workbench.engine.commands import RUNNER_COMMANDS
-
-    act = ssub.add_parser("act", parents=[common], help="apply a control to a running session (through the store)")
-    act.add_argument("id", help="session id")
-    act.add_argument("name", metavar="COMMAND", choices=[c.value for c in RUNNER_COMMANDS],
-                     help=f"one of: {', '.join(c.value for c in RUNNER_COMMANDS)}")
-    act.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                     help="command argument, e.g. --arg factor=0.5 or --arg 'params={\"fast\": 4}' (JSON values)")
-    act.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the runner's answer")
-    act.set_defaults(func=cmd_sessions_act)
-    rs = ssub.add_parser("restart", parents=[common], help="request a new run of a session (same config and kind)")
-    rs.add_argument("id", help="session id")
-    rs.add_argument("--allow-live", action="store_true", help="re-arm a live session (with --confirm)")
-    rs.add_argument("--confirm", metavar="EXCHANGE:ACCOUNT",
-                    help="the live session's exchange:account, e.g. binance:main")
-    rs.set_defaults(func=cmd_sessions_restart)
-    show = ssub.add_parser("show", parents=[common], help="state, risk state, positions, trades and exposure")
-    show.add_argument("id", help="session id")
-    show.set_defaults(func=cmd_sessions_show)
+    add_session_parser(sub, common)
+    add_run_parser(sub, common)
 
     demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
     demo.set_defaults(func=cmd_demo)
     host = sub.add_parser("host", parents=[common], help="run sessions requested from dashboards and apply commands")
     host.add_argument("--poll", type=float, default=0.5, help="seconds between store polls")
     host.add_argument("--stop-after", type=float, default=None, help="stop claiming after this many seconds")
-    host.add_argument("--resume-orphans", action="store_true", help="also resume sessions whose runner died")
+    host.add_argument("--resume-orphans", action=argparse.BooleanOptionalAction, default=True,
+                      help="resume sessions whose runner died from their last checkpoint (default: yes)")
     host.add_argument("--allow-live", action="store_true",
                       help="run requested live sessions (each still needs its exchange:account confirmation)")
     host.add_argument("--replay-speed", type=float, default=None, metavar="K",
@@ -229,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, LookupError) as e:  # ConfigError, usage, data and not-found errors: all say how to fix
+    except (ValueError, OSError, LookupError, StoreError) as e:  # config, usage, data, store: all say how to fix
         print(f"workbench: {e}", file=sys.stderr)
     return 2
 

@@ -1,0 +1,203 @@
+"""``workbench session ...`` (alias ``sessions``): history and controls of any session from a shell.
+
+Every command acts through the same :class:`~workbench.engine.handle.RemoteHandle` the dashboards use
+(commands go through the store to the session's runner, e.g. ``workbench host``), so they work with
+the dashboards down. ``--json`` prints one JSON document (``tail``: one JSON line per event).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from workbench.cli.output import dumps, jsonable, records
+from workbench.domain import SessionState
+from workbench.engine.commands import RUNNER_COMMANDS, Command
+from workbench.reports.cli import parse_params
+from workbench.store import Store
+
+#: the controls with a subcommand of their own (``close-all`` is the ``close_all`` command)
+CONTROLS = (Command.PAUSE, Command.RESUME, Command.STOP, Command.KILL, Command.CLOSE_ALL, Command.CANCEL_ALL)
+
+
+def _remote(args: argparse.Namespace, **kwargs: Any) -> Any:
+    from workbench.engine.handle import RemoteHandle
+
+    return RemoteHandle(args.id, Store(args.db), actor="cli", **kwargs)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from workbench.store import format_history
+
+    df = Store(args.db).history(kind=args.kind, strategy=args.strategy)
+    if args.json:
+        print(dumps(records(df)))
+    else:
+        print(format_history(df) if len(df) else "no sessions yet: run `workbench backtest` or `make run`")
+    return 0
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    """Apply one control to a session run elsewhere and print the runner's answer."""
+    name = args.name if args.control is None else args.control
+    params = parse_params(args.arg, "--arg", "factor=0.5")
+    if getattr(args, "reason", None):
+        params["reason"] = args.reason
+    handle = _remote(args, timeout=args.timeout)
+    result = handle.act(name, **params)
+    if args.json:
+        print(dumps({"session_id": args.id, "command": name, "args": params, "result": result,
+                     "state": handle.state}))
+    else:
+        print(result)
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    """Request a new run of a session's config (same kind) from ``workbench host``."""
+    arming = {"allow_live": args.allow_live, "confirmation": args.confirm or ""} if args.allow_live or args.confirm \
+        else None
+    new = _remote(args).restart(arming=arming)
+    if args.json:
+        print(dumps({"session_id": args.id, "new_session_id": new.session_id, "kind": new.kind, "state": new.state}))
+    else:
+        print(f"restart of {args.id} requested as {new.session_id} ({new.kind}); `workbench host` runs it")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a requested session that no host has picked up."""
+    store = Store(args.db)
+    store.cancel_requested(args.id, actor="cli", reason=args.reason or "")
+    state = store.get_session(args.id)["state"]
+    print(dumps({"session_id": args.id, "state": state}) if args.json else f"session {args.id} cancelled ({state})")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print a session's state, risk state, positions, trades so far and exposure."""
+    handle = _remote(args)
+    snap = handle.snapshot()
+    allowed = sorted(c.value for c in handle.allowed())
+    closed = snap.trades[snap.trades["status"] != "open"] if len(snap.trades) else snap.trades
+    pnl = float(snap.trades["pnl"].sum()) if len(snap.trades) else 0.0
+    if args.json:
+        print(dumps({"session_id": snap.session_id, "kind": snap.kind, "state": snap.state,
+                     "risk_state": snap.risk_state or None, "equity": snap.equity, "cash": snap.cash,
+                     "exposure": snap.exposure, "allowed": allowed, "positions": snap.positions,
+                     "trades": {"closed": len(closed), "open": len(snap.trades) - len(closed), "pnl": pnl}}))
+        return 0
+    print(f"session {snap.session_id} ({snap.kind}): {snap.state.value}; risk state: {snap.risk_state or 'n/a'}")
+    print(f"equity {snap.equity:,.2f}  cash {snap.cash:,.2f}  exposure {snap.exposure:,.2f}")
+    print(f"allowed now: {', '.join(allowed) or 'nothing'}")
+    print("positions:\n" + (snap.positions.to_string(index=False) if len(snap.positions) else "  none"))
+    print(f"trades: {len(closed)} closed, {len(snap.trades) - len(closed)} open, P&L {pnl:,.2f}")
+    return 0
+
+
+def cmd_trades(args: argparse.Namespace) -> int:
+    """The session's trades so far (open ones with status "open"), as CSV, JSON or a table."""
+    trades = _remote(args).snapshot().trades
+    if args.csv:
+        trades.to_csv(sys.stdout, index=False)
+    elif args.json:
+        print(dumps(records(trades)))
+    else:
+        print(trades.to_string(index=False) if len(trades) else "no trades")
+    return 0
+
+
+def follow_events(store: Store, session_id: str, *, follow_for: float | None = None, poll: float = 0.5,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> Iterator[dict[str, Any]]:
+    """The session's events, oldest first; with ``follow_for`` also those that come within that many
+    seconds of ``clock`` (checked every ``poll`` s), ending early once the session has ended."""
+    store.get_session(session_id)  # NotFoundError for a bad id
+    last = -1
+    end = None if follow_for is None else clock() + follow_for
+    while True:
+        ended = SessionState(store.get_session(session_id)["state"]).is_final  # before the read: no event lost
+        frame = store.events(session_id)
+        for event in records(frame[frame["id"] > last]):
+            last = max(last, int(event["id"]))
+            yield event
+        if end is None or ended or clock() >= end:
+            return
+        sleep(min(poll, max(end - clock(), 0.0)))
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print the session's events; ``--for`` keeps printing new ones for that many seconds."""
+    if args.follow_for is not None and not args.follow_for >= 0:
+        raise ValueError(f"--for takes seconds to follow, e.g. --for 60 (got {args.follow_for})")
+    for ev in follow_events(Store(args.db), args.id, follow_for=args.follow_for, poll=args.poll):
+        if args.json:
+            print(dumps(ev, lines=True), flush=True)
+        else:
+            print(f"{ev['time']}  {ev['kind']:<8} {ev['actor']:<8} {ev['message']}", flush=True)
+    return 0
+
+
+def add_session_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``workbench session`` (alias ``sessions``) and its subcommands."""
+    js = argparse.ArgumentParser(add_help=False)
+    js.add_argument("--json", action="store_true", help="print one JSON document")
+    parents = [common, js]
+    sessions = sub.add_parser("session", aliases=["sessions"], help="session history and controls (headless)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ssub = sessions.add_subparsers(dest="sessions_command", required=True)
+
+    ls = ssub.add_parser("list", parents=parents, help="the history table: date, strategy, kind, P&L, return, trades")
+    ls.add_argument("--kind", choices=["backtest", "paper", "live"])
+    ls.add_argument("--strategy")
+    ls.set_defaults(func=cmd_list)
+
+    def control(p: argparse.ArgumentParser, command: Command | None) -> None:
+        p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="command argument, e.g. --arg factor=0.5 or --arg 'params={\"fast\": 4}' (JSON values)")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the runner's answer")
+        p.set_defaults(func=cmd_act, control=None if command is None else command.value)
+
+    for cmd in CONTROLS:
+        p = ssub.add_parser(cmd.value.replace("_", "-"), parents=parents,
+                            help=f"the {cmd.value} control, through the session's runner")
+        p.add_argument("id", help="session id")
+        control(p, cmd)
+        if cmd in (Command.STOP, Command.KILL):
+            p.add_argument("--reason", default="", help="why (recorded in the session's events)")
+    act = ssub.add_parser("act", parents=parents, help="apply any control to a running session (through the store)")
+    act.add_argument("id", help="session id")
+    act.add_argument("name", metavar="COMMAND", choices=[c.value for c in RUNNER_COMMANDS],
+                     help=f"one of: {', '.join(c.value for c in RUNNER_COMMANDS)}")
+    control(act, None)
+
+    rs = ssub.add_parser("restart", parents=parents, help="request a new run of a session (same config and kind)")
+    rs.add_argument("id", help="session id")
+    rs.add_argument("--allow-live", action="store_true", help="re-arm a live session (with --confirm)")
+    rs.add_argument("--confirm", metavar="EXCHANGE:ACCOUNT",
+                    help="the live session's exchange:account, e.g. binance:main")
+    rs.set_defaults(func=cmd_restart)
+    cancel = ssub.add_parser("cancel", parents=parents, help="cancel a requested session no host has picked up")
+    cancel.add_argument("id", help="session id")
+    cancel.add_argument("--reason", default="", help="why (recorded in the session's events)")
+    cancel.set_defaults(func=cmd_cancel)
+    show = ssub.add_parser("show", parents=parents, help="state, risk state, positions, trades and exposure")
+    show.add_argument("id", help="session id")
+    show.set_defaults(func=cmd_show)
+    tail = ssub.add_parser("tail", parents=parents, help="the session's events (JSON lines with --json)")
+    tail.add_argument("id", help="session id")
+    tail.add_argument("--for", dest="follow_for", type=float, default=None, metavar="SECONDS",
+                      help="keep printing new events for this many seconds (ends early when the session ends)")
+    tail.add_argument("--poll", type=float, default=0.5, help="seconds between reads while following")
+    tail.set_defaults(func=cmd_tail)
+    tr = ssub.add_parser("trades", parents=[common], help="the session's trades so far")
+    fmt = tr.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="as CSV (TRADE_COLUMNS)")
+    fmt.add_argument("--json", action="store_true", help="as a JSON list of trades")
+    tr.add_argument("id", help="session id")
+    tr.set_defaults(func=cmd_trades)
+
+
+__all__ = ["CONTROLS", "add_session_parser", "follow_events", "jsonable"]
