@@ -18,8 +18,8 @@ ADJUST = {"close_all", "cancel_all", "trip_breaker", "reset_breaker", "risk_over
           "tighten_stops", "enable_symbol", "disable_symbol", "set_params", "cancel_order"}
 EXPECTED = {
     "requested": set(),
-    "created": {"pause", "kill", "place_order", *ADJUST},
-    "starting": {"pause", "kill", "place_order", *ADJUST},
+    "created": {"pause", "resume", "stop", "kill", "place_order", *ADJUST},  # queued or applied at once
+    "starting": {"pause", "resume", "stop", "kill", "place_order", *ADJUST},
     "running": {"pause", "stop", "kill", "place_order", *ADJUST},
     "paused": {"resume", "stop", "kill", "place_order", *ADJUST},
     "stopping": {"kill", *ADJUST},
@@ -148,9 +148,8 @@ def test_the_runner_rejects_by_the_table_and_reports_handler_bugs_as_failures(st
 def test_controls_before_the_start_follow_the_table(store):
     cfg = paper_config()
     session = Session(cfg, store, feed=ReplayFeed(bars_for(cfg), None))
-    assert session.pause() == "will start paused"
     assert session.scale_sizing(0.5) == "sizing x0.5"  # risk adjustments apply from the first bar
-    with pytest.raises(CommandRejected, match="cannot stop: the session is created; created allows: "):
-        session.stop()
-    with pytest.raises(CommandRejected, match="cannot resume: the session is created"):
-        session.resume_trading()
+    assert session.pause() == session.resume_trading() == "queued: applies when the session runs"
+    with pytest.raises(CommandRejected, match="restart is not applied by the runner"):
+        session._control("restart", "user")
+    assert session.stop().startswith("stopped before it ran") and session.state is S.STOPPED

@@ -6,8 +6,11 @@ these tables; nothing else decides what a state allows.
 
 * :data:`ALLOWED` — state -> the commands accepted in it (the engine rejects the others with
   :func:`check_allowed`'s message, naming the state and what it allows). Risk adjustments are
-  accepted before the first bar too (they apply from it) and while stopping; ``restart`` (a new run
-  of the same config, :mod:`workbench.engine.handle`) is for ended and orphaned sessions.
+  accepted while stopping; ``restart`` (a new run of the same config, :mod:`workbench.engine.handle`)
+  is for ended and orphaned sessions. Before the run (:data:`BEFORE_RUN`: created, starting) every
+  runner command is accepted: adjustments apply at once (from the first bar), :data:`QUEUED` ones
+  (pause, resume, place_order; :func:`queues`) wait and apply in order once it runs, before its first
+  bar, and stop and kill end it at once.
 * :data:`TRANSITIONS` — (state, command) -> the state the session is in once the command took
   effect (``kill``: once the run has ended). Commands missing here leave the state as it is.
 * :func:`dispatch` binds the arguments with :func:`inspect.signature` first: missing or unknown
@@ -63,7 +66,8 @@ RUNNER_COMMANDS: tuple[Command, ...] = tuple(c for c in Command if c is not C.RE
 #: risk and strategy adjustments: accepted whenever the runner can apply them (not after the end)
 ADJUST = frozenset({C.CLOSE_ALL, C.CANCEL_ALL, C.TRIP_BREAKER, C.RESET_BREAKER, C.RISK_OVERRIDE, C.SCALE_SIZING,
                     C.TIGHTEN_STOPS, C.ENABLE_SYMBOL, C.DISABLE_SYMBOL, C.SET_PARAMS, C.CANCEL_ORDER})
-_BEFORE_START = frozenset({C.PAUSE, C.KILL, C.PLACE_ORDER, *ADJUST})  # pause: it starts paused
+#: before the run every runner command is accepted: see :data:`BEFORE_RUN` and :data:`QUEUED`
+_BEFORE_START = frozenset(RUNNER_COMMANDS)
 _ENDED = frozenset({C.RESTART})
 
 #: state -> the commands accepted in it
@@ -81,8 +85,15 @@ ALLOWED: Mapping[SessionState, frozenset[Command]] = {
     S.FAILED: _ENDED,
 }
 
+#: states with no running session yet: stop and kill end it at once (nothing traded); the commands in
+#: :data:`QUEUED` wait and apply in the order given once it runs, before its first bar
+BEFORE_RUN = frozenset({S.CREATED, S.STARTING})
+#: the commands that need a running session (its trading state, its first prices)
+QUEUED = frozenset({C.PAUSE, C.RESUME, C.PLACE_ORDER})
+
 #: (state, command) -> the state the command leads to
 TRANSITIONS: Mapping[tuple[SessionState, Command], SessionState] = {
+    **{(s, C.STOP): S.STOPPED for s in BEFORE_RUN},
     (S.RUNNING, C.PAUSE): S.PAUSED,
     (S.PAUSED, C.RESUME): S.RUNNING,
     (S.RUNNING, C.STOP): S.STOPPING,
@@ -128,6 +139,13 @@ def next_state(state: SessionState | str, command: Command | str) -> SessionStat
     """The state ``command`` (allowed in ``state``) leads to; unchanged if it does not change it."""
     st = _state(state)
     return TRANSITIONS.get((st, check_allowed(st, command)), st)
+
+
+def queues(state: SessionState | str, command: Command | str, behind: bool = False) -> bool:
+    """Whether ``command`` given in ``state`` waits until the session runs: a :data:`QUEUED` one before
+    the run, or (``behind``: controls are queued already) any but stop and kill, to keep their order."""
+    cmd = parse(command)
+    return _state(state) in BEFORE_RUN and (cmd in QUEUED or (behind and cmd not in (C.STOP, C.KILL)))
 
 
 def signature_text(handler: Callable[..., Any], command: Command | str, hidden: Iterable[str] = ("actor",)) -> str:

@@ -9,6 +9,7 @@ decides (:class:`~workbench.engine.brokers.Broker`).
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import traceback
 from datetime import datetime, timedelta
@@ -21,8 +22,6 @@ from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.risk import RiskContext
 
 if TYPE_CHECKING:
-    import asyncio
-
     from workbench.config import SessionConfig
     from workbench.engine.brokers import Broker
     from workbench.engine.risk import RiskEngine
@@ -32,6 +31,8 @@ if TYPE_CHECKING:
     from workbench.strategies.base import Strategy
 
 S = SessionState
+#: what a control given before the session runs answers (:func:`workbench.engine.commands.queues`)
+QUEUED_MESSAGE = "queued: applies when the session runs"
 
 
 class SessionControls:
@@ -47,7 +48,7 @@ class SessionControls:
         last_bar: datetime | None
         _task: asyncio.Task[None] | None
         _kill_reason: str | None
-        _start_paused: bool
+        _queued: list[tuple[Command, str, dict[str, Any]]]
         _order_seq: int
         _in_loop: bool
         _dirty_orders: dict[str, Order]
@@ -67,6 +68,7 @@ class SessionControls:
         def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None: ...
         def _open_symbols(self) -> list[str]: ...
         def _checkpoint(self) -> None: ...
+        def _final_bookkeeping(self) -> None: ...
         def _now(self) -> datetime: ...
 
     # ---- dispatch: store commands and method calls alike ---------------------------------------
@@ -99,12 +101,22 @@ class SessionControls:
         if "actor" in args:
             raise commands.BadArguments(f"bad arguments for {command.value}: 'actor' is set by the caller, "
                                         "not an argument")
-        return commands.dispatch(getattr(self, f"_do_{command.value}"), command, actor=actor, **args)
+        handler = getattr(self, f"_do_{command.value}")
+        if commands.queues(self.state, command, behind=bool(self._queued)):
+            commands.check_allowed(self.state, command)
+            commands.bind(handler, command, actor=actor, **args)  # bad arguments are refused now
+            self._queued.append((command, actor, dict(args)))
+            return QUEUED_MESSAGE
+        return commands.dispatch(handler, command, actor=actor, **args)
 
     def _control(self, name: Command | str, actor: str, **args: Any) -> str:
-        """A control called as a method: applied now, recorded as a 'control' event."""
+        """A control called as a method: applied now (or queued before the run), as a 'control' event."""
         command = commands.parse(name)
         msg = self._apply_command(command, actor, args)
+        if msg == QUEUED_MESSAGE:
+            self.store.add_event(self.id, "control", f"{command.value} {msg}",
+                                 {"command": command.value, "args": args}, actor=actor)
+            return msg
         self.store.add_event(self.id, "control", f"{command.value} applied: {msg}",
                              {"command": command.value, "args": args}, actor=actor)
         self._after_control(command)
@@ -119,8 +131,33 @@ class SessionControls:
         elif self._in_loop and not self.state.is_final:
             self._checkpoint()
 
+    def _apply_queued(self) -> None:
+        """Apply the controls given before the run, in their order (the session calls it once running,
+        before its first bar); one that no longer applies is a 'control' event saying why."""
+        queue, self._queued = self._queued, []
+        for command, actor, args in queue:
+            try:
+                self._control(command, actor, **args)
+            except ValueError as e:
+                self.store.add_event(self.id, "control", f"{command.value} rejected: {e}",
+                                     {"command": command.value, "args": args}, actor=actor)
+
+    def _end_before_run(self, state: SessionState, actor: str, reason: str) -> str:
+        """Stop or kill a session that has not run yet: it ends now (no bar seen, the queue dropped)
+        and its task, if started, is cancelled."""
+        self._queued.clear()
+        if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
+            self._task.cancel()
+        self._final_bookkeeping()
+        what = "stopped" if state is S.STOPPED else "killed"
+        msg = f"{what} before it ran; open positions: {self._open_symbols() or 'none'}"
+        self._set_state(state, f"{msg} (by {actor}{': ' + reason if reason else ''})", actor)
+        return msg
+
     def _cancel_task(self) -> None:
-        if self._task is not None and not self._task.done() and self._in_loop:
+        """End the run (a kill applied from inside the run's own task is seen before its next bar)."""
+        if (self._task is not None and not self._task.done() and self._in_loop
+                and self._task is not asyncio.current_task()):
             self._task.cancel()
 
     def _require_live(self, name: Command | str) -> None:
@@ -194,10 +231,6 @@ class SessionControls:
 
     # ---- control implementations: return a message or raise CommandRejected/ValueError -------
     def _do_pause(self, actor: str) -> str:
-        self._require_live(Command.PAUSE)
-        if self.state is not S.RUNNING:  # created/starting: not trading yet
-            self._start_paused = True
-            return "will start paused"
         self._set_state(commands.next_state(self.state, Command.PAUSE),
                         f"paused by {actor}: no new entries, exits and stops still run", actor)
         return "paused"
@@ -208,6 +241,8 @@ class SessionControls:
 
     def _do_stop(self, actor: str, reason: str = "") -> str:
         stopping = commands.next_state(self.state, Command.STOP)
+        if stopping.is_final:  # before the run
+            return self._end_before_run(stopping, actor, reason)
         canceled = self._cancel_all()
         self._set_state(stopping, f"stopping ({actor}{': ' + reason if reason else ''}): "
                         f"{len(canceled)} orders canceled, flattening at the next bar", actor)
@@ -218,7 +253,8 @@ class SessionControls:
         return msg
 
     def _do_kill(self, actor: str, reason: str = "") -> str:
-        self._require_live("kill")
+        if commands.next_state(self.state, Command.KILL) is S.KILLED and self.state in commands.BEFORE_RUN:
+            return self._end_before_run(S.KILLED, actor, reason)
         if self._task is None or self._task.done():
             raise CommandRejected("cannot kill: the session is not running in this process")
         self._kill_reason = f"by {actor}" + (f": {reason}" if reason else "")

@@ -69,6 +69,12 @@ async def _batches(feed: AsyncIterable[dict[str, Bar]]) -> AsyncIterator[list[di
         yield [bars]
 
 
+async def _no_batches() -> AsyncIterator[list[dict[str, Bar]]]:
+    """No bars (a run stopped before its first one)."""
+    return
+    yield
+
+
 def _operator_seqs(client_ids: Any) -> list[int]:
     """The ``n`` of operator order ids ``op<n>`` (a new one never reuses an id written before a crash)."""
     return [int(m.group(1)) for c in client_ids if (m := re.fullmatch(r"op(\d+)", str(c)))]
@@ -111,11 +117,13 @@ class Session(SessionControls):
         self.bars_seen = 0
         self.last_bar: datetime | None = None
         self._kill_reason: str | None = None
+        self._hand_back_reason: str | None = None  # hand_back(): end this runner, not the session
         self._task: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._in_loop = False
         self._resumed_state: dict[str, Any] | None = None
-        self._start_paused = False
+        self._start_paused = False  # enter paused (a resumed paused run)
+        self._queued: list[tuple[commands.Command, str, dict[str, Any]]] = []  # controls given before the run
         self.error: str | None = None
 
     # the trader's parts
@@ -152,6 +160,8 @@ class Session(SessionControls):
         """Schedule the run on the running event loop and return at once (works from a Jupyter cell)."""
         if self._task is not None:
             raise RuntimeError(f"session {self.id} was already started")
+        if self.state.is_final:
+            raise RuntimeError(f"session {self.id} is {self.state.value}; restart() makes a new run of its config")
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"session-{self.id}")
         return self
 
@@ -172,6 +182,15 @@ class Session(SessionControls):
         """``start()`` then ``wait()``."""
         self.start()
         return await self.wait()
+
+    def hand_back(self, reason: str) -> None:
+        """End this runner, not the session (a host shutting down): cancel the run, checkpoint it and
+        leave it ORPHANED, runner cleared, for the next host to resume with its positions and resting
+        orders. A kill already asked for wins. ``await wait()`` for it to take effect."""
+        if self._kill_reason is None:
+            self._hand_back_reason = reason
+        if self._task is not None:
+            self._task.cancel()
 
     @classmethod
     def resume(cls, session_id: str, store: Store, feed: AsyncIterable[dict[str, Bar]] | None = None,
@@ -229,7 +248,8 @@ class Session(SessionControls):
             await self.broker.start()
             self._order_seq = max([self._order_seq, *_operator_seqs(self.store.orders(self.id).client_id)])
         except asyncio.CancelledError:
-            self._finish_killed()
+            if not self.state.is_final:  # else stopped or killed before it ran
+                self._finish_killed()
             await self._finish_broker()
             return
         except Exception as e:
@@ -246,7 +266,10 @@ class Session(SessionControls):
         before = self.portfolio.fill_count
         await self.broker.finish()
         late = self.portfolio.fill_count - before
-        if late:
+        if late and self._hand_back_reason is not None:
+            with contextlib.suppress(Exception):
+                self._checkpoint()  # handed back: the run goes on elsewhere, nothing ends here
+        elif late:
             self._final_bookkeeping()
             self.store.add_event(self.id, "late_fills", f"{late} fills of orders open at the end were recorded "
                                  f"after it; open positions: {', '.join(self._open_symbols()) or 'none'}",
@@ -264,12 +287,16 @@ class Session(SessionControls):
             self._beat()
             self._set_state(S.PAUSED if paused else S.RUNNING,
                             f"resumed after {self.last_bar}" if self._resumed_state else "running")
+            self._apply_queued()  # controls given before the run, then the store's: before the first bar
+            self.poll()
+            if self._kill_reason is not None:
+                raise asyncio.CancelledError
             self._poller = asyncio.get_running_loop().create_task(self._poll_loop())
             since_ck, every, on_bar = 0, self.checkpoint_interval, self._on_bar
-            async for batch in _batches(feed):
+            async for batch in _batches(feed) if not self._flat_and_stopping() else _no_batches():
                 for bars in batch:  # no await inside a batch: controls act between batches
                     on_bar(bars)
-                    if self.state is S.STOPPING and not self._open_symbols():
+                    if self._flat_and_stopping():
                         break
                     since_ck += 1
                     if since_ck >= every:
@@ -325,6 +352,10 @@ class Session(SessionControls):
 
     def _open_symbols(self) -> list[str]:
         return self.trader.open_symbols()
+
+    def _flat_and_stopping(self) -> bool:
+        """Stopping with nothing left to sell: the run ends as stopped."""
+        return self.state is S.STOPPING and not self._open_symbols()
 
     # ---- store side -------------------------------------------------------------------
     def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None:
@@ -425,6 +456,9 @@ class Session(SessionControls):
         self._set_state(state, msg)
 
     def _finish_killed(self) -> None:
+        if self._hand_back_reason is not None and self._kill_reason is None:
+            self._handed_back()
+            return
         try:
             self._final_bookkeeping()
         finally:
@@ -432,6 +466,17 @@ class Session(SessionControls):
             what = ("positions left open: " + ", ".join(f"{q:g} {s}" for s, q in left.items())) if left \
                 else "no open positions"
             self._set_state(S.KILLED, f"killed ({self._kill_reason or 'cancelled'}); {what}")
+
+    def _handed_back(self) -> None:
+        """Checkpoint (resting orders stay in the runner state) and mark the session ORPHANED with no
+        runner. If the store fails, its last checkpoint stands and the next host resumes from that."""
+        with contextlib.suppress(Exception):
+            self._checkpoint()
+        try:
+            self._set_state(S.ORPHANED, str(self._hand_back_reason))
+            self.store.update_session(self.id, runner=None)
+        except Exception:
+            self.state = S.ORPHANED
 
     def _fail(self, e: BaseException) -> None:
         self.error = f"{type(e).__name__}: {e}"
