@@ -167,3 +167,34 @@ def test_sessions_act_without_a_runner_times_out_clearly(home, store, store_url,
     sid = store.create_session(config, state="running")  # its runner is gone
     proc = run("sessions", "act", sid, "pause", "--timeout", "0.2", "--db", store_url, home=home)
     assert proc.returncode == 2 and "no runner answered pause" in proc.stderr and "it stays queued" in proc.stderr
+
+
+def test_session_commands_control_a_host_run_session_with_no_dashboards(home, store, store_url, config):
+    import signal
+
+    from tests.kit import wait_until
+
+    sid = store.create_session(config, state="requested")
+    env = {**os.environ, "WORKBENCH_HOME": str(home)}
+    host = subprocess.Popen([sys.executable, "-m", "workbench.cli", "host", "--db", store_url, "--poll", "0.1",
+                             "--replay-speed", "600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        wait_until(lambda: store.get_session(sid)["state"] == "running", timeout=120)
+        proc = run("session", "pause", sid, "--json", "--db", store_url, home=home)
+        assert proc.returncode == 0 and json.loads(proc.stdout)["state"] == "paused", proc.stderr
+        proc = run("session", "show", sid, "--json", "--db", store_url, home=home)
+        allowed = json.loads(proc.stdout)["allowed"]
+        assert proc.returncode == 0 and "resume" in allowed and "pause" not in allowed and "kill" in allowed
+        proc = run("session", "kill", sid, "--reason", "dashboards down", "--json", "--db", store_url, home=home)
+        assert proc.returncode == 0 and json.loads(proc.stdout)["result"].startswith("killing"), proc.stderr
+        wait_until(lambda: store.get_session(sid)["state"] == "killed", timeout=30)
+        proc = run("session", "tail", sid, "--json", "--db", store_url, home=home)
+        kinds = [json.loads(line)["kind"] for line in proc.stdout.splitlines()]
+        assert proc.returncode == 0 and kinds[-1] == "state" and kinds.count("command") >= 4
+    finally:
+        host.send_signal(signal.SIGINT)
+        try:
+            host.communicate(timeout=30)
+        finally:
+            host.kill()
