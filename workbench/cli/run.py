@@ -114,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"session {session.id} {state.value}: P&L {row['pnl'] or 0.0:,.2f}, "
               f"{row['trade_count'] or 0} trades" + (f"; {row['error']}" if row["error"] else ""))
         for key, value in (row["metrics"] or {}).items():
-            print(f"  {key:<22} {value}")
+            print(f"  {key:<26} {value:.6g}" if isinstance(value, float) else f"  {key:<26} {value}")
     return code
 
 
