@@ -100,7 +100,7 @@ def test_host_runs_requested_sessions_and_marks_orphans(store_url, store):
     store.heartbeat(dead, "elsewhere:1")
     clock = FakeClock(datetime.now(timezone.utc))
     clock.advance(0.3)  # its heartbeat is now older than 10 x 0.02 s
-    ran = asyncio.run(run_host(store_url, poll=0.02, stop_after=0.5, clock=clock))
+    ran = asyncio.run(run_host(store_url, poll=0.02, stop_after=0.5, clock=clock, resume_orphans=False))
     assert ran == [requested]
     assert store.get_session(requested)["state"] == "completed"
     assert store.get_session(requested)["runner"] and store.get_session(requested)["final_equity"] > 0
@@ -111,7 +111,7 @@ def test_host_runs_requested_sessions_and_marks_orphans(store_url, store):
     store.set_state(live, "running")
     store.heartbeat(live, "elsewhere:2")
     assert mark_orphans(store, 30.0) == []
-    assert asyncio.run(run_host(store_url, poll=0.02, stop_after=0.1)) == []
+    assert asyncio.run(run_host(store_url, poll=0.02, stop_after=0.1, resume_orphans=False)) == []
 
 
 def test_mark_orphans_goes_by_the_injected_clock(store, config):

@@ -3,11 +3,13 @@
 :func:`serve` seeds a first-time store (one demo backtest, so no page is empty), starts
 ``workbench host`` (runs the sessions the dashboards request) and Voilà serving the repository's
 ``dashboards/`` on 127.0.0.1 with sources and tracebacks hidden, prints the sessions dashboard's URL
-and waits; Ctrl-C (or SIGTERM) stops both children cleanly. Both children and every Voilà kernel
-share one store: the SQLite file under ``$WORKBENCH_HOME`` (``home`` sets it for all of them).
+and waits; Ctrl-C (or SIGTERM) stops both children cleanly, and a killed ``up`` takes them with it
+(:func:`spawn`). Both children and every Voilà kernel share one store: the SQLite file under
+``$WORKBENCH_HOME`` (``home`` sets it for all of them). The host resumes orphaned sessions.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -16,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -76,6 +78,31 @@ def host_command(poll: float = 0.5, replay_speed: float | None = None) -> list[s
     """The ``workbench host`` command line (runs the sessions the dashboards request)."""
     speed = [f"--replay-speed={replay_speed}"] if replay_speed is not None else []
     return [sys.executable, "-m", "workbench.cli", "host", f"--poll={poll}", *speed]
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent dies (and exits at once
+    if ``parent`` already died before it was set); None where there is no ``prctl``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def spawn(cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start a child of ``workbench up`` in its own process group (a terminal's Ctrl-C reaches only
+    ``up``, which stops the children in order) that gets SIGTERM when ``up`` dies, even by SIGKILL
+    (Linux; elsewhere it is left running)."""
+    return subprocess.Popen(list(cmd), start_new_session=True, preexec_fn=_die_with(os.getpid()), **kwargs)
 
 
 def page_url(port: int, page: str = "sessions", query: str = "") -> str:
@@ -144,11 +171,10 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
     previous = signal.signal(signal.SIGTERM, _terminate)
     code = 0
     try:
-        # own process groups: a terminal's Ctrl-C reaches only us, and we stop the children in order
         if host:
-            host_proc = subprocess.Popen(host_command(poll, replay_speed), env=env, start_new_session=True)
+            host_proc = spawn(host_command(poll, replay_speed), env=env)
             children.append(("host", host_proc, signal.SIGINT))
-        voila = subprocess.Popen(voila_command(where, port), env=env, cwd=str(where), start_new_session=True)
+        voila = spawn(voila_command(where, port), env=env, cwd=str(where))
         children.append(("voila", voila, signal.SIGTERM))
         url = page_url(port)
         wait_http(url, ready_timeout, voila)

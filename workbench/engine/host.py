@@ -3,28 +3,35 @@
 :func:`run_host` first marks sessions whose runner stopped heartbeating as orphaned, then every
 ``poll`` seconds claims sessions in state "requested" (an atomic ``set_state(..., expect=
 ["requested"])``, so two hosts never run one session) and runs each as a :class:`Session` on this
-event loop; the sessions poll their own commands. With ``resume_orphans`` it also resumes
-orphaned sessions from their last checkpoint. Sessions are made by :func:`workbench.engine.open_session`
-(live sessions need ``session_kwargs={"arming": ...}``; otherwise they fail to start, saying how to arm).
+event loop; the sessions poll their own commands. It also resumes orphaned sessions from their
+last checkpoint, with their portfolio (``resume_orphans=False``: not). Sessions are made by
+:func:`workbench.engine.open_session` (live sessions need ``session_kwargs={"arming": ...}``; otherwise
+they fail to start, saying how to arm).
+
+A host that ends (cancelled: Ctrl-C, SIGTERM; or an error in its own loop, e.g. the store failing)
+hands its running sessions back (:meth:`Session.hand_back`): checkpointed and ORPHANED, positions and
+resting orders kept, for the next host to resume. Only an operator's stop or kill ends a session.
 """
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from workbench.config import SessionConfig
 from workbench.domain import SessionState
-from workbench.engine.commands import Command
 from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
-from workbench.engine.handle import LocalHandle
 from workbench.engine.live import open_session
 from workbench.engine.session import Session
 from workbench.store import Store
 
 S = SessionState
 ORPHAN_AFTER_POLLS = 10
+#: the event message of a session a shut-down host hands back (after "<actor> ")
+HANDED_BACK = "shut down: handed back, resumable"
 
 
 def mark_orphans(store: Store, stale_after: float, *, actor: str = "host", clock: Clock = utc_now) -> list[str]:
@@ -73,11 +80,12 @@ def requested_arming(store: Store, session_id: str, host_allows_live: bool) -> d
 
 
 async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: float | None = None,
-                   resume_orphans: bool = False, session_kwargs: dict[str, Any] | None = None,
+                   resume_orphans: bool = True, session_kwargs: dict[str, Any] | None = None,
                    allow_live: bool = False, actor: str = "host", clock: Clock = utc_now) -> list[str]:
-    """Run requested sessions until cancelled, or until ``stop_after`` seconds have passed (then stop
-    claiming and wait for the running sessions to end). Returns the ids of the sessions it ran.
-    ``clock`` (wall time) decides whose heartbeat is stale (:func:`mark_orphans`).
+    """Run requested (and, with ``resume_orphans``, orphaned) sessions until cancelled or SIGTERM (then
+    hand them back and return), or until ``stop_after`` seconds have passed (then stop claiming and wait
+    for the running sessions to end). Returns the ids of the sessions it ran. ``clock`` (wall time)
+    decides whose heartbeat is stale (:func:`mark_orphans`).
 
     Live sessions run only on a host started with ``allow_live`` (``workbench host --allow-live``),
     armed with the confirmation their request carries (:func:`request_session`)."""
@@ -89,6 +97,7 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
     running: dict[str, Session] = {}
     ran: list[str] = []
     deadline = None if stop_after is None else time.monotonic() + stop_after
+    sigterm = _SigtermCancels()
     try:
         while deadline is None or time.monotonic() < deadline:
             states = [S.REQUESTED.value] + ([S.ORPHANED.value] if resume_orphans else [])
@@ -123,13 +132,49 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
             await asyncio.sleep(poll)
         for sess in list(running.values()):
             await sess.wait()
+    except asyncio.CancelledError:
+        if not sigterm.fired:
+            raise
     finally:
-        for sess in running.values():  # host cancelled: its sessions are killed, the event says so
-            if sess._task is not None and not sess._task.done():
-                try:
-                    LocalHandle(sess, actor=actor).act(Command.KILL, reason=f"{actor} shut down")
-                except Exception:  # e.g. the store is gone: end the run all the same
-                    sess._kill_reason = f"{actor} shut down"
-                sess._task.cancel()
-        store.close()
+        try:
+            await hand_back(running.values(), f"{actor} {HANDED_BACK}")
+        finally:
+            sigterm.remove()
+            store.close()
     return ran
+
+
+async def hand_back(sessions: Iterable[Session], reason: str) -> None:
+    """Hand the sessions still running back (:meth:`Session.hand_back`) and wait until each is ORPHANED."""
+    live = [s for s in sessions if s._task is not None and not s._task.done()]
+    for sess in live:
+        sess.hand_back(reason)
+    await asyncio.gather(*(sess.wait() for sess in live), return_exceptions=True)
+
+
+class _SigtermCancels:
+    """SIGTERM cancels the current task, as Ctrl-C does under ``asyncio.run``; ``fired`` says it did.
+    Installed only in the main thread (where signal handlers can be); :meth:`remove` undoes it."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        task = asyncio.current_task()
+        if task is None or threading.current_thread() is not threading.main_thread():
+            return
+
+        def fire() -> None:
+            self.fired = True
+            task.cancel()
+
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, fire)
+        except (NotImplementedError, RuntimeError, ValueError):  # e.g. Windows
+            return
+        self._loop = loop
+
+    def remove(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGTERM)
+            self._loop = None
