@@ -241,7 +241,7 @@ class SessionControls:
 
     def _do_stop(self, actor: str, reason: str = "") -> str:
         stopping = commands.next_state(self.state, Command.STOP)
-        if stopping.is_final:  # before the run
+        if self.state in commands.BEFORE_RUN:  # ends at once: stopped
             return self._end_before_run(stopping, actor, reason)
         canceled = self._cancel_all()
         self._set_state(stopping, f"stopping ({actor}{': ' + reason if reason else ''}): "
@@ -253,8 +253,9 @@ class SessionControls:
         return msg
 
     def _do_kill(self, actor: str, reason: str = "") -> str:
-        if commands.next_state(self.state, Command.KILL) is S.KILLED and self.state in commands.BEFORE_RUN:
-            return self._end_before_run(S.KILLED, actor, reason)
+        killed = commands.next_state(self.state, Command.KILL)  # refused where the table refuses it
+        if self.state in commands.BEFORE_RUN:
+            return self._end_before_run(killed, actor, reason)
         if self._task is None or self._task.done():
             raise CommandRejected("cannot kill: the session is not running in this process")
         self._kill_reason = f"by {actor}" + (f": {reason}" if reason else "")

@@ -16,7 +16,9 @@ written with the runner state in one transaction per checkpoint (every ``checkpo
 and every poll), so a fill is durable exactly when the checkpoint that covers it is.
 
 Controls are methods and store commands (polled every ``poll_interval`` s by a side task, which
-also heartbeats and checkpoints). Await points are only between bars, so a control never sees a
+also heartbeats and checkpoints); before the run, stop and kill end it at once and the others apply
+at once or wait in order for its first bar (:func:`workbench.engine.commands.queues`), with the
+store commands sent meanwhile. Await points are only between bars, so a control never sees a
 half-processed bar. Order ids are deterministic (``<symbol>:<reason>:<bar unix s>``; operator
 orders ``op<n>`` or ``cmd<command id>``) and so are fill ids, so a runner resumed from its last
 checkpoint (:meth:`Session.resume`) replays the bars since then and the store drops the fills it
@@ -67,12 +69,6 @@ async def _batches(feed: AsyncIterable[dict[str, Bar]]) -> AsyncIterator[list[di
         return
     async for bars in feed:
         yield [bars]
-
-
-async def _no_batches() -> AsyncIterator[list[dict[str, Bar]]]:
-    """No bars (a run stopped before its first one)."""
-    return
-    yield
 
 
 def _operator_seqs(client_ids: Any) -> list[int]:
@@ -292,19 +288,8 @@ class Session(SessionControls):
             if self._kill_reason is not None:
                 raise asyncio.CancelledError
             self._poller = asyncio.get_running_loop().create_task(self._poll_loop())
-            since_ck, every, on_bar = 0, self.checkpoint_interval, self._on_bar
-            async for batch in _batches(feed) if not self._flat_and_stopping() else _no_batches():
-                for bars in batch:  # no await inside a batch: controls act between batches
-                    on_bar(bars)
-                    if self._flat_and_stopping():
-                        break
-                    since_ck += 1
-                    if since_ck >= every:
-                        since_ck = 0
-                        self._checkpoint()
-                else:
-                    continue
-                break
+            if not self._flat_and_stopping():  # else stopped before the first bar
+                await self._bars(feed)
             self._finish(S.STOPPED if self.state is S.STOPPING else S.COMPLETED)
         except asyncio.CancelledError:
             self._finish_killed()
@@ -314,6 +299,18 @@ class Session(SessionControls):
             self._in_loop = False
             if self._poller is not None:
                 self._poller.cancel()
+
+    async def _bars(self, feed: AsyncIterable[dict[str, Bar]]) -> None:
+        since_ck, every, on_bar = 0, self.checkpoint_interval, self._on_bar
+        async for batch in _batches(feed):
+            for bars in batch:  # no await inside a batch: controls act between batches
+                on_bar(bars)
+                if self._flat_and_stopping():
+                    return
+                since_ck += 1
+                if since_ck >= every:
+                    since_ck = 0
+                    self._checkpoint()
 
     # ---- one bar ---------------------------------------------------------------------
     def _on_bar(self, bars: dict[str, Bar]) -> None:
