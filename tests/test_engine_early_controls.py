@@ -99,12 +99,21 @@ def test_a_queued_control_that_no_longer_applies_is_recorded_and_the_rest_apply(
 def test_stop_or_kill_right_after_start_ends_it_at_once_with_nothing_traded(store, command, final):
     async def run() -> tuple[Session, str, SessionState]:
         session = new_session(store).start()
+        finish = session.broker.finish
+
+        async def finished() -> None:
+            finishes.append(1)
+            await finish()
+
+        session.broker.finish = finished  # type: ignore[method-assign]
         session.pause()
         msg = getattr(session, command)()
         assert session.state is final  # at once, not at the first bar
         return session, msg, await session.wait()
 
+    finishes: list[int] = []
     session, msg, waited = asyncio.run(run())
+    assert finishes == [1]  # the broker still finishes (an exchange broker closes its client)
     assert waited is final and store.get_session(session.id)["state"] == final.value
     assert "before it ran" in msg
     assert session.bars_seen == 0 and session.portfolio.fill_count == 0 and len(store.fills(session.id)) == 0
@@ -132,3 +141,29 @@ def test_store_commands_sent_before_the_run_apply_before_the_first_bar(store, co
     assert session.bars_seen == 0 and session.portfolio.fill_count == 0
     assert [store.get_command(i)["status"] for i in ids] == ["applied", "applied"]
 
+
+
+def test_kill_while_the_broker_starts_cancels_the_start_and_finishes_the_broker(store):
+    async def run() -> tuple[Session, list[str]]:
+        session = new_session(store)
+        calls: list[str] = []
+
+        async def slow_start() -> None:  # an exchange reconciling for ever
+            calls.append("start")
+            await asyncio.Event().wait()
+
+        async def finish() -> None:
+            calls.append("finish")
+
+        session.broker.start, session.broker.finish = slow_start, finish  # type: ignore[method-assign]
+        session.start()
+        await asyncio.sleep(0)
+        assert calls == ["start"] and session.state is S.CREATED
+        session.kill(reason="flat now")
+        assert session.state is S.KILLED
+        assert await session.wait() is S.KILLED
+        return session, calls
+
+    session, calls = asyncio.run(run())
+    assert calls == ["start", "finish"] and session.bars_seen == 0
+    assert store.get_session(session.id)["state"] == "killed"

@@ -10,10 +10,12 @@ decides (:class:`~workbench.engine.brokers.Broker`).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import traceback
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from workbench import execution as ex
 from workbench.domain import Order, OrderType, SessionState, Side
@@ -146,8 +148,11 @@ class SessionControls:
         """Stop or kill a session that has not run yet: it ends now (no bar seen, the queue dropped)
         and its task, if started, is cancelled."""
         self._queued.clear()
-        if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
-            self._task.cancel()
+        task = self._task
+        begun = task is not None and inspect.getcoroutinestate(cast(Coroutine[Any, Any, None], task.get_coro())) \
+            != inspect.CORO_CREATED
+        if task is not None and begun and not task.done() and task is not asyncio.current_task():
+            task.cancel()  # in the broker's start; a run not begun sees the end and only finishes the broker
         self._final_bookkeeping()
         what = "stopped" if state is S.STOPPED else "killed"
         msg = f"{what} before it ran; open positions: {self._open_symbols() or 'none'}"

@@ -240,6 +240,9 @@ class Session(SessionControls):
 
     async def _run(self) -> None:
         """The broker's start (exchange: reconcile), the bar loop, the broker's finish (settle in flight)."""
+        if self.state.is_final:  # stopped or killed before it began
+            await self._finish_broker()
+            return
         try:
             await self.broker.start()
             self._order_seq = max([self._order_seq, *_operator_seqs(self.store.orders(self.id).client_id)])
