@@ -5,6 +5,7 @@ A killed ``workbench up`` takes its children with it (:func:`workbench.serve.spa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def _reference_equity(store: Store) -> float:
 def _holding(store: Store, sid: str) -> bool:
     """Running, with a position in its stored checkpoint."""
     state = store.load_runner_state(sid)
-    return store.get_session(sid)["state"] == "running" and bool(state) and any(
+    return store.get_session(sid)["state"] == "running" and state is not None and any(
         float(p["quantity"]) > 0 for p in state["portfolio"]["positions"].values())
 
 
@@ -49,6 +50,7 @@ def _assert_handed_back(store: Store, sid: str) -> dict:
     assert not events["message"].str.contains("killed").any()
     assert not (events["kind"] == "orders_canceled").any()  # resting orders kept
     state = store.load_runner_state(sid)
+    assert state is not None
     held = {s: float(p["quantity"]) for s, p in state["portfolio"]["positions"].items() if float(p["quantity"]) > 0}
     assert held  # the position it held is kept, not flattened
     positions = store.positions(sid).set_index("symbol")["quantity"]
@@ -141,6 +143,7 @@ def _gone(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
 def test_a_child_spawned_by_up_dies_when_up_is_killed(tmp_path):
     up = subprocess.Popen([sys.executable, "-c", STAND_IN], stdout=subprocess.PIPE, text=True)
+    child = 0
     try:
         assert up.stdout is not None
         child = int(up.stdout.readline())
@@ -151,3 +154,38 @@ def test_a_child_spawned_by_up_dies_when_up_is_killed(tmp_path):
     finally:
         if up.poll() is None:
             up.kill()
+        if child and not _gone(child):  # only if the test failed
+            psutil.Process(child).kill()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_a_killed_up_takes_host_and_voila_with_it_and_the_host_hands_its_session_back(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    from workbench.paths import default_db_url
+
+    store = Store(default_db_url())
+    sid = store.create_session(_config(), state="requested")
+    with open(tmp_path / "up.log", "w") as log:
+        up = subprocess.Popen([sys.executable, "-m", "workbench.cli", "up", "--no-seed", "--replay-speed", "3000"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    children: list[psutil.Process] = []
+    try:
+        wait_until(lambda: up.poll() is not None or _holding(store, sid), timeout=90,
+                   message="the session run by up's host holding a position")
+        assert up.poll() is None, (tmp_path / "up.log").read_text()
+        children = psutil.Process(up.pid).children()
+        assert len(children) == 2, [c.cmdline() for c in children]  # host and Voilà
+        up.kill()  # SIGKILL: up's own cleanup never runs
+        up.wait()
+        wait_until(lambda: all(_gone(c.pid) for c in children), timeout=20,
+                   message="host and Voilà gone after up was killed")
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for child in children:  # none are left unless the test failed
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+    _assert_handed_back(store, sid)
+    store.close()
