@@ -58,8 +58,8 @@ def _assert_handed_back(store: Store, sid: str) -> dict:
     return state
 
 
-def _resume_with_a_default_host(store_url: str, store: Store, sid: str, reference: float, checkpoint: dict) -> None:
-    ran = asyncio.run(run_host(store_url, poll=0.05, stop_after=0.3))  # default flags resume orphans
+def _resume_with_a_next_host(store_url: str, store: Store, sid: str, reference: float, checkpoint: dict) -> None:
+    ran = asyncio.run(run_host(store_url, poll=0.05, stop_after=0.3, resume_orphans=True))
     assert ran == [sid]
     row = store.get_session(sid)
     assert row["state"] == "completed"
@@ -86,7 +86,7 @@ def test_a_signalled_host_hands_its_session_back_and_the_next_host_finishes_it(s
     assert host.returncode == 0, err
     checkpoint = _assert_handed_back(store, sid)
     assert checkpoint["bars_seen"] < 8 * 60  # it really was mid-run
-    _resume_with_a_default_host(store_url, store, sid, reference, checkpoint)
+    _resume_with_a_next_host(store_url, store, sid, reference, checkpoint)
 
 
 def test_an_error_in_the_hosts_loop_hands_sessions_back(store_url, store, monkeypatch):
@@ -113,15 +113,15 @@ def test_an_error_in_the_hosts_loop_hands_sessions_back(store_url, store, monkey
     asyncio.run(main())
     monkeypatch.setattr(Store, "list_sessions", list_sessions)
     checkpoint = _assert_handed_back(store, sid)
-    _resume_with_a_default_host(store_url, store, sid, reference, checkpoint)
+    _resume_with_a_next_host(store_url, store, sid, reference, checkpoint)
 
 
-def test_host_resumes_orphans_by_default_and_can_be_told_not_to():
+def test_host_resumes_orphans_only_when_asked_until_sessions_hold_a_lease():
     from workbench.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["host"]).resume_orphans is True
-    assert parser.parse_args(["host", "--no-resume-orphans"]).resume_orphans is False
+    assert parser.parse_args(["host"]).resume_orphans is False
+    assert parser.parse_args(["host", "--resume-orphans"]).resume_orphans is True
 
 
 STAND_IN = """

@@ -5,7 +5,7 @@
 ``dashboards/`` on 127.0.0.1 with sources and tracebacks hidden, prints the sessions dashboard's URL
 and waits; Ctrl-C (or SIGTERM) stops both children cleanly, and a killed ``up`` takes them with it
 (:func:`spawn`). Both children and every Voilà kernel share one store: the SQLite file under
-``$WORKBENCH_HOME`` (``home`` sets it for all of them). The host resumes orphaned sessions.
+``$WORKBENCH_HOME`` (``home`` sets it for all of them).
 """
 from __future__ import annotations
 

@@ -135,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     host = sub.add_parser("host", parents=[common], help="run sessions requested from dashboards and apply commands")
     host.add_argument("--poll", type=float, default=0.5, help="seconds between store polls")
     host.add_argument("--stop-after", type=float, default=None, help="stop claiming after this many seconds")
-    host.add_argument("--resume-orphans", action=argparse.BooleanOptionalAction, default=True,
-                      help="resume sessions whose runner died from their last checkpoint (default: yes)")
+    host.add_argument("--resume-orphans", action=argparse.BooleanOptionalAction, default=False,
+                      help="resume sessions whose runner stopped heartbeating, from their last checkpoint (default: "
+                           "no: without a session lease a stalled but living runner, e.g. a busy notebook kernel, "
+                           "would run on beside the resumed one)")
     host.add_argument("--allow-live", action="store_true",
                       help="run requested live sessions (each still needs its exchange:account confirmation)")
     host.add_argument("--replay-speed", type=float, default=None, metavar="K",

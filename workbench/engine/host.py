@@ -4,7 +4,8 @@
 ``poll`` seconds claims sessions in state "requested" (an atomic ``set_state(..., expect=
 ["requested"])``, so two hosts never run one session) and runs each as a :class:`Session` on this
 event loop; the sessions poll their own commands. It also resumes orphaned sessions from their
-last checkpoint, with their portfolio (``resume_orphans=False``: not). Sessions are made by
+last checkpoint, with their portfolio, when ``resume_orphans`` (off by default: with no session lease
+yet, a runner that only stalled, e.g. a notebook kernel busy in a long cell, would be doubled). Sessions are made by
 :func:`workbench.engine.open_session` (live sessions need ``session_kwargs={"arming": ...}``; otherwise
 they fail to start, saying how to arm).
 
@@ -80,7 +81,7 @@ def requested_arming(store: Store, session_id: str, host_allows_live: bool) -> d
 
 
 async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: float | None = None,
-                   resume_orphans: bool = True, session_kwargs: dict[str, Any] | None = None,
+                   resume_orphans: bool = False, session_kwargs: dict[str, Any] | None = None,
                    allow_live: bool = False, actor: str = "host", clock: Clock = utc_now) -> list[str]:
     """Run requested (and, with ``resume_orphans``, orphaned) sessions until cancelled or SIGTERM (then
     hand them back and return), or until ``stop_after`` seconds have passed (then stop claiming and wait
