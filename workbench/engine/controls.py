@@ -1,7 +1,8 @@
 """The controls of a session: the public methods (each a command applied now, as a 'control' event)
 and their implementations ``_do_<command>`` (return a message or raise CommandRejected/ValueError).
 
-:class:`SessionControls` is mixed into :class:`~workbench.engine.session.Session`. Store commands
+:class:`SessionControls` is mixed into :class:`~workbench.engine.session.Session`. It also holds the
+poll loop (heartbeat, pending store commands, checkpoint). Store commands
 (:meth:`~SessionControls.apply_command`) and method calls (``_control``) go through one dispatch,
 :mod:`workbench.engine.commands` (arguments bound first, the state table). Where paper and
 exchange brokers differ (cancel now or on the exchange, flatten at the next bar or now) the broker
@@ -10,6 +11,7 @@ decides (:class:`~workbench.engine.brokers.Broker`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import traceback
@@ -66,12 +68,34 @@ class SessionControls:
         @property
         def _close_all(self) -> set[str]: ...
         actor: str
+        poll_interval: float
+        def _beat(self) -> None: ...
         def _risk_events(self) -> None: ...
         def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None: ...
         def _open_symbols(self) -> list[str]: ...
         def _checkpoint(self) -> None: ...
         def _final_bookkeeping(self) -> None: ...
         def _now(self) -> datetime: ...
+
+    # ---- polling: heartbeat, commands, checkpoints -----------------------------------------
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if not self._in_loop:
+                return
+            try:
+                self.poll()
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)
+
+    def poll(self) -> None:
+        """Heartbeat, apply pending store commands, checkpoint. Runs between bars."""
+        self._beat()
+        for cmd in self.store.pending_commands(self.id):
+            self.apply_command(cmd)
+        if self._in_loop and not self.state.is_final:
+            self._checkpoint()
 
     # ---- dispatch: store commands and method calls alike ---------------------------------------
     def apply_command(self, cmd: dict[str, Any]) -> None:

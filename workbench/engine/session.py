@@ -489,26 +489,6 @@ class Session(SessionControls):
         except Exception:
             self.state = S.FAILED
 
-    # ---- polling: heartbeat, commands, checkpoints -----------------------------------------
-    async def _poll_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            if not self._in_loop:
-                return
-            try:
-                self.poll()
-            except Exception as e:
-                with contextlib.suppress(Exception):
-                    self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)
-
-    def poll(self) -> None:
-        """Heartbeat, apply pending store commands, checkpoint. Runs between bars."""
-        self._beat()
-        for cmd in self.store.pending_commands(self.id):
-            self.apply_command(cmd)
-        if self._in_loop and not self.state.is_final:
-            self._checkpoint()
-
     def _now(self) -> datetime:
         return self.last_bar or datetime.now(timezone.utc)
 
