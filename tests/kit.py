@@ -3,11 +3,13 @@
 ``await until(pred)`` in async tests and ``wait_until(pred)`` in sync ones poll a condition instead of
 sleeping a guessed time; both fail with a clear message on timeout and take an injected ``clock``.
 :class:`FakeClock` stands in for the wall clock where code takes one (e.g. orphan marking).
-The fixtures built on these live in ``tests/conftest.py``.
+:class:`ThreadRunner` runs a stored session as "another process" would (its own thread, loop and
+store connection). The fixtures built on these live in ``tests/conftest.py``.
 """
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -17,6 +19,9 @@ import pandas as pd
 
 from workbench.config import SessionConfig, make_config
 from workbench.data import sample_bars
+from workbench.engine.feeds import ReplayFeed
+from workbench.engine.session import Session
+from workbench.store import Store
 
 T = TypeVar("T")
 #: a fixed, timezone-aware start for fake clocks and synthetic bars
@@ -108,3 +113,24 @@ def dense_walk(config: Any, index: Any, arr: dict, buy: Any, sell: Any) -> tuple
 
     fills, trip = walk(config, index, arr, buy, sell)
     return (*layout(len(index), buy.shape[1], fills), trip)
+
+
+class ThreadRunner:
+    """A session run by 'another process': its own thread, event loop and store connection."""
+
+    def __init__(self, url: str, session_id: str):
+        self.store = Store(url)
+        cfg = self.store.get_session(session_id)["config"]
+        self.session = Session(cfg, self.store, feed=ReplayFeed(bars_for(cfg, days=2), 200.0),
+                               session_id=session_id, poll_interval=0.02)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.session.run()), daemon=True)
+
+    def __enter__(self) -> ThreadRunner:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.session.state.is_final:
+            self.store.send_command(self.session.id, "kill", {"reason": "test over"})
+        self.thread.join(10)
+        self.store.close()

@@ -9,13 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.kit import FakeClock, bars_for, paper_config, until, wait_until
+from tests.kit import FakeClock, ThreadRunner, bars_for, paper_config, until, wait_until
 from workbench.cli import main
 from workbench.cli.run import EXIT_CODES, Interrupts
 from workbench.cli.session import follow_events
@@ -34,27 +33,6 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-class ThreadRunner:
-    """A session run by 'another process': its own thread, event loop and store connection."""
-
-    def __init__(self, url: str, session_id: str):
-        self.store = Store(url)
-        cfg = self.store.get_session(session_id)["config"]
-        self.session = Session(cfg, self.store, feed=ReplayFeed(bars_for(cfg, days=2), 200.0),
-                               session_id=session_id, poll_interval=0.02)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.session.run()), daemon=True)
-
-    def __enter__(self) -> ThreadRunner:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.session.state.is_final:
-            self.store.send_command(self.session.id, "kill", {"reason": "test over"})
-        self.thread.join(10)
-        self.store.close()
 
 
 # ---- session commands ---------------------------------------------------------------------------

@@ -3,12 +3,11 @@ runner on another thread with its own store connection, as another process would
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pandas as pd
 import pytest
 
-from tests.kit import FakeClock, bars_for, paper_config, wait_until
+from tests.kit import FakeClock, ThreadRunner, bars_for, paper_config, wait_until
 from workbench.config import make_config
 from workbench.domain import SessionState
 from workbench.engine.commands import BadArguments, Command, CommandRejected
@@ -17,7 +16,6 @@ from workbench.engine.handle import LocalHandle, RemoteHandle, handle_for
 from workbench.engine.host import requested_arming
 from workbench.engine.live import LiveNotArmed, LiveSession, open_session
 from workbench.engine.session import Session
-from workbench.store import Store
 
 S = SessionState
 ARMED = {"allow_live": True, "confirmation": "binance:main"}
@@ -92,27 +90,6 @@ def test_local_snapshot_is_the_sessions_own_state(store):
 
 
 # ---- remote ----------------------------------------------------------------------------------------
-class ThreadRunner:
-    """A session run by 'another process': its own thread, event loop and store connection."""
-
-    def __init__(self, url: str, session_id: str):
-        self.store = Store(url)
-        cfg = self.store.get_session(session_id)["config"]
-        self.session = Session(cfg, self.store, feed=ReplayFeed(bars_for(cfg, days=2), 200.0),
-                               session_id=session_id, poll_interval=0.02)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.session.run()), daemon=True)
-
-    def __enter__(self) -> ThreadRunner:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.session.state.is_final:
-            self.session.store.send_command(self.session.id, "kill", {"reason": "test over"})
-        self.thread.join(10)
-        self.store.close()
-
-
 def test_remote_handle_acts_through_store_commands_and_waits_for_the_runner(store, store_url):
     sid = store.create_session(paper_config())
     h = handle_for(sid, store, {})
