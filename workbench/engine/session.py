@@ -47,7 +47,7 @@ from workbench.engine.brokers import Broker, PaperBroker
 from workbench.engine.controls import SessionControls
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.risk import RiskEngine
-from workbench.engine.trader import BarBuffer, Trader
+from workbench.engine.trader import Trader
 from workbench.execution import Bar
 from workbench.execution.ledger import Portfolio
 from workbench.store import Store
@@ -138,14 +138,6 @@ class Session(SessionControls):
     @property
     def strategy(self) -> Strategy:
         return self.trader.strategy
-
-    @property
-    def _buffers(self) -> dict[str, BarBuffer]:
-        return self.trader.buffers
-
-    @property
-    def _pending(self) -> dict[str, tuple[bool, bool]]:
-        return self.trader.pending
 
     @property
     def _close_all(self) -> set[str]:
