@@ -57,7 +57,7 @@ class SessionKind(str, Enum):
 
 
 class SessionState(str, Enum):
-    """Lifecycle of a session (see DESIGN.md, "Sessions")."""
+    """Lifecycle of a session (see docs/architecture.md, "Sessions")."""
 
     REQUESTED = "requested"  # created by a dashboard, waiting for `workbench host`
     CREATED = "created"

@@ -1,5 +1,5 @@
 """A session: strategy -> risk -> broker -> portfolio, bar by bar on an asyncio loop, with the store
-as the shared truth (DESIGN.md, "Sessions").
+as the shared truth (docs/architecture.md, "Sessions").
 
 ``Session(config, store).start()`` schedules the run on the running loop (from a Jupyter cell it
 returns at once); ``await session.wait()``. States: created -> starting -> running <-> paused ->
