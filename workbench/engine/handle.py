@@ -7,7 +7,10 @@
 
 Both give ``state``, ``allowed()`` (from :data:`workbench.engine.commands.ALLOWED`), ``act``,
 ``restart()`` (a new run of the same config and kind; a live one must be armed again, see
-:func:`workbench.engine.live.arming_problem`) and ``snapshot()``. :func:`handle_for` picks one.
+:func:`workbench.engine.live.arming_problem`), ``resume_run()`` (an ORPHANED run carried on from its last
+checkpoint, with its portfolio: in this kernel, or by ``workbench host``; not ``resume``, which resumes
+trading after a pause), ``controls()`` (what a view may offer now) and ``snapshot()``. :func:`handle_for`
+picks one.
 """
 from __future__ import annotations
 
@@ -30,6 +33,42 @@ from workbench.store import Store
 
 S = SessionState
 POSITION_COLUMNS = ("symbol", "quantity", "avg_price", "price", "value")
+#: the handle's control beside the commands table's: carry an orphaned run on from its last checkpoint
+RESUME_RUN = "resume_run"
+
+
+def resume_run_problem(session_id: str, state: SessionState | str) -> str | None:
+    """Why the run of ``session_id`` in ``state`` cannot be resumed, or None if it can: only an ORPHANED run
+    (no runner holds it) is resumed from its checkpoint. The message says what to do instead."""
+    st = SessionState(state)
+    if st is S.ORPHANED:
+        return None
+    why = f"cannot resume the run of {session_id}: it is {st.value}"
+    if st.is_final:
+        return f"{why} (ended); restart it for a new run of its config"
+    if st is S.PAUSED:
+        return f"{why} and its runner is alive; resume it to resume trading"
+    if st is S.REQUESTED:
+        return f"{why} already (waiting for `workbench host`); cancel it if it should not run"
+    return f"{why} and its runner is alive; nothing to resume (pause, stop or kill it instead)"
+
+
+def record_arming(store: Store, session_id: str, arming: Mapping[str, Any] | None, *, actor: str) -> None:
+    """Keep a live request's confirmation (not a secret) in an ``arming`` event, which
+    :func:`workbench.engine.host.requested_arming` reads when a host claims the session."""
+    arming = dict(arming or {})
+    confirmation = str(arming.get("confirmation") or "")
+    store.add_event(session_id, "arming", f"live session requested with confirmation {confirmation!r}",
+                    {"allow_live": bool(arming.get("allow_live")), "confirmation": confirmation}, actor=actor)
+
+
+def _check_armed(config: SessionConfig, arming: Mapping[str, Any] | None, what: str, session_id: str) -> None:
+    """:class:`~workbench.engine.live.LiveNotArmed` (before anything is recorded) if a live run may not start."""
+    from workbench.engine.live import LiveNotArmed, arming_problem
+
+    problem = arming_problem(config, arming)
+    if problem:
+        raise LiveNotArmed(f"cannot {what} {session_id}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +132,19 @@ class SessionHandle(ABC):
         """The commands the current state allows (:data:`workbench.engine.commands.ALLOWED`)."""
         return commands.allowed(self.state)
 
+    def controls(self) -> frozenset[str]:
+        """What a view may offer now: the allowed commands' names, plus :data:`RESUME_RUN` for an orphaned run."""
+        state = self.state
+        resumable = resume_run_problem(self.session_id, state) is None
+        return frozenset({c.value for c in commands.allowed(state)} | ({RESUME_RUN} if resumable else set()))
+
+    def _check_resumable(self) -> SessionConfig:
+        """The config of an orphaned run, else :class:`CommandRejected` naming its state and what to do."""
+        problem = resume_run_problem(self.session_id, self.state)
+        if problem:
+            raise CommandRejected(problem)
+        return self._config("resume")
+
     @abstractmethod
     def act(self, command: Command | str, **args: Any) -> str:
         """Apply ``command``; returns the runner's message or raises :class:`CommandRejected` saying why."""
@@ -102,6 +154,11 @@ class SessionHandle(ABC):
         """A new run of the same config and kind (``parent_id`` = this session)."""
 
     @abstractmethod
+    def resume_run(self, **kwargs: Any) -> SessionHandle:
+        """Carry an ORPHANED run on from its last checkpoint, positions and resting orders kept (the same
+        session id); :class:`CommandRejected` in any other state, naming it and what to do instead."""
+
+    @abstractmethod
     def snapshot(self) -> Snapshot:
         """State, risk state, positions, trades so far and exposure."""
 
@@ -109,10 +166,10 @@ class SessionHandle(ABC):
     def risk_state(self) -> str:
         """The risk engine's trading state (running | reducing | halted); "" if not known yet."""
 
-    def _config(self) -> SessionConfig:
+    def _config(self, what: str = "restart") -> SessionConfig:
         row = self.store.get_session(self.session_id)
         if row["config"] is None:
-            raise CommandRejected(f"cannot restart {self.session_id}: its stored config no longer validates "
+            raise CommandRejected(f"cannot {what} {self.session_id}: its stored config no longer validates "
                                   f"({row.get('config_error')}); create a new session instead")
         return row["config"]
 
@@ -154,12 +211,39 @@ class LocalHandle(SessionHandle):
         from workbench.engine.session import Session
 
         commands.check_allowed(self.state, Command.RESTART)
-        carried = {k: getattr(self.session, k) for k in self.CARRY if hasattr(self.session, k)}
-        if arming is not None:
-            kwargs["arming"] = arming
-        new = Session.restart(self.session_id, self.store, **{**carried, **kwargs})
+        new = Session.restart(self.session_id, self.store, **self._run_kwargs(arming, kwargs))
         if start:
             new.start()
+        return LocalHandle(new, actor=self.actor)
+
+    def _run_kwargs(self, arming: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A new Session's keywords: the old run's :data:`CARRY` settings, then ``arming`` and ``kwargs``."""
+        carried = {k: getattr(self.session, k) for k in self.CARRY if hasattr(self.session, k)}
+        return {**carried, **({"arming": arming} if arming is not None else {}), **kwargs}
+
+    def resume_run(self, *, arming: Mapping[str, Any] | None = None, start: bool = True,
+                   **kwargs: Any) -> LocalHandle:
+        """Resume the orphaned run in this kernel from its last checkpoint (the same session id), started on
+        the running loop (``start``). Settings and arming as :meth:`restart`. The session is claimed first
+        (orphaned -> starting, compare-and-set), so a host resuming it at the same time cannot double it;
+        if the new runner cannot be made the session is left orphaned, resumable."""
+        from workbench.engine.live import open_session
+
+        config = self._check_resumable()
+        run_kwargs = self._run_kwargs(arming, kwargs)
+        _check_armed(config, run_kwargs.get("arming"), "resume", self.session_id)
+        if not self.store.set_state(self.session_id, S.STARTING, expect=S.ORPHANED, actor=self.actor,
+                                    message=f"run resumed from its last checkpoint by {self.actor} (in a kernel)"):
+            raise CommandRejected(resume_run_problem(self.session_id, self.store.get_session(self.session_id)["state"])
+                                  or f"cannot resume the run of {self.session_id}: another runner claimed it")
+        try:
+            new = open_session(config, self.store, resume=self.session_id, **run_kwargs)
+            if start:
+                new.start()
+        except BaseException as e:
+            self.store.set_state(self.session_id, S.ORPHANED, expect=S.STARTING, actor=self.actor,
+                                 message=f"resume failed: {e}; still resumable")
+            raise
         return LocalHandle(new, actor=self.actor)
 
     def risk_state(self) -> str:
@@ -225,19 +309,35 @@ class RemoteHandle(SessionHandle):
         """Request a new run of the same config and kind from ``workbench host`` (state "requested"). A live
         session needs ``arming`` again (the host still needs ``--allow-live``)."""
         from workbench.engine.host import request_session
-        from workbench.engine.live import LiveNotArmed, arming_problem
 
         if kwargs:
             raise TypeError(f"a remote restart takes only arming (got {', '.join(kwargs)}); "
                             "the host decides how it runs the session")
         commands.check_allowed(self.state, Command.RESTART)
         config = self._config()
-        problem = arming_problem(config, arming)
-        if problem:
-            raise LiveNotArmed(f"cannot restart {self.session_id}: {problem}")
+        _check_armed(config, arming, "restart", self.session_id)
         new_id = request_session(self.store, config, arming=arming, actor=self.actor, parent_id=self.session_id)
         return RemoteHandle(new_id, self.store, actor=self.actor, timeout=self.timeout, poll=self.poll,
                             clock=self.clock, sleep=self.sleep)
+
+    def resume_run(self, *, arming: Mapping[str, Any] | None = None, **kwargs: Any) -> RemoteHandle:
+        """Ask ``workbench host`` to resume the orphaned run from its last checkpoint: the session goes back
+        to "requested" (compare-and-set on orphaned, the state event naming who asked) and the host that
+        claims it resumes it with its portfolio. A live one needs ``arming`` again (the host still needs
+        ``--allow-live``). Returns this handle (the session id is kept)."""
+        if kwargs:
+            raise TypeError(f"a remote resume takes only arming (got {', '.join(kwargs)}); "
+                            "the host decides how it runs the session")
+        config = self._check_resumable()
+        _check_armed(config, arming, "resume", self.session_id)
+        if config.kind.value == "live":  # before the move: a host may claim it at once
+            record_arming(self.store, self.session_id, arming, actor=self.actor)
+        if not self.store.set_state(self.session_id, S.REQUESTED, expect=S.ORPHANED, actor=self.actor,
+                                    message=f"resume of the run requested by {self.actor}: workbench host "
+                                            "resumes it from its last checkpoint"):
+            raise CommandRejected(resume_run_problem(self.session_id, self.state)
+                                  or f"cannot resume the run of {self.session_id}: another runner claimed it")
+        return self
 
     def _runner_state(self) -> dict[str, Any]:
         try:
@@ -272,4 +372,4 @@ def handle_for(session_id: str, store: Store, local_sessions: Mapping[str, Any] 
 
 
 __all__ = ["Snapshot", "SessionHandle", "LocalHandle", "RemoteHandle", "handle_for", "stored_portfolio",
-           "POSITION_COLUMNS"]
+           "POSITION_COLUMNS", "RESUME_RUN", "record_arming", "resume_run_problem"]
