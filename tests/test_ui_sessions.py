@@ -15,6 +15,7 @@ pytest.importorskip("ipywidgets")
 
 from workbench.config import make_config  # noqa: E402
 from workbench.data import sample_bars  # noqa: E402
+from workbench.domain import SessionState  # noqa: E402
 from workbench.engine.feeds import ReplayFeed  # noqa: E402
 from workbench.engine.session import Session  # noqa: E402
 from workbench.metrics import format_metric  # noqa: E402
@@ -310,3 +311,68 @@ def test_restart_keeps_the_kind_and_a_live_session_is_re_armed_in_the_panel(stor
     paper_panel = controls(store.create_session(paper(), state="completed"), store)
     assert paper_panel.restart_confirm.layout.display == "none"
     paper_panel.close()
+
+
+# ---- resume run (orphaned sessions) ----------------------------------------------------------------
+def test_resume_run_is_offered_for_orphaned_sessions_only_and_asks_the_host(store):
+    for state in SessionState:
+        p = controls(store.create_session(paper(), state=state.value), store)
+        offered = not p.buttons["resume_run"].disabled
+        assert offered is (state is SessionState.ORPHANED), state
+        assert (p.buttons["resume_run"].layout.display is None) is offered  # hidden unless offered
+        if offered:
+            assert not p.buttons["restart"].disabled  # beside Restart
+        p.close()
+    sid = store.create_session(paper(), state="orphaned")
+    p = controls(sid, store, actor="dashboard")
+    p.buttons["resume_run"].click()  # no local session: the host is asked
+    assert store.get_session(sid)["state"] == "requested"
+    assert "resumed from its last checkpoint (requested from workbench host)" in p.message.value
+    assert p.buttons["resume_run"].disabled and p.buttons["resume_run"].layout.display == "none"
+    last = store.events(sid).query("kind == 'state'").iloc[-1]
+    assert last.actor == "dashboard" and "requested by dashboard" in last.message
+    assert p.resume_run() is None and "resume run failed: cannot resume the run" in p.message.value
+    assert "it is requested already" in p.message.value
+    p.close()
+
+
+def test_resume_run_of_a_live_orphan_is_re_armed_in_the_panel(store):
+    live = make_config(kind="live", strategy="momentum", symbols=["BTC/USDT"],
+                       data={"source": "ccxt", "exchange": "binance"})
+    sid = store.create_session(live, state="orphaned")
+    p = controls(sid, store)
+    p.buttons["resume_run"].click()
+    assert "resume run failed: cannot resume" in p.message.value and "binance:main" in p.message.value
+    assert store.get_session(sid)["state"] == "orphaned"  # nothing requested
+    p.restart_confirm.value = "binance:main"
+    p.buttons["resume_run"].click()
+    assert store.get_session(sid)["state"] == "requested"
+    p.close()
+
+
+def test_resume_run_of_a_local_orphan_runs_it_on_in_this_kernel_and_the_views_follow(store):
+    async def main():
+        s = session(store, speed=3000.0)
+        s.start()
+        await until(lambda: s.bars_seen > 20)
+        s.hand_back("test: runner gone")
+        assert (await s.wait()).value == "orphaned"
+        LOCAL_SESSIONS[s.id] = s
+        view = sessions(store, refresh=0.05, with_detail=True)
+        view.rows[s.id].open.click()
+        p = view.panel
+        assert p.handle.local and not p.buttons["resume_run"].disabled
+        p.buttons["resume_run"].click()
+        new = LOCAL_SESSIONS[s.id]
+        assert new is not s and p.session is new and p.handle.session is new and view.detail.handle is p.handle
+        assert new.bars_seen == s.bars_seen and new.portfolio.cash == s.portfolio.cash  # from its checkpoint
+        await until(lambda: new.state.value == "running")
+        assert "resumed" in view.message.value and p.buttons["resume_run"].disabled
+        assert not p.buttons["pause"].disabled  # the panel acts on the resumed run
+        p.buttons["pause"].click()
+        assert new.state.value == "paused"
+        new.kill()
+        await new.wait()
+        view.close()
+        LOCAL_SESSIONS.pop(s.id)
+    asyncio.run(main())

@@ -3,10 +3,12 @@
 The panel acts on a :class:`~workbench.engine.handle.SessionHandle`: with a local session the
 control is applied at once; otherwise it is queued as a store command for whichever process runs
 the session and the runner's applied/rejected answer shows when it comes. Which buttons are enabled
-is the commands table's (:func:`workbench.engine.commands.allowed`), never the panel's. Restart is
-the handle's: a new run of the same config and kind (locally started, or requested from ``workbench
-host``; a live session needs its exchange:account typed again). Errors are shown as a message in
-the panel, never raised.
+is the handle's (:meth:`~workbench.engine.handle.SessionHandle.controls`: the commands table plus
+"resume run" for an orphaned session), never the panel's. Restart is the handle's: a new run of the same
+config and kind (locally started, or requested from ``workbench host``; a live session needs its
+exchange:account typed again). Resume run, shown only for an orphaned session, carries the run on from
+its last checkpoint with its portfolio (in this kernel for a local session, else by ``workbench host``;
+re-armed as restart is). Errors are shown as a message in the panel, never raised.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ class ControlPanel:
 
     def __init__(self, session_id: str, store: Store | str | None = None, session: Any = None, *,
                  refresh: float = 1.0, actor: str = "dashboard",
-                 on_restart: Callable[[str, Any], None] | None = None, handle: SessionHandle | None = None):
+                 on_restart: Callable[[str, Any], None] | None = None, handle: SessionHandle | None = None,
+                 on_resume: Callable[[SessionHandle], None] | None = None):
         self.store = open_store(store if store is not None or session is None else session.store)
         self.session_id, self.session, self.actor = session_id, session, actor
         if handle is None:  # NotFoundError for a bad id, before any widget
@@ -42,7 +45,7 @@ class ControlPanel:
         self.handle = handle
         if handle.local and self.session is None:
             self.session = getattr(handle, "session", None)
-        self.on_restart = on_restart
+        self.on_restart, self.on_resume = on_restart, on_resume
         self.pending: dict[int, str] = {}  # command id -> name, waiting for the runner
         self.results: list[dict[str, Any]] = []  # finished commands shown, newest last
         self.restarted: Any = None  # the new Session (local) or id (requested) after a restart
@@ -60,6 +63,8 @@ class ControlPanel:
             "resume": button("Resume", "wb-btn-resume", icon="play"),
             "stop": button("Stop", "wb-btn-stop", icon="stop"),
             "restart": button("Restart", "wb-btn-restart", icon="refresh"),
+            "resume_run": button("Resume run", "wb-btn-resume-run", icon="play-circle", width="120px",
+                                 tooltip="carry the orphaned run on from its last checkpoint, positions kept"),
             "kill": button("Kill", "wb-btn-kill", icon="times", style="danger"),
             "close_all": button("Close All Positions", "wb-btn-close-all", width="180px"),
             "cancel_all": button("Cancel All Orders", "wb-btn-cancel-all", width="180px"),
@@ -73,13 +78,14 @@ class ControlPanel:
         self.kill_box = W.HBox([W.HTML("<b>Kill ends the session now and may leave positions open.</b>"),
                                 self.kill_confirm, self.kill_cancel], layout={"display": "none"})
         live = self.config is not None and self.config.kind.value == "live"
-        self.restart_confirm = W.Text(description="Re-arm", placeholder="exchange:account (live restart)",
+        self.restart_confirm = W.Text(description="Re-arm", placeholder="exchange:account (live restart, resume)",
                                       layout={"width": "300px", "display": None if live else "none"})
         self.restart_confirm.add_class("wb-restart-confirm")
         b["pause"].on_click(lambda _: self.act("pause"))
         b["resume"].on_click(lambda _: self.act("resume"))
         b["stop"].on_click(lambda _: self.act("stop", reason="stopped from the control panel"))
         b["restart"].on_click(lambda _: self.restart())
+        b["resume_run"].on_click(lambda _: self.resume_run())
         b["kill"].on_click(lambda _: self._ask_kill(True))
         self.kill_cancel.on_click(lambda _: self._ask_kill(False))
         self.kill_confirm.on_click(lambda _: self.confirm_kill())
@@ -95,7 +101,8 @@ class ControlPanel:
         sec = lambda t: W.HTML(f"<b style='display:block;margin-top:6px'>{t}</b>")  # noqa: E731
         self.widget = W.VBox([
             self.title, self.state_html,
-            W.HBox([b[k] for k in ("pause", "resume", "stop", "restart", "kill")]), self.restart_confirm,
+            W.HBox([b[k] for k in ("pause", "resume", "stop", "restart", "resume_run", "kill")]),
+            self.restart_confirm,
             self.kill_box,
             sec("Emergency Controls"),
             W.HBox([b["close_all"], b["cancel_all"], b["trip_breaker"], b["reset_breaker"]]),
@@ -209,16 +216,9 @@ class ControlPanel:
         """A new run of the same config and kind (:meth:`SessionHandle.restart`): started here for a local
         session, else requested from the host. A live session is re-armed with the typed exchange:account."""
         try:
-            arming = None
-            if self.config is not None and self.config.kind.value == "live":
-                confirmation = self.restart_confirm.value.strip()
-                arming = {"allow_live": bool(confirmation), "confirmation": confirmation}
-            new = self.handle.restart(arming=arming)
+            new = self.handle.restart(arming=self._arming())
             if new.local:
-                from workbench.ui.launch import LOCAL_SESSIONS
-
-                LOCAL_SESSIONS[new.session_id] = new.session  # type: ignore[attr-defined]
-                self.restarted = new.session  # type: ignore[attr-defined]
+                self.restarted = self._keep_local(new)
             else:
                 self.restarted = new.session_id
             self._show(f"restarted as {new.session_id}" + ("" if new.local else " (requested from workbench host)"),
@@ -230,15 +230,50 @@ class ControlPanel:
             self._show(f"restart failed: {e}", "error")
             return None
 
+    def resume_run(self) -> SessionHandle | None:
+        """Carry the orphaned run on from its last checkpoint (:meth:`SessionHandle.resume_run`): in this
+        kernel for a local session, else requested back from the host; the panel then acts on the resumed
+        run (returned handle). A live session is re-armed with the typed exchange:account."""
+        try:
+            new = self.handle.resume_run(arming=self._arming())
+        except Exception as e:
+            self._show(f"resume run failed: {e}", "error")
+            return None
+        self.handle = new
+        if new.local:
+            self.session = self._keep_local(new)
+        self._show(f"run of {new.session_id} resumed from its last checkpoint"
+                   + (" in this kernel" if new.local else " (requested from workbench host)"), "ok")
+        self.refresh()
+        if self.on_resume is not None:
+            self.on_resume(new)
+        return new
+
+    def _arming(self) -> dict[str, Any] | None:
+        """A live session's arming from the typed exchange:account (None for paper)."""
+        if self.config is None or self.config.kind.value != "live":
+            return None
+        confirmation = self.restart_confirm.value.strip()
+        return {"allow_live": bool(confirmation), "confirmation": confirmation}
+
+    @staticmethod
+    def _keep_local(handle: SessionHandle) -> Any:
+        """Register a run started in this kernel where the other views find it; returns its Session."""
+        from workbench.ui.launch import LOCAL_SESSIONS
+
+        session = LOCAL_SESSIONS[handle.session_id] = handle.session  # type: ignore[attr-defined]
+        return session
+
     # ---- refresh --------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Read the state (and finished commands) and enable the buttons the state allows."""
         state = self.handle.state.value
         self.state = state
         self.state_html.value = f"State: {state_badge(state)}"
-        ok = {c.value for c in self.handle.allowed()}
+        ok = self.handle.controls()
         for name, btn in self.buttons.items():
             btn.disabled = name not in ok
+        self.buttons["resume_run"].layout.display = None if "resume_run" in ok else "none"
         self.kill_confirm.disabled = "kill" not in ok
         for cmd_id in list(self.pending):
             cmd = self.handle.result(cmd_id)  # type: ignore[attr-defined]

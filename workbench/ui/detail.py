@@ -141,6 +141,11 @@ class DetailView:
         self.ticker.start()
 
     # ---- reading ----------------------------------------------------------------------------
+    def follow(self, handle: SessionHandle) -> None:
+        """Show the session through ``handle`` from now on (a resumed run: its new runner)."""
+        self.handle = handle
+        self.session = getattr(handle, "session", None)
+
     def refresh(self) -> None:
         """Read what is new, push it to the charts (throttled) and, every few ticks, redraw the tables."""
         row = self.store.get_session(self.session_id)

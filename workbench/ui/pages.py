@@ -26,6 +26,7 @@
 ``wb-controls``             control panel: ``wb-state`` (state text), ``wb-control-message``,
                             ``wb-btn-pause``, ``wb-btn-resume``, ``wb-btn-stop``,
                             ``wb-btn-restart`` (a live one re-armed in ``wb-restart-confirm``),
+                            ``wb-btn-resume-run`` (shown for an orphaned session only),
                             ``wb-btn-kill`` then ``wb-btn-kill-confirm`` /
                             ``wb-btn-kill-cancel``, ``wb-btn-close-all``, ``wb-btn-cancel-all``,
                             ``wb-btn-trip-breaker``, ``wb-btn-reset-breaker``,
@@ -134,7 +135,7 @@ def session_page(session_id: str | None = None, store: Store | str | None = None
     handle = handle_for(sid, st, LOCAL_SESSIONS, actor="dashboard")
     local = getattr(handle, "session", None)
     view = DetailView(sid, st, local, refresh=refresh, handle=handle)
-    panel = ControlPanel(sid, st, local, handle=handle)
+    panel = ControlPanel(sid, st, local, handle=handle, on_resume=view.follow)
     return Page("session", [view.widget, panel.widget], {"detail": view, "controls": panel})
 
 

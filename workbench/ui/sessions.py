@@ -12,7 +12,7 @@ import ipywidgets as W
 import pandas as pd
 
 from workbench.engine.exposure import Clock, active_sessions, utc_now
-from workbench.engine.handle import handle_for
+from workbench.engine.handle import SessionHandle, handle_for
 from workbench.store import Store
 from workbench.ui.common import (
     Ticker,
@@ -130,7 +130,7 @@ class SessionsView:
             handle = handle_for(session_id, self.store, LOCAL_SESSIONS, actor="dashboard")
             session = getattr(handle, "session", None)
             self.panel = ControlPanel(session_id, self.store, session, handle=handle,
-                                      on_restart=lambda new, _s: self._restarted(new))
+                                      on_restart=lambda new, _s: self._restarted(new), on_resume=self._resumed)
             self.panel.ticker.stop()  # this view's ticker refreshes it
             parts = [self.panel.widget]
             if self.with_detail:
@@ -155,6 +155,12 @@ class SessionsView:
     def _restarted(self, new_id: str) -> None:
         self.refresh()
         self._show(f"restarted as {new_id}", "ok")
+
+    def _resumed(self, handle: SessionHandle) -> None:
+        if self.detail is not None:
+            self.detail.follow(handle)
+        self.refresh()
+        self._show(f"run of {handle.session_id} resumed", "ok")
 
     def _close_selection(self) -> None:
         for v in (self.panel, self.detail):
