@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,8 +27,9 @@ RETRY_SECONDS = 60.0
 WRITE = {"workbench_write": True}
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get the pragmas above (and their directory created)."""
+def make_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+    """An engine for ``url``; SQLite files get the pragmas above (and their directory created).
+    ``busy_timeout_ms``: how long one SQLite statement waits for another connection's lock."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -37,15 +39,15 @@ def make_engine(url: str) -> Engine:
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed)
-    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "connect", partial(_sqlite_connect, busy_timeout_ms=int(busy_timeout_ms)))
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_conn: Any, _record: Any, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
     dbapi_conn.isolation_level = None  # let the "begin" hook below own transactions
     cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute("PRAGMA foreign_keys = ON")

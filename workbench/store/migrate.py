@@ -7,7 +7,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from workbench.store.db import WRITE, make_engine, retry
+from workbench.store.db import RETRY_SECONDS, WRITE, make_engine, retry
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -20,8 +20,9 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str | Engine, revision: str = "head") -> None:
-    """Bring the database at ``url`` (or behind ``engine``) up to ``revision``; a no-op when current.
+def upgrade(url: str | Engine, revision: str = "head", *, retry_seconds: float = RETRY_SECONDS) -> None:
+    """Bring the database at ``url`` (or behind ``engine``) up to ``revision``; a no-op when current
+    (retried for ``retry_seconds`` while the database is busy).
 
     Runs in one write transaction, so processes opening the same new SQLite file at once
     migrate it once.
@@ -35,7 +36,7 @@ def upgrade(url: str | Engine, revision: str = "head") -> None:
             command.upgrade(cfg, revision)
 
     try:
-        retry(run)
+        retry(run, retry_seconds)
     finally:
         if isinstance(url, str):
             engine.dispose()

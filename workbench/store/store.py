@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from workbench.store.base import NotFoundError, StoreError
 from workbench.store.commands import COMMAND_STATUSES, CommandsStore
+from workbench.store.faults import StorageFault
 from workbench.store.runner_state import RunnerStateStore
 from workbench.store.sessions import SessionsStore
 
-__all__ = ["COMMAND_STATUSES", "NotFoundError", "Store", "StoreError"]
+__all__ = ["COMMAND_STATUSES", "NotFoundError", "StorageFault", "Store", "StoreError"]
 
 
 class Store(SessionsStore, CommandsStore, RunnerStateStore):
