@@ -1,11 +1,16 @@
 """Shared by the live-session tests: the armed live config, the loopback exchange fixture, a fast
-live feed, session start-up and the checks that every exchange fill is in the store exactly once."""
+live feed, session start-up, a loopback whose clock the test moves (:func:`manual_exchange`) with a
+session that never trades by itself (:func:`start_quiet`) and prices to drive through a limit, and the
+checks that every exchange fill is in the store exactly once."""
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from tests.exchange.fixtures import async_client
 from tests.exchange.server import LoopbackExchange
+from tests.kit import until
 from workbench.config import make_config
 from workbench.domain import SessionState
 from workbench.engine import open_session
@@ -22,6 +27,9 @@ FAST = dict(order_policy=RetryPolicy(retries=None, base=0.02, cap=0.1),
             poll_interval=0.05)
 
 
+NEVER = {"window": 1, "entry_threshold": 10.0, "exit_threshold": -1.0}  # the strategy never trades
+
+
 def live_config(**kw):
     base = dict(kind="live", strategy="momentum", params=ALWAYS_IN, symbols=["BTC/USDT"], initial_balance=10_000.0,
                 data={"source": "ccxt", "exchange": "binance"}, risk={"stop_loss": 0.0015, "trailing_stop": 0.001})
@@ -34,6 +42,35 @@ ORDER = "/api/v3/order"  # the exchange's order endpoint (fault injection target
 def live_exchange() -> LoopbackExchange:
     """The loopback exchange the live tests run against (enter it as a context manager)."""
     return LoopbackExchange(symbols=("BTC/USDT", "ETH/USDT"), days=30, clock="2024-01-10", bar_seconds=BAR)
+
+
+def manual_exchange() -> LoopbackExchange:
+    """A loopback exchange whose clock moves only when the test calls ``advance`` (enter it as a context
+    manager)."""
+    return LoopbackExchange(symbols=("BTC/USDT",), days=30, clock="2024-01-10")
+
+
+def quiet_config():
+    """A live config whose strategy never trades and with no stops: only the operator's orders."""
+    return live_config(params=NEVER, risk={})
+
+
+def _rows(lx, symbol="BTC/USDT"):
+    rows = lx.book.prices[lx._market_id(symbol)][1]
+    rows.flags.writeable = True
+    return rows
+
+
+def below_next_lows(lx, bars, factor=0.995, symbol="BTC/USDT"):
+    """A limit price below the lows of the forming bar and the ``bars - 1`` after it (and below the price)."""
+    i = lx.book.index
+    return round(min(float(_rows(lx, symbol)[i:i + bars, 2].min()), lx.price(symbol)) * factor, 2)
+
+
+def trade_through(lx, limit, symbol="BTC/USDT"):
+    """Move the loopback's price through ``limit``: the forming bar's low goes below it, then it completes."""
+    _rows(lx, symbol)[lx.book.index, 2] = limit * 0.99
+    lx.advance(1)
 
 
 def feed_for(client, config, **kw):
@@ -64,3 +101,23 @@ async def _start(lx, store, config=None, client_kw=None, **kw):
     s = open_session(config, store, exchange=client, arming=ARMED, feed=feed_for(client, config), **{**FAST, **kw})
     assert isinstance(s, LiveSession)
     return s.start(), client
+
+
+async def start_quiet(lx, store, **kw):
+    """A running :func:`quiet_config` session on ``lx`` (a manual clock) that has seen a bar; returns it
+    and its client (close it after use)."""
+    config = quiet_config()
+    client = async_client(lx)
+    s = open_session(config, store, exchange=client, arming=ARMED, feed=feed_for(client, config, stale_bars=100_000),
+                     resting_poll=0.05, **{**FAST, **kw})
+    s.start()
+    await until(lambda: s.state is S.RUNNING and s.bars_seen >= 1)
+    return s, client
+
+
+async def stop_flat(lx, s):
+    """Stop ``s`` (on a manual clock): wait until it is flat, then complete a bar so that its loop ends."""
+    s.stop()
+    await until(lambda: not s._open_symbols() and not s.broker.inflight)
+    lx.advance(1)  # the loop ends at the next bar once flat
+    return await asyncio.wait_for(s.wait(), 10)

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from tests.exchange.fixtures import async_client
-from tests.exchange.server import LoopbackExchange
 from tests.kit import until
 from tests.live_kit import (
     ARMED,
@@ -16,61 +15,24 @@ from tests.live_kit import (
     S,
     assert_fills_match_exchange,
     assert_one_exchange_order_per_client_id,
+    below_next_lows,
     feed_for,
-    live_config,
+    manual_exchange,
+    quiet_config,
+    start_quiet,
+    stop_flat,
+    trade_through,
 )
 from workbench.domain import Order, OrderType, Side
 from workbench.engine import open_session
 from workbench.engine.ccxt_broker import CcxtBroker
 
+
 # ---- operator orders go to the exchange ---------------------------------------------------------
-NEVER = {"window": 1, "entry_threshold": 10.0, "exit_threshold": -1.0}  # the strategy never trades
-
-
 @pytest.fixture
 def lx_manual():
-    """A loopback exchange whose clock moves only when the test calls ``advance``."""
-    with LoopbackExchange(symbols=("BTC/USDT",), days=30, clock="2024-01-10") as ex:
+    with manual_exchange() as ex:
         yield ex
-
-
-def quiet_config():
-    return live_config(params=NEVER, risk={})
-
-
-async def _start_quiet(lx, store, **kw):
-    config = quiet_config()
-    client = async_client(lx)
-    s = open_session(config, store, exchange=client, arming=ARMED, feed=feed_for(client, config, stale_bars=100_000),
-                     resting_poll=0.05, **{**FAST, **kw})
-    s.start()
-    await until(lambda: s.state is S.RUNNING and s.bars_seen >= 1)
-    return s, client
-
-
-def _rows(lx, symbol="BTC/USDT"):
-    rows = lx.book.prices[lx._market_id(symbol)][1]
-    rows.flags.writeable = True
-    return rows
-
-
-def below_next_lows(lx, bars, factor=0.995, symbol="BTC/USDT"):
-    """A limit price below the lows of the forming bar and the ``bars - 1`` after it (and below the price)."""
-    i = lx.book.index
-    return round(min(float(_rows(lx, symbol)[i:i + bars, 2].min()), lx.price(symbol)) * factor, 2)
-
-
-def trade_through(lx, limit, symbol="BTC/USDT"):
-    """Move the loopback's price through ``limit``: the forming bar's low goes below it, then it completes."""
-    _rows(lx, symbol)[lx.book.index, 2] = limit * 0.99
-    lx.advance(1)
-
-
-async def _stop(lx, s):
-    s.stop()
-    await until(lambda: not s._open_symbols() and not s.broker.inflight)
-    lx.advance(1)  # the loop ends at the next bar once flat
-    return await asyncio.wait_for(s.wait(), 10)
 
 
 def _buy_fills(store, sid, client_id):
@@ -82,7 +44,7 @@ def test_operator_limit_buy_rests_on_the_exchange_and_fills_once_when_the_price_
     lx = lx_manual
 
     async def go():
-        s, client = await _start_quiet(lx, store)
+        s, client = await start_quiet(lx, store)
         try:
             limit = below_next_lows(lx, 4)
             msg = s.place_order("BTC/USDT", "buy", 0.05, type="limit", limit_price=limit)
@@ -110,7 +72,7 @@ def test_operator_limit_buy_rests_on_the_exchange_and_fills_once_when_the_price_
             assert s.portfolio.cash == pytest.approx(10_000.0 - 0.05 * limit * 1.001, rel=1e-9)  # quote fee 0.1 %
             assert store.orders(s.id).set_index("client_id").loc["op1", "status"] == "filled"
             assert lx.exchange_orders()[0]["status"] == "FILLED"
-            return s, await _stop(lx, s)
+            return s, await stop_flat(lx, s)
         finally:
             await client.close()
 
@@ -126,7 +88,7 @@ def test_operator_limit_orders_are_canceled_on_the_exchange(lx_manual, store):
     lx = lx_manual
 
     async def go():
-        s, client = await _start_quiet(lx, store)
+        s, client = await start_quiet(lx, store)
         try:
             far = round(lx.price("BTC/USDT") * 0.5, 2)
             s.place_order("BTC/USDT", "buy", 0.05, type="limit", limit_price=far)
@@ -151,7 +113,7 @@ def test_operator_limit_orders_are_canceled_on_the_exchange(lx_manual, store):
             assert [o["status"] for o in lx.exchange_orders()] == ["CANCELED", "CANCELED"]
             s.place_order("BTC/USDT", "buy", 0.01, type="limit", limit_price=far)  # left resting: stop cancels it
             await until(lambda: "op2" in s.broker.resting)
-            return s, await _stop(lx, s)
+            return s, await stop_flat(lx, s)
         finally:
             await client.close()
 
@@ -168,7 +130,7 @@ def test_operator_market_order_fills_once_when_the_exchange_answer_is_lost(lx_ma
     lx = lx_manual
 
     async def go():
-        s, client = await _start_quiet(lx, store)
+        s, client = await start_quiet(lx, store)
         try:
             lx.lose_response_next(1)  # the exchange takes the order, the answer never arrives
             assert "op1 sent to binance: buy 0.05 BTC/USDT market" in s.place_order("BTC/USDT", "buy", 0.05)
@@ -178,7 +140,7 @@ def test_operator_market_order_fills_once_when_the_exchange_answer_is_lost(lx_ma
             assert s.portfolio.quantity("BTC/USDT") == pytest.approx(0.05)
             assert len(lx.exchange_orders()) == 1 and len(lx.exchange_trades()) == 1
             assert "order_recovered" in set(store.events(s.id)["kind"])
-            return s, await _stop(lx, s)
+            return s, await stop_flat(lx, s)
         finally:
             await client.close()
 
@@ -220,7 +182,7 @@ def test_resume_applies_a_limit_fill_made_while_down_once_and_follows_orders_sti
             await until(lambda: not r.broker.resting)
             await asyncio.sleep(0.2)
             assert await r.broker.sync_resting_orders() == 0
-            return r, await _stop(lx, r)
+            return r, await stop_flat(lx, r)
         finally:
             await client.close()
 
@@ -241,7 +203,7 @@ def test_stop_cancels_a_resting_operator_sell_before_it_flattens(lx_manual, stor
     lx = lx_manual
 
     async def go():
-        s, client = await _start_quiet(lx, store)
+        s, client = await start_quiet(lx, store)
         try:
             s.place_order("BTC/USDT", "buy", 0.05)
             await until(lambda: s.portfolio.quantity("BTC/USDT") > 0 and not s.broker.inflight)
@@ -252,7 +214,7 @@ def test_stop_cancels_a_resting_operator_sell_before_it_flattens(lx_manual, stor
                 s.place_order("BTC/USDT", "sell", 0.02, type="limit", limit_price=high)
                 await until(lambda: "op3" in s.broker.resting)
                 s.place_order("BTC/USDT", "sell", 0.01, type="limit", limit_price=high)
-            return s, await _stop(lx, s)
+            return s, await stop_flat(lx, s)
         finally:
             await client.close()
 
