@@ -253,11 +253,18 @@ class Session(SessionControls):
             await self._finish_broker()
 
     async def _finish_broker(self) -> None:
-        """Let the broker finish; fills it books after the final bookkeeping redo it (event ``late_fills``)."""
+        """Let the broker finish, even if cancelled meanwhile (a hand-back racing the end); handed back, it
+        cancels nothing. Fills it books after the final bookkeeping redo it (event ``late_fills``)."""
         before = self.portfolio.fill_count
-        await self.broker.finish()
+        handing_back = self._hand_back_reason is not None and not self.state.is_final
+        finishing, cancelled = asyncio.ensure_future(self.broker.finish(hand_back=handing_back)), None
+        try:
+            await asyncio.shield(finishing)
+        except asyncio.CancelledError as e:
+            cancelled = e
+            await finishing  # bounded by the broker (fill_timeout)
         late = self.portfolio.fill_count - before
-        if late and self._hand_back_reason is not None:
+        if late and handing_back:
             with contextlib.suppress(Exception):
                 self._checkpoint()  # handed back: the run goes on elsewhere, nothing ends here
         elif late:
@@ -265,6 +272,8 @@ class Session(SessionControls):
             self.store.add_event(self.id, "late_fills", f"{late} fills of orders open at the end were recorded "
                                  f"after it; open positions: {', '.join(self._open_symbols()) or 'none'}",
                                  actor=self.broker.venue)
+        if cancelled is not None:
+            raise cancelled
 
     async def _loop(self) -> None:
         self._in_loop = True

@@ -7,6 +7,10 @@ which the trader registers (it books the fill, then hands it on to the session);
 without a fill (rejected, canceled by the broker) come back through ``broker.on_order(order, why)``.
 A paper broker calls them synchronously, inside ``submit``/``on_bar``; an exchange broker calls them
 later, from its worker task, between bars.
+
+A run ends with :meth:`Broker.finish`: the session's end cancels what rests; a hand-back (the host shuts
+down, the session goes on under the next runner) cancels nothing and leaves resting orders to the next
+runner's :meth:`Broker.start`.
 """
 from __future__ import annotations
 
@@ -74,7 +78,8 @@ class Broker(Protocol):
         ...
 
     def end_run(self) -> list[Order]:
-        """The run ended: cancel resting orders now if the broker can; returns the canceled orders."""
+        """The session ended (not on a hand-back): cancel resting orders now if the broker can; returns
+        the canceled orders."""
         ...
 
     def describe(self, order: Order) -> str:
@@ -93,8 +98,14 @@ class Broker(Protocol):
         """Before the first bar (exchange: start the order tasks and reconcile with the store)."""
         ...
 
-    async def finish(self) -> None:
-        """After the run (exchange: let orders in flight settle, cancel what rests, stop the tasks)."""
+    async def finish(self, *, hand_back: bool = False) -> None:
+        """After the run, once. Always: orders in flight settle (their fills booked through ``on_fill``;
+        bounded, leftovers reported for the next start to reconcile), the broker's tasks stop, its own
+        connections close. Then either the session ended (``hand_back=False``: stop, kill, feed end,
+        failure): resting orders are canceled (exchange; paper's went with :meth:`end_run`); or only this
+        runner ends (``hand_back=True``: a host shutting down): nothing is canceled, resting orders stay
+        on the exchange and in the runner state (:meth:`snapshot`) for the next runner, whose
+        :meth:`start` adopts them."""
         ...
 
     def snapshot(self) -> list[dict[str, Any]]:

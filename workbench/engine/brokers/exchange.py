@@ -6,12 +6,13 @@ exchange through :class:`~workbench.engine.ccxt_broker.CcxtBroker`.
   resend), waits for it to close and reports its exchange fills through ``on_fill`` once each (fill
   ids ``<exchange>:<trade id>``), writing each to the store. While an order of a symbol is in flight
   (:meth:`busy`) the trader sends no other order of that symbol (no second exit).
-* Operator orders (no bar) go to the exchange, never to a simulation. Limit orders rest there: a
-  watcher polls the session's open orders (one request per symbol holding resting orders, every
-  ``resting_poll`` s and after each bar) and applies new fills once each. A strategy or stop exit
-  first cancels resting operator sells of its symbol (they lock the coins it sells).
-* :meth:`start` reconciles (:mod:`workbench.engine.brokers.reconcile`); :meth:`finish` lets orders
-  already sent settle, cancels what still rests, and reports leftovers.
+* Operator orders (no bar) go to the exchange, never to a simulation. Limit orders rest there, followed
+  by a watcher (:mod:`workbench.engine.brokers.resting`). A strategy or stop exit first cancels resting
+  operator sells of its symbol (they lock the coins it sells).
+* :meth:`start` reconciles (:mod:`workbench.engine.brokers.reconcile`), adopting the orders an earlier
+  runner left resting; :meth:`finish` lets orders already sent settle, then at the end of the session
+  cancels what still rests, or on a hand-back leaves it resting for the next runner; leftovers are
+  reported.
 * Controls: :meth:`cancel_all` and :meth:`flatten` keep retrying while the exchange errors, naming
   what is still open in each ``exchange_retry`` event.
 """
@@ -31,6 +32,7 @@ from workbench import execution as ex
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
+from workbench.engine.brokers.resting import OPEN, RestingOrders
 from workbench.engine.ccxt_broker import CcxtBroker, order_status
 from workbench.engine.commands import CommandRejected
 from workbench.retry import RetryPolicy, is_transient
@@ -39,11 +41,10 @@ from workbench.store import Store
 if TYPE_CHECKING:
     from workbench.execution.ledger import Portfolio
 
-OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 OPERATOR = "operator"  # the reason of operator orders
 
 
-class ExchangeBroker:
+class ExchangeBroker(RestingOrders):
     """One session's orders on an exchange. See the module docstring."""
 
     remote = True
@@ -145,7 +146,7 @@ class ExchangeBroker:
         yet is canceled once it is. Raises CommandRejected if no such order rests."""
         order = self.resting.get(client_id)
         if order is not None:
-            self.spawn(self._cancel_resting(order, "canceled by the operator"))
+            self.spawn(self.cancel_resting(order, "canceled by the operator"))
             return order
         sent = self.inflight.get(client_id)
         if sent is not None and sent.type is OrderType.LIMIT:
@@ -214,17 +215,24 @@ class ExchangeBroker:
         self._watcher = loop.create_task(self._watch_resting(), name=f"resting-{self.session_id}")
         await reconcile(self)
 
-    async def finish(self) -> None:
-        """At the end (stop, kill, feed end): let orders already sent settle (up to ``fill_timeout``),
-        cancel what still rests, stop the tasks; leftovers are reported as events."""
+    async def finish(self, *, hand_back: bool = False) -> None:
+        """After the run (see :meth:`Broker.finish`): let orders already sent settle (up to ``fill_timeout``),
+        then cancel what still rests, or with ``hand_back`` leave it resting on the exchange for the next
+        runner's :meth:`start` to adopt; stop the tasks (cancels and close-alls the operator already asked
+        for get ``fill_timeout`` to finish). Leftovers are reported as events."""
         if self._worker is not None and not self._worker.done():
             deadline = time.monotonic() + self.fill_timeout
             while self.inflight and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-        await self._end_resting()  # after the drain: a limit order acknowledged meanwhile is canceled too
+        if hand_back:
+            if self.resting:
+                self._event("handed_back", f"left resting on {self.venue} for the next runner: "
+                            f"{', '.join(self.resting)}", {"client_ids": list(self.resting)}, "broker")
+        else:
+            await self.end_resting()  # after the drain: a limit order acknowledged meanwhile is canceled too
         if self.inflight:
-            self._event("error", f"orders still unsettled at the end: {self.open_summary()}; resume the session "
-                        "to reconcile them")
+            self._event("error", f"orders still unsettled at the {'hand-back' if hand_back else 'end'}: "
+                        f"{self.open_summary()}; resume the session to reconcile them")
         for task in (self._worker, self._watcher):
             if task is not None:
                 task.cancel()
@@ -306,7 +314,7 @@ class ExchangeBroker:
             self.inflight.pop(order.client_id, None)
             self.resting[order.client_id] = order
             if order.client_id in self.cancel_asked:
-                self.spawn(self._cancel_resting(order, "canceled before the exchange acknowledged it"))
+                self.spawn(self.cancel_resting(order, "canceled before the exchange acknowledged it"))
             self._wake.set()
             return
         await self.settle(order, res)
@@ -358,7 +366,7 @@ class ExchangeBroker:
         if not resting:
             return True
         for o in resting:
-            await self._cancel_resting(o, f"canceled: the {order.reason} exit sells the position")
+            await self.cancel_resting(o, f"canceled: the {order.reason} exit sells the position")
         q = self.client.amount(order.symbol, min(order.quantity, self.pf.quantity(order.symbol)))
         if not q > 0.0 or q < self.client.min_amount(order.symbol):
             order.status = OrderStatus.CANCELED
@@ -368,102 +376,6 @@ class ExchangeBroker:
             return False
         order.quantity = q
         return True
-
-    # ---- resting orders ----------------------------------------------------------------------------
-    async def _watch_resting(self) -> None:
-        """Every ``resting_poll`` seconds, or when woken (a bar, a new limit order), sync resting orders."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.resting_poll)
-            self._wake.clear()
-            if not self.resting:
-                continue
-            try:
-                await self.sync_resting_orders()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the client already retried; try again at the next round
-                self._event("error", f"resting orders not synced: {type(e).__name__}: {e}; "
-                            f"still open: {self.open_summary()}")
-
-    async def sync_resting_orders(self) -> int:
-        """Compare the resting operator orders with the exchange (one open-orders request per symbol);
-        apply new fills once each and record orders that closed. Returns how many fills were new."""
-        n = 0
-        for symbol in sorted({o.symbol for o in self.resting.values()}):
-            rows = {o.get("clientOrderId"): o for o in await self.client.open_orders([symbol])}
-            for order in [o for o in self.resting.values() if o.symbol == symbol]:
-                if order.client_id not in self.resting:
-                    continue  # closed meanwhile (a cancel)
-                row = rows.get(self.client.client_order_id(order))
-                if row is not None and float(row.get("filled") or 0.0) <= order.filled_quantity * (1 + 1e-9):
-                    continue  # still resting, nothing new
-                res = row if row is not None else await self.client.fetch(order, {"id": order.exchange_id})
-                n += await self._sync_order(order, res)
-        return n
-
-    async def _sync_order(self, order: Order, res: dict[str, Any]) -> int:
-        """Apply the fills of ``order`` (exchange view ``res``) not applied yet; once it is closed and all its
-        trades are in, record the final status and stop following it. Returns the new fills."""
-        filled = float(res.get("filled") or 0.0)
-        fills = await self.client.fills(order, res) if filled > 0.0 else []
-        n = self.apply_fills(order, fills)
-        complete = sum(f.quantity for f in fills) >= filled * (1 - 1e-9)
-        status = order_status(res)
-        if status not in OPEN and not complete:
-            status = OrderStatus.PARTIALLY_FILLED  # trades lag the order: look again at the next round
-        if order.client_id in self.resting:
-            order.status = status
-            order.filled_quantity = max(order.filled_quantity, min(filled, order.quantity))
-            if status not in OPEN:
-                self.resting.pop(order.client_id, None)
-                self.cancel_asked.discard(order.client_id)
-                if status is OrderStatus.CANCELED:
-                    self._event("order_canceled", f"order {order.client_id} canceled on {self.venue} "
-                                f"({order.filled_quantity:g} of {order.quantity:g} filled)",
-                                {"client_id": order.client_id})
-            if n or status not in OPEN:
-                self.store.upsert_order(self.session_id, order)
-        return n
-
-    async def _cancel_resting(self, order: Order, why: str) -> None:
-        """Cancel a resting order on the exchange (retrying while it errors), then record its final state
-        and any fills it had before (a fill racing the cancel is applied, once)."""
-        if order.exchange_id is None:
-            return
-        try:
-            res = await self.client.call("cancel_order", order.exchange_id, order.symbol, policy=self.order_policy)
-        except ccxt.OrderNotFound:
-            res = None  # no longer open there (filled or canceled meanwhile): fetch below says which
-        if res is None or float(res.get("filled") or 0.0) > order.filled_quantity:
-            res = await self.client.fetch(order, {"id": order.exchange_id})
-        deadline = time.monotonic() + self.fill_timeout
-        while True:
-            await self._sync_order(order, res)
-            if order.client_id not in self.resting or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)  # closed, but its trades are not all visible yet
-            res = await self.client.fetch(order, {"id": order.exchange_id})
-        self._event("control", f"order {order.client_id}: {why}; it is {order.status.value}",
-                    {"client_id": order.client_id})
-
-    async def _end_resting(self) -> None:
-        """At the run's end: cancel what still rests on the exchange (like paper, resting orders end with
-        the run), recording each final state; leftovers after ``fill_timeout`` are reported."""
-        if not self.resting:
-            return
-        tasks = [asyncio.ensure_future(self._cancel_resting(o, "canceled: the run ended"))
-                 for o in list(self.resting.values())]
-        done, pending = await asyncio.wait(tasks, timeout=self.fill_timeout)
-        for t in pending:
-            t.cancel()
-        for t in done:
-            if t.exception() is not None:
-                self._event("error", f"resting order not canceled at the end: {type(t.exception()).__name__}: "
-                            f"{t.exception()}")
-        if self.resting:
-            self._event("error", f"orders still resting on {self.venue} after the end: {self.open_summary()}; "
-                        "resume the session to reconcile them")
 
     # ---- controls ----------------------------------------------------------------------------------
     async def flatten(self, timeout: float | None = None, reason: str = ex.CLOSE_ALL) -> dict[str, float]:

@@ -109,8 +109,9 @@ class PaperBroker:
     async def start(self) -> None:
         """Nothing to connect or reconcile."""
 
-    async def finish(self) -> None:
-        """Nothing in flight at the end."""
+    async def finish(self, *, hand_back: bool = False) -> None:
+        """Nothing in flight at the end; resting orders went with :meth:`end_run`, or on a hand-back stay in
+        the runner state (:meth:`snapshot`)."""
 
     # ---- order book --------------------------------------------------------------
     def rest(self, order: Order) -> Order:

@@ -2,9 +2,10 @@
 
 * Stored fills the checkpoint does not cover (the store holds them in booking order; the checkpoint's
   portfolio booked the first ``fill_count``) are re-applied to the portfolio.
-* Store orders still open are looked up on the exchange by client id: fills that happened while the
-  runner was down are applied once, orders the exchange never got are marked canceled, limit orders
-  still open rest on under the watcher, market orders still open are settled.
+* Store orders still open are looked up on the exchange by client id: orders the exchange never got
+  are marked canceled; limit orders (left resting by a runner that died or was handed back) are adopted
+  (:meth:`~workbench.engine.brokers.resting.RestingOrders.adopt`: fills made meanwhile applied once,
+  canceled ones recorded, open ones rest on under the watcher); market orders still open are settled.
 * Open orders of this session unknown to the store, and balances below the session's positions, are
   reported.
 """
@@ -58,6 +59,12 @@ async def reconcile(b: ExchangeBroker) -> None:
             order.status = OrderStatus.CANCELED
             store.upsert_order(sid, order)
             msg = f"order {order.client_id} never reached the exchange; marked canceled"
+        elif order.type is OrderType.LIMIT:  # left resting by the last runner (e.g. handed back)
+            n = await b.adopt(order, res)
+            store.upsert_order(sid, order)
+            msg = f"order {order.client_id} is {order.status.value} on the exchange; {n} fills applied"
+            if order.client_id in b.resting:
+                msg += "; resting"  # the watcher follows it
         else:
             from workbench.engine.ccxt_broker import order_status
 
@@ -66,10 +73,7 @@ async def reconcile(b: ExchangeBroker) -> None:
             order.status, order.filled_quantity = order_status(res), float(res.get("filled") or 0.0)
             store.upsert_order(sid, order)
             msg = f"order {order.client_id} is {order.status.value} on the exchange; {n} fills applied"
-            if order.status in OPEN and order.type is OrderType.LIMIT:
-                b.resting[order.client_id] = order  # rests on: the watcher follows it
-                msg += "; resting"
-            elif order.status in OPEN:
+            if order.status in OPEN:
                 b.inflight[order.client_id] = order
                 b.spawn(b.settle_and_release(order, res))
         _event(b, "reconcile", msg, {"client_id": order.client_id}, notes)
