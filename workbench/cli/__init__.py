@@ -12,6 +12,7 @@ from typing import Any
 from workbench.cli.output import dumps
 from workbench.cli.run import add_run_parser
 from workbench.cli.session import add_session_parser
+from workbench.cli.store import add_store_parser
 from workbench.config import SessionConfig, make_config
 from workbench.reports.cli import add_report_parser, parse_params
 from workbench.serve import add_up_parser
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.set_defaults(func=cmd_backtest)
 
     add_session_parser(sub, common)
+    add_store_parser(sub, common)
     add_run_parser(sub, common)
 
     demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
