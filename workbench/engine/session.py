@@ -221,11 +221,9 @@ class Session(SessionControls):
             raise
 
     def _ensure_feed(self) -> AsyncIterable[dict[str, Bar]]:
-        if self._feed is None:
-            from workbench.data import load_bars
-
+        if self._feed is None:  # one read-only copy of the bars per process, shared by every session replaying them
             c = self.config
-            self._feed = ReplayFeed({s: load_bars(c.data, s, c.start, c.end) for s in c.symbols}, self.replay_speed)
+            self._feed = ReplayFeed.shared(c.data, c.symbols, c.start, c.end, self.replay_speed)
         if self.last_bar is not None and hasattr(self._feed, "start_after"):
             self._feed.start_after = self.last_bar
         return self._feed
