@@ -201,3 +201,30 @@ def test_a_handed_back_paper_session_keeps_its_resting_order_in_the_checkpoint(s
     assert [o["client_id"] for o in store.load_runner_state(s.id)["orders"]] == ["op1"]
     assert [o.client_id for o in r.broker.open_orders()] == ["op1"]
     assert not store.events(s.id)["kind"].isin(["orders_canceled", "order_canceled"]).any()
+
+
+def test_a_hand_back_while_an_ended_run_settles_its_last_order_lets_the_fill_be_booked(lx_manual, store):
+    lx = lx_manual
+    config = quiet_config()
+
+    async def go():
+        client = async_client(lx)
+        try:
+            s = open_session(config, store, exchange=client, arming=ARMED, resting_poll=0.05,
+                             feed=feed_for(client, config, stale_bars=100_000, max_bars=2), **FAST)
+            s.start()
+            await until(lambda: s.state is S.RUNNING and s.bars_seen >= 1)
+            lx.delay_next(1, 1.0, path=ORDER, method="POST")  # the buy is still in flight when the feed ends
+            s.place_order("BTC/USDT", "buy", 0.01)
+            lx.advance(2)
+            await until(lambda: s.state is S.COMPLETED)
+            assert s.broker.inflight  # the broker's finish is waiting for it
+            s.hand_back(HANDED_BACK)  # the host shuts down meanwhile
+            return s, await asyncio.wait_for(s.wait(), 10)
+        finally:
+            await client.close()
+
+    s, final = asyncio.run(go())
+    assert final is S.COMPLETED and s.portfolio.quantity("BTC/USDT") == pytest.approx(0.01)
+    assert_fills_match_exchange(lx, store, s.id)  # the late fill is in the store, once
+    assert (store.events(s.id)["kind"] == "late_fills").any()
