@@ -228,3 +228,29 @@ def test_a_hand_back_while_an_ended_run_settles_its_last_order_lets_the_fill_be_
     assert final is S.COMPLETED and s.portfolio.quantity("BTC/USDT") == pytest.approx(0.01)
     assert_fills_match_exchange(lx, store, s.id)  # the late fill is in the store, once
     assert (store.events(s.id)["kind"] == "late_fills").any()
+
+
+def test_an_order_in_flight_at_the_hand_back_settles_and_is_checkpointed(lx_manual, store):
+    lx = lx_manual
+    config = quiet_config()
+
+    async def go():
+        s, client = await start_quiet(lx, store)
+        try:
+            lx.delay_next(1, 0.5, path=ORDER, method="POST")
+            s.place_order("BTC/USDT", "buy", 0.01)
+            await until(lambda: s.broker.inflight)
+            s.hand_back(HANDED_BACK)
+            final = await asyncio.wait_for(s.wait(), 10)
+            r = open_session(config, store, resume=s.id, exchange=client, arming=ARMED, resting_poll=0.05,
+                             feed=feed_for(client, config, stale_bars=100_000), **FAST)
+            return s, final, r
+        finally:
+            await client.close()
+
+    s, final, r = asyncio.run(go())
+    assert final is S.ORPHANED and not s.broker.inflight
+    assert store.orders(s.id)["status"].tolist() == ["filled"]
+    assert_fills_match_exchange(lx, store, s.id)
+    assert store.load_runner_state(s.id)["portfolio"]["positions"]["BTC/USDT"]["quantity"] == pytest.approx(0.01)
+    assert r.portfolio.quantity("BTC/USDT") == pytest.approx(0.01) == lx.balances()["BTC"]
