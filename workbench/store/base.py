@@ -147,7 +147,12 @@ class StoreBase:
         """SQLite's ``PRAGMA quick_check``; :class:`StorageFault` (kind "corrupt") listing what it found."""
         if self.engine.dialect.name != "sqlite":
             return
-        rows = self._read(lambda conn: [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check")])
+        def run() -> list[str]:
+            with self.engine.connect() as conn:
+                return [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check")]
+
+        with self._faults("open"):
+            rows = retry(run, self.retry_seconds)
         if rows != ["ok"]:
             raise StorageFault("corrupt", database_name(self.engine.url), "open", "; ".join(rows[:5]))
 
