@@ -202,3 +202,54 @@ def test_run_backtest_and_live_arming(capsys, tmp_path, store_url):
     assert (code, out) == (2, "") and "live trading is not armed" in err and "--allow-live --confirm binance:" in err
     code, _, err = cli(capsys, "run", "--config", str(tmp_path / "missing.json"), "--db", store_url)
     assert code == 2 and "missing.json" in err
+
+
+# ---- orphans: resume-run and cancel, as an operator's shell runs them (no host running) -----------------
+def workbench_session(*argv: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WORKBENCH_HOME": str(home)}
+    return subprocess.run([WORKBENCH, "session", *argv], capture_output=True, text=True, env=env, timeout=120)
+
+
+def handed_back(store: Store) -> Session:
+    """A run handed back mid-run (as a host shutting down leaves it): ORPHANED, with a checkpoint."""
+    cfg = paper_config()
+
+    async def go() -> Session:
+        s = Session(cfg, store, feed=ReplayFeed(bars_for(cfg), 20000.0), poll_interval=0.02)
+        s.start()
+        await until(lambda: s.bars_seen > 30 or s.state.is_final)
+        s.hand_back("test: runner gone")
+        assert await s.wait() is S.ORPHANED
+        return s
+
+    return asyncio.run(go())
+
+
+def test_resume_run_and_cancel_from_a_shell_with_no_host_running(capsys, tmp_path, store, store_url):
+    sid = handed_back(store).id
+    db = ("--db", store_url)
+
+    done = workbench_session("resume-run", sid, *db, "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"session_id": sid, "state": "requested", "checkpoint": True}
+    assert "resume of the run requested by cli" in store.events(sid).query("kind == 'state'").message.iloc[-1]
+
+    # no host picks it up: the request is withdrawn, the run stays resumable (it may hold positions)
+    cancelled = workbench_session("cancel", sid, "--reason", "not now", *db, "--json", home=tmp_path)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout) == {"session_id": sid, "state": "orphaned"}
+    ev = store.events(sid)
+    assert ev.kind.iloc[-1] == "cancelled" and "resume request withdrawn by cli: not now" in ev.message.iloc[-1]
+    assert store.load_runner_state(sid) is not None
+
+    fresh = store.create_session(paper_config(), state="requested")  # a new run: cancelling ends it
+    gone = workbench_session("cancel", fresh, *db, home=tmp_path)
+    assert gone.returncode == 0 and gone.stdout.strip() == f"session {fresh} cancelled (stopped)", gone.stderr
+
+    code, out, _ = cli(capsys, "session", "show", sid, *db, "--json")  # in-process from here
+    assert code == 0 and {"resume_run", "restart"} <= set(json.loads(out)["allowed"])
+    for other, fragment in [(fresh, f"cannot resume the run of {fresh}: it is stopped (ended); restart it"),
+                            ("nope", "no session 'nope'")]:
+        code, out, err = cli(capsys, "session", "resume-run", other, *db)
+        assert (code, out) == (2, "") and fragment in err and err.count("\n") == 1 and "Traceback" not in err
+    assert store.get_session(fresh)["state"] == "stopped"

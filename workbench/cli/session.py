@@ -55,11 +55,16 @@ def cmd_act(args: argparse.Namespace) -> int:
     return 0
 
 
+def _arming(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--allow-live``/``--confirm`` as the handle's arming (None if neither was given)."""
+    if not (args.allow_live or args.confirm):
+        return None
+    return {"allow_live": args.allow_live, "confirmation": args.confirm or ""}
+
+
 def cmd_restart(args: argparse.Namespace) -> int:
     """Request a new run of a session's config (same kind) from ``workbench host``."""
-    arming = {"allow_live": args.allow_live, "confirmation": args.confirm or ""} if args.allow_live or args.confirm \
-        else None
-    new = _remote(args).restart(arming=arming)
+    new = _remote(args).restart(arming=_arming(args))
     if args.json:
         print(dumps({"session_id": args.id, "new_session_id": new.session_id, "kind": new.kind, "state": new.state}))
     else:
@@ -67,12 +72,23 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume_run(args: argparse.Namespace) -> int:
+    """Ask ``workbench host`` to carry an orphaned run on from its last checkpoint, with its portfolio."""
+    handle = _remote(args).resume_run(arming=_arming(args))
+    checkpoint = handle.store.load_runner_state(args.id) is not None
+    if args.json:
+        print(dumps({"session_id": args.id, "state": handle.state, "checkpoint": checkpoint}))
+    else:
+        print(f"resume of {args.id} requested ({handle.state.value}); `workbench host` resumes it from its "
+              + ("last checkpoint" if checkpoint else "start: it has no checkpoint yet"))
+    return 0
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Cancel a requested session that no host has picked up."""
-    store = Store(args.db)
-    store.cancel_requested(args.id, actor="cli", reason=args.reason or "")
-    state = store.get_session(args.id)["state"]
-    print(dumps({"session_id": args.id, "state": state}) if args.json else f"session {args.id} cancelled ({state})")
+    """Cancel a requested session that no host has picked up (a run requested back goes back to orphaned)."""
+    state = _remote(args).cancel_request(args.reason or "")
+    print(dumps({"session_id": args.id, "state": state}) if args.json
+          else f"session {args.id} cancelled ({state.value})")
     return 0
 
 
@@ -80,7 +96,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Print a session's state, risk state, positions, trades so far and exposure."""
     handle = _remote(args)
     snap = handle.snapshot()
-    allowed = sorted(c.value for c in handle.allowed())
+    allowed = sorted(handle.controls())
     closed = snap.trades[snap.trades["status"] != "open"] if len(snap.trades) else snap.trades
     pnl = float(snap.trades["pnl"].sum()) if len(snap.trades) else 0.0
     if args.json:
@@ -173,13 +189,22 @@ def add_session_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                      help=f"one of: {', '.join(c.value for c in RUNNER_COMMANDS)}")
     control(act, None)
 
+    def armed(p: argparse.ArgumentParser) -> None:
+        p.add_argument("id", help="session id")
+        p.add_argument("--allow-live", action="store_true", help="re-arm a live session (with --confirm)")
+        p.add_argument("--confirm", metavar="EXCHANGE:ACCOUNT",
+                       help="the live session's exchange:account, e.g. binance:main")
+
     rs = ssub.add_parser("restart", parents=parents, help="request a new run of a session (same config and kind)")
-    rs.add_argument("id", help="session id")
-    rs.add_argument("--allow-live", action="store_true", help="re-arm a live session (with --confirm)")
-    rs.add_argument("--confirm", metavar="EXCHANGE:ACCOUNT",
-                    help="the live session's exchange:account, e.g. binance:main")
+    armed(rs)
     rs.set_defaults(func=cmd_restart)
-    cancel = ssub.add_parser("cancel", parents=parents, help="cancel a requested session no host has picked up")
+    rr = ssub.add_parser("resume-run", parents=parents,
+                         help="have `workbench host` carry an orphaned run on from its last checkpoint, positions "
+                              "kept (`resume` resumes trading after a pause)")
+    armed(rr)
+    rr.set_defaults(func=cmd_resume_run)
+    cancel = ssub.add_parser("cancel", parents=parents, help="cancel a requested session no host has picked up "
+                                                             "(a resume request: back to orphaned)")
     cancel.add_argument("id", help="session id")
     cancel.add_argument("--reason", default="", help="why (recorded in the session's events)")
     cancel.set_defaults(func=cmd_cancel)

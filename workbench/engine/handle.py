@@ -116,6 +116,7 @@ class SessionHandle(ABC):
 
     session_id: str
     store: Store
+    actor: str
     local: bool = False
 
     @property
@@ -137,6 +138,22 @@ class SessionHandle(ABC):
         state = self.state
         resumable = resume_run_problem(self.session_id, state) is None
         return frozenset({c.value for c in commands.allowed(state)} | ({RESUME_RUN} if resumable else set()))
+
+    def cancel_request(self, reason: str = "") -> SessionState:
+        """Withdraw a request no host has claimed yet; returns the state it leaves. A new run ends (stopped,
+        :meth:`Store.cancel_requested`); a run requested back to be resumed (it has a runner checkpoint, so
+        it may hold positions) goes back to orphaned, still resumable. Any other state is refused naming it."""
+        sid, why = self.session_id, f": {reason}" if reason else ""
+        if self.store.load_runner_state(sid) is None:
+            self.store.cancel_requested(sid, actor=self.actor, reason=reason)
+        elif self.store.set_state(sid, S.ORPHANED, expect=S.REQUESTED, actor=self.actor,
+                                  message=f"resume request withdrawn by {self.actor}{why}; still resumable"):
+            self.store.add_event(sid, "cancelled", f"resume request withdrawn by {self.actor}{why}",
+                                 {"reason": reason}, self.actor)
+        else:
+            raise CommandRejected(f"cannot cancel session {sid}: it is {self.state.value}; only a requested "
+                                  "session (not yet picked up by a host) can be cancelled; stop or kill a running one")
+        return self.state
 
     def _check_resumable(self) -> SessionConfig:
         """The config of an orphaned run, else :class:`CommandRejected` naming its state and what to do."""
