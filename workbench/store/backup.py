@@ -9,8 +9,11 @@ file, no ``-wal``) and renamed into place.
 :func:`restore` refuses while a session of the target store is being run (a running, paused,
 starting or stopping session whose heartbeat is fresher than ``fresh_within`` seconds, or whose
 lease has not expired), checks the backup, copies it beside the target, moves the target aside
-*with* its ``-wal``, ``-shm`` and ``-journal`` (first those, then the file: a stale WAL or hot journal
-left beside the restored file would be applied to it), and renames the copy into place.
+*with* its ``-wal``, ``-shm`` and ``-journal``, and renames the copy into place. The sidecars go first
+and go along: they hold the replaced store's last commits (kept whole beside it), and a stale WAL or
+hot journal left at the target's name would be read as the restored file's own (reading the target
+to find running sessions checkpoints a WAL nobody else holds; one held open or beside a corrupt file
+stays).
 """
 from __future__ import annotations
 
