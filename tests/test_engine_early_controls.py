@@ -101,9 +101,9 @@ def test_stop_or_kill_right_after_start_ends_it_at_once_with_nothing_traded(stor
         session = new_session(store).start()
         finish = session.broker.finish
 
-        async def finished() -> None:
+        async def finished(**how: bool) -> None:
             finishes.append(1)
-            await finish()
+            await finish(**how)
 
         session.broker.finish = finished  # type: ignore[method-assign]
         session.pause()
@@ -152,7 +152,7 @@ def test_kill_while_the_broker_starts_cancels_the_start_and_finishes_the_broker(
             calls.append("start")
             await asyncio.Event().wait()
 
-        async def finish() -> None:
+        async def finish(**how: bool) -> None:
             calls.append("finish")
 
         session.broker.start, session.broker.finish = slow_start, finish  # type: ignore[method-assign]

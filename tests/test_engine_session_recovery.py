@@ -24,12 +24,13 @@ from workbench.data import sample_bars
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.session import Session
 from workbench.store import Store
-url, sid, days = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url, sid, days, LEASE = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 store = Store(url)
 cfg = store.get_session(sid)["config"]
 feed = ReplayFeed({s: sample_bars(s, days=days) for s in cfg.symbols}, None)
-asyncio.run(Session.resume(sid, store, feed, checkpoint_interval=97, poll_interval=0.05).run())
+asyncio.run(Session.resume(sid, store, feed, checkpoint_interval=97, poll_interval=0.05, lease_seconds=LEASE).run())
 """
+LEASE = 0.5  # the runners' lease: the next one may take over once a killed one's has expired
 KILLS = int(os.environ.get("WB_CRASH_POINTS", "20"))  # the issue asks for at least 20
 KILL_AFTER_S = 0.15  # each kill lands 0-0.15 s after the run's first new checkpoint: <= ~2,000 bars at ~12k/s
 DAYS = max(3, 3 * KILLS)  # 2 symbols x 1,440 bars a day: enough bars that no run reaches the end
@@ -38,6 +39,11 @@ DAYS = max(3, 3 * KILLS)  # 2 symbols x 1,440 bars a day: enough bars that no ru
 def _config():
     return paper_config(symbols=["BTC/USDT", "ETH/USDT"],
                         risk={"stop_loss": 0.006, "take_profit": 0.01, "trailing_stop": 0.004})
+
+
+def _lease_expired(store, sid) -> bool:
+    expires = store.lease(sid)["expires"]
+    return expires is None or expires < datetime.now(timezone.utc)
 
 
 def _feed(cfg):
@@ -57,7 +63,9 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     rng = random.Random(7)
     kills_mid_run, progress = 0, []
     for _ in range(KILLS):
-        proc = subprocess.Popen([sys.executable, str(script), url, sid, str(DAYS)], cwd=str(tmp_path.parent))
+        wait_until(lambda: _lease_expired(store, sid), timeout=10, message="the killed runner's lease expired")
+        proc = subprocess.Popen([sys.executable, str(script), url, sid, str(DAYS), str(LEASE)],
+                                cwd=str(tmp_path.parent))
         before = progress[-1] if progress else 0
 
         def checkpointed_new_bars_or_exited(before=before, proc=proc):
@@ -74,6 +82,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     assert kills_mid_run >= KILLS - 1, progress
     assert progress == sorted(progress) and len(set(progress)) >= KILLS - 1
 
+    wait_until(lambda: _lease_expired(store, sid), timeout=10, message="the killed runner's lease expired")
     resumed = Session.resume(sid, store, _feed(cfg))
     assert asyncio.run(resumed.run()).value == "completed"
 

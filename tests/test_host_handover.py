@@ -122,12 +122,12 @@ def test_an_error_in_the_hosts_loop_hands_sessions_back(store_url, store, monkey
     _resume_with_a_next_host(store_url, store, sid, reference, checkpoint)
 
 
-def test_host_resumes_orphans_only_when_asked_until_sessions_hold_a_lease():
+def test_host_resumes_orphans_by_default_now_that_sessions_hold_a_lease():
     from workbench.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["host"]).resume_orphans is False
-    assert parser.parse_args(["host", "--resume-orphans"]).resume_orphans is True
+    assert parser.parse_args(["host"]).resume_orphans is True
+    assert parser.parse_args(["host", "--no-resume-orphans"]).resume_orphans is False
 
 
 STAND_IN = """

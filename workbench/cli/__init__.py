@@ -90,11 +90,18 @@ def cmd_host(args: argparse.Namespace) -> int:
     if args.replay_speed is not None and not args.replay_speed > 0:
         raise ValueError("--replay-speed must be positive, e.g. 60 for one 1-minute bar a second "
                          f"(got {args.replay_speed})")
+    if args.lease_seconds is not None and not args.lease_seconds > 0:
+        raise ValueError(f"--lease-seconds must be positive (got {args.lease_seconds})")
+    kwargs: dict[str, float] = {}
+    if args.replay_speed:
+        kwargs["replay_speed"] = args.replay_speed
+    if args.lease_seconds:
+        kwargs["lease_seconds"] = args.lease_seconds
     print(f"workbench host: running requested sessions from {args.db or 'the default store'} (Ctrl-C stops)")
     try:
         ran = asyncio.run(run_host(args.db, poll=args.poll, stop_after=args.stop_after,
                                    resume_orphans=args.resume_orphans, allow_live=args.allow_live,
-                                   session_kwargs={"replay_speed": args.replay_speed} if args.replay_speed else None))
+                                   session_kwargs=kwargs or None))
     except KeyboardInterrupt:
         return 0
     print(f"workbench host: ran {len(ran)} session(s)")
@@ -137,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     host = sub.add_parser("host", parents=[common], help="run sessions requested from dashboards and apply commands")
     host.add_argument("--poll", type=float, default=0.5, help="seconds between store polls")
     host.add_argument("--stop-after", type=float, default=None, help="stop claiming after this many seconds")
-    host.add_argument("--resume-orphans", action=argparse.BooleanOptionalAction, default=False,
-                      help="resume sessions whose runner stopped heartbeating, from their last checkpoint (default: "
-                           "no: without a session lease a stalled but living runner, e.g. a busy notebook kernel, "
-                           "would run on beside the resumed one)")
+    host.add_argument("--resume-orphans", action=argparse.BooleanOptionalAction, default=True,
+                      help="resume orphaned sessions (their runner's lease expired, or a host handed them back) "
+                           "from their last checkpoint, with their portfolio (default: yes)")
+    host.add_argument("--lease-seconds", type=float, default=None, metavar="S",
+                      help="a runner's lease of its session: another host may take a session over only once it "
+                           "has not been renewed for S seconds (default: longer than the worst store stall)")
     host.add_argument("--allow-live", action="store_true",
                       help="run requested live sessions (each still needs its exchange:account confirmation)")
     host.add_argument("--replay-speed", type=float, default=None, metavar="K",

@@ -78,7 +78,7 @@ ALLOWED: Mapping[SessionState, frozenset[Command]] = {
     S.RUNNING: frozenset({C.PAUSE, C.STOP, C.KILL, C.PLACE_ORDER, *ADJUST}),
     S.PAUSED: frozenset({C.RESUME, C.STOP, C.KILL, C.PLACE_ORDER, *ADJUST}),  # buys are refused while paused
     S.STOPPING: frozenset({C.KILL, *ADJUST}),
-    S.ORPHANED: _ENDED,  # no runner: resume it (`workbench host --resume-orphans`) or restart it
+    S.ORPHANED: _ENDED,  # no runner: resume it (`workbench host` does by default) or restart it
     S.STOPPED: _ENDED,
     S.COMPLETED: _ENDED,
     S.KILLED: _ENDED,

@@ -24,6 +24,7 @@ from workbench.domain import Order, OrderType, SessionState, Side
 from workbench.engine import commands
 from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.risk import RiskContext
+from workbench.store.lease import LeaseLost
 
 if TYPE_CHECKING:
     from workbench.config import SessionConfig
@@ -70,6 +71,7 @@ class SessionControls:
         actor: str
         poll_interval: float
         def _beat(self) -> None: ...
+        def _lease_lost(self, e: LeaseLost) -> None: ...
         def _risk_events(self) -> None: ...
         def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None: ...
         def _open_symbols(self) -> list[str]: ...
@@ -85,6 +87,9 @@ class SessionControls:
                 return
             try:
                 self.poll()
+            except LeaseLost as e:
+                self._lease_lost(e)
+                return
             except Exception as e:
                 with contextlib.suppress(Exception):
                     self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)

@@ -32,13 +32,17 @@ ACTIVE_COLUMNS = ("id", "kind", "strategy", "name", "state", "pnl", "exposure", 
 BarsLoader = Callable[[SessionConfig, str, datetime], pd.DataFrame]
 
 
-def is_orphaned(state: str, heartbeat_at: Any, now: datetime, stale_after: float) -> bool:
-    """True if the session is marked orphaned, or should be running but has not heartbeated for
-    ``stale_after`` seconds (its runner is gone; ``workbench host --resume-orphans`` picks it up)."""
+def is_orphaned(state: str, heartbeat_at: Any, now: datetime, stale_after: float, *,
+                lease_expires: Any = None) -> bool:
+    """True if the session is marked orphaned, or should be running but its runner's lease expired
+    before ``now`` (holding no lease: has not heartbeated for ``stale_after`` seconds). Its runner is
+    gone; ``workbench host`` resumes it."""
     if state == S.ORPHANED.value:
         return True
     if state not in {s.value for s in RUNNING_STATES}:
         return False
+    if lease_expires is not None and lease_expires == lease_expires:  # not None / NaT
+        return now > pd.Timestamp(lease_expires).to_pydatetime()
     if heartbeat_at is None or heartbeat_at != heartbeat_at:  # None / NaT
         return True
     return (now - pd.Timestamp(heartbeat_at).to_pydatetime()).total_seconds() > stale_after
@@ -59,7 +63,8 @@ def active_sessions(store: Any, *, clock: Clock = utc_now, stale_after: float = 
         rows.append({"id": r.id, "kind": r.kind, "strategy": r.strategy, "name": r.name, "state": r.state,
                      "pnl": eq - r.initial_balance if len(last) else math.nan,
                      "exposure": 0.0 if len(last) and math.isnan(exposure) else exposure, "equity": eq,
-                     "uptime": uptime, "orphaned": is_orphaned(r.state, r.heartbeat_at, now, stale_after),
+                     "uptime": uptime, "orphaned": is_orphaned(r.state, r.heartbeat_at, now, stale_after,
+                                                               lease_expires=getattr(r, "lease_expires", None)),
                      "heartbeat_at": r.heartbeat_at, "runner": r.runner, "initial_balance": r.initial_balance,
                      "last_time": last.index[-1] if len(last) else None})
     return pd.DataFrame(rows, columns=list(ACTIVE_COLUMNS))

@@ -1,11 +1,13 @@
 """``workbench host``: a long-running process that runs the sessions others create.
 
-:func:`run_host` first marks sessions whose runner stopped heartbeating as orphaned, then every
-``poll`` seconds claims sessions in state "requested" (an atomic ``set_state(..., expect=
-["requested"])``, so two hosts never run one session) and runs each as a :class:`Session` on this
-event loop; the sessions poll their own commands. It also resumes orphaned sessions from their
-last checkpoint, with their portfolio, when ``resume_orphans`` (off by default: with no session lease
-yet, a runner that only stalled, e.g. a notebook kernel busy in a long cell, would be doubled). Sessions are made by
+:func:`run_host` marks running sessions whose runner's lease expired as orphaned (at start and every
+``ORPHAN_AFTER_POLLS`` polls), and every ``poll`` seconds claims sessions in state "requested" and (by
+default, ``resume_orphans``) "orphaned": each claim takes the session's lease in one transaction
+(:meth:`~workbench.store.lease.LeaseStore.claim_session`), so two hosts never run one session and a
+live runner, even one stalled on a store lock, is never taken over before its lease expires. Each
+runs as a :class:`Session` on this event loop; the sessions poll their own commands and renew their
+lease. An orphaned session, or a requested one that has a checkpoint (a resume asked for from the
+dashboards), is resumed from its last checkpoint with its portfolio. Sessions are made by
 :func:`workbench.engine.open_session` (live sessions need ``session_kwargs={"arming": ...}``; otherwise
 they fail to start, saying how to arm).
 
@@ -26,8 +28,9 @@ from workbench.config import SessionConfig
 from workbench.domain import SessionState
 from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
 from workbench.engine.live import open_session
-from workbench.engine.session import Session
+from workbench.engine.session import Session, runner_id
 from workbench.store import Store
+from workbench.store.lease import LEASE_SECONDS, LeaseHeld
 
 S = SessionState
 ORPHAN_AFTER_POLLS = 10
@@ -36,17 +39,20 @@ HANDED_BACK = "shut down: handed back, resumable"
 
 
 def mark_orphans(store: Store, stale_after: float, *, actor: str = "host", clock: Clock = utc_now) -> list[str]:
-    """Mark running sessions whose heartbeat is more than ``stale_after`` seconds old at ``clock()`` (or
-    missing) as orphaned, per :func:`~workbench.engine.exposure.is_orphaned`; returns their ids."""
+    """Mark running sessions whose runner's lease expired before ``clock()`` (or, holding no lease, whose
+    heartbeat is more than ``stale_after`` seconds old or missing) as orphaned, per
+    :func:`~workbench.engine.exposure.is_orphaned`; returns their ids."""
     now = clock()
     out: list[str] = []
     frame = store.list_sessions(states=[s.value for s in RUNNING_STATES])
     for row in frame.itertuples(index=False):
         hb = row.heartbeat_at
         hb = None if hb is None or hb != hb else hb  # NaT / NaN
-        if not is_orphaned(row.state, hb, now, stale_after):
+        if not is_orphaned(row.state, hb, now, stale_after, lease_expires=row.lease_expires):
             continue
-        msg = f"orphaned: no heartbeat since {hb}" if hb is not None else "orphaned: never heartbeated"
+        msg = (f"orphaned: {row.runner or 'its runner'}'s lease expired at {row.lease_expires}"
+               if row.lease_expires == row.lease_expires and row.lease_expires is not None
+               else f"orphaned: no heartbeat since {hb}" if hb is not None else "orphaned: never heartbeated")
         if store.set_state(row.id, S.ORPHANED, actor=actor, message=msg, expect=[row.state]):
             out.append(row.id)
     return out
@@ -81,7 +87,7 @@ def requested_arming(store: Store, session_id: str, host_allows_live: bool) -> d
 
 
 async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: float | None = None,
-                   resume_orphans: bool = False, session_kwargs: dict[str, Any] | None = None,
+                   resume_orphans: bool = True, session_kwargs: dict[str, Any] | None = None,
                    allow_live: bool = False, actor: str = "host", clock: Clock = utc_now) -> list[str]:
     """Run requested (and, with ``resume_orphans``, orphaned) sessions until cancelled or SIGTERM (then
     hand them back and return), or until ``stop_after`` seconds have passed (then stop claiming and wait
@@ -92,20 +98,32 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
     armed with the confirmation their request carries (:func:`request_session`)."""
     store = Store(store_url)
     kwargs = {"poll_interval": poll, **(session_kwargs or {})}
-    orphans = mark_orphans(store, ORPHAN_AFTER_POLLS * poll, actor=actor, clock=clock)
-    if orphans:
-        store.add_event(None, "host", f"marked {len(orphans)} orphaned sessions", {"ids": orphans}, actor=actor)
+    lease = float(kwargs.get("lease_seconds", LEASE_SECONDS))
     running: dict[str, Session] = {}
     ran: list[str] = []
     deadline = None if stop_after is None else time.monotonic() + stop_after
     sigterm = _SigtermCancels()
+    polls = 0
     try:
         while deadline is None or time.monotonic() < deadline:
+            if polls % ORPHAN_AFTER_POLLS == 0:
+                orphans = mark_orphans(store, ORPHAN_AFTER_POLLS * poll, actor=actor, clock=clock)
+                if orphans:
+                    store.add_event(None, "host", f"marked {len(orphans)} orphaned sessions", {"ids": orphans},
+                                    actor=actor)
+            polls += 1
             states = [S.REQUESTED.value] + ([S.ORPHANED.value] if resume_orphans else [])
             for row in store.list_sessions(states=states).iloc[::-1].itertuples(index=False):  # oldest first
-                if row.id in running or not store.set_state(
-                        row.id, S.CREATED if row.state == S.REQUESTED.value else S.STARTING,
-                        actor=actor, message=f"claimed by {actor}", expect=[row.state]):
+                if row.id in running:
+                    continue
+                resume = row.state == S.ORPHANED.value or store.load_runner_state(row.id) is not None
+                try:
+                    token = store.claim_session(row.id, runner_id(), ttl=lease, expect=[row.state],
+                                                state=S.STARTING if resume else S.CREATED, actor=actor,
+                                                message=f"claimed by {actor} ({runner_id()})")
+                except LeaseHeld:  # its runner lives on (e.g. stalled): taken over only once the lease expires
+                    continue
+                if token is None:  # another host was first
                     continue
                 try:
                     config = store.get_session(row.id)["config"]
@@ -119,12 +137,12 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
                                              "`workbench host --allow-live` (and confirm exchange:account "
                                              "when requesting the session)")
                         extra["arming"] = requested_arming(store, row.id, allow_live)
-                    session = (open_session(config, store, resume=row.id, **kwargs, **extra)
-                               if row.state == S.ORPHANED.value
+                    session = (open_session(config, store, resume=row.id, **kwargs, **extra) if resume
                                else open_session(config, store, session_id=row.id, **kwargs, **extra))
                 except Exception as e:
                     store.add_event(row.id, "error", f"host could not start the session: {e}", actor=actor)
                     store.set_state(row.id, S.FAILED, actor=actor, message=f"failed to start: {e}")
+                    store.release_lease(row.id)
                     continue
                 running[row.id] = session.start()
                 ran.append(row.id)

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import socket
+import time
 import traceback
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime, timezone
@@ -51,6 +53,7 @@ from workbench.engine.trader import Trader
 from workbench.execution import Bar
 from workbench.execution.ledger import Portfolio
 from workbench.store import Store
+from workbench.store.lease import LEASE_SECONDS, LeaseHeld, LeaseLost
 from workbench.strategies.base import Strategy
 
 S = SessionState
@@ -88,9 +91,11 @@ class Session(SessionControls):
     def __init__(self, config: SessionConfig, store: Store, *, feed: AsyncIterable[dict[str, Bar]] | None = None,
                  session_id: str | None = None, poll_interval: float = 0.5, equity_interval: int = 1,
                  checkpoint_interval: int = 5000, actor: str = "runner", replay_speed: float | None = None,
-                 broker: Broker | None = None):
+                 broker: Broker | None = None, lease_seconds: float = LEASE_SECONDS):
         if equity_interval < 1 or checkpoint_interval < 1 or not poll_interval > 0:
             raise ValueError("equity_interval and checkpoint_interval must be >= 1 and poll_interval > 0")
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be > 0 (it is renewed every poll), got {lease_seconds!r}")
         self.config, self.store, self.actor = config, store, actor
         self.id = session_id if session_id is not None else store.create_session(config, state=S.CREATED)
         self.state = S(store.get_session(self.id)["state"]) if session_id is not None else S.CREATED
@@ -121,6 +126,9 @@ class Session(SessionControls):
         self._start_paused = False  # enter paused (a resumed paused run)
         self._queued: list[tuple[commands.Command, str, dict[str, Any]]] = []  # controls given before the run
         self.error: str | None = None
+        self.lease_seconds = float(lease_seconds)
+        self._lease_deadline = -math.inf  # time.monotonic() by which the lease must be renewed to act on
+        self._lost: LeaseLost | None = None  # another runner took the session: end, writing nothing
 
     # the trader's parts
     @property
@@ -184,12 +192,17 @@ class Session(SessionControls):
     def resume(cls, session_id: str, store: Store, feed: AsyncIterable[dict[str, Bar]] | None = None,
                **kwargs: Any) -> Session:
         """A Session for an existing (e.g. orphaned) session, rebuilt from its last runner state; it
-        carries on from the bar after the checkpoint (``feed.start_after`` is set if the feed has it)."""
+        carries on from the bar after the checkpoint (``feed.start_after`` is set if the feed has it).
+        :class:`~workbench.store.lease.LeaseHeld` while another runner's lease of it is live."""
         row = store.get_session(session_id)
         if SessionState(row["state"]).is_final:
             raise ValueError(f"session {session_id} is {row['state']}; restart() makes a new run of its config")
         if row["config"] is None:
             raise ValueError(f"session {session_id} has an invalid config: {row.get('config_error')}")
+        lease = store.lease(session_id)
+        if store.holds_lease(session_id) is None and lease["expires"] is not None \
+                and lease["expires"] > datetime.now(timezone.utc):
+            raise LeaseHeld(session_id, lease["runner"], lease["expires"])
         self = cls(row["config"], store, feed=feed, session_id=session_id, **kwargs)
         state = store.load_runner_state(session_id)
         if state is not None:
@@ -229,16 +242,36 @@ class Session(SessionControls):
         return self._feed
 
     async def _run(self) -> None:
-        """The broker's start (exchange: reconcile), the bar loop, the broker's finish (settle in flight)."""
+        """The lease, the broker's start (exchange: reconcile), the bar loop, the broker's finish (settle
+        in flight), the lease given back."""
         if self.state.is_final:  # stopped or killed before it began
             await self._finish_broker()
             return
+        try:
+            self._take_lease()
+        except LeaseHeld as e:  # another runner runs it: nothing is started or sent here
+            self.error = str(e)
+            with contextlib.suppress(Exception):
+                self.store.add_event(self.id, "error", f"not run by {runner_id()}: {e}", actor=self.actor)
+            return
+        try:
+            await self._started()
+        finally:
+            if self._lost is None and (self.state.is_final or self.state is S.ORPHANED):
+                with contextlib.suppress(Exception):
+                    self.store.release_lease(self.id)
+
+    async def _started(self) -> None:
         try:
             await self.broker.start()
             self._order_seq = max([self._order_seq, *_operator_seqs(self.store.orders(self.id).client_id)])
         except asyncio.CancelledError:
             if not self.state.is_final:  # else stopped or killed before it ran
                 self._finish_killed()
+            await self._finish_broker()
+            return
+        except LeaseLost as e:
+            self._lease_lost(e)
             await self._finish_broker()
             return
         except Exception as e:
@@ -295,6 +328,9 @@ class Session(SessionControls):
             self._finish(S.STOPPED if self.state is S.STOPPING else S.COMPLETED)
         except asyncio.CancelledError:
             self._finish_killed()
+        except LeaseLost as e:
+            self._lease_lost(e)
+            self._finish_killed()
         except Exception as e:  # never into the caller's kernel
             self._fail(e)
         finally:
@@ -305,6 +341,8 @@ class Session(SessionControls):
     async def _bars(self, feed: AsyncIterable[dict[str, Bar]]) -> None:
         since_ck, every, on_bar = 0, self.checkpoint_interval, self._on_bar
         async for batch in _batches(feed):
+            if time.monotonic() > self._lease_deadline - self.poll_interval:
+                self._beat()  # the poll loop could not renew it: renew before acting (or stop: LeaseLost)
             for bars in batch:  # no await inside a batch: controls act between batches
                 on_bar(bars)
                 if self._flat_and_stopping():
@@ -361,8 +399,34 @@ class Session(SessionControls):
         self.store.set_state(self.id, state, actor=actor or self.actor, message=message or state.value)
         self.state = state
 
+    def _take_lease(self) -> None:
+        """Hold the session's lease (a host may have claimed it for this runner already): :class:`LeaseHeld`
+        while another runner's is live."""
+        if self.store.holds_lease(self.id) is None:
+            self.store.claim_session(self.id, runner_id(), ttl=self.lease_seconds, actor=self.actor)
+        self._beat()
+
     def _beat(self) -> None:
-        self.store.heartbeat(self.id, runner_id())
+        """Renew the lease (the heartbeat). The runner acts only until ``lease_seconds`` after the last
+        renewal began; :class:`LeaseLost` if another runner took the session."""
+        began = time.monotonic()
+        self.store.renew_lease(self.id, ttl=self.lease_seconds)
+        self._lease_deadline = began + self.lease_seconds
+
+    def _lease_lost(self, e: LeaseLost) -> None:
+        """Another runner took the session (this one stalled past its lease): end this run writing
+        nothing more to the session (the store is the new runner's); the broker hands its orders back."""
+        if self._lost is not None:
+            return
+        self._lost = e
+        self._hand_back_reason = self._hand_back_reason or str(e)
+        self.error = str(e)
+        self.state = S.ORPHANED  # as this runner sees it
+        with contextlib.suppress(Exception):
+            self.store.add_event(self.id, "lease_lost", f"{runner_id()}: {e}",
+                                 {"token": e.token, "current": e.current}, actor=self.actor)
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
 
     def _flush_equity(self) -> None:
         """Write queued fills, orders, positions and equity points (no runner state)."""
@@ -469,6 +533,9 @@ class Session(SessionControls):
     def _handed_back(self) -> None:
         """Checkpoint (resting orders stay in the runner state) and mark the session ORPHANED with no
         runner. If the store fails, its last checkpoint stands and the next host resumes from that."""
+        if self._lost is not None:  # not ours any more: write nothing
+            self.state = S.ORPHANED
+            return
         with contextlib.suppress(Exception):
             self._checkpoint()
         try:

@@ -28,6 +28,7 @@ class RunnerStateStore(TradingStore):
 
         def run(conn: Connection) -> None:
             self._require(conn, session_id)
+            self._fence(conn, session_id)
             if not conn.execute(update(s.session_state).where(r.session_id == session_id).values(**values)).rowcount:
                 conn.execute(insert(s.session_state).values(session_id=session_id, **values))
 
@@ -62,6 +63,7 @@ class RunnerStateStore(TradingStore):
 
         def run(conn: Connection) -> int:
             self._require(conn, session_id)
+            self._fence(conn, session_id)
             seen: set[str] = set()
             ids = [x.fill_id for x in fills]
             for k in range(0, len(ids), 500):

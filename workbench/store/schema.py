@@ -90,6 +90,10 @@ class SessionRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     runner: Mapped[str | None] = mapped_column(String(200))  # host:pid
+    # the runner's lease (workbench.store.lease): a generation bumped by each acquisition (the fencing
+    # token) and when it expires unless renewed
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime)
     final_equity: Mapped[float | None] = mapped_column(Float)
     pnl: Mapped[float | None] = mapped_column(Float)
     total_return: Mapped[float | None] = mapped_column(Float)

@@ -12,14 +12,15 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from workbench.config import ConfigError, SessionConfig
 from workbench.domain import SessionKind, SessionState
 from workbench.store import schema as s
-from workbench.store.base import NotFoundError, StoreBase, StoreError, config_fields, db_value, state_name, utc_now
+from workbench.store.base import NotFoundError, StoreError, config_fields, db_value, state_name, utc_now
 from workbench.store.frames import to_frame, utc
 from workbench.store.jsonutil import dumps, loads
+from workbench.store.lease import LeaseStore
 
 _SESSION_FIELDS = frozenset(c.name for c in s.sessions.c) - {"id", "state"}
 
 
-class SessionsStore(StoreBase):
+class SessionsStore(LeaseStore):
     """Sessions, history, events and templates (mixed into :class:`workbench.store.Store`)."""
 
     # ---- sessions --------------------------------------------------------
@@ -87,6 +88,7 @@ class SessionsStore(StoreBase):
             return
 
         def run(conn: Connection) -> None:
+            self._fence(conn, session_id)
             if conn.execute(update(s.sessions).where(s.sessions.c.id == session_id).values(**values)).rowcount == 0:
                 raise NotFoundError(f"no session {session_id!r}")
 
@@ -109,6 +111,7 @@ class SessionsStore(StoreBase):
                 allowed = {state_name(e) for e in expect}
 
         def run(conn: Connection) -> bool:
+            self._fence(conn, session_id)
             row = conn.execute(select(s.sessions.c.state, s.sessions.c.started_at)
                                .where(s.sessions.c.id == session_id)).first()
             if row is None:

@@ -18,9 +18,10 @@ from sqlalchemy import Connection, delete, insert, select, update
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, Position, SessionKind, SessionState
 from workbench.store import schema as s
-from workbench.store.base import StoreBase, config_fields, db_value, db_values, finite, utc_now
+from workbench.store.base import config_fields, db_value, db_values, finite, utc_now
 from workbench.store.frames import EQUITY_COLUMNS, equity_frame, to_frame, trade_rows, trades_frame, utc
 from workbench.store.jsonutil import dumps, loads
+from workbench.store.lease import LeaseStore
 
 #: equity rows per SQLite INSERT statement: 5 bound values a row stay under 999, the oldest SQLite limit
 _ROWS_PER_INSERT = 199
@@ -43,7 +44,7 @@ def _floats_or_none(values: np.ndarray) -> list[float | None]:
     return out
 
 
-class TradingStore(StoreBase):
+class TradingStore(LeaseStore):
     """Orders, fills, positions, equity, trades and backtests (mixed into :class:`workbench.store.Store`)."""
 
     # ---- orders, fills, positions -----------------------------------------
@@ -103,6 +104,7 @@ class TradingStore(StoreBase):
         """Insert the order, or update it if its ``client_id`` is already known for the session."""
         def run(conn: Connection) -> None:
             self._require(conn, session_id)
+            self._fence(conn, session_id)
             self._upsert_order(conn, session_id, order)
 
         self._write(run)
@@ -134,6 +136,7 @@ class TradingStore(StoreBase):
 
         def run(conn: Connection) -> bool:
             self._require(conn, session_id)
+            self._fence(conn, session_id)
             if conn.execute(select(f.id).where(f.session_id == session_id, f.fill_id == fill.fill_id)).first():
                 return False
             conn.execute(insert(s.fills).values(**row))
@@ -232,6 +235,7 @@ class TradingStore(StoreBase):
 
         def run(conn: Connection) -> None:
             self._require(conn, session_id)
+            self._fence(conn, session_id)
             conn.execute(delete(s.trades).where(s.trades.c.session_id == session_id))
             if rows:
                 conn.execute(insert(s.trades), rows)
