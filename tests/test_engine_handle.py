@@ -17,6 +17,7 @@ from workbench.engine.handle import RESUME_RUN, LocalHandle, RemoteHandle, handl
 from workbench.engine.host import requested_arming, run_host
 from workbench.engine.live import LiveNotArmed, LiveSession, open_session
 from workbench.engine.session import Session
+from workbench.store import StoreError
 
 S = SessionState
 ARMED = {"allow_live": True, "confirmation": "binance:main"}
@@ -252,6 +253,20 @@ def test_remote_resume_run_requests_the_orphan_back_and_names_the_state_it_refus
     RemoteHandle(live, store).resume_run(arming=ARMED)
     assert store.get_session(live)["state"] == "requested"
     assert requested_arming(store, live, host_allows_live=True) == ARMED
+
+
+def test_cancel_request_withdraws_a_resume_and_ends_a_new_run(store):
+    old = orphaned(store)
+    h = RemoteHandle(old.id, store, actor="bob")
+    h.resume_run()
+    assert h.cancel_request("not now") is S.ORPHANED and RESUME_RUN in h.controls()  # it may hold positions
+    assert "resume request withdrawn by bob: not now" in store.events(old.id).message.iloc[-1]
+    with pytest.raises(CommandRejected, match=f"cannot cancel session {old.id}: it is orphaned; only a requested"):
+        h.cancel_request()
+    new = store.create_session(paper_config(), state="requested")
+    assert RemoteHandle(new, store).cancel_request() is S.STOPPED
+    with pytest.raises(StoreError, match="it is stopped; only a requested session"):
+        RemoteHandle(new, store).cancel_request()
 
 
 @pytest.mark.xfail(reason="needs engine/host.py to resume a claimed requested session that has a runner checkpoint "
