@@ -20,6 +20,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from workbench.store.faults import fault_kind
+
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
@@ -59,9 +61,8 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 def is_busy(err: OperationalError) -> bool:
-    """True for SQLite's transient 'database is locked' / 'database is busy'."""
-    text = str(err.orig).lower()
-    return "database is locked" in text or "database is busy" in text
+    """True for a transient lock conflict (SQLite's 'database is locked'): a storage fault of kind "locked"."""
+    return fault_kind(err) == "locked"
 
 
 def retry(fn: Callable[[], T], deadline_s: float = RETRY_SECONDS) -> T:
