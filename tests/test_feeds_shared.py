@@ -134,3 +134,16 @@ def test_a_paced_feed_keeps_pace_after_a_late_consumer():
     got, took = asyncio.run(run())
     assert len(got) == 5 and feed.released == 5
     assert 0.8 <= took < 1.15  # on the schedule (0.8 s), not 0.6 s late as with sleeps between bars
+
+
+def test_iterating_a_long_replay_allocates_no_copy_of_its_times():
+    feed = ReplayFeed.shared(DataConfig(), SYMS)  # 90 days: 129,600 bar times
+    gen = feed.bars()
+    tracemalloc.start()
+    try:
+        next(gen)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gen.close()
+    assert len(feed) == 129_600 and peak < 500_000  # a chunk of Python ints, not 5 MB of them
