@@ -17,7 +17,8 @@ from workbench.engine.handle import RESUME_RUN, LocalHandle, RemoteHandle, handl
 from workbench.engine.host import requested_arming, run_host
 from workbench.engine.live import LiveNotArmed, LiveSession, open_session
 from workbench.engine.session import Session
-from workbench.store import StoreError
+from workbench.store import Store, StoreError
+from workbench.store.lease import LeaseHeld
 
 S = SessionState
 ARMED = {"allow_live": True, "confirmation": "binance:main"}
@@ -119,11 +120,18 @@ def orphaned(store, **kwargs) -> Session:
     return s
 
 
-def test_local_resume_run_carries_an_orphaned_run_on_to_the_uninterrupted_result(store):
+def test_local_resume_run_carries_an_orphaned_run_on_to_the_uninterrupted_result(store, store_url):
     reference = uninterrupted_equity(store)
     old = orphaned(store)
     h = LocalHandle(old, actor="alice")
     assert h.state is S.ORPHANED and {RESUME_RUN, "restart"} <= h.controls()
+    dead = Store(store_url)  # a runner that died holding a live lease: no takeover before it expires
+    dead.claim_session(old.id, "deadhost:1", ttl=60.0)
+    with pytest.raises(LeaseHeld, match="run by deadhost:1 .*only after its lease expires"):
+        h.resume_run()
+    assert store.get_session(old.id)["state"] == "orphaned"
+    dead.release_lease(old.id)
+    dead.close()
     with pytest.raises(RuntimeError, match="no running event loop"):
         h.resume_run()  # claimed, then failed: handed back, still resumable
     assert store.get_session(old.id)["state"] == "orphaned"
@@ -269,8 +277,6 @@ def test_cancel_request_withdraws_a_resume_and_ends_a_new_run(store):
         RemoteHandle(new, store).cancel_request()
 
 
-@pytest.mark.xfail(reason="needs engine/host.py to resume a claimed requested session that has a runner checkpoint "
-                          "(the lead's change for issue 11); drop this mark once it lands", strict=False)
 def test_a_host_resumes_a_run_requested_back_from_its_checkpoint(store, store_url):
     """The contract with ``workbench host``: a requested session with a runner checkpoint is resumed from it."""
     reference = uninterrupted_equity(store)

@@ -30,6 +30,7 @@ from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.exposure import concentration, limit_usage
 from workbench.execution.ledger import Portfolio
 from workbench.store import Store
+from workbench.store.lease import LEASE_SECONDS
 
 S = SessionState
 POSITION_COLUMNS = ("symbol", "quantity", "avg_price", "price", "value")
@@ -241,25 +242,31 @@ class LocalHandle(SessionHandle):
     def resume_run(self, *, arming: Mapping[str, Any] | None = None, start: bool = True,
                    **kwargs: Any) -> LocalHandle:
         """Resume the orphaned run in this kernel from its last checkpoint (the same session id), started on
-        the running loop (``start``). Settings and arming as :meth:`restart`. The session is claimed first
-        (orphaned -> starting, compare-and-set), so a host resuming it at the same time cannot double it;
-        if the new runner cannot be made the session is left orphaned, resumable."""
+        the running loop (``start``). Settings and arming as :meth:`restart`. The session's lease is claimed
+        first, with the move orphaned -> starting in one transaction (as a host claims it), so a host
+        resuming it at the same time cannot double it (:class:`~workbench.store.lease.LeaseHeld` while a
+        dead runner's lease has not expired); if the new runner cannot be made it is left orphaned."""
         from workbench.engine.live import open_session
+        from workbench.engine.session import runner_id
 
         config = self._check_resumable()
         run_kwargs = self._run_kwargs(arming, kwargs)
         _check_armed(config, run_kwargs.get("arming"), "resume", self.session_id)
-        if not self.store.set_state(self.session_id, S.STARTING, expect=S.ORPHANED, actor=self.actor,
-                                    message=f"run resumed from its last checkpoint by {self.actor} (in a kernel)"):
-            raise CommandRejected(resume_run_problem(self.session_id, self.store.get_session(self.session_id)["state"])
-                                  or f"cannot resume the run of {self.session_id}: another runner claimed it")
+        sid, ttl = self.session_id, float(run_kwargs.get("lease_seconds", LEASE_SECONDS))
+        token = self.store.claim_session(sid, runner_id(), ttl=ttl, expect=[S.ORPHANED], state=S.STARTING,
+                                         actor=self.actor, message=f"run resumed from its last checkpoint by "
+                                                                   f"{self.actor} (in a kernel)")
+        if token is None:
+            raise CommandRejected(resume_run_problem(sid, self.store.get_session(sid)["state"])
+                                  or f"cannot resume the run of {sid}: another runner claimed it")
         try:
-            new = open_session(config, self.store, resume=self.session_id, **run_kwargs)
+            new = open_session(config, self.store, resume=sid, **run_kwargs)
             if start:
                 new.start()
         except BaseException as e:
-            self.store.set_state(self.session_id, S.ORPHANED, expect=S.STARTING, actor=self.actor,
+            self.store.set_state(sid, S.ORPHANED, expect=S.STARTING, actor=self.actor,
                                  message=f"resume failed: {e}; still resumable")
+            self.store.release_lease(sid)
             raise
         return LocalHandle(new, actor=self.actor)
 
