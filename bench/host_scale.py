@@ -17,8 +17,10 @@ Per size: bar->order latency p50/p99, bar->done p50/p99, event-loop lag (a 1 s s
 pace (bars processed in the window / bars due) and the worst session's backlog (``feed.due() -
 feed.released``), CPU % of one core, RSS and RSS per session (above the process before the first
 session) and per added session (slope from the previous size), store rows written per second
-(equity, fills, orders, events) and checkpoints per second, and "orphaned": sessions whose heartbeat
-went stale past the host's orphan threshold at any sample, or that ended orphaned. Then the issue's
+(equity, fills, orders, events), checkpoints per second and the share of wall time the loop spent
+in each store call (every public ``Store`` method is timed on the loop's thread), and "orphaned":
+sessions whose heartbeat went stale past the host's orphan threshold at any sample, or that ended
+orphaned. Then the issue's
 targets (200 sessions: p99 bar->order < 50 ms at 60x, < 5 MB RSS per added session, none orphaned)
 with PASS/MISS, and the same figures with sharing of the replayed bars off (``--baseline-sizes``: each
 session its own copy, as before) to give the RSS ratio.
@@ -28,11 +30,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -109,11 +113,11 @@ def measure(n: int, seconds: float, speed: float, share: bool, trace: bool) -> d
     lat_order: list[float] = []
     lat_bar: list[float] = []
     sessions: list[Session] = []
-    checkpoints = [0, 0.0]  # calls, seconds in them (on the loop)
+    store_calls: dict[str, list[float]] = {}  # Store method -> [calls, seconds] on the loop's thread
     on = [False]
 
     open_session, submit, on_bar = host_mod.open_session, PaperBroker.submit, Session._on_bar
-    save = Store.save_checkpoint
+    main = threading.main_thread()
 
     def tracked_open(*a: Any, **k: Any) -> Session:
         s = open_session(*a, **k)
@@ -132,16 +136,23 @@ def measure(n: int, seconds: float, speed: float, share: bool, trace: bool) -> d
         if on[0] and rel is not None:
             lat_bar.append(clock() - rel)
 
-    def counted_save(self: Any, *a: Any, **k: Any) -> Any:
-        t = clock()
-        try:
-            return save(self, *a, **k)
-        finally:
-            checkpoints[0] += on[0]
-            checkpoints[1] += (clock() - t) * on[0]
+    def timed_store(name: str, fn: Any) -> Any:
+        def call(*a: Any, **k: Any) -> Any:
+            if not on[0] or threading.current_thread() is not main:
+                return fn(*a, **k)
+            t = clock()
+            try:
+                return fn(*a, **k)
+            finally:
+                c = store_calls.setdefault(name, [0, 0.0])
+                c[0] += 1
+                c[1] += clock() - t
+        return call
 
     host_mod.open_session, PaperBroker.submit, Session._on_bar = tracked_open, timed_submit, timed_on_bar
-    Store.save_checkpoint = counted_save
+    for name, fn in inspect.getmembers(Store, inspect.isfunction):  # where the loop waits on the store
+        if not name.startswith("_"):
+            setattr(Store, name, timed_store(name, fn))
 
     async def run(tmp: Path) -> dict[str, Any]:
         db = tmp / "scale.db"
@@ -218,8 +229,10 @@ def measure(n: int, seconds: float, speed: float, share: bool, trace: bool) -> d
             "pace": round(processed / due, 4) if due else None, "max_behind_bars": max(behind),
             "cpu_pct": round(100 * cpu / wall, 1), "rss_mb": round(rss_end, 1), "rss_peak_mb": round(rss_peak, 1),
             "rss_before_mb": round(rss0, 1), "mb_per_session": round((rss_end - rss0) / n, 2),
-            "rows_per_s": round((rows1 - rows0) / wall, 1), "checkpoints_per_s": round(checkpoints[0] / wall, 1),
-            "checkpoint_loop_pct": round(100 * checkpoints[1] / wall, 1),
+            "rows_per_s": round((rows1 - rows0) / wall, 1),
+            "checkpoints_per_s": round(store_calls.get("save_checkpoint", [0, 0.0])[0] / wall, 1),
+            "store_on_loop": {k: {"per_s": round(c / wall, 1), "loop_pct": round(100 * t / wall, 1)}
+                              for k, (c, t) in sorted(store_calls.items(), key=lambda kv: -kv[1][1])},
             "orphaned": len(stale.ids), "states": states, "bar_block_loads": SHARED.loads,
             "load_avg": round(os.getloadavg()[0], 2), "tracemalloc_top": top,
         }
@@ -249,13 +262,17 @@ def _slopes(rows: list[dict[str, Any]]) -> None:
         prev = r
 
 
+def _store_pct(r: dict[str, Any]) -> str:
+    return f"{sum(v['loop_pct'] for v in r['store_on_loop'].values()):.1f}"
+
+
 def _f(v: Any, unit: str = "") -> str:
     return "-" if v is None else f"{v:g}{unit}"
 
 
 def report(rows: list[dict[str, Any]], base: list[dict[str, Any]]) -> str:
     head = ("   N  pace  behind  bar->order p50/p99 ms (n)  bar->done p50/p99 ms  loop lag p99/max ms"
-            "  CPU %   RSS MiB  MiB/sess  MiB/added  rows/s  ckpt/s (loop %)  orphaned")
+            "  CPU %   RSS MiB  MiB/sess  MiB/added  rows/s  ckpt/s  store % of loop  orphaned")
     lines = [f"host scale: paper sessions x 5 symbols, 1m sample bars at {rows[0]['speed']:g}x, one host process, "
              f"SQLite store (load average {rows[-1]['load_avg']})", head]
     for r in rows:
@@ -265,7 +282,11 @@ def report(rows: list[dict[str, Any]], base: list[dict[str, Any]]) -> str:
             f"{_f(o['p50']):>7} / {_f(o['p99']):<7} ({o['n']:>5})     {_f(d['p50']):>7} / {_f(d['p99']):<7}"
             f"    {_f(lag['p99']):>7} / {_f(lag['max']):<7}     {r['cpu_pct']:>5}  {r['rss_mb']:>8}  "
             f"{r['mb_per_session']:>8}  {r['mb_per_added']:>9}  {r['rows_per_s']:>6}  "
-            f"{r['checkpoints_per_s']:>6} ({r['checkpoint_loop_pct']:>4})  {r['orphaned']:>8}")
+            f"{r['checkpoints_per_s']:>6}  {_store_pct(r):>15}  {r['orphaned']:>8}")
+    for r in rows:
+        top = list(r["store_on_loop"].items())[:4]
+        lines.append(f"  store calls on the loop, {r['n']} sessions: " + ", ".join(
+            f"{k} {v['loop_pct']} % ({v['per_s']}/s)" for k, v in top))
     at = {r["n"]: r for r in rows}
     t = at.get(TARGET_N)
     lines.append(f"targets at {TARGET_N} sessions, {rows[0]['speed']:g}x:")

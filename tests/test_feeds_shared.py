@@ -146,4 +146,4 @@ def test_iterating_a_long_replay_allocates_no_copy_of_its_times():
     finally:
         tracemalloc.stop()
         gen.close()
-    assert len(feed) == 129_600 and peak < 500_000  # a chunk of Python ints, not 5 MB of them
+    assert len(feed) == 129_600 and peak < 100_000  # a chunk of Python ints, not 5 MB of them
