@@ -278,3 +278,26 @@ def test_a_database_copied_without_its_wal_warns(store, tmp_path):
         original.close()
         Store(f"sqlite:///{path}").close()  # cleanly closed before: no -wal, no -shm, no warning
     assert not Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists()
+
+
+WRITER = """
+    import sys
+    from workbench.store import Store
+    with Store(sys.argv[1]) as st:
+        st.add_event(sys.argv[2], "note", "from another process")
+"""
+
+
+def test_opening_a_store_keeps_the_locks_of_this_process_s_other_connections(store, recorded, store_url, tmp_path):
+    """SQLite's POSIX locks belong to the process: a plain open()+close() of the database or its -shm (as the
+    checks on open could do) drops the locks of every connection this process holds on it; another process
+    closing last would then checkpoint and delete the -wal and -shm under them."""
+    assert len(store.events(recorded)) >= 1  # this process holds the WAL open
+    for _ in range(3):
+        Store(store_url).close()
+    subprocess.run([sys.executable, "-c", textwrap.dedent(WRITER), store_url, recorded], check=True, timeout=60)
+    assert Path(f"{tmp_path / 'wb.db'}-wal").exists() and Path(f"{tmp_path / 'wb.db'}-shm").exists()
+    assert list(store.events(recorded)["message"])[-1] == "from another process"
+    again = Store(store_url)
+    assert list(again.events(recorded)["message"])[-1] == "from another process"
+    again.close()

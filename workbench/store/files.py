@@ -1,14 +1,19 @@
-"""A SQLite store file's health: its integrity and the WAL it was left with.
+"""A SQLite store file's health: the WAL it was left with (integrity: ``PRAGMA quick_check``).
 
-The missing-WAL rule (:func:`wal_state`, read from the files before any connection opens them): a
-database in WAL mode (header bytes 18-19 are 2) whose ``-shm`` wal-index is initialised (both header
-copies equal, version 3007000) and counts more frames (``mxFrame``) than it has copied back into the
-database (``nBackfill``), while the ``-wal`` beside it is missing or shorter than those frames, was
-separated from its WAL: the committed transactions in the missing frames are not in the file. A
-cleanly closed store leaves neither ``-wal`` nor ``-shm`` (SQLite checkpoints and deletes both), and a
-last connection closing deletes the ``-wal`` only after checkpointing every frame, so neither is
-reported. A ``.db`` copied alone (without ``-wal`` and ``-shm``) while a host wrote to it cannot be told
-from a cleanly closed one: copy a live store with ``workbench store backup``.
+The missing-WAL rule (:func:`wal_state`, read before any connection of this Store opens the file): a
+database without a ``-wal`` beside it but with a ``-shm`` wal-index that is initialised (both header
+copies equal, version 3007000), whose header says WAL mode (bytes 18-19 are 2), and whose index
+counts more frames (``mxFrame``) than were copied back into the database (``nBackfill``), was
+separated from its WAL: the committed transactions in those frames are not in the file. A cleanly
+closed store leaves neither ``-wal`` nor ``-shm`` (SQLite checkpoints and deletes both), and a last
+connection deletes the ``-wal`` only after checkpointing every frame, so neither is reported. A ``.db``
+copied alone (without ``-wal`` and ``-shm``) while a host wrote to it cannot be told from a cleanly
+closed one: copy a live store with ``workbench store backup``.
+
+The files are read only when there is no ``-wal``: then no connection has the database open in WAL
+mode. Otherwise a plain ``open()``/``close()`` of the database or ``-shm`` would drop the POSIX locks
+every SQLite connection of this process holds on it (locks belong to the process), and another
+process closing last would then delete the WAL under them.
 """
 from __future__ import annotations
 
@@ -20,8 +25,6 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 
 WAL_INDEX_VERSION = 3007000
-WAL_HEADER = 32
-FRAME_HEADER = 24
 
 
 class WalMissingWarning(UserWarning):
@@ -39,57 +42,46 @@ def sqlite_path(url: URL | str) -> Path | None:
     return Path(db).expanduser()
 
 
-def _page_size(raw: int) -> int:
-    return 65536 if raw == 1 else raw
-
-
 @dataclass(frozen=True)
 class WalState:
     """What the files beside a SQLite database say about its WAL (see the module's rule)."""
 
-    wal_mode: bool
     wal_bytes: int | None  # size of the -wal file; None if there is none
     shm: bool
-    frames: int = 0  # frames the -shm index counts in the WAL (mxFrame)
+    frames: int = 0  # frames the -shm index counts in the WAL (mxFrame); read only without a -wal
     backfilled: int = 0  # of those, copied back into the database (nBackfill)
-    page_size: int = 0
 
     @property
     def missing_frames(self) -> int:
-        """Committed WAL frames that are neither in the database nor in the ``-wal`` beside it."""
-        if not self.wal_mode or self.frames <= self.backfilled:
-            return 0
-        present = 0
-        if self.wal_bytes is not None and self.wal_bytes >= WAL_HEADER and self.page_size:
-            present = (self.wal_bytes - WAL_HEADER) // (FRAME_HEADER + self.page_size)
-        return max(0, self.frames - max(present, self.backfilled))
+        """Committed WAL frames that are in neither the database nor a ``-wal`` beside it."""
+        return max(0, self.frames - self.backfilled) if self.wal_bytes is None else 0
 
     def as_dict(self) -> dict[str, int | bool | None]:
-        return {"wal_mode": self.wal_mode, "wal_bytes": self.wal_bytes, "shm": self.shm, "wal_frames": self.frames,
-                "checkpointed_frames": self.backfilled, "missing_frames": self.missing_frames}
+        return {"wal_bytes": self.wal_bytes, "shm": self.shm, "missing_frames": self.missing_frames}
 
 
 def wal_state(path: Path) -> WalState:
-    """Read ``path``'s header and its ``-wal``/``-shm`` files (no connection is opened)."""
+    """The WAL files beside ``path``; the database header and ``-shm`` index are read only when there is a
+    ``-shm`` and no ``-wal`` (see the module: no lock of this process is dropped)."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    wal_bytes = wal.stat().st_size if wal.exists() else None
+    if wal_bytes is not None or not shm.exists():
+        return WalState(wal_bytes, shm.exists())
     try:
         with open(path, "rb") as fh:
             head = fh.read(100)
-    except FileNotFoundError:
-        head = b""
+        with open(shm, "rb") as fh:
+            index = fh.read(136)
+    except FileNotFoundError:  # gone meanwhile: nothing left to compare
+        return WalState(None, shm.exists())
     wal_mode = len(head) >= 20 and head[18] == 2 and head[19] == 2
-    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
-    wal_bytes = wal.stat().st_size if wal.exists() else None
-    if not shm.exists():
-        return WalState(wal_mode, wal_bytes, False)
-    with open(shm, "rb") as fh:
-        index = fh.read(136)
-    if len(index) < 136 or index[:48] != index[48:96]:
-        return WalState(wal_mode, wal_bytes, True)  # not initialised, or a writer is updating it
-    version, _, _, init, _, size, frames = struct.unpack("=IIIBBHI", index[:20])
+    if not wal_mode or len(index) < 136 or index[:48] != index[48:96]:
+        return WalState(None, True)  # not a WAL database, or the index is not initialised
+    version, _, _, init, _, _, frames = struct.unpack("=IIIBBHI", index[:20])
     if version != WAL_INDEX_VERSION or not init:
-        return WalState(wal_mode, wal_bytes, True)
+        return WalState(None, True)
     (backfilled,) = struct.unpack("=I", index[96:100])
-    return WalState(wal_mode, wal_bytes, True, frames, backfilled, _page_size(size))
+    return WalState(None, True, frames, backfilled)
 
 
 def missing_wal_message(path: Path, state: WalState) -> str | None:
@@ -97,8 +89,7 @@ def missing_wal_message(path: Path, state: WalState) -> str | None:
     n = state.missing_frames
     if not n:
         return None
-    where = "without its -wal file" if state.wal_bytes is None else "with a truncated -wal file"
-    return (f"{path} was opened {where}: its -shm index counts {n} committed WAL frame(s) that are not in "
+    return (f"{path} was opened without its -wal file: its -shm index counts {n} committed WAL frame(s) not in "
             f"the database, so the newest transactions are missing. If it was copied or moved, copy "
             f"{path.name}-wal beside it too (before any program opens it); copy a live store with "
             "`workbench store backup FILE`")
