@@ -108,6 +108,18 @@ def test_restore_refuses_while_a_host_runs_a_session(store, store_url, tmp_path)
         assert st.list_sessions().id.tolist() == [sid]
 
 
+def test_restore_refuses_while_a_session_s_lease_runs(store, store_url, tmp_path):
+    backup(tmp_path / "b.db", store_url)
+    leased = store.create_session(make_config(kind="paper"), state="running")
+    until = utc_now() + timedelta(minutes=2)
+    store._write(lambda conn: conn.exec_driver_sql(  # a runner that never heartbeated but holds the lease
+        "UPDATE sessions SET lease_expires = ? WHERE id = ?", (until.strftime("%Y-%m-%d %H:%M:%S.%f"), leased)))
+    store.close()
+    with pytest.raises(StoreError, match=rf"{leased} \(running, runner \?, lease until {until:%H:%M:%S} UTC\)"):
+        restore(tmp_path / "b.db", store_url)
+    assert restore(tmp_path / "b.db", store_url, clock=lambda: until + timedelta(seconds=1))["sessions"] == 0
+
+
 def test_restore_checks_the_backup_first(store, store_url, tmp_path, capsys):
     for _ in range(3):
         store.create_session(make_config(kind="paper"), state="stopped")

@@ -224,7 +224,9 @@ def _refuse_if_running(target: Path, now: datetime, fresh_within: float) -> None
         return  # too damaged to read: that is what a restore is for
     if running:
         raise StoreError(f"cannot restore over {target}: it is in use by session(s) {'; '.join(running)}. Stop "
-                         "the host first (Ctrl-C on `workbench host`, or `workbench session stop ID`), then retry")
+                         "the host first (Ctrl-C on `workbench host`, or `workbench session stop ID`), then retry; "
+                         f"if its host is gone, retry once the heartbeat is {fresh_within:.0f} s old and the lease "
+                         "has expired")
 
 
 def check(url: str | None = None) -> dict[str, Any]:

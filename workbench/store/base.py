@@ -98,10 +98,14 @@ class StoreBase:
         existed = path is not None and path.exists() and path.stat().st_size > 0
         if path is not None:
             warn_if_wal_missing(path)  # before any connection resets the -shm index
-        with self._faults("open"):
-            if check and existed:
-                self.quick_check()
-            upgrade(self.engine, retry_seconds=self.retry_seconds)
+        try:
+            with self._faults("open"):
+                if check and existed:
+                    self.quick_check()
+                upgrade(self.engine, retry_seconds=self.retry_seconds)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -147,6 +151,7 @@ class StoreBase:
         """SQLite's ``PRAGMA quick_check``; :class:`StorageFault` (kind "corrupt") listing what it found."""
         if self.engine.dialect.name != "sqlite":
             return
+
         def run() -> list[str]:
             with self.engine.connect() as conn:
                 return [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check")]
