@@ -95,6 +95,12 @@ async def until(predicate: Callable[[], T], timeout: float = 10.0, *, step: floa
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def lease_expired(store: Store, session_id: str) -> bool:
+    """The session's runner lease has expired or was given back (another runner may take it now)."""
+    expires = store.lease(session_id)["expires"]
+    return expires is None or expires < datetime.now(timezone.utc)
+
+
 def wait_until(predicate: Callable[[], T], timeout: float = 10.0, *, step: float = 0.02,
                clock: Callable[[], float] = time.monotonic, message: str | None = None) -> T:
     """The blocking :func:`until` for sync tests (threads, subprocesses)."""

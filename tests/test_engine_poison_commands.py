@@ -39,6 +39,7 @@ def test_a_malformed_row_is_rejected_and_the_next_command_applies(store: Store, 
         bad = _raw_command(store, session.id, "pause", POISON[kind])
         good = store.send_command(session.id, "pause")
         session.poll()  # one poll, driven by the test: the runner's own poll waits an hour
+        await until(lambda: store.get_command(good)["status"] != "pending", timeout=10)  # written off the loop
         result = store.get_command(bad), store.get_command(good)
         session.kill()
         return *result, (await session.wait()).value

@@ -12,6 +12,7 @@ import time
 import pandas as pd
 import pytest
 
+from tests.kit import lease_expired, wait_until
 from workbench.config import make_config
 from workbench.data import sample_bars
 from workbench.domain import Side
@@ -97,7 +98,7 @@ def test_cancel_one_cancel_by_stop_bad_input_and_idempotent_commands(store):
         session.apply_command(cmd)
         # a runner killed after placing it but before marking the command applied applies it again on resume:
         seen["again"] = session._do_place_order(actor="user", client_id=f"cmd{cmd['id']}", **cmd["args"])
-        seen["cmd"] = store.get_command(cid)
+        seen["cid"] = cid  # its row is written off the loop: read once the run is over
         seen["open"] = sorted(o.client_id for o in session.broker.open_orders())
         for bad in (dict(symbol="DOGE/USDT", side="buy", quantity=1), dict(symbol=SYM, side="hold", quantity=1),
                     dict(symbol=SYM, side="buy", quantity=-1), dict(symbol=SYM, side="buy", quantity=1, type="limit"),
@@ -117,6 +118,7 @@ def test_cancel_one_cancel_by_stop_bad_input_and_idempotent_commands(store):
 
     session = Session(_config(), store, feed=_feed(bars, {10: place, 20: cancel, 30: stop}))
     assert asyncio.run(session.run()).value == "stopped"
+    seen["cmd"] = store.get_command(seen["cid"])
     assert seen["open"] == [f"cmd{seen['cmd']['id']}", "op1"] and seen["cmd"]["status"] == "applied"
     assert seen["again"] == f"order cmd{seen['cmd']['id']} already placed"
     errors = seen["errors"]
@@ -163,7 +165,7 @@ from workbench.store import Store
 url, sid, days = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = Store(url)
 feed = ReplayFeed({"BTC/USDT": sample_bars("BTC/USDT", days=days)}, 120_000.0)  # <= 2,000 bars/s
-asyncio.run(Session.resume(sid, store, feed, checkpoint_interval=97, poll_interval=0.02).run())
+asyncio.run(Session.resume(sid, store, feed, checkpoint_interval=97, poll_interval=0.02, lease_seconds=0.5).run())
 """
 
 
@@ -199,6 +201,7 @@ def test_a_resting_limit_order_placed_before_kill_9_fills_once_after_resume(tmp_
     assert state["bars_seen"] < touch and [o["client_id"] for o in state["orders"]] == [f"cmd{cmd}"]
     assert placed_at < touch and store.fills(sid).empty
 
+    wait_until(lambda: lease_expired(store, sid), timeout=10, message="the killed runner's lease expired")
     resumed = Session.resume(sid, store, ReplayFeed({SYM: bars}, None))
     assert asyncio.run(resumed.run()).value == "completed"
     fills = store.fills(sid)

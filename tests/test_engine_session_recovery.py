@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.kit import FakeClock, bars_for, paper_config, wait_until
+from tests.kit import FakeClock, bars_for, lease_expired, paper_config, wait_until
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.host import mark_orphans, run_host
 from workbench.engine.session import Session
@@ -41,11 +41,6 @@ def _config():
                         risk={"stop_loss": 0.006, "take_profit": 0.01, "trailing_stop": 0.004})
 
 
-def _lease_expired(store, sid) -> bool:
-    expires = store.lease(sid)["expires"]
-    return expires is None or expires < datetime.now(timezone.utc)
-
-
 def _feed(cfg):
     return ReplayFeed(bars_for(cfg, days=DAYS), None)
 
@@ -63,7 +58,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     rng = random.Random(7)
     kills_mid_run, progress = 0, []
     for _ in range(KILLS):
-        wait_until(lambda: _lease_expired(store, sid), timeout=10, message="the killed runner's lease expired")
+        wait_until(lambda: lease_expired(store, sid), timeout=10, message="the killed runner's lease expired")
         proc = subprocess.Popen([sys.executable, str(script), url, sid, str(DAYS), str(LEASE)],
                                 cwd=str(tmp_path.parent))
         before = progress[-1] if progress else 0
@@ -82,7 +77,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
     assert kills_mid_run >= KILLS - 1, progress
     assert progress == sorted(progress) and len(set(progress)) >= KILLS - 1
 
-    wait_until(lambda: _lease_expired(store, sid), timeout=10, message="the killed runner's lease expired")
+    wait_until(lambda: lease_expired(store, sid), timeout=10, message="the killed runner's lease expired")
     resumed = Session.resume(sid, store, _feed(cfg))
     assert asyncio.run(resumed.run()).value == "completed"
 

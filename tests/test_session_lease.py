@@ -11,6 +11,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -162,32 +163,49 @@ def test_a_killed_hosts_session_is_taken_over_only_after_its_lease_expires(store
 
 
 @pytest.mark.slow
-def test_a_long_write_lock_neither_orphans_a_running_session_nor_lets_a_second_host_run_it(store_url, store, tmp_path):
-    sid = store.create_session(_config(hours=24), state="requested")
-    first = _host(store_url, "--replay-speed", "600")
-    second = None
-    try:
-        wait_until(lambda: first.poll() is not None or store.get_session(sid)["state"] == "running", timeout=60,
-                   message="the session running")
-        lock = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
-        lock.execute("BEGIN IMMEDIATE")  # another process's long write: every writer waits
+def test_a_long_write_lock_neither_stalls_nor_orphans_a_running_session_nor_lets_a_second_host_run_it(
+        store_url, store):
+    from tests.kit import bars_for
+
+    cfg = _config(hours=48)
+    session = Session(cfg, store, feed=ReplayFeed(bars_for(cfg, days=2), 600.0), poll_interval=0.1)
+    path = store_url.removeprefix("sqlite:///")
+    held = threading.Event()
+
+    def hold_the_lock() -> None:  # another process's long write: every writer waits for it
+        lock = sqlite3.connect(path, isolation_level=None, timeout=30)
         try:
-            second = _host(store_url, "--stop-after", "4")
-            time.sleep(HOLD)  # real processes against a real lock: held for this long on the wall clock
-        finally:
+            lock.execute("BEGIN IMMEDIATE")
+            held.set()
+            time.sleep(HOLD)  # a real lock against real processes, held this long on the wall clock
             lock.execute("ROLLBACK")
+        finally:
             lock.close()
-        out, err = second.communicate(timeout=60)
-        assert second.returncode == 0, err
-        assert "ran 0 session" in out
-        assert first.poll() is None
-        row = store.get_session(sid)
-        assert row["state"] == "running"
-        events = store.events(sid)
-        assert not events["message"].str.contains("orphaned").any()
-        assert events["message"].str.startswith("claimed by").sum() == 1
-    finally:
-        for h in (first, second):
-            if h is not None and h.poll() is None:
-                h.kill()
-                h.wait()
+
+    async def main() -> tuple[float, int, int, str]:
+        loop = asyncio.get_running_loop()
+        session.start()
+        await until(lambda: session.state.value == "running" and session.bars_seen > 10, timeout=30)
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        await until(held.is_set, timeout=10)
+        second = _host(store_url, "--stop-after", "3")
+        before, lag, t0 = session.bars_seen, 0.0, loop.time()
+        while holder.is_alive():  # the loop's lag: how late a 50 ms sleep wakes up
+            t = loop.time()
+            await asyncio.sleep(0.05)
+            lag = max(lag, loop.time() - t - 0.05)
+        during = session.bars_seen - before
+        out, err = await asyncio.to_thread(second.communicate, timeout=120)
+        session.stop()
+        await asyncio.wait_for(session.wait(), 60)
+        assert loop.time() - t0 >= HOLD - 1
+        return lag, during, second.returncode or 0, out + err
+
+    lag, during, code, output = asyncio.run(main())
+    assert lag < 1.0, f"the event loop stalled {lag:.2f} s behind a store lock"
+    assert during > 0.5 * HOLD * 10  # 600x replay of 1m bars: 10 bars a second went on during the lock
+    assert code == 0 and "ran 0 session" in output, output
+    events = store.events(session.id)
+    assert not events["message"].str.contains("orphaned|lease_lost").any()
+    assert store.get_session(session.id)["state"] == "stopped"

@@ -24,6 +24,7 @@ from workbench.domain import Order, OrderType, SessionState, Side
 from workbench.engine import commands
 from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.risk import RiskContext
+from workbench.store.faults import StorageFault
 from workbench.store.lease import LeaseLost
 
 if TYPE_CHECKING:
@@ -72,10 +73,11 @@ class SessionControls:
         poll_interval: float
         def _beat(self) -> None: ...
         def _lease_lost(self, e: LeaseLost) -> None: ...
+        def _storage_fault(self, e: StorageFault) -> None: ...
         def _risk_events(self) -> None: ...
         def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None: ...
         def _open_symbols(self) -> list[str]: ...
-        def _checkpoint(self) -> None: ...
+        def _checkpoint(self, periodic: bool = False) -> None: ...
         def _final_bookkeeping(self) -> None: ...
         def _now(self) -> datetime: ...
 
@@ -90,6 +92,9 @@ class SessionControls:
             except LeaseLost as e:
                 self._lease_lost(e)
                 return
+            except StorageFault as e:
+                self._storage_fault(e)
+                return
             except Exception as e:
                 with contextlib.suppress(Exception):
                     self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)
@@ -100,7 +105,7 @@ class SessionControls:
         for cmd in self.store.pending_commands(self.id):
             self.apply_command(cmd)
         if self._in_loop and not self.state.is_final:
-            self._checkpoint()
+            self._checkpoint(periodic=True)
 
     # ---- dispatch: store commands and method calls alike ---------------------------------------
     def apply_command(self, cmd: dict[str, Any]) -> None:

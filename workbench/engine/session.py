@@ -29,37 +29,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import re
-import socket
 import time
-import traceback
 from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import Future
 from datetime import datetime, timezone
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import Any, cast
 
 from workbench import execution as ex
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, SessionState
 from workbench.engine import commands
+from workbench.engine.bookkeeping import SessionBookkeeping, runner_id
 from workbench.engine.brokers import Broker, PaperBroker
 from workbench.engine.controls import SessionControls
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.risk import RiskEngine
 from workbench.engine.trader import Trader
+from workbench.engine.writes import PostingStore
 from workbench.execution import Bar
 from workbench.execution.ledger import Portfolio
 from workbench.store import Store
+from workbench.store.faults import StorageFault
 from workbench.store.lease import LEASE_SECONDS, LeaseHeld, LeaseLost
 from workbench.strategies.base import Strategy
 
 S = SessionState
 #: the commands a runner applies (:data:`workbench.engine.commands.RUNNER_COMMANDS`)
 COMMANDS = tuple(c.value for c in commands.RUNNER_COMMANDS)
-STATE_VERSION = 2
 
 
 async def _batches(feed: AsyncIterable[dict[str, Bar]]) -> AsyncIterator[list[dict[str, Bar]]]:
@@ -79,12 +76,7 @@ def _operator_seqs(client_ids: Any) -> list[int]:
     return [int(m.group(1)) for c in client_ids if (m := re.fullmatch(r"op(\d+)", str(c)))]
 
 
-def runner_id() -> str:
-    """``host:pid`` of this process, as written with heartbeats."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class Session(SessionControls):
+class Session(SessionControls, SessionBookkeeping):
     """One session (paper or live) run by this process. See the module docstring; the controls are
     :class:`~workbench.engine.controls.SessionControls`."""
 
@@ -96,7 +88,9 @@ class Session(SessionControls):
             raise ValueError("equity_interval and checkpoint_interval must be >= 1 and poll_interval > 0")
         if not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be > 0 (it is renewed every poll), got {lease_seconds!r}")
-        self.config, self.store, self.actor = config, store, actor
+        self.config, self.actor = config, actor
+        self._posting = PostingStore(store, self._write_failed)  # writes off the loop while the bars run
+        self.store: Store = cast(Store, self._posting)
         self.id = session_id if session_id is not None else store.create_session(config, state=S.CREATED)
         self.state = S(store.get_session(self.id)["state"]) if session_id is not None else S.CREATED
         self.poll_interval, self.equity_interval = float(poll_interval), int(equity_interval)
@@ -129,6 +123,9 @@ class Session(SessionControls):
         self.lease_seconds = float(lease_seconds)
         self._lease_deadline = -math.inf  # time.monotonic() by which the lease must be renewed to act on
         self._lost: LeaseLost | None = None  # another runner took the session: end, writing nothing
+        self._fault: StorageFault | None = None  # the store could not be written: end as handed back
+        self._write_error: BaseException | None = None  # a posted write failed otherwise: the run fails
+        self._renewing: Future[Any] | None = None
 
     # the trader's parts
     @property
@@ -254,8 +251,14 @@ class Session(SessionControls):
             with contextlib.suppress(Exception):
                 self.store.add_event(self.id, "error", f"not run by {runner_id()}: {e}", actor=self.actor)
             return
+        except StorageFault as e:  # nothing started: the session stays as it is in the store
+            self._storage_fault(e)
+            self.error = str(e)
+            return
         try:
             await self._started()
+            if self._fault is not None:
+                await self._await_writable()
         finally:
             if self._lost is None and (self.state.is_final or self.state is S.ORPHANED):
                 with contextlib.suppress(Exception):
@@ -272,6 +275,11 @@ class Session(SessionControls):
             return
         except LeaseLost as e:
             self._lease_lost(e)
+            await self._finish_broker()
+            return
+        except StorageFault as e:
+            self._storage_fault(e)
+            self._finish_killed()
             await self._finish_broker()
             return
         except Exception as e:
@@ -322,14 +330,19 @@ class Session(SessionControls):
             self.poll()
             if self._kill_reason is not None:
                 raise asyncio.CancelledError
+            self._posting.start()
             self._poller = asyncio.get_running_loop().create_task(self._poll_loop())
             if not self._flat_and_stopping():  # else stopped before the first bar
                 await self._bars(feed)
+            await self._posting.drain_async()
             self._finish(S.STOPPED if self.state is S.STOPPING else S.COMPLETED)
         except asyncio.CancelledError:
             self._finish_killed()
         except LeaseLost as e:
             self._lease_lost(e)
+            self._finish_killed()
+        except StorageFault as e:
+            self._storage_fault(e)
             self._finish_killed()
         except Exception as e:  # never into the caller's kernel
             self._fail(e)
@@ -342,7 +355,7 @@ class Session(SessionControls):
         since_ck, every, on_bar = 0, self.checkpoint_interval, self._on_bar
         async for batch in _batches(feed):
             if time.monotonic() > self._lease_deadline - self.poll_interval:
-                self._beat()  # the poll loop could not renew it: renew before acting (or stop: LeaseLost)
+                self._renew()  # the poll loop could not renew it: renew before acting (or stop: LeaseLost)
             for bars in batch:  # no await inside a batch: controls act between batches
                 on_bar(bars)
                 if self._flat_and_stopping():
@@ -350,7 +363,7 @@ class Session(SessionControls):
                 since_ck += 1
                 if since_ck >= every:
                     since_ck = 0
-                    self._checkpoint()
+                    self._checkpoint(periodic=True)
 
     # ---- one bar ---------------------------------------------------------------------
     def _on_bar(self, bars: dict[str, Bar]) -> None:
@@ -393,167 +406,6 @@ class Session(SessionControls):
     def _flat_and_stopping(self) -> bool:
         """Stopping with nothing left to sell: the run ends as stopped."""
         return self.state is S.STOPPING and not self._open_symbols()
-
-    # ---- store side -------------------------------------------------------------------
-    def _set_state(self, state: SessionState, message: str = "", actor: str | None = None) -> None:
-        self.store.set_state(self.id, state, actor=actor or self.actor, message=message or state.value)
-        self.state = state
-
-    def _take_lease(self) -> None:
-        """Hold the session's lease (a host may have claimed it for this runner already): :class:`LeaseHeld`
-        while another runner's is live."""
-        if self.store.holds_lease(self.id) is None:
-            self.store.claim_session(self.id, runner_id(), ttl=self.lease_seconds, actor=self.actor)
-        self._beat()
-
-    def _beat(self) -> None:
-        """Renew the lease (the heartbeat). The runner acts only until ``lease_seconds`` after the last
-        renewal began; :class:`LeaseLost` if another runner took the session."""
-        began = time.monotonic()
-        self.store.renew_lease(self.id, ttl=self.lease_seconds)
-        self._lease_deadline = began + self.lease_seconds
-
-    def _lease_lost(self, e: LeaseLost) -> None:
-        """Another runner took the session (this one stalled past its lease): end this run writing
-        nothing more to the session (the store is the new runner's); the broker hands its orders back."""
-        if self._lost is not None:
-            return
-        self._lost = e
-        self._hand_back_reason = self._hand_back_reason or str(e)
-        self.error = str(e)
-        self.state = S.ORPHANED  # as this runner sees it
-        with contextlib.suppress(Exception):
-            self.store.add_event(self.id, "lease_lost", f"{runner_id()}: {e}",
-                                 {"token": e.token, "current": e.current}, actor=self.actor)
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
-
-    def _flush_equity(self) -> None:
-        """Write queued fills, orders, positions and equity points (no runner state)."""
-        self._flush(with_state=False)
-
-    def _flush(self, with_state: bool) -> None:
-        """One store transaction: queued fills (with their orders and positions), equity points and,
-        ``with_state``, the runner state that covers them. Queues are cleared only once written."""
-        pf = self.portfolio
-        equity = None
-        if self._equity:
-            t, e, c, x = zip(*self._equity)
-            index = pd.DatetimeIndex(np.array(t, dtype="M8[ns]"), name="time").tz_localize("UTC")
-            equity = pd.DataFrame({"equity": e, "cash": c, "exposure": x}, index=index)
-        self.store.save_checkpoint(
-            self.id, self.runner_state() if with_state else None, fills=self._fills,
-            orders=list(self._dirty_orders.values()),
-            positions=[pf.positions[s] for s in sorted(self._dirty_positions)], equity=equity,
-        )
-        self._fills, self._equity = [], []
-        self._dirty_orders.clear()
-        self._dirty_positions.clear()
-
-    def runner_state(self) -> dict[str, Any]:
-        """Everything a resumed runner needs (JSON-able)."""
-        return {
-            "version": STATE_VERSION, "last_bar": self.last_bar, "bars_seen": self.bars_seen,
-            **self.trader.snapshot(), "params": self.params,
-            "paused": self.state is S.PAUSED, "stopping": self.state is S.STOPPING, "order_seq": self._order_seq,
-        }
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        from workbench.strategies import create
-
-        self._resumed_state = state
-        self.last_bar, self.bars_seen = state["last_bar"], int(state["bars_seen"])
-        self.trader.restore(state, create(self.config.strategy, state["params"]))
-        if "trades" not in state["portfolio"]:
-            self.portfolio.trades = self._stored_trades(state["portfolio"]["cash"], self.portfolio.fill_count)
-        self.params = dict(self.strategy.p)
-        self._order_seq = int(state.get("order_seq", 0))
-
-    def _stored_trades(self, cash: float, count: int) -> list[dict[str, Any]]:
-        """The closed trades, rebuilt from the first ``count`` fills in the store (stored in booking order;
-        a paper runner writes them with the checkpoint that covers them, so there are no others). Their
-        cash must equal the checkpoint's, else the store and the runner state disagree."""
-        fills = self.store.fills(self.id).iloc[:count]
-        pf = Portfolio.replay_stored(self.portfolio.initial_cash, fills, self.store.orders(self.id))
-        if pf.cash != cash:
-            raise RuntimeError(f"session {self.id}: the stored fills give cash {pf.cash!r}, the checkpoint "
-                               f"{cash!r}; the store does not match the runner state")
-        return pf.trades
-
-    def _checkpoint(self) -> None:
-        self._flush(with_state=True)
-
-    def _final_bookkeeping(self) -> None:
-        from workbench.domain import TRADE_COLUMNS
-        from workbench.metrics import compute_metrics
-
-        left = self.broker.end_run()  # resting orders end with the run
-        for o in left:
-            self._dirty_orders[o.client_id] = o
-        self._checkpoint()
-        if left:
-            self.store.add_event(self.id, "orders_canceled", f"{len(left)} resting orders canceled: the run ended",
-                                 {"client_ids": [o.client_id for o in left]}, actor=self.actor)
-        if self.risk.events:
-            self._risk_events()
-        pf = self.portfolio
-        trades = pd.DataFrame(pf.trade_log(include_open=True), columns=list(TRADE_COLUMNS))
-        self.store.save_trades(self.id, trades)
-        equity = pf.equity
-        fields: dict[str, Any] = {"final_equity": equity, "pnl": equity - pf.initial_cash,
-                                  "total_return": equity / pf.initial_cash - 1.0, "trade_count": len(trades)}
-        try:
-            curve = self.store.equity(self.id)["equity"]
-            if len(curve) >= 2:
-                fields["metrics"] = compute_metrics(curve, trades, pf.initial_cash)
-        except Exception as e:  # metrics are a report, not the session's outcome
-            self.store.add_event(self.id, "error", f"metrics not computed: {e}", actor=self.actor)
-        self.store.update_session(self.id, **fields)
-
-    def _finish(self, state: SessionState) -> None:
-        self._final_bookkeeping()
-        msg = "feed ended" if state is S.COMPLETED else "stopped: orders canceled, positions flattened"
-        left = self._open_symbols()
-        if state is S.STOPPED and left:
-            msg = f"stopped; feed ended before flattening {', '.join(left)}"
-        self._set_state(state, msg)
-
-    def _finish_killed(self) -> None:
-        if self._hand_back_reason is not None and self._kill_reason is None:
-            self._handed_back()
-            return
-        try:
-            self._final_bookkeeping()
-        finally:
-            left = {s: self.portfolio.quantity(s) for s in self._open_symbols()}
-            what = ("positions left open: " + ", ".join(f"{q:g} {s}" for s, q in left.items())) if left \
-                else "no open positions"
-            self._set_state(S.KILLED, f"killed ({self._kill_reason or 'cancelled'}); {what}")
-
-    def _handed_back(self) -> None:
-        """Checkpoint (resting orders stay in the runner state) and mark the session ORPHANED with no
-        runner. If the store fails, its last checkpoint stands and the next host resumes from that."""
-        if self._lost is not None:  # not ours any more: write nothing
-            self.state = S.ORPHANED
-            return
-        with contextlib.suppress(Exception):
-            self._checkpoint()
-        try:
-            self._set_state(S.ORPHANED, str(self._hand_back_reason))
-            self.store.update_session(self.id, runner=None)
-        except Exception:
-            self.state = S.ORPHANED
-
-    def _fail(self, e: BaseException) -> None:
-        self.error = f"{type(e).__name__}: {e}"
-        with contextlib.suppress(Exception):
-            self._flush_equity()
-        try:
-            self.store.add_event(self.id, "error", self.error, {"traceback": traceback.format_exc()}, actor=self.actor)
-            self.store.update_session(self.id, error=self.error)
-            self._set_state(S.FAILED, f"failed: {self.error}")
-        except Exception:
-            self.state = S.FAILED
 
     def _now(self) -> datetime:
         return self.last_bar or datetime.now(timezone.utc)

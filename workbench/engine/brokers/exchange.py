@@ -1,10 +1,11 @@
 """The exchange broker (:class:`~workbench.engine.brokers.base.Broker`): a session's orders on a ccxt
 exchange through :class:`~workbench.engine.ccxt_broker.CcxtBroker`.
 
-* Orders: :meth:`ExchangeBroker.submit` writes the order to the store first (status new, rounded to
-  the lot size), then queues it; one worker task sends it (idempotent client ids, lookup before any
-  resend), waits for it to close and reports its exchange fills through ``on_fill`` once each (fill
-  ids ``<exchange>:<trade id>``), writing each to the store. While an order of a symbol is in flight
+* Orders: :meth:`ExchangeBroker.submit` rounds the order to the lot size and queues it; one worker
+  task writes it to the store (status new; off the event loop, so a store lock never stalls the bars),
+  and only then sends it (idempotent client ids, lookup before any resend), waits for it to close
+  and reports its exchange fills through ``on_fill`` once each (fill ids ``<exchange>:<trade id>``),
+  writing each to the store. While an order of a symbol is in flight
   (:meth:`busy`) the trader sends no other order of that symbol (no second exit).
 * Operator orders (no bar) go to the exchange, never to a simulation. Limit orders rest there, followed
   by a watcher (:mod:`workbench.engine.brokers.resting`). A strategy or stop exit first cancels resting
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Coroutine, Mapping
@@ -276,8 +278,7 @@ class ExchangeBroker(RestingOrders):
         order.quantity = q
         if order.created_at is None:
             order.created_at = datetime.now(timezone.utc)
-        self.store.upsert_order(self.session_id, order)  # write-ahead: a crash after this is reconciled by client id
-        self.inflight[order.client_id] = order
+        self.inflight[order.client_id] = order  # written ahead by the worker, before it is sent
         self.queue.put_nowait(order)
 
     async def _work(self) -> None:
@@ -294,7 +295,12 @@ class ExchangeBroker(RestingOrders):
                 if order.status not in OPEN or order.exchange_id is None:
                     self.inflight.pop(order.client_id, None)
 
+    async def _store_order(self, order: Order) -> None:
+        """Upsert the order as it is now, off the event loop (a store lock never stalls the bars)."""
+        await asyncio.to_thread(self.store.upsert_order, self.session_id, copy.copy(order))
+
     async def _send(self, order: Order) -> None:
+        await self._store_order(order)  # write-ahead: a crash after this is reconciled by client id
         if order.side is Side.SELL and order.reason != OPERATOR and not await self._make_room_to_sell(order):
             return
         try:
@@ -303,13 +309,13 @@ class ExchangeBroker(RestingOrders):
             if is_transient(e):
                 raise
             order.status = OrderStatus.REJECTED
-            self.store.upsert_order(self.session_id, order)
+            await self._store_order(order)
             self._event("order_rejected", f"{order.side.value} {order.quantity:g} {order.symbol} refused by "
                         f"{self.venue} ({type(e).__name__}): {e}", {"client_id": order.client_id,
                                                                     "error": type(e).__name__})
             return
         order.exchange_id = str(res.get("id"))
-        self.store.upsert_order(self.session_id, order)
+        await self._store_order(order)
         if order.type is OrderType.LIMIT:  # rests on the exchange: the watcher picks up its fills
             self.inflight.pop(order.client_id, None)
             self.resting[order.client_id] = order
@@ -333,7 +339,7 @@ class ExchangeBroker(RestingOrders):
         self.apply_fills(order, fills)
         order.status = order_status(res)
         order.filled_quantity = filled
-        self.store.upsert_order(self.session_id, order)
+        await self._store_order(order)
 
     def apply_fills(self, order: Order, fills: list[Fill]) -> int:
         """Report fills not applied yet (``on_fill`` books them) and store each; returns how many were new."""
