@@ -26,7 +26,7 @@ from workbench.store import Store
 from workbench.store.lease import LeaseHeld, LeaseLost
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-HOLD = 8.0  # seconds another connection holds the write lock (the old rule orphaned after 10 polls: 1 s)
+HOLD = 20.0  # seconds another connection holds the write lock (the old rule orphaned after 10 polls: 1 s)
 
 
 def _config(hours: int = 8):

@@ -1,0 +1,85 @@
+"""A storage fault during a run (the disk fills up) leaves the session ORPHANED and resumable, never
+KILLED or FAILED: one CRITICAL line, an event once the store takes writes again, nothing recorded lost,
+and a resumed run ends as an uninterrupted one would."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import event
+
+from tests.kit import bars_for, paper_config, until
+from workbench.engine.feeds import ReplayFeed
+from workbench.engine.session import Session
+from workbench.store import Store
+
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def _config():
+    return paper_config(start=START, end=START + timedelta(hours=20))
+
+
+def _feed(cfg, speed: float | None):
+    return ReplayFeed({s: f.loc[cfg.start:cfg.end] for s, f in bars_for(cfg, days=1).items()}, speed)
+
+
+@pytest.fixture
+def page_limit(store: Store) -> Iterator[dict[str, int]]:
+    """Disk full made real: each connection the store checks out gets ``PRAGMA max_page_count = n``
+    (SQLite keeps the pages the file has: 1 means "no room to grow")."""
+    limit = {"n": 1_000_000_000}
+
+    def apply(dbapi_conn, _record, _proxy) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count = {limit['n']}")
+
+    event.listen(store.engine, "checkout", apply)
+    yield limit
+    event.remove(store.engine, "checkout", apply)
+
+
+def test_a_full_disk_mid_run_leaves_the_session_orphaned_and_a_resume_ends_as_if_uninterrupted(
+        store, store_url, page_limit, caplog):
+    cfg = _config()
+    reference = Session(cfg, store, feed=_feed(cfg, None))
+    assert asyncio.run(reference.run()).value == "completed"
+    want = float(store.get_session(reference.id)["final_equity"])
+
+    session = Session(cfg, store, feed=_feed(cfg, 3000.0), poll_interval=0.05, lease_seconds=30)
+
+    async def main() -> str:
+        session.start()
+        await until(lambda: session.bars_seen > 60 and store.load_runner_state(session.id) is not None, timeout=30)
+        page_limit["n"] = 1  # the disk is full: nothing can grow the file
+        await until(lambda: session._fault is not None, timeout=30, message="the runner meeting the full disk")
+        stopped_at = session.bars_seen
+        await asyncio.sleep(0.3)
+        assert session.bars_seen == stopped_at  # it stopped trading at once
+        assert store.get_session(session.id)["state"] != "killed"
+        page_limit["n"] = 1_000_000_000  # room again
+        return (await asyncio.wait_for(session.wait(), 30)).value
+
+    with caplog.at_level(logging.CRITICAL, logger="workbench"):
+        assert asyncio.run(main()) == "orphaned"
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL and session.id in r.getMessage()]
+    assert critical and "disk_full" in critical[0].getMessage()
+    row = store.get_session(session.id)
+    assert row["state"] == "orphaned" and row["runner"] is None
+    events = store.events(session.id)
+    assert (events["kind"] == "storage").sum() == 1 and not events["message"].str.contains("killed").any()
+    checkpoint = store.load_runner_state(session.id)
+    assert checkpoint is not None and 0 < checkpoint["bars_seen"] < 20 * 60
+
+    path = store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    resumed = Session.resume(session.id, store, _feed(cfg, None))
+    assert asyncio.run(resumed.run()).value == "completed"
+    assert float(store.get_session(session.id)["final_equity"]) == pytest.approx(want, rel=1e-12)
+    fills = store.fills(session.id)
+    assert fills.fill_id.is_unique and len(fills) == len(store.fills(reference.id))
