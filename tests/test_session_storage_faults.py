@@ -83,3 +83,48 @@ def test_a_full_disk_mid_run_leaves_the_session_orphaned_and_a_resume_ends_as_if
     assert float(store.get_session(session.id)["final_equity"]) == pytest.approx(want, rel=1e-12)
     fills = store.fills(session.id)
     assert fills.fill_id.is_unique and len(fills) == len(store.fills(reference.id))
+
+
+def _unrecorded(lx, store: Store, sid: str) -> set[str]:
+    """Client ids of orders on the exchange that the store has no row for."""
+    from workbench.engine.ccxt_broker import exchange_client_id
+
+    stored = {exchange_client_id(sid, str(c)) for c in store.orders(sid).client_id}
+    return {o["clientOrderId"] for o in lx.exchange_orders()} - stored
+
+
+def test_a_full_disk_mid_live_run_sends_nothing_unrecorded_and_a_resume_reconciles_every_fill(
+        lx, store, store_url, page_limit):
+    from tests.exchange.fixtures import async_client
+    from tests.live_kit import ARMED, FAST, assert_fills_match_exchange, feed_for, live_config
+    from workbench.engine import open_session
+
+    config = live_config()
+
+    async def main() -> tuple[str, str]:
+        client = async_client(lx)
+        try:
+            s = open_session(config, store, exchange=client, arming=ARMED, feed=feed_for(client, config),
+                             lease_seconds=30, **FAST)
+            s.start()
+            await until(lambda: len(lx.exchange_trades()) >= 2, timeout=60, message="the live session trading")
+            page_limit["n"] = 1  # the disk is full
+            await until(lambda: s._fault is not None, timeout=30, message="the runner meeting the full disk")
+            assert _unrecorded(lx, store, s.id) == set()  # nothing on the exchange without its stored row
+            page_limit["n"] = 1_000_000_000
+            first = (await asyncio.wait_for(s.wait(), 30)).value
+            r = open_session(config, store, resume=s.id, exchange=client, arming=ARMED,
+                             feed=feed_for(client, config, max_bars=3), **FAST)
+            r._start_paused = True  # no new entries: the resume only reconciles and books what it finds
+            await r.run()
+            return first, s.id
+        finally:
+            await client.close()
+
+    first, sid = asyncio.run(main())
+    assert first == "orphaned"
+    assert _unrecorded(lx, store, sid) == set()
+    assert_fills_match_exchange(lx, store, sid)
+    path = store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

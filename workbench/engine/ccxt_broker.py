@@ -49,6 +49,12 @@ def _dt(ms: Any) -> datetime:
     return datetime.fromtimestamp((ms or 0) / 1000.0, tz=timezone.utc)
 
 
+
+def exchange_client_id(session_id: str, client_id: str) -> str:
+    """The client order id a session's order has on the exchange: ``wb`` + session id + a hash of the
+    session's own client id (<= 36 chars, what Binance allows)."""
+    return f"wb{session_id[:12]}-" + hashlib.blake2b(client_id.encode(), digest_size=8).hexdigest()
+
 class CcxtBroker:
     """Orders on a real (or loopback) exchange through an async ccxt client. See the module docstring."""
 
@@ -96,8 +102,8 @@ class CcxtBroker:
         return f"wb{self.session_id[:12]}-"
 
     def client_order_id(self, order: Order) -> str:
-        """The exchange client order id of ``order``: session id + a hash of its sequence key (<= 36 chars)."""
-        return self.prefix + hashlib.blake2b(order.client_id.encode(), digest_size=8).hexdigest()
+        """The exchange client order id of ``order`` (:func:`exchange_client_id`)."""
+        return self.prefix + exchange_client_id(self.session_id, order.client_id).removeprefix(self.prefix)
 
     def amount(self, symbol: str, quantity: float) -> float:
         """``quantity`` rounded down to the market's lot step."""
