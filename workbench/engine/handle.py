@@ -54,15 +54,6 @@ def resume_run_problem(session_id: str, state: SessionState | str) -> str | None
     return f"{why} and its runner is alive; nothing to resume (pause, stop or kill it instead)"
 
 
-def record_arming(store: Store, session_id: str, arming: Mapping[str, Any] | None, *, actor: str) -> None:
-    """Keep a live request's confirmation (not a secret) in an ``arming`` event, which
-    :func:`workbench.engine.host.requested_arming` reads when a host claims the session."""
-    arming = dict(arming or {})
-    confirmation = str(arming.get("confirmation") or "")
-    store.add_event(session_id, "arming", f"live session requested with confirmation {confirmation!r}",
-                    {"allow_live": bool(arming.get("allow_live")), "confirmation": confirmation}, actor=actor)
-
-
 def _check_armed(config: SessionConfig, arming: Mapping[str, Any] | None, what: str, session_id: str) -> None:
     """:class:`~workbench.engine.live.LiveNotArmed` (before anything is recorded) if a live run may not start."""
     from workbench.engine.live import LiveNotArmed, arming_problem
@@ -355,6 +346,8 @@ class RemoteHandle(SessionHandle):
         config = self._check_resumable()
         _check_armed(config, arming, "resume", self.session_id)
         if config.kind.value == "live":  # before the move: a host may claim it at once
+            from workbench.engine.host import record_arming
+
             record_arming(self.store, self.session_id, arming, actor=self.actor)
         if not self.store.set_state(self.session_id, S.REQUESTED, expect=S.ORPHANED, actor=self.actor,
                                     message=f"resume of the run requested by {self.actor}: workbench host "
@@ -396,4 +389,4 @@ def handle_for(session_id: str, store: Store, local_sessions: Mapping[str, Any] 
 
 
 __all__ = ["Snapshot", "SessionHandle", "LocalHandle", "RemoteHandle", "handle_for", "stored_portfolio",
-           "POSITION_COLUMNS", "RESUME_RUN", "record_arming", "resume_run_problem"]
+           "POSITION_COLUMNS", "RESUME_RUN", "resume_run_problem"]

@@ -68,12 +68,17 @@ def request_session(store: Store, config: SessionConfig, *, arming: Mapping[str,
     with ``allow_live`` and that confirmation names the session's exchange and account."""
     sid = store.create_session(config, state=S.REQUESTED, parent_id=parent_id)
     if config.kind.value == "live":
-        arming = dict(arming or {})
-        store.add_event(sid, "arming", "live session requested with confirmation "
-                        f"{str(arming.get('confirmation') or '')!r}",
-                        {"allow_live": bool(arming.get("allow_live")),
-                         "confirmation": str(arming.get("confirmation") or "")}, actor=actor)
+        record_arming(store, sid, arming, actor=actor)
     return sid
+
+
+def record_arming(store: Store, session_id: str, arming: Mapping[str, Any] | None, *, actor: str) -> None:
+    """Keep a live request's confirmation (not a secret) in an ``arming`` event, which
+    :func:`requested_arming` reads when a host claims the session."""
+    arming = dict(arming or {})
+    confirmation = str(arming.get("confirmation") or "")
+    store.add_event(session_id, "arming", f"live session requested with confirmation {confirmation!r}",
+                    {"allow_live": bool(arming.get("allow_live")), "confirmation": confirmation}, actor=actor)
 
 
 def requested_arming(store: Store, session_id: str, host_allows_live: bool) -> dict[str, Any]:
