@@ -238,7 +238,8 @@ class ReplayFeed:
 
     def due(self, now: float | None = None) -> int:
         """Paced: how many bar times the schedule has released by ``now`` (``time.perf_counter()``);
-        ``due() - released`` is how far the consumer is behind. 0 before the first bar or unpaced."""
+        ``due() - released`` is how far the consumer is behind. Unpaced, or before the first or after the
+        last bar: ``released``."""
         if self._anchor is None or self.speed is None or self._block is None:
             return self.released
         t0, ns0 = self._anchor
