@@ -136,8 +136,9 @@ def backup(dest: str | Path, url: str | None = None, *, overwrite: bool = False)
 
 
 def being_run(conn: sqlite3.Connection, now: datetime, fresh_within: float = FRESH_SECONDS) -> list[str]:
-    """The sessions of a store that a runner is running now: a running state and a heartbeat fresher than
-    ``fresh_within`` s, or a lease (``lease_expires``, where the schema has it) not yet expired."""
+    """The sessions of a store that a runner is running now: a running state and a lease (``lease_expires``)
+    not yet expired; for a session holding no lease (a store from before leases), a heartbeat fresher
+    than ``fresh_within`` s. (A runner killed a moment ago is not running: its lease decides.)"""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(sessions)")}
     lease = ", lease_expires" if "lease_expires" in columns else ", NULL"
     rows = conn.execute(f"SELECT id, state, runner, heartbeat_at{lease} FROM sessions "
@@ -145,10 +146,11 @@ def being_run(conn: sqlite3.Connection, now: datetime, fresh_within: float = FRE
     out = []
     for sid, state, runner, heartbeat, expires in rows:
         beat, until = _utc(heartbeat), _utc(expires)
-        if beat is not None and now - beat < timedelta(seconds=fresh_within):
+        if until is not None:
+            if until > now:
+                out.append(f"{sid} ({state}, runner {runner or '?'}, lease until {until:%H:%M:%S} UTC)")
+        elif beat is not None and now - beat < timedelta(seconds=fresh_within):
             out.append(f"{sid} ({state}, runner {runner or '?'}, heartbeat {(now - beat).total_seconds():.0f} s ago)")
-        elif until is not None and until > now:
-            out.append(f"{sid} ({state}, runner {runner or '?'}, lease until {until:%H:%M:%S} UTC)")
     return out
 
 
@@ -225,8 +227,8 @@ def _refuse_if_running(target: Path, now: datetime, fresh_within: float) -> None
     if running:
         raise StoreError(f"cannot restore over {target}: it is in use by session(s) {'; '.join(running)}. Stop "
                          "the host first (Ctrl-C on `workbench host`, or `workbench session stop ID`), then retry; "
-                         f"if its host is gone, retry once the heartbeat is {fresh_within:.0f} s old and the lease "
-                         "has expired")
+                         "if its host is gone, retry once its lease has expired (a store from before leases: once "
+                         f"the heartbeat is {fresh_within:.0f} s old)")
 
 
 def check(url: str | None = None) -> dict[str, Any]:
