@@ -29,6 +29,7 @@ from workbench.domain import SessionState
 from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
 from workbench.engine.live import open_session
 from workbench.engine.session import Session, runner_id
+from workbench.ops import OpsConfig, OpsConsole
 from workbench.store import Store
 from workbench.store.lease import LEASE_SECONDS, LeaseHeld
 
@@ -93,15 +94,18 @@ def requested_arming(store: Store, session_id: str, host_allows_live: bool) -> d
 
 async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: float | None = None,
                    resume_orphans: bool = True, session_kwargs: dict[str, Any] | None = None,
-                   allow_live: bool = False, actor: str = "host", clock: Clock = utc_now) -> list[str]:
+                   allow_live: bool = False, actor: str = "host", clock: Clock = utc_now,
+                   ops: OpsConfig | None = None) -> list[str]:
     """Run requested (and, with ``resume_orphans``, orphaned) sessions until cancelled or SIGTERM (then
     hand them back and return), or until ``stop_after`` seconds have passed (then stop claiming and wait
     for the running sessions to end). Returns the ids of the sessions it ran. ``clock`` (wall time)
     decides whose heartbeat is stale (:func:`mark_orphans`).
 
     Live sessions run only on a host started with ``allow_live`` (``workbench host --allow-live``),
-    armed with the confirmation their request carries (:func:`request_session`)."""
+    armed with the confirmation their request carries (:func:`request_session`). ``ops``: alerts and a
+    metrics endpoint run beside the sessions (:class:`workbench.ops.OpsConsole`; default none)."""
     store = Store(store_url)
+    console = OpsConsole(store, ops)
     kwargs = {"poll_interval": poll, **(session_kwargs or {})}
     lease = float(kwargs.get("lease_seconds", LEASE_SECONDS))
     running: dict[str, Session] = {}
@@ -110,30 +114,17 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
     sigterm = _SigtermCancels()
     polls = 0
     try:
+        console.start()
         while deadline is None or time.monotonic() < deadline:
-            if polls % ORPHAN_AFTER_POLLS == 0:
-                orphans = mark_orphans(store, ORPHAN_AFTER_POLLS * poll, actor=actor, clock=clock)
-                if orphans:
-                    store.add_event(None, "host", f"marked {len(orphans)} orphaned sessions", {"ids": orphans},
-                                    actor=actor)
+            if polls % ORPHAN_AFTER_POLLS == 0:  # the host's store work runs off the loop: a lock stalls no session
+                await asyncio.to_thread(_mark_orphans, store, ORPHAN_AFTER_POLLS * poll, actor, clock)
             polls += 1
             states = [S.REQUESTED.value] + ([S.ORPHANED.value] if resume_orphans else [])
-            for row in store.list_sessions(states=states).iloc[::-1].itertuples(index=False):  # oldest first
-                if row.id in running:
-                    continue
-                resume = row.state == S.ORPHANED.value or store.load_runner_state(row.id) is not None
+            for sid, resume in await asyncio.to_thread(_claim, store, states, set(running), lease, actor):
                 try:
-                    token = store.claim_session(row.id, runner_id(), ttl=lease, expect=[row.state],
-                                                state=S.STARTING if resume else S.CREATED, actor=actor,
-                                                message=f"claimed by {actor} ({runner_id()})")
-                except LeaseHeld:  # its runner lives on (e.g. stalled): taken over only once the lease expires
-                    continue
-                if token is None:  # another host was first
-                    continue
-                try:
-                    config = store.get_session(row.id)["config"]
+                    config = store.get_session(sid)["config"]
                     if config is None:
-                        problem = store.get_session(row.id).get("config_error")
+                        problem = store.get_session(sid).get("config_error")
                         raise ValueError(f"the stored config is invalid: {problem}")
                     extra: dict[str, Any] = {}
                     if config.kind.value == "live" and "arming" not in kwargs:
@@ -141,16 +132,14 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
                             raise ValueError("this host does not trade live: start it with "
                                              "`workbench host --allow-live` (and confirm exchange:account "
                                              "when requesting the session)")
-                        extra["arming"] = requested_arming(store, row.id, allow_live)
-                    session = (open_session(config, store, resume=row.id, **kwargs, **extra) if resume
-                               else open_session(config, store, session_id=row.id, **kwargs, **extra))
+                        extra["arming"] = requested_arming(store, sid, allow_live)
+                    session = (open_session(config, store, resume=sid, **kwargs, **extra) if resume
+                               else open_session(config, store, session_id=sid, **kwargs, **extra))
                 except Exception as e:
-                    store.add_event(row.id, "error", f"host could not start the session: {e}", actor=actor)
-                    store.set_state(row.id, S.FAILED, actor=actor, message=f"failed to start: {e}")
-                    store.release_lease(row.id)
+                    await asyncio.to_thread(_failed_to_start, store, sid, e, actor)
                     continue
-                running[row.id] = session.start()
-                ran.append(row.id)
+                running[sid] = session.start()
+                ran.append(sid)
             for sid in [sid for sid, sess in running.items() if sess._task is not None and sess._task.done()]:
                 del running[sid]
             await asyncio.sleep(poll)
@@ -163,9 +152,41 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
         try:
             await hand_back(running.values(), f"{actor} {HANDED_BACK}")
         finally:
+            await console.stop()
             sigterm.remove()
             store.close()
     return ran
+
+
+def _mark_orphans(store: Store, stale_after: float, actor: str, clock: Clock) -> None:
+    orphans = mark_orphans(store, stale_after, actor=actor, clock=clock)
+    if orphans:
+        store.add_event(None, "host", f"marked {len(orphans)} orphaned sessions", {"ids": orphans}, actor=actor)
+
+
+def _claim(store: Store, states: list[str], running: set[str], lease: float, actor: str) -> list[tuple[str, bool]]:
+    """Claim, with their leases, the sessions in ``states`` not running here, oldest first: ``(id, resume)``,
+    resume for an orphaned one or a requested one with a checkpoint (a resume asked for)."""
+    out: list[tuple[str, bool]] = []
+    for row in store.list_sessions(states=states).iloc[::-1].itertuples(index=False):
+        if row.id in running:
+            continue
+        resume = row.state == S.ORPHANED.value or store.load_runner_state(row.id) is not None
+        try:
+            token = store.claim_session(row.id, runner_id(), ttl=lease, expect=[row.state],
+                                        state=S.STARTING if resume else S.CREATED, actor=actor,
+                                        message=f"claimed by {actor} ({runner_id()})")
+        except LeaseHeld:  # its runner lives on (e.g. stalled): taken over only once the lease expires
+            continue
+        if token is not None:  # else another host was first
+            out.append((row.id, resume))
+    return out
+
+
+def _failed_to_start(store: Store, sid: str, e: Exception, actor: str) -> None:
+    store.add_event(sid, "error", f"host could not start the session: {e}", actor=actor)
+    store.set_state(sid, S.FAILED, actor=actor, message=f"failed to start: {e}")
+    store.release_lease(sid)
 
 
 async def hand_back(sessions: Iterable[Session], reason: str) -> None:
