@@ -7,7 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.data import BarsError, quality_report, read_csv_bars, sample_bars
+from workbench.data import (
+    BarsError,
+    bar_interval,
+    check_timeframe,
+    interval_name,
+    quality_report,
+    read_csv_bars,
+    resample_bars,
+    sample_bars,
+)
 
 ROWS = "1,2,0.5,1.5,10\n"
 
@@ -114,3 +123,29 @@ def test_no_time_column(tmp_path):
 def test_header_only(tmp_path):
     with pytest.raises(BarsError, match="no rows"):
         read_csv_bars(write(tmp_path, "date,open,high,low,close,volume\n"))
+
+
+# ---- the file's own interval, and resampling to a coarser timeframe ---------------------------
+def test_bar_interval_is_the_most_common_step(tmp_path):
+    bars = sample_bars("BTC/USDT", "5m", days=1)
+    holed = bars.drop(bars.index[[10, 11, 12, 40]])  # gaps of 20 and 10 minutes
+    odd = pd.concat([holed, holed.iloc[[50]].set_axis([holed.index[50] + pd.Timedelta("1min")])]).sort_index()
+    path = tmp_path / "odd.csv"
+    odd.to_csv(path)
+    assert bar_interval(read_csv_bars(path).index) == pd.Timedelta("5min")  # not the 1-minute step, the gaps
+    assert bar_interval(bars.index[:1]) is None
+    assert [interval_name(pd.Timedelta(t)) for t in ("5min", "1h", "90min", "1D", "30s")] == [
+        "5m", "1h", "90m", "1d", "30s"]
+
+
+def test_five_minute_bars_resample_to_an_hour_and_refuse_a_minute(tmp_path):
+    minutes = sample_bars("BTC/USDT", days=2)
+    five = resample_bars(minutes, "5m")
+    assert len(five) == 2 * 288 and five["volume"].sum() == pytest.approx(minutes["volume"].sum())
+    assert resample_bars(five, "5m") is five  # already at the timeframe: unchanged
+    pd.testing.assert_frame_equal(resample_bars(five, "1h"), resample_bars(minutes, "1h"), check_freq=False)
+    with pytest.raises(BarsError) as info:
+        resample_bars(five, "1m")
+    assert ("the bars are 5m apart, coarser than the timeframe '1m'; set the timeframe to the data's own ('5m') "
+            "or a coarser one") in str(info.value)
+    assert check_timeframe(pd.Timedelta("5min"), "15m") == pd.Timedelta("15min")

@@ -16,6 +16,9 @@ from workbench.data.schema import (
     BARS_COLUMNS,
     BarsError,
     QualityReport,
+    bar_interval,
+    check_timeframe,
+    interval_name,
     quality_report,
     resample_bars,
     timeframe_delta,
@@ -29,8 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BARS_COLUMNS", "BarCache", "BarsError", "DataSourceError", "QualityReport", "SAMPLE_DAYS", "SAMPLE_START",
-    "available_symbols", "fetch_ohlcv", "load_bars", "pump_episodes", "quality_report", "read_csv_bars",
-    "resample_bars", "sample_bars", "timeframe_delta", "validate_bars",
+    "available_symbols", "bar_interval", "check_timeframe", "fetch_ohlcv", "interval_name", "load_bars",
+    "pump_episodes", "quality_report", "read_csv_bars", "resample_bars", "sample_bars", "timeframe_delta",
+    "validate_bars",
 ]
 
 

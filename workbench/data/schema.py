@@ -28,20 +28,45 @@ def timeframe_delta(timeframe: str) -> pd.Timedelta:
     return pd.Timedelta(int(m.group(1)), unit=_TF_UNITS[m.group(2)])
 
 
+def bar_interval(index: pd.DatetimeIndex) -> pd.Timedelta | None:
+    """The bars' own interval: the most common positive step between times (the smallest if tied);
+    None with fewer than two distinct times."""
+    steps = pd.Series(index).diff().dropna()
+    steps = steps[steps > pd.Timedelta(0)]
+    return None if steps.empty else pd.Timedelta(steps.mode().iloc[0])
+
+
+def interval_name(interval: pd.Timedelta) -> str:
+    """An interval in timeframe notation, in its coarsest whole unit: 5 minutes -> ``"5m"``, 1 day -> ``"1d"``."""
+    seconds = interval.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return str(interval)
+
+
+def check_timeframe(interval: pd.Timedelta, timeframe: str) -> pd.Timedelta:
+    """``timeframe``'s length, if bars ``interval`` apart can make it (the same or coarser: bars cannot be
+    split); else :class:`BarsError` naming both intervals and the fix."""
+    step = timeframe_delta(timeframe)
+    if interval > step:
+        own = interval_name(interval)
+        raise BarsError(f"the bars are {own} apart, coarser than the timeframe {timeframe!r}; set the timeframe "
+                        f"to the data's own ({own!r}) or a coarser one (bars cannot be split)")
+    return step
+
+
 def resample_bars(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     """``bars`` (validated, time-ordered) as ``timeframe`` bars: open first, high max, low min, close
     last, volume summed, labelled by each bar's start; periods without bars are left out. Bars
     already at ``timeframe`` come back unchanged. Raises :class:`BarsError` when ``bars`` are coarser
-    than ``timeframe`` (bars cannot be split)."""
-    step = timeframe_delta(timeframe)
-    if len(bars) < 2:
+    than ``timeframe`` (:func:`check_timeframe` on their :func:`bar_interval`)."""
+    interval = bar_interval(pd.DatetimeIndex(bars.index))
+    if interval is None:
         return bars
-    spacing = pd.Series(bars.index).diff().dropna().min()
-    if spacing == step:
+    step = check_timeframe(interval, timeframe)
+    if interval == step and pd.Series(bars.index).diff().dropna().min() >= step:
         return bars
-    if spacing > step:
-        raise BarsError(f"the bars are {spacing} apart, coarser than the timeframe {timeframe!r}; set the "
-                        f"timeframe to the data's own or a coarser one")
     out = bars.resample(step, label="left", closed="left").agg(
         {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
     return out.dropna(subset=["open"]).rename_axis("time")
