@@ -13,6 +13,7 @@ from workbench.cli.output import dumps
 from workbench.cli.run import add_run_parser
 from workbench.cli.session import add_session_parser
 from workbench.cli.store import add_store_parser
+from workbench.ops.cli import add_alerts_parser, add_host_flags, ops_from_args
 from workbench.config import SessionConfig, make_config
 from workbench.reports.cli import add_report_parser, parse_params
 from workbench.serve import add_up_parser
@@ -97,11 +98,12 @@ def cmd_host(args: argparse.Namespace) -> int:
         kwargs["replay_speed"] = args.replay_speed
     if args.lease_seconds:
         kwargs["lease_seconds"] = args.lease_seconds
+    ops = ops_from_args(args)
     print(f"workbench host: running requested sessions from {args.db or 'the default store'} (Ctrl-C stops)")
     try:
         ran = asyncio.run(run_host(args.db, poll=args.poll, stop_after=args.stop_after,
                                    resume_orphans=args.resume_orphans, allow_live=args.allow_live,
-                                   session_kwargs=kwargs or None))
+                                   session_kwargs=kwargs or None, ops=ops))
     except KeyboardInterrupt:
         return 0
     print(f"workbench host: ran {len(ran)} session(s)")
@@ -154,11 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run requested live sessions (each still needs its exchange:account confirmation)")
     host.add_argument("--replay-speed", type=float, default=None, metavar="K",
                       help="replay sample/CSV bars at K x real time (default: as fast as possible)")
+    add_host_flags(host)
     host.set_defaults(func=cmd_host)
 
     warm = sub.add_parser("warmup", help="compile the backtest kernels into numba's on-disk cache (once)")
     warm.set_defaults(func=cmd_warmup)
     add_report_parser(sub, common)
+    add_alerts_parser(sub, common)
     add_up_parser(sub)
     return parser
 
