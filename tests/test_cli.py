@@ -1,6 +1,7 @@
 """The `workbench` command, run as a user would: the installed console script in a subprocess."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -8,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from workbench.data import sample_bars
+from workbench.data import resample_bars, sample_bars
 
 WORKBENCH = shutil.which("workbench", path=str(Path(sys.executable).parent)) or "workbench"
 
@@ -81,6 +84,106 @@ def test_bad_input_is_one_clear_line_not_a_traceback(args, fragment, home):
     assert proc.returncode == 2
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def csv_5m(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("csv") / "bars_5m.csv"
+    resample_bars(sample_bars("BTC/USDT", days=4), "5m").to_csv(path)
+    return path
+
+
+def test_five_minute_csv_backtests_at_its_own_interval_with_no_config_file(csv_5m, home):
+    proc = run("backtest", "--data", str(csv_5m), "--json", "--no-save", home=home)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["config"]["data"] == {**out["config"]["data"], "source": "csv", "timeframe": "5m"}
+    assert out["trade_count"] > 0
+    proc = run("backtest", "--data", str(csv_5m), "--timeframe", "1m", "--no-save", home=home)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"workbench: --timeframe 1m is finer than the 5m bars in {csv_5m} (bars cannot "
+                                   "be split); leave --timeframe out to run at 5m, or give a coarser one")
+
+
+def backtest_args(*flags: str) -> argparse.Namespace:
+    from workbench.cli import build_parser
+
+    return build_parser().parse_args(["backtest", "--start", "2024-01-01", "--end", "2024-01-04", *flags])
+
+
+def test_timeframe_flag_resamples_a_csv_to_a_coarser_interval(csv_5m):
+    from workbench.backtest import run_backtest
+    from workbench.cli import config_from_args
+
+    config = config_from_args(backtest_args("--data", str(csv_5m), "--timeframe", "1h"))
+    assert config.data.timeframe == "1h"
+    equity = run_backtest(config, progress=False).equity
+    assert (equity.index.to_series().diff().dropna() == pd.Timedelta("1h")).all()
+    assert config_from_args(backtest_args("--timeframe", "15m")).data.timeframe == "15m"  # sample data too
+
+
+@pytest.mark.parametrize("flag, value, exit_reason", [
+    ("--stop-loss", "0.002", "stop_loss"), ("--take-profit", "0.002", "take_profit"),
+    ("--trailing-stop", "0.002", "trailing_stop"),
+])
+def test_exit_flags_produce_their_exits(flag, value, exit_reason):
+    from workbench.backtest import run_backtest
+    from workbench.cli import config_from_args
+
+    plain = run_backtest(config_from_args(backtest_args()), progress=False).trades
+    config = config_from_args(backtest_args(flag, value))
+    assert getattr(config.risk, flag[2:].replace("-", "_")) == float(value)
+    trades = run_backtest(config, progress=False).trades
+    assert exit_reason not in set(plain["exit_reason"]) and exit_reason in set(trades["exit_reason"])
+
+
+def test_sizing_slippage_timezone_and_blackout_flags():
+    from workbench.backtest import run_backtest
+    from workbench.cli import config_from_args
+
+    def trades(*flags: str) -> pd.DataFrame:
+        return run_backtest(config_from_args(backtest_args(*flags)), progress=False).trades
+
+    fixed = trades("--sizing", "fixed_quantity:0.01")
+    assert len(fixed) and np.allclose(fixed["quantity"], 0.01)
+    amount = trades("--sizing", "fixed_amount:1000")
+    notional = amount["quantity"] * amount["entry_price"]
+    assert len(amount) and np.allclose(notional, 1000, rtol=0.01)  # slippage moves the fill price a little
+    cheap, dear = trades("--slippage-bps", "0"), trades("--slippage-bps", "50")
+    assert cheap["slippage"].sum() == 0 and dear["slippage"].sum() > 0
+    config = config_from_args(backtest_args("--timezone", "America/New_York", "--blackout", "09:30-16:00",
+                                            "--blackout", "20:00-20:30"))
+    assert config.time.timezone == "America/New_York"
+    assert [(w.start, w.end) for w in config.time.blackouts] == [("09:30", "16:00"), ("20:00", "20:30")]
+    entries = run_backtest(config, progress=False).trades["entry_time"].dt.tz_convert("America/New_York")
+    minutes = entries.dt.hour * 60 + entries.dt.minute
+    assert len(entries) and not ((minutes >= 9 * 60 + 30) & (minutes < 16 * 60)).any()
+    assert not ((minutes >= 20 * 60) & (minutes < 20 * 60 + 30)).any()
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--stop-loss", "1.5"], "--stop-loss (risk.stop_loss): Input should be less than 1 (got 1.5)"),
+    (["--take-profit", "0"], "--take-profit (risk.take_profit): Input should be greater than 0 (got 0.0)"),
+    (["--trailing-stop", "-0.1"], "--trailing-stop (risk.trailing_stop): Input should be greater than 0 (got -0.1)"),
+    (["--sizing", "percent_equity:2"], "--sizing (sizing): percent_equity sizing takes a fraction in (0, 1]"),
+    (["--sizing", "lots:1"], "--sizing (sizing.mode): Input should be 'fixed_amount', 'percent_equity' or "
+                             "'fixed_quantity' (got 'lots')"),
+    (["--sizing", "fixed_amount:lots"], "--sizing (sizing.value): Input should be a valid number"),
+    (["--sizing", "0.5"], "--sizing takes MODE:VALUE, e.g. percent_equity:0.5, fixed_amount:1000 or "
+                          "fixed_quantity:0.1 (got '0.5')"),
+    (["--slippage-bps", "-1"], "--slippage-bps (slippage.bps): Input should be greater than or equal to 0"),
+    (["--timezone", "Mars/Base"], "--timezone (time.timezone): unknown time zone; use an IANA name"),
+    (["--blackout", "12:00"], "--blackout takes HH:MM-HH:MM, e.g. --blackout 12:00-12:30 (got '12:00')"),
+    (["--blackout", "12:00-25:00"], "--blackout (time.blackouts.0.end): use HH:MM between 00:00 and 24:00"),
+    (["--blackout", "12:00-12:00"], "--blackout (time.blackouts.0): window start and end are equal"),
+    (["--timeframe", "7m"], "--timeframe (data.timeframe): unknown timeframe; use one of 1m, 3m, 5m"),
+])
+def test_bad_flag_values_are_one_line_naming_the_flag(flags, line, capsys):
+    from workbench.cli import main
+
+    assert main(["backtest", "--no-save", *flags]) == 2
+    err = capsys.readouterr().err
+    assert line in err and err.count("\n") == 1 and err.startswith("workbench: ")
 
 
 def test_host_runs_a_requested_session_to_completion(home, store, store_url, config):

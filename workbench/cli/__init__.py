@@ -1,79 +1,23 @@
 """The ``workbench`` command: a thin shell over the package's functions.
 
-``workbench session ...`` (alias ``sessions``) is :mod:`workbench.cli.session`, ``workbench run`` is
-:mod:`workbench.cli.run`; what ``--json`` prints is :mod:`workbench.cli.output`'s one rule."""
+``workbench backtest`` is :mod:`workbench.cli.backtest`, ``workbench session ...`` (alias ``sessions``)
+is :mod:`workbench.cli.session`, ``workbench run`` is :mod:`workbench.cli.run`; what ``--json`` prints is
+:mod:`workbench.cli.output`'s one rule."""
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from workbench.cli.output import dumps
+from workbench.cli.backtest import add_backtest_parser
+from workbench.cli.backtest import config_from_args as config_from_args  # re-exported
 from workbench.cli.run import add_run_parser
 from workbench.cli.session import add_session_parser
 from workbench.cli.store import add_store_parser
 from workbench.ops.cli import add_alerts_parser, add_host_flags, ops_from_args
-from workbench.config import SessionConfig, make_config
-from workbench.reports.cli import add_report_parser, parse_params
+from workbench.reports.cli import add_report_parser
 from workbench.serve import add_up_parser
 from workbench.store.base import StoreError
-
-
-def config_from_args(args: argparse.Namespace) -> SessionConfig:
-    """The SessionConfig a ``backtest`` command line describes: the flags given, over a saved config
-    (``--config``) or SessionConfig's defaults."""
-    given: dict[str, Any] = {}
-    if args.strategy:
-        given["strategy"] = args.strategy
-    if args.symbols:
-        given["symbols"] = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    if args.balance is not None:
-        given["initial_balance"] = args.balance
-    if args.param:
-        given["params"] = parse_params(args.param)
-    if args.start:
-        given["start"] = args.start
-    if args.end:
-        given["end"] = args.end
-    if args.data:
-        given["data"] = {"source": "csv", "csv_path": args.data}
-    if args.fee is not None:
-        given["commission"] = {"taker": args.fee, "maker": args.fee}
-    base: dict[str, Any] = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as fh:
-            base = SessionConfig.from_json(fh.read()).to_dict()
-        if given.get("strategy", base["strategy"]) != base["strategy"]:
-            del base["params"]  # they belong to the saved strategy, not the one given
-        elif "params" in given:
-            given["params"] = {**base["params"], **given["params"]}  # --param changes single params
-    return make_config(**{**base, **given})
-
-
-def cmd_backtest(args: argparse.Namespace) -> int:
-    from workbench.backtest import run_backtest
-
-    config = config_from_args(args)
-    result = run_backtest(config, progress=not args.json)
-    session_id = None
-    if not args.no_save:
-        from workbench.store import Store
-
-        session_id = Store(args.db).save_backtest(config, result)
-    if args.json:
-        out = {
-            "config": config.to_dict(),
-            "metrics": result.metrics,
-            "trade_count": int(len(result.trades)),
-            "session_id": session_id,
-        }
-        print(dumps(out))
-    else:
-        print(result.summary())
-        if session_id:
-            print(f"\nsaved as session {session_id}")
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -123,19 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    bt = sub.add_parser("backtest", parents=[common], help="run a vectorbt backtest and save it to the store")
-    bt.add_argument("--strategy", help="strategy name (default momentum); see the registry")
-    bt.add_argument("--symbols", help="comma-separated, e.g. BTC/USDT,ETH/USDT (default BTC/USDT)")
-    bt.add_argument("--start", help="first bar, e.g. 2024-01-01")
-    bt.add_argument("--end", help="last bar, e.g. 2024-02-01")
-    bt.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="strategy parameter")
-    bt.add_argument("--balance", type=float, help="initial balance, quote currency (default 10000)")
-    bt.add_argument("--fee", type=float, default=None, help="commission as a fraction, e.g. 0.001")
-    bt.add_argument("--data", metavar="FILE.csv", help="backtest bars from a CSV file")
-    bt.add_argument("--config", metavar="FILE.json", help="start from a saved config (JSON)")
-    bt.add_argument("--json", action="store_true", help="print config, metrics and trade count as JSON")
-    bt.add_argument("--no-save", action="store_true", help="do not record the run in the store")
-    bt.set_defaults(func=cmd_backtest)
+    add_backtest_parser(sub, common)
 
     add_session_parser(sub, common)
     add_store_parser(sub, common)
