@@ -13,6 +13,7 @@ from typing import Any
 
 import ipywidgets as W
 
+from workbench.domain import SessionState
 from workbench.store import Store
 from workbench.store.history import _money as fmt_money  # noqa: F401  (one definition, re-exported)
 from workbench.store.history import _percent as fmt_percent  # noqa: F401
@@ -23,12 +24,20 @@ OK_COLOR = "#2e7d32"
 STATE_COLORS = {"running": "#2e7d32", "paused": "#ef6c00", "stopping": "#ef6c00", "orphaned": "#c62828",
                 "failed": "#c62828", "killed": "#c62828", "requested": "#1565c0", "created": "#1565c0",
                 "starting": "#1565c0", "completed": "#37474f", "stopped": "#37474f"}
+#: the risk engine's trading states (:data:`workbench.execution.codes.TRADING_STATES`) as an operator reads them
+RISK_LABELS = {"running": "normal", "reducing": "reducing", "halted": "halted"}
+RISK_COLORS = {"normal": "#2e7d32", "reducing": "#ef6c00", "halted": "#c62828"}
+#: session states in which the risk engine's trading state is shown (paused/ended sessions do not trade)
+RISK_STATE_SHOWN = frozenset({SessionState.RUNNING.value, SessionState.STARTING.value})
 
 
 def open_store(store: Store | str | None) -> Store:
-    """``store`` itself, a Store for a URL, or the default store."""
+    """``store`` itself, a Store for a URL, or the default store. A running session's store (a
+    :class:`~workbench.engine.writes.PostingStore` around one) gives the Store it wraps: views read it."""
     if isinstance(store, Store):
         return store
+    if isinstance(inner := getattr(store, "store", None), Store):
+        return inner
     if store is not None and not isinstance(store, str):
         raise TypeError(f"store: expected a Store or a database URL, got {type(store).__name__}")
     return Store(store)
@@ -43,10 +52,22 @@ def message(text: str, kind: str = "info") -> str:
             if text else "")
 
 
-def state_badge(state: str, orphaned: bool = False) -> str:
+def risk_badge(risk_state: str) -> str:
+    """The risk engine's trading state in colour: normal / reducing / halted ('' if unknown)."""
+    if not risk_state:
+        return ""
+    label = RISK_LABELS.get(risk_state, risk_state)
+    return (f"<span class='wb-risk-state wb-risk-{html.escape(label)}' style='color:{RISK_COLORS.get(label, '#555')};"
+            f"font-weight:600'>{html.escape(label)}</span>")
+
+
+def state_badge(state: str, orphaned: bool = False, risk_state: str = "") -> str:
+    """A session's state in colour; while it trades, with its risk state: "running · halted"."""
     label = "orphaned" if orphaned and state != "orphaned" else state
     color = STATE_COLORS.get(label, "#555")
-    return (f"<span class='wb-state-badge' style='color:{color};font-weight:600'>{html.escape(label)}</span>"
+    risk = risk_badge(risk_state) if state in RISK_STATE_SHOWN and not orphaned else ""
+    return (f"<span class='wb-state-badge wb-state-{html.escape(label)}' style='color:{color};font-weight:600'>"
+            f"{html.escape(label)}</span>" + (f" · {risk}" if risk else "")
             + (" <span title='runner stopped heartbeating'>⚠</span>" if orphaned else ""))
 
 

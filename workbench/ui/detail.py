@@ -24,11 +24,25 @@ from workbench.domain import SessionState
 from workbench.engine.handle import SessionHandle, handle_for
 from workbench.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
 from workbench.store import Store
-from workbench.ui.common import Ticker, fmt_num, fmt_time, frame_table, message, open_store, state_badge
+from workbench.ui.common import (
+    RISK_COLORS,
+    RISK_LABELS,
+    RISK_STATE_SHOWN,
+    Ticker,
+    fmt_num,
+    fmt_time,
+    frame_table,
+    message,
+    open_store,
+    state_badge,
+)
+from workbench.ui.console import risk_checkpoint
 from workbench.ui.livechart import LiveChart
+from workbench.ui.positions import limits_html
 
 PERFORMANCE = ("pnl", "total_return", "annualized_return", "sharpe_ratio", "sortino_ratio", "win_rate",
-               "profit_factor", "avg_win", "avg_loss", "trade_count", "avg_trade_duration_hours", "exposure")
+               "profit_factor", "avg_win", "avg_loss", "risk_reward", "trade_count", "avg_trade_duration_hours",
+               "exposure")
 RISK = ("max_drawdown", "volatility", "value_at_risk", "expected_shortfall", "calmar_ratio", "worst_trade")
 EQ, DD, PRICE, BUYS, SELLS = 0, 1, 0, 1, 2
 Columns = list[tuple[str, str, Callable[[Any], str]]]
@@ -42,8 +56,6 @@ FILL_COLUMNS: Columns = [("time", "Time", fmt_time), ("symbol", "Symbol", str), 
                 ("quantity", "Qty", fmt_num), ("price", "Price", fmt_num),
                 ("commission", "Commission", lambda v: fmt_num(v, ",.2f")),
                 ("slippage", "Slippage", lambda v: fmt_num(v, ",.2f"))]
-#: session states in which the risk engine's trading state is shown (paused/ended sessions do not trade)
-RISK_STATE_SHOWN = frozenset({SessionState.RUNNING.value, SessionState.STARTING.value})
 RISK_STATE_LABELS = {"running": "normal (orders allowed)", "reducing": "reduce only (no new exposure)",
                      "halted": "halted (no new orders)"}
 EVENT_COLUMNS: Columns = [("time", "Time", fmt_time), ("kind", "Kind", str), ("actor", "Who", str),
@@ -119,9 +131,11 @@ class DetailView:
                       W.VBox([self.events_html], layout={"max_height": "320px", "overflow": "auto"})])
         tabs.set_title(0, "Trade history")
         tabs.set_title(1, "Event log")
-        metrics = W.HBox([W.VBox([W.HTML("<b>Performance</b>"), self.performance]),
-                          W.VBox([W.HTML("<b>Risk</b>"), self.risk_html], layout={"margin": "0 0 0 24px"})])
-        self.widget = W.VBox([self.header, self.problem, metrics, self.equity_box, self.price_box, tabs],
+        metrics = W.HBox([W.VBox([W.HTML("<b>Performance</b>"), self.performance], layout={"margin": "0 24px 0 0"}),
+                          W.VBox([W.HTML("<b>Risk</b>"), self.risk_html])], layout={"flex_flow": "row wrap"})
+        self.limits = W.HTML()
+        self.limits.add_class("wb-pnl-limits")
+        self.widget = W.VBox([self.header, self.problem, metrics, self.limits, self.equity_box, self.price_box, tabs],
                              layout={"border": "1px solid #ddd", "padding": "8px"})
         self.widget.add_class("wb-detail")
         # incremental read state
@@ -241,10 +255,13 @@ class DetailView:
 
     def _tables(self, row: dict[str, Any]) -> None:
         orphan = "" if row.get("heartbeat_at") is not None or row["state"] != "orphaned" else " (no runner)"
+        risk = risk_checkpoint(self.store, self.session_id) if row["state"] in RISK_STATE_SHOWN else {}
+        state = str(risk.get("state") or "")
         self.header.value = (f"<h3 style='margin:4px 0'>{html.escape(row['name'] or row['strategy'])} "
                              f"<small><code>{html.escape(self.session_id)}</code> · {html.escape(row['kind'])} · "
                              f"{html.escape(', '.join(row['symbols']))} · "
-                             f"<span class='wb-state'>{state_badge(row['state'])}</span>{orphan}</small></h3>")
+                             f"<span class='wb-state'>{state_badge(row['state'], risk_state=state)}</span>"
+                             f"{orphan}</small></h3>")
         trades = self._trades(row)
         metrics = dict(row.get("metrics") or {})
         if not metrics and len(self._values) >= 2:
@@ -256,12 +273,17 @@ class DetailView:
         self.performance.value = _metrics_html(metrics, PERFORMANCE, "wb-performance-table")
         risk_rows = _metrics_html(metrics, RISK, "wb-risk-table")
         extra = [("Exposure now", "n/a" if self._exposure != self._exposure else f"${self._exposure:,.2f}")]
-        state = self._risk_state() if row["state"] in RISK_STATE_SHOWN else ""
+        rows = [(a, b, "") for a, b in extra]
         if state:  # the risk engine's RUNNING/REDUCING/HALTED means something only while the session trades
-            extra.append(("Risk state", RISK_STATE_LABELS.get(state, state)))
+            label = RISK_LABELS.get(state, state)
+            rows.append(("Risk state", RISK_STATE_LABELS.get(state, state),
+                         f";color:{RISK_COLORS.get(label, '#555')};font-weight:600' class='wb-risk-{label}"))
         self.risk_html.value = risk_rows + "".join(
-            f"<div style='font-size:92%'><span style='color:#555'>{html.escape(a)}:</span> {html.escape(b)}</div>"
-            for a, b in extra)
+            f"<div style='font-size:92%{css}'><span style='color:#555;font-weight:normal'>{html.escape(a)}:</span> "
+            f"{html.escape(b)}</div>" for a, b, css in rows)
+        if row["kind"] != "backtest":
+            now = self._last_t if self._last_t is not None else pd.Timestamp.now(tz="UTC")
+            self.limits.value = limits_html(trades, metrics, risk or self._risk(row), self.config, now)
         if len(trades):
             self.trades_html.value = frame_table(trades.iloc[::-1].head(100), TRADE_COLUMNS, "wb-trades-table")
         else:
@@ -276,13 +298,15 @@ class DetailView:
         self.trades = trades
 
     def _trades(self, row: dict[str, Any]) -> pd.DataFrame:
-        """Trades so far (open ones too) while a local session runs; the stored trade list otherwise."""
-        if self.handle.local and not SessionState(row["state"]).is_final:
+        """Trades so far (open ones too) while a session runs, here or elsewhere (the handle's snapshot:
+        rebuilt from the stored fills by the ledger for a remote one); the stored trade list once it ended."""
+        if not SessionState(row["state"]).is_final:
             return self.handle.snapshot().trades
         return self.store.trades(self.session_id)
 
-    def _risk_state(self) -> str:
-        return self.handle.risk_state()
+    def _risk(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The risk engine's last state (peak, start-of-day equity) of a session not trading now."""
+        return {} if row["kind"] == "backtest" else risk_checkpoint(self.store, self.session_id)
 
     def _problem(self, text: str) -> None:
         self.problem.value = message(text, "error")

@@ -15,6 +15,7 @@ from workbench.engine.exposure import Clock, active_sessions, utc_now
 from workbench.engine.handle import SessionHandle, handle_for
 from workbench.store import Store
 from workbench.ui.common import (
+    RISK_STATE_SHOWN,
     Ticker,
     button,
     fmt_duration,
@@ -24,6 +25,7 @@ from workbench.ui.common import (
     open_store,
     state_badge,
 )
+from workbench.ui.console import risk_checkpoint
 from workbench.ui.launch import LOCAL_SESSIONS
 
 COLUMNS = (("Type", "90px"), ("Strategy", "170px"), ("P&L", "100px"), ("Exposure", "100px"),
@@ -52,9 +54,9 @@ class SessionRow:
         self.widget.add_class("wb-session-row")
         self.widget.add_class(f"wb-session-{session_id}")
 
-    def update(self, r: Any, selected: bool) -> None:
+    def update(self, r: Any, selected: bool, risk_state: str = "") -> None:
         values = [r.kind.title(), html.escape(r.name or r.strategy), fmt_money(r.pnl), fmt_plain_money(r.exposure),
-                  state_badge(r.state, bool(r.orphaned)), fmt_duration(r.uptime),
+                  state_badge(r.state, bool(r.orphaned), risk_state), fmt_duration(r.uptime),
                   f"<code>{html.escape(r.id)}</code>"]
         for cell, v in zip(self.cells, values):
             if cell.value != v:
@@ -81,12 +83,14 @@ class SessionsView:
         self._listeners: list[Callable[[str], None]] = []
         header = W.HBox([_cell(f"<b>{h}</b>", w) for h, w in COLUMNS],
                         layout={"border_bottom": "2px solid #ccc"})
+        header.add_class("wb-table-head")
         self.title = W.HTML("<h3 style='margin:4px 0'>Active Trading Sessions</h3>")
         self.empty = W.HTML("<i style='color:#777'>no active sessions: create one with the wizard</i>")
         self.empty.add_class("wb-sessions-empty")
         self.body = W.VBox()
         self.table = W.VBox([header, self.body, self.empty])
         self.table.add_class("wb-sessions-table")
+        self.table.add_class("wb-scroll-x")  # a phone scrolls the table sideways, not the page
         self.message = W.HTML()
         self.message.add_class("wb-sessions-message")
         self.link = W.HTML()
@@ -113,7 +117,8 @@ class SessionsView:
             self.rows = {sid: self.rows.get(sid) or SessionRow(sid, self.select) for sid in ids}
             self.body.children = [r.widget for r in self.rows.values()]
         for r in frame.itertuples(index=False):
-            self.rows[r.id].update(r, r.id == self.selected)
+            risk = str(risk_checkpoint(self.store, r.id).get("state") or "") if r.state in RISK_STATE_SHOWN else ""
+            self.rows[r.id].update(r, r.id == self.selected, risk)
         self.empty.layout.display = "none" if ids else None
         if self.panel is not None and self.selected is not None:
             try:

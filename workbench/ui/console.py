@@ -1,0 +1,190 @@
+"""The operator's console header shown on every page: account equity, day P&L, open exposure, sessions
+by state (and by the risk engine's trading state) and the active alerts, read from the store.
+
+:func:`console_summary` reads the numbers (one definition for every page and for tests),
+:func:`header_html` lays them out, :class:`ConsoleHeader` refreshes them on the kernel's loop.
+:data:`PAGE_CSS` is the pages' stylesheet (colours, a phone-sized layout), shipped with the header.
+
+An alert is an event of kind :data:`ALERT_KINDS` (an error, a circuit-breaker trip, an ``alert``
+recorded by the ops rules) of an active session, at most ``recent`` old at ``clock()``; a trip stays
+an alert while that session's breaker is still tripped (reducing/halted), however old.
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import ipywidgets as W
+import pandas as pd
+
+from workbench.engine.exposure import Clock, active_sessions, utc_now
+from workbench.store import Store
+from workbench.ui.common import (
+    RISK_STATE_SHOWN,
+    Ticker,
+    fmt_money,
+    fmt_plain_money,
+    open_store,
+    risk_badge,
+    state_badge,
+)
+from workbench.ui.launch import LOCAL_SESSIONS
+
+ALERT_KINDS = ("error", "circuit_breaker_tripped", "alert")
+RECENT = timedelta(minutes=30)
+
+PAGE_CSS = """<style>
+.wb-page { max-width: 100%; box-sizing: border-box; }
+.wb-page .wb-state-badge, .wb-page .wb-risk-state { white-space: nowrap; }
+.wb-console-header { display: flex; flex-wrap: wrap; gap: 4px 18px; align-items: baseline; padding: 6px 10px;
+  margin: 0 0 8px 0; background: #f5f7fa; border: 1px solid #dde3ea; border-radius: 4px; line-height: 1.5; }
+.wb-console-header .wb-kpi b { font-size: 110%; }
+.wb-console-header .wb-alerts { flex-basis: 100%; }
+.wb-scroll-x { overflow-x: auto !important; max-width: 100%; }
+.wb-scroll-x > .widget-vbox, .wb-scroll-x .wb-session-row, .wb-scroll-x .wb-history-row { min-width: max-content; }
+@media (max-width: 700px) {
+  body, #rendered_cells, .jp-OutputArea-output, .jp-Cell, .jp-OutputArea-child { min-width: 0 !important;
+    max-width: 100vw; }
+  .wb-page .widget-hbox:not(.wb-session-row):not(.wb-history-row):not(.wb-table-head) { flex-wrap: wrap; }
+  .wb-page .widget-inline-hbox { max-width: 100%; }
+  .wb-page .widget-tab, .wb-page .widget-box, .wb-page .js-plotly-plot { max-width: 100%; }
+  .wb-page .jp-OutputArea-output, .wb-page .widget-html-content { overflow-wrap: anywhere; }
+  .wb-page .wb-detail, .wb-page .wb-controls, .wb-page .wb-risk, .wb-page .wb-history { padding: 4px !important; }
+}
+</style>"""
+
+
+@dataclass
+class ConsoleSummary:
+    """The header's numbers. ``by_state``/``by_risk``: counts of active sessions (orphaned counted as such)."""
+
+    equity: float = math.nan
+    day_pnl: float = math.nan
+    exposure: float = 0.0
+    sessions: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+    by_risk: dict[str, int] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # newest first: session_id, time, kind, message
+
+
+def risk_checkpoint(store: Store, session_id: str) -> dict[str, Any]:
+    """The risk engine's state of a session (``state``, ``peak``, ``day_start``, ``last_equity``, ...): of
+    the Session itself when it runs in this kernel, else of its last checkpoint in the store ({} if none)."""
+    local = LOCAL_SESSIONS.get(session_id)
+    if local is not None:
+        return dict(local.risk.snapshot())
+    try:
+        return dict((store.load_runner_state(session_id) or {}).get("risk") or {})
+    except Exception:  # an unreadable checkpoint: nothing known yet
+        return {}
+
+
+def console_summary(store: Store, *, clock: Clock = utc_now, recent: timedelta = RECENT,
+                    stale_after: float = 10.0) -> ConsoleSummary:
+    """Equity, day P&L (equity now less the risk engine's start-of-UTC-day equity, the daily-loss
+    breaker's reference), exposure, counts by state and active alerts over the active sessions."""
+    now = pd.Timestamp(clock())
+    frame = active_sessions(store, clock=clock, stale_after=stale_after)
+    out = ConsoleSummary(sessions=len(frame))
+    equity, day = [], []
+    for r in frame.itertuples(index=False):
+        label = "orphaned" if r.orphaned else r.state
+        out.by_state[label] = out.by_state.get(label, 0) + 1
+        if r.equity == r.equity:
+            equity.append(float(r.equity))
+            out.exposure += 0.0 if r.exposure != r.exposure else float(r.exposure)
+        risk = risk_checkpoint(store, r.id) if r.state in RISK_STATE_SHOWN else {}
+        rs = str(risk.get("state") or "")
+        if rs:
+            out.by_risk[rs] = out.by_risk.get(rs, 0) + 1
+        start = risk.get("day_start")
+        if r.equity == r.equity and start is not None:
+            day.append(float(r.equity) - float(start))
+        out.alerts += _alerts(store, r.id, now, recent, tripped=rs in ("reducing", "halted"))
+    out.equity = sum(equity) if equity else math.nan
+    out.day_pnl = sum(day) if day else math.nan
+    out.alerts.sort(key=lambda a: a["time"], reverse=True)
+    return out
+
+
+def _alerts(store: Store, session_id: str, now: pd.Timestamp, recent: timedelta, *,
+            tripped: bool) -> list[dict[str, Any]]:
+    events = store.events(session_id, limit=50)
+    if events.empty:
+        return []
+    events = events[events["kind"].isin(ALERT_KINDS)]
+    out = []
+    for e in events.itertuples(index=False):
+        t = pd.Timestamp(e.time)
+        t = t.tz_localize("UTC") if t.tzinfo is None else t
+        age_ok = now - t <= recent
+        if age_ok or (tripped and e.kind == "circuit_breaker_tripped"):
+            out.append({"session_id": session_id, "time": t, "kind": e.kind, "message": e.message})
+    if tripped:  # a later reset ends what came before it; keep only the newest trip
+        trips = [a for a in out if a["kind"] == "circuit_breaker_tripped"]
+        out = [a for a in out if a["kind"] != "circuit_breaker_tripped"] + trips[-1:]
+    return out
+
+
+def header_html(s: ConsoleSummary, max_alerts: int = 3) -> str:
+    """The header as HTML (stable classes: ``wb-equity``, ``wb-day-pnl``, ``wb-open-exposure``,
+    ``wb-state-counts``, ``wb-alerts`` with ``wb-alert`` items, ``wb-no-alerts``)."""
+    states = " ".join(f"{n}&nbsp;{state_badge(k)}" for k, n in sorted(s.by_state.items())) or "none active"
+    risks = " ".join(f"{n}&nbsp;{risk_badge(k)}" for k, n in sorted(s.by_risk.items()))
+    pnl = fmt_money(None if s.day_pnl != s.day_pnl else s.day_pnl)
+    color = "#2e7d32" if s.day_pnl > 0 else "#c62828" if s.day_pnl < 0 else "inherit"
+    if s.alerts:
+        items = "".join(
+            f"<div class='wb-alert' style='color:#c62828'>⚠ <code>{html.escape(a['session_id'])}</code> "
+            f"{html.escape(a['kind'].replace('_', ' '))}: {html.escape(str(a['message'])[:160])} "
+            f"<small style='color:#777'>{a['time']:%H:%M:%S}</small></div>" for a in s.alerts[:max_alerts])
+        extra = len(s.alerts) - max_alerts
+        more = f"<div style='color:#777'>and {extra} more</div>" if extra > 0 else ""
+        alerts = f"<div class='wb-alerts'>{items}{more}</div>"
+    else:
+        alerts = "<span class='wb-no-alerts' style='color:#2e7d32'>✔ no alerts</span>"
+    return (f"<div class='wb-console-header'>"
+            f"<span class='wb-kpi'>Equity <b class='wb-equity'>{fmt_plain_money(s.equity)}</b></span>"
+            f"<span class='wb-kpi'>Day P&amp;L <b class='wb-day-pnl' style='color:{color}'>{pnl}</b></span>"
+            f"<span class='wb-kpi'>Exposure <b class='wb-open-exposure'>{fmt_plain_money(s.exposure)}</b></span>"
+            f"<span class='wb-kpi wb-state-counts'>Sessions: {states}"
+            f"{' · trading: ' + risks if risks else ''}</span>{alerts}</div>")
+
+
+class ConsoleHeader:
+    """The header widget (``widget``, with :data:`PAGE_CSS`), refreshed every ``refresh`` seconds."""
+
+    def __init__(self, store: Store | str | None = None, *, refresh: float = 2.0, clock: Clock = utc_now):
+        self.store = open_store(store)
+        self.clock = clock
+        self.summary = ConsoleSummary()
+        self.html = W.HTML()
+        self.widget = W.VBox([W.HTML(PAGE_CSS), self.html], layout={"width": "100%"})
+        self.widget.add_class("wb-header")
+        self.ticker = Ticker(self.refresh, refresh, on_error=self._failed)
+        self.refresh()
+        self.ticker.start()
+
+    def refresh(self) -> None:
+        self.summary = console_summary(self.store, clock=self.clock)
+        value = header_html(self.summary)
+        if self.html.value != value:
+            self.html.value = value
+
+    def _failed(self, e: Exception) -> None:
+        self.html.value = f"<div class='wb-console-header' style='color:#c62828'>⚠ header: {html.escape(str(e))}</div>"
+
+    def close(self) -> None:
+        self.ticker.stop()
+        self.widget.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def header(store: Store | str | None = None, **kwargs: Any) -> ConsoleHeader:
+    """The console header (displays itself in Jupyter)."""
+    return ConsoleHeader(store, **kwargs)
