@@ -3,9 +3,10 @@
 :class:`StoreCollector` answers each scrape with a few grouped queries over the sessions that are
 not final (requested, starting, running, paused, stopping, orphaned; backtests excluded): per session
 its latest equity, P&L, cash and exposure, its state and breaker state (one-hot gauges), heartbeat
-age, and counters of orders, fills and rejections from the store's rows; plus the number of sessions
-by kind and state. :func:`serve_metrics` serves it with the host process's CPU and memory
-(prometheus-client's process collector) on 127.0.0.1.
+age, counters of orders, fills and rejections from the store's rows, and a histogram of the latency
+from each order's creation to its fills; plus the number of sessions by kind and state.
+:class:`MetricsServer` serves it, with the host process's CPU and memory (prometheus-client's process
+collector), on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -27,12 +28,14 @@ LABELS = ["session_id", "name", "kind", "strategy"]
 #: the risk engine's trading states (workbench.engine.risk.TradingState; a test keeps them equal)
 BREAKER_STATES = ("running", "reducing", "halted")
 BREAKER_KINDS = ("circuit_breaker_tripped", "circuit_breaker_reset")
+#: upper bounds (seconds) of the order-to-fill latency histogram's buckets
+LATENCY_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 @dataclass(frozen=True)
 class MetricInfo:
     name: str
-    kind: str  # gauge | counter
+    kind: str  # gauge | counter | histogram
     help: str
     extra: tuple[str, ...] = ()  # labels besides LABELS
 
@@ -50,13 +53,16 @@ SESSION_METRICS = (
     MetricInfo("session_orders", "counter", "orders recorded"),
     MetricInfo("session_fills", "counter", "fills recorded"),
     MetricInfo("session_rejections", "counter", "orders rejected (risk rules and broker)"),
+    MetricInfo("session_fill_latency_seconds", "histogram",
+               "from an order's creation (its bar's time for the engine's orders) to each of its fills"),
 )
+SUFFIXES = {"gauge": ("",), "counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 
 
 def metric_names() -> set[str]:
-    """The names as scraped (counters end in ``_total``), including ``workbench_sessions``."""
-    return {f"{PREFIX}_{m.name}" + ("_total" if m.kind == "counter" else "") for m in SESSION_METRICS} | {
-        f"{PREFIX}_sessions"}
+    """The sample names as scraped and queried (counters end in ``_total``, histograms in ``_bucket``,
+    ``_sum``, ``_count``), including ``workbench_sessions``."""
+    return {f"{PREFIX}_{m.name}{x}" for m in SESSION_METRICS for x in SUFFIXES[m.kind]} | {f"{PREFIX}_sessions"}
 
 
 class StoreCollector:
@@ -69,11 +75,12 @@ class StoreCollector:
         return []  # collected lazily: no store query at registration
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         families: dict[str, Any] = {}
+        kinds = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily, "histogram": HistogramMetricFamily}
         for m in SESSION_METRICS:
-            cls = CounterMetricFamily if m.kind == "counter" else GaugeMetricFamily
+            cls = kinds[m.kind]
             families[m.name] = cls(f"{PREFIX}_{m.name}", m.help, labels=LABELS + list(m.extra))
         by_state = GaugeMetricFamily(f"{PREFIX}_sessions", "sessions in the store by kind and state",
                                      labels=["kind", "state"])
@@ -89,6 +96,10 @@ class StoreCollector:
                 families["session_heartbeat_age_seconds"].add_metric(labels, row["heartbeat_age"])
             for name in ("orders", "fills", "rejections"):
                 families[f"session_{name}"].add_metric(labels, row.get(name, 0))
+            lat = row["latencies"]
+            families["session_fill_latency_seconds"].add_metric(
+                labels, [(str(b), sum(1 for x in lat if x <= b)) for b in LATENCY_BUCKETS] + [("+Inf", len(lat))],
+                sum(lat))
         yield by_state
         yield from families.values()
 
@@ -115,6 +126,12 @@ class StoreCollector:
                 e.session_id.in_(ids), e.kind == "order_rejected").group_by(e.session_id)).all())
             last_trip = select(func.max(e.id)).where(e.session_id.in_(ids), e.kind.in_(BREAKER_KINDS)) \
                 .group_by(e.session_id)
+            latencies: dict[str, list[float]] = {}
+            for sid, filled, created in conn.execute(
+                    select(f.session_id, f.time, o.created_at).join(s.orders, (o.session_id == f.session_id)
+                                                                    & (o.client_id == f.client_id))
+                    .where(f.session_id.in_(ids))):
+                latencies.setdefault(sid, []).append(max(0.0, (filled - created).total_seconds()))
             breaker = {r.session_id: ("running" if r.kind == "circuit_breaker_reset"
                                       else str((loads(r.data_json) or {}).get("state", "halted")))
                        for r in conn.execute(select(e.session_id, e.kind, e.data_json).where(e.id.in_(last_trip)))}
@@ -123,7 +140,7 @@ class StoreCollector:
             eq = equity.get(r.id)
             row: dict[str, Any] = {"state": r.state, "breaker": breaker.get(r.id, "running"),
                                    "orders": orders.get(r.id, 0), "fills": fills.get(r.id, 0),
-                                   "rejections": rejections.get(r.id, 0),
+                                   "rejections": rejections.get(r.id, 0), "latencies": latencies.get(r.id, []),
                                    "heartbeat_age": None if r.heartbeat_at is None
                                    else max(0.0, (now - r.heartbeat_at).total_seconds())}
             if eq is not None:
