@@ -46,6 +46,16 @@ def test_config_and_metrics_tables(result):
     assert met.loc["Total Return", "value"].endswith("%")
 
 
+def test_headline_table_is_the_verdict(result):
+    head = sections.headline_table(result)
+    labels = [METRIC_LABELS[k][0] for k in sections.HEADLINE_KEYS]
+    assert list(head.index) == [*labels, "Buy-and-hold Return"]
+    met = sections.metrics_table(result)
+    assert (head.loc[labels, "value"] == met.loc[labels, "value"]).all()
+    bench = sections.format_benchmark(sections.benchmark_table(result))
+    assert head.loc["Buy-and-hold Return", "value"] == bench.loc["Total Return", "buy_and_hold"]
+
+
 def test_monthly_heatmap_matches_monthly_returns(result):
     fig = sections.monthly_returns_figure(result)
     table = monthly_returns(result.equity, result.config.initial_balance)
@@ -254,12 +264,23 @@ def test_notebook_parameters_checks_names_and_keeps_saved_configs():
 
 
 # ---- template --------------------------------------------------------------------
-def test_notebook_copy_is_identical_to_package_template():
-    copy = ROOT / "notebooks" / "backtest_report.ipynb"
-    assert copy.read_bytes() == template_path().read_bytes(), (
-        "notebooks/backtest_report.ipynb differs from workbench/reports/backtest_report.ipynb; "
-        "edit the package template and copy it over"
-    )
+def test_one_report_template_shipped_with_the_package():
+    assert template_path() == ROOT / "workbench" / "reports" / "backtest_report.ipynb"
+    copies = [p for d in ("notebooks", "dashboards") for p in (ROOT / d).glob("*.ipynb")
+              if "report.prepare" in p.read_text(encoding="utf-8") or "wr.prepare" in p.read_text(encoding="utf-8")]
+    assert copies == [], "one report template: edit workbench/reports/backtest_report.ipynb, keep no copies"
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"reports/*.ipynb"' in pyproject  # package data: it ships in the wheel
+
+
+def test_template_opens_with_the_verdict_and_ends_with_the_configuration():
+    nb = nbformat.read(template_path(), as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    order = [code.index(f"report.{m}()") for m in ("run", "show_headline", "show_equity", "show_metrics")]
+    assert order == sorted(order) and order[1] == order[0] + 1  # verdict right after the run
+    assert code[-1] == "report.show_config()"  # the appendix
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"]
+    assert headings[1] == "## Verdict" and headings[-1] == "## Appendix: configuration"
 
 
 def test_template_cells_are_thin():
@@ -273,7 +294,7 @@ def test_template_cells_are_thin():
         assert len(ast.parse(cell.source).body) == 1, cell.source
         assert not cell.outputs
     sources = "\n".join(c.source for c in code)
-    for method in ("run", "show_config", "show_metrics", "show_equity", "show_monthly_returns",
+    for method in ("run", "show_headline", "show_config", "show_metrics", "show_equity", "show_monthly_returns",
                    "show_trade_analysis", "show_benchmark", "show_data_quality", "show_provenance"):
         assert f"report.{method}()" in sources
 

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from plotly.offline import get_plotlyjs
 
 from workbench.reports import ReportError, run_batch, run_report
 
@@ -30,6 +31,10 @@ def test_report_writes_notebook_and_self_contained_html(good):
                  "Provenance", "data sha256: BTC/USDT", "version: workbench"):
         assert text in html, text
     assert "window.Plotly = Plotly" in html and html.count("Plotly.newPlot(") >= 5
+    assert html.count(get_plotlyjs()[:2000]) == 1  # one copy of the plotly.js bundle for the page's figures
+    verdict, config = html.index("Verdict: headline metrics"), html.index(">Configuration<")
+    assert verdict < html.index("Plotly.newPlot(") < html.index("Performance, risk and trade metrics") < config
+    assert config > html.index("Provenance")  # the configuration is the appendix
     assert "report.show_metrics()" not in html  # code hidden
     assert good.summary["symbols"] == ["BTC/USDT", "ETH/USDT"] and good.summary["start"].startswith("2024-01-01")
     assert good.summary["metrics"]["trade_count"] >= 0

@@ -85,7 +85,8 @@ def add_report_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
     p = subparsers.add_parser(
         "report", parents=[common],
         help="backtest report (notebook + self-contained HTML) with papermill, or a batch from a YAML grid",
-        description="Run notebooks/backtest_report.ipynb with papermill and export it to HTML. "
+        description="Run the report template (workbench/reports/backtest_report.ipynb) with papermill and export "
+                    "it to HTML: the verdict first, the configuration as the appendix. "
                     "Without --start/--end the whole data range is used.",
     )
     p.add_argument("--strategy", help="strategy name (default momentum)")

@@ -206,7 +206,12 @@ class Report:
         }
         return Summary(text, data)
 
+    def show_headline(self) -> Styler:
+        """The verdict: headline metrics beside buy-and-hold's return (the equity and drawdown figure follows)."""
+        return _styled(sections.headline_table(self._res()), caption="Verdict: headline metrics")
+
     def show_config(self) -> Styler:
+        """Every setting; the report's appendix."""
         return _styled(sections.config_table(self._res()), caption="Configuration")
 
     def show_metrics(self) -> Styler:

@@ -1,9 +1,8 @@
 """Run the report template with papermill and export it as self-contained HTML: one report, or a batch.
 
-The template is ``workbench/reports/backtest_report.ipynb`` (package data, found from an installed or
-editable package alike); ``notebooks/backtest_report.ipynb`` is an identical copy for browsing in
-Jupyter, kept equal by a test. Reports run in a fresh kernel of the ``python3`` kernelspec, which
-jupyter_client starts with the interpreter running this code.
+The one template is ``workbench/reports/backtest_report.ipynb`` (package data, found from an installed or
+editable package alike; open it in Jupyter to browse or run it by hand). Reports run in a fresh kernel of
+the ``python3`` kernelspec, which jupyter_client starts with the interpreter running this code.
 """
 from __future__ import annotations
 

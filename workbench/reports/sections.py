@@ -24,6 +24,8 @@ BENCHMARK_KEYS: tuple[str, ...] = (
     "pnl", "final_equity", "total_return", "annualized_return", "volatility",
     "sharpe_ratio", "sortino_ratio", "max_drawdown", "calmar_ratio", "value_at_risk",
 )
+#: the verdict's numbers, in order (buy-and-hold's total return follows them)
+HEADLINE_KEYS: tuple[str, ...] = ("pnl", "total_return", "max_drawdown", "sharpe_ratio", "win_rate", "trade_count")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _WIN, _LOSS = "#2ca02c", "#d62728"
 _MARGIN = dict(l=40, r=20, t=50, b=40)
@@ -51,6 +53,14 @@ def config_table(result: BacktestResult) -> pd.DataFrame:
 def metrics_table(result: BacktestResult) -> pd.DataFrame:
     """Every metric, labelled and formatted (``METRIC_LABELS``/``format_metric``), in label order."""
     rows = {label: format_metric(k, result.metrics.get(k, float("nan"))) for k, (label, _) in METRIC_LABELS.items()}
+    return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="metric"))
+
+
+def headline_table(result: BacktestResult) -> pd.DataFrame:
+    """The verdict in a few numbers: ``HEADLINE_KEYS`` formatted, then buy-and-hold's total return to beat."""
+    rows = {METRIC_LABELS[k][0]: format_metric(k, result.metrics.get(k, float("nan"))) for k in HEADLINE_KEYS}
+    rows["Buy-and-hold Return"] = format_metric("total_return", benchmark_table(result).loc["total_return",
+                                                                                             "buy_and_hold"])
     return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="metric"))
 
 
