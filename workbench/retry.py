@@ -4,7 +4,10 @@ Retried: ccxt's transient family — ``NetworkError`` (``RequestTimeout``, ``Exc
 ``DDoSProtection``/``RateLimitExceeded``, dropped connections) and ``OperationFailed`` errors that
 are not a refusal. Rate limits wait at least the server's ``Retry-After``. Never retried:
 ``InvalidOrder``, ``InsufficientFunds``, ``AuthenticationError`` and every other ``ExchangeError``:
-retrying cannot fix them. Delays grow exponentially (``base * 2**attempt``) up to ``cap``.
+retrying cannot fix them; nor ``InvalidNonce`` (Binance -1021, a clock outside recvWindow): resending
+with the same clock fails the same way, the live broker resyncs its clock first
+(:meth:`workbench.engine.ccxt_broker.CcxtBroker.clock_skewed`).
+Delays grow exponentially (``base * 2**attempt``) up to ``cap``.
 :func:`call_with_retry` is the blocking form (sync ccxt), :func:`retry_async` the asyncio form.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ import ccxt
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NEVER_RETRY = (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.AuthenticationError, ccxt.BadRequest,
-               ccxt.BadSymbol, ccxt.OrderNotFound, ccxt.NotSupported)
+               ccxt.BadSymbol, ccxt.OrderNotFound, ccxt.NotSupported, ccxt.InvalidNonce)
 MAX_RETRY_AFTER = 300.0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from typing import Any
 
 from aiohttp import web
@@ -48,7 +47,7 @@ class AccountRoutes(HasBook):
             except ValueError:
                 return binance_error(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, "
                                             "or malformed.")
-            now = int(time.time() * 1000)
+            now = self.server_ms()  # checked when the request is processed (a delayed one can expire)
             if ts > now + 1000 or now - ts > window:
                 return binance_error(-1021, "Timestamp for this request is outside of the recvWindow.")
             try:
@@ -68,7 +67,7 @@ class AccountRoutes(HasBook):
             "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
             "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0", "seller": "0"},
             "canTrade": True, "canWithdraw": False, "canDeposit": False, "brokered": False,
-            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": int(time.time() * 1000),
+            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": self.server_ms(),
             "accountType": "SPOT", "balances": rows, "permissions": ["SPOT"], "uid": 1,
         }
 

@@ -4,7 +4,6 @@ and a synthetic depth book."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +38,7 @@ class MarketRoutes(HasBook):
         return web.json_response({})
 
     async def _time(self, request: web.Request) -> web.Response:
-        return web.json_response({"serverTime": int(time.time() * 1000)})
+        return web.json_response({"serverTime": self.server_ms()})
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
         wanted = request.query.get("symbol")
@@ -74,7 +73,7 @@ class MarketRoutes(HasBook):
         if wanted_list is not None and not symbols:
             return binance_error(-1121, "Invalid symbol.")
         return web.json_response({
-            "timezone": "UTC", "serverTime": int(time.time() * 1000),
+            "timezone": "UTC", "serverTime": self.server_ms(),
             "rateLimits": [
                 {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},

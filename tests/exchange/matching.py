@@ -165,7 +165,9 @@ class Book:
                 raise BinanceError(-1013, "Filter failure: NOTIONAL")
             cid = p.get("newClientOrderId") or f"x-loop{next(self._ids)}"
             earlier = self.by_client.get((key, cid))
-            if earlier is not None and earlier.status in ("NEW", "PARTIALLY_FILLED", "FILLED"):
+            if earlier is not None and earlier.status in ("NEW", "PARTIALLY_FILLED"):
+                # Binance: newClientOrderId is unique among OPEN orders; once the earlier order with the id
+                # is filled, canceled or expired, a repeat is a new order
                 raise BinanceError(-2010, "Duplicate order sent.")
             base, quote = self.assets(symbol)
             bal, locked = self.account(key), self.locked(key)
@@ -259,7 +261,14 @@ class Book:
 
 
 class HasBook:
-    """Base of the exchange's route mixins: they all act on its :class:`Book` (made on first use)."""
+    """Base of the exchange's route mixins: they all act on its :class:`Book` (made on first use) and
+    read the exchange's wall clock through :meth:`server_ms` (the host's, shifted by ``clock_offset_ms``)."""
+
+    clock_offset_ms: int = 0
+
+    def server_ms(self) -> int:
+        """The exchange's wall clock (ms): the host's plus ``clock_offset_ms`` (see ``set_clock_offset``)."""
+        return int(time.time() * 1000) + self.clock_offset_ms
 
     @property
     def book(self) -> Book:

@@ -180,6 +180,12 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
         """The current price of ``symbol`` (unified, e.g. ``BTC/USDT``)."""
         return self.book.price(self._market_id(symbol))
 
+    def set_clock_offset(self, seconds: float) -> None:
+        """The exchange's clock runs ``seconds`` ahead of the host's (negative: behind): /api/v3/time answers
+        with it and signed requests are checked against it like Binance (-1021 when a request's timestamp
+        is more than 1 s ahead of it or older than its recvWindow)."""
+        self.clock_offset_ms = round(seconds * 1000)
+
     def balances(self, key: str = API_KEY) -> dict[str, float]:
         """A copy of the balances of the account of ``key``."""
         with self.book.lock:
@@ -189,6 +195,13 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
         """Every order of the account, as GET /api/v3/order answers it."""
         with self.book.lock:
             return [o.wire() for o in self.book.orders.values() if o.account == key]
+
+    def manual_order(self, symbol: str, side: str, quantity: float, key: str = API_KEY) -> dict[str, Any]:
+        """A market order placed on the account directly (as a person on the exchange's website would: no
+        session's client id); returns it as POST /api/v3/order answers."""
+        o = self.book.create(key, {"symbol": self._market_id(symbol), "side": side.upper(), "type": "MARKET",
+                                   "quantity": f"{quantity:.5f}"})
+        return o.wire()
 
     def exchange_trades(self, key: str = API_KEY) -> list[dict[str, Any]]:
         """Every trade (fill) of the account."""

@@ -1,12 +1,21 @@
 """A live broker for any ccxt exchange (``ccxt.async_support``): orders, fills, balances, positions.
 
-Every request goes through the one retrier (:mod:`workbench.retry`). Submission is
-idempotent: each order carries an exchange client order id derived from the session id and the
-order's sequence key (the session's deterministic order id), ``wb<session id>-<16 hex>``, 31
-characters (Binance allows 36). When a submission's outcome is unknown (timeout, dropped
-connection, lost response, 5xx) the broker looks the order up by that id before it ever resubmits,
-and a "duplicate order" refusal is answered by the same lookup, so one order reaches the exchange
-at most once. Refusals (InvalidOrder, InsufficientFunds, AuthenticationError) are raised at once.
+Every request goes through the one retrier (:mod:`workbench.retry`). Submission is exactly-once
+under Binance's rule that a client order id is unique among OPEN orders only (a repeat is a new
+order once the earlier one is filled or canceled): each order carries an exchange client order id
+derived from the session id and the order's sequence key, ``wb<session id>-<16 hex>``, 31 characters
+(Binance allows 36). When a submission's outcome is unknown (timeout, dropped connection, lost
+response, 5xx) the broker looks the order up by that id; if the exchange does not have it, the
+request may still land until the exchange's clock passes its timestamp plus ``recvWindow``, so the
+broker waits until then (:meth:`CcxtBroker.landing_deadline`: recvWindow, the measured clock offset
+and its error) and looks once more before it resends. A "duplicate order" refusal is answered by the
+same lookup. Refusals (InvalidOrder, InsufficientFunds, AuthenticationError) are raised at once.
+
+Time: :meth:`CcxtBroker.sync_time` measures the exchange's clock (``fetch_time``) and sets ccxt's
+``timeDifference`` so that signed requests carry the exchange's time. A -1021 refusal (ccxt
+``InvalidNonce``: timestamp outside recvWindow) is not a network blip: it is a ``clock_skew`` event,
+``clock_ok`` is False (the exchange broker pauses entries) and the call is sent again only after a
+resync succeeds (``clock_resynced``).
 """
 from __future__ import annotations
 
@@ -27,6 +36,10 @@ STATUS = {"open": OrderStatus.NEW, "closed": OrderStatus.FILLED, "canceled": Ord
 EventSink = Callable[[str, str, dict[str, Any]], None]
 #: the broker's retry policy unless one is given (RetryPolicy is frozen, so one shared instance is safe)
 DEFAULT_POLICY = RetryPolicy(retries=5, base=0.5, cap=10.0)
+DEFAULT_RECV_WINDOW_MS = 5000  # Binance's recvWindow when a signed request sends none
+LANDING_MARGIN_MS = 250  # slack on top of recvWindow + clock offset before a request counts as dead
+UNMEASURED_ERROR_MS = 1000  # clock error bound before any sync: Binance refuses requests > 1 s ahead
+MAX_RESYNCS = 3  # -1021 refusals of one call, each followed by a resync, before it is raised
 
 
 def make_async_exchange(exchange_id: str, credentials: Any = None, *, sandbox: bool = False,
@@ -65,6 +78,9 @@ class CcxtBroker:
         self.policy = policy
         self.on_event = on_event
         self._markets_loaded = False
+        self.clock_offset_ms: float | None = None  # the exchange's clock minus the host's, last measured
+        self.clock_error_ms = float(UNMEASURED_ERROR_MS)  # half the round trip of that measurement
+        self.clock_ok = True  # False after a -1021 refusal until a resync succeeds (entries pause)
 
     def __repr__(self) -> str:  # never shows the client's keys
         return f"<CcxtBroker {getattr(self.exchange, 'id', '?')} session={self.session_id or '-'}>"
@@ -80,8 +96,61 @@ class CcxtBroker:
             self._event("exchange_retry", f"{method}: {type(error).__name__}; retry {attempt + 1} in {delay:.2f}s",
                         {"method": method, "error": type(error).__name__})
 
-        return await retry_async(self.exchange, getattr(self.exchange, method), *args,
-                                 policy=policy or self.policy, on_retry=note, **kwargs)
+        resyncs = 0
+        while True:
+            try:
+                return await retry_async(self.exchange, getattr(self.exchange, method), *args,
+                                         policy=policy or self.policy, on_retry=note, **kwargs)
+            except ccxt.InvalidNonce as e:
+                resyncs += 1
+                if resyncs > MAX_RESYNCS:
+                    raise
+                await self.clock_skewed(method, e, policy)
+
+    # ---- time ----------------------------------------------------------------------------------
+    @property
+    def recv_window_ms(self) -> int:
+        """The recvWindow signed requests carry (ccxt option ``recvWindow``; Binance's 5000 ms if none)."""
+        rw = (self.exchange.options or {}).get("recvWindow")
+        return int(rw) if rw else DEFAULT_RECV_WINDOW_MS
+
+    def request_ms(self) -> int:
+        """The timestamp ccxt stamps on a signed request sent now: the host's clock minus ``timeDifference``."""
+        return int(self.exchange.milliseconds()) - int((self.exchange.options or {}).get("timeDifference") or 0)
+
+    def landing_deadline(self, stamp_ms: int) -> float:
+        """Host-clock ms after which a request stamped ``stamp_ms`` can no longer be accepted: the exchange
+        takes it while its clock is within ``recvWindow`` of the stamp, so stamp + recvWindow, moved by the
+        measured clock offset (the host's clock minus the exchange's) and its error, plus a margin."""
+        host_minus_exchange = -(self.clock_offset_ms or 0.0)
+        return stamp_ms + self.recv_window_ms + host_minus_exchange + self.clock_error_ms + LANDING_MARGIN_MS
+
+    async def sync_time(self, policy: RetryPolicy | None = None) -> float | None:
+        """Measure the exchange's clock (``fetch_time``, retried) and stamp signed requests with it (ccxt's
+        ``timeDifference``); returns the offset (exchange minus host, ms), or None if the exchange has no
+        time endpoint. A success after a -1021 clears the pause (a ``clock_resynced`` event)."""
+        if not self.exchange.has.get("fetchTime"):
+            return None
+        t0 = self.exchange.milliseconds()
+        server = await retry_async(self.exchange, self.exchange.fetch_time, policy=policy or self.policy)
+        t1 = self.exchange.milliseconds()
+        offset = float(server) - (t0 + t1) / 2.0
+        self.clock_offset_ms, self.clock_error_ms = offset, (t1 - t0) / 2.0
+        self.exchange.options["timeDifference"] = round(-offset)  # ccxt's nonce(): host ms - timeDifference
+        if not self.clock_ok:
+            self.clock_ok = True
+            self._event("clock_resynced", f"clock resynced with {self.exchange.id}: the exchange is {offset:+.0f} ms "
+                        "from this host; entries resume", {"offset_ms": round(offset)})
+        return offset
+
+    async def clock_skewed(self, method: str, error: BaseException, policy: RetryPolicy | None = None) -> None:
+        """A -1021 refusal: a ``clock_skew`` event, entries paused (``clock_ok`` False), then a resync
+        (retried per ``policy``; raises if it gives up, the pause stays)."""
+        self.clock_ok = False
+        self._event("clock_skew", f"{method}: {self.exchange.id} refused the request's timestamp (outside "
+                    f"recvWindow {self.recv_window_ms} ms, -1021); entries paused until the clock is resynced",
+                    {"method": method, "error": type(error).__name__, "offset_ms": self.clock_offset_ms})
+        await self.sync_time(policy)
 
     async def load_markets(self) -> dict[str, Any]:
         """Markets (once; retried)."""
@@ -122,8 +191,9 @@ class CcxtBroker:
             return None
 
     async def submit(self, order: Order, *, policy: RetryPolicy | None = None) -> dict[str, Any]:
-        """Send ``order`` once and return the exchange's order (see the module docstring for idempotency).
-        Transient failures are retried per ``policy`` (default: the broker's) with a lookup before each resend."""
+        """Send ``order`` once and return the exchange's order (see the module docstring for exactly-once).
+        Transient failures are retried per ``policy`` (default: the broker's); before any resend the order
+        is looked up, and if absent, looked up again once every earlier send can no longer land."""
         await self.load_markets()
         policy = policy or self.policy
         cid = self.client_order_id(order)
@@ -132,27 +202,38 @@ class CcxtBroker:
             raise ccxt.InvalidOrder(
                 f"{order.symbol}: quantity {order.remaining:g} rounds to 0 at the market's lot size")
         price = order.limit_price if order.type is OrderType.LIMIT else None
-        attempt = 0
+        attempt = resyncs = 0
+        unknown: list[int] = []  # request stamps of sends whose outcome is unknown (they may still land)
         while True:
+            stamp = self.request_ms()
             try:
                 return await self.exchange.create_order(order.symbol, order.type.value, order.side.value, amount,
                                                         price, {"clientOrderId": cid})
+            except ccxt.InvalidNonce as e:  # -1021: refused (never placed); resync, then send again
+                resyncs += 1
+                if resyncs > MAX_RESYNCS:
+                    raise
+                await self.clock_skewed("create_order", e, policy)
+                continue
             except ccxt.InvalidOrder as e:
                 if "duplicate" not in str(e).lower():
                     raise
-                found = await self.lookup(order)  # it did reach the exchange earlier
+                found = await self.lookup(order)  # it did reach the exchange earlier (and is still open)
                 if found is None:
                     raise
-                self._event("order_recovered", f"{order.client_id}: the exchange already had {cid}",
-                            {"client_id": order.client_id})
+                self._recovered(order, f"the exchange already had {cid}")
                 return found
             except Exception as e:
                 if not is_transient(e):
                     raise
+                if not isinstance(e, ccxt.DDoSProtection):  # a rate-limit refusal placed nothing
+                    unknown.append(stamp)
                 found = await self.lookup(order)  # outcome unknown: never resubmit before looking
+                if found is None and unknown:
+                    found = await self._look_after_landing(order, max(unknown), e)
+                    unknown.clear()  # none of those sends can land any more
                 if found is not None:
-                    self._event("order_recovered", f"{order.client_id}: the exchange accepted it though "
-                                f"the answer was lost ({type(e).__name__})", {"client_id": order.client_id})
+                    self._recovered(order, f"the exchange accepted it though the answer was lost ({type(e).__name__})")
                     return found
                 if policy.retries is not None and attempt >= policy.retries:
                     e.add_note(f"gave up after {attempt} retries; the exchange does not have order {cid}")
@@ -162,6 +243,20 @@ class CcxtBroker:
                             f"resending in {d:.2f}s", {"client_id": order.client_id, "error": type(e).__name__})
                 await asyncio.sleep(d)
                 attempt += 1
+
+    async def _look_after_landing(self, order: Order, stamp: int, error: BaseException) -> dict[str, Any] | None:
+        """Wait until a send stamped ``stamp`` can no longer land (:meth:`landing_deadline`), then look
+        ``order`` up once more."""
+        wait = (self.landing_deadline(stamp) - self.exchange.milliseconds()) / 1000.0
+        if wait > 0:
+            self._event("order_unknown", f"{order.client_id}: {type(error).__name__}, not on the exchange yet; it may "
+                        f"still land within recvWindow: looking again in {wait:.2f}s before any resend",
+                        {"client_id": order.client_id, "error": type(error).__name__, "wait_s": round(wait, 3)})
+            await asyncio.sleep(wait)
+        return await self.lookup(order)
+
+    def _recovered(self, order: Order, why: str) -> None:
+        self._event("order_recovered", f"{order.client_id}: {why}", {"client_id": order.client_id})
 
     async def fetch(self, order: Order, exchange_order: dict[str, Any] | None = None) -> dict[str, Any]:
         """The exchange's current view of ``order`` (by exchange id if known, else client id)."""

@@ -65,19 +65,24 @@ def arming_problem(config: SessionConfig | Mapping[str, Any], arming: Mapping[st
 class LiveSession(Session):
     """A :class:`Session` trading on an exchange: it refuses to exist unless armed, its broker is an
     :class:`~workbench.engine.brokers.exchange.ExchangeBroker` over ``broker`` and its feed a
-    :class:`LiveFeed` (made from the broker's client unless given). Everything else is the Session's."""
+    :class:`LiveFeed` (made from the broker's client unless given). ``time_sync_every``, ``reconcile_every``
+    and ``mismatch_trip`` go to the broker (:mod:`workbench.engine.brokers.watch`); a reconciliation
+    difference above ``mismatch_trip`` trips the session's circuit breaker. Everything else is the Session's."""
 
     def __init__(self, config: SessionConfig, store: Store, *, broker: CcxtBroker | ExchangeBroker,
                  arming: Mapping[str, Any] | None = None, feed: AsyncIterable[dict[str, Bar]] | None = None,
                  order_policy: RetryPolicy | None = None, fill_timeout: float = 10.0, owns_broker: bool = False,
-                 resting_poll: float | None = None, **kwargs: Any):
+                 resting_poll: float | None = None, time_sync_every: float = 300.0, reconcile_every: float = 30.0,
+                 mismatch_trip: float | None = 0.01, **kwargs: Any):
         problem = arming_problem({"kind": "live", "data": {"exchange": config.data.exchange},
                                   "live": {"account": config.live.account}}, arming)
         if problem:
             raise LiveNotArmed(problem)
         if isinstance(broker, CcxtBroker):
             broker = ExchangeBroker(broker, config, store, order_policy=order_policy, fill_timeout=fill_timeout,
-                                    resting_poll=resting_poll, owns_client=owns_broker)
+                                    resting_poll=resting_poll, owns_client=owns_broker,
+                                    time_sync_every=time_sync_every, reconcile_every=reconcile_every,
+                                    mismatch_trip=mismatch_trip)
         if feed is None:
             c = config
             feed = LiveFeed(broker.client.exchange, c.symbols, c.data.timeframe, poll_seconds=c.live.poll_seconds,
@@ -85,6 +90,16 @@ class LiveSession(Session):
         super().__init__(config, store, feed=feed, broker=broker, **kwargs)
         if isinstance(feed, LiveFeed) and feed._session is None:
             feed.attach(self)
+        broker.trip_breaker = self._trip_on_mismatch
+
+    def _trip_on_mismatch(self, reason: str, data: dict[str, Any]) -> None:
+        """The broker's reconciliation found a difference above its threshold: trip the circuit breaker
+        through the session's own control (an event if the session cannot take it now)."""
+        try:
+            self.trip_breaker(reason, actor="reconcile")
+        except Exception as e:
+            self.store.add_event(self.id, "error", f"circuit breaker not tripped ({reason}): {type(e).__name__}: {e}",
+                                 data, actor="reconcile")
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.id} {self.config.data.exchange}:{self.config.live.account} {self.state.value}>"

@@ -16,6 +16,9 @@ exchange through :class:`~workbench.engine.ccxt_broker.CcxtBroker`.
   reported.
 * Controls: :meth:`cancel_all` and :meth:`flatten` keep retrying while the exchange errors, naming
   what is still open in each ``exchange_retry`` event.
+* Running checks (:mod:`workbench.engine.brokers.watch`): the exchange's clock is measured at start and
+  every ``time_sync_every`` s (after a -1021 refusal entries are refused until a resync succeeds; exits
+  go through after it), and orders and balances are reconciled both ways every ``reconcile_every`` s.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
 from workbench.engine.brokers.resting import OPEN, RestingOrders
+from workbench.engine.brokers.watch import AccountWatch
 from workbench.engine.ccxt_broker import CcxtBroker, order_status
 from workbench.engine.commands import CommandRejected
 from workbench.retry import RetryPolicy, is_transient
@@ -46,14 +50,19 @@ if TYPE_CHECKING:
 OPERATOR = "operator"  # the reason of operator orders
 
 
-class ExchangeBroker(RestingOrders):
+class ExchangeBroker(RestingOrders, AccountWatch):
     """One session's orders on an exchange. See the module docstring."""
 
     remote = True
 
     def __init__(self, client: CcxtBroker, config: SessionConfig, store: Store, *,
                  order_policy: RetryPolicy | None = None, fill_timeout: float = 10.0,
-                 resting_poll: float | None = None, owns_client: bool = False):
+                 resting_poll: float | None = None, owns_client: bool = False, time_sync_every: float = 300.0,
+                 reconcile_every: float = 30.0, mismatch_trip: float | None = 0.01):
+        """``time_sync_every``, ``reconcile_every``: seconds between clock syncs and reconciliation rounds;
+        ``mismatch_trip``: a reconciliation difference worth more than this fraction of the initial
+        balance trips the circuit breaker (None: never)."""
+        self._init_watch(time_sync_every, reconcile_every, mismatch_trip)
         if resting_poll is not None and not resting_poll > 0:
             raise ValueError(f"resting_poll must be a positive number of seconds (got {resting_poll!r})")
         self.client, self.config, self.store = client, config, store
@@ -75,6 +84,7 @@ class ExchangeBroker(RestingOrders):
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._checks: list[asyncio.Task[None]] = []
 
     def __repr__(self) -> str:
         return f"<ExchangeBroker {self.venue}:{self.config.live.account} session={self.session_id or '-'}>"
@@ -113,6 +123,16 @@ class ExchangeBroker(RestingOrders):
         """With ``bar`` (a strategy or stop order): buys capped by ``cash`` at the bar's open with fee and
         slippage headroom, then queued. Without (an operator order): sells capped at what open sells do not
         already commit; raises CommandRejected if the session is not running or nothing is free to sell."""
+        if order.side is Side.BUY and not self.client.clock_ok:
+            why = (f"entry paused: {self.venue} refused this host's clock (-1021) and it is not resynced yet; "
+                   "exits still go through")
+            if bar is None:
+                raise CommandRejected(why)
+            order.status = OrderStatus.REJECTED
+            self.store.upsert_order(self.session_id, order)
+            self._event("entry_paused", f"{order.side.value} {order.quantity:g} {order.symbol} not sent: {why}",
+                        {"client_id": order.client_id}, "broker")
+            return order
         if bar is not None:
             if order.side is Side.BUY and cash != math.inf:
                 c = self.config
@@ -215,7 +235,10 @@ class ExchangeBroker(RestingOrders):
         loop = asyncio.get_running_loop()
         self._worker = loop.create_task(self._work(), name=f"orders-{self.session_id}")
         self._watcher = loop.create_task(self._watch_resting(), name=f"resting-{self.session_id}")
+        await self.sync_clock()
         await reconcile(self)
+        self._checks = [loop.create_task(self._keep_time(), name=f"clock-{self.session_id}"),
+                        loop.create_task(self._watch_account(), name=f"reconcile-{self.session_id}")]
 
     async def finish(self, *, hand_back: bool = False) -> None:
         """After the run (see :meth:`Broker.finish`): let orders already sent settle (up to ``fill_timeout``),
@@ -235,7 +258,7 @@ class ExchangeBroker(RestingOrders):
         if self.inflight:
             self._event("error", f"orders still unsettled at the {'hand-back' if hand_back else 'end'}: "
                         f"{self.open_summary()}; resume the session to reconcile them")
-        for task in (self._worker, self._watcher):
+        for task in (self._worker, self._watcher, *self._checks):
             if task is not None:
                 task.cancel()
         if self.side_tasks:  # cancel-all/close-all still retrying: give them time, then report
