@@ -99,7 +99,7 @@ def test_session_page_reads_the_id_from_the_query_and_explains_bad_ids(store, mo
     sid = store.create_session(make_config(kind="paper"), state="requested")
     monkeypatch.setenv("QUERY_STRING", f"id={sid}&theme=dark")
     page = P.session_page(store=store)
-    assert set(page.views) == {"detail", "controls"} and page.views["detail"].session_id == sid
+    assert set(page.views) == {"header", "detail", "controls"} and page.views["detail"].session_id == sid
     assert "wb-equity-chart" in classes(page) and "wb-btn-pause" in classes(page)
     assert "requested" in find(page, "wb-state").value
     page.close_views()

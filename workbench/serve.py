@@ -1,6 +1,7 @@
 """``workbench up``: the operator's dashboards, ready to use on a first run.
 
-:func:`serve` seeds a first-time store (one demo backtest, so no page is empty), starts
+:func:`serve` seeds a first-time store (one demo backtest, and one demo paper session the host
+replays at ``--replay-speed``, so no page is empty and one is live), starts
 ``workbench host`` (runs the sessions the dashboards request) and Voilà serving the repository's
 ``dashboards/`` on 127.0.0.1 with sources and tracebacks hidden, prints the sessions dashboard's URL
 and waits; Ctrl-C (or SIGTERM) stops both children cleanly, and a killed ``up`` takes them with it
@@ -64,6 +65,22 @@ def seed_store(store_url: str | None = None) -> str | None:
             return None
         config = make_config(strategy=DEMO_STRATEGY, symbols=list(DEMO_SYMBOLS))
         return store.save_backtest(config, run_backtest(config, progress=False))
+
+
+DEMO_SESSION_NAME = "demo paper session"
+
+
+def seed_demo_session(store_url: str | None = None) -> str:
+    """Request one demo paper session (the demo backtest's strategy and symbols on the bundled sample)
+    from ``workbench host``, which replays it at its ``--replay-speed``: the first page shows a session
+    live. Returns its id."""
+    from workbench.config import make_config
+    from workbench.engine.host import request_session
+    from workbench.store import Store
+
+    config = make_config(kind="paper", strategy=DEMO_STRATEGY, symbols=list(DEMO_SYMBOLS), name=DEMO_SESSION_NAME)
+    with Store(store_url) as store:
+        return request_session(store, config, actor="workbench up")
 
 
 def voila_command(dashboards: Path, port: int) -> list[str]:
@@ -166,6 +183,10 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
     print(f"workbench up: store {default_db_url()}", file=out, flush=True)
     if seed and (sid := seed_store()):
         print(f"workbench up: first run, recorded demo backtest {sid} in the history", file=out, flush=True)
+        if host:  # nothing would run it without the host
+            demo = seed_demo_session()
+            print(f"workbench up: started demo paper session {demo} (replayed at {replay_speed or 1:g}x)",
+                  file=out, flush=True)
     port = port or free_port()
     children: list[tuple[str, subprocess.Popen[Any], int]] = []
     previous = signal.signal(signal.SIGTERM, _terminate)
@@ -207,7 +228,8 @@ def add_up_parser(sub: Any, parents: Sequence[Any] = ()) -> None:
     up.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     up.add_argument("--home", default=None, help="data directory for the store (default $WORKBENCH_HOME)")
     up.add_argument("--dashboards", default=None, metavar="DIR", help="dashboard notebooks (default: the clone's)")
-    up.add_argument("--no-seed", action="store_true", help="do not record a demo backtest in an empty store")
+    up.add_argument("--no-seed", action="store_true",
+                    help="do not record a demo backtest nor start a demo paper session in an empty store")
     up.add_argument("--no-host", action="store_true", help="do not start `workbench host` (one runs elsewhere)")
     up.add_argument("--replay-speed", type=float, default=60.0, metavar="K",
                     help="the host replays paper sessions' bars at K x real time (default 60: one 1-minute "

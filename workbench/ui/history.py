@@ -17,10 +17,11 @@ from workbench.metrics import METRIC_LABELS, format_metric
 from workbench.profiles import PROFILES, apply_profile
 from workbench.store import Store
 from workbench.strategies import registry
-from workbench.ui.common import button, fmt_money, fmt_percent, message, open_store, state_badge
+from workbench.ui.common import RISK_STATE_SHOWN, button, fmt_money, fmt_percent, message, open_store, state_badge
+from workbench.ui.console import risk_checkpoint
 
 COLUMNS = (("", "34px"), ("Date", "140px"), ("Strategy", "150px"), ("Type", "80px"), ("P&L", "90px"),
-           ("Return", "80px"), ("Trades", "60px"), ("State", "90px"), ("ID", "120px"))
+           ("Return", "80px"), ("Trades", "60px"), ("State", "150px"), ("ID", "120px"))
 MAX_ROWS = 200
 ANY = ""  # the value of "All" / "(none)" / "(default config)": a dropdown whose value is None shows blank
 
@@ -63,10 +64,11 @@ class HistoryView:
         self.refresh_button = button("Refresh", "wb-btn-history-refresh", icon="refresh")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.body = W.VBox()
-        self.table = W.VBox([W.HBox([_cell(f"<b>{h}</b>", w) for h, w in COLUMNS],
-                                    layout={"border_bottom": "2px solid #ccc"}), self.body],
-                            layout={"max_height": "420px", "overflow": "auto"})
+        head = W.HBox([_cell(f"<b>{h}</b>", w) for h, w in COLUMNS], layout={"border_bottom": "2px solid #ccc"})
+        head.add_class("wb-table-head")
+        self.table = W.VBox([head, self.body], layout={"max_height": "420px", "overflow": "auto"})
         self.table.add_class("wb-history-table")
+        self.table.add_class("wb-scroll-x")
         self.compare_button = button("Compare selected", "wb-history-compare", icon="columns")
         self.compare_button.on_click(lambda _: self.compare())
         self.compare_box = W.VBox()
@@ -106,10 +108,13 @@ class HistoryView:
             cb.add_class("wb-history-check")
             self.checks[r["id"]] = cb
             trades = "n/a" if pd.isna(r["trades"]) else str(int(r["trades"]))
+            risk = (str(risk_checkpoint(self.store, r["id"]).get("state") or "")
+                    if r["state"] in RISK_STATE_SHOWN else "")
             row = W.HBox([cb, *(_cell(v, w) for v, (_, w) in zip(
                 [pd.Timestamp(r["date"]).strftime("%Y-%m-%d %H:%M"), html.escape(r["name"] or r["strategy"]),
                  r["kind"].title(), fmt_money(None if pd.isna(r["pnl"]) else float(r["pnl"])),
-                 fmt_percent(None if pd.isna(r["return"]) else float(r["return"])), trades, state_badge(r["state"]),
+                 fmt_percent(None if pd.isna(r["return"]) else float(r["return"])), trades,
+                 state_badge(r["state"], risk_state=risk),
                  f"<code>{html.escape(r['id'])}</code>"], COLUMNS[1:]))], layout={"align_items": "center"})
             row.add_class("wb-history-row")
             rows.append(row)

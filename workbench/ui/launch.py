@@ -46,6 +46,19 @@ def backtest_result_widget(result: Any, session_id: str) -> W.Widget:
     return box
 
 
+HEADLINE = ("total_return", "pnl", "sharpe_ratio", "max_drawdown", "win_rate", "trade_count")
+
+
+def headline_html(metrics: dict[str, Any]) -> str:
+    """A backtest's verdict in one line: return, P&L, Sharpe, max drawdown, win rate, trades."""
+    from workbench.metrics import METRIC_LABELS, format_metric
+
+    cells = [f"<span style='margin-right:14px;white-space:nowrap'><span style='color:#555'>"
+             f"{html.escape(METRIC_LABELS[k][0])}</span> <b>{html.escape(format_metric(k, metrics[k]))}</b></span>"
+             for k in HEADLINE if k in metrics]
+    return f"<div class='wb-headline' style='margin:4px 0;font-size:105%'>{''.join(cells)}</div>" if cells else ""
+
+
 def run_backtest_with_progress(config: SessionConfig, store: Store, progress: W.IntProgress | None = None) -> Launched:
     """Run and save a backtest, advancing ``progress`` (symbols loaded, run, saved)."""
     from workbench.backtest import run_backtest
@@ -103,6 +116,8 @@ class Launcher:
         self.session_kwargs = dict(session_kwargs or {})
         self.launched: list[Launched] = []
         self.listeners: list[Any] = []  # called with each Launched (e.g. the sessions view selects it)
+        #: the detail page's URL with ``{id}`` (e.g. pages.DETAIL_URL): Create ends with a link to it
+        self.detail_url: str | None = None
 
     @property
     def store(self) -> Store:
@@ -110,6 +125,14 @@ class Launcher:
         if not isinstance(self._store, Store):
             self._store = open_store(self._store)
         return self._store
+
+    def _link(self, session_id: str, watch: bool = False) -> str:
+        if not self.detail_url:
+            return ""
+        url = html.escape(self.detail_url.format(id=session_id))
+        what = "watch it live on its detail page" if watch else "open its detail page"
+        return (f"<a class='wb-open-detail' href='{url}' target='_blank' style='font-weight:600'>"
+                f"→ {what} ({html.escape(session_id)}) ↗</a>")
 
     def __call__(self, config: SessionConfig, options: dict[str, Any]) -> Launched:
         note = W.HTML()
@@ -125,12 +148,14 @@ class Launcher:
                 note.value = message(f"backtest failed: {e}", "error")
                 raise
             self.box.children = [bar, note, backtest_result_widget(out.result, out.session_id)]
-            note.value = message(f"backtest {out.session_id} done", "ok")
+            note.value = (message(f"backtest {out.session_id} done", "ok") + self._link(out.session_id)
+                          + headline_html(self.store.get_session(out.session_id)["metrics"] or {}))
         else:
             out = start_session(config, self.store, options.get("run_in", "kernel"), arming=options.get("arming"),
                                 **self.session_kwargs)
             where = "started in this kernel" if out.where == "kernel" else "requested from workbench host"
-            note.value = message(f"{config.kind.value} session {out.session_id} {where}", "ok")
+            note.value = message(f"{config.kind.value} session {out.session_id} {where}", "ok") + self._link(
+                out.session_id, watch=True)
             self.box.children = [note]
         self.launched.append(out)
         for fn in self.listeners:

@@ -10,6 +10,10 @@
 
 ==========================  ==============================================================
 ``wb-page``                 every page; plus ``wb-page-sessions|session|risk|history``
+``wb-header``               the console header atop every page (its HTML classes: see
+                            :mod:`workbench.ui.console`); a state badge is ``span.wb-state-badge``
+                            with ``wb-state-<state>``, a risk state ``span.wb-risk-state`` with
+                            ``wb-risk-<normal|reducing|halted>``
 ``wb-page-message``         the friendly message of a page that cannot show (no/unknown id)
 ``wb-sessions-table``       the active sessions table; rows ``wb-session-row`` and
                             ``wb-session-<id>``; cells ``wb-kind``, ``wb-strategy``, ``wb-pnl``,
@@ -18,7 +22,8 @@
 ``wb-detail-link``          link to the selected session's detail page (``a.wb-detail-anchor``)
 ``wb-wizard``               the wizard: ``wb-wizard-next``, ``wb-wizard-back``,
                             ``wb-wizard-create``, ``wb-wizard-status``, ``wb-wizard-summary``, ``wb-wizard-steps``,
-                            ``wb-wizard-run-in``, ``wb-wizard-result``, ``wb-create-result``,
+                            ``wb-wizard-run-in``, ``wb-wizard-result``, ``wb-create-result`` (its
+                            detail link ``a.wb-open-detail``, a backtest's ``div.wb-headline``),
                             ``wb-progress``; each field's input ``wb-field-<key>`` and its
                             error ``wb-error-<key>`` (key with dots as dashes, e.g.
                             ``wb-field-initial_balance``, ``wb-error-risk-stop_loss``,
@@ -35,6 +40,8 @@
                             ``wb-btn-override``, ``wb-symbol``, ``wb-btn-enable-symbol``,
                             ``wb-btn-disable-symbol``, ``wb-param-<name>``, ``wb-btn-set-params``
 ``wb-detail``               detail view: ``wb-state``, ``wb-performance``, ``wb-risk-metrics``,
+                            ``wb-pnl-limits`` (P&L split, position ages, breakers: see
+                            :func:`workbench.ui.positions.limits_html`),
                             ``wb-equity-chart``, ``wb-price-chart`` (its symbol
                             picker ``wb-price-symbol``), ``wb-trades``, ``wb-events``
 ``wb-risk``                 risk view: ``wb-risk-summary``, ``wb-risk-concentration``,
@@ -63,11 +70,19 @@ DETAIL_URL = "session.ipynb?id={id}"  # relative to a Voilà-rendered sessions.i
 
 
 class Page(W.VBox):
-    """A dashboard page: a VBox whose ``views`` are the view objects on it."""
+    """A dashboard page: the console header (``views['header']``, unless ``store`` is None) above
+    ``children``; ``views`` are the view objects on it."""
 
-    def __init__(self, name: str, children: list[W.Widget], views: dict[str, Any] | None = None):
-        super().__init__(children)
-        self.views: dict[str, Any] = dict(views or {})
+    def __init__(self, name: str, children: list[W.Widget], views: dict[str, Any] | None = None,
+                 store: Store | None = None):
+        from workbench.ui.console import ConsoleHeader
+
+        self.views: dict[str, Any] = {}
+        if store is not None:
+            self.views["header"] = ConsoleHeader(store)
+            children = [self.views["header"].widget, *children]
+        super().__init__(children, layout={"width": "100%", "max_width": "100%"})
+        self.views.update(views or {})
         self.add_class("wb-page")
         self.add_class(f"wb-page-{name}")
 
@@ -79,10 +94,10 @@ class Page(W.VBox):
                 close()
 
 
-def _notice(name: str, text: str) -> Page:
+def _notice(name: str, text: str, store: Store | None = None) -> Page:
     note = W.HTML(f"<div style='padding:12px;color:#555;font-size:110%'>{text}</div>")
     note.add_class("wb-page-message")
-    return Page(name, [note])
+    return Page(name, [note], store=store)
 
 
 def sessions_page(store: Store | str | None = None, *, run_in: str = "host", refresh: float = 1.0) -> Page:
@@ -100,9 +115,10 @@ def sessions_page(store: Store | str | None = None, *, run_in: str = "host", ref
             view.select(launched.session_id)
     assert wiz.launcher is not None  # a store was given: Create launches
     wiz.launcher.listeners.append(created)
+    wiz.launcher.detail_url = DETAIL_URL  # Create ends with a link to the new session's detail page
     # the dashboard's markdown holds the page title; the views bring their section headings
     return Page("sessions", [view.widget, W.HTML("<hr>"), wiz.widget],
-                {"sessions": view, "wizard": wiz})
+                {"sessions": view, "wizard": wiz}, store=st)
 
 
 def query_id(query: str | None = None) -> str | None:
@@ -121,22 +137,22 @@ def session_page(session_id: str | None = None, store: Store | str | None = None
     from workbench.ui.launch import LOCAL_SESSIONS
 
     sid = session_id or query_id()
+    st = open_store(store)
     if not sid:
         return _notice("session", "No session selected. Open this page with <code>?id=&lt;session id&gt;</code>, "
-                                  "or pick a session on the <a href='sessions.ipynb'>sessions page</a>.")
-    st = open_store(store)
+                                  "or pick a session on the <a href='sessions.ipynb'>sessions page</a>.", st)
     try:
         st.get_session(sid)
     except NotFoundError:
         return _notice("session", f"There is no session <code>{html.escape(sid)}</code> in this store. "
-                                  "Pick one on the <a href='sessions.ipynb'>sessions page</a>.")
+                                  "Pick one on the <a href='sessions.ipynb'>sessions page</a>.", st)
     from workbench.engine.handle import handle_for
 
     handle = handle_for(sid, st, LOCAL_SESSIONS, actor="dashboard")
     local = getattr(handle, "session", None)
     view = DetailView(sid, st, local, refresh=refresh, handle=handle)
     panel = ControlPanel(sid, st, local, handle=handle, on_resume=view.follow)
-    return Page("session", [view.widget, panel.widget], {"detail": view, "controls": panel})
+    return Page("session", [view.widget, panel.widget], {"detail": view, "controls": panel}, store=st)
 
 
 def risk_page(store: Store | str | None = None, **kwargs: Any) -> Page:
@@ -144,7 +160,7 @@ def risk_page(store: Store | str | None = None, **kwargs: Any) -> Page:
     from workbench.ui.risk import RiskView
 
     view = RiskView(store, **kwargs)
-    return Page("risk", [view.widget], {"risk": view})
+    return Page("risk", [view.widget], {"risk": view}, store=view.store)
 
 
 def history_page(store: Store | str | None = None, **kwargs: Any) -> Page:
@@ -152,4 +168,4 @@ def history_page(store: Store | str | None = None, **kwargs: Any) -> Page:
     from workbench.ui.history import HistoryView
 
     view = HistoryView(store, **kwargs)
-    return Page("history", [view.widget], {"history": view})
+    return Page("history", [view.widget], {"history": view}, store=view.store)

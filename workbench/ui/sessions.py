@@ -29,7 +29,7 @@ from workbench.ui.console import risk_checkpoint
 from workbench.ui.launch import LOCAL_SESSIONS
 
 COLUMNS = (("Type", "90px"), ("Strategy", "170px"), ("P&L", "100px"), ("Exposure", "100px"),
-           ("Status", "130px"), ("Uptime", "80px"), ("ID", "120px"), ("", "80px"))
+           ("Status", "170px"), ("Uptime", "80px"), ("ID", "120px"), ("", "80px"))
 
 
 def _cell(value: str, width: str, css: str = "") -> W.HTML:
