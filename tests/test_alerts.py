@@ -212,13 +212,17 @@ def test_every_fill_is_optional(store, hook):
     assert ok and a.rule == "fill" and hook.bodies[-1]["message"] == "buy 0.5 BTC/USDT at 42000"
 
 
-def test_test_alert_from_python_and_the_cli(store, store_url, hook, capsys):
+def test_test_alert_from_python_and_the_cli(store, store_url, hook, capsys, monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
     assert send_test_alert([hook.url], store) is True
     assert hook.titles() == ["workbench test alert"]
     ev = alert_events(store)
     assert ev["session_id"].isna().all() and ev["data"][0]["rule"] == "test" and ev["data"][0]["delivered"]
     assert main(["alerts", "test", "--alert", hook.url, "--db", store_url]) == 0
     assert "delivered" in capsys.readouterr().out and len(hook.bodies) == 2
+    monkeypatch.setenv(ENV, hook.url)
+    assert send_test_alert(store=store) is True and len(hook.bodies) == 3  # the button: the host's env
+    monkeypatch.delenv(ENV)
     assert main(["alerts", "test", "--db", store_url]) == 2  # no URL anywhere: says how to give one
     assert "--alert URL" in capsys.readouterr().err
 

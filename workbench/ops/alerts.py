@@ -165,11 +165,12 @@ def deliver(store: Store | None, notify: Notifier, alert: Alert, *, suppressed: 
     return ok
 
 
-def send_test_alert(urls: Sequence[str], store: Store | None = None, *, notifier: Notifier | None = None,
-                    actor: str = "user") -> bool:
-    """Send a test alert to ``urls`` (the dashboards' "test" button, ``workbench alerts test``) and record
-    it in ``store`` if given; returns whether it was delivered."""
-    notify = notifier or apprise_notifier(AlertConfig(tuple(urls)).urls)
+def send_test_alert(urls: Sequence[str] | None = None, store: Store | None = None, *,
+                    notifier: Notifier | None = None, actor: str = "user") -> bool:
+    """Send a test alert to ``urls`` (default: ``$WORKBENCH_ALERTS``) for the dashboards' "test" button and
+    ``workbench alerts test``, and record it in ``store`` if given; returns whether it was delivered.
+    ValueError (to show as is) if there is no URL or Apprise refuses one."""
+    notify = notifier or apprise_notifier(AlertConfig(urls_from(urls)).urls)
     alert = Alert("test", None, "workbench test alert", "a test alert from workbench: alerts reach you")
     return deliver(store, notify, alert, actor=actor)
 
