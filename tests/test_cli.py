@@ -122,6 +122,14 @@ def test_timeframe_flag_resamples_a_csv_to_a_coarser_interval(csv_5m):
     assert config_from_args(backtest_args("--timeframe", "15m")).data.timeframe == "15m"  # sample data too
 
 
+def test_unknown_timeframe_with_a_csv_names_the_known_ones(csv_5m, capsys):
+    from workbench.cli import main
+
+    assert main(["backtest", "--no-save", "--data", str(csv_5m), "--timeframe", "abc"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "workbench: --timeframe (data.timeframe): unknown timeframe; use one of 1m, 3m, 5m, 15m")
+
+
 @pytest.mark.parametrize("flag, value, exit_reason", [
     ("--stop-loss", "0.002", "stop_loss"), ("--take-profit", "0.002", "take_profit"),
     ("--trailing-stop", "0.002", "trailing_stop"),

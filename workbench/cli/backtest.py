@@ -52,11 +52,15 @@ def _window(text: str) -> dict[str, str]:
 def csv_timeframe(path: str, timeframe: str | None) -> str | None:
     """The timeframe to run ``path``'s bars at: ``timeframe`` if they can make it (the same or coarser
     than their own interval), else the file's own interval; None for a file of one bar."""
-    from workbench.data import BarsError, bar_interval, check_timeframe, interval_name, read_csv_bars
+    from workbench.data import BarsError, bar_interval, check_timeframe, interval_name, read_csv_bars, timeframe_delta
 
     interval = bar_interval(read_csv_bars(path).index)
     if interval is None or timeframe is None:
         return timeframe if interval is None else interval_name(interval)
+    try:
+        timeframe_delta(timeframe)
+    except BarsError:
+        return timeframe  # not a timeframe at all: make_config names the ones it knows
     try:
         check_timeframe(interval, timeframe)
     except BarsError:
