@@ -21,6 +21,9 @@ FLAGS: dict[str, str] = {
     "sizing": "--sizing", "slippage.bps": "--slippage-bps", "time.timezone": "--timezone",
     "time.blackouts": "--blackout",
 }
+DESCRIPTION = """Run one backtest from flags, over a saved config (--config) or the defaults, and save it to
+the store. The flags are checked as the wizard checks its fields; a bad value exits 2 with one line naming
+the flag. --data FILE.csv runs at the file's own bar interval; --timeframe resamples to a coarser one."""
 SIZING_EXAMPLE = "percent_equity:0.5, fixed_amount:1000 or fixed_quantity:0.1"
 
 
@@ -149,7 +152,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def add_backtest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """``workbench backtest``."""
     bt = sub.add_parser("backtest", parents=[common], help="run a vectorbt backtest and save it to the store",
-                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description=DESCRIPTION)
     bt.add_argument("--strategy", help="strategy name (default momentum); see the registry")
     bt.add_argument("--symbols", help="comma-separated, e.g. BTC/USDT,ETH/USDT (default BTC/USDT)")
     bt.add_argument("--start", help="first bar, e.g. 2024-01-01")
