@@ -206,7 +206,10 @@ def test_every_fill_is_optional(store, hook):
     sid = running_session(store)
     quiet = AlertWatcher(store, AlertConfig((hook.url,), min_interval=0))
     loud = AlertWatcher(store, AlertConfig((hook.url,), min_interval=0, fills=True))
-    store.add_fill(sid, Fill("c1", "BTC/USDT", Side.BUY, 0.5, 42_000.0, 1.0, 0.0, pd.Timestamp.now(tz="UTC"), "f1"))
+    done = store.create_session(paper_config(), state="completed")
+    now = pd.Timestamp.now(tz="UTC")
+    store.add_fill(done, Fill("c0", "BTC/USDT", Side.BUY, 0.1, 42_000.0, 1.0, 0.0, now, "f0"))  # not watched
+    store.add_fill(sid, Fill("c1", "BTC/USDT", Side.BUY, 0.5, 42_000.0, 1.0, 0.0, now, "f1"))
     assert quiet.check() == []
     (a, ok), = loud.check()
     assert ok and a.rule == "fill" and hook.bodies[-1]["message"] == "buy 0.5 BTC/USDT at 42000"

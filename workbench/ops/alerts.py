@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from workbench.domain import FINAL_STATES, SessionState
 from workbench.store import Store
@@ -41,8 +41,9 @@ RULES: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_RULES = frozenset(RULES) - {"fill"}
 ALERT_KIND = "alert"
-#: sessions the drawdown rule watches (their runner may still write equity)
+#: the sessions the console watches: paper and live ones not in a final state (their runner may still write)
 ACTIVE_STATES = tuple(st.value for st in SessionState if st not in FINAL_STATES)
+WATCHED = and_(s.sessions.c.state.in_(ACTIVE_STATES), s.sessions.c.kind != "backtest")
 BATCH = 500
 
 
@@ -269,12 +270,18 @@ class AlertWatcher:
                 out += self._drawdowns(conn)
         return out
 
+    @staticmethod
+    def _active(conn: Any) -> list[str]:
+        """The ids of the :data:`WATCHED` sessions (backtests' rows never alert)."""
+        return list(conn.execute(select(s.sessions.c.id).where(WATCHED)).scalars())
+
     def _fills(self, conn: Any) -> list[Alert]:
         f = s.fills.c
+        top = int(conn.execute(select(func.max(f.id))).scalar() or 0)
         rows = conn.execute(select(f.id, f.session_id, f.side, f.quantity, f.symbol, f.price)
-                            .where(f.id > self.last_fill).order_by(f.id).limit(BATCH)).all()
-        if rows:
-            self.last_fill = int(rows[-1].id)
+                            .where(f.id > self.last_fill, f.id <= top, f.session_id.in_(self._active(conn)))
+                            .order_by(f.id)).all()
+        self.last_fill = top
         return [Alert("fill", r.session_id, f"workbench fill: session {r.session_id}",
                       f"{r.side} {r.quantity:g} {r.symbol} at {r.price:g}", None, {"fill_row": int(r.id)})
                 for r in rows]
@@ -282,11 +289,11 @@ class AlertWatcher:
     def _drawdowns(self, conn: Any) -> list[Alert]:
         """Running sessions whose latest equity is ``drawdown`` or more below their peak (once per descent:
         the rule re-arms when the session climbs back above the threshold)."""
-        q, ss = s.equity.c, s.sessions.c
-        active = select(ss.id).where(ss.state.in_(ACTIVE_STATES), ss.kind != "backtest")
+        q = s.equity.c
+        active = self._active(conn)  # by session first: the index skips the backtests' long curves
         new = (select(q.session_id, func.max(q.equity).label("peak"), func.max(q.id).label("last"))
-               .where(q.id > self.last_equity, q.session_id.in_(active)).group_by(q.session_id))
-        rows = conn.execute(new).all()
+               .where(q.session_id.in_(active), q.id > self.last_equity).group_by(q.session_id))
+        rows = conn.execute(new).all() if active else []
         if not rows:
             return []
         latest = dict(conn.execute(select(q.session_id, q.equity).where(q.id.in_([r.last for r in rows]))).all())

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from workbench.domain import SessionState
-from workbench.ops.alerts import ACTIVE_STATES
+from workbench.ops.alerts import WATCHED
 from workbench.store import Store
 from workbench.store import schema as s
 from workbench.store.jsonutil import loads
@@ -110,8 +110,7 @@ class StoreCollector:
             for kind, state, n in conn.execute(select(ss.kind, ss.state, func.count()).group_by(ss.kind, ss.state)):
                 by_state.add_metric([kind, state], n)
             sessions = conn.execute(select(ss.id, ss.name, ss.kind, ss.strategy, ss.state, ss.initial_balance,
-                                           ss.heartbeat_at).where(ss.state.in_(ACTIVE_STATES),
-                                                                  ss.kind != "backtest")).all()
+                                           ss.heartbeat_at).where(WATCHED)).all()
             ids = [r.id for r in sessions]
             if not ids:
                 return []
