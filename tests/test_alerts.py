@@ -73,8 +73,8 @@ def alert_events(store: Store, session_id: str | None = None) -> pd.DataFrame:
     return ev[ev["kind"] == "alert"].reset_index(drop=True)
 
 
-def running_session(store: Store) -> str:
-    sid = store.create_session(paper_config())
+def running_session(store: Store, name: str = "") -> str:
+    sid = store.create_session(paper_config(name=name))
     store.set_state(sid, "running")
     return sid
 
@@ -97,7 +97,7 @@ def test_a_breaker_trip_of_a_real_paper_session_reaches_the_webhook_and_is_an_ev
 
 
 def test_rules_stale_feed_error_and_reconciliation_fire_and_history_does_not(store, hook):
-    sid = running_session(store)
+    sid = running_session(store, "btc scalper")
     store.add_event(sid, "error", "before the watcher started")
     watcher = AlertWatcher(store, AlertConfig((hook.url,), min_interval=0))
     store.add_event(sid, "feed_stale", "no bar for 180 s", {"symbols": ["BTC/USDT"]}, actor="feed")
@@ -109,6 +109,7 @@ def test_rules_stale_feed_error_and_reconciliation_fire_and_history_does_not(sto
     assert rules == ["stale_feed", "error", "reconciliation"]
     assert [m for m in (b["message"] for b in hook.bodies)] == ["no bar for 180 s", "poll failed: boom",
                                                                   "reconciled with x: 1 differences"]
+    assert hook.titles()[0] == f"workbench stale feed: session {sid} (btc scalper)"
 
 
 def test_rate_limit_per_rule_and_session_holds_back_and_summarises(store):

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy import and_, func, select
@@ -249,6 +249,12 @@ class AlertWatcher:
         return sent
 
     def _send(self, alert: Alert, suppressed: int) -> bool:
+        if alert.session_id is not None:  # name the session where it has a name
+            ss = s.sessions.c
+            with self.store.engine.connect() as conn:
+                name = conn.execute(select(ss.name).where(ss.id == alert.session_id)).scalar()
+            if name:
+                alert = replace(alert, title=f"{alert.title} ({name})")
         return deliver(self.store, self.notify, alert, suppressed=suppressed, actor=self.actor)
 
     def _new_alerts(self) -> list[Alert]:
