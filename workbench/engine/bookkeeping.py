@@ -71,6 +71,9 @@ class SessionBookkeeping:
         _kill_reason: str | None
         _hand_back_reason: str | None
         _lease_deadline: float
+        _renew_due: float
+        _checkpoint_due: float
+        checkpoint_seconds: float
         _lost: LeaseLost | None
         _fault: StorageFault | None
         _write_error: BaseException | None
@@ -118,6 +121,7 @@ class SessionBookkeeping:
         """Renew the lease now. The runner acts only until ``lease_seconds`` after the last renewal began;
         :class:`LeaseLost` if another runner took the session."""
         began = time.monotonic()
+        self._renew_due = began + self.lease_seconds / 10  # the poll renews it when due
         self._posting.store.renew_lease(self.id, ttl=self.lease_seconds)
         self._lease_deadline = began + self.lease_seconds
 
@@ -193,6 +197,8 @@ class SessionBookkeeping:
         checkpoint and the queues' contents are replayed by the resumed run."""
         if periodic and self._posting.checkpoint_in_flight():
             return
+        if with_state:
+            self._checkpoint_due = time.monotonic() + self.checkpoint_seconds
         pf = self.portfolio
         equity = None
         if self._equity:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import math
+import time
 import traceback
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from workbench.engine.brokers import Broker
     from workbench.engine.risk import RiskEngine
     from workbench.engine.trader import Trader
+    from workbench.engine.writes import PostingStore
     from workbench.execution.ledger import Portfolio
     from workbench.store import Store
     from workbench.strategies.base import Strategy
@@ -72,6 +74,10 @@ class SessionControls:
         actor: str
         poll_interval: float
         def _beat(self) -> None: ...
+        _posting: PostingStore
+        _renew_due: float
+        _checkpoint_due: float
+        _fills: list[Any]
         def _lease_lost(self, e: LeaseLost) -> None: ...
         def _storage_fault(self, e: StorageFault) -> None: ...
         def _risk_events(self) -> None: ...
@@ -88,7 +94,10 @@ class SessionControls:
             if not self._in_loop:
                 return
             try:
-                self.poll()
+                pending = (await asyncio.wrap_future(self._posting.read(self._posting.store.pending_commands, self.id))
+                           if self._posting.active else self.store.pending_commands(self.id))
+                if self._in_loop:
+                    self._poll_with(pending, now=False)
             except LeaseLost as e:
                 self._lease_lost(e)
                 return
@@ -100,11 +109,19 @@ class SessionControls:
                     self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)
 
     def poll(self) -> None:
-        """Heartbeat, apply pending store commands, checkpoint. Runs between bars."""
-        self._beat()
-        for cmd in self.store.pending_commands(self.id):
+        """Heartbeat, apply pending store commands, checkpoint, all now. Runs between bars."""
+        self._poll_with(self.store.pending_commands(self.id), now=True)
+
+    def _poll_with(self, pending: list[dict[str, Any]], now: bool) -> None:
+        """Apply ``pending`` store commands; renew the lease and checkpoint when due (or ``now``): the lease a
+        tenth of its life after the last renewal, the checkpoint at once if fills or orders wait, else
+        ``checkpoint_seconds`` after the last (a poll loop's pending commands are read off the loop)."""
+        if now or time.monotonic() >= self._renew_due:
+            self._beat()
+        for cmd in pending:
             self.apply_command(cmd)
-        if self._in_loop and not self.state.is_final:
+        if self._in_loop and not self.state.is_final and (
+                now or self._fills or self._dirty_orders or time.monotonic() >= self._checkpoint_due):
             self._checkpoint(periodic=True)
 
     # ---- dispatch: store commands and method calls alike ---------------------------------------

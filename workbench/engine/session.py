@@ -83,7 +83,8 @@ class Session(SessionControls, SessionBookkeeping):
     def __init__(self, config: SessionConfig, store: Store, *, feed: AsyncIterable[dict[str, Bar]] | None = None,
                  session_id: str | None = None, poll_interval: float = 0.5, equity_interval: int = 1,
                  checkpoint_interval: int = 5000, actor: str = "runner", replay_speed: float | None = None,
-                 broker: Broker | None = None, lease_seconds: float = LEASE_SECONDS):
+                 broker: Broker | None = None, lease_seconds: float = LEASE_SECONDS,
+                 checkpoint_seconds: float | None = None):
         if equity_interval < 1 or checkpoint_interval < 1 or not poll_interval > 0:
             raise ValueError("equity_interval and checkpoint_interval must be >= 1 and poll_interval > 0")
         if not lease_seconds > 0:
@@ -122,6 +123,11 @@ class Session(SessionControls, SessionBookkeeping):
         self.error: str | None = None
         self.lease_seconds = float(lease_seconds)
         self._lease_deadline = -math.inf  # time.monotonic() by which the lease must be renewed to act on
+        self._renew_due = -math.inf  # when the poll renews the lease next
+        # the poll checkpoints at once when fills or orders wait, else this long after the last checkpoint
+        self.checkpoint_seconds = (max(self.poll_interval, min(2.0, 10 * self.poll_interval))
+                                   if checkpoint_seconds is None else float(checkpoint_seconds))
+        self._checkpoint_due = -math.inf
         self._lost: LeaseLost | None = None  # another runner took the session: end, writing nothing
         self._fault: StorageFault | None = None  # the store could not be written: end as handed back
         self._write_error: BaseException | None = None  # a posted write failed otherwise: the run fails

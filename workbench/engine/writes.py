@@ -58,6 +58,11 @@ class PostingStore:
         self._last = fut
         return fut
 
+    def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        """Run a read on the writer thread after what was posted (the caller awaits it and handles its
+        error; nothing is reported to ``on_error``)."""
+        return writer_for(self.store).submit(fn, *args, **kwargs)
+
     def checkpoint_in_flight(self) -> bool:
         """A posted checkpoint is not written yet (a new one would only queue behind it)."""
         return self.active and self._checkpoint is not None and not self._checkpoint.done()
