@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.exchange.fixtures import async_client
+from tests.exchange.fixtures import TEST_RECV_WINDOW_MS, async_client
 from tests.exchange.server import LoopbackExchange
 from tests.kit import until
 from tests.live_kit import (
@@ -238,7 +238,8 @@ def test_canary_key_never_reaches_store_events_or_logs(tmp_path, monkeypatch, ca
         with LoopbackExchange(symbols=("BTC/USDT",), days=30, clock="2024-01-10", bar_seconds=BAR,
                               keys={key: secret}) as lx:
             async def go():
-                client = lx.point(make_async_exchange("binance", load_credentials("binance", "main"), timeout=3000))
+                client = lx.point(make_async_exchange("binance", load_credentials("binance", "main"), timeout=3000,
+                                                      options={"recvWindow": TEST_RECV_WINDOW_MS}))
                 try:
                     s = open_session(config, store, exchange=client, arming=ARMED,
                                      feed=feed_for(client, config), **FAST)
