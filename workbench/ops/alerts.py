@@ -249,10 +249,13 @@ class AlertWatcher:
         return sent
 
     def _send(self, alert: Alert, suppressed: int) -> bool:
-        if alert.session_id is not None:  # name the session where it has a name
+        if alert.session_id is not None:  # name the session where it has a name (an alert goes out regardless)
             ss = s.sessions.c
-            with self.store.engine.connect() as conn:
-                name = conn.execute(select(ss.name).where(ss.id == alert.session_id)).scalar()
+            try:
+                with self.store.engine.connect() as conn:
+                    name = conn.execute(select(ss.name).where(ss.id == alert.session_id)).scalar()
+            except Exception:
+                name = None
             if name:
                 alert = replace(alert, title=f"{alert.title} ({name})")
         return deliver(self.store, self.notify, alert, suppressed=suppressed, actor=self.actor)
