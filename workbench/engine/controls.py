@@ -78,6 +78,7 @@ class SessionControls:
         _renew_due: float
         _checkpoint_due: float
         _fills: list[Any]
+        _applied_ids: set[int]
         def _lease_lost(self, e: LeaseLost) -> None: ...
         def _storage_fault(self, e: StorageFault) -> None: ...
         def _risk_events(self) -> None: ...
@@ -109,8 +110,11 @@ class SessionControls:
                     self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)
 
     def poll(self) -> None:
-        """Heartbeat, apply pending store commands, checkpoint, all now. Runs between bars."""
-        self._poll_with(self.store.pending_commands(self.id), now=True)
+        """Heartbeat, apply pending store commands, checkpoint, all now. Runs between bars. (While the bars
+        run, the read waits for the writes posted before it, so it sees the commands already finished.)"""
+        read = self._posting.store.pending_commands
+        self._poll_with(self._posting.read(read, self.id).result() if self._posting.active else read(self.id),
+                        now=True)
 
     def _poll_with(self, pending: list[dict[str, Any]], now: bool) -> None:
         """Apply ``pending`` store commands; renew the lease and checkpoint when due (or ``now``): the lease a
@@ -119,7 +123,8 @@ class SessionControls:
         if now or time.monotonic() >= self._renew_due:
             self._beat()
         for cmd in pending:
-            self.apply_command(cmd)
+            if cmd["id"] not in self._applied_ids:  # finished by this runner, its row not written yet
+                self.apply_command(cmd)
         if self._in_loop and not self.state.is_final and (
                 now or self._fills or self._dirty_orders or time.monotonic() >= self._checkpoint_due):
             self._checkpoint(periodic=True)
@@ -129,6 +134,7 @@ class SessionControls:
         """Apply one store command and finish it as applied or rejected (a bug inside the handler is
         rejected as a failure with an error event holding the traceback, never as bad arguments)."""
         name, actor = cmd["command"], cmd.get("actor") or "user"
+        self._applied_ids.add(cmd["id"])
         try:
             args = _command_args(cmd)
             command = commands.parse(name)

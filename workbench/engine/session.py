@@ -128,6 +128,7 @@ class Session(SessionControls, SessionBookkeeping):
         self.checkpoint_seconds = (max(self.poll_interval, min(2.0, 10 * self.poll_interval))
                                    if checkpoint_seconds is None else float(checkpoint_seconds))
         self._checkpoint_due = -math.inf
+        self._applied_ids: set[int] = set()  # store commands this runner finished (their rows may be on the way)
         self._lost: LeaseLost | None = None  # another runner took the session: end, writing nothing
         self._fault: StorageFault | None = None  # the store could not be written: end as handed back
         self._write_error: BaseException | None = None  # a posted write failed otherwise: the run fails
