@@ -37,10 +37,11 @@ class NaiveBroker(CcxtBroker):
         super().__init__(*a, **kw)
         self.lookups = lookups
 
-    async def lookup(self, order: Order) -> dict[str, Any] | None:
-        return await super().lookup(order) if self.lookups else None
+    async def lookup(self, order: Order, policy: RetryPolicy | None = None) -> dict[str, Any] | None:
+        return await super().lookup(order, policy) if self.lookups else None
 
-    async def _look_after_landing(self, order: Order, stamp: int, error: BaseException) -> dict[str, Any] | None:
+    async def _look_after_landing(self, order: Order, stamp: int, error: BaseException,
+                                  policy: RetryPolicy | None = None) -> dict[str, Any] | None:
         return None
 
 

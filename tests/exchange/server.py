@@ -3,7 +3,10 @@
 It runs an aiohttp server on 127.0.0.1 (ephemeral port) in a background thread and serves bars from
 ``workbench.data.sample_bars``, so the real ``ccxt.binance`` code runs over real HTTP: markets, klines,
 ticker, depth, and HMAC-SHA256-signed account, order, open-order and my-trades endpoints checked like
-Binance (unknown key -> -2015/401, bad signature -> -1022/400, stale timestamp -> -1021). Orders match
+Binance (unknown key -> -2015/401, bad signature -> -1022/400, a timestamp more than 1 s ahead of the
+exchange's clock or older than recvWindow when the request is processed -> -1021; ``set_clock_offset``
+moves the exchange's clock away from the host's). A ``newClientOrderId`` must be unique among OPEN
+orders only, Binance's rule: a repeat is a new order once the earlier one is filled or canceled. Orders match
 against the server's own price path (tests/exchange/matching.py). With ``clock=`` the server walks
 the bars on a virtual clock (``advance()``, or by itself every ``bar_seconds``) and klines end at the
 forming bar. Faults can be injected (HTTP errors, rate limits with Retry-After, dropped connections,

@@ -183,10 +183,11 @@ class CcxtBroker:
         return float(((m.get("limits") or {}).get("amount") or {}).get("min") or 0.0)
 
     # ---- orders --------------------------------------------------------------------------------
-    async def lookup(self, order: Order) -> dict[str, Any] | None:
+    async def lookup(self, order: Order, policy: RetryPolicy | None = None) -> dict[str, Any] | None:
         """The exchange's view of ``order`` by its client order id, or None if the exchange never got it."""
         try:
-            return await self.call("fetch_order", None, order.symbol, {"clientOrderId": self.client_order_id(order)})
+            return await self.call("fetch_order", None, order.symbol, {"clientOrderId": self.client_order_id(order)},
+                                   policy=policy)
         except ccxt.OrderNotFound:
             return None
 
@@ -218,7 +219,7 @@ class CcxtBroker:
             except ccxt.InvalidOrder as e:
                 if "duplicate" not in str(e).lower():
                     raise
-                found = await self.lookup(order)  # it did reach the exchange earlier (and is still open)
+                found = await self.lookup(order, policy)  # it did reach the exchange earlier (and is still open)
                 if found is None:
                     raise
                 self._recovered(order, f"the exchange already had {cid}")
@@ -228,9 +229,9 @@ class CcxtBroker:
                     raise
                 if not isinstance(e, ccxt.DDoSProtection):  # a rate-limit refusal placed nothing
                     unknown.append(stamp)
-                found = await self.lookup(order)  # outcome unknown: never resubmit before looking
+                found = await self.lookup(order, policy)  # outcome unknown: never resubmit before looking
                 if found is None and unknown:
-                    found = await self._look_after_landing(order, max(unknown), e)
+                    found = await self._look_after_landing(order, max(unknown), e, policy)
                     unknown.clear()  # none of those sends can land any more
                 if found is not None:
                     self._recovered(order, f"the exchange accepted it though the answer was lost ({type(e).__name__})")
@@ -244,7 +245,8 @@ class CcxtBroker:
                 await asyncio.sleep(d)
                 attempt += 1
 
-    async def _look_after_landing(self, order: Order, stamp: int, error: BaseException) -> dict[str, Any] | None:
+    async def _look_after_landing(self, order: Order, stamp: int, error: BaseException,
+                                  policy: RetryPolicy | None = None) -> dict[str, Any] | None:
         """Wait until a send stamped ``stamp`` can no longer land (:meth:`landing_deadline`), then look
         ``order`` up once more."""
         wait = (self.landing_deadline(stamp) - self.exchange.milliseconds()) / 1000.0
@@ -253,7 +255,7 @@ class CcxtBroker:
                         f"still land within recvWindow: looking again in {wait:.2f}s before any resend",
                         {"client_id": order.client_id, "error": type(error).__name__, "wait_s": round(wait, 3)})
             await asyncio.sleep(wait)
-        return await self.lookup(order)
+        return await self.lookup(order, policy)
 
     def _recovered(self, order: Order, why: str) -> None:
         self._event("order_recovered", f"{order.client_id}: {why}", {"client_id": order.client_id})
