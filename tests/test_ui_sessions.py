@@ -63,18 +63,18 @@ def test_sessions_table_shows_other_processes_sessions_live_and_flags_orphans(st
         row = view.rows[sid]
         texts = [c.value for c in row.cells]
         assert texts[0] == "Paper" and texts[1] == "remote-btc"
-        assert texts[2] == "+$240" and texts[3] == "$8,200"
-        assert "running" in texts[4] and "orphaned" not in texts[4]
+        assert texts[3] == "+$240" and texts[4] == "$8,200"
+        assert "running" in texts[2] and "orphaned" not in texts[2]
         assert view.empty.layout.display == "none"
         # a runner that stopped heartbeating long ago is flagged
         stale = store.create_session(paper())
         store.set_state(stale, "running")
         set_heartbeat(store, stale, clock() - timedelta(minutes=1))
-        await until(lambda: stale in view.rows and "orphaned" in view.rows[stale].cells[4].value)
-        assert "orphaned" not in view.rows[sid].cells[4].value
+        await until(lambda: stale in view.rows and "orphaned" in view.rows[stale].cells[2].value)
+        assert "orphaned" not in view.rows[sid].cells[2].value
         # the flag follows the view's clock (not the wall clock): 31 s on, the remote runner's heartbeat is stale too
         clock.advance(31)
-        await until(lambda: "orphaned" in view.rows[sid].cells[4].value)
+        await until(lambda: "orphaned" in view.rows[sid].cells[2].value)
         # finished sessions leave the table
         store.set_state(sid, "completed")
         await until(lambda: sid not in view.rows)

@@ -78,7 +78,9 @@ def seed_demo_session(store_url: str | None = None) -> str:
     from workbench.engine.host import request_session
     from workbench.store import Store
 
-    config = make_config(kind="paper", strategy=DEMO_STRATEGY, symbols=list(DEMO_SYMBOLS), name=DEMO_SESSION_NAME)
+    config = make_config(kind="paper", strategy=DEMO_STRATEGY, symbols=list(DEMO_SYMBOLS), name=DEMO_SESSION_NAME,
+                         risk={"max_holding_minutes": 240,  # limits to watch on its detail page
+                               "circuit_breaker": {"max_daily_loss": 0.05, "max_drawdown": 0.1}})
     with Store(store_url) as store:
         return request_session(store, config, actor="workbench up")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from workbench.serve import DEMO_SESSION_NAME
 from workbench.store import Store
 
 from .conftest import OUTPUT, Served
@@ -111,6 +112,47 @@ def wait_state(served: Served, session_id: str, states: set[str], timeout: float
     return state
 
 
+PHONE = {"width": 390, "height": 844}
+RED, GREEN = "rgb(198, 40, 40)", "rgb(46, 125, 50)"  # common.STATE_COLORS / RISK_COLORS: halted, running
+
+
+def test_phone_sized_sessions_page_fits_with_the_header_and_a_tripped_session_in_colour(served, browser):
+    """First in the module: the demo paper session `up` started is still running (issue 16's console look)."""
+    store = Store(served.db_url)
+    demo = store.list_sessions(kind="paper")
+    demo = str(demo[demo["name"] == DEMO_SESSION_NAME]["id"].iloc[0])
+    assert wait_state(served, demo, {"running"}) == "running"
+    store.send_command(demo, "trip_breaker", {"reason": "browser test"}, actor="test")
+    ctx = browser.new_context(viewport=PHONE)
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        open_page(pg, served, "sessions", ready=".wb-header .wb-equity")
+        halted = pg.locator(f".wb-session-{demo} .wb-risk-halted")
+        halted.wait_for(timeout=SEE)  # the row reads "running · halted", not just "running"
+        state = pg.locator(f".wb-session-{demo} .wb-state").inner_text()
+        assert re.sub(r"\s+", " ", state).strip() == "running · halted", state
+        color = "el => getComputedStyle(el).color"
+        assert halted.evaluate(color) == RED
+        assert pg.locator(f".wb-session-{demo} .wb-state-running").evaluate(color) == GREEN
+        pg.locator(".wb-header .wb-alert", has_text="circuit breaker tripped").wait_for(timeout=SEE)
+        header = pg.locator(".wb-header").first
+        box = header.bounding_box()
+        assert header.is_visible() and box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+        said = header.inner_text().replace("\xa0", " ")
+        assert "Equity $" in said and "Day P&L" in said and "Exposure $" in said and "1 halted" in said, said
+        widths = pg.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth, "
+                             "document.querySelector('#rendered_cells')?.scrollWidth ?? 0]")
+        assert widths[0] <= widths[1] and widths[2] <= widths[1], widths  # nothing wider than the phone
+        table = pg.locator(".wb-sessions-table")
+        assert table.evaluate("el => getComputedStyle(el).overflowX") == "auto"  # the table scrolls, not the page
+        shot(pg, "00-phone-sessions")
+        assert not errors, errors
+    finally:
+        ctx.close()
+
+
 def test_invalid_balance_shows_the_fields_error(served, page):
     open_page(page, served, "sessions", ready=".wb-wizard-next")
     page.get_by_text("Paper Trading", exact=True).click()
@@ -140,13 +182,18 @@ def test_paper_session_create_pause_detail_stop(served, page):
     page.locator(".wb-wizard-create").click()
 
     # the host claims it; the sessions table (refreshed from the store) shows it running
-    row = page.locator(".wb-session-row", has_text="paper").filter(has_text=re.compile("running", re.I)).first
+    mine = lambda: (p := Store(served.db_url).list_sessions(kind="paper"))[p["name"] != DEMO_SESSION_NAME]  # noqa: E731
+    deadline = time.monotonic() + SEE / 1000
+    while mine().empty and time.monotonic() < deadline:
+        time.sleep(0.2)
+    paper = mine()
+    assert len(paper) == 1  # one click, one session (beside the demo session `up` started)
+    sid = str(paper["id"].iloc[0])
+    row = page.locator(f".wb-session-{sid}").filter(has_text=re.compile("running", re.I))
     row.wait_for(timeout=SEE)
     shot(page, "03-created-running", ".wb-sessions-table")
-    paper = Store(served.db_url).list_sessions(kind="paper")
-    assert len(paper) == 1
-    sid = str(paper["id"].iloc[0])
     assert state_of(served, sid) == "running"
+    assert page.locator(f".wb-create-result a.wb-open-detail[href='session.ipynb?id={sid}']").count() == 1
 
     # pause from the dashboard: the runner applies the command, the page shows the new state
     row.locator(".wb-session-open").click()  # (the wizard already selected it: this is what a user does)
@@ -166,8 +213,9 @@ def test_paper_session_create_pause_detail_stop(served, page):
     shot(page, "05-detail", ".wb-equity-chart")
     risk_text = page.locator(".wb-risk-metrics").first.inner_text()
     assert "Exposure now" in risk_text and "Risk state" not in risk_text and "Trading state" not in risk_text  # paused
-    trades_text = page.locator(".wb-trades").first.inner_text().strip()  # a note, then the fills on their own lines
-    assert trades_text == "no fills yet" or trades_text.splitlines()[0].endswith("newest first:"), trades_text
+    trades_text = page.locator(".wb-trades").first.inner_text().strip()  # trades so far, rebuilt from the fills
+    assert trades_text == "no fills yet" or trades_text.startswith("Symbol"), trades_text
+    assert "Realized P&L" in page.locator(".wb-pnl-limits").first.inner_text()
 
     page.locator(".wb-btn-stop:not([disabled])").first.click()
     page.locator(".wb-state", has_text=re.compile("stopped", re.I)).first.wait_for(timeout=SEE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 import urllib.request
 
 import nbformat
@@ -31,9 +32,15 @@ def listening(port: int) -> bool:
 def test_up_seeds_serves_every_page_without_sources_and_ctrl_c_stops_both(tmp_path):
     up = start_up(tmp_path / "home")
     try:
-        assert "recorded demo backtest" in up.output()
+        assert "recorded demo backtest" in up.output() and "started demo paper session" in up.output()
         history = Store(up.db_url).history()
-        assert list(history["kind"]) == ["backtest"]  # a first-time user has something to look at
+        # a first-time user has something to look at, and something live: the host runs the demo paper session
+        assert sorted(history["kind"]) == ["backtest", "paper"]
+        demo = str(history[history["kind"] == "paper"]["id"].iloc[0])
+        deadline = time.monotonic() + 60
+        while Store(up.db_url).get_session(demo)["state"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert Store(up.db_url).get_session(demo)["state"] == "running"
         kids = {" ".join(p.cmdline()) for p in psutil.Process(up.proc.pid).children()}
         assert any("workbench.cli host" in c for c in kids) and any(" voila " in f" {c} " for c in kids), kids
         for page in PAGES:
@@ -64,7 +71,7 @@ def test_up_hides_tracebacks_of_a_failing_dashboard(tmp_path):
         assert stop_up(up) == 0
     assert "error when executing cell" in html  # rendered, the user is told something went wrong ...
     assert "secret-internal-detail" not in html and "Traceback" not in html  # ... but not the internals
-    assert len(Store(up.db_url).list_sessions()) == 0  # --no-seed
+    assert len(Store(up.db_url).list_sessions()) == 0  # --no-seed: no demo backtest, no demo session
 
 
 def test_seed_only_fills_an_empty_store(tmp_path):

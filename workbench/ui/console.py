@@ -44,12 +44,21 @@ PAGE_CSS = """<style>
 .wb-console-header .wb-kpi b { font-size: 110%; }
 .wb-console-header .wb-alerts { flex-basis: 100%; }
 .wb-scroll-x { overflow-x: auto !important; max-width: 100%; }
-.wb-scroll-x > .widget-vbox, .wb-scroll-x .wb-session-row, .wb-scroll-x .wb-history-row { min-width: max-content; }
+.wb-scroll-x > .widget-vbox, .wb-scroll-x > .widget-hbox, .wb-scroll-x .wb-session-row,
+.wb-scroll-x .wb-history-row { min-width: max-content; }
+.wb-scroll-x .widget-hbox > * { flex-shrink: 0; }
+.wb-page .wb-trades, .wb-page .wb-events, .wb-page .wb-pnl-limits, .wb-page .wb-compare .widget-html,
+.wb-page .wb-risk .widget-html { overflow-x: auto; max-width: 100%; }
+.wb-page .wb-trades th, .wb-page .wb-trades td, .wb-page .wb-events th, .wb-page .wb-pnl-limits th,
+.wb-page .wb-pnl-limits td, .wb-page .wb-risk th, .wb-page .wb-risk td { white-space: nowrap; }
 @media (max-width: 700px) {
   body, #rendered_cells, .jp-OutputArea-output, .jp-Cell, .jp-OutputArea-child { min-width: 0 !important;
     max-width: 100vw; }
   .wb-page .widget-hbox:not(.wb-session-row):not(.wb-history-row):not(.wb-table-head) { flex-wrap: wrap; }
-  .wb-page .widget-inline-hbox { max-width: 100%; }
+  .wb-page .widget-box > .lm-Widget { max-width: calc(100% - 4px); }  /* 4px: a widget's margins */
+  .wb-page .widget-inline-hbox input, .wb-page .widget-inline-hbox select { min-width: 0; flex: 1 1 60px; }
+  .wb-page .widget-inline-hbox > .widget-label { max-width: 45%; min-width: 0; flex-shrink: 1; overflow: hidden;
+    text-overflow: ellipsis; }
   .wb-page .widget-tab, .wb-page .widget-box, .wb-page .js-plotly-plot { max-width: 100%; }
   .wb-page .jp-OutputArea-output, .wb-page .widget-html-content { overflow-wrap: anywhere; }
   .wb-page .wb-detail, .wb-page .wb-controls, .wb-page .wb-risk, .wb-page .wb-history { padding: 4px !important; }
@@ -129,6 +138,12 @@ def _alerts(store: Store, session_id: str, now: pd.Timestamp, recent: timedelta,
     return out
 
 
+def _alert_text(alert: dict[str, Any]) -> str:
+    """"kind: message", without saying the kind twice; at most 160 characters of the message."""
+    kind, text = alert["kind"].replace("_", " "), str(alert["message"])[:160]
+    return text if text.lower().startswith(kind) else f"{kind}: {text}"
+
+
 def header_html(s: ConsoleSummary, max_alerts: int = 3) -> str:
     """The header as HTML (stable classes: ``wb-equity``, ``wb-day-pnl``, ``wb-open-exposure``,
     ``wb-state-counts``, ``wb-alerts`` with ``wb-alert`` items, ``wb-no-alerts``)."""
@@ -139,8 +154,8 @@ def header_html(s: ConsoleSummary, max_alerts: int = 3) -> str:
     if s.alerts:
         items = "".join(
             f"<div class='wb-alert' style='color:#c62828'>⚠ <code>{html.escape(a['session_id'])}</code> "
-            f"{html.escape(a['kind'].replace('_', ' '))}: {html.escape(str(a['message'])[:160])} "
-            f"<small style='color:#777'>{a['time']:%H:%M:%S}</small></div>" for a in s.alerts[:max_alerts])
+            f"{html.escape(_alert_text(a))} <small style='color:#777'>{a['time']:%H:%M:%S}</small></div>"
+            for a in s.alerts[:max_alerts])
         extra = len(s.alerts) - max_alerts
         more = f"<div style='color:#777'>and {extra} more</div>" if extra > 0 else ""
         alerts = f"<div class='wb-alerts'>{items}{more}</div>"

@@ -28,8 +28,9 @@ from workbench.ui.common import (
 from workbench.ui.console import risk_checkpoint
 from workbench.ui.launch import LOCAL_SESSIONS
 
-COLUMNS = (("Type", "90px"), ("Strategy", "170px"), ("P&L", "100px"), ("Exposure", "100px"),
-           ("Status", "170px"), ("Uptime", "80px"), ("ID", "120px"), ("", "80px"))
+#: the state comes third, so a phone-sized screen shows it before the table scrolls sideways
+COLUMNS = (("Type", "90px"), ("Strategy", "170px"), ("Status", "170px"), ("P&L", "100px"), ("Exposure", "100px"),
+           ("Uptime", "80px"), ("ID", "120px"), ("", "80px"))
 
 
 def _cell(value: str, width: str, css: str = "") -> W.HTML:
@@ -45,7 +46,7 @@ class SessionRow:
     def __init__(self, session_id: str, on_open: Callable[[str], None]):
         self.session_id = session_id
         self.cells = [_cell("", w, css) for (_, w), css in
-                      zip(COLUMNS[:-1], ("wb-kind", "wb-strategy", "wb-pnl", "wb-exposure", "wb-state", "wb-uptime",
+                      zip(COLUMNS[:-1], ("wb-kind", "wb-strategy", "wb-state", "wb-pnl", "wb-exposure", "wb-uptime",
                                          "wb-session-id"))]
         self.open = button("Open", "wb-session-open", icon="sliders")
         self.open.on_click(lambda _: on_open(session_id))
@@ -55,8 +56,8 @@ class SessionRow:
         self.widget.add_class(f"wb-session-{session_id}")
 
     def update(self, r: Any, selected: bool, risk_state: str = "") -> None:
-        values = [r.kind.title(), html.escape(r.name or r.strategy), fmt_money(r.pnl), fmt_plain_money(r.exposure),
-                  state_badge(r.state, bool(r.orphaned), risk_state), fmt_duration(r.uptime),
+        values = [r.kind.title(), html.escape(r.name or r.strategy), state_badge(r.state, bool(r.orphaned), risk_state),
+                  fmt_money(r.pnl), fmt_plain_money(r.exposure), fmt_duration(r.uptime),
                   f"<code>{html.escape(r.id)}</code>"]
         for cell, v in zip(self.cells, values):
             if cell.value != v:
