@@ -168,3 +168,24 @@ def test_live_session_pauses_entries_on_1021_and_its_exit_goes_through_after_the
     assert posts.count(400) >= 1 and posts.count(200) == 2  # the -1021 refusal, then the buy and the sell
     assert_fills_match_exchange(lx, store, s.id)
     assert lx.balances()["BTC"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_clock_is_resynced_periodically_so_a_drift_is_never_refused(lx_manual, store):
+    lx = lx_manual
+
+    async def go():
+        s, client = await start_quiet(lx, store, time_sync_every=0.1, reconcile_every=1000.0)
+        try:
+            await asyncio.sleep(0.3)  # the first reconciliation round is done: no signed request until the order
+            lx.set_clock_offset(5.0)  # the exchange's clock drifts 5 s ahead
+            await until(lambda: abs((s.broker.client.clock_offset_ms or 0.0) - 5000) < 500)
+            s.place_order("BTC/USDT", "buy", 0.01)
+            await until(lambda: s.portfolio.quantity("BTC/USDT") > 0 and not s.broker.inflight)
+            return s, await stop_flat(lx, s)
+        finally:
+            await client.close()
+
+    s, final = asyncio.run(go())
+    kinds = list(store.events(s.id)["kind"])
+    assert final is S.STOPPED and "clock_skew" not in kinds and kinds.count("clock_synced") >= 2
+    assert 400 not in [r.status for r in lx.requests(ORDER)]

@@ -229,7 +229,8 @@ class ExchangeBroker(RestingOrders, AccountWatch):
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the order worker and the resting-order watcher, then reconcile with the exchange."""
+        """Start the order worker and the resting-order watcher, measure the exchange's clock, reconcile with
+        the exchange, then start the running checks (clock keeping, continuous reconciliation)."""
         from workbench.engine.brokers.reconcile import reconcile
 
         loop = asyncio.get_running_loop()

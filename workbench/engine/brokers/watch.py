@@ -89,14 +89,16 @@ class AccountWatch:
 
     # ---- reconciliation ------------------------------------------------------------------------
     async def _watch_account(self) -> None:
+        """A round at once (it takes the baseline right after the start's reconciliation), then one every
+        ``reconcile_every`` seconds."""
         while True:
-            await asyncio.sleep(self.reconcile_every)
             try:
                 await self.reconcile_once()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the client already retried; the next round tries again
                 self._event("error", f"reconciliation round failed: {type(e).__name__}: {e}")
+            await asyncio.sleep(self.reconcile_every)
 
     def _holdings(self) -> dict[str, float]:
         """What the session holds per asset: each symbol's position in its base, the cash in the quote."""
