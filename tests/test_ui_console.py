@@ -93,6 +93,9 @@ def test_header_sums_equity_day_pnl_exposure_counts_states_and_shows_recent_aler
     assert "Equity $15,700" in shown and "Day P&L -$100" in shown and "Exposure $2,000" in shown
     assert "2 running" in shown and "1 requested" in shown and "1 halted 1 normal" in shown
     assert "poll failed: disk I/O error" in shown and "drawdown" in shown
+    for i in range(60):  # a halted session rejects every order it is asked for: these must not hide the alerts
+        store.add_event(a, "order_rejected", f"buy 0.1 BTC/USDT rejected by state ({i})")
+    assert len(console_summary(store, clock=lambda: now).alerts) == 2
     # an hour later the error is no longer recent; the trip stays while the breaker is still tripped
     later = console_summary(store, clock=lambda: now + timedelta(hours=1))
     assert [x["kind"] for x in later.alerts] == ["circuit_breaker_tripped"]

@@ -205,12 +205,16 @@ class SessionsStore(LeaseStore):
 
         return self._write(run)
 
-    def events(self, session_id: str | None = None, limit: int | None = None) -> pd.DataFrame:
-        """Events in time order (all sessions if ``session_id`` is None); ``limit`` keeps the newest."""
+    def events(self, session_id: str | None = None, limit: int | None = None,
+               kinds: Iterable[str] | None = None) -> pd.DataFrame:
+        """Events in time order (all sessions if ``session_id`` is None), only of ``kinds`` if given;
+        ``limit`` keeps the newest."""
         e = s.events.c
         stmt = select(e.id, e.session_id, e.time, e.kind, e.message, e.data_json, e.actor)
         if session_id is not None:
             stmt = stmt.where(e.session_id == session_id)
+        if kinds is not None:
+            stmt = stmt.where(e.kind.in_(list(kinds)))
         stmt = stmt.order_by(e.time.desc(), e.id.desc())
         if limit is not None:
             stmt = stmt.limit(int(limit))

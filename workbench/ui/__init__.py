@@ -2,7 +2,8 @@
 
 ``wizard()``, ``sessions()``, ``detail(id)``, ``controls(id)``, ``risk()``, ``history()`` build the
 views (each displays itself in Jupyter); ``header()`` is the console header the pages open with (equity,
-day P&L, exposure, sessions by state, alerts), to show above a view in a notebook; :mod:`workbench.ui.pages` assembles the Voilà pages.
+day P&L, exposure, sessions by state, alerts), to show above a view in a notebook;
+:mod:`workbench.ui.pages` assembles the Voilà pages.
 The functions are imported here eagerly: they share names with their modules, and an eager
 import keeps ``workbench.ui.history`` the function, not the module.
 """

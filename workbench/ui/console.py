@@ -121,10 +121,7 @@ def console_summary(store: Store, *, clock: Clock = utc_now, recent: timedelta =
 
 def _alerts(store: Store, session_id: str, now: pd.Timestamp, recent: timedelta, *,
             tripped: bool) -> list[dict[str, Any]]:
-    events = store.events(session_id, limit=50)
-    if events.empty:
-        return []
-    events = events[events["kind"].isin(ALERT_KINDS)]
+    events = store.events(session_id, limit=20, kinds=ALERT_KINDS)  # a halted session's rejections do not hide them
     out = []
     for e in events.itertuples(index=False):
         t = pd.Timestamp(e.time)
