@@ -53,7 +53,8 @@ def find(widget, css):
 
 
 def running(store, *, equity=10_500.0, exposure=2_000.0, risk=None, **fields):
-    """A session another process runs: state running, fresh heartbeat, one equity point, a checkpoint."""
+    """A session another process runs: state running, fresh heartbeat, one equity point, a checkpoint
+    whose risk engine state is ``risk``; ``fields`` go to the config."""
     sid = store.create_session(make_config(kind="paper", **fields))
     store.set_state(sid, "running")
     store.heartbeat(sid, "other:1")
@@ -210,3 +211,19 @@ def test_history_rows_of_trading_sessions_show_the_risk_state(store):
     table = SessionsView(store)
     assert "wb-scroll-x" in table.table._dom_classes  # a phone scrolls the table, not the page
     table.close()
+
+
+def test_breaker_usage_shows_while_paused_but_the_trading_state_only_while_trading(store):
+    breaker = {"circuit_breaker": {"max_daily_loss": 0.1, "max_drawdown": 0.2}}
+    state = {"state": "halted", "day_start": 10_000.0, "peak": 10_000.0, "last_equity": 9_500.0}
+    sid = store.create_session(make_config(kind="paper", risk=breaker))
+    store.set_state(sid, "running")
+    store.save_runner_state(sid, {"risk": state})
+    view = DetailView(sid, store, tables_every=1)
+    assert "wb-risk-halted" in view.limits.value
+    assert re.search(r"daily loss 5\.00% 10\.00% 50%", text(view.limits.value)), text(view.limits.value)
+    store.set_state(sid, "paused")
+    view.refresh()
+    assert "wb-risk-state" not in view.limits.value and "daily loss 5.00% 10.00% 50%" in text(view.limits.value)
+    assert "paused" in text(view.header.value) and "halted" not in text(view.header.value)
+    view.close()

@@ -305,8 +305,11 @@ class DetailView:
         return self.store.trades(self.session_id)
 
     def _risk(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The risk engine's last state (peak, start-of-day equity) of a session not trading now."""
-        return {} if row["kind"] == "backtest" else risk_checkpoint(self.store, self.session_id)
+        """The risk engine's last peak and start-of-day equity of a session not trading now (no trading
+        state: it means something only while the session trades)."""
+        if row["kind"] == "backtest":
+            return {}
+        return {k: v for k, v in risk_checkpoint(self.store, self.session_id).items() if k != "state"}
 
     def _problem(self, text: str) -> None:
         self.problem.value = message(text, "error")
