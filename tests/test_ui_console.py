@@ -227,3 +227,29 @@ def test_breaker_usage_shows_while_paused_but_the_trading_state_only_while_tradi
     assert "wb-risk-state" not in view.limits.value and "daily loss 5.00% 10.00% 50%" in text(view.limits.value)
     assert "paused" in text(view.header.value) and "halted" not in text(view.header.value)
     view.close()
+
+
+def test_control_panel_of_a_local_session_reads_its_own_risk_engine(url, store):
+    import asyncio
+
+    from tests.kit import until
+    from workbench.data import sample_bars
+    from workbench.engine.feeds import ReplayFeed
+    from workbench.engine.session import Session
+    from workbench.ui.controls import ControlPanel
+
+    async def main():
+        cfg = paper_config()
+        bars = {sym: sample_bars(sym, days=2) for sym in cfg.symbols}
+        s = Session(cfg, store, feed=ReplayFeed(bars, 3000.0, yield_every=32), poll_interval=0.05)
+        s.start()
+        await until(lambda: s.state.value == "running")
+        panel = ControlPanel(s.id, store, s, refresh=0.05)
+        assert text(panel.state_html.value) == "State: running · normal"
+        panel.buttons["trip_breaker"].click()
+        panel.refresh()
+        assert text(panel.state_html.value) == "State: running · halted"
+        panel.close()
+        s.kill("test over")
+        await s.wait()
+    asyncio.run(main())

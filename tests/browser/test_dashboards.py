@@ -230,14 +230,17 @@ def test_every_page_has_something_to_show_and_links_to_the_others(served, page):
     shown = page.eval_on_selector_all(".wb-history select", "els => els.map(e => e.selectedIndex < 0 ? '' : "
                                       "e.options[e.selectedIndex].text.replace(/\\u00a0/g, ' '))")  # nbsp: a space
     assert shown == ["All", "All", "(default config)", "(none)"], shown  # no dropdown renders blank
+    assert page.locator(".wb-header .wb-equity").count() == 1
     shot(page, "07-history", ".wb-history")
     page.get_by_role("link", name="Risk").click()
     page.wait_for_selector(".wb-risk", timeout=LOAD)
     assert "/voila/render/risk.ipynb" in page.url
     assert page.locator(".wb-risk").inner_text().strip()
     shot(page, "08-risk", ".wb-risk")
+    assert page.locator(".wb-header .wb-equity").count() == 1  # the console header, on this page too
     for query, says in (("", "No session selected"), ("id=no-such-session", "There is no session")):
         open_page(page, served, "session", query, ready=".wb-page-message")
         assert says in page.locator(".wb-page-message").inner_text()
+        assert page.locator(".wb-header .wb-equity").count() == 1
     shot(page, "09-unknown-session", ".wb-page-message")
     assert not page.js_errors, page.js_errors

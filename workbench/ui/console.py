@@ -79,10 +79,11 @@ class ConsoleSummary:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # newest first: session_id, time, kind, message
 
 
-def risk_checkpoint(store: Store, session_id: str) -> dict[str, Any]:
+def risk_checkpoint(store: Store, session_id: str, session: Any = None) -> dict[str, Any]:
     """The risk engine's state of a session (``state``, ``peak``, ``day_start``, ``last_equity``, ...): of
-    the Session itself when it runs in this kernel, else of its last checkpoint in the store ({} if none)."""
-    local = LOCAL_SESSIONS.get(session_id)
+    the Session itself when it runs in this kernel (``session``, or found in LOCAL_SESSIONS), else of
+    its last checkpoint in the store ({} if none)."""
+    local = session if session is not None else LOCAL_SESSIONS.get(session_id)
     if local is not None:
         return dict(local.risk.snapshot())
     try:

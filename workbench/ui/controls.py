@@ -24,7 +24,8 @@ from workbench.engine.risk import OVERRIDABLE
 from workbench.store import Store
 from workbench.strategies import registry
 from workbench.ui import forms as F
-from workbench.ui.common import Ticker, button, message, open_store, state_badge
+from workbench.ui.common import RISK_STATE_SHOWN, Ticker, button, message, open_store, state_badge
+from workbench.ui.console import risk_checkpoint
 
 log = logging.getLogger(__name__)
 PERCENT_LIMITS = frozenset({"concentration_limit", "stop_loss", "take_profit", "trailing_stop"})
@@ -269,7 +270,9 @@ class ControlPanel:
         """Read the state (and finished commands) and enable the buttons the state allows."""
         state = self.handle.state.value
         self.state = state
-        self.state_html.value = f"State: {state_badge(state)}"
+        trading = state in RISK_STATE_SHOWN
+        risk = str(risk_checkpoint(self.store, self.session_id, self.session).get("state") or "") if trading else ""
+        self.state_html.value = f"State: {state_badge(state, risk_state=risk)}"
         ok = self.handle.controls()
         for name, btn in self.buttons.items():
             btn.disabled = name not in ok

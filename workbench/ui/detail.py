@@ -255,7 +255,7 @@ class DetailView:
 
     def _tables(self, row: dict[str, Any]) -> None:
         orphan = "" if row.get("heartbeat_at") is not None or row["state"] != "orphaned" else " (no runner)"
-        risk = risk_checkpoint(self.store, self.session_id) if row["state"] in RISK_STATE_SHOWN else {}
+        risk = risk_checkpoint(self.store, self.session_id, self.session) if row["state"] in RISK_STATE_SHOWN else {}
         state = str(risk.get("state") or "")
         self.header.value = (f"<h3 style='margin:4px 0'>{html.escape(row['name'] or row['strategy'])} "
                              f"<small><code>{html.escape(self.session_id)}</code> · {html.escape(row['kind'])} · "
@@ -309,7 +309,7 @@ class DetailView:
         state: it means something only while the session trades)."""
         if row["kind"] == "backtest":
             return {}
-        return {k: v for k, v in risk_checkpoint(self.store, self.session_id).items() if k != "state"}
+        return {k: v for k, v in risk_checkpoint(self.store, self.session_id, self.session).items() if k != "state"}
 
     def _problem(self, text: str) -> None:
         self.problem.value = message(text, "error")
