@@ -6,6 +6,10 @@ would catch it); and a resume does not call an order "never reached" while it ma
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from tests.live_kit import ARMED, FAST, ORDER, S, assert_fills_match_exchange, f
 from workbench.domain import Order, Side
 from workbench.engine import open_session
 from workbench.engine.ccxt_broker import CcxtBroker
+from workbench.engine.trader import warm_up_strategies
 from workbench.retry import RetryPolicy
 
 POLICY = RetryPolicy(retries=8, base=0.02, cap=0.2)
@@ -166,3 +171,82 @@ def test_resume_does_not_call_an_order_never_reached_while_it_may_still_land(sto
     assert orders.loc["BTC/USDT:entry:1704844860", "status"] == "canceled"
     assert [o["side"] for o in lx.exchange_orders()] == ["BUY", "SELL"]  # the late buy once; the stop's sell
     assert_fills_match_exchange(lx, store, r.id)
+
+
+RUNNER = """
+import asyncio, sys
+from tests.exchange.fixtures import async_client
+from tests.kit import until
+from tests.live_kit import ARMED, FAST, feed_for, quiet_config
+from workbench.engine import open_session
+from workbench.store import Store
+
+store_url, exchange_url, window = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+async def main():
+    client = async_client(exchange_url, options={"recvWindow": window})
+    config = quiet_config()
+    s = open_session(config, Store(store_url), exchange=client, arming=ARMED, lease_seconds=0.5,
+                     feed=feed_for(client, config, stale_bars=100_000), **FAST)
+    s.start()
+    await until(lambda: s.bars_seen >= 1)
+    s.place_order("BTC/USDT", "buy", 0.05)
+    print(s.id, flush=True)
+    await asyncio.sleep(60)  # killed long before
+
+asyncio.run(main())
+"""
+WINDOW = 5000  # Binance's default recvWindow: the 2 s delayed POST is still inside it when it lands
+
+
+def test_sigkill_while_an_order_post_is_delayed_then_a_quick_resume_books_it_filled(store_url, store):
+    """The runner's market buy takes 2 s to reach the matching engine; the runner is killed (SIGKILL) while
+    it waits and a new runner resumes within 0.5 s: it must not call the order "never reached" (it lands
+    after the resume's first lookup), and ends with it FILLED in the store, its fill booked once."""
+    from tests.kit import lease_expired, wait_until
+    from tests.live_kit import manual_exchange, quiet_config, stop_flat
+
+    warm_up_strategies()  # the resuming runner's start is not spent compiling kernels
+
+    with manual_exchange() as lx:
+        lx.delay_next(1, 2.0, path=ORDER, method="POST")
+        root = str(Path(__file__).parents[1])
+        proc = subprocess.Popen([sys.executable, "-c", RUNNER, store_url, lx.url, str(WINDOW)],
+                                stdout=subprocess.PIPE, text=True, cwd=root)
+        try:
+            sid = proc.stdout.readline().strip() if proc.stdout else ""
+            assert sid, "the runner printed no session id"
+            wait_until(lambda: lx.pending_faults() == 0, timeout=10, message="the POST reaching the exchange")
+            proc.kill()  # SIGKILL while the exchange holds the POST
+            killed = time.monotonic()
+        finally:
+            proc.kill()
+            proc.wait()
+        wait_until(lambda: lease_expired(store, sid), timeout=5, message="the killed runner's lease expired")
+        config = quiet_config()
+
+        async def go():
+            client = async_client(lx, options={"recvWindow": WINDOW})
+            try:
+                r = open_session(config, store, resume=sid, exchange=client, arming=ARMED,
+                                 feed=feed_for(client, config, stale_bars=100_000), **FAST)
+                r.start()
+                resumed_after = time.monotonic() - killed
+                await until(lambda: r.bars_seen >= 1)
+                assert lx.exchange_orders() == []  # the POST is still held: the resume did not find the order
+                await until(lambda: r.portfolio.quantity("BTC/USDT") > 0 and not r.broker.inflight, timeout=15)
+                return r, resumed_after, await stop_flat(lx, r)
+            finally:
+                await client.close()
+
+        r, resumed_after, final = asyncio.run(go())
+        assert resumed_after < 1.5  # the lease's 0.5 s and the start; above all before the POST lands (2 s)
+        assert final is S.STOPPED
+        ev = store.events(sid)
+        msgs = ev[ev["kind"] == "reconcile"]["message"].tolist()
+        assert not any("never reached" in m for m in msgs)
+        assert any("may still land" in m for m in msgs) and any("(it landed late)" in m for m in msgs)
+        buys = store.orders(sid)
+        assert buys[buys["side"] == "buy"]["status"].tolist() == ["filled"]
+        assert [o["side"] for o in lx.exchange_orders()] == ["BUY", "SELL"]
+        assert_fills_match_exchange(lx, store, sid)

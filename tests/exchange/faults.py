@@ -97,6 +97,12 @@ class FaultsMixin:
         """Forget every pending fault."""
         with self._lock:
             self._faults.clear()
+
+    def pending_faults(self) -> int:
+        """How many queued faults no request has met yet (a delayed request takes its fault on arrival)."""
+        with self._lock:
+            return len(self._faults)
+
     def requests(self, path: str | None = None) -> list[Request]:
         """Logged requests, optionally only those to ``path`` (e.g. ``"/api/v3/klines"``)."""
         with self._lock:

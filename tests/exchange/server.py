@@ -218,17 +218,21 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
 
     def point(self, client: Any) -> Any:
         """Point any ccxt binance client (sync or ``ccxt.async_support``) at this server; returns it."""
-        api: dict[str, Any] = {k: self.url + urlsplit(v).path for k, v in client.urls["api"].items()
-                               if isinstance(v, str)}
-        if isinstance(client.urls["api"].get("ws"), dict):  # a ccxt.pro client: spot streams from /ws
-            api["ws"] = {**client.urls["api"]["ws"], "spot": self.url.replace("http://", "ws://") + "/ws"}
-        client.urls["api"] = api
-        client.options["fetchMarkets"] = {"types": ["spot"]}
-        client.options["fetchCurrencies"] = False
-        client.options["fetchMargins"] = False
-        return client
+        return point_at(self.url, client)
 
     def bars(self, symbol: str, interval: str = "1m") -> pd.DataFrame:
         """The bars this exchange serves for ``symbol`` (a unified symbol such as ``BTC/USDT``)."""
         return sample_bars(symbol, interval, days=self.days)
 
+
+
+def point_at(url: str, client: Any) -> Any:
+    """Point a ccxt binance client at the loopback exchange serving at ``url`` (e.g. from another process)."""
+    api: dict[str, Any] = {k: url + urlsplit(v).path for k, v in client.urls["api"].items() if isinstance(v, str)}
+    if isinstance(client.urls["api"].get("ws"), dict):  # a ccxt.pro client: spot streams from /ws
+        api["ws"] = {**client.urls["api"]["ws"], "spot": url.replace("http://", "ws://") + "/ws"}
+    client.urls["api"] = api
+    client.options["fetchMarkets"] = {"types": ["spot"]}
+    client.options["fetchCurrencies"] = False
+    client.options["fetchMargins"] = False
+    return client
