@@ -250,3 +250,17 @@ def test_sigkill_while_an_order_post_is_delayed_then_a_quick_resume_books_it_fil
         assert buys[buys["side"] == "buy"]["status"].tolist() == ["filled"]
         assert [o["side"] for o in lx.exchange_orders()] == ["BUY", "SELL"]
         assert_fills_match_exchange(lx, store, sid)
+
+
+def test_live_clients_sign_with_binances_default_recv_window_unless_configured():
+    from workbench.engine.ccxt_broker import DEFAULT_RECV_WINDOW_MS, make_async_exchange
+
+    async def go():
+        clients = [make_async_exchange("binance"), make_async_exchange("binance", options={"recvWindow": 1500})]
+        try:
+            return [CcxtBroker(c).recv_window_ms for c in clients]
+        finally:
+            for c in clients:
+                await c.close()
+
+    assert asyncio.run(go()) == [DEFAULT_RECV_WINDOW_MS, 1500] and DEFAULT_RECV_WINDOW_MS == 5000

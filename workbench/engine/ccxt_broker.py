@@ -45,7 +45,10 @@ MAX_RESYNCS = 3  # -1021 refusals of one call, each followed by a resync, before
 def make_async_exchange(exchange_id: str, credentials: Any = None, *, sandbox: bool = False,
                         **options: Any) -> Any:
     """A ``ccxt.async_support`` exchange by id, rate limiting on; keys from a
-    :class:`workbench.secrets.Credentials`; ``sandbox`` switches to the testnet (``set_sandbox_mode``)."""
+    :class:`workbench.secrets.Credentials`; ``sandbox`` switches to the testnet (``set_sandbox_mode``).
+    Signed requests carry Binance's default recvWindow (5000 ms, not ccxt's 10 s) unless
+    ``options={"recvWindow": ...}`` says otherwise: an order whose outcome is unknown waits that long
+    before it is looked up for the last time and resent."""
     import ccxt.async_support as ccxt_async
 
     if exchange_id not in ccxt_async.exchanges:
@@ -53,6 +56,8 @@ def make_async_exchange(exchange_id: str, credentials: Any = None, *, sandbox: b
                          "use a ccxt id such as 'binance' or 'kraken' (ccxt.exchanges)")
     cfg = {"enableRateLimit": True, **options, **(credentials.ccxt_config() if credentials is not None else {})}
     client = getattr(ccxt_async, exchange_id)(cfg)
+    if "recvWindow" in client.options and "recvWindow" not in (options.get("options") or {}):
+        client.options["recvWindow"] = DEFAULT_RECV_WINDOW_MS
     if sandbox:
         client.set_sandbox_mode(True)
     return client
