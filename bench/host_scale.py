@@ -97,7 +97,7 @@ class _Stale:
                 self.ids.add(row.id)
 
 
-def measure(n: int, seconds: float, speed: float, share: bool, trace: bool) -> dict[str, Any]:
+def measure(n: int, seconds: float, speed: float, share: bool, trace: bool, gc_tune: bool = True) -> dict[str, Any]:
     """One size in this process: N sessions in one in-process host; the figures as a dict."""
     from workbench import execution as ex
     from workbench.config import make_config
@@ -166,6 +166,8 @@ def measure(n: int, seconds: float, speed: float, share: bool, trace: bool) -> d
         for name, params in STRATEGIES:  # strategies' imports and kernels: before the baseline RSS
             create(name, params)
         warm_up_strategies()
+        if gc_tune:  # as `workbench host` does
+            host_mod.tune_gc()
         configs = [make_config(kind="paper", strategy=name, params=params, symbols=SYMBOLS,
                                sizing={"mode": "percent_equity", "value": 0.15},
                                risk={"stop_loss": 0.004, "take_profit": 0.006})
@@ -249,6 +251,7 @@ def _child(n: int, a: argparse.Namespace, share: bool) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", str(n), "--seconds", str(a.seconds), "--speed", str(a.speed)]
     cmd += ["--no-share"] if not share else []
     cmd += ["--tracemalloc"] if a.tracemalloc else []
+    cmd += ["--no-gc-tune"] if a.no_gc_tune else []
     print(f"... {n} sessions, bars {'shared' if share else 'one copy per session'}, {a.seconds:g} s",
           file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -338,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-sizes", default="1,10",
                    help="sizes also run with the bars not shared (each session its own copy); '' for none")
     p.add_argument("--no-share", action="store_true", help="run every size with the bars not shared")
+    p.add_argument("--no-gc-tune", action="store_true", help="leave the collector as it is (workbench host tunes it)")
     p.add_argument("--tracemalloc", action="store_true", help="report the top allocations per session (slow)")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -345,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.seconds > 0 or not a.speed > 0:
         p.error(f"--seconds and --speed must be positive (got {a.seconds:g}, {a.speed:g})")
     if a.child is not None:
-        print(json.dumps(measure(a.child, a.seconds, a.speed, not a.no_share, a.tracemalloc)))
+        print(json.dumps(measure(a.child, a.seconds, a.speed, not a.no_share, a.tracemalloc, not a.no_gc_tune)))
         return 0
     sizes = _ints(a.sizes, "--sizes", p)
     if not sizes:

@@ -30,7 +30,7 @@ def cmd_host(args: argparse.Namespace) -> int:
     """Run the sessions other processes request (state "requested") until interrupted."""
     import asyncio
 
-    from workbench.engine.host import run_host
+    from workbench.engine.host import run_host, tune_gc
 
     if args.replay_speed is not None and not args.replay_speed > 0:
         raise ValueError("--replay-speed must be positive, e.g. 60 for one 1-minute bar a second "
@@ -44,6 +44,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         kwargs["lease_seconds"] = args.lease_seconds
     ops = ops_from_args(args)
     print(f"workbench host: running requested sessions from {args.db or 'the default store'} (Ctrl-C stops)")
+    tune_gc()
     try:
         ran = asyncio.run(run_host(args.db, poll=args.poll, stop_after=args.stop_after,
                                    resume_orphans=args.resume_orphans, allow_live=args.allow_live,

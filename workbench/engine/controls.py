@@ -95,8 +95,8 @@ class SessionControls:
             if not self._in_loop:
                 return
             try:
-                pending = (await asyncio.wrap_future(self._posting.read(self._posting.store.pending_commands, self.id))
-                           if self._posting.active else self.store.pending_commands(self.id))
+                pending = (await self._pending_off_loop() if self._posting.active
+                           else self.store.pending_commands(self.id))
                 if self._in_loop:
                     self._poll_with(pending, now=False)
             except LeaseLost as e:
@@ -108,6 +108,17 @@ class SessionControls:
             except Exception as e:
                 with contextlib.suppress(Exception):
                     self.store.add_event(self.id, "error", f"poll failed: {e}", actor=self.actor)
+
+    async def _pending_off_loop(self) -> list[dict[str, Any]]:
+        """This session's pending commands, read on the store's thread after the writes posted before; only
+        if the store's list of sessions with pending commands (one query per half poll, shared by every
+        session of the process) names it."""
+        store = self._posting.store
+        max_age = self.poll_interval / 2
+        ids = await asyncio.wrap_future(self._posting.read(store.sessions_with_pending_commands, max_age))
+        if self.id not in ids:
+            return []
+        return list(await asyncio.wrap_future(self._posting.read(store.pending_commands, self.id)))
 
     def poll(self) -> None:
         """Heartbeat, apply pending store commands, checkpoint, all now. Runs between bars. (While the bars

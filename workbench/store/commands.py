@@ -1,6 +1,8 @@
 """Control commands queued for a session's runner: pending -> applied | rejected, each also an event."""
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +38,27 @@ class CommandsStore(StoreBase):
             return cmd_id
 
         return self._write(run)
+
+    def sessions_with_pending_commands(self, max_age: float = 0.0) -> frozenset[str]:
+        """Ids of the sessions that have pending commands. A result at most ``max_age`` seconds old is
+        reused, so the many sessions one process runs share one query per interval."""
+        now = time.monotonic()
+        with self._pending_lock:
+            cached = self.__dict__.get("_pending_ids")
+            if cached is not None and now - cached[0] <= max_age:
+                return cached[1]
+            m = s.commands.c
+            stmt = select(m.session_id).where(m.status == "pending").distinct()
+            ids = frozenset(self._read(lambda c: c.execute(stmt).scalars().all()))
+            self.__dict__["_pending_ids"] = (now, ids)
+            return ids
+
+    @property
+    def _pending_lock(self) -> threading.Lock:
+        lock = self.__dict__.get("_pending_ids_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_pending_ids_lock", threading.Lock())
+        return lock
 
     def pending_commands(self, session_id: str) -> list[dict[str, Any]]:
         """Commands not yet applied or rejected, oldest first, with ``args`` parsed."""
