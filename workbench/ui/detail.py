@@ -1,5 +1,7 @@
 """Session detail: performance and risk metrics, trade history, event log, and live charts of
-equity/drawdown and price with fills, updated while the session runs.
+equity/drawdown and price with fills, updated while the session runs; the P&L split, position ages
+and breaker usage (:mod:`workbench.ui.positions`). While a session runs, here or elsewhere, its
+trades so far come from the handle's snapshot (the ledger's replay of the stored fills).
 
 A :class:`~workbench.ui.common.Ticker` on the kernel's loop reads only what is new in the store
 every ``refresh`` seconds (equity points after the last one seen, fills after the last count) and

@@ -1,6 +1,7 @@
 """The guide's "Active Trading Sessions" table, refreshed live from the store (so it shows the
-sessions of every process sharing it), orphaned sessions flagged; selecting a row shows that
-session's control panel (and, with ``with_detail``, its detail view).
+sessions of every process sharing it), orphaned sessions flagged, a trading session's risk state
+beside its state ("running · halted"); selecting a row shows that session's control panel (and,
+with ``with_detail``, its detail view).
 """
 from __future__ import annotations
 
