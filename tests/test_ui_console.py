@@ -17,7 +17,7 @@ from workbench.execution.ledger import Portfolio
 from workbench.store import Store
 from workbench.ui import pages as P
 from workbench.ui.common import state_badge
-from workbench.ui.console import console_summary, header_html
+from workbench.ui.console import ALERT_KINDS, console_summary, header_html
 from workbench.ui.detail import DetailView
 from workbench.ui.history import HistoryView
 from workbench.ui.positions import breaker_status, pnl_split, position_ages
@@ -103,7 +103,10 @@ def test_header_sums_equity_day_pnl_exposure_counts_states_and_shows_recent_aler
     store.save_runner_state(a, {"risk": {"state": "running", "day_start": 10_500.0, "peak": 10_500.0,
                                          "last_equity": 10_500.0}})  # reset
     assert console_summary(store, clock=lambda: now + timedelta(hours=1)).alerts == []
-    store.add_event(a, "alert", "feed stale for 120 s")  # recorded by the ops alert rules
+    from workbench.ops.alerts import ALERT_KIND
+
+    assert ALERT_KIND in ALERT_KINDS
+    store.add_event(a, ALERT_KIND, "feed stale for 120 s")  # recorded by the ops alert rules
     assert [x["kind"] for x in console_summary(store, clock=lambda: now).alerts][0] == "alert"
     assert "no alerts" in text(header_html(console_summary(store, clock=lambda: now + timedelta(hours=1))))
 

@@ -33,6 +33,7 @@ from workbench.ui.common import (
 )
 from workbench.ui.launch import LOCAL_SESSIONS
 
+#: "alert" is workbench.ops.alerts.ALERT_KIND (not imported: a dashboard kernel loads no Apprise; a test checks it)
 ALERT_KINDS = ("error", "circuit_breaker_tripped", "alert")
 RECENT = timedelta(minutes=30)
 
