@@ -108,6 +108,9 @@ def test_header_sums_equity_day_pnl_exposure_counts_states_and_shows_recent_aler
     assert ALERT_KIND in ALERT_KINDS
     store.add_event(a, ALERT_KIND, "feed stale for 120 s")  # recorded by the ops alert rules
     assert [x["kind"] for x in console_summary(store, clock=lambda: now).alerts][0] == "alert"
+    store.add_event(None, ALERT_KIND, "host: webhook unreachable")  # of no session: the host's own
+    assert ("host", "host: webhook unreachable") in [(x["session_id"], x["message"])
+                                                     for x in console_summary(store, clock=lambda: now).alerts]
     assert "no alerts" in text(header_html(console_summary(store, clock=lambda: now + timedelta(hours=1))))
 
 

@@ -115,22 +115,25 @@ def console_summary(store: Store, *, clock: Clock = utc_now, recent: timedelta =
         if r.equity == r.equity and start is not None:
             day.append(float(r.equity) - float(start))
         out.alerts += _alerts(store, r.id, now, recent, tripped=rs in ("reducing", "halted"))
+    out.alerts += [a for a in _alerts(store, None, now, recent, tripped=False) if a["session_id"] == "host"]
     out.equity = sum(equity) if equity else math.nan
     out.day_pnl = sum(day) if day else math.nan
     out.alerts.sort(key=lambda a: a["time"], reverse=True)
     return out
 
 
-def _alerts(store: Store, session_id: str, now: pd.Timestamp, recent: timedelta, *,
+def _alerts(store: Store, session_id: str | None, now: pd.Timestamp, recent: timedelta, *,
             tripped: bool) -> list[dict[str, Any]]:
+    """Alerts of ``session_id``; with None, of every session, those of none (the host's) named "host"."""
     events = store.events(session_id, limit=20, kinds=ALERT_KINDS)  # a halted session's rejections do not hide them
     out = []
     for e in events.itertuples(index=False):
+        sid = session_id or (e.session_id if isinstance(e.session_id, str) else "host")
         t = pd.Timestamp(e.time)
         t = t.tz_localize("UTC") if t.tzinfo is None else t
         age_ok = now - t <= recent
         if age_ok or (tripped and e.kind == "circuit_breaker_tripped"):
-            out.append({"session_id": session_id, "time": t, "kind": e.kind, "message": e.message})
+            out.append({"session_id": sid, "time": t, "kind": e.kind, "message": e.message})
     if tripped:  # a later reset ends what came before it; keep only the newest trip
         trips = [a for a in out if a["kind"] == "circuit_breaker_tripped"]
         out = [a for a in out if a["kind"] != "circuit_breaker_tripped"] + trips[-1:]
