@@ -98,6 +98,9 @@ async def retry_async(exchange: Any, fn: Callable[..., Awaitable[T]], *args: Any
         try:
             return await fn(*args, **kwargs)
         except Exception as e:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # cancelled mid-request (the HTTP client turned the
+                raise asyncio.CancelledError from e     # cancel into a network error): stop, don't retry
             if not is_transient(e) or (policy.retries is not None and attempt >= policy.retries):
                 if is_transient(e):
                     e.add_note(f"gave up after {attempt} retries")

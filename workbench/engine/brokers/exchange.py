@@ -259,9 +259,11 @@ class ExchangeBroker(RestingOrders, AccountWatch):
         if self.inflight:
             self._event("error", f"orders still unsettled at the {'hand-back' if hand_back else 'end'}: "
                         f"{self.open_summary()}; resume the session to reconcile them")
-        for task in (self._worker, self._watcher, *self._checks):
-            if task is not None:
-                task.cancel()
+        tasks = [t for t in (self._worker, self._watcher, *self._checks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # really stopped before the next runner may take over (nothing of this run acts after)
+            await asyncio.wait(tasks, timeout=self.fill_timeout)
         if self.side_tasks:  # cancel-all/close-all still retrying: give them time, then report
             _, pending = await asyncio.wait(list(self.side_tasks), timeout=self.fill_timeout)
             for t in pending:

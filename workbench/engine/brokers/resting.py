@@ -53,8 +53,9 @@ class RestingOrders:
     async def _watch_resting(self) -> None:
         """Every ``resting_poll`` seconds, or when woken (a bar, a new limit order), sync resting orders."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.resting_poll)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: on Python 3.11 wait_for
+                async with asyncio.timeout(self.resting_poll):  # loses a cancel that lands as the wait ends
+                    await self._wake.wait()
             self._wake.clear()
             if not self.resting:
                 continue
