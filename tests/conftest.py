@@ -3,7 +3,8 @@
 Fixtures (pytest finds them; no import needed): ``store_url`` and ``store`` (a fresh SQLite file in
 ``tmp_path``, closed after the test), ``bars`` (one day of 1m sample bars for BTC/USDT), ``config`` (a
 small valid paper :class:`~workbench.config.SessionConfig`) and ``clock`` (a :class:`FakeClock` at T0).
-``loopback_exchange`` (a running loopback exchange, tests/exchange) is re-exported here too.
+``loopback_exchange`` (a running loopback exchange, tests/exchange) is re-exported here too;
+``page_limit`` makes the ``store``'s disk full on demand (``page_limit["n"] = 1``).
 Helpers: ``from tests.kit import until, wait_until, FakeClock, paper_config, bars_for, T0``.
 (The repository-root ``conftest.py`` is nbval's and separate.)
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import event
 
 from tests.exchange.fixtures import loopback_exchange
 from tests.exchange.server import LoopbackExchange
@@ -22,7 +24,7 @@ from workbench.config import SessionConfig
 from workbench.data import sample_bars
 from workbench.store import Store
 
-__all__ = ["bars", "clock", "config", "loopback_exchange", "store", "store_url"]
+__all__ = ["bars", "clock", "config", "loopback_exchange", "page_limit", "store", "store_url"]
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
@@ -65,3 +67,17 @@ def lx() -> Iterator[LoopbackExchange]:
 def clock() -> FakeClock:
     """A :class:`FakeClock` at :data:`T0`."""
     return FakeClock()
+
+
+@pytest.fixture
+def page_limit(store: Store) -> Iterator[dict[str, int]]:
+    """Disk full made real: every connection the store checks out gets ``PRAGMA max_page_count = limit['n']``
+    (SQLite keeps at least the pages the file has: 1 means "no room to grow")."""
+    limit = {"n": 1_000_000_000}
+
+    def apply(dbapi_conn, _record, _proxy) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count = {limit['n']}")
+
+    event.listen(store.engine, "checkout", apply)
+    yield limit
+    event.remove(store.engine, "checkout", apply)

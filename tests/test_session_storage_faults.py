@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event
 
 from tests.kit import bars_for, paper_config, until
 from workbench.engine.feeds import ReplayFeed
@@ -26,20 +24,6 @@ def _config():
 
 def _feed(cfg, speed: float | None):
     return ReplayFeed({s: f.loc[cfg.start:cfg.end] for s, f in bars_for(cfg, days=1).items()}, speed)
-
-
-@pytest.fixture
-def page_limit(store: Store) -> Iterator[dict[str, int]]:
-    """Disk full made real: each connection the store checks out gets ``PRAGMA max_page_count = n``
-    (SQLite keeps the pages the file has: 1 means "no room to grow")."""
-    limit = {"n": 1_000_000_000}
-
-    def apply(dbapi_conn, _record, _proxy) -> None:
-        dbapi_conn.execute(f"PRAGMA max_page_count = {limit['n']}")
-
-    event.listen(store.engine, "checkout", apply)
-    yield limit
-    event.remove(store.engine, "checkout", apply)
 
 
 def test_a_full_disk_mid_run_leaves_the_session_orphaned_and_a_resume_ends_as_if_uninterrupted(

@@ -10,13 +10,11 @@ import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tests.kit import T0
@@ -61,20 +59,6 @@ def recorded(store: Store) -> str:
     sid = store.create_session(make_config(kind="paper"), state="running")
     store.save_checkpoint(sid, {"bar": 4}, fills=[fill(i) for i in range(5)], equity=equity(0, 5))
     return sid
-
-
-@pytest.fixture
-def page_limit(store: Store) -> Iterator[dict[str, int]]:
-    """Disk full made real: every connection the store checks out gets ``PRAGMA max_page_count = limit['n']``
-    (SQLite keeps at least the pages the file has: 1 means "no room to grow")."""
-    limit = {"n": 1_000_000_000}
-
-    def apply(dbapi_conn, _record, _proxy) -> None:
-        dbapi_conn.execute(f"PRAGMA max_page_count = {limit['n']}")
-
-    event.listen(store.engine, "checkout", apply)
-    yield limit
-    event.remove(store.engine, "checkout", apply)
 
 
 def test_disk_full_raises_a_fault_naming_the_file_and_loses_nothing(store, recorded, page_limit, tmp_path):
