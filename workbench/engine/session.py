@@ -272,31 +272,31 @@ class Session(SessionControls, SessionBookkeeping):
                     self.store.release_lease(self.id)
 
     async def _started(self) -> None:
+        """The broker's start, then the bar loop; the broker finishes however they ended."""
         try:
-            await self.broker.start()
-            self._order_seq = max([self._order_seq, *_operator_seqs(self.store.orders(self.id).client_id)])
-        except asyncio.CancelledError:
-            if not self.state.is_final:  # else stopped or killed before it ran
-                self._finish_killed()
-            await self._finish_broker()
-            return
-        except LeaseLost as e:
-            self._lease_lost(e)
-            await self._finish_broker()
-            return
-        except StorageFault as e:
-            self._storage_fault(e)
-            self._finish_killed()
-            await self._finish_broker()
-            return
-        except Exception as e:
-            self._fail(e)
-            await self._finish_broker()
-            return
-        try:
+            try:
+                await self.broker.start()
+                self._order_seq = max([self._order_seq, *_operator_seqs(self.store.orders(self.id).client_id)])
+            except (asyncio.CancelledError, Exception) as e:
+                self._end(e)
+                return
             await self._loop()
         finally:
             await self._finish_broker()
+
+    def _end(self, e: BaseException) -> None:
+        """End the run on ``e``, never raising it into the caller's kernel: cancelled (a kill or a hand-back;
+        nothing to do if it already ended, e.g. stopped before it ran), another runner's lease (write
+        nothing), a storage fault (handed back), anything else failed."""
+        if isinstance(e, LeaseLost):
+            self._lease_lost(e)
+        elif isinstance(e, StorageFault):
+            self._storage_fault(e)
+        elif not isinstance(e, asyncio.CancelledError):
+            self._fail(e)
+            return
+        if not self.state.is_final:
+            self._finish_killed()
 
     async def _finish_broker(self) -> None:
         """Let the broker finish, even if cancelled meanwhile (a hand-back racing the end); handed back, it
@@ -343,16 +343,8 @@ class Session(SessionControls, SessionBookkeeping):
                 await self._bars(feed)
             await self._posting.drain_async()
             self._finish(S.STOPPED if self.state is S.STOPPING else S.COMPLETED)
-        except asyncio.CancelledError:
-            self._finish_killed()
-        except LeaseLost as e:
-            self._lease_lost(e)
-            self._finish_killed()
-        except StorageFault as e:
-            self._storage_fault(e)
-            self._finish_killed()
-        except Exception as e:  # never into the caller's kernel
-            self._fail(e)
+        except (asyncio.CancelledError, Exception) as e:
+            self._end(e)
         finally:
             self._in_loop = False
             if self._poller is not None:
