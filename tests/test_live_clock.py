@@ -22,6 +22,8 @@ from workbench.engine.commands import CommandRejected
 from workbench.execution import Bar
 from workbench.retry import RetryPolicy
 
+pytestmark = pytest.mark.live_battery
+
 SKEWS = {"host 3 s ahead": 3.0, "host 12 s behind": -12.0}  # this host's clock minus the exchange's
 CCXT_WINDOW = {"options": {"recvWindow": 10_000}}  # ccxt's default for binance
 ACCOUNT = "/api/v3/account"

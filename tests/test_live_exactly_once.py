@@ -24,6 +24,8 @@ from workbench.engine.ccxt_broker import CcxtBroker
 from workbench.engine.trader import warm_up_strategies
 from workbench.retry import RetryPolicy
 
+pytestmark = pytest.mark.live_battery
+
 POLICY = RetryPolicy(retries=8, base=0.02, cap=0.2)
 SID = "abc123def456"
 

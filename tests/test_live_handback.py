@@ -30,6 +30,8 @@ from workbench.engine import open_session
 from workbench.engine.host import request_session, run_host
 from workbench.engine.session import Session
 
+pytestmark = pytest.mark.live_battery
+
 HANDED_BACK = "host shut down: handed back, resumable"
 
 

@@ -27,6 +27,8 @@ from workbench.domain import Order, OrderType, Side
 from workbench.engine import open_session
 from workbench.engine.ccxt_broker import CcxtBroker
 
+pytestmark = pytest.mark.live_battery
+
 
 # ---- operator orders go to the exchange ---------------------------------------------------------
 @pytest.fixture

@@ -14,6 +14,8 @@ from tests.kit import until
 from tests.live_kit import S, manual_exchange, start_quiet, stop_flat
 from workbench.engine.risk import TradingState
 
+pytestmark = pytest.mark.live_battery
+
 EVERY = 0.2  # reconcile interval (s)
 
 

@@ -36,6 +36,8 @@ from workbench.retry import RetryPolicy
 from workbench.secrets import MissingCredentials, load_credentials
 from workbench.store import Store
 
+pytestmark = pytest.mark.live_battery
+
 
 # ---- end to end ---------------------------------------------------------------------------------
 def test_live_session_orders_fills_stop_loss_pause_resume_stop(lx, store):

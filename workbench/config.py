@@ -192,13 +192,23 @@ class LiveConfig(_Model):
 
     Keys are never part of a config: they come from the environment or the OS keyring
     (workbench.secrets). Arming (``allow_live`` plus the ``exchange:account`` confirmation) is given
-    when a live session is created, not stored here.
+    when a live session is created, not stored here. ``waive_*`` are the pre-flight waivers
+    (workbench.engine.preflight): a non-empty reason waives that check.
     """
 
     account: str = Field("main", pattern=r"^[A-Za-z0-9_.\-]{1,32}$", description="account name, e.g. 'main'")
     sandbox: bool = Field(False, description="use the exchange's testnet/sandbox (ccxt set_sandbox_mode)")
     poll_seconds: float | None = Field(None, gt=0, description="REST poll interval; default a quarter bar, at most 5 s")
     stale_bars: int = Field(3, ge=1, le=1000, description="no new bar for this many intervals: feed is stale")
+    time_sync_every: float = Field(300.0, gt=0, le=86_400, description="seconds between exchange clock syncs")
+    reconcile_every: float = Field(30.0, gt=0, le=86_400,
+                                   description="seconds between reconciliations of orders and balances")
+    mismatch_trip: float | None = Field(0.01, gt=0, le=1, description="a reconciliation difference worth more "
+                                        "than this fraction of the initial balance trips the breaker; None: never")
+    waive_stops: str = Field("", max_length=300, description="why this live session may run without a stop "
+                             "(pre-flight: empty means stops are required); recorded as an event at start")
+    waive_rehearsal: str = Field("", max_length=300, description="why no backtest and paper run of this strategy "
+                                 "and symbols within 30 days is needed; recorded as an event at start")
 
 
 class SessionConfig(_Model):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from workbench.config import SessionConfig
 from workbench.domain import SessionKind
@@ -66,23 +66,29 @@ class LiveSession(Session):
     """A :class:`Session` trading on an exchange: it refuses to exist unless armed, its broker is an
     :class:`~workbench.engine.brokers.exchange.ExchangeBroker` over ``broker`` and its feed a
     :class:`LiveFeed` (made from the broker's client unless given). ``time_sync_every``, ``reconcile_every``
-    and ``mismatch_trip`` go to the broker (:mod:`workbench.engine.brokers.watch`); a reconciliation
-    difference above ``mismatch_trip`` trips the session's circuit breaker. Everything else is the Session's."""
+    and ``mismatch_trip`` (default: ``config.live``'s) go to the broker (:mod:`workbench.engine.brokers.watch`);
+    a reconciliation difference above ``mismatch_trip`` trips the session's circuit breaker. The config's
+    pre-flight waivers are recorded as ``waiver`` events when the run starts. Everything else is the Session's."""
 
     def __init__(self, config: SessionConfig, store: Store, *, broker: CcxtBroker | ExchangeBroker,
                  arming: Mapping[str, Any] | None = None, feed: AsyncIterable[dict[str, Bar]] | None = None,
                  order_policy: RetryPolicy | None = None, fill_timeout: float = 10.0, owns_broker: bool = False,
-                 resting_poll: float | None = None, time_sync_every: float = 300.0, reconcile_every: float = 30.0,
-                 mismatch_trip: float | None = 0.01, **kwargs: Any):
+                 resting_poll: float | None = None, time_sync_every: float | None = None,
+                 reconcile_every: float | None = None, mismatch_trip: float | None | Literal["config"] = "config",
+                 **kwargs: Any):
         problem = arming_problem({"kind": "live", "data": {"exchange": config.data.exchange},
                                   "live": {"account": config.live.account}}, arming)
         if problem:
             raise LiveNotArmed(problem)
+        live = config.live  # the watch's intervals and threshold: the config's unless given
+        time_sync_every = live.time_sync_every if time_sync_every is None else time_sync_every
+        reconcile_every = live.reconcile_every if reconcile_every is None else reconcile_every
+        trip = live.mismatch_trip if isinstance(mismatch_trip, str) else mismatch_trip
         if isinstance(broker, CcxtBroker):
             broker = ExchangeBroker(broker, config, store, order_policy=order_policy, fill_timeout=fill_timeout,
                                     resting_poll=resting_poll, owns_client=owns_broker,
                                     time_sync_every=time_sync_every, reconcile_every=reconcile_every,
-                                    mismatch_trip=mismatch_trip)
+                                    mismatch_trip=trip)
         if feed is None:
             c = config
             feed = LiveFeed(broker.client.exchange, c.symbols, c.data.timeframe, poll_seconds=c.live.poll_seconds,
@@ -91,6 +97,19 @@ class LiveSession(Session):
         if isinstance(feed, LiveFeed) and feed._session is None:
             feed.attach(self)
         broker.trip_breaker = self._trip_on_mismatch
+
+    async def _started(self) -> None:
+        """Record the config's pre-flight waivers (once per session), then run as a Session."""
+        waivers = {k: v for k, v in (("stops", self.config.live.waive_stops),
+                                     ("rehearsal", self.config.live.waive_rehearsal)) if v}
+        if waivers:
+            seen = set(self.store.events(self.id, kinds=["waiver"])["message"])
+            for check, reason in waivers.items():
+                msg = f"pre-flight check '{check}' waived: {reason}"
+                if msg not in seen:
+                    self.store.add_event(self.id, "waiver", msg, {"check": check, "reason": reason},
+                                         actor=self.actor)
+        await super()._started()
 
     def _trip_on_mismatch(self, reason: str, data: dict[str, Any]) -> None:
         """The broker's reconciliation found a difference above its threshold: trip the circuit breaker
