@@ -29,6 +29,7 @@ import pandas as pd
 
 from workbench import execution as ex
 from workbench.config import SessionConfig
+from workbench.diagnostics.why import ENTRIES_OFF, HALTED, IN_FLIGHT, ORDER, SIGNAL, WhyCounts
 from workbench.domain import TRADE_COLUMNS, Fill, Order, Side
 from workbench.engine.brokers.base import Broker, FillSink, OrderSink, ignore_fill, ignore_order
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
@@ -123,6 +124,7 @@ class Trader:
         self.last_time: datetime | None = None
         self.last_ns = -1  # last_time as int ns since the epoch
         self.bars_seen = 0
+        self.why = WhyCounts()  # signals, orders, fills and blocked signals by rule (workbench.diagnostics.why)
 
     def set_strategy(self, strategy: Strategy | None) -> None:
         """Use ``strategy`` (default: the config's) from the next bar; the buffers keep their bars."""
@@ -138,6 +140,7 @@ class Trader:
     # ---- fills ---------------------------------------------------------------------
     def _filled(self, fill: Fill, order: Order) -> None:
         self.portfolio.apply_fill(fill)
+        self.why.add(int(fill.time.timestamp()), "fill")
         self.on_fill(fill, order)
 
     def _order_done(self, order: Order, why: str) -> None:
@@ -160,12 +163,16 @@ class Trader:
             marks[s] = b.open
         stamp = -1
         was_long: list[str] = []
+        why = self.why
         for s, b in bars.items():  # 1) exits first
             pos = positions.get(s)
             if pos is None or pos.quantity <= 0.0:
                 continue
             was_long.append(s)
             if broker.busy(s):
+                if pending[s][1]:
+                    why.add(int(t.timestamp()), SIGNAL)
+                    why.blocked(int(t.timestamp()), IN_FLIGHT)
                 continue  # an order of s is in flight (exchange): never a second exit
             if stopping or s in close_all or (pending[s][1] and risk.state is not _HALTED):
                 reason = ex.END if stopping else ex.CLOSE_ALL if s in close_all else ex.SIGNAL
@@ -173,10 +180,19 @@ class Trader:
                     stamp = int(t.timestamp())
                 orders = [Order(f"{s}:{reason}:{stamp}", s, Side.SELL, pos.quantity, created_at=t, reason=reason)]
             else:
+                if pending[s][1]:  # an exit signal held by the breaker
+                    why.add(int(t.timestamp()), SIGNAL)
+                    why.blocked(int(t.timestamp()), HALTED)
                 orders = risk.exits_due(pos, b)
             for o in orders:
                 ref = o.stop_price if o.stop_price is not None else b.open
                 d = risk.check(o, RiskContext(t, ref, pf, b.volume))
+                if o.reason == ex.SIGNAL:
+                    why.add(stamp, SIGNAL)
+                    if d.accepted:
+                        why.add(stamp, ORDER)
+                    else:
+                        why.blocked(stamp, d.rule)
                 if d.accepted:
                     o.quantity = d.quantity
                     broker.submit(o, b)
@@ -191,9 +207,15 @@ class Trader:
                 q = risk.target_quantity(b.open, pf.equity)
                 o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY)
                 d = risk.check(o, RiskContext(t, b.open, pf, b.volume))
+                why.add(stamp, SIGNAL)
                 if d.accepted:
+                    why.add(stamp, ORDER)
                     o.quantity = d.quantity
                     broker.submit(o, b, pf.cash)
+                else:
+                    why.blocked(stamp, d.rule)
+        else:
+            self._entries_off(bars, was_long)
         broker.on_bar(bars, pf)  # 3) resting operator orders
         for s, b in bars.items():  # 4) peaks and marks see the whole bar
             marks[s] = b.close
@@ -206,6 +228,14 @@ class Trader:
         equity = pf.equity
         risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
         return equity
+
+    def _entries_off(self, bars: Mapping[str, Bar], was_long: list[str]) -> None:
+        """Count the entry signals of flat symbols that entries being off (paused, stopping) blocked."""
+        for s, b in bars.items():
+            if self.pending[s][0] and s not in was_long:
+                stamp = int(b.time.timestamp())
+                self.why.add(stamp, SIGNAL)
+                self.why.blocked(stamp, ENTRIES_OFF)
 
     def _strategy_signals(self, bars: Mapping[str, Bar], t_ns: int) -> None:
         last_signal, buffers, pending = self.strategy.last_signal, self.buffers, self.pending
@@ -225,7 +255,7 @@ class Trader:
             "portfolio": self.portfolio.snapshot(trades=False), "risk": self.risk.snapshot(),
             "pending": {s: list(v) for s, v in self.pending.items()},
             "buffers": {s: b.snapshot() for s, b in self.buffers.items()},
-            "close_all": sorted(self.close_all), "orders": self.broker.snapshot(),
+            "close_all": sorted(self.close_all), "orders": self.broker.snapshot(), "why": self.why.snapshot(),
         }
 
     def restore(self, state: Mapping[str, Any], strategy: Strategy) -> None:
@@ -236,6 +266,7 @@ class Trader:
         self.pending = {s: (bool(v[0]), bool(v[1])) for s, v in state["pending"].items()}
         self.buffers = {s: BarBuffer.restore(b) for s, b in state["buffers"].items()}
         self.close_all = set(state["close_all"])
+        self.why = WhyCounts.restore(state.get("why"))
         self.broker.restore(state.get("orders", []))
 
 
