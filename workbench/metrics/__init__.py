@@ -6,7 +6,8 @@ the columns of ``TRADE_COLUMNS``. Conventions:
 * Per-period returns: ``r[0] = equity[0] / initial_balance - 1``, then ``equity[t] / equity[t-1] - 1``
   (as vectorbt's ``Portfolio.returns``). Annualization uses ``periods_per_year``, inferred from the
   median spacing of the equity index over a 365-day year (crypto trades every day).
-* Drawdowns, VaR and expected shortfall are positive fractions of loss (0.12 = 12 %).
+* Drawdowns, VaR and expected shortfall are positive fractions of loss (0.12 = 12 %). The kernel's
+  VaR/ES are per bar; :mod:`workbench.metrics.tail` adds them over a day (the ``*_1d`` keys).
 * A ratio whose denominator is zero is ``inf`` (or ``-inf``) when its numerator is non-zero and
   NaN when both are zero: a profit factor with wins and no losses is ``float('inf')``.
 * Anything undefined for the data given (no trades, a single period, no time index) is NaN.
@@ -27,11 +28,12 @@ from numba import njit
 
 from workbench.domain import EXIT_REASONS, TRADE_COLUMNS, TRADE_STATUSES
 from workbench.metrics.kernel import METRIC_KEYS, metrics_nb
+from workbench.metrics.tail import TAIL_KEYS, tail_metrics, tail_risk
 
 __all__ = [
     "EXIT_REASONS", "METRIC_LABELS", "TRADE_COLUMNS", "TRADE_STATUSES", "compute_metrics", "drawdown_series",
     "empty_trades", "format_metric", "infer_periods_per_year", "metrics_from_arrays", "monthly_returns",
-    "period_returns",
+    "period_returns", "tail_risk",
 ]
 
 
@@ -45,8 +47,8 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "sharpe_ratio": ("Sharpe Ratio", _RATIO),
     "sortino_ratio": ("Sortino Ratio", _RATIO),
     "max_drawdown": ("Max Drawdown", _PCT),
-    "value_at_risk": ("Value at Risk (95 %)", _PCT),
-    "expected_shortfall": ("Expected Shortfall (95 %)", _PCT),
+    "value_at_risk": ("VaR per bar (95 %)", _PCT),
+    "expected_shortfall": ("ES per bar (95 %)", _PCT),
     "calmar_ratio": ("Calmar Ratio", _RATIO),
     "win_rate": ("Win Rate", _PCT),
     "profit_factor": ("Profit Factor", _RATIO),
@@ -59,9 +61,14 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "exposure": ("Exposure", _PCT),
     "best_trade": ("Best Trade", _PCT),
     "worst_trade": ("Worst Trade", _PCT),
+    # workbench.metrics.tail: over a day, the figures a person reads as "how much can I lose in a day"
+    "value_at_risk_1d": ("VaR (95 %, 1 day)", _PCT),
+    "expected_shortfall_1d": ("ES (95 %, 1 day)", _PCT),
+    "value_at_risk_1d_cf": ("VaR Cornish-Fisher (95 %, 1 day)", _PCT),
+    "expected_shortfall_1d_cf": ("ES Cornish-Fisher (95 %, 1 day)", _PCT),
 }
-if tuple(METRIC_LABELS) != METRIC_KEYS:  # one list of metrics: the kernel's
-    raise ImportError("METRIC_LABELS must label exactly metrics_nb.METRIC_KEYS, in order")
+if tuple(METRIC_LABELS) != METRIC_KEYS + TAIL_KEYS:  # one list of metrics: the kernel's, then the tail's
+    raise ImportError("METRIC_LABELS must label exactly metrics_nb.METRIC_KEYS then tail.TAIL_KEYS, in order")
 
 _REQUIRED_TRADE_COLUMNS = ("entry_time", "exit_time", "pnl", "return_pct", "duration", "status")
 _YEAR = pd.Timedelta(days=365)
@@ -180,6 +187,7 @@ def metrics_from_arrays(
     )
     metrics = dict(zip(METRIC_KEYS, out.tolist()))
     metrics["trade_count"] = int(metrics["trade_count"])
+    metrics.update(tail_metrics(equity, initial_balance, periods_per_year))
     return metrics
 
 

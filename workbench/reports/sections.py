@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 BENCHMARK_KEYS: tuple[str, ...] = (
     "pnl", "final_equity", "total_return", "annualized_return", "volatility",
-    "sharpe_ratio", "sortino_ratio", "max_drawdown", "calmar_ratio", "value_at_risk",
+    "sharpe_ratio", "sortino_ratio", "max_drawdown", "calmar_ratio", "value_at_risk_1d", "value_at_risk",
 )
 #: the verdict's numbers, in order (buy-and-hold's total return follows them)
 HEADLINE_KEYS: tuple[str, ...] = ("pnl", "total_return", "max_drawdown", "sharpe_ratio", "win_rate", "trade_count")
