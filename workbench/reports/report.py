@@ -228,6 +228,18 @@ class Report:
         return Group(ReportFigure(sections.pnl_distribution_figure(r)),
                      ReportFigure(sections.holding_period_figure(r)), self.show_slippage())
 
+    def show_trade_review(self) -> Group:
+        """Excursions, timing and win/loss attribution tables, then P&L against holding time and MAE."""
+        r = self._res()
+        money, pct, ratio = "{:,.2f}", "{:.2%}", "{:.2f}"
+        fmt = {"trades": "{:,.0f}", "wins": "{:,.0f}", "win_rate": pct, "pnl": money, "avg_pnl": money,
+               "avg_return": pct, "profit_factor": ratio}
+        tables = sections.trade_review_tables(r)
+        summary = tables.pop("Excursions and timing")
+        items: list[Any] = [_styled(summary, "{:.3f}", caption="Excursions and timing (averages of closed trades)")]
+        items += [_styled(t, fmt, caption=caption) for caption, t in tables.items()]
+        return Group(*items, *(ReportFigure(f) for f in sections.trade_review_figures(r)))
+
     def show_slippage(self) -> Styler:
         money, pct = "{:,.2f}", "{:.3%}"
         fmt = {"trades": "{:,.0f}", "notional": money, "total_slippage": money, "avg_slippage": money,

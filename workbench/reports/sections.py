@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench import review
 from workbench.backtest.figures import downsample
 from workbench.metrics import METRIC_LABELS, compute_metrics, format_metric, monthly_returns
 from workbench.reports.provenance import provenance, scrub
@@ -146,6 +147,29 @@ def slippage_table(result: BacktestResult) -> pd.DataFrame:
             "cost_pct": (slip + comm) / notion if notion else np.nan,
         })
     return pd.DataFrame(rows).set_index("symbol")
+
+
+# ---- trade review ------------------------------------------------------------------
+def trade_review(result: BacktestResult) -> pd.DataFrame:
+    """The trades with their excursions, timing, hour (in the config's time zone) and regime
+    (:func:`workbench.review.review_trades`, whose docstring defines them)."""
+    return review.review_trades(result.trades, result.bars, timezone=result.config.time.timezone)
+
+
+def trade_review_tables(result: BacktestResult) -> dict[str, pd.DataFrame]:
+    """Caption -> table: averages of the excursions and timing (winners, losers, all), then the closed
+    trades' wins and losses by symbol, hour of day, exit reason and market regime."""
+    rv = trade_review(result)
+    by = {"symbol": "By symbol", "hour": f"By hour of day ({result.config.time.timezone})",
+          "exit_reason": "By exit reason", "regime": "By market regime"}
+    return {"Excursions and timing": review.excursion_summary(rv),
+            **{caption: review.attribution(rv, key) for key, caption in by.items()}}
+
+
+def trade_review_figures(result: BacktestResult) -> list[go.Figure]:
+    """P&L against holding time, and P&L against the maximum adverse excursion."""
+    rv = trade_review(result)
+    return [review.pnl_vs_holding_figure(rv), review.excursion_figure(rv)]
 
 
 # ---- benchmark -----------------------------------------------------------------

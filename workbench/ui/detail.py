@@ -41,6 +41,7 @@ from workbench.ui.common import (
 from workbench.ui.console import risk_checkpoint
 from workbench.ui.livechart import LiveChart
 from workbench.ui.positions import limits_html
+from workbench.ui.review import attach_review
 
 PERFORMANCE = ("pnl", "total_return", "annualized_return", "sharpe_ratio", "sortino_ratio", "win_rate",
                "profit_factor", "avg_win", "avg_loss", "risk_reward", "trade_count", "avg_trade_duration_hours",
@@ -134,6 +135,7 @@ class DetailView:
                       W.VBox([self.events_html], layout={"max_height": "320px", "overflow": "auto"})])
         tabs.set_title(0, "Trade history")
         tabs.set_title(1, "Event log")
+        attach_review(tabs, self)  # "Trade review": built when first selected
         metrics = W.HBox([W.VBox([W.HTML("<b>Performance</b>"), self.performance], layout={"margin": "0 24px 0 0"}),
                           W.VBox([W.HTML("<b>Risk</b>"), self.risk_html])], layout={"flex_flow": "row wrap"})
         self.limits = W.HTML()
