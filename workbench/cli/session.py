@@ -156,6 +156,61 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    """The session log (its events) filtered by kind, level, text and time, as a table, CSV or JSON."""
+    from workbench.diagnostics.log import export, session_log
+
+    log = session_log(Store(args.db), args.id, kind=args.kind or None, level=args.level, text=args.grep,
+                      since=args.since, until=args.until)
+    if args.format != "table":
+        sys.stdout.write(export(log, args.format) + ("\n" if args.format == "json" else ""))
+    elif len(log):
+        print(log.drop(columns=["data", "id"]).to_string(index=False))
+    else:
+        print("no events match")
+    return 0
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    """The order flow: each order's steps (created, sent, acknowledged, filled, ...) and latencies."""
+    from workbench.diagnostics.orderflow import latency_summary, session_order_flow
+
+    flow = session_order_flow(Store(args.db), args.id)
+    if args.json:
+        print(dumps(records(flow)))
+    elif len(flow):
+        used = flow.notna() & (flow.astype(str) != "")
+        empty = [c for c in ("partly_filled", "canceled", "rejected", "rule") if not used[c].any()]
+        shown = flow.drop(columns=empty)
+        print(shown.to_string(index=False))
+        print("\nlatencies:\n" + latency_summary(flow).to_string(index=False))
+    else:
+        print("no orders")
+    return 0
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    """Why no trades: signals vs orders vs fills, and the signals each rule blocked, per hour."""
+    from workbench.diagnostics.why import explain, session_counts, why_frame, why_summary
+
+    store = Store(args.db)
+    store.get_session(args.id)
+    counts = session_counts(store, args.id)
+    summary = why_summary(counts)
+    if args.json:
+        print(dumps({"session_id": args.id, "counted": counts is not None, **summary,
+                     "by_hour": records(why_frame(counts).reset_index())}))
+        return 0
+    if counts is None:
+        print(f"session {args.id} has no signal counters (a backtest, or a run that has not checkpointed yet)")
+        return 0
+    print(explain(summary))
+    frame = why_frame(counts)
+    if len(frame):
+        print(frame.to_string())
+    return 0
+
+
 def add_session_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """``workbench session`` (alias ``sessions``) and its subcommands."""
     js = argparse.ArgumentParser(add_help=False)
@@ -217,6 +272,21 @@ def add_session_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                       help="keep printing new events for this many seconds (ends early when the session ends)")
     tail.add_argument("--poll", type=float, default=0.5, help="seconds between reads while following")
     tail.set_defaults(func=cmd_tail)
+    lg = ssub.add_parser("log", parents=[common], help="the session log, filtered; CSV or JSON export")
+    lg.add_argument("id", help="session id")
+    lg.add_argument("--kind", action="append", help="only events of this kind (repeatable), e.g. order_rejected")
+    lg.add_argument("--level", choices=["info", "warning", "error"], help="only events at this level or above")
+    lg.add_argument("--grep", metavar="TEXT", help="only events whose kind, message or data contain TEXT")
+    lg.add_argument("--since", metavar="TIME", help="from this time (ISO 8601, UTC unless it names a zone)")
+    lg.add_argument("--until", metavar="TIME", help="before this time")
+    lg.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    lg.set_defaults(func=cmd_log)
+    orders = ssub.add_parser("orders", parents=parents, help="the order flow: each order's steps and latencies")
+    orders.add_argument("id", help="session id")
+    orders.set_defaults(func=cmd_orders)
+    why = ssub.add_parser("why", parents=parents, help="why no trades: signals, orders, fills, blocked by rule")
+    why.add_argument("id", help="session id")
+    why.set_defaults(func=cmd_why)
     tr = ssub.add_parser("trades", parents=[common], help="the session's trades so far")
     fmt = tr.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="as CSV (TRADE_COLUMNS)")

@@ -31,15 +31,18 @@ BUCKET = 3600
 class WhyCounts:
     """Counts by (hour bucket, key); ``add`` takes unix seconds. JSON-able through :meth:`snapshot`."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("counts", "placed")
 
     def __init__(self, counts: dict[tuple[int, str], int] | None = None):
         self.counts: dict[tuple[int, str], int] = dict(counts or {})
+        self.placed = 0  # orders placed by this runner (the session times the bars that placed one)
 
     def add(self, stamp: int, key: str) -> None:
         k = (stamp - stamp % BUCKET, key)
         c = self.counts
         c[k] = c.get(k, 0) + 1
+        if key == ORDER:
+            self.placed += 1
 
     def blocked(self, stamp: int, rule: str) -> None:
         self.add(stamp, BLOCKED + rule)

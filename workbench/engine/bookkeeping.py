@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench.diagnostics.profiler import Profile
 from workbench.domain import SessionState
 from workbench.engine.writes import PostingStore
 from workbench.execution.ledger import Portfolio
@@ -85,6 +86,7 @@ class SessionBookkeeping:
         _fills: list[Fill]
         _dirty_orders: dict[str, Order]
         _dirty_positions: set[str]
+        profile: Profile
 
         @property
         def broker(self) -> Broker: ...
@@ -220,6 +222,7 @@ class SessionBookkeeping:
             "version": STATE_VERSION, "last_bar": self.last_bar, "bars_seen": self.bars_seen,
             **self.trader.snapshot(), "params": self.params,
             "paused": self.state is S.PAUSED, "stopping": self.state is S.STOPPING, "order_seq": self._order_seq,
+            "profile": self.profile.snapshot(),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -232,6 +235,7 @@ class SessionBookkeeping:
             self.portfolio.trades = self._stored_trades(state["portfolio"]["cash"], self.portfolio.fill_count)
         self.params = dict(self.strategy.p)
         self._order_seq = int(state.get("order_seq", 0))
+        self.profile = Profile.restore(state.get("profile"))
 
     def _stored_trades(self, cash: float, count: int) -> list[dict[str, Any]]:
         """The closed trades, rebuilt from the first ``count`` fills in the store (stored in booking order;

@@ -87,11 +87,14 @@ class SessionControls:
         def _checkpoint(self, periodic: bool = False) -> None: ...
         def _final_bookkeeping(self) -> None: ...
         def _now(self) -> datetime: ...
+        def _profiled(self, lag: float) -> None: ...
 
     # ---- polling: heartbeat, commands, checkpoints -----------------------------------------
     async def _poll_loop(self) -> None:
         while True:
+            due = time.monotonic() + self.poll_interval
             await asyncio.sleep(self.poll_interval)
+            self._profiled(time.monotonic() - due)  # the event loop's lag
             if not self._in_loop:
                 return
             try:

@@ -38,6 +38,7 @@ from typing import Any, cast
 
 from workbench import execution as ex
 from workbench.config import SessionConfig
+from workbench.diagnostics.profiler import Profile
 from workbench.domain import Fill, Order, OrderStatus, SessionState
 from workbench.engine import commands
 from workbench.engine.bookkeeping import SessionBookkeeping, runner_id
@@ -133,6 +134,7 @@ class Session(SessionControls, SessionBookkeeping):
         self._fault: StorageFault | None = None  # the store could not be written: end as handed back
         self._write_error: BaseException | None = None  # a posted write failed otherwise: the run fails
         self._renewing: Future[Any] | None = None
+        self.profile = Profile()  # the runner's measurements, in its runner state (workbench.diagnostics.profiler)
 
     # the trader's parts
     @property
@@ -366,9 +368,17 @@ class Session(SessionControls, SessionBookkeeping):
 
     # ---- one bar ---------------------------------------------------------------------
     def _on_bar(self, bars: dict[str, Bar]) -> None:
-        """One bar time through the trader, then the session's bookkeeping (equity points, risk events)."""
-        state = self.state
+        """One bar time through the trader, then the session's bookkeeping (equity points, risk events); the
+        step is timed for the profiler (and as a bar-to-order latency if it placed an order)."""
+        state, why, began = self.state, self.trader.why, time.perf_counter()
+        placed = why.placed
         equity = self.trader.step(bars, entries=state is S.RUNNING, stopping=state is S.STOPPING)
+        took = time.perf_counter() - began
+        profile = self.profile
+        profile.busy += took
+        profile.bars += 1
+        if why.placed != placed:
+            profile.hist["bar_to_order"].add(took)
         self.last_bar = self.trader.last_time
         self.bars_seen = n = self.bars_seen + 1
         if n % self.equity_interval == 0 and self.trader.last_ns > self._equity_after:
@@ -393,6 +403,13 @@ class Session(SessionControls, SessionBookkeeping):
         self._dirty_orders[order.client_id] = order
         kind = "order_rejected" if order.status is OrderStatus.REJECTED else "order_canceled"
         self.store.add_event(self.id, kind, why, {"client_id": order.client_id}, actor="broker")
+
+    def _profiled(self, lag: float) -> None:
+        """Each poll: the event loop's ``lag``, the store writes done since, a CPU/memory sample when due."""
+        profile, times = self.profile, self._posting.write_times
+        profile.lag(lag)
+        profile.writes([times.popleft() for _ in range(len(times))])
+        profile.sample()
 
     def _risk_events(self) -> None:
         for ev in self.risk.drain_events():

@@ -7,7 +7,8 @@ own bars. So while the bars run, a session's store is a :class:`PostingStore`: t
 (:func:`writer_for`) and return at once; reads are the store's own (WAL readers never wait for the
 writer). A posted write that fails reaches ``on_error`` on the event loop (a lost lease, a storage
 fault, a bug), and :meth:`PostingStore.drain` waits until everything posted is written, before the
-session's last writes and reads. Before and after the bar loop the writes are direct again.
+session's last writes and reads. Before and after the bar loop the writes are direct again. Each posted
+write's duration goes to ``write_times`` (the session's profiler drains it).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import asyncio
 import concurrent.futures as cf
 import contextlib
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +48,7 @@ class PostingStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last: cf.Future[Any] | None = None
         self._checkpoint: cf.Future[Any] | None = None
+        self.write_times: deque[float] = deque(maxlen=10_000)  # seconds per posted write, oldest dropped
 
     def start(self) -> None:
         """Post from now on; failures are reported on the running loop."""
@@ -53,10 +57,17 @@ class PostingStore:
 
     def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> cf.Future[Any]:
         """Run ``fn(*args, **kwargs)`` on the writer thread after what was posted before."""
-        fut = writer_for(self.store).submit(fn, *args, **kwargs)
+        fut = writer_for(self.store).submit(self._timed, fn, args, kwargs)
         fut.add_done_callback(self._done)
         self._last = fut
         return fut
+
+    def _timed(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        began = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.write_times.append(time.perf_counter() - began)
 
     def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> cf.Future[Any]:
         """Run a read on the writer thread after what was posted (the caller awaits it and handles its

@@ -35,6 +35,7 @@ import ccxt
 
 from workbench import execution as ex
 from workbench.config import SessionConfig
+from workbench.diagnostics.orderflow import ACKED, SENT, step_event
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
 from workbench.engine.brokers.resting import OPEN, RestingOrders
@@ -321,27 +322,37 @@ class ExchangeBroker(RestingOrders, AccountWatch):
                 if order.status not in OPEN or order.exchange_id is None:
                     self.inflight.pop(order.client_id, None)
 
-    async def _store_order(self, order: Order) -> None:
-        """Upsert the order as it is now, off the event loop (a store lock never stalls the bars)."""
-        await asyncio.to_thread(self.store.upsert_order, self.session_id, copy.copy(order))
+    async def _store_order(self, order: Order, sent: datetime | None = None, acked: datetime | None = None) -> None:
+        """Upsert the order as it is now, off the event loop (a store lock never stalls the bars), with the
+        order flow's events of when it was ``sent`` and ``acked`` if given (workbench.diagnostics.orderflow)."""
+        snap = copy.copy(order)
+
+        def write() -> None:
+            self.store.upsert_order(self.session_id, snap)
+            for kind, at in ((SENT, sent), (ACKED, acked)):
+                if at is not None:
+                    self.store.add_event(self.session_id, *step_event(snap, kind, at), actor="broker")
+
+        await asyncio.to_thread(write)
 
     async def _send(self, order: Order) -> None:
         await self._store_order(order)  # write-ahead: a crash after this is reconciled by client id
         if order.side is Side.SELL and order.reason != OPERATOR and not await self._make_room_to_sell(order):
             return
+        sent = datetime.now(timezone.utc)
         try:
             res = await self.client.submit(order, policy=self.order_policy)
         except ccxt.BaseError as e:
             if is_transient(e):
                 raise
             order.status = OrderStatus.REJECTED
-            await self._store_order(order)
+            await self._store_order(order, sent)
             self._event("order_rejected", f"{order.side.value} {order.quantity:g} {order.symbol} refused by "
                         f"{self.venue} ({type(e).__name__}): {e}", {"client_id": order.client_id,
                                                                     "error": type(e).__name__})
             return
         order.exchange_id = str(res.get("id"))
-        await self._store_order(order)
+        await self._store_order(order, sent, datetime.now(timezone.utc))
         if order.type is OrderType.LIMIT:  # rests on the exchange: the watcher picks up its fills
             self.inflight.pop(order.client_id, None)
             self.resting[order.client_id] = order
