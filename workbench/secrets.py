@@ -10,20 +10,31 @@ Lookup order for exchange ``binance``, account ``main``:
 
 :class:`Credentials` redacts itself in ``repr``/``str`` and refuses to be pickled or JSON-encoded by
 accident; pass it only to the broker factory that hands the values to ccxt. Creating one registers its
-values with a log-record filter (:func:`register_secret`) so that no log line, ours or a library's,
-carries them.
+values (:func:`register_secret`).
+
+:func:`redact` is the one redaction rule: registered values and the values of secret-looking
+environment variables (``*KEY*``, ``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*``, ...) become ``***``. It is
+applied to every log record (ours and libraries': ccxt logs request headers and URLs), to what the
+store writes (event messages and data, tracebacks, a session's error, command results), to report
+outputs, and to this process's stdout/stderr once a secret is registered (when they are the
+process's own streams, not a notebook's). An exception's text is the usual carrier: ccxt errors
+include the request URL, and some exchanges sign with the key in the query string.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 KEYRING_SERVICE = "workbench"
 REDACTED = "***"
+SECRET_NAME_RE = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE", re.IGNORECASE)
+MIN_SECRET_LEN = 4  # shorter values ("1", "yes") would mask ordinary text
 
 
 _REGISTERED: set[str] = set()
@@ -31,30 +42,93 @@ _LOCK = threading.Lock()
 _BASE_FACTORY: Any = None
 
 
+def is_secret_name(name: str) -> bool:
+    """True for names like ``WORKBENCH_BINANCE_API_KEY`` or ``DB_PASSWORD``."""
+    return bool(SECRET_NAME_RE.search(name))
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The strings :func:`redact` masks, longest first: registered values, and the values of
+    secret-looking variables of ``environ`` (default ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    vals = {v for k, v in list(env.items()) if is_secret_name(k) and len(v.strip()) >= MIN_SECRET_LEN}
+    return sorted(vals | _REGISTERED, key=len, reverse=True)
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` with every secret (:func:`secret_values`) replaced by ``***``: the one redaction rule."""
+    if not text:
+        return text
+    for value in secret_values(environ):
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def redact_obj(obj: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """A copy of a JSON-like structure with :func:`redact` applied to every string (keys included)."""
+    if isinstance(obj, str):
+        return redact(obj, environ)
+    if isinstance(obj, Mapping):
+        return {redact_obj(k, environ): redact_obj(v, environ) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_obj(v, environ) for v in obj]
+    return obj
+
+
 def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = _BASE_FACTORY(*args, **kwargs)
-    secrets = _REGISTERED
-    if secrets:
-        try:
-            text = record.getMessage()
-        except Exception:
-            return record
-        if any(v in text for v in secrets):
-            for v in secrets:
-                text = text.replace(v, REDACTED)
-            record.msg, record.args = text, None
+    try:
+        text = record.getMessage()
+    except Exception:
+        return record
+    clean = redact(text)
+    if clean != text:
+        record.msg, record.args = clean, None
+    if record.exc_info and record.exc_text is None:  # the traceback, formatted now and redacted
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
     return record
 
 
+class RedactingStream:
+    """A text stream that writes through ``stream`` with :func:`redact` applied (a process's stdout
+    or stderr: prints, tracebacks of uncaught exceptions, warnings)."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_output() -> None:
+    """Redact this process's stdout and stderr from now on, if they are the process's own streams (a
+    notebook kernel's and a test runner's are left alone: their output is redacted where it is kept)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if type(stream) is io.TextIOWrapper:
+            setattr(sys, name, RedactingStream(stream))
+
+
 def register_secret(*values: str) -> None:
-    """Redact these strings from every log record made from now on (libraries included: ccxt logs
-    request headers, with the API key, at DEBUG level)."""
+    """Redact these strings (:func:`redact`) from every log record made from now on (libraries
+    included: ccxt logs request headers, with the API key, at DEBUG level), from what the store
+    writes and from this process's output (:func:`guard_output`)."""
     global _BASE_FACTORY
     with _LOCK:
-        _REGISTERED.update(v for v in values if v and len(v) >= 4)
+        _REGISTERED.update(v for v in values if v and len(v) >= MIN_SECRET_LEN)
         if _BASE_FACTORY is None:
             _BASE_FACTORY = logging.getLogRecordFactory()
             logging.setLogRecordFactory(_redacting_factory)
+        guard_output()
 
 
 class MissingCredentials(LookupError):
@@ -85,10 +159,8 @@ class Credentials:
         return tuple(v for v in (self._key, self._secret, self._password) if v)
 
     def redact(self, text: str) -> str:
-        """``text`` with every credential value replaced by ``***``."""
-        for v in self.values():
-            text = text.replace(v, REDACTED)
-        return text
+        """``text`` with every secret replaced by ``***`` (:func:`redact`; this one's values are registered)."""
+        return redact(text)
 
     def __repr__(self) -> str:
         return f"Credentials({self.exchange}:{self.account}, api_key={REDACTED}, secret={REDACTED})"

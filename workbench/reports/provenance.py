@@ -1,15 +1,15 @@
 """What a report records about itself (version, config, data fingerprint, time) and how it keeps secrets out.
 
 A report never includes secrets: values of environment variables whose names look like
-``*KEY*``, ``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*`` (and a few spellings) are replaced by
-``***`` wherever they would appear, by :func:`scrub`.
+``*KEY*``, ``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*`` (and a few spellings), and keys this process
+loaded, are replaced by ``***`` wherever they would appear, by :func:`scrub`
+(:func:`workbench.secrets.redact`).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import platform
-import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -17,39 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SECRET_NAME_RE = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE", re.IGNORECASE)
-MASK = "***"
-_MIN_SECRET_LEN = 4  # shorter values ("1", "yes") would mask ordinary text
+from workbench.secrets import REDACTED, is_secret_name, redact, redact_obj
 
-
-def is_secret_name(name: str) -> bool:
-    """True for names like ``BINANCE_API_KEY`` or ``DB_PASSWORD``."""
-    return bool(SECRET_NAME_RE.search(name))
-
-
-def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of secret-looking variables in ``environ`` (default ``os.environ``), longest first."""
-    env = os.environ if environ is None else environ
-    vals = {v for k, v in env.items() if is_secret_name(k) and len(v.strip()) >= _MIN_SECRET_LEN}
-    return sorted(vals, key=len, reverse=True)
-
-
-def scrub(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """``text`` with every secret environment value replaced by ``***``."""
-    for value in secret_values(environ):
-        text = text.replace(value, MASK)
-    return text
-
-
-def scrub_obj(obj: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """A copy of a JSON-like structure with secrets masked in every string (keys included)."""
-    if isinstance(obj, str):
-        return scrub(obj, environ)
-    if isinstance(obj, Mapping):
-        return {scrub_obj(k, environ): scrub_obj(v, environ) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [scrub_obj(v, environ) for v in obj]
-    return obj
+MASK = REDACTED
+#: the one redaction rule (workbench.secrets): registered secrets and secret-looking environment values
+scrub, scrub_obj = redact, redact_obj
 
 
 def workbench_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from workbench.config import SessionConfig
 from workbench.domain import SessionState, utc_now
 from workbench.paths import default_db_url
+from workbench.secrets import redact
 from workbench.store import schema as s
 from workbench.store.db import BUSY_TIMEOUT_MS, RETRY_SECONDS, WRITE, make_engine, retry
 from workbench.store.errors import NotFoundError, StoreError
@@ -190,6 +191,7 @@ class StoreBase:
 
     @staticmethod
     def _event(conn: Connection, session_id: str | None, kind: str, message: str, data: Any, actor: str) -> int:
-        row = {"session_id": session_id, "time": utc_now(), "kind": kind, "message": message,
-               "data_json": None if data is None else dumps(data), "actor": actor}
+        # every event (state changes, errors with their tracebacks, commands) passes the one redaction rule
+        row = {"session_id": session_id, "time": utc_now(), "kind": kind, "message": redact(message),
+               "data_json": None if data is None else redact(dumps(data)), "actor": actor}
         return new_id(conn.execute(insert(s.events).values(**row)))

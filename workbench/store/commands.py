@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from workbench.secrets import redact
 from workbench.store import schema as s
 from workbench.store.base import NotFoundError, StoreBase, StoreError, new_id, utc_now
 from workbench.store.jsonutil import dumps, loads
@@ -98,7 +99,7 @@ class CommandsStore(StoreBase):
             if row.status != "pending":
                 raise StoreError(f"command {cmd_id} ({row.command}) is already {row.status}")
             conn.execute(update(s.commands).where(m.id == cmd_id)
-                         .values(status=status, applied_at=utc_now(), result=result))
+                         .values(status=status, applied_at=utc_now(), result=redact(result)))
             self._event(conn, row.session_id, "command", f"{row.command} {status}" + (f": {result}" if result else ""),
                         {"id": cmd_id, "status": status}, "system")
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from workbench.config import ConfigError, SessionConfig
 from workbench.domain import SessionKind, SessionState
+from workbench.secrets import redact
 from workbench.store import schema as s
 from workbench.store.base import NotFoundError, StoreError, config_fields, db_value, state_name, utc_now
 from workbench.store.frames import to_frame, utc
@@ -79,8 +80,8 @@ class SessionsStore(LeaseStore):
                 values["symbols"] = dumps(list(val))
             elif key == "state":
                 raise ValueError("change the state with set_state(), which also records the event")
-            elif key in _SESSION_FIELDS:
-                values[key] = db_value(val)
+            elif key in _SESSION_FIELDS:  # e.g. ``error``, an exception's text: redacted
+                values[key] = redact(val) if isinstance(val, str) else db_value(val)
             else:
                 allowed = sorted(_SESSION_FIELDS | {"config", "metrics"})
                 raise ValueError(f"unknown session field {key!r}; use one of {allowed}")
