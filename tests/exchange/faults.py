@@ -1,16 +1,24 @@
 """Fault injection and the request log of the loopback exchange (a mixin of ``LoopbackExchange``).
 
 Faults queue up (``fail_next``, ``drop_next``, ``lose_response_next``, ``delay_next``) and the
-aiohttp middleware applies the first one matching each request; every request is logged.
+aiohttp middleware applies the first one matching each request; every request is logged. Standing
+conditions: a market halted (``halt_market``: exchangeInfo reports its status), the exchange in
+maintenance (``set_maintenance``: ``/sapi/v1/system/status``, which ccxt's ``fetch_status`` reads),
+a key's permissions (``set_permissions``: the account's ``canTrade``/``canWithdraw``), and the
+variant that takes the API key in the URL (``key_in_url``, with a client made by :func:`key_in_url_client`),
+as exchanges that sign with the key in the query string do: then every logged URL and every ccxt error
+text carries the key.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -58,6 +66,22 @@ class FaultsMixin:
         self.log = []
         self._faults = deque()
         self._lock = threading.Lock()
+        self.halted: dict[str, str] = {}  # market id -> the status exchangeInfo reports
+        self.maintenance = False
+        self.permissions: dict[str, bool] = {}  # canTrade / canWithdraw overrides of the account
+        self.key_in_url = False
+
+    def halt_market(self, symbol: str, status: str = "BREAK") -> None:
+        """``symbol`` (e.g. ``BTC/USDT``) stops trading: exchangeInfo reports ``status`` (ccxt: not active)."""
+        self.halted[symbol.replace("/", "")] = status
+
+    def set_maintenance(self, on: bool = True) -> None:
+        """The system status endpoint reports maintenance (1) instead of normal (0)."""
+        self.maintenance = on
+
+    def set_permissions(self, **flags: bool) -> None:
+        """Override the account endpoint's permission flags, e.g. ``canWithdraw=True``."""
+        self.permissions.update(flags)
 
     def fail_next(
         self,
@@ -128,8 +152,38 @@ class FaultsMixin:
         with self._lock:
             self.log.append(Request(request.method, request.path, dict(request.query), status))
 
+    def _key_from_url(self, request: web.Request) -> web.Request:
+        """The key-in-URL variant: an ``apiKey`` query parameter is the API key (as the header is)."""
+        key = request.query.get("apiKey")
+        if not self.key_in_url or key is None:
+            return request
+        query = urlencode([(k, v) for k, v in request.query.items() if k != "apiKey"])
+        return request.clone(rel_url=request.path + (f"?{query}" if query else ""),
+                             headers={**request.headers, "X-MBX-APIKEY": key})
+
+    def _conditions(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        """Apply the standing conditions (halted markets, permissions) to a successful JSON answer."""
+        path = request.path
+        if response.status != 200 or not isinstance(response, web.Response) or response.body is None:
+            return response
+        if path == "/api/v3/exchangeInfo" and self.halted:
+            data = json.loads(bytes(response.body))  # type: ignore[arg-type]
+            for s in data["symbols"]:
+                s["status"] = self.halted.get(s["symbol"], s["status"])
+        elif path == "/api/v3/account" and self.permissions:
+            data = {**json.loads(bytes(response.body)), **self.permissions}  # type: ignore[arg-type]
+        else:
+            return response
+        return web.json_response(data, headers={k: v for k, v in response.headers.items()
+                                                if k.lower() not in ("content-type", "content-length")})
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        request = self._key_from_url(request)
+        if request.path == "/sapi/v1/system/status":  # Binance's wallet status (ccxt fetch_status), unsigned
+            self._record(request, 200)
+            return web.json_response({"status": 1, "msg": "system_maintenance"} if self.maintenance
+                                     else {"status": 0, "msg": "normal"})
         fault = self._take_fault(request.path, request.method)
         if fault is not None and fault.kind == "delay":
             await request.read()  # the request has arrived; only the processing is slow
@@ -158,5 +212,25 @@ class FaultsMixin:
             self._record(request, e.status)
             raise
         self._record(request, response.status)
+        response = self._conditions(request, response)
         response.headers["x-mbx-used-weight-1m"] = str(len(self.log))
         return response
+
+
+def key_in_url_client(client: Any) -> Any:
+    """``client`` (a ccxt binance, sync or async) sending its API key in the URL (``apiKey=`` after the
+    signature) instead of the ``X-MBX-APIKEY`` header: for :attr:`FaultsMixin.key_in_url` loopbacks."""
+    sign = client.sign
+
+    def signed(path: str, api: Any = "public", method: str = "GET", params: Any = None, headers: Any = None,
+               body: Any = None) -> dict[str, Any]:
+        out: dict[str, Any] = sign(path, api, method, params or {}, headers, body)
+        hdrs = dict(out.get("headers") or {})
+        key = hdrs.pop("X-MBX-APIKEY", None)
+        if key is not None:
+            out["url"] += ("&" if "?" in out["url"] else "?") + urlencode({"apiKey": key})
+            out["headers"] = hdrs
+        return out
+
+    client.sign = signed
+    return client

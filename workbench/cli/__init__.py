@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from workbench.cli.backtest import add_backtest_parser
 from workbench.cli.backtest import config_from_args as config_from_args  # re-exported
+from workbench.cli.preflight import add_preflight_parser
 from workbench.cli.run import add_run_parser
 from workbench.cli.session import add_session_parser
 from workbench.cli.store import add_store_parser
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_session_parser(sub, common)
     add_store_parser(sub, common)
     add_run_parser(sub, common)
+    add_preflight_parser(sub, common)
 
     demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
     demo.set_defaults(func=cmd_demo)

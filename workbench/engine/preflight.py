@@ -1,0 +1,291 @@
+"""Pre-flight for a live session: what to check on the exchange and in the store before arming it.
+
+:func:`preflight` returns one :class:`Check` per question, each ``pass``, ``warn`` or ``fail`` with
+what was found and what to do:
+
+* ``key``: an API key for ``data.exchange``/``live.account`` is in the environment or the keyring;
+* ``authenticated``: the exchange accepts it (a signed balance request);
+* ``permissions``: the key may trade and may not withdraw, where the exchange says (Binance's account
+  endpoint reports ``canTrade``/``canWithdraw``); a key that may withdraw is a warning;
+* ``balance``: the session's budget (``initial_balance``) fits in the free quote currency;
+* ``exchange status``: ``fetch_status`` is ``ok`` (maintenance fails; no such endpoint warns);
+* ``market <symbol>``: the market exists and is ``active``;
+* ``sizing <symbol>``: one entry of the configured sizing at the current price meets the market's
+  lot size (``limits.amount``) and minimum notional (``limits.cost``);
+* ``stops``: a stop-loss or trailing stop is set, or ``live.waive_stops`` gives a reason (warn);
+* ``rehearsal``: a completed backtest and a paper session (completed or stopped) of the same strategy
+  on the same symbols within :data:`REHEARSAL_DAYS` days, or ``live.waive_rehearsal`` gives a reason.
+
+Checks that need what failed before them (no key: nothing signed) are left out; the failure says
+what to do. Waivers are recorded as ``waiver`` events when the session starts
+(:class:`workbench.engine.live.LiveSession`). Every detail passes through
+:func:`workbench.secrets.redact`.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from workbench.config import SessionConfig
+from workbench.secrets import Credentials, MissingCredentials, load_credentials, redact
+
+Status = Literal["pass", "warn", "fail"]
+REHEARSAL_DAYS = 30
+#: makes the exchange client: (config, credentials or None) -> a ccxt.async_support exchange
+ExchangeFactory = Callable[[SessionConfig, "Credentials | None"], Any]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pre-flight answer: ``name``, ``status`` (pass/warn/fail), what was found, what to do."""
+
+    name: str
+    status: Status
+    detail: str
+    todo: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def failed(checks: list[Check]) -> list[Check]:
+    """The checks that fail (a live session should not be created while there are any)."""
+    return [c for c in checks if c.status == "fail"]
+
+
+def default_exchange(config: SessionConfig, credentials: Credentials | None) -> Any:
+    """The session's own client (:func:`workbench.engine.ccxt_broker.make_async_exchange`)."""
+    from workbench.engine.ccxt_broker import make_async_exchange
+
+    return make_async_exchange(config.data.exchange, credentials, sandbox=config.live.sandbox)
+
+
+def preflight(config: SessionConfig, store: Any = None, *, exchange: ExchangeFactory | None = None,
+              env: Mapping[str, str] | None = None, use_keyring: bool = True,
+              now: datetime | None = None) -> list[Check]:
+    """Run the pre-flight checks for ``config`` (see the module doc); ``store`` for the rehearsal check
+    (None: that check warns). ``exchange`` makes the ccxt client from the config and the credentials
+    (default :func:`default_exchange`);
+    ``env``/``use_keyring`` say where keys are looked up. Blocking: runs its own event loop in a thread,
+    so it can be called from a notebook whose loop is running."""
+    out: list[list[Check]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(asyncio.run(preflight_async(config, store, exchange=exchange, env=env,
+                                                   use_keyring=use_keyring, now=now)))
+        except BaseException as e:  # re-raised in the caller's thread
+            errors.append(e)
+
+    worker = threading.Thread(target=run, name="preflight", daemon=True)
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+async def preflight_async(config: SessionConfig, store: Any = None, *, exchange: ExchangeFactory | None = None,
+                          env: Mapping[str, str] | None = None, use_keyring: bool = True,
+                          now: datetime | None = None) -> list[Check]:
+    """:func:`preflight` on the running loop."""
+    checks: list[Check] = []
+    venue, account = config.data.exchange, config.live.account
+    credentials: Credentials | None = None
+    try:
+        credentials = load_credentials(venue, account, env=env, use_keyring=use_keyring)
+        checks.append(Check("key", "pass", f"an API key for {venue}:{account} was found"))
+    except MissingCredentials as e:
+        checks.append(Check("key", "fail", str(e), "add the key and secret (see docs/live-trading.md, Keys)"))
+    client = (exchange or default_exchange)(config, credentials)
+    try:
+        if credentials is not None:
+            checks += await _account_checks(client, config)
+        checks += await _market_checks(client, config)
+    finally:
+        await client.close()
+    checks.append(_stops(config))
+    checks.append(_rehearsal(config, store, now or datetime.now(timezone.utc)))
+    return [Check(c.name, c.status, redact(c.detail), redact(c.todo)) for c in checks]
+
+
+def _num(x: float) -> str:
+    """A quantity without exponent or trailing zeros: 0.00001, 0.051."""
+    return f"{x:.8f}".rstrip("0").rstrip(".")
+
+
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+async def _account_checks(client: Any, config: SessionConfig) -> list[Check]:
+    import ccxt
+
+    venue = config.data.exchange
+    try:
+        balance = await client.fetch_balance()
+    except ccxt.AuthenticationError as e:
+        return [Check("authenticated", "fail", f"{venue} refused the key: {_why(e)}",
+                      "check the key and secret, the key's IP allow-list and that it is enabled for spot trading")]
+    except ccxt.BaseError as e:
+        return [Check("authenticated", "fail", f"could not ask {venue} for the account: {_why(e)}",
+                      "check the network and the exchange's status, then run the pre-flight again")]
+    out = [Check("authenticated", "pass", f"{venue} accepted the key (account balance read)")]
+    info = balance.get("info") if isinstance(balance.get("info"), dict) else {}
+    can_trade, can_withdraw = info.get("canTrade"), info.get("canWithdraw")
+    if can_trade is False:
+        out.append(Check("permissions", "fail", "the key may not trade (canTrade false)",
+                         "enable spot trading for this key in the exchange's API management"))
+    elif can_withdraw is True:
+        out.append(Check("permissions", "warn", "the key may trade and also withdraw (canWithdraw true)",
+                         "use a key without withdrawal permission for trading sessions"))
+    elif can_trade is None and can_withdraw is None:
+        out.append(Check("permissions", "warn", f"{venue} does not report the key's permissions",
+                         "check on the exchange that the key may trade and may not withdraw"))
+    else:
+        out.append(Check("permissions", "pass", "the key may trade and may not withdraw"))
+    out.append(_balance(balance, config))
+    return out
+
+
+def _balance(balance: Mapping[str, Any], config: SessionConfig) -> Check:
+    quotes = sorted({s.split("/")[1] for s in config.symbols})
+    if len(quotes) > 1:
+        return Check("balance", "warn", f"the symbols are quoted in {', '.join(quotes)}; the budget is one amount",
+                     "check by hand that each quote currency covers its share of initial_balance")
+    quote = quotes[0]
+    free = float((balance.get("free") or {}).get(quote) or 0.0)
+    budget = config.initial_balance
+    if free < budget:
+        return Check("balance", "fail", f"the budget {budget:,.2f} {quote} is more than the free {free:,.2f} {quote}",
+                     f"lower initial_balance to at most {free:,.2f} or move {budget - free:,.2f} {quote} "
+                     "to the account")
+    return Check("balance", "pass", f"budget {budget:,.2f} {quote} of {free:,.2f} {quote} free")
+
+
+async def _market_checks(client: Any, config: SessionConfig) -> list[Check]:
+    import ccxt
+
+    venue = config.data.exchange
+    out: list[Check] = []
+    try:
+        status = await client.fetch_status()
+        state = status.get("status")
+        out.append(Check("exchange status", "pass", f"{venue} reports status {state!r}") if state == "ok" else
+                   Check("exchange status", "fail", f"{venue} reports status {state!r}",
+                         "wait until the exchange is out of maintenance"))
+    except ccxt.NotSupported:
+        out.append(Check("exchange status", "warn", f"{venue} has no status endpoint",
+                         "check the exchange's status page before starting"))
+    except ccxt.BaseError as e:
+        out.append(Check("exchange status", "warn", f"status not known: {_why(e)}",
+                         "check the exchange's status page before starting"))
+    try:
+        markets = await client.load_markets()
+    except ccxt.BaseError as e:
+        return [*out, Check("markets", "fail", f"could not load {venue}'s markets: {_why(e)}",
+                            "check the network and the exchange id (data.exchange), then run again")]
+    for symbol in config.symbols:
+        market = markets.get(symbol)
+        if market is None:
+            out.append(Check(f"market {symbol}", "fail", f"{venue} has no market {symbol}",
+                             "fix the symbol (BASE/QUOTE as the exchange lists it)"))
+            continue
+        active = market.get("active")
+        if active is False:
+            raw = (market.get("info") or {}).get("status", "not active")
+            out.append(Check(f"market {symbol}", "fail", f"{symbol} is not trading now (status {raw})",
+                             "wait until the market trades again, or remove the symbol"))
+            continue
+        out.append(Check(f"market {symbol}", "pass" if active else "warn",
+                         f"{symbol} is active" if active else f"{venue} does not say whether {symbol} trades",
+                         "" if active else "check the market on the exchange"))
+        out.append(await _sizing(client, config, symbol, market))
+    return out
+
+
+def entry_size(config: SessionConfig, price: float) -> tuple[float, float]:
+    """(quantity, notional) of one entry of the configured sizing at ``price`` with the starting
+    equity, capped by ``risk.max_position``."""
+    mode, value = config.sizing.mode, config.sizing.value
+    notional = (value if mode == "fixed_amount" else value * config.initial_balance if mode == "percent_equity"
+                else value * price)
+    if config.risk.max_position is not None:
+        notional = min(notional, config.risk.max_position)
+    return notional / price, notional
+
+
+async def _sizing(client: Any, config: SessionConfig, symbol: str, market: Mapping[str, Any]) -> Check:
+    import ccxt
+
+    name = f"sizing {symbol}"
+    try:
+        price = float((await client.fetch_ticker(symbol)).get("last") or 0.0)
+    except ccxt.BaseError as e:
+        return Check(name, "warn", f"no price to size an entry: {_why(e)}", "run the pre-flight again")
+    if not price > 0:
+        return Check(name, "warn", f"{symbol} has no last price to size an entry", "run the pre-flight again")
+    qty, notional = entry_size(config, price)
+    limits = market.get("limits") or {}
+    min_qty = (limits.get("amount") or {}).get("min")
+    max_qty = (limits.get("amount") or {}).get("max")
+    min_cost = (limits.get("cost") or {}).get("min")
+    try:
+        rounded = float(client.amount_to_precision(symbol, qty))
+    except ccxt.BaseError:  # below the step: rounds to nothing
+        rounded = 0.0
+    quote = symbol.split("/")[1]
+    what = f"an entry is {_num(qty)} {symbol.split('/')[0]} ≈ {notional:,.2f} {quote} at {price:,.2f}"
+    if min_qty is not None and rounded < float(min_qty):
+        return Check(name, "fail", f"{what}: below the lot size minimum {_num(float(min_qty))}",
+                     f"raise sizing so that an entry is at least {_num(float(min_qty))} "
+                     f"(≈ {float(min_qty) * price:,.2f} {quote})")
+    if max_qty is not None and qty > float(max_qty):
+        return Check(name, "fail", f"{what}: above the lot size maximum {_num(float(max_qty))}", "lower sizing")
+    if min_cost is not None and notional < float(min_cost):
+        return Check(name, "fail", f"{what}: below the minimum notional {float(min_cost):,.2f} {quote}",
+                     f"raise sizing (or max_position) so that an entry is worth at least {float(min_cost):,.2f} "
+                     f"{quote}; exits of part of a position may be refused below it too")
+    return Check(name, "pass", f"{what}: within the lot size and minimum notional")
+
+
+def _stops(config: SessionConfig) -> Check:
+    r = config.risk
+    if r.stop_loss is not None or r.trailing_stop is not None:
+        parts = [f"stop-loss {r.stop_loss:.2%}" if r.stop_loss else "", f"trailing {r.trailing_stop:.2%}"
+                 if r.trailing_stop else ""]
+        return Check("stops", "pass", " and ".join(p for p in parts if p) + " set")
+    if config.live.waive_stops:
+        return Check("stops", "warn", f"no stop; waived: {config.live.waive_stops}",
+                     "the waiver is recorded when the session starts")
+    return Check("stops", "fail", "no stop-loss or trailing stop",
+                 "set risk.stop_loss (or risk.trailing_stop), or give a reason in live.waive_stops")
+
+
+def _rehearsal(config: SessionConfig, store: Any, now: datetime) -> Check:
+    if config.live.waive_rehearsal:
+        return Check("rehearsal", "warn", f"not checked; waived: {config.live.waive_rehearsal}",
+                     "the waiver is recorded when the session starts")
+    if store is None:
+        return Check("rehearsal", "warn", "no store given to look for earlier runs",
+                     "run the pre-flight with the store (--db)")
+    since = now - timedelta(days=REHEARSAL_DAYS)
+    wanted = set(config.symbols)
+    found = {}
+    for kind, states in (("backtest", ["completed"]), ("paper", ["completed", "stopped"])):
+        rows = store.list_sessions(kind=kind, strategy=config.strategy, states=states, since=since)
+        found[kind] = next((r.id for r in rows.itertuples(index=False) if wanted <= set(r.symbols)), None)
+    missing = [k for k, sid in found.items() if sid is None]
+    if missing:
+        return Check("rehearsal", "fail",
+                     f"no completed {' and no '.join(missing)} run of {config.strategy} on {', '.join(config.symbols)} "
+                     f"in the last {REHEARSAL_DAYS} days",
+                     "run a backtest and a paper session of this strategy and symbols first, or give a reason in "
+                     "live.waive_rehearsal")
+    return Check("rehearsal", "pass", f"backtest {found['backtest']} and paper session {found['paper']} within "
+                                      f"{REHEARSAL_DAYS} days")
