@@ -161,15 +161,10 @@ def cap_entry_nb(
 
 
 @njit(cache=True)
-def stop_exit_nb(
-    open_: float, high: float, low: float, entry: float, peak: float, sl: float, tp: float, trail: float
-) -> tuple[int, float]:
-    """(reason, reference price) of a stop exit on this bar, or (NONE, nan).
-
-    Levels: entry × (1 - sl), peak × (1 - trail), entry × (1 + tp); NaN disables one. An open
-    beyond a level exits at the open; else low <= the higher of stop/trailing exits at it; else
-    high >= take profit exits at it.
-    """
+def stop_levels_nb(entry: float, peak: float, sl: float, tp: float, trail: float) -> tuple[int, float, float]:
+    """(stop reason, stop level, take-profit level): the stop is the higher of entry × (1 - sl) (STOP_LOSS)
+    and peak × (1 - trail) (TRAILING_STOP), -inf (NONE) if neither; take profit entry × (1 + tp), else
+    +inf. NaN disables a fraction."""
     stop_lvl = -np.inf
     stop_code = NONE
     if not np.isnan(sl):
@@ -181,6 +176,20 @@ def stop_exit_nb(
             stop_lvl = lvl
             stop_code = TRAILING_STOP
     tp_lvl = entry * (1.0 + tp) if not np.isnan(tp) else np.inf
+    return stop_code, stop_lvl, tp_lvl
+
+
+@njit(cache=True)
+def stop_exit_nb(
+    open_: float, high: float, low: float, entry: float, peak: float, sl: float, tp: float, trail: float
+) -> tuple[int, float]:
+    """(reason, reference price) of a stop exit on this bar, or (NONE, nan).
+
+    Levels: entry × (1 - sl), peak × (1 - trail), entry × (1 + tp); NaN disables one. An open
+    beyond a level exits at the open; else low <= the higher of stop/trailing exits at it; else
+    high >= take profit exits at it.
+    """
+    stop_code, stop_lvl, tp_lvl = stop_levels_nb(entry, peak, sl, tp, trail)
     if open_ <= stop_lvl:
         return stop_code, open_
     if open_ >= tp_lvl:

@@ -176,6 +176,23 @@ def stop_exit(
     return None if code == codes.NONE else (codes.REASONS[code], price)
 
 
+def stop_levels(
+    entry: float, peak: float, stop_loss: float | None, take_profit: float | None, trailing_stop: float | None,
+) -> tuple[str, float, float]:
+    """``(stop reason, stop level, take-profit level)`` of a position (semantics rule 5, the levels
+    :func:`stop_exit` checks): the stop is the higher of entry × (1 - stop_loss) ("stop_loss") and
+    peak × (1 - trailing_stop) ("trailing_stop"), ``("", -inf)`` if neither is set; take profit
+    entry × (1 + take_profit), +inf if unset. Live sessions place these levels on the exchange."""
+    nan = math.nan
+    code, stop, tp = nb.stop_levels_nb(
+        float(entry), float(peak),
+        nan if stop_loss is None else stop_loss,
+        nan if take_profit is None else take_profit,
+        nan if trailing_stop is None else trailing_stop,
+    )
+    return ("" if code == codes.NONE else codes.REASONS[code]), stop, tp
+
+
 @lru_cache(maxsize=32)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
