@@ -76,6 +76,8 @@ class AccountRoutes(HasBook):
         hidden = ("stopPrice", "icebergQty", "time", "updateTime", "isWorking")
         out = {k: v for k, v in o.wire().items() if k not in hidden}
         out["transactTime"] = o.time
+        if o.stop_price:  # Binance's conditional field: stop orders answer with their stopPrice
+            out["stopPrice"] = f"{o.stop_price:.8f}"
         out["fills"] = list(o.fills)
         return out
 

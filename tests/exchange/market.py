@@ -55,8 +55,10 @@ class MarketRoutes(HasBook):
                 "symbol": self._market_id(s), "status": "TRADING",
                 "baseAsset": base, "baseAssetPrecision": 8, "quoteAsset": quote, "quotePrecision": 8,
                 "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-                "icebergAllowed": True, "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"] + ([] if self._market_id(s) in self.book.no_stops
+                                                                    else ["STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"]),
+                "icebergAllowed": True, "ocoAllowed": self._market_id(s) not in self.book.no_stops,
+                "quoteOrderQtyMarketAllowed": True,
                 "allowTrailingStop": True, "cancelReplaceAllowed": True,
                 "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
                 "filters": [
@@ -140,7 +142,7 @@ class MarketRoutes(HasBook):
         i = self.book.index
         lo = max(i - 1440, 0)
         day = rows[lo:i + 1]
-        last = float(rows[i][0])
+        last = self.book.price(sid)  # the forming bar's open, or an intrabar trade (stops.py)
         first = float(day[0][0])
         vol = float(day[:-1, 4].sum()) if len(day) > 1 else 0.0
         return {

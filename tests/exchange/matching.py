@@ -48,6 +48,8 @@ class ExOrder:
     quote: float = 0.0
     update_time: int = 0
     fills: list[dict[str, Any]] = field(default_factory=list)
+    stop_price: float = 0.0  # STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT (stops.py)
+    triggered: bool = False  # a stop order that has triggered works as a limit order
 
     def wire(self) -> dict[str, Any]:
         """The order as GET /api/v3/order answers it."""
@@ -56,8 +58,9 @@ class ExOrder:
             "price": f"{self.price:.8f}", "origQty": f"{self.quantity:.8f}", "executedQty": f"{self.executed:.8f}",
             "cummulativeQuoteQty": f"{self.quote:.8f}", "status": self.status,
             "timeInForce": "GTC" if self.type == "LIMIT" else "GTC", "type": self.type, "side": self.side,
-            "stopPrice": "0.00000000", "icebergQty": "0.00000000", "time": self.time,
-            "updateTime": self.update_time or self.time, "isWorking": True, "workingTime": self.time,
+            "stopPrice": f"{self.stop_price:.8f}", "icebergQty": "0.00000000", "time": self.time,
+            "updateTime": self.update_time or self.time, "isWorking": self.triggered or not self.stop_price,
+            "workingTime": self.time,
             "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
         }
 
@@ -83,6 +86,8 @@ class Book:
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self.clocked = False  # with a virtual clock, orders and trades are stamped with its time
+        self.last: dict[str, float] = {}  # intrabar trade prices of the forming bar (stops.py)
+        self.no_stops: set[str] = set()  # market ids without stop order types (stops.py)
 
     def stamp(self) -> int:
         """Time (ms) for a new order or trade: the virtual clock's (bar open + wall ms within it), else wall."""
@@ -90,8 +95,9 @@ class Book:
 
     # ---- clock and prices -------------------------------------------------------------------
     def price(self, symbol: str) -> float:
-        """The current price: the open of the forming bar."""
-        return float(self.prices[symbol][1][self.index][0])
+        """The current price: the last intrabar trade (stops.py), else the open of the forming bar."""
+        last = self.last.get(symbol)
+        return float(self.prices[symbol][1][self.index][0]) if last is None else last
 
     def now_ms(self) -> int:
         """Open time (ms) of the forming bar on the first symbol's path."""
@@ -100,15 +106,21 @@ class Book:
 
     def advance(self, n: int = 1) -> None:
         """Complete ``n`` bars: resting limits fill against each, then the next bar starts forming."""
+        from . import stops  # stops.py builds on this module
+
         with self.lock:
             for _ in range(n):
                 if self.index + 1 >= len(next(iter(self.prices.values()))[0]):
                     return
                 for o in [o for o in self.orders.values() if o.status in ("NEW", "PARTIALLY_FILLED")]:
-                    _, h, lo, _, _ = self.prices[o.symbol][1][self.index]
+                    row = self.prices[o.symbol][1][self.index]
+                    if stops.waiting(self, o, row):  # a stop order not (or just) triggered
+                        continue
+                    _, h, lo, _, _ = row
                     if (o.side == "BUY" and lo <= o.price) or (o.side == "SELL" and h >= o.price):
                         self._fill(o, o.quantity - o.executed, o.price, maker=True)
                 self.index += 1
+                self.last.clear()
 
     # ---- accounts ---------------------------------------------------------------------------
     def account(self, key: str) -> dict[str, float]:
@@ -118,7 +130,7 @@ class Book:
     def locked(self, key: str) -> dict[str, float]:
         out: dict[str, float] = {}
         for o in self.orders.values():
-            if o.account == key and o.status in ("NEW", "PARTIALLY_FILLED") and o.type == "LIMIT":
+            if o.account == key and o.status in ("NEW", "PARTIALLY_FILLED") and o.type != "MARKET":
                 base, quote = self.assets(o.symbol)
                 rest = o.quantity - o.executed
                 if o.side == "BUY":
@@ -136,6 +148,8 @@ class Book:
     # ---- orders -----------------------------------------------------------------------------
     def create(self, key: str, p: dict[str, str]) -> ExOrder:
         """Place an order from POST /api/v3/order parameters."""
+        from . import stops  # stops.py builds on this module
+
         with self.lock:
             symbol = p.get("symbol", "")
             if symbol not in self.prices:
@@ -143,7 +157,7 @@ class Book:
             side, otype = p.get("side", "").upper(), p.get("type", "").upper()
             if side not in ("BUY", "SELL"):
                 raise BinanceError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
-            if otype not in ("MARKET", "LIMIT"):
+            if otype not in ("MARKET", "LIMIT", *stops.TYPES):
                 raise BinanceError(-1116, "Invalid orderType.")
             try:
                 qty = float(p["quantity"])
@@ -153,7 +167,7 @@ class Book:
             if not qty > 0 or not _on_grid(qty, STEP):
                 raise BinanceError(-1013, "Filter failure: LOT_SIZE")
             price = self.price(symbol)
-            if otype == "LIMIT":
+            if otype != "MARKET":
                 try:
                     price = float(p["price"])
                 except (KeyError, ValueError):
@@ -163,6 +177,7 @@ class Book:
                     raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
             if qty * price < MIN_NOTIONAL:
                 raise BinanceError(-1013, "Filter failure: NOTIONAL")
+            stop = stops.stop_price(self, symbol, side, otype, p)
             cid = p.get("newClientOrderId") or f"x-loop{next(self._ids)}"
             earlier = self.by_client.get((key, cid))
             if earlier is not None and earlier.status in ("NEW", "PARTIALLY_FILLED"):
@@ -176,7 +191,8 @@ class Book:
             if side == "SELL" and bal.get(base, 0.0) - locked.get(base, 0.0) < qty - 1e-12:
                 raise BinanceError(-2010, "Account has insufficient balance for requested action.")
             now = self.stamp()
-            o = ExOrder(next(self._ids), key, symbol, side, otype, qty, price if otype == "LIMIT" else 0.0, cid, now)
+            o = ExOrder(next(self._ids), key, symbol, side, otype, qty, price if otype != "MARKET" else 0.0, cid, now,
+                        stop_price=stop)
             self.orders[o.order_id] = o
             self.by_client[key, cid] = o
             if otype == "MARKET":

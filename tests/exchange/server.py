@@ -34,13 +34,14 @@ from .accounts import AccountRoutes
 from .faults import FaultsMixin, Request
 from .market import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT, MarketRoutes
 from .matching import Book
+from .stops import StopControls
 from .streams import StreamRoutes
 
 API_KEY, API_SECRET = "loopback-key", "loopback-secret"
 __all__ = ["API_KEY", "API_SECRET", "DEFAULT_LIMIT", "INTERVALS", "MAX_LIMIT", "LoopbackExchange", "Request"]
 
 
-class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes):
+class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes, StopControls):
     """A Binance-compatible spot exchange on localhost: ``start()``, ``stop()``, ``url``, ``ccxt_client()``.
 
     ``symbols`` are served from sample bars covering ``days`` days from 2024-01-01.
