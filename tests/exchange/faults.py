@@ -22,6 +22,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+URL_KEY = web.RequestKey("url_key", str)  # the key-in-URL variant's key, for the request log
+
 
 @dataclass
 class Request:
@@ -150,7 +152,10 @@ class FaultsMixin:
 
     def _record(self, request: web.Request, status: int) -> None:
         with self._lock:
-            self.log.append(Request(request.method, request.path, dict(request.query), status))
+            query = dict(request.query)
+            if URL_KEY in request:
+                query["apiKey"] = request[URL_KEY]
+            self.log.append(Request(request.method, request.path, query, status))
 
     def _key_from_url(self, request: web.Request) -> web.Request:
         """The key-in-URL variant: an ``apiKey`` query parameter is the API key (as the header is)."""
@@ -158,8 +163,10 @@ class FaultsMixin:
         if not self.key_in_url or key is None:
             return request
         query = urlencode([(k, v) for k, v in request.query.items() if k != "apiKey"])
-        return request.clone(rel_url=request.path + (f"?{query}" if query else ""),
-                             headers={**request.headers, "X-MBX-APIKEY": key})
+        clone = request.clone(rel_url=request.path + (f"?{query}" if query else ""),
+                              headers={**request.headers, "X-MBX-APIKEY": key})
+        clone[URL_KEY] = key  # logged with the query it came in
+        return clone
 
     def _conditions(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         """Apply the standing conditions (halted markets, permissions) to a successful JSON answer."""
@@ -222,9 +229,8 @@ def key_in_url_client(client: Any) -> Any:
     signature) instead of the ``X-MBX-APIKEY`` header: for :attr:`FaultsMixin.key_in_url` loopbacks."""
     sign = client.sign
 
-    def signed(path: str, api: Any = "public", method: str = "GET", params: Any = None, headers: Any = None,
-               body: Any = None) -> dict[str, Any]:
-        out: dict[str, Any] = sign(path, api, method, params or {}, headers, body)
+    def signed(path: str, api: Any = "public", method: str = "GET", params: Any = None) -> dict[str, Any]:
+        out: dict[str, Any] = sign(path, api, method, params or {})
         hdrs = dict(out.get("headers") or {})
         key = hdrs.pop("X-MBX-APIKEY", None)
         if key is not None:
