@@ -353,32 +353,33 @@ class Session(SessionControls, SessionBookkeeping):
                 self._poller.cancel()
 
     async def _bars(self, feed: AsyncIterable[dict[str, Bar]]) -> None:
-        since_ck, every, on_bar = 0, self.checkpoint_interval, self._on_bar
+        since_ck, every, on_bar, profile = 0, self.checkpoint_interval, self._on_bar, self.profile
         async for batch in _batches(feed):
             if time.monotonic() > self._lease_deadline - self.poll_interval:
                 self._renew()  # the poll loop could not renew it: renew before acting (or stop: LeaseLost)
+            began = time.perf_counter()
+            profile.bars += len(batch)
             for bars in batch:  # no await inside a batch: controls act between batches
                 on_bar(bars)
                 if self._flat_and_stopping():
-                    return
+                    break
                 since_ck += 1
                 if since_ck >= every:
                     since_ck = 0
                     self._checkpoint(periodic=True)
+            profile.busy += time.perf_counter() - began  # the session's time on its bars (with checkpoints)
+            if self._flat_and_stopping():
+                return
 
     # ---- one bar ---------------------------------------------------------------------
     def _on_bar(self, bars: dict[str, Bar]) -> None:
-        """One bar time through the trader, then the session's bookkeeping (equity points, risk events); the
-        step is timed for the profiler (and as a bar-to-order latency if it placed an order)."""
+        """One bar time through the trader, then the session's bookkeeping (equity points, risk events); a step
+        that placed an order is timed for the profiler (its bar-to-order latency)."""
         state, why, began = self.state, self.trader.why, time.perf_counter()
         placed = why.placed
         equity = self.trader.step(bars, entries=state is S.RUNNING, stopping=state is S.STOPPING)
-        took = time.perf_counter() - began
-        profile = self.profile
-        profile.busy += took
-        profile.bars += 1
         if why.placed != placed:
-            profile.hist["bar_to_order"].add(took)
+            self.profile.hist["bar_to_order"].add(time.perf_counter() - began)
         self.last_bar = self.trader.last_time
         self.bars_seen = n = self.bars_seen + 1
         if n % self.equity_interval == 0 and self.trader.last_ns > self._equity_after:
