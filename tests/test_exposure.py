@@ -160,3 +160,40 @@ def test_profiles_overlay_and_errors():
     assert agg.risk.trailing_stop is None and agg.sizing.value > cons.sizing.value
     with pytest.raises(ValueError, match="unknown risk profile 'yolo'; use one of conservative"):
         apply_profile(base, "yolo")
+
+
+def test_risk_report_shows_account_limits_sectors_venues_and_breakers(store, tmp_path, monkeypatch):
+    from workbench.account import RiskPolicy, save_policy
+
+    a, _ = _running(store, ("BTC/USDT", "DOGE/USDT"))
+    b, _ = _running(store, ("BTC/USDT",))
+    for sid in (a, b):
+        store.add_equity_points(sid, [(T0, 10_000.0, 9_000.0, 1_000.0)])
+    store.upsert_position(a, Position("BTC/USDT", 2.0, 100.0))
+    store.upsert_position(a, Position("DOGE/USDT", 100.0, 1.0))
+    store.upsert_position(b, Position("BTC/USDT", 1.0, 100.0))
+    store.save_runner_state(b, {"risk": {"state": "halted", "peak": 10_500.0, "day_start": 10_200.0,
+                                         "last_equity": 10_000.0}})
+
+    def load(cfg, symbol, end):
+        raise ValueError("no data")  # valued at entry: BTC 300, DOGE 100
+    policy = RiskPolicy.model_validate({"accounts": {"paper": {"total_exposure": 1_000,
+                                                               "per_sector": {"meme": 50}}}})
+    r = X.risk_report(store, load=load, policy=policy)
+    acc = r.accounts.set_index(["rule", "key"])
+    assert acc.loc[("account_exposure", "total"), "used"] == pytest.approx(400.0)
+    assert acc.loc[("account_exposure", "total"), "share"] == pytest.approx(0.4)
+    assert acc.loc[("account_sector", "meme"), "used"] == pytest.approx(100.0)  # over its limit of 50
+    assert r.sectors.set_index("sector")["value"].to_dict() == {"currency": 300.0, "meme": 100.0}
+    assert r.venues.to_dict("records") == [{"account": "paper", "venue": "paper", "value": 400.0}]
+    brk = r.breakers.set_index("session_id")
+    assert brk.loc[b, "breaker"] == "halted" and brk.loc[b, "day_pnl"] == pytest.approx(-200.0)
+    assert brk.loc[b, "drawdown"] == pytest.approx(1 - 10_000 / 10_500)
+    assert brk.loc[a, "breaker"] == "running"
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))  # a bad policy file: the rest still shows, and why not
+    (tmp_path / "risk-policy.yaml").write_text("accounts: {paper: {total_exposure: -1}}")
+    r = X.risk_report(store, load=load)
+    assert any("accounts.paper.total_exposure" in p for p in r.problems) and r.accounts.empty
+    assert r.total_exposure == pytest.approx(400.0)
+    save_policy({"accounts": {"*": {"total_exposure": 500}}}, tmp_path / "risk-policy.yaml")
+    assert X.risk_report(store, load=load).accounts["limit"].tolist() == [500.0]

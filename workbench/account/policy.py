@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from workbench.config import SessionConfig
 from workbench.paths import data_dir
 
 ANY = "*"
@@ -63,6 +64,16 @@ class RiskPolicy(BaseModel):
     def limits_for(self, account: str) -> AccountLimits | None:
         """The account's limits, else the ``"*"`` entry's, else None (no account-wide limit)."""
         return self.accounts.get(account) or self.accounts.get(ANY)
+
+
+def account_of(config: SessionConfig) -> str:
+    """The account a session trades: its ``live.account`` when live, else the shared paper account."""
+    return config.live.account if config.kind == "live" else PAPER_ACCOUNT
+
+
+def venue_of(config: SessionConfig) -> str:
+    """Where a session's orders go: its exchange when live, else ``"paper"`` (the simulated broker)."""
+    return config.data.exchange if config.kind == "live" else PAPER_ACCOUNT
 
 
 def policy_path(home: str | Path | None = None) -> Path:

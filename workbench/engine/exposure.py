@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.account import AccountGate, PolicyError, RiskPolicy, load_policy
+from workbench.account.policy import account_of, venue_of
+from workbench.account.sectors import sector_exposure
 from workbench.config import SessionConfig
 from workbench.domain import SessionState, utc_now
 from workbench.metrics import infer_periods_per_year
@@ -154,14 +157,35 @@ class RiskReport:
     volatility: pd.DataFrame
     limits: pd.DataFrame  # session_id, limit, used, limit_value, usage
     problems: list[str] = field(default_factory=list)  # data that could not be loaded
+    accounts: pd.DataFrame = field(default_factory=pd.DataFrame)  # the account policy's limits: AccountGate.usage()
+    sectors: pd.DataFrame = field(default_factory=pd.DataFrame)  # sector, value, share_of_exposure
+    venues: pd.DataFrame = field(default_factory=pd.DataFrame)  # account, venue, value
+    breakers: pd.DataFrame = field(default_factory=pd.DataFrame)  # session_id, state, breaker, day_pnl, drawdown
+
+
+def stored_risk_state(store: Any, session_id: str) -> dict[str, Any]:
+    """The risk engine's state in the session's last checkpoint ({} if none or unreadable)."""
+    try:
+        return dict((store.load_runner_state(session_id) or {}).get("risk") or {})
+    except Exception:  # an unreadable checkpoint: nothing known yet
+        return {}
 
 
 def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: int = 60,
-                clock: Clock = utc_now) -> RiskReport:
+                clock: Clock = utc_now, policy: RiskPolicy | None = None) -> RiskReport:
     """Gather positions of the active sessions, mark them at the last close of each session's own
-    data up to its latest equity point, and compute the risk dashboard's numbers."""
+    data up to its latest equity point, and compute the risk dashboard's numbers; the account
+    limits are ``policy``'s (default: the risk policy file, :func:`workbench.account.load_policy`)."""
     sessions = active_sessions(store, clock=clock)
     pos_rows, limit_rows, problems = [], [], []
+    venue_rows, breaker_rows = [], []
+    if policy is None:
+        try:
+            policy = load_policy()
+        except PolicyError as e:
+            problems.append(f"account limits not shown: {e}")
+            policy = RiskPolicy()
+    gate = AccountGate(policy)
     bars: dict[str, pd.DataFrame] = {}
     total_equity = 0.0
     for r in sessions.itertuples(index=False):
@@ -191,6 +215,14 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
             eq = r.equity if r.equity == r.equity else cfg.initial_balance
             for u in limit_usage(cfg, values, eq).to_dict("records"):
                 limit_rows.append({"session_id": r.id, **u})
+            risk = stored_risk_state(store, r.id)
+            day_pnl = float(risk["last_equity"]) - float(risk["day_start"]) if "day_start" in risk else 0.0
+            account, venue = account_of(cfg), venue_of(cfg)
+            gate.report(r.id, account, venue, values, day_pnl)
+            venue_rows.append({"account": account, "venue": venue, "value": sum(values.values())})
+            peak = float(risk.get("peak") or 0.0)
+            breaker_rows.append({"session_id": r.id, "state": r.state, "breaker": risk.get("state", "running"),
+                                 "day_pnl": day_pnl, "drawdown": 1.0 - eq / peak if peak > 0 else float("nan")})
     positions = pd.DataFrame(pos_rows, columns=["session_id", "symbol", "quantity", "avg_price", "price", "value"])
     by_symbol = positions.groupby("symbol")[["quantity", "value"]].sum()
     closes = pd.DataFrame({s: b["close"] for s, b in bars.items()})
@@ -201,4 +233,14 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
         liquidity=liquidity(by_symbol["quantity"], bars, window),
         volatility=volatility_exposure(by_symbol["value"], bars, window=max(window, 2)),
         limits=pd.DataFrame(limit_rows, columns=["session_id", "limit", "used", "limit_value", "usage"]),
-        problems=problems)
+        problems=problems, accounts=gate.usage(), sectors=_sectors(by_symbol["value"], policy.sectors),
+        venues=pd.DataFrame(venue_rows, columns=["account", "venue", "value"]).groupby(
+            ["account", "venue"], as_index=False)["value"].sum(),
+        breakers=pd.DataFrame(breaker_rows, columns=["session_id", "state", "breaker", "day_pnl", "drawdown"]))
+
+
+def _sectors(values: pd.Series, sectors: Mapping[str, str]) -> pd.DataFrame:
+    by = sector_exposure(values.to_dict(), sectors)
+    total = float(by.sum())
+    return pd.DataFrame({"sector": by.index, "value": by.to_numpy(),
+                         "share_of_exposure": by.to_numpy() / total if total > 0 else float("nan")})

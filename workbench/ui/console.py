@@ -20,7 +20,7 @@ from typing import Any
 import ipywidgets as W
 import pandas as pd
 
-from workbench.engine.exposure import Clock, active_sessions, utc_now
+from workbench.engine.exposure import Clock, active_sessions, stored_risk_state, utc_now
 from workbench.store import Store
 from workbench.ui.common import (
     RISK_STATE_SHOWN,
@@ -87,10 +87,7 @@ def risk_checkpoint(store: Store, session_id: str, session: Any = None) -> dict[
     local = session if session is not None else LOCAL_SESSIONS.get(session_id)
     if local is not None:
         return dict(local.risk.snapshot())
-    try:
-        return dict((store.load_runner_state(session_id) or {}).get("risk") or {})
-    except Exception:  # an unreadable checkpoint: nothing known yet
-        return {}
+    return stored_risk_state(store, session_id)
 
 
 def console_summary(store: Store, *, clock: Clock = utc_now, recent: timedelta = RECENT,

@@ -1,5 +1,6 @@
-"""Risk dashboard: total exposure, per-symbol concentration, correlation of held symbols, liquidity,
-volatility exposure and per-session limit usage, over all active sessions. The numbers come from
+"""Risk dashboard: total exposure, the account policy's limits with their usage, sector and venue
+breakdowns, per-symbol concentration, correlation of held symbols, liquidity, volatility exposure,
+per-session limit usage and every session's circuit breaker, over all active sessions. The numbers come from
 :func:`workbench.engine.exposure.risk_report`; this module only lays them out."""
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ class RiskView:
         self.store = open_store(store)
         self.window = window
         self.report: RiskReport | None = None
-        names = ("summary", "concentration", "correlation", "liquidity", "volatility", "limits")
+        names = ("summary", "accounts", "sectors", "venues", "concentration", "correlation", "liquidity", "volatility",
+                 "limits", "breakers")
         self.parts = {n: W.HTML() for n in names}
         for n, w in self.parts.items():
             w.add_class(f"wb-risk-{n}")
@@ -59,6 +61,9 @@ class RiskView:
         self.widget = W.VBox([
             W.HBox([W.HTML("<h3 style='margin:4px 12px 4px 0'>Portfolio Risk</h3>"), self.refresh_button]),
             p["summary"], self.message,
+            sec("Account limits (risk policy)"), p["accounts"],
+            W.HBox([W.VBox([sec("Exposure by sector"), p["sectors"]]),
+                    W.VBox([sec("Exposure by venue"), p["venues"]], layout={"margin": "0 0 0 24px"})]),
             W.HBox([W.VBox([sec("Concentration by symbol"), p["concentration"]]),
                     W.VBox([sec("Correlation of held symbols (bar returns)"), p["correlation"]],
                            layout={"margin": "0 0 0 24px"})]),
@@ -66,6 +71,7 @@ class RiskView:
                     W.VBox([sec("Volatility exposure (one-sigma day)"), p["volatility"]],
                            layout={"margin": "0 0 0 24px"})]),
             sec("Limit usage per session"), p["limits"],
+            sec("Circuit breakers"), p["breakers"],
         ], layout={"border": "1px solid #ddd", "padding": "8px"})
         self.widget.add_class("wb-risk")
         self.ticker = Ticker(self.refresh, refresh, on_error=lambda e: self._show(f"refresh failed: {e}"))
@@ -99,6 +105,22 @@ class RiskView:
             r.limits, [("session_id", "Session", str), ("limit", "Limit", str), ("used", "Used", fmt_num),
                        ("limit_value", "Limit value", fmt_num), ("usage", "Usage", PCT)],
             "wb-risk-limits-table", empty="no position limits set on the active sessions")
+        p["accounts"].value = frame_table(
+            r.accounts, [("account", "Account", str), ("rule", "Rule", str), ("key", "Of", str),
+                         ("limit", "Limit", MONEY), ("used", "Used", MONEY), ("share", "Usage", PCT)],
+            "wb-risk-accounts-table", empty="no account-wide limits: write them in the risk policy file "
+            "(risk-policy.yaml in the workbench home)")
+        p["sectors"].value = frame_table(
+            r.sectors, [("sector", "Sector", str), ("value", "Value", MONEY),
+                        ("share_of_exposure", "Of exposure", PCT)],
+            "wb-risk-sectors-table", empty="nothing held")
+        p["venues"].value = frame_table(
+            r.venues, [("account", "Account", str), ("venue", "Venue", str), ("value", "Value", MONEY)],
+            "wb-risk-venues-table", empty="no active sessions")
+        p["breakers"].value = frame_table(
+            r.breakers, [("session_id", "Session", str), ("state", "State", str), ("breaker", "Breaker", str),
+                         ("day_pnl", "Day P&L", MONEY), ("drawdown", "Drawdown", PCT)],
+            "wb-risk-breakers-table", empty="no active sessions")
         self._show("; ".join(r.problems), "error")
 
     def _show(self, text: str, kind: str = "error") -> None:
