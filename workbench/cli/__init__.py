@@ -109,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError, LookupError, StoreError) as e:  # config, usage, data, store: all say how to fix
-        print(f"workbench: {e}", file=sys.stderr)
+        from workbench.secrets import redact
+
+        print(redact(f"workbench: {e}"), file=sys.stderr)
     return 2
 
 

@@ -30,6 +30,7 @@ from workbench.diagnostics.profiler import Profile
 from workbench.domain import SessionState
 from workbench.engine.writes import PostingStore
 from workbench.execution.ledger import Portfolio
+from workbench.secrets import redact
 from workbench.store.faults import StorageFault
 from workbench.store.lease import LeaseLost
 
@@ -326,7 +327,7 @@ class SessionBookkeeping:
 
     def _fail(self, e: BaseException) -> None:
         self._posting.drain()
-        self.error = f"{type(e).__name__}: {e}"
+        self.error = redact(f"{type(e).__name__}: {e}")  # shown by views; the store redacts what it keeps
         with contextlib.suppress(Exception):
             self._flush_equity()
         try:
