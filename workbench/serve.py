@@ -93,10 +93,12 @@ def voila_command(dashboards: Path, port: int) -> list[str]:
             "--Voila.port_retries=0", "--Voila.log_level=ERROR"]
 
 
-def host_command(poll: float = 0.5, replay_speed: float | None = None) -> list[str]:
-    """The ``workbench host`` command line (runs the sessions the dashboards request)."""
+def host_command(poll: float = 0.5, replay_speed: float | None = None, allow_live: bool = False) -> list[str]:
+    """The ``workbench host`` command line (runs the sessions the dashboards request; live ones only
+    with ``allow_live``)."""
     speed = [f"--replay-speed={replay_speed}"] if replay_speed is not None else []
-    return [sys.executable, "-m", "workbench.cli", "host", f"--poll={poll}", *speed]
+    return [sys.executable, "-m", "workbench.cli", "host", f"--poll={poll}", *speed,
+            *(["--allow-live"] if allow_live else [])]
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -163,11 +165,13 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None,
           dashboards: str | os.PathLike[str] | None = None, seed: bool = True, host: bool = True,
-          poll: float = 0.5, replay_speed: float | None = None, out: TextIO = sys.stdout,
+          poll: float = 0.5, replay_speed: float | None = None, out: TextIO = sys.stdout, allow_live: bool = False,
           ready_timeout: float = 120.0) -> int:
     """Seed the store, start ``workbench host`` and Voilà, print the URL and wait until Ctrl-C/SIGTERM
     or a child exits; then stop both. Returns 0 after a clean stop, 1 if a child died on its own.
-    ``replay_speed``: the host replays paper sessions' bars at that multiple of real time."""
+    ``allow_live``: the host runs requested live sessions (each armed by its own confirmation; off:
+    they fail at once, saying to start ``up --allow-live``). ``replay_speed``: the host replays paper
+    sessions' bars at that multiple of real time."""
     where = dashboards_dir(dashboards)
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"--port must be between 1 and 65535 (got {port}); omit it to pick a free port")
@@ -195,7 +199,10 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
     code = 0
     try:
         if host:
-            host_proc = spawn(host_command(poll, replay_speed), env=env)
+            host_proc = spawn(host_command(poll, replay_speed, allow_live), env=env)
+            if allow_live:
+                print("workbench up: the host runs live sessions (--allow-live); each needs its exchange:account "
+                      "confirmation", file=out, flush=True)
             children.append(("host", host_proc, signal.SIGINT))
         voila = spawn(voila_command(where, port), env=env, cwd=str(where))
         children.append(("voila", voila, signal.SIGTERM))
@@ -233,9 +240,12 @@ def add_up_parser(sub: Any, parents: Sequence[Any] = ()) -> None:
     up.add_argument("--no-seed", action="store_true",
                     help="do not record a demo backtest nor start a demo paper session in an empty store")
     up.add_argument("--no-host", action="store_true", help="do not start `workbench host` (one runs elsewhere)")
+    up.add_argument("--allow-live", action="store_true",
+                    help="let the host run live sessions requested from the dashboards (off by default; each "
+                         "still needs its exchange:account confirmation)")
     up.add_argument("--replay-speed", type=float, default=60.0, metavar="K",
                     help="the host replays paper sessions' bars at K x real time (default 60: one 1-minute "
                          "bar a second, so sessions can be watched and controlled live)")
     up.set_defaults(func=lambda args: serve(port=args.port, home=args.home, dashboards=args.dashboards,
-                                            seed=not args.no_seed, host=not args.no_host,
+                                            seed=not args.no_seed, host=not args.no_host, allow_live=args.allow_live,
                                             replay_speed=args.replay_speed))
