@@ -376,3 +376,32 @@ def test_cli_batch_rejects_single_run_flags():
     args = _parser().parse_args(["report", "--batch", "g.yaml", "--strategy", "x", "--param", "a=1"])
     with pytest.raises(ReportUsageError, match="drop --strategy, --param"):
         cmd_report(args)
+
+
+def test_cli_takes_the_backtest_settings_flags(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = _parser().parse_args(["report", "--data", "bars.csv", "--timeframe", "1h", "--sizing", "fixed_amount:500",
+                                 "--slippage-bps", "2", "--timezone", "Europe/Paris", "--blackout", "12:00-12:30",
+                                 "--trailing-stop", "0.03"])
+    p = report_params(args)
+    assert p == {"strategy": "momentum", "start": None, "end": None, "data": str(tmp_path / "bars.csv"),
+                 "timeframe": "1h", "sizing": "fixed_amount:500", "slippage_bps": 2.0, "timezone": "Europe/Paris",
+                 "blackout": ["12:00-12:30"], "trailing_stop": 0.03}
+    config = prepare(**{k: v for k, v in p.items() if k not in ("data", "timeframe")}).config
+    assert (config.sizing.mode, config.sizing.value, config.slippage.bps) == ("fixed_amount", 500, 2.0)
+    assert [(w.start, w.end) for w in config.time.blackouts] == [("12:00", "12:30")]
+    assert (config.time.timezone, config.risk.trailing_stop) == ("Europe/Paris", 0.03)
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--slippage-bps", "-1"], "--slippage-bps (slippage.bps): Input should be greater than or equal to 0"),
+    (["--sizing", "0.5"], "--sizing takes MODE:VALUE, e.g. percent_equity:0.5"),
+    (["--timezone", "Mars/Base"], "--timezone (time.timezone): unknown time zone; use an IANA name"),
+])
+def test_cli_bad_settings_are_the_backtest_commands_one_line_before_any_kernel(flags, line, tmp_path, capsys):
+    from workbench.cli import main
+
+    assert main(["report", *flags, "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert line in err and err.count("\n") == 1 and err.startswith("workbench: ")
+    assert not (tmp_path / "out").exists()  # refused before papermill started a kernel

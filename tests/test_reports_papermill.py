@@ -84,3 +84,26 @@ def test_batch_of_two_writes_an_index_linking_both(tmp_path):
     rows = json.loads((index.parent / "index.json").read_text())
     assert [r["error"] for r in rows] == [None, None]
     assert {r["summary"]["metrics"]["trade_count"] is not None for r in rows} == {True}
+
+
+def test_workbench_report_takes_the_backtest_flags(tmp_path, monkeypatch, capsys):
+    """`workbench report` with `workbench backtest`'s settings flags, end to end (one papermill run): a
+    5-minute CSV at its own interval, fixed-quantity sizing, no slippage, a stop and a New York blackout."""
+    from workbench.cli import main
+    from workbench.data import resample_bars, sample_bars
+
+    csv = tmp_path / "bars_5m.csv"
+    resample_bars(sample_bars("BTC/USDT", days=3), "5m").to_csv(csv)
+    monkeypatch.chdir(tmp_path)  # --data relative to where the command runs
+    code = main(["report", "--data", "bars_5m.csv", "--sizing", "fixed_quantity:0.01", "--slippage-bps", "0",
+                 "--stop-loss", "0.01", "--timezone", "America/New_York", "--blackout", "09:30-16:00",
+                 "--db", f"sqlite:///{tmp_path / 'wb.db'}", "-o", str(tmp_path / "out"), "--name", "flags"])
+    assert code == 0, capsys.readouterr().err
+    html = (tmp_path / "out" / "flags.html").read_text(encoding="utf-8")
+    nb = json.loads((tmp_path / "out" / "flags.ipynb").read_text(encoding="utf-8"))
+    params = nb["metadata"]["papermill"]["parameters"]
+    assert params["data"] == str(csv) and params["blackout"] == ["09:30-16:00"]
+    for setting, value in (("data.timeframe", "5m"), ("data.source", "csv"), ("sizing.mode", "fixed_quantity"),
+                           ("slippage.bps", "0.0"), ("risk.stop_loss", "0.01"), ("time.timezone", "America/New_York")):
+        assert re.search(rf">{re.escape(setting)}</th>\s*<td[^>]*>{re.escape(value)}</td>", html), setting
+    assert "Trade review" in html and "P&amp;L against holding time" in html and "By market regime" in html

@@ -6,39 +6,19 @@ import argparse
 import json
 from typing import Any
 
-_SINGLE = ("strategy", "param", "symbols", "start", "end", "balance", "fee", "stop_loss", "take_profit",
-           "trailing_stop", "session", "template", "name")
+from workbench.config import ConfigError
+from workbench.reports.flags import CONFIG_FLAGS, add_config_flags, flag_problems, parse_params, settings_from_args
+from workbench.reports.flags import UsageError as ReportUsageError  # one class for both commands' usage errors
 
-
-class ReportUsageError(ValueError):
-    """Command-line arguments of ``workbench report`` that cannot be used together or as given."""
-
-
-def _value(text: str) -> Any:
-    """``30`` -> 30, ``0.5`` -> 0.5, ``true`` -> True; anything else stays a string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_params(pairs: list[str], flag: str = "--param", example: str = "window=30") -> dict[str, Any]:
-    """``["window=30", "entry_threshold=0.02"]`` -> ``{"window": 30, "entry_threshold": 0.02}``."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ReportUsageError(f"{flag} takes key=value, e.g. {flag} {example} (got {pair!r})")
-        out[key.strip()] = _value(value.strip())
-    return out
+__all__ = ["ReportUsageError", "add_report_parser", "cmd_report", "parse_params", "report_params"]
+_SINGLE = (*CONFIG_FLAGS, "session", "template", "name")
 
 
 def report_params(args: argparse.Namespace) -> dict[str, Any]:
     """The report template's parameters a ``workbench report`` command line gives (unset ones left out)."""
     params: dict[str, Any] = {
         "strategy": args.strategy, "start": args.start, "end": args.end, "initial_balance": args.balance,
-        "fee": args.fee, "stop_loss": args.stop_loss, "take_profit": args.take_profit,
-        "trailing_stop": args.trailing_stop, "session_id": args.session, "template": args.template,
+        **settings_from_args(args, absolute=True), "session_id": args.session, "template": args.template,
         "db_url": args.db,
     }
     if args.symbols:
@@ -51,6 +31,19 @@ def report_params(args: argparse.Namespace) -> dict[str, Any]:
         out.setdefault("start", None)  # the template's defaults are a short demo range; no dates = all data
         out.setdefault("end", None)
     return out
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Build the report's config here, before a kernel starts, so a bad flag is one line naming it (as
+    ``workbench backtest`` says it) instead of a failed notebook."""
+    from workbench.reports.report import ReportParameterError, prepare
+
+    try:
+        prepare(**params)
+    except ReportParameterError as e:
+        if isinstance(e.__cause__, ConfigError):
+            raise ReportUsageError(flag_problems(e.__cause__)) from None
+        raise ReportUsageError(str(e)) from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -69,8 +62,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         for r in failed:
             print(f"failed: {r['name']}: {r['error'].removeprefix('report failed: ')}")
         return 1 if failed else 0
+    params = report_params(args)
+    check_params(params)
     try:
-        out = run_report(report_params(args), args.out, name=args.name, html=not args.no_html, timeout=args.timeout)
+        out = run_report(params, args.out, name=args.name, html=not args.no_html, timeout=args.timeout)
     except ReportError as e:
         where = e.output and (e.output.html_path or e.output.notebook_path)
         raise ReportError(f"{e} (see {where})" if where else str(e), e.output) from None
@@ -89,16 +84,7 @@ def add_report_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
                     "it to HTML: the verdict first, the configuration as the appendix. "
                     "Without --start/--end the whole data range is used.",
     )
-    p.add_argument("--strategy", help="strategy name (default momentum)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="strategy parameter (repeat)")
-    p.add_argument("--symbols", help="comma-separated, e.g. BTC/USDT,ETH/USDT (default BTC/USDT)")
-    p.add_argument("--start", help="first bar, e.g. 2024-01-01")
-    p.add_argument("--end", help="last bar, e.g. 2024-02-01")
-    p.add_argument("--balance", type=float, help="initial balance, quote currency (default 10000)")
-    p.add_argument("--fee", type=float, help="commission as a fraction, e.g. 0.001")
-    p.add_argument("--stop-loss", type=float, help="fraction below entry, e.g. 0.05")
-    p.add_argument("--take-profit", type=float, help="fraction above entry, e.g. 0.1")
-    p.add_argument("--trailing-stop", type=float, help="fraction below the high since entry")
+    add_config_flags(p)
     p.add_argument("--session", metavar="ID", help="report a saved session's config (flags given change it)")
     p.add_argument("--template", metavar="NAME", help="report a saved template's config (flags given change it)")
     p.add_argument("--batch", metavar="GRID.yaml", help="run every parameter set of a YAML grid; writes index.html")

@@ -17,6 +17,7 @@ import pandas as pd
 from workbench.config import ConfigError, SessionConfig, make_config
 from workbench.reports import sections
 from workbench.reports.display import ReportFigure, Summary, reset_plotlyjs
+from workbench.reports.flags import SETTINGS, UsageError, apply_settings
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -24,10 +25,7 @@ if TYPE_CHECKING:
     from workbench.backtest.result import BacktestResult
 
 #: prepare() arguments that change a saved session's or template's config when not None
-OVERRIDES: tuple[str, ...] = (
-    "strategy", "params", "symbols", "start", "end", "initial_balance", "fee", "stop_loss", "take_profit",
-    "trailing_stop",
-)
+OVERRIDES: tuple[str, ...] = ("strategy", "params", "symbols", "start", "end", "initial_balance", *SETTINGS)
 SUMMARY_KEYS: tuple[str, ...] = ("total_return", "sharpe_ratio", "max_drawdown", "trade_count")
 
 
@@ -102,11 +100,20 @@ def prepare(
     session_id: str | None = None,
     template: str | None = None,
     db_url: str | None = None,
+    data: str | None = None,
+    timeframe: str | None = None,
+    sizing: str | dict[str, Any] | None = None,
+    slippage_bps: float | None = None,
+    timezone: str | None = None,
+    blackout: Sequence[str] | str | None = None,
 ) -> Report:
     """A validated :class:`Report`. The config comes from the arguments, or from a saved session
     (``session_id``) or template (``template``) in the store at ``db_url``, which the arguments that
-    are not None then change. ``fee`` sets taker and maker commission; ``stop_loss``, ``take_profit``
-    and ``trailing_stop`` are fractions. Raises :class:`ReportParameterError` (one line) on bad input."""
+    are not None then change. The settings are ``workbench backtest``'s flags
+    (:func:`workbench.reports.flags.apply_settings`): ``fee`` sets taker and maker commission;
+    ``stop_loss``, ``take_profit`` and ``trailing_stop`` are fractions; ``data`` a CSV file run at its own
+    interval unless ``timeframe`` is coarser; ``sizing`` ``"MODE:VALUE"``; ``blackout`` ``"HH:MM-HH:MM"``
+    windows in ``timezone``. Raises :class:`ReportParameterError` (one line) on bad input."""
     fields, source = _base_config(session_id, template, db_url)
     params_ = _params(params)
     if strategy is not None:
@@ -119,17 +126,16 @@ def prepare(
                        ("initial_balance", initial_balance)):
         if value is not None:
             fields[key] = value
-    if fee is not None:
-        fields["commission"] = {**fields.get("commission", {}), "taker": fee, "maker": fee}
-    risk = {k: v for k, v in (("stop_loss", stop_loss), ("take_profit", take_profit),
-                              ("trailing_stop", trailing_stop)) if v is not None}
-    if risk:
-        fields["risk"] = {**fields.get("risk", {}), **risk}
+    settings = {"data": data, "timeframe": timeframe, "fee": fee, "stop_loss": stop_loss, "take_profit": take_profit,
+                "trailing_stop": trailing_stop, "sizing": sizing, "slippage_bps": slippage_bps, "timezone": timezone,
+                "blackout": blackout}
     fields["kind"] = "backtest"
     try:
-        config = make_config(**fields)
+        config = make_config(**apply_settings(fields, settings))
     except ConfigError as e:
-        raise ReportParameterError(one_line(e)) from None
+        raise ReportParameterError(one_line(e)) from e  # the cause: `workbench report` names the flags
+    except (UsageError, OSError) as e:  # a sizing or window that cannot be read, a CSV file
+        raise ReportParameterError(str(e).splitlines()[0]) from None
     reset_plotlyjs()  # a fresh run of the notebook embeds plotly.js with its first figure again
     return Report(config=config, source=source)
 
