@@ -10,13 +10,15 @@ session of a process (``workbench host``); :meth:`usage` is what the risk dashbo
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
-from workbench.account.policy import ANY, AccountLimits, RiskPolicy
+from workbench.account.policy import ANY, AccountLimits, PolicyError, RiskPolicy, load_policy, policy_path
 from workbench.account.sectors import sector_of
 
 #: the gate's rules, as a Breach names them
@@ -58,13 +60,42 @@ class _Book:
 class AccountGate:
     """Account-wide limits over the sessions that :meth:`report` to it (thread-safe)."""
 
-    def __init__(self, policy: RiskPolicy | None = None):
+    def __init__(self, policy: RiskPolicy | None = None, path: str | Path | None = None):
         self.policy = policy or RiskPolicy()
+        self.path = Path(path) if path is not None else None
+        self._stamp: tuple[float, int] | None = None
         self._books: dict[str, _Book] = {}
         self._lock = threading.Lock()
 
-    def set_policy(self, policy: RiskPolicy) -> None:
-        self.policy = policy
+    @classmethod
+    def from_file(cls, path: str | Path | None = None) -> AccountGate:
+        """A gate over the policy file (default ``risk-policy.yaml`` in the workbench home); a bad file
+        raises :class:`PolicyError` (a host must not trade without the limits its operator wrote)."""
+        gate = cls(path=path if path is not None else policy_path())
+        gate.reload_if_changed(strict=True)
+        return gate
+
+    def reload_if_changed(self, *, strict: bool = False) -> str | None:
+        """Read the policy file again if it changed; a bad new file keeps the policy in force and is
+        returned as the problem (raised with ``strict``). A removed file means no account limits."""
+        if self.path is None:
+            return None
+        try:
+            st = os.stat(self.path)
+            stamp: tuple[float, int] | None = (st.st_mtime, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._stamp and not strict:
+            return None
+        try:
+            self.policy = load_policy(self.path)
+        except PolicyError as e:
+            if strict:
+                raise
+            return f"{e} (the previous policy stays in force)"
+        finally:
+            self._stamp = stamp
+        return None
 
     def report(self, session_id: str, account: str, venue: str, values: Mapping[str, float],
                day_pnl: float = 0.0) -> None:

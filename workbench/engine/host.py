@@ -18,12 +18,15 @@ resting orders kept, for the next host to resume. Only an operator's stop or kil
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+from workbench.account import AccountGate
 from workbench.config import SessionConfig
 from workbench.domain import SessionState
 from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
@@ -34,6 +37,7 @@ from workbench.store import Store
 from workbench.store.lease import LEASE_SECONDS, LeaseHeld
 
 S = SessionState
+log = logging.getLogger(__name__)
 ORPHAN_AFTER_POLLS = 10
 #: the event message of a session a shut-down host hands back (after "<actor> ")
 HANDED_BACK = "shut down: handed back, resumable"
@@ -115,7 +119,7 @@ def tune_gc() -> None:
 async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: float | None = None,
                    resume_orphans: bool = True, session_kwargs: dict[str, Any] | None = None,
                    allow_live: bool = False, actor: str = "host", clock: Clock = utc_now,
-                   ops: OpsConfig | None = None) -> list[str]:
+                   ops: OpsConfig | None = None, risk_policy: str | Path | None = None) -> list[str]:
     """Run requested (and, with ``resume_orphans``, orphaned) sessions until cancelled or SIGTERM (then
     hand them back and return), or until ``stop_after`` seconds have passed (then stop claiming and wait
     for the running sessions to end). Returns the ids of the sessions it ran. ``clock`` (wall time)
@@ -124,7 +128,12 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
     Live sessions run only on a host started with ``allow_live`` (``workbench up --allow-live`` or
     ``workbench host --allow-live``; otherwise they fail at once with :data:`LIVE_REFUSED`),
     armed with the confirmation their request carries (:func:`request_session`). ``ops``: alerts and a
-    metrics endpoint run beside the sessions (:class:`workbench.ops.OpsConsole`; default none)."""
+    metrics endpoint run beside the sessions (:class:`workbench.ops.OpsConsole`; default none).
+
+    Every session's entries pass the account gate (:mod:`workbench.account`) of ``risk_policy`` (default
+    ``risk-policy.yaml`` in the workbench home; a bad file stops the host before it runs anything; a
+    bad edit while it runs is logged and the policy in force stays), shared by all its sessions."""
+    gate = AccountGate.from_file(risk_policy)
     store = Store(store_url)
     console = OpsConsole(store, ops)
     kwargs = {"poll_interval": poll, **(session_kwargs or {})}
@@ -138,6 +147,8 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
         console.start()
         while deadline is None or time.monotonic() < deadline:
             if polls % ORPHAN_AFTER_POLLS == 0:  # the host's store work runs off the loop: a lock stalls no session
+                if problem := gate.reload_if_changed():
+                    log.warning("risk policy not reloaded: %s", problem)
                 await asyncio.to_thread(_mark_orphans, store, ORPHAN_AFTER_POLLS * poll, actor, clock)
             polls += 1
             states = [S.REQUESTED.value] + ([S.ORPHANED.value] if resume_orphans else [])
@@ -157,10 +168,12 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
                 except Exception as e:
                     await asyncio.to_thread(_failed_to_start, store, sid, e, actor)
                     continue
+                session.risk.attach_account(gate, sid)
                 running[sid] = session.start()
                 ran.append(sid)
             for sid in [sid for sid, sess in running.items() if sess._task is not None and sess._task.done()]:
                 del running[sid]
+                gate.forget(sid)
             await asyncio.sleep(poll)
         for sess in list(running.values()):
             await sess.wait()

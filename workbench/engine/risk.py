@@ -30,6 +30,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from workbench import execution as ex
+from workbench.account import AccountGate, Breach
+from workbench.account.policy import account_of, venue_of
 from workbench.config import RiskConfig, SessionConfig
 from workbench.domain import Order, OrderType, Position, Side
 from workbench.execution.ledger import Portfolio
@@ -87,6 +89,8 @@ class RiskEngine:
         self._orders: deque[datetime] = deque()
         self._rejections: deque[datetime] = deque()
         self._peak = self._day_start = self._last_equity = float(config.initial_balance)
+        self.gate: AccountGate | None = None  # attach_account
+        self._gate_key = ("", "", "")
         self._day_end: datetime | None = None
         self._breaker_on = self._cb.max_daily_loss is not None or self._cb.max_drawdown is not None
         self._recompute()
@@ -154,6 +158,9 @@ class RiskEngine:
         detail = self._numbers(rule, order.quantity, price, ctx.volume, pf.cash, exposure, pos_value) if rule else {}
         if q <= 0.0:
             return self._reject(order, ctx, rule, **detail)
+        breach = self._account_breach(order, ctx, q * price) if self.gate is not None else None
+        if breach is not None:
+            return self._reject(order, ctx, breach.rule, **breach.numbers())
         self._record_order(ctx.time)
         return Decision(True, q, rule, detail)
 
@@ -256,6 +263,29 @@ class RiskEngine:
             dd = 1.0 - equity / self._peak
             self.trip("drawdown", actor="risk", limit=cb.max_drawdown, drawdown=dd,
                       peak_equity=self._peak, equity=equity, time=now.isoformat())
+
+    # ---- the account's limits (workbench.account) -------------------------------------------
+    def attach_account(self, gate: AccountGate, session_id: str) -> None:
+        """Put the account policy in front of this session's entries: every entry this engine accepts
+        is also checked against what all the gate's sessions of the same account hold."""
+        self.gate, self._gate_key = gate, (account_of(self.config), venue_of(self.config), session_id)
+
+    @property
+    def day_pnl(self) -> float:
+        """Equity now less the start-of-UTC-day equity (the daily-loss breaker's reference)."""
+        return self._last_equity - self._day_start
+
+    def report_account(self, portfolio: Portfolio) -> None:
+        """Tell the gate what this session holds now and its P&L of the day."""
+        if self.gate is not None:
+            account, venue, sid = self._gate_key
+            self.gate.report(sid, account, venue, portfolio.exposures(), self.day_pnl)
+
+    def _account_breach(self, order: Order, ctx: RiskContext, value: float) -> Breach | None:
+        assert self.gate is not None
+        self.report_account(ctx.portfolio)
+        account, venue, sid = self._gate_key
+        return self.gate.check(account, venue, order.symbol, value, session_id=sid)
 
     def _count_rejection(self, now: datetime) -> None:
         cb = self._cb

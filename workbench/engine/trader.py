@@ -227,6 +227,8 @@ class Trader:
         self.bars_seen += 1
         equity = pf.equity
         risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
+        if risk.gate is not None:  # and the account gate what the session holds
+            risk.report_account(pf)
         return equity
 
     def _entries_off(self, bars: Mapping[str, Bar], was_long: list[str]) -> None:
