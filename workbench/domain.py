@@ -115,6 +115,7 @@ class Order:
     reason: str = ""  # "signal", "stop_loss", "take_profit", "close_all", ...
     exchange_id: str | None = None
     stop_price: float | None = None  # a triggered stop exit's reference price (the level, or the open if gapped)
+    ref_price: float | None = None  # the decision price (live): the price the trader decided at; slippage is vs it
 
     @property
     def remaining(self) -> float:
@@ -131,7 +132,7 @@ class Fill:
     quantity: float
     price: float
     commission: float
-    slippage: float  # money lost to slippage on this fill, >= 0
+    slippage: float  # money lost to slippage on this fill (vs the decision price; live: < 0 is price improvement)
     time: datetime
     fill_id: str = ""
     reason: str = ""  # the order's reason, e.g. "entry", "signal", "stop_loss"

@@ -424,7 +424,9 @@ class SessionControls:
         ref = order.limit_price if order.type is OrderType.LIMIT else self.portfolio.marks.get(symbol)
         if ref is None:
             raise CommandRejected(f"no price for {symbol} yet: place a limit order or wait for its first bar")
-        d = self.risk.check(order, RiskContext(self._now(), ref, self.portfolio))
+        order.ref_price = ref  # the decision price
+        reserved = ex.reserved_cash(self.broker.open_orders(), self.config.commission)  # open buys keep theirs
+        d = self.risk.check(order, RiskContext(self._now(), ref, self.portfolio, reserved=reserved))
         if not d.accepted:
             raise CommandRejected(f"order rejected by risk rule {d.rule}"
                                   + (f" ({', '.join(f'{k}={v}' for k, v in d.detail.items())})" if d.detail else ""))

@@ -61,6 +61,7 @@ class RiskContext:
     price: float
     portfolio: Portfolio
     volume: float = math.inf
+    reserved: float = 0.0  # cash open buy orders could still spend (execution.reserved_cash): not for entries
 
 
 @dataclass(slots=True)
@@ -147,15 +148,15 @@ class RiskEngine:
             self._prune(self._orders, ctx.time - _MINUTE)
             if len(self._orders) >= rate:
                 return self._reject(order, ctx, "max_order_rate", limit=rate, orders_last_minute=len(self._orders))
-        pf, price = ctx.portfolio, ctx.price
+        pf, price, cash = ctx.portfolio, ctx.price, ctx.portfolio.cash - ctx.reserved
         exposure, pos_value = pf.exposure, pf.symbol_exposure(order.symbol)
         q, rule = ex.cap_entry(
-            order.quantity, price, ctx.volume, pf.cash, exposure,
+            order.quantity, price, ctx.volume, cash, exposure,
             self.config.commission, self.config.slippage, self.config.volume,
             max_position=self.limits["max_position"], portfolio_limit=self.limits["portfolio_limit"],
             concentration_limit=self.limits["concentration_limit"], position_value=pos_value,
         )
-        detail = self._numbers(rule, order.quantity, price, ctx.volume, pf.cash, exposure, pos_value) if rule else {}
+        detail = self._numbers(rule, order.quantity, price, ctx.volume, cash, exposure, pos_value) if rule else {}
         if q <= 0.0:
             return self._reject(order, ctx, rule, **detail)
         breach = self._account_breach(order, ctx, q * price) if self.gate is not None else None

@@ -185,7 +185,7 @@ class Trader:
                     why.blocked(int(t.timestamp()), HALTED)
                 orders = risk.exits_due(pos, b)
             for o in orders:
-                ref = o.stop_price if o.stop_price is not None else b.open
+                o.ref_price = ref = o.stop_price if o.stop_price is not None else b.open  # the decision price
                 d = risk.check(o, RiskContext(t, ref, pf, b.volume))
                 if o.reason == ex.SIGNAL:
                     why.add(stamp, SIGNAL)
@@ -205,13 +205,14 @@ class Trader:
                 if stamp < 0:
                     stamp = int(t.timestamp())
                 q = risk.target_quantity(b.open, pf.equity)
-                o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY)
-                d = risk.check(o, RiskContext(t, b.open, pf, b.volume))
+                o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY, ref_price=b.open)
+                reserved = ex.reserved_cash(broker.open_orders(), self.config.commission)  # open buys keep theirs
+                d = risk.check(o, RiskContext(t, b.open, pf, b.volume, reserved))
                 why.add(stamp, SIGNAL)
                 if d.accepted:
                     why.add(stamp, ORDER)
                     o.quantity = d.quantity
-                    broker.submit(o, b, pf.cash)
+                    broker.submit(o, b, pf.cash - reserved)
                 else:
                     why.blocked(stamp, d.rule)
         else:

@@ -35,6 +35,8 @@ from workbench.execution.rules import (
     entry_quantity,
     fee,
     fill_price,
+    reserved_cash,
+    slippage_cost,
     slippage_fraction,
     stop_exit,
     target_quantity,
@@ -45,7 +47,8 @@ from workbench.execution.rules import (
 
 __all__ = [
     "Bar", "affordable_quantity", "breaker_breach", "cap_entry", "entry_allowed", "entry_allowed_at",
-    "entry_quantity", "fee", "fill_price", "slippage_fraction", "stop_exit", "target_quantity", "time_block",
+    "entry_quantity", "fee", "fill_price", "reserved_cash", "slippage_cost", "slippage_fraction", "stop_exit",
+    "target_quantity", "time_block",
     "wall_clock_ns", "warm_up", "MIN_QUANTITY", "MAX_SELL_SLIPPAGE", "ENTRY", "SIGNAL", "STOP_LOSS",
     "TAKE_PROFIT", "TRAILING_STOP", "TIME_LIMIT", "CLOSE_ALL", "END", "MIN_VOLUME", "MAX_POSITION",
     "PORTFOLIO_LIMIT", "CONCENTRATION", "MAX_SHARE", "CASH", "TOO_SMALL",

@@ -7,6 +7,7 @@ datetimes; each wraps the kernel of :mod:`workbench.execution.nb` that the vecto
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -23,7 +24,7 @@ from workbench.config import (
     TimeRestrictions,
     VolumeRule,
 )
-from workbench.domain import Side
+from workbench.domain import Order, OrderStatus, OrderType, Side
 from workbench.execution import codes, nb
 
 # order reasons (the trade log's exit_reason for exits)
@@ -63,6 +64,29 @@ def fill_price(side: Side, ref_price: float, quantity: float, bar_volume: float,
 def fee(notional: float, commission: CommissionModel, maker: bool = False) -> float:
     """Fee of one order: maker or taker fraction of ``notional`` plus the fixed fee."""
     return nb.fee_nb(notional, commission.maker if maker else commission.taker, commission.fixed)
+
+
+def slippage_cost(side: Side, quantity: float, price: float, ref_price: float) -> float:
+    """Money lost to slippage on a fill of ``quantity`` at ``price`` against the decision price ``ref_price``:
+    buy ``q × (price - ref)``, sell ``q × (ref - price)`` (negative: a better price than decided)."""
+    return quantity * (price - ref_price if side is Side.BUY else ref_price - price)
+
+
+def reserved_cash(orders: Iterable[Order], commission: CommissionModel) -> float:
+    """Cash that open buy orders could still spend, so new entries do not spend it too: each open buy's
+    remaining quantity × its limit price (a market order in flight: its decision price ``ref_price``)
+    plus its fee (maker for limit, taker for market orders)."""
+    total = 0.0
+    for o in orders:
+        if o.side is not Side.BUY or o.status not in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+            continue
+        limit = o.type is OrderType.LIMIT
+        price = o.limit_price if limit else o.ref_price
+        if price is None or not o.remaining > 0.0:
+            continue
+        notional = o.remaining * price
+        total += notional + fee(notional, commission, maker=limit)
+    return total
 
 
 def affordable_quantity(

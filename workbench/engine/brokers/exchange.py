@@ -384,6 +384,8 @@ class ExchangeBroker(RestingOrders, AccountWatch):
         for f in fills:
             if f.fill_id in self.applied:
                 continue
+            if order.ref_price is not None:  # slippage against the decision price (0 if unknown, e.g. resumed)
+                f.slippage = ex.slippage_cost(f.side, f.quantity, f.price, order.ref_price)
             self.on_fill(f, order)
             self.applied.add(f.fill_id)
             order.filled_quantity = min(order.quantity, order.filled_quantity + f.quantity)

@@ -268,6 +268,6 @@ class PaperBroker:
         order.status = OrderStatus.FILLED if order.remaining <= ex.MIN_QUANTITY else OrderStatus.PARTIALLY_FILLED
         return Fill(
             client_id=order.client_id, symbol=order.symbol, side=order.side, quantity=q, price=price,
-            commission=commission, slippage=q * abs(price - ref), time=bar.time,
+            commission=commission, slippage=ex.slippage_cost(order.side, q, price, ref), time=bar.time,
             fill_id=f"{order.client_id}@{int(bar.time.timestamp())}", reason=order.reason,
         )
