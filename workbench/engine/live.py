@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, Mapping
 from typing import Any, Literal
 
 from workbench.config import SessionConfig
-from workbench.domain import SessionKind
+from workbench.domain import Order, SessionKind
 from workbench.engine.brokers.exchange import ExchangeBroker
 from workbench.engine.ccxt_broker import CcxtBroker, make_async_exchange
 from workbench.engine.live_feed import LiveFeed
@@ -97,6 +97,7 @@ class LiveSession(Session):
         if isinstance(feed, LiveFeed) and feed._session is None:
             feed.attach(self)
         broker.trip_breaker = self._trip_on_mismatch
+        broker.on_refused = self._refused
 
     async def _started(self) -> None:
         """Record the config's pre-flight waivers (once per session), then run as a Session."""
@@ -110,6 +111,14 @@ class LiveSession(Session):
                     self.store.add_event(self.id, "waiver", msg, {"check": check, "reason": reason},
                                          actor=self.actor)
         await super()._started()
+
+    def _refused(self, order: Order, why: str) -> None:
+        """The exchange refused an order (InsufficientFunds, a filter such as -1013) or it was below the lot
+        size: it counts toward the circuit breaker's rejection rule like a risk rejection (the broker wrote
+        the ``order_rejected`` event)."""
+        self.risk.count_rejection(self._now())
+        if self.risk.events:
+            self._risk_events()
 
     def _trip_on_mismatch(self, reason: str, data: dict[str, Any]) -> None:
         """The broker's reconciliation found a difference above its threshold: trip the circuit breaker

@@ -288,6 +288,13 @@ class RiskEngine:
         account, venue, sid = self._gate_key
         return self.gate.check(account, venue, order.symbol, value, session_id=sid)
 
+    def count_rejection(self, now: datetime) -> None:
+        """An order refused outside this engine (the exchange: insufficient balance, a filter): it counts
+        toward the breaker's rejection rule like this engine's own rejections (the refusal's event is the
+        caller's)."""
+        self._tick(now)
+        self._count_rejection(now)
+
     def _count_rejection(self, now: datetime) -> None:
         cb = self._cb
         if cb.max_rejections is None:

@@ -27,7 +27,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,8 @@ class ExchangeBroker(RestingOrders, AccountWatch):
         self.owns_client = owns_client
         self.on_fill: FillSink = ignore_fill
         self.on_order: OrderSink = ignore_order
+        #: an order the exchange refused (or too small to send): the live session counts it toward its breaker
+        self.on_refused: Callable[[Order, str], None] | None = None
         self.session_id = ""
         self.portfolio: Portfolio | None = None
         self.queue: asyncio.Queue[Order] = asyncio.Queue()
@@ -109,6 +111,10 @@ class ExchangeBroker(RestingOrders, AccountWatch):
         if kind == "exchange_retry":
             message = f"{message}; still open: {self.open_summary()}"
         self._event(kind, message, data)
+
+    def _refused(self, order: Order, why: str) -> None:
+        if self.on_refused is not None:
+            self.on_refused(order, why)
 
     def open_summary(self) -> str:
         """Open positions, orders in flight and resting orders, for events."""
@@ -301,6 +307,7 @@ class ExchangeBroker(RestingOrders, AccountWatch):
             self.store.upsert_order(self.session_id, order)
             self._event("order_rejected", f"{order.side.value} {order.quantity:g} {order.symbol} is below the "
                         f"exchange's lot size ({order.reason}); not sent", {"client_id": order.client_id}, "broker")
+            self._refused(order, "lot_size")
             return
         order.quantity = q
         if order.created_at is None:
@@ -350,6 +357,7 @@ class ExchangeBroker(RestingOrders, AccountWatch):
             self._event("order_rejected", f"{order.side.value} {order.quantity:g} {order.symbol} refused by "
                         f"{self.venue} ({type(e).__name__}): {e}", {"client_id": order.client_id,
                                                                     "error": type(e).__name__})
+            self._refused(order, type(e).__name__)
             return
         order.exchange_id = str(res.get("id"))
         await self._store_order(order, sent, datetime.now(timezone.utc))
