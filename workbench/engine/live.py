@@ -98,6 +98,7 @@ class LiveSession(Session):
             feed.attach(self)
         broker.trip_breaker = self._trip_on_mismatch
         broker.on_refused = self._refused
+        self.trader.act_on_close = True  # a closed bar's signals go to the exchange now, not a bar later
 
     async def _started(self) -> None:
         """Record the config's pre-flight waivers (once per session), then run as a Session."""

@@ -12,7 +12,9 @@ vectorized walk (:func:`workbench.execution.simulate.fills_nb`):
 4. resting operator orders (``broker.on_bar``);
 5. track highs, mark the closes;
 6. signals for the next bar: ``strategy.last_signal`` over a rolling :class:`BarBuffer` per symbol;
-7. the equity after the bar to the risk engine (circuit breaker).
+7. the equity after the bar to the risk engine (circuit breaker);
+8. live sessions (``act_on_close``): the new signals act at once, steps 2-3 at the bar forming now (its
+   open taken as this bar's close, the decision price), as paper acts at the next bar's open.
 
 Orders go to a :class:`~workbench.engine.brokers.base.Broker`; its fills come back through one
 callback, are booked in the portfolio and handed on to ``on_fill`` (the session queues them for the
@@ -124,6 +126,9 @@ class Trader:
         self.last_time: datetime | None = None
         self.last_ns = -1  # last_time as int ns since the epoch
         self.bars_seen = 0
+        #: live: act on a closed bar's signals at once (the forming bar), not at the next closed bar's open
+        self.act_on_close = False
+        self._bar: timedelta | None = None  # the bar length (act_on_close)
         self.why = WhyCounts()  # signals, orders, fills and blocked signals by rule (workbench.diagnostics.why)
 
     def set_strategy(self, strategy: Strategy | None) -> None:
@@ -151,16 +156,49 @@ class Trader:
         """Trade one bar time (``bars``: symbol -> its bar, all with the same open time); returns the
         equity after it. ``entries``: new entries allowed (the session is running, not paused);
         ``stopping``: flatten every position (reason ``end``)."""
-        pf, risk, broker, pending = self.portfolio, self.risk, self.broker, self.pending
+        pf, risk, broker = self.portfolio, self.risk, self.broker
         for b in bars.values():
             t = b.time
             break
         else:
             raise ValueError("step() needs the bars of at least one symbol")
         self.last_time = t
-        marks, positions, close_all = pf.marks, pf.positions, self.close_all
+        marks, positions = pf.marks, pf.positions
         for s, b in bars.items():
             marks[s] = b.open
+        self._act(bars, t, entries=entries, stopping=stopping)
+        broker.on_bar(bars, pf)  # 3) resting operator orders
+        for s, b in bars.items():  # 4) peaks and marks see the whole bar
+            marks[s] = b.close
+            pos = positions.get(s)
+            if pos is not None and pos.quantity > 0.0 and b.high > pos.peak_price:
+                pos.peak_price = b.high
+        self.last_ns = t_ns = (t - _EPOCH) // _US * 1000
+        self.signals(bars, t_ns)  # 5) signals for the next bar
+        self.bars_seen += 1
+        equity = pf.equity
+        risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
+        if self.act_on_close and not stopping:
+            self._act_now(bars, entries)
+        return equity
+
+    def _act_now(self, bars: Mapping[str, Bar], entries: bool) -> None:
+        """Live: act on the signals of the bar that just closed at once, at the bar forming now (its open is
+        taken as that close: the decision price), not at the next closed bar; they are then consumed."""
+        if self._bar is None:
+            from workbench.data.schema import timeframe_delta
+
+            self._bar = timeframe_delta(self.config.data.timeframe).to_pytimedelta()
+        forming = {s: Bar(b.time + self._bar, b.close, b.close, b.close, b.close, b.volume) for s, b in bars.items()}
+        self._act(forming, next(iter(forming.values())).time, entries=entries, stopping=False, stops=False)
+        for s in bars:
+            self.pending[s] = (False, False)
+
+    def _act(self, bars: Mapping[str, Bar], t: datetime, *, entries: bool, stopping: bool, stops: bool = True) -> None:
+        """Exits, then entries, at the open of ``bars`` (bar time ``t``); ``stops``: check stop and holding-time
+        exits too."""
+        pf, risk, broker, pending = self.portfolio, self.risk, self.broker, self.pending
+        positions, close_all = pf.positions, self.close_all
         stamp = -1
         was_long: list[str] = []
         why = self.why
@@ -183,7 +221,7 @@ class Trader:
                 if pending[s][1]:  # an exit signal held by the breaker
                     why.add(int(t.timestamp()), SIGNAL)
                     why.blocked(int(t.timestamp()), HALTED)
-                orders = risk.exits_due(pos, b)
+                orders = risk.exits_due(pos, b) if stops else []
             for o in orders:
                 o.ref_price = ref = o.stop_price if o.stop_price is not None else b.open  # the decision price
                 d = risk.check(o, RiskContext(t, ref, pf, b.volume))
