@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.exchange.fixtures import TEST_RECV_WINDOW_MS, async_client
-from tests.exchange.server import LoopbackExchange
+from tests.exchange.server import API_KEY, LoopbackExchange
 from tests.kit import until
 from tests.live_kit import (
     ALWAYS_IN,
@@ -358,15 +358,25 @@ def test_exchange_refusals_become_clear_events_and_are_not_retried(store):
     async def go(lx):
         s, client = await _start(lx, store, config=config)
         try:
-            await until(lambda: "order_rejected" in set(store.events(s.id)["kind"]))
+            await until(lambda: "budget_checked" in set(store.events(s.id)["kind"]))  # 10,000 USDT free at start
+            lx.book.account(API_KEY)["USDT"] = 50.0  # then the account cannot pay for a 1,000 USDT entry
+            for _ in range(100):
+                if "order_rejected" in set(store.events(s.id)["kind"]):
+                    break
+                lx.advance(1)
+                await asyncio.sleep(BAR)
             s.stop()
+            for _ in range(100):  # the run ends at the next bar once flat
+                if s.state.is_final:
+                    break
+                lx.advance(1)
+                await asyncio.sleep(BAR)
             final = await asyncio.wait_for(s.wait(), 10)
         finally:
             await client.close()
         return s, final
 
-    with LoopbackExchange(symbols=("BTC/USDT",), days=30, clock="2024-01-10", bar_seconds=BAR,
-                          balances={"USDT": 50.0}) as lx:  # the account cannot pay for a 1,000 USDT entry
+    with LoopbackExchange(symbols=("BTC/USDT",), days=30, clock="2024-01-10", balances={"USDT": 10_000.0}) as lx:
         s, final = asyncio.run(go(lx))
         posts = [r for r in lx.requests(ORDER) if r.method == "POST"]
         assert lx.exchange_orders() == [] and all(r.status == 400 for r in posts)

@@ -236,14 +236,19 @@ class ExchangeBroker(RestingOrders, AccountWatch):
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the order worker and the resting-order watcher, measure the exchange's clock, reconcile with
-        the exchange, then start the running checks (clock keeping, continuous reconciliation)."""
+        """Start the order worker and the resting-order watcher, measure the exchange's clock, check a new
+        session's budget against the account's free balance (:mod:`~workbench.engine.brokers.account`;
+        raises BudgetExceeded), reconcile with the exchange, then start the running checks (clock keeping,
+        continuous reconciliation)."""
+        from workbench.engine.brokers.account import check_budget
         from workbench.engine.brokers.reconcile import reconcile
 
         loop = asyncio.get_running_loop()
         self._worker = loop.create_task(self._work(), name=f"orders-{self.session_id}")
         self._watcher = loop.create_task(self._watch_resting(), name=f"resting-{self.session_id}")
         await self.sync_clock()
+        if self.store.load_runner_state(self.session_id) is None and self.store.orders(self.session_id).empty:
+            await check_budget(self.client, self.config, self.store, self.session_id)  # a new session only
         await reconcile(self)
         self._checks = [loop.create_task(self._keep_time(), name=f"clock-{self.session_id}"),
                         loop.create_task(self._watch_account(), name=f"reconcile-{self.session_id}")]
