@@ -3,7 +3,8 @@
 Prices follow the server's own path: a virtual clock walks the sample 1-minute bars. The current
 price of a symbol is the open of the bar that is forming now. Market orders fill at once at that
 price; a resting limit order fills at its limit when a completed bar trades through it (buy:
-low <= limit, sell: high >= limit). Fees are taken in the quote asset. Errors are raised as
+low <= limit, sell: high >= limit), in parts if ``fill_share`` limits the liquidity. Fees are taken in
+the quote asset, or in BNB for accounts with BNB burn on (both rules: fills.py). Errors are raised as
 :class:`BinanceError` carrying Binance's code, message and HTTP status.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+from . import fills
 
 STEP = Decimal("0.00001")  # LOT_SIZE stepSize
 TICK = Decimal("0.000001")  # PRICE_FILTER tickSize
@@ -86,6 +89,8 @@ class Book:
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self.clocked = False  # with a virtual clock, orders and trades are stamped with its time
+        self.fill_share: float | None = None  # a bar fills a resting order up to this x its volume (fills.py)
+        self.bnb_burn: set[str] = set()  # accounts paying fees in BNB (fills.py)
         self.last: dict[str, float] = {}  # intrabar trade prices of the forming bar (stops.py)
         self.no_stops: set[str] = set()  # market ids without stop order types (stops.py)
 
@@ -118,7 +123,9 @@ class Book:
                         continue
                     _, h, lo, _, _ = row
                     if (o.side == "BUY" and lo <= o.price) or (o.side == "SELL" and h >= o.price):
-                        self._fill(o, o.quantity - o.executed, o.price, maker=True)
+                        qty = fills.part(self, o, self.prices[o.symbol][1][self.index])  # maybe a part
+                        if qty > 0.0:
+                            self._fill(o, qty, o.price, maker=True)
                 self.index += 1
                 self.last.clear()
 
@@ -203,13 +210,16 @@ class Book:
         base, quote = self.assets(o.symbol)
         bal = self.account(o.account)
         notional = qty * price
-        fee = notional * FEE
+        fee, fee_asset = fills.fee(self, o.account, quote, notional, FEE)  # quote, or BNB (fills.py)
+        in_quote = fee if fee_asset == quote else 0.0
+        if fee_asset != quote:
+            bal[fee_asset] = bal.get(fee_asset, 0.0) - fee
         if o.side == "BUY":
-            bal[quote] = bal.get(quote, 0.0) - notional - fee
+            bal[quote] = bal.get(quote, 0.0) - notional - in_quote
             bal[base] = bal.get(base, 0.0) + qty
         else:
             bal[base] = bal.get(base, 0.0) - qty
-            bal[quote] = bal.get(quote, 0.0) + notional - fee
+            bal[quote] = bal.get(quote, 0.0) + notional - in_quote
         o.executed += qty
         o.quote += notional
         o.status = "FILLED" if math.isclose(o.executed, o.quantity, rel_tol=1e-12) else "PARTIALLY_FILLED"
@@ -217,12 +227,12 @@ class Book:
         trade = {
             "symbol": o.symbol, "id": next(self._trade_ids), "orderId": o.order_id, "orderListId": -1,
             "price": f"{price:.8f}", "qty": f"{qty:.8f}", "quoteQty": f"{notional:.8f}",
-            "commission": f"{fee:.8f}", "commissionAsset": quote, "time": o.update_time,
+            "commission": f"{fee:.8f}", "commissionAsset": fee_asset, "time": o.update_time,
             "isBuyer": o.side == "BUY", "isMaker": maker, "isBestMatch": True, "account": o.account,
         }
         self.trades.append(trade)
         o.fills.append({"price": trade["price"], "qty": trade["qty"], "commission": trade["commission"],
-                        "commissionAsset": quote, "tradeId": trade["id"]})
+                        "commissionAsset": fee_asset, "tradeId": trade["id"]})
 
     def find(self, key: str, p: dict[str, str]) -> ExOrder:
         """The order named by ``orderId`` or ``origClientOrderId`` (Binance -2013 if none)."""

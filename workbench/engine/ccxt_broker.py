@@ -86,6 +86,7 @@ class CcxtBroker:
         self.clock_offset_ms: float | None = None  # the exchange's clock minus the host's, last measured
         self.clock_error_ms = float(UNMEASURED_ERROR_MS)  # half the round trip of that measurement
         self.clock_ok = True  # False after a -1021 refusal until a resync succeeds (entries pause)
+        self.third_fees: dict[str, tuple[str, float]] = {}  # fill id -> (asset, amount) of fees not in quote/base
 
     def __repr__(self) -> str:  # never shows the client's keys
         return f"<CcxtBroker {getattr(self.exchange, 'id', '?')} session={self.session_id or '-'}>"
@@ -281,14 +282,34 @@ class CcxtBroker:
         for t in trades:
             fee = t.get("fee") or {}
             commission = float(fee.get("cost") or 0.0)
-            base = order.symbol.split("/")[0]
-            if fee.get("currency") == base:  # fee taken in the base asset: value it in quote
+            base, quote = order.symbol.split("/")
+            currency = fee.get("currency") or quote
+            if currency == base:  # fee taken in the base asset: value it in quote
                 commission *= float(t["price"])
+            elif currency != quote and commission:  # a third asset (BNB): at its price at the fill's time
+                self.third_fees[f"{self.exchange.id}:{t['id']}"] = (currency, commission)
+                commission *= await self.price_at(currency, quote, t.get("timestamp"))
             out.append(Fill(client_id=order.client_id, symbol=order.symbol, side=Side(t["side"]),
                             quantity=float(t["amount"]), price=float(t["price"]), commission=commission,
                             slippage=0.0, time=_dt(t.get("timestamp")),
                             fill_id=f"{self.exchange.id}:{t['id']}", reason=order.reason))
         return sorted(out, key=lambda f: f.time)
+
+    async def price_at(self, asset: str, quote: str, ms: int | None) -> float:
+        """``asset``'s price in ``quote`` at ``ms`` (exchange time): the open of the 1-minute candle holding
+        it (the ticker's last price if ``ms`` is unknown). 0 with a ``fee_unpriced`` event if the exchange
+        has no ``asset/quote`` market."""
+        symbol = f"{asset}/{quote}"
+        await self.load_markets()
+        if symbol not in self.exchange.markets:
+            self._event("fee_unpriced", f"a fee was charged in {asset}, but {self.exchange.id} has no {symbol} "
+                        f"market to value it in {quote}: booked as 0", {"asset": asset, "quote": quote})
+            return 0.0
+        if ms is not None:
+            rows = await self.call("fetch_ohlcv", symbol, "1m", int(ms) // 60_000 * 60_000, 1)
+            if rows:
+                return float(rows[0][1])
+        return float((await self.call("fetch_ticker", symbol))["last"])
 
     async def cancel(self, order: Order, exchange_order: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Cancel ``order``; None if the exchange no longer has it open."""

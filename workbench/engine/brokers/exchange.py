@@ -83,6 +83,7 @@ class ExchangeBroker(RestingOrders, AccountWatch):
         self.resting: dict[str, Order] = {}  # limit orders acknowledged by the exchange, not closed
         self.cancel_asked: set[str] = set()  # limit orders to cancel as soon as the exchange acknowledges them
         self.applied: set[str] = set()  # fill ids booked
+        self.fees_paid: dict[str, tuple[float, float]] = {}  # third fee asset -> (amount, quote booked), this run
         self.side_tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -399,6 +400,11 @@ class ExchangeBroker(RestingOrders, AccountWatch):
                 continue
             if order.ref_price is not None:  # slippage against the decision price (0 if unknown, e.g. resumed)
                 f.slippage = ex.slippage_cost(f.side, f.quantity, f.price, order.ref_price)
+            paid = self.client.third_fees.pop(f.fill_id, None)
+            if paid is not None:  # a fee in a third asset (BNB): reconciliation expects it out of that asset
+                asset, amount = paid
+                spent = self.fees_paid.get(asset, (0.0, 0.0))
+                self.fees_paid[asset] = (spent[0] + amount, spent[1] + f.commission)
             self.on_fill(f, order)
             self.applied.add(f.fill_id)
             order.filled_quantity = min(order.quantity, order.filled_quantity + f.quantity)

@@ -43,6 +43,7 @@ class AccountWatch:
     time_sync_every: float
     reconcile_every: float
     mismatch_trip: float | None  # a difference worth more than this x initial balance trips the breaker
+    fees_paid: dict[str, tuple[float, float]]  # third fee asset -> (amount, quote booked) this run
     trip_breaker: BreakerHook | None  # set by the session: requests its circuit breaker's trip
     _baseline: dict[str, float] | None  # asset -> exchange total minus the session's holding, at the first round
     _reported: dict[str, float]  # asset -> the drift last reported (each difference is one event)
@@ -108,6 +109,9 @@ class AccountWatch:
         for s in self.config.symbols:
             base = s.split("/")[0]
             out[base] = out.get(base, 0.0) + pf.quantity(s)
+        for asset, (amount, booked) in self.fees_paid.items():  # fees paid in BNB were booked out of the cash
+            out[quote] += booked
+            out[asset] = out.get(asset, 0.0) - amount
         return out
 
     def _price(self, asset: str) -> float:
@@ -143,6 +147,8 @@ class AccountWatch:
             self._baseline = {a: totals.get(a, 0.0) - q for a, q in before.items()}
             return found
         for asset, mine in before.items():
+            if asset not in self._baseline:  # first seen since the baseline (a fee asset): what it held then
+                self._baseline[asset] = totals.get(asset, 0.0) - mine
             drift = totals.get(asset, 0.0) - mine - self._baseline.get(asset, 0.0)
             tol = 1e-7 * max(abs(mine), abs(totals.get(asset, 0.0)), 1.0)
             last = self._reported.get(asset, 0.0)
