@@ -8,22 +8,29 @@ on when every symbol has closed it, in time order, each once. Errors are retried
 retrier (a websocket reconnects the same way). If no new bar arrives for ``stale_bars`` intervals
 the feed is *stale*: it reports that (``on_status(True, message)``), which pauses new entries of
 the session it is attached to (exits and stops keep running), and reports recovery when bars flow
-again, resuming the session if the feed paused it.
+again, resuming the session if the feed paused it. The last closed bars are kept with their source
+(``seen``: REST or websocket) for the market data validator: :meth:`LiveFeed.watched` and
+:meth:`LiveFeed.cross_check` (:mod:`workbench.diagnostics.validator`).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.data.schema import timeframe_delta
 from workbench.execution import Bar
 from workbench.retry import RetryPolicy, is_transient
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
+SEEN = 2000  # closed bars kept per symbol for the validator
 StatusSink = Callable[[bool, str], None]
 
 
@@ -67,6 +74,8 @@ class LiveFeed:
         self._last_ms: int | None = None
         self._session: Any = None
         self._paused_session = False
+        #: per symbol, the last closed bars as passed on: (open time ms, "rest" | "ws", [o, h, l, c, v])
+        self.seen: dict[str, deque[tuple[int, str, list[float]]]] = {s: deque(maxlen=SEEN) for s in self.symbols}
 
     # ---- wiring to a session -------------------------------------------------------------------
     def attach(self, session: Any) -> LiveFeed:
@@ -101,7 +110,7 @@ class LiveFeed:
             return self.websocket
         return bool(hasattr(self.exchange, "watch_ohlcv") and (self.exchange.has or {}).get("watchOHLCV"))
 
-    def _take(self, symbol: str, rows: list[list[float]]) -> None:
+    def _take(self, symbol: str, rows: list[list[float]], source: str = "rest") -> None:
         """Candle updates of ``symbol``; a candle counts as closed once a later one exists (the newest is
         still forming), and is kept if newer than what was passed on."""
         pend = self._forming[symbol]
@@ -119,6 +128,7 @@ class LiveFeed:
             row = pend.pop(t)
             if floor is None or t > floor:
                 self._closed[symbol][t] = row
+                self.seen[symbol].append((t, source, row))
 
     def _ready(self) -> list[dict[str, Bar]]:
         """Bars of every time all symbols have closed, oldest first; removes them from the buffer."""
@@ -151,7 +161,33 @@ class LiveFeed:
     async def _watch_once(self) -> None:
         for s in self.symbols:
             rows = await self.exchange.watch_ohlcv(s, self.timeframe)
-            self._take(s, rows)
+            self._take(s, rows, "ws")
+
+    def watched(self, symbol: str, source: str | None = None) -> pd.DataFrame:
+        """The closed bars of ``symbol`` kept in ``seen`` (only those from ``source``, "rest" or "ws", if given)
+        as an OHLCV frame indexed by open time."""
+        import pandas as pd
+
+        rows = [(t, *v) for t, src, v in self.seen[symbol] if source is None or src == source]
+        frame = pd.DataFrame(rows, columns=["time", "open", "high", "low", "close", "volume"])
+        frame["time"] = pd.to_datetime(frame["time"], unit="ms", utc=True)
+        return frame.set_index("time")
+
+    async def cross_check(self, symbol: str, *, rel_tol: float = 1e-9) -> pd.DataFrame:
+        """The bars the websocket closed for ``symbol`` against the same bars fetched now by REST
+        (``fetch_ohlcv``): :func:`workbench.diagnostics.validator.cross_check` (empty: they agree)."""
+        import pandas as pd
+
+        from workbench.diagnostics.validator import cross_check
+
+        ws = self.watched(symbol, "ws")
+        if ws.empty:
+            return cross_check(ws, ws)
+        since = int(ws.index[0].timestamp() * 1000)
+        rows = await self.exchange.fetch_ohlcv(symbol, self.timeframe, since, len(ws) + 2)
+        rest = pd.DataFrame([r[:6] for r in rows], columns=["time", "open", "high", "low", "close", "volume"])
+        rest["time"] = pd.to_datetime(rest["time"], unit="ms", utc=True)
+        return cross_check(rest.set_index("time"), ws, rel_tol=rel_tol)
 
     def __aiter__(self) -> AsyncIterator[dict[str, Bar]]:
         return self._iterate()
