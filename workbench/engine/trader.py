@@ -178,6 +178,8 @@ class Trader:
         self.bars_seen += 1
         equity = pf.equity
         risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
+        if risk.gate is not None:  # and the account gate what the session holds
+            risk.report_account(pf)
         if self.act_on_close and not stopping:
             self._act_now(bars, entries)
         return equity
@@ -255,20 +257,6 @@ class Trader:
                     why.blocked(stamp, d.rule)
         else:
             self._entries_off(bars, was_long)
-        broker.on_bar(bars, pf)  # 3) resting operator orders
-        for s, b in bars.items():  # 4) peaks and marks see the whole bar
-            marks[s] = b.close
-            pos = positions.get(s)
-            if pos is not None and pos.quantity > 0.0 and b.high > pos.peak_price:
-                pos.peak_price = b.high
-        self.last_ns = t_ns = (t - _EPOCH) // _US * 1000
-        self.signals(bars, t_ns)  # 5) signals for the next bar
-        self.bars_seen += 1
-        equity = pf.equity
-        risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
-        if risk.gate is not None:  # and the account gate what the session holds
-            risk.report_account(pf)
-        return equity
 
     def _entries_off(self, bars: Mapping[str, Bar], was_long: list[str]) -> None:
         """Count the entry signals of flat symbols that entries being off (paused, stopping) blocked."""
