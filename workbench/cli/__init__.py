@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from workbench.cli.backtest import add_backtest_parser
 from workbench.cli.backtest import config_from_args as config_from_args  # re-exported
 from workbench.cli.preflight import add_preflight_parser
+from workbench.cli.risk import add_risk_parser
 from workbench.cli.run import add_run_parser
 from workbench.cli.session import add_session_parser
 from workbench.cli.store import add_store_parser
@@ -49,7 +50,7 @@ def cmd_host(args: argparse.Namespace) -> int:
     try:
         ran = asyncio.run(run_host(args.db, poll=args.poll, stop_after=args.stop_after,
                                    resume_orphans=args.resume_orphans, allow_live=args.allow_live,
-                                   session_kwargs=kwargs or None, ops=ops))
+                                   session_kwargs=kwargs or None, ops=ops, risk_policy=args.risk_policy))
     except KeyboardInterrupt:
         return 0
     print(f"workbench host: ran {len(ran)} session(s)")
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_parser(sub, common)
     add_run_parser(sub, common)
     add_preflight_parser(sub, common)
+    add_risk_parser(sub, common)
 
     demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
     demo.set_defaults(func=cmd_demo)
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run requested live sessions (each still needs its exchange:account confirmation)")
     host.add_argument("--replay-speed", type=float, default=None, metavar="K",
                       help="replay sample/CSV bars at K x real time (default: as fast as possible)")
+    host.add_argument("--risk-policy", default=None, metavar="FILE",
+                      help="the account risk policy (default: risk-policy.yaml in the workbench home, if any)")
     add_host_flags(host)
     host.set_defaults(func=cmd_host)
 
