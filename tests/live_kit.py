@@ -31,6 +31,9 @@ NEVER = {"window": 1, "entry_threshold": 10.0, "exit_threshold": -1.0}  # the st
 
 
 def live_config(**kw):
+    """The live test config; protective orders off (closed-bar stops, as these tests were written) unless
+    ``live={"protective": ...}`` says otherwise (tests/test_live_protect.py)."""
+    kw["live"] = {"protective": "off", **kw.get("live", {})}
     base = dict(kind="live", strategy="momentum", params=ALWAYS_IN, symbols=["BTC/USDT"], initial_balance=10_000.0,
                 data={"source": "ccxt", "exchange": "binance"}, risk={"stop_loss": 0.0015, "trailing_stop": 0.001})
     return make_config(**{**base, **kw})

@@ -163,8 +163,14 @@ def test_bad_symbols_and_date_order():
     assert set(wiz.errors) == {"end"} and "after start" in wiz.field("end").message
 
 
+def passing_preflight(config):
+    from workbench.engine.preflight import Check
+
+    return [Check("key", "pass", "found")]
+
+
 def test_live_without_arming_refuses():
-    wiz = Wizard()
+    wiz = Wizard(preflight=passing_preflight)
     got = []
     wiz.on_create(lambda cfg, opts: got.append(opts))
     w_(wiz, "kind").value = "live"
@@ -298,3 +304,96 @@ def test_forms_helpers():
                                                              {"start": "20:00", "end": "21:00"}]
     assert F.percentify("Input should be less than or equal to 0.5") == "Input should be less than or equal to 50 %"
     assert F.resolve("time.blackouts.0.start", ["time.blackouts", "time"]) == ("time.blackouts", "window 1 start")
+
+
+# ---- the live step: account, sandbox, arming, pre-flight; paper on live data ---------------------------
+def live_form(wiz: Wizard, account: str = "main") -> None:
+    """Fill the type step for an armed live session on ``binance:<account>``."""
+    w_(wiz, "kind").value = "live"
+    w_(wiz, "live.account").value = account
+    wiz._allow_live.value, wiz._confirm.value = True, f"binance:{account}"
+
+
+def test_live_step_has_account_and_sandbox_and_the_confirmation_names_the_account():
+    wiz = Wizard(preflight=passing_preflight)
+    assert not wiz.field("live.account").visible and not wiz.field("live.sandbox").visible
+    assert wiz._preflight_panel.layout.display == "none"
+    live_form(wiz, "spare")
+    assert wiz.field("live.account").visible and wiz._preflight_panel.layout.display is None
+    w_(wiz, "live.sandbox").value = True
+    wiz._confirm.value = "binance:main"  # the account is 'spare'
+    assert wiz.create() is None and "binance:spare" in wiz.field("arming").message
+    wiz._confirm.value = "binance:spare"
+    w_(wiz, "live.account").value = "bad account!"
+    assert wiz.validate() is None and "live.account" in wiz.errors
+    w_(wiz, "live.account").value = "spare"
+    cfg = wiz.create()
+    assert (cfg.live.account, cfg.live.sandbox) == ("spare", True)
+    wiz.goto(REVIEW)
+    assert "Sandbox" in wiz.review.value and "testnet" in wiz.review.value
+
+
+def test_paper_can_trade_on_live_data():
+    wiz = Wizard()
+    assert not wiz.field("data.live").visible
+    w_(wiz, "kind").value = "paper"
+    assert wiz.field("data.live").visible
+    w_(wiz, "data.live").value = True
+    assert wiz.validate() is None and "source='ccxt'" in wiz.field("data.source").message
+    w_(wiz, "data.source").value = "ccxt"
+    cfg = wiz.create()
+    assert cfg.data.live and cfg.data.source == "ccxt"
+    w_(wiz, "kind").value = "live"
+    assert not wiz.field("data.live").visible
+
+
+def test_a_failing_preflight_blocks_create_until_it_passes():
+    from workbench.engine.preflight import Check
+
+    calls = []
+
+    def preflight(config):
+        calls.append(config)
+        ok = config.risk.stop_loss is not None or config.live.waive_stops
+        return [Check("key", "pass", "found"),
+                Check("stops", "warn" if config.live.waive_stops else "pass" if ok else "fail",
+                      "no stop" if not config.risk.stop_loss else "set", "" if ok else "set a stop-loss")]
+
+    wiz = Wizard(preflight=preflight)
+    got = []
+    wiz.on_create(lambda cfg, opts: got.append(cfg))
+    live_form(wiz)
+    assert wiz.create() is None and got == [] and len(calls) == 1  # Create ran the pre-flight: it failed
+    assert wiz.step == REVIEW and "pre-flight failed (stops)" in wiz.status.value
+    assert "set a stop-loss" in wiz.preflight_view.value and "fail" in wiz.preflight_view.value
+    assert wiz.create_button.disabled
+    w_(wiz, "live.waive_stops").value = "exits by hand"  # the config changed: Create checks again
+    wiz.goto(REVIEW)
+    assert not wiz.create_button.disabled
+    cfg = wiz.create()
+    assert got == [cfg] and cfg.live.waive_stops == "exits by hand" and len(calls) == 2
+    assert "warn" in wiz.preflight_view.value
+    wiz.goto(REVIEW)
+    wiz.run_preflight()
+    assert len(calls) == 3  # the button runs it again
+
+
+def test_wizard_preflight_against_the_loopback_exchange(store):
+    from tests.live_kit import manual_exchange
+    from tests.test_preflight import KEYS, factory, rehearse
+    from workbench.engine import preflight as pf
+
+    with manual_exchange() as lx:
+        wiz = Wizard(preflight=lambda cfg: pf.preflight(cfg, store, exchange=factory(lx), env=KEYS,
+                                                        use_keyring=False))
+        live_form(wiz)
+        w_(wiz, "data.source").value = "ccxt"
+        wiz.field("risk.stop_loss").widgets[0].value = "2"
+        wiz.goto(REVIEW)
+        checks = {c.name: c.status for c in wiz.run_preflight()}
+        assert checks["authenticated"] == "pass" and checks["rehearsal"] == "fail"
+        assert wiz.create() is None
+        rehearse(store, wiz.build()[0])
+        cfg = wiz.create()
+        assert cfg is not None and cfg.risk.stop_loss == 0.02
+        assert "wb-check-fail" not in wiz.preflight_view.value

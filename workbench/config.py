@@ -200,6 +200,10 @@ class LiveConfig(_Model):
     sandbox: bool = Field(False, description="use the exchange's testnet/sandbox (ccxt set_sandbox_mode)")
     poll_seconds: float | None = Field(None, gt=0, description="REST poll interval; default a quarter bar, at most 5 s")
     stale_bars: int = Field(3, ge=1, le=1000, description="no new bar for this many intervals: feed is stale")
+    protective: Literal["auto", "exchange", "monitor", "off"] = Field(
+        "auto", description="where a position's stop loss / take profit live: 'exchange' (stop orders resting on "
+        "the exchange), 'monitor' (this runner watches the ticker and sells when a level is crossed), 'auto' "
+        "(exchange where the market has stop order types, else monitor), 'off' (checked on closed bars only)")
     time_sync_every: float = Field(300.0, gt=0, le=86_400, description="seconds between exchange clock syncs")
     reconcile_every: float = Field(30.0, gt=0, le=86_400,
                                    description="seconds between reconciliations of orders and balances")

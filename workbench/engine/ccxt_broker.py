@@ -197,10 +197,12 @@ class CcxtBroker:
         except ccxt.OrderNotFound:
             return None
 
-    async def submit(self, order: Order, *, policy: RetryPolicy | None = None) -> dict[str, Any]:
+    async def submit(self, order: Order, *, policy: RetryPolicy | None = None,
+                     params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send ``order`` once and return the exchange's order (see the module docstring for exactly-once).
         Transient failures are retried per ``policy`` (default: the broker's); before any resend the order
-        is looked up, and if absent, looked up again once every earlier send can no longer land."""
+        is looked up, and if absent, looked up again once every earlier send can no longer land.
+        ``params``: more ccxt ``create_order`` params (e.g. ``stopLossPrice`` for a protective stop)."""
         await self.load_markets()
         policy = policy or self.policy
         cid = self.client_order_id(order)
@@ -215,7 +217,7 @@ class CcxtBroker:
             stamp = self.request_ms()
             try:
                 return await self.exchange.create_order(order.symbol, order.type.value, order.side.value, amount,
-                                                        price, {"clientOrderId": cid})
+                                                        price, {**(params or {}), "clientOrderId": cid})
             except ccxt.InvalidNonce as e:  # -1021: refused (never placed); resync, then send again
                 resyncs += 1
                 if resyncs > MAX_RESYNCS:

@@ -97,6 +97,7 @@ class LiveSession(Session):
         if isinstance(feed, LiveFeed) and feed._session is None:
             feed.attach(self)
         broker.trip_breaker = self._trip_on_mismatch
+        broker.risk = self.risk  # protective orders follow its effective stops (brokers/protect.py)
         broker.on_refused = self._refused
         self.trader.act_on_close = True  # a closed bar's signals go to the exchange now, not a bar later
 

@@ -244,6 +244,22 @@ def resolve(dotted: str, keys: Iterable[str]) -> tuple[str | None, str]:
     return None, ""
 
 
+STATUS_STYLE = {"pass": ("✔", "#2e7d32"), "warn": ("!", "#ef6c00"), "fail": ("✘", ERROR_COLOR)}
+
+
+def status_table(rows: Iterable[tuple[str, str, str, str]]) -> str:
+    """(status pass/warn/fail, name, detail, what to do) rows as an HTML table, marked and coloured."""
+    out = ["<table style='border-collapse:collapse;font-size:92%'>"]
+    for status, name, detail, todo in rows:
+        mark, color = STATUS_STYLE.get(status, ("?", "#555"))
+        hint = f"<br><span style='color:#555'>→ {html.escape(todo)}</span>" if todo and status != "pass" else ""
+        out.append(f"<tr class='wb-check-{status}'><td style='color:{color};padding:1px 6px'><b>{mark} "
+                   f"{status}</b></td><td style='padding:1px 12px 1px 4px'>{html.escape(name)}</td>"
+                   f"<td style='padding:1px 4px'>{html.escape(detail)}{hint}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
 def html_table(rows: Iterable[tuple[str, str, str]]) -> str:
     """(section, label, value) rows as a compact HTML table, one header row per section."""
     out, section = ["<table style='border-collapse:collapse;font-size:92%'>"], None

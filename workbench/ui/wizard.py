@@ -4,6 +4,10 @@ The view only reads widgets into a dict of SessionConfig fields, calls ``make_co
 each ``ConfigError`` problem beside the field it names. It never runs a session: ``on_create``
 callbacks get ``(config, options)`` and do that (options: ``arming`` and ``run_in``). The pages and
 their fields are built by :class:`~workbench.ui.wizard_fields.WizardFields`.
+
+A live session's type step has its account, sandbox switch and arming; its review shows the
+pre-flight checks (:mod:`workbench.engine.preflight`, waivers beside them, a button to run them);
+Create runs them again and creates nothing while one fails.
 """
 from __future__ import annotations
 
@@ -40,14 +44,16 @@ log = logging.getLogger(__name__)
 
 Options = dict[str, Any]
 CreateCallback = Callable[[SessionConfig, Options], Any]
-ArmingRule = Callable[[str, str, dict[str, Any]], "str | None"]
+ArmingRule = Callable[[dict[str, Any], dict[str, Any]], "str | None"]
+PreflightRun = Callable[[SessionConfig], list[Any]]  # config -> workbench.engine.preflight.Check list
 
 
-def default_arming_rule(kind: str, exchange: str, arming: dict[str, Any]) -> str | None:
-    """The engine's arming rule (:func:`workbench.engine.live.arming_problem`) for the form's kind and exchange."""
+def default_arming_rule(form: dict[str, Any], arming: dict[str, Any]) -> str | None:
+    """The engine's arming rule (:func:`workbench.engine.live.arming_problem`) for the form's values
+    (kind, exchange, account)."""
     from workbench.engine.live import arming_problem
 
-    return arming_problem({"kind": kind, "data": {"exchange": exchange or "binance"}}, arming)
+    return arming_problem(form, arming)
 
 
 def _code_spans(text: str) -> str:
@@ -64,9 +70,13 @@ class Wizard(WizardFields):
 
     def __init__(self, config: SessionConfig | None = None, *, arming_rule: ArmingRule = default_arming_rule,
                  store: Any = None, launch: bool = False, run_in: str = "kernel",
-                 session_kwargs: dict[str, Any] | None = None):
+                 session_kwargs: dict[str, Any] | None = None, preflight: PreflightRun | None = None):
+        """``preflight``: runs the live checks for a config (default: :func:`workbench.engine.preflight.preflight`
+        against the exchange, with ``store`` for the rehearsal check)."""
         self.config: SessionConfig | None = None
         self.errors: dict[str, str] = {}
+        self._preflight = preflight or self._default_preflight(store)
+        self.preflight_checks: list[Any] | None = None  # the last pre-flight's checks
         self.step = TYPE
         self._callbacks: list[CreateCallback] = []
         self._arming_rule = arming_rule
@@ -138,8 +148,7 @@ class Wizard(WizardFields):
             for field, _value, msg in e.problems:
                 key, text = self._locate(field, msg)
                 problems.setdefault(key, []).append(text)
-        arming_msg = self._arming_rule(data.get("kind", ""), F.get_path(data, "data.exchange") or "",
-                                       self.arming)
+        arming_msg = self._arming_rule(data, self.arming)
         if arming_msg:
             problems.setdefault("arming", []).append(arming_msg)
         errors = {k: "; ".join(dict.fromkeys(v)) for k, v in problems.items()}
@@ -176,12 +185,23 @@ class Wizard(WizardFields):
             self._render_review()
 
     def create(self) -> SessionConfig | None:
-        """Validate everything; on success set ``config`` and call the callbacks, else go to the first bad step."""
+        """Validate everything; on success set ``config`` and call the callbacks, else go to the first bad step.
+        A live config is created only if its pre-flight, run here, has no failing check."""
         cfg = self.validate()
         if cfg is None:
             self.goto(min(self._step_of(k) for k in self.errors))
             self.status.value = ""
             return None
+        if cfg.kind.value == "live":
+            checks = self.run_preflight()  # now: the account, the market and the store may have changed
+            bad = [c for c in checks or [] if c.status == "fail"]
+            if checks is None or bad:
+                self.goto(REVIEW)
+                why = ", ".join(c.name for c in bad) or "it did not run"
+                self.status.value = (f"<span style='color:{F.ERROR_COLOR}'>not created: pre-flight failed "
+                                     f"({html.escape(why)}); fix it (or waive it) and run the pre-flight again</span>")
+                self.create_button.disabled = True
+                return None
         options: Options = {"arming": self.arming,
                             "run_in": "kernel" if cfg.kind.value == "backtest" else self.run_in.value}
         self.config = cfg
@@ -197,6 +217,35 @@ class Wizard(WizardFields):
                 log.exception("wizard create callback failed")
                 self.status.value = f"<span style='color:{F.ERROR_COLOR}'>create failed: {html.escape(str(e))}</span>"
         return cfg
+
+    def run_preflight(self) -> list[Any] | None:
+        """Run the pre-flight checks for the form's config and show them; None (and the form's problems
+        shown) if the form is not a valid config yet."""
+        cfg = self.validate()
+        if cfg is None:
+            self.preflight_view.value = "<i>Fix the problems listed above first.</i>"
+            return None
+        try:
+            checks = self._preflight(cfg)
+        except Exception as e:  # shown, not raised into the widget loop
+            log.exception("pre-flight failed")
+            from workbench.secrets import redact
+
+            self.preflight_view.value = (f"<span style='color:{F.ERROR_COLOR}'>pre-flight could not run: "
+                                         f"{html.escape(redact(str(e)))}</span>")
+            return None
+        self.preflight_checks = checks
+        self.preflight_view.value = F.status_table((c.status, c.name, c.detail, c.todo) for c in checks)
+        self.create_button.disabled = any(c.status == "fail" for c in checks)
+        return checks
+
+    @staticmethod
+    def _default_preflight(store: Any) -> PreflightRun:
+        def run(config: SessionConfig) -> list[Any]:
+            from workbench.engine.preflight import preflight
+
+            return preflight(config, store)
+        return run
 
     @property
     def arming(self) -> dict[str, Any]:
@@ -258,6 +307,12 @@ class Wizard(WizardFields):
     # ---- reactions -------------------------------------------------------------------------
     def _on_kind(self, kind: str) -> None:
         self._arming_panel.layout.display = None if kind == "live" else "none"
+        for f in getattr(self, "_live_fields", []):
+            f.set_visible(kind == "live")
+        if hasattr(self, "_live_data"):
+            self._live_data.set_visible(kind == "paper")
+        if hasattr(self, "_preflight_panel"):
+            self._preflight_panel.layout.display = None if kind == "live" else "none"
         for f in getattr(self, "_date_fields", []):
             f.set_visible(kind == "backtest")
         if hasattr(self, "run_in"):

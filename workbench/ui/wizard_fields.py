@@ -48,6 +48,7 @@ class WizardFields:
     _on_kind: Callable[[str], None]
     _on_strategy: Callable[[str], None]
     create: Callable[[], Any]
+    run_preflight: Callable[[], Any]
 
     # ---- field factories -------------------------------------------------------------------
     def _add(self, f: FormField, group: dict[str, FormField] | None = None) -> FormField:
@@ -105,10 +106,17 @@ class WizardFields:
             self._allow_live.value, self._confirm.value = bool(v.get("allow_live")), v.get("confirmation", "")
         arm = self._add(FormField("arming", "Live arming", TYPE, [self._allow_live, self._confirm],
                                   lambda: self.arming, write_arming), self.others)
+        account = self._value_field("live.account", "Account", TYPE, F.text("Account", placeholder="main"),
+                                    help="its keys: WORKBENCH_<EXCHANGE>_<ACCOUNT>_API_KEY or the keyring")
+        sandbox = self._value_field("live.sandbox", "Sandbox", TYPE,
+                                    W.Checkbox(description="the exchange's testnet (sandbox)", indent=True,
+                                               style=F.LABEL_STYLE), show=lambda v: "testnet" if v else "no")
+        self._live_fields = [account, sandbox]
         self._arming_panel = W.VBox([
             W.HTML("<div style='color:#b71c1c'><b>Live trading uses real money.</b> Tick the box and type the "
                    "exchange and account name (e.g. <code>binance:main</code>) to arm this session.</div>"),
-            arm.row], layout={"border": "1px solid #e57373", "padding": "4px 8px", "margin": "6px 0"})
+            account.row, sandbox.row, arm.row],
+            layout={"border": "1px solid #e57373", "padding": "4px 8px", "margin": "6px 0"})
         return W.VBox([fk.row, fn.row, self._arming_panel])
 
     def _page_strategy(self) -> W.Widget:
@@ -156,6 +164,11 @@ class WizardFields:
         src = F.dropdown("Data source",
                          [("Bundled sample", "sample"), ("CSV file", "csv"), ("Exchange (ccxt)", "ccxt")])
         rows.append(self._value_field("data.source", "Data source", TRADING, src))
+        self._live_data = self._value_field(
+            "data.live", "Live data", TRADING, W.Checkbox(description="trade on the exchange's live candles",
+                                                         indent=True, style=F.LABEL_STYLE),
+            help="paper: needs data source Exchange (ccxt)", show=lambda v: "yes" if v else "no (replay)")
+        rows.append(self._live_data)
         rows.append(self._value_field("data.exchange", "Exchange", TRADING, F.text("Exchange", "binance")))
         rows.append(self._value_field("data.timeframe", "Timeframe", TRADING, F.dropdown("Timeframe", TIMEFRAMES)))
         csv = F.text("CSV file", placeholder="path/to/bars.csv")
@@ -270,5 +283,26 @@ class WizardFields:
         self.output = W.Output()  # for callbacks: progress bars, results
         self.result = W.VBox()  # the launcher's progress bar and outcome
         self.result.add_class("wb-wizard-result")
-        return W.VBox([self.review, self.run_in, W.HBox([self.create_button, self.status]), self.result,
-                       self.output])
+        return W.VBox([self.review, self._page_preflight(), self.run_in, W.HBox([self.create_button, self.status]),
+                       self.result, self.output])
+
+    def _page_preflight(self) -> W.Widget:
+        """Live only: the pre-flight waivers, a button to run the checks and their results (Create runs
+        them too and is refused while one fails)."""
+        waivers = [self._value_field(f"live.{key}", label, REVIEW, F.text(label, placeholder="no waiver"),
+                                     help=help, show=lambda v: v or "none")
+                   for key, label, help in (("waive_stops", "Waive stops", "a reason to run without a stop"),
+                                            ("waive_rehearsal", "Waive rehearsal",
+                                             "a reason to skip the 30-day backtest + paper check"))]
+        self._live_fields += waivers
+        button = W.Button(description="Run pre-flight", icon="plane")
+        button.add_class("wb-wizard-preflight-run")
+        button.on_click(lambda _: self.run_preflight())
+        self.preflight_view = W.HTML()
+        self.preflight_view.add_class("wb-wizard-preflight")
+        self._preflight_panel = W.VBox([
+            W.HTML("<b>Pre-flight</b> <i>(key, account, markets, sizing, stops, recent backtest and paper run; "
+                   "Create runs it if needed and is refused while a check fails)</i>"),
+            *(w.row for w in waivers), button, self.preflight_view],
+            layout={"border": "1px solid #90a4ae", "padding": "4px 8px", "margin": "6px 0"})
+        return self._preflight_panel

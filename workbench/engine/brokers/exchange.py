@@ -38,6 +38,7 @@ from workbench.config import SessionConfig
 from workbench.diagnostics.orderflow import ACKED, SENT, step_event
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
+from workbench.engine.brokers.protect import Protection
 from workbench.engine.brokers.resting import OPEN, RestingOrders
 from workbench.engine.brokers.watch import AccountWatch
 from workbench.engine.ccxt_broker import CcxtBroker, order_status
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 OPERATOR = "operator"  # the reason of operator orders
 
 
-class ExchangeBroker(RestingOrders, AccountWatch):
+class ExchangeBroker(RestingOrders, AccountWatch, Protection):
     """One session's orders on an exchange. See the module docstring."""
 
     remote = True
@@ -251,6 +252,7 @@ class ExchangeBroker(RestingOrders, AccountWatch):
         if self.store.load_runner_state(self.session_id) is None and self.store.orders(self.session_id).empty:
             await check_budget(self.client, self.config, self.store, self.session_id)  # a new session only
         await reconcile(self)
+        self.start_protection()  # protective orders (brokers/protect.py), after adopting what rests
         self._checks = [loop.create_task(self._keep_time(), name=f"clock-{self.session_id}"),
                         loop.create_task(self._watch_account(), name=f"reconcile-{self.session_id}")]
 
@@ -259,6 +261,7 @@ class ExchangeBroker(RestingOrders, AccountWatch):
         then cancel what still rests, or with ``hand_back`` leave it resting on the exchange for the next
         runner's :meth:`start` to adopt; stop the tasks (cancels and close-alls the operator already asked
         for get ``fill_timeout`` to finish). Leftovers are reported as events."""
+        await self.stop_protection()  # no protective order is placed or amended while the run ends
         if self._worker is not None and not self._worker.done():
             deadline = time.monotonic() + self.fill_timeout
             while self.inflight and time.monotonic() < deadline:
