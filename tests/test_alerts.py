@@ -231,6 +231,39 @@ def test_test_alert_from_python_and_the_cli(store, store_url, hook, capsys, monk
     assert "--alert URL" in capsys.readouterr().err
 
 
+def test_the_consoles_test_alert_button_sends_through_the_configured_urls(store, hook):
+    """The header's "Test alert": through $WORKBENCH_ALERTS (what the host reads too), delivered or not
+    shown beside it, recorded as an event, and never listed among the header's alerts."""
+    from workbench.ops.alerts import TEST_RULE
+    from workbench.ui import console
+
+    assert console.TEST_RULE == TEST_RULE  # the header's copy of the rule name (it imports no Apprise)
+    header = console.ConsoleHeader(store, refresh=60, environ={ENV: hook.url})
+    try:
+        test = header.alert_test
+        test.button.click()
+        assert test.result is True and hook.titles() == ["workbench test alert"]
+        assert "test alert delivered to json://…" in test.status.value and not test.button.disabled
+        ev = alert_events(store)
+        assert list(ev["actor"]) == ["dashboard"] and ev["data"][0]["delivered"] is True
+        header.refresh()
+        assert header.summary.alerts == [] and "no alerts" in header.html.value
+    finally:
+        header.close()
+    down = Webhook(status=500)
+    try:
+        test = console.AlertTest(store, {ENV: down.url})
+        test.button.click()
+        assert test.result is False and len(down.bodies) == 1
+        assert "test alert NOT delivered to json://…" in test.status.value
+        assert alert_events(store)["data"].iloc[-1]["delivered"] is False
+    finally:
+        down.close()
+    test = console.AlertTest(store, {})
+    test.button.click()
+    assert test.result is None and f"no alert URL: set {ENV}" in test.status.value
+
+
 def test_bad_configuration_says_what_to_fix(monkeypatch):
     with pytest.raises(ValueError, match="at least one Apprise URL"):
         AlertConfig(())

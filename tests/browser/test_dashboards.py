@@ -238,6 +238,9 @@ def test_every_page_has_something_to_show_and_links_to_the_others(served, page):
     assert page.locator(".wb-risk").inner_text().strip()
     shot(page, "08-risk", ".wb-risk")
     assert page.locator(".wb-header .wb-equity").count() == 1  # the console header, on this page too
+    page.locator(".wb-header .wb-test-alert").first.click()  # its Test alert: `up` was given no alert URL
+    page.locator(".wb-test-alert-status", has_text=re.compile("no alert URL: set WORKBENCH_ALERTS|delivered")
+                 ).first.wait_for(timeout=SEE)
     for query, says in (("", "No session selected"), ("id=no-such-session", "There is no session")):
         open_page(page, served, "session", query, ready=".wb-page-message")
         assert says in page.locator(".wb-page-message").inner_text()

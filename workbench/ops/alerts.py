@@ -41,6 +41,7 @@ RULES: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_RULES = frozenset(RULES) - {"fill"}
 ALERT_KIND = "alert"
+TEST_RULE = "test"  # the rule of send_test_alert's alert (the console's header does not list it as an alert)
 #: the sessions the console watches: paper and live ones not in a final state (their runner may still write)
 ACTIVE_STATES = tuple(st.value for st in SessionState if st not in FINAL_STATES)
 WATCHED = and_(s.sessions.c.state.in_(ACTIVE_STATES), s.sessions.c.kind != "backtest")
@@ -172,7 +173,7 @@ def send_test_alert(urls: Sequence[str] | None = None, store: Store | None = Non
     ``workbench alerts test``, and record it in ``store`` if given; returns whether it was delivered.
     ValueError (to show as is) if there is no URL or Apprise refuses one."""
     notify = notifier or apprise_notifier(AlertConfig(urls_from(urls)).urls)
-    alert = Alert("test", None, "workbench test alert", "a test alert from workbench: alerts reach you")
+    alert = Alert(TEST_RULE, None, "workbench test alert", "a test alert from workbench: alerts reach you")
     return deliver(store, notify, alert, actor=actor)
 
 

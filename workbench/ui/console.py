@@ -11,8 +11,10 @@ an alert while that session's breaker is still tripped (reducing/halted), howeve
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,8 +27,11 @@ from workbench.store import Store
 from workbench.ui.common import (
     RISK_STATE_SHOWN,
     Ticker,
+    button,
     fmt_money,
     fmt_plain_money,
+    has_loop,
+    message,
     open_store,
     risk_badge,
     state_badge,
@@ -36,6 +41,7 @@ from workbench.ui.launch import LOCAL_SESSIONS
 #: "alert" is workbench.ops.alerts.ALERT_KIND (not imported: a dashboard kernel loads no Apprise; a test checks it)
 ALERT_KINDS = ("error", "circuit_breaker_tripped", "alert")
 RECENT = timedelta(minutes=30)
+TEST_RULE = "test"  # the rule of workbench.ops.alerts.send_test_alert's alert (a test checks it)
 
 PAGE_CSS = """<style>
 .wb-page { max-width: 100%; box-sizing: border-box; }
@@ -125,6 +131,8 @@ def _alerts(store: Store, session_id: str | None, now: pd.Timestamp, recent: tim
     events = store.events(session_id, limit=20, kinds=ALERT_KINDS)  # a halted session's rejections do not hide them
     out = []
     for e in events.itertuples(index=False):
+        if e.kind == "alert" and isinstance(e.data, dict) and e.data.get("rule") == TEST_RULE:
+            continue  # the test button's alert says alerts work, not that something is wrong
         sid = session_id or (e.session_id if isinstance(e.session_id, str) else "host")
         t = pd.Timestamp(e.time)
         t = t.tz_localize("UTC") if t.tzinfo is None else t
@@ -168,15 +176,67 @@ def header_html(s: ConsoleSummary, max_alerts: int = 3) -> str:
             f"{' · trading: ' + risks if risks else ''}</span>{alerts}</div>")
 
 
-class ConsoleHeader:
-    """The header widget (``widget``, with :data:`PAGE_CSS`), refreshed every ``refresh`` seconds."""
+class AlertTest:
+    """The "Test alert" button and what it got: a test alert through the alert URLs this process is
+    configured with (``$WORKBENCH_ALERTS``, the variable ``workbench host`` reads when it has no
+    ``--alert``; ``workbench up`` passes its environment to both), recorded as an ``alert`` event.
+    The delivery runs in a worker thread when the kernel has a loop, so a slow URL never freezes a page."""
 
-    def __init__(self, store: Store | str | None = None, *, refresh: float = 2.0, clock: Clock = utc_now):
+    def __init__(self, store: Store, environ: Mapping[str, str] | None = None):
+        self.store, self.environ = store, environ
+        self.button = button("Test alert", "wb-test-alert", icon="bell",
+                             tooltip="send a test alert to the configured alert URLs ($WORKBENCH_ALERTS)")
+        self.button.layout.width = "auto"
+        self.status = W.HTML()
+        self.status.add_class("wb-test-alert-status")
+        self.button.on_click(lambda _b: self.send())
+        self.widget = W.HBox([self.button, self.status], layout={"align_items": "center", "flex_flow": "row wrap"})
+        self.result: bool | None = None
+
+    def send(self) -> None:
+        """Send one test alert and show delivered / not delivered beside the button."""
+        self.button.disabled = True
+        self.status.value = message("sending a test alert…")
+        if not has_loop():
+            self._show(*self._deliver())
+            return
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(None, self._deliver)
+        done.add_done_callback(lambda f: self._show(*f.result()))
+
+    def _deliver(self) -> tuple[bool | None, str]:
+        from workbench.ops.alerts import ENV, redact, send_test_alert, urls_from
+
+        urls = urls_from(None, dict(self.environ) if self.environ is not None else None)
+        if not urls:
+            return None, (f"no alert URL: set {ENV} (e.g. json://host:port/hook, mailto://..., slack://...) "
+                          "for `workbench up`, whose host and dashboards both read it")
+        where = ", ".join(redact(u) for u in urls)
+        try:
+            ok = send_test_alert(urls, self.store, actor="dashboard")
+        except Exception as e:  # Apprise refuses a URL (the message names it, secrets redacted), or is missing
+            return False, str(e) or type(e).__name__
+        return ok, (f"test alert delivered to {where}" if ok else
+                    f"test alert NOT delivered to {where} (the alert event says why)")
+
+    def _show(self, ok: bool | None, text: str) -> None:
+        self.result = ok
+        self.status.value = message(text, "ok" if ok else "error")
+        self.button.disabled = False
+
+
+class ConsoleHeader:
+    """The header widget (``widget``, with :data:`PAGE_CSS`), refreshed every ``refresh`` seconds; its
+    :class:`AlertTest` (``alert_test``) sends a test alert."""
+
+    def __init__(self, store: Store | str | None = None, *, refresh: float = 2.0, clock: Clock = utc_now,
+                 environ: Mapping[str, str] | None = None):
         self.store = open_store(store)
         self.clock = clock
         self.summary = ConsoleSummary()
         self.html = W.HTML()
-        self.widget = W.VBox([W.HTML(PAGE_CSS), self.html], layout={"width": "100%"})
+        self.alert_test = AlertTest(self.store, environ)
+        self.widget = W.VBox([W.HTML(PAGE_CSS), self.html, self.alert_test.widget], layout={"width": "100%"})
         self.widget.add_class("wb-header")
         self.ticker = Ticker(self.refresh, refresh, on_error=self._failed)
         self.refresh()
