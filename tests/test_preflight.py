@@ -144,3 +144,44 @@ def test_cli_prints_the_checks_and_exits_non_zero_on_a_fail(mx, store_url, tmp_p
     assert main(["preflight", "--config", str(path), "--db", store_url, "--no-keyring"]) == 0
     out = capsys.readouterr().out
     assert "PASS  rehearsal" in out and "all checks pass" in out
+
+
+def test_live_settings_are_validated_config_fields_the_session_uses():
+    from workbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match="live.reconcile_every"):
+        live_config(live={"reconcile_every": 0})
+    with pytest.raises(ConfigError, match="live.mismatch_trip"):
+        live_config(live={"mismatch_trip": 2})
+    assert live_config(live={"mismatch_trip": None}).live.mismatch_trip is None
+
+
+def test_waivers_are_recorded_as_events_when_a_live_session_starts(store):
+    import asyncio
+
+    from tests.kit import until
+    from tests.live_kit import ARMED, FAST, NEVER, feed_for, stop_flat
+    from workbench.engine import open_session
+
+    config = live_config(params=NEVER, risk={}, live={
+        "waive_stops": "exits by hand", "waive_rehearsal": "smoke test", "reconcile_every": 7.0,
+        "time_sync_every": 11.0, "mismatch_trip": None})
+
+    async def go(lx):
+        client = async_client(lx)
+        try:
+            s = open_session(config, store, exchange=client, arming=ARMED,
+                             feed=feed_for(client, config, stale_bars=100_000), **FAST)
+            assert (s.broker.reconcile_every, s.broker.time_sync_every, s.broker.mismatch_trip) == (7.0, 11.0, None)
+            s.start()
+            await until(lambda: s.bars_seen >= 1)
+            await stop_flat(lx, s)
+            return s.id
+        finally:
+            await client.close()
+
+    with manual_exchange() as lx:
+        sid = asyncio.run(go(lx))
+    ev = store.events(sid, kinds=["waiver"])
+    assert sorted(d["check"] for d in ev["data"]) == ["rehearsal", "stops"]
+    assert any("exits by hand" in m for m in ev["message"])
