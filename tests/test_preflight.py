@@ -14,6 +14,8 @@ from tests.live_kit import live_config, manual_exchange
 from workbench.cli import main
 from workbench.engine import preflight as pf
 
+pytestmark = pytest.mark.live_battery
+
 KEYS = {"WORKBENCH_BINANCE_MAIN_API_KEY": API_KEY, "WORKBENCH_BINANCE_MAIN_SECRET": API_SECRET}
 
 
