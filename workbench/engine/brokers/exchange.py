@@ -202,7 +202,8 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
             if p.quantity <= 0.0 or s in busy:
                 continue
             self._queue_order(Order(f"{s}:{reason}:{stamp}", s, Side.SELL, p.quantity,
-                                    created_at=datetime.now(timezone.utc), reason=reason))
+                                    created_at=datetime.now(timezone.utc), reason=reason,
+                                    ref_price=pf.marks.get(s)))  # decided at the last mark
             out.append(s)
         return out
 
