@@ -3,7 +3,7 @@ same trades on random markets (docs/execution-semantics.md).
 
 Hypothesis draws bar series with gaps, zero-volume bars and irregular (duplicate-free) timestamps
 across both daylight-saving transitions of America/New_York, Europe/London and Australia/Sydney;
-trading hours and blackouts on the zone's wall clock (wrapping midnight too); every built-in
+trading hours and blackouts on the zone's wall clock (wrapping midnight too), dated event windows; every built-in
 strategy with small windows; stops always on, and sometimes the account rules of rule 10. The
 backtest (:func:`run_backtest`) and the session step (:func:`workbench.engine.trader.replay`: the
 shipped Trader with the paper broker, no store) must agree on every trade's times, side, size and
@@ -63,6 +63,18 @@ def windows(draw: st.DrawFn) -> dict:
 
 
 @st.composite
+def events(draw: st.DrawFn, times: pd.DatetimeIndex) -> list[dict]:
+    """0-2 dated event windows (an event calendar's) inside the bars' span, some starting or ending on a bar."""
+    out = []
+    for _ in range(draw(st.integers(0, 2))):
+        i = draw(st.integers(0, len(times) - 2))
+        start = times[i] + pd.Timedelta(minutes=draw(st.sampled_from([0, 0, 1, 7])))
+        out.append({"name": f"event {i}", "start": start.isoformat(),
+                    "end": (start + pd.Timedelta(minutes=draw(st.integers(5, 240)))).isoformat()})
+    return out
+
+
+@st.composite
 def markets(draw: st.DrawFn) -> tuple[SessionConfig, dict[str, pd.DataFrame]]:
     zone = draw(st.sampled_from(sorted(TRANSITIONS)))
     start = pd.Timestamp(draw(st.sampled_from(TRANSITIONS[zone])), tz="UTC")
@@ -106,7 +118,7 @@ def markets(draw: st.DrawFn) -> tuple[SessionConfig, dict[str, pd.DataFrame]]:
         commission={"taker": 0.001, "fixed": draw(st.sampled_from([0.0, 0.2]))},
         slippage=draw(st.sampled_from([{"model": "fixed", "bps": 2}, {"model": "volume", "bps": 1, "impact": 0.05}])),
         volume={"max_share": draw(st.sampled_from([0.1, 1.0]))},
-        time={"timezone": zone, **draw(windows())}, risk=risk,
+        time={"timezone": zone, **draw(windows()), "events": draw(events(times))}, risk=risk,
     )
     return config, frames
 

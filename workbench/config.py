@@ -105,6 +105,28 @@ class Window(_Model):
         return self
 
 
+class EventWindow(_Model):
+    """A dated event (a rate decision, a listing, an exchange's maintenance) during which no new entry
+    fills: ``start`` <= fill time < ``end``, in UTC (a naive time means UTC). Imported from an event
+    calendar (:func:`workbench.data.calendar.load_events`) or written by hand."""
+
+    name: str = Field("event", max_length=200)
+    start: datetime
+    end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return as_utc(v)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EventWindow:
+        if not self.end > self.start:
+            raise ValueError(f"event {self.name!r} ends ({self.end.isoformat()}) before it starts "
+                             f"({self.start.isoformat()}); give an end after the start")
+        return self
+
+
 class TimeRestrictions(_Model):
     """When new entries are allowed. Exits are always allowed."""
 
@@ -112,6 +134,7 @@ class TimeRestrictions(_Model):
     trading_hours: Window | None = None
     blackouts: list[Window] = Field(default_factory=list)
     weekdays: list[int] = Field(default_factory=lambda: list(range(7)), description="0=Monday … 6=Sunday")
+    events: list[EventWindow] = Field(default_factory=list, description="dated blackouts from an event calendar")
 
     @field_validator("timezone")
     @classmethod
@@ -131,7 +154,7 @@ class TimeRestrictions(_Model):
 
     @property
     def unrestricted(self) -> bool:
-        return self.trading_hours is None and not self.blackouts and len(self.weekdays) == 7
+        return self.trading_hours is None and not self.blackouts and len(self.weekdays) == 7 and not self.events
 
 
 class CircuitBreaker(_Model):
@@ -200,15 +223,15 @@ class LiveConfig(_Model):
     sandbox: bool = Field(False, description="use the exchange's testnet/sandbox (ccxt set_sandbox_mode)")
     poll_seconds: float | None = Field(None, gt=0, description="REST poll interval; default a quarter bar, at most 5 s")
     stale_bars: int = Field(3, ge=1, le=1000, description="no new bar for this many intervals: feed is stale")
-    protective: Literal["auto", "exchange", "monitor", "off"] = Field(
-        "auto", description="where a position's stop loss / take profit live: 'exchange' (stop orders resting on "
-        "the exchange), 'monitor' (this runner watches the ticker and sells when a level is crossed), 'auto' "
-        "(exchange where the market has stop order types, else monitor), 'off' (checked on closed bars only)")
     time_sync_every: float = Field(300.0, gt=0, le=86_400, description="seconds between exchange clock syncs")
     reconcile_every: float = Field(30.0, gt=0, le=86_400,
                                    description="seconds between reconciliations of orders and balances")
     mismatch_trip: float | None = Field(0.01, gt=0, le=1, description="a reconciliation difference worth more "
                                         "than this fraction of the initial balance trips the breaker; None: never")
+    protective: Literal["auto", "exchange", "monitor", "off"] = Field(
+        "auto", description="where a position's stop loss / take profit live: 'exchange' (stop orders resting on "
+        "the exchange), 'monitor' (this runner watches the ticker and sells when a level is crossed), 'auto' "
+        "(exchange where the market has stop order types, else monitor), 'off' (checked on closed bars only)")
     waive_stops: str = Field("", max_length=300, description="why this live session may run without a stop "
                              "(pre-flight: empty means stops are required); recorded as an event at start")
     waive_rehearsal: str = Field("", max_length=300, description="why no backtest and paper run of this strategy "

@@ -27,6 +27,8 @@ CAP_RULES: tuple[str, ...] = (
 # time restrictions (semantics rule 7)
 WEEKDAY, TRADING_HOURS, BLACKOUT = 1, 2, 3
 TIME_RULES: tuple[str, ...] = ("", "weekday", "trading_hours", "blackout")
+#: the time rule of a dated event window (TimeRestrictions.events), checked after the daily rules
+EVENT = "event"
 
 # circuit breaker (semantics rule 10)
 BREAKER_DAILY_LOSS, BREAKER_DRAWDOWN, BREAKER_REJECTIONS = 1, 2, 3

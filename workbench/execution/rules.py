@@ -272,7 +272,11 @@ def time_block(timestamp: datetime, rules: TimeRestrictions) -> str:
     if rules.unrestricted:
         return ""
     days, windows = _time_rules(rules)
-    return codes.TIME_RULES[nb.time_block_nb(_wall_ns(timestamp, rules.timezone), days, windows)]
+    daily = codes.TIME_RULES[nb.time_block_nb(_wall_ns(timestamp, rules.timezone), days, windows)]
+    if daily or not rules.events:
+        return daily
+    t = pd.Timestamp(timestamp)
+    return codes.EVENT if _in_events(np.array([t.value], dtype=np.int64), rules)[0] else ""
 
 
 def entry_allowed_at(timestamp: datetime, rules: TimeRestrictions) -> bool:
@@ -285,7 +289,18 @@ def entry_allowed(index: pd.DatetimeIndex, rules: TimeRestrictions) -> np.ndarra
     if rules.unrestricted:
         return np.ones(len(index), dtype=bool)
     days, windows = _time_rules(rules)
-    return nb.time_blocks_nb(wall_clock_ns(index, rules.timezone), days, windows) == 0
+    allowed = nb.time_blocks_nb(wall_clock_ns(index, rules.timezone), days, windows) == 0
+    if rules.events:
+        allowed &= ~_in_events(index.as_unit("ns").asi8, rules)
+    return allowed
+
+
+def _in_events(utc_ns: np.ndarray, rules: TimeRestrictions) -> np.ndarray:
+    """Per time (ns since the epoch, UTC): inside any of ``rules.events`` (start <= t < end)?"""
+    inside = np.zeros(len(utc_ns), dtype=bool)
+    for ev in rules.events:
+        inside |= (utc_ns >= pd.Timestamp(ev.start).value) & (utc_ns < pd.Timestamp(ev.end).value)
+    return inside
 
 
 def breaker_breach(equity: float, day_start: float, peak: float, breaker: CircuitBreaker) -> str:
