@@ -148,7 +148,10 @@ def test_live_enters_at_the_bar_paper_fills_at_with_slippage_against_the_decisio
     assert fill["price"] == pytest.approx(frame["open"].iloc[k]) == pytest.approx(decision * 1.002)
     assert fill["slippage"] == pytest.approx(fill["quantity"] * (fill["price"] - decision), rel=1e-9)
     assert fill["slippage"] > 0
-    exit_fill = store.fills(s.id).iloc[1]  # the stop's sell
+    exit_fill = store.fills(s.id).iloc[1]  # the stop's sell, decided at the last mark (the last close)
+    k2 = frame.index.get_loc(pd.Timestamp(exit_fill["time"]))
+    assert exit_fill["slippage"] == pytest.approx(
+        exit_fill["quantity"] * (frame["close"].iloc[k2 - 1] - exit_fill["price"]), rel=1e-9)
     [trade] = store.trades(s.id).itertuples()
     assert trade.slippage == pytest.approx(fill["slippage"] + exit_fill["slippage"])  # the trade carries both
     order = store.orders(s.id).iloc[0]
