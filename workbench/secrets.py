@@ -47,12 +47,25 @@ def is_secret_name(name: str) -> bool:
     return bool(SECRET_NAME_RE.search(name))
 
 
+_CACHE: tuple[Any, list[str]] = (None, [])  # (os.environ's raw items and the registered count, the values)
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """The strings :func:`redact` masks, longest first: registered values, and the values of
-    secret-looking variables of ``environ`` (default ``os.environ``)."""
+    secret-looking variables of ``environ`` (default ``os.environ``; computed again only when it or
+    the registered values changed: every log record and store write asks)."""
+    global _CACHE
+    raw = getattr(os.environ, "_data", None) if environ is None else None
+    stamp = (tuple(raw.items()), len(_REGISTERED)) if isinstance(raw, dict) else None
+    if stamp is not None and stamp == _CACHE[0]:
+        return _CACHE[1]
     env = os.environ if environ is None else environ
     vals = {v for k, v in list(env.items()) if is_secret_name(k) and len(v.strip()) >= MIN_SECRET_LEN}
-    return sorted(vals | _REGISTERED, key=len, reverse=True)
+    with _LOCK:
+        out = sorted(vals | _REGISTERED, key=len, reverse=True)
+    if stamp is not None:
+        _CACHE = (stamp, out)
+    return out
 
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
