@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from workbench.domain import Fill, Order, Position
+from workbench.secrets import redact
 from workbench.store import schema as s
 from workbench.store.base import db_values, utc_now
 from workbench.store.frames import equity_frame
@@ -23,7 +24,7 @@ class RunnerStateStore(TradingStore):
         """Replace the runner's recovery state (JSON; datetimes come back as datetimes)."""
         if not isinstance(state, dict):
             raise TypeError(f"runner state: expected a dict, got {type(state).__name__}")
-        values = {"state_json": dumps(state), "updated_at": utc_now()}
+        values = {"state_json": redact(dumps(state)), "updated_at": utc_now()}  # may hold errors' text
         r = s.session_state.c
 
         def run(conn: Connection) -> None:
@@ -58,7 +59,7 @@ class RunnerStateStore(TradingStore):
             if not fill.fill_id:
                 raise ValueError("fill.fill_id is empty; give every fill a unique id so replays stay idempotent")
         frame = equity_frame(equity) if equity is not None and len(equity) else None
-        state_values = None if state is None else {"state_json": dumps(state), "updated_at": utc_now()}
+        state_values = None if state is None else {"state_json": redact(dumps(state)), "updated_at": utc_now()}
         f, r = s.fills.c, s.session_state.c
 
         def run(conn: Connection) -> int:
