@@ -284,3 +284,14 @@ def test_live_entries_do_not_spend_the_cash_a_resting_buy_holds(store):
     ev = store.events(s.id)
     assert not ev[ev["kind"] == "order_rejected"]["message"].str.contains("InsufficientFunds").any()
     assert p > 0
+
+
+def test_other_sessions_claim_their_checkpoint_cash_less_their_open_buys(store):
+    from workbench.engine.brokers.account import other_claims
+
+    sid = store.create_session(live_config(initial_balance=3_000.0), state="paused")
+    store.save_runner_state(sid, {"portfolio": {"cash": 2_500.0}})
+    store.upsert_order(sid, Order("op1", BTC, Side.BUY, 0.01, OrderType.LIMIT, 40_000.0))  # locks 400 on the exchange
+    store.upsert_order(sid, Order("op2", BTC, Side.SELL, 0.01, OrderType.LIMIT, 50_000.0))  # a sell locks coins
+    assert other_claims(store, live_config()) == {sid: pytest.approx(2_500.0 - 400.0)}
+    assert other_claims(store, live_config(), session_id=sid) == {}
