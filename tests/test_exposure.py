@@ -136,6 +136,8 @@ def test_risk_report_marks_positions_at_the_sessions_own_bars(store):
     assert lim.loc[a, "used"] == pytest.approx(max(2 * btc, 10 * eth))
     assert all(end == t_last for _, end in calls)
     assert r.problems == []
+    gaps = r.gaps.set_index("symbol")
+    assert gaps.loc["BTC/USDT", "value"] == pytest.approx(3 * btc) and gaps.loc["BTC/USDT", "gaps"] == 0
 
 
 def test_risk_report_survives_missing_data(store):

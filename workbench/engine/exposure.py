@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.account import AccountGate, PolicyError, RiskPolicy, load_policy
+from workbench.account.gaps import gap_exposure
 from workbench.account.policy import account_of, venue_of
 from workbench.account.sectors import sector_exposure
 from workbench.config import SessionConfig
@@ -161,6 +162,7 @@ class RiskReport:
     sectors: pd.DataFrame = field(default_factory=pd.DataFrame)  # sector, value, share_of_exposure
     venues: pd.DataFrame = field(default_factory=pd.DataFrame)  # account, venue, value
     breakers: pd.DataFrame = field(default_factory=pd.DataFrame)  # session_id, state, breaker, day_pnl, drawdown
+    gaps: pd.DataFrame = field(default_factory=pd.DataFrame)  # symbol, value, gaps, worst_drop, gap_loss
 
 
 def stored_risk_state(store: Any, session_id: str) -> dict[str, Any]:
@@ -179,6 +181,7 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
     sessions = active_sessions(store, clock=clock)
     pos_rows, limit_rows, problems = [], [], []
     venue_rows, breaker_rows = [], []
+    timeframes: dict[str, str] = {}
     if policy is None:
         try:
             policy = load_policy()
@@ -206,6 +209,7 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
                         price = float(b["close"].iloc[-1])
                         if p.symbol not in bars or b.index[-1] > bars[p.symbol].index[-1]:
                             bars[p.symbol] = b
+                            timeframes[p.symbol] = cfg.data.timeframe
                 except Exception as e:  # a missing data source must not hide the rest
                     problems.append(f"{r.id} {p.symbol}: no bars ({e}); valued at entry price")
             values[p.symbol] = p.quantity * price
@@ -236,7 +240,9 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
         problems=problems, accounts=gate.usage(), sectors=_sectors(by_symbol["value"], policy.sectors),
         venues=pd.DataFrame(venue_rows, columns=["account", "venue", "value"]).groupby(
             ["account", "venue"], as_index=False)["value"].sum(),
-        breakers=pd.DataFrame(breaker_rows, columns=["session_id", "state", "breaker", "day_pnl", "drawdown"]))
+        breakers=pd.DataFrame(breaker_rows, columns=["session_id", "state", "breaker", "day_pnl", "drawdown"]),
+        gaps=pd.concat([gap_exposure({s: v}, bars, timeframes[s]) for s, v in by_symbol["value"].items()
+                        if s in timeframes] or [gap_exposure({}, {}, "1m")], ignore_index=True))
 
 
 def _sectors(values: pd.Series, sectors: Mapping[str, str]) -> pd.DataFrame:

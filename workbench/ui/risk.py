@@ -48,7 +48,7 @@ class RiskView:
         self.window = window
         self.report: RiskReport | None = None
         names = ("summary", "accounts", "sectors", "venues", "concentration", "correlation", "liquidity", "volatility",
-                 "limits", "breakers")
+                 "limits", "breakers", "gaps")
         self.parts = {n: W.HTML() for n in names}
         for n, w in self.parts.items():
             w.add_class(f"wb-risk-{n}")
@@ -72,6 +72,7 @@ class RiskView:
                            layout={"margin": "0 0 0 24px"})]),
             sec("Limit usage per session"), p["limits"],
             sec("Circuit breakers"), p["breakers"],
+            sec("Gap exposure (worst drop across a gap in the loaded bars: a stop fills after the gap)"), p["gaps"],
         ], layout={"border": "1px solid #ddd", "padding": "8px"})
         self.widget.add_class("wb-risk")
         self.ticker = Ticker(self.refresh, refresh, on_error=lambda e: self._show(f"refresh failed: {e}"))
@@ -121,6 +122,10 @@ class RiskView:
             r.breakers, [("session_id", "Session", str), ("state", "State", str), ("breaker", "Breaker", str),
                          ("day_pnl", "Day P&L", MONEY), ("drawdown", "Drawdown", PCT)],
             "wb-risk-breakers-table", empty="no active sessions")
+        p["gaps"].value = frame_table(
+            r.gaps, [("symbol", "Symbol", str), ("value", "Value", MONEY), ("gaps", "Gaps", fmt_num),
+                     ("worst_drop", "Worst drop", PCT), ("gap_loss", "Loss if repeated", MONEY)],
+            "wb-risk-gaps-table", empty="nothing held, or no bars loaded")
         self._show("; ".join(r.problems), "error")
 
     def _show(self, text: str, kind: str = "error") -> None:
