@@ -111,3 +111,23 @@ def test_cli_log_orders_and_why(capsys, store, store_url, ran):
     why = json.loads(cli("why", ran.id, "--json"))
     assert why["blocked"]["trading_hours"] == len(rows) and why["orders"] > 0
     assert "blocked: trading_hours" in cli("why", ran.id)
+
+
+def test_profile_samples_cpu_and_memory_on_its_clock_and_survives_a_snapshot():
+    from datetime import datetime, timezone
+
+    from workbench.diagnostics.profiler import Profile
+
+    p = Profile()
+    now = datetime(2024, 1, 8, tzinfo=timezone.utc)
+    assert not p.sample(now, mono=100.0, cpu=10.0)  # the baseline
+    p.busy = 1.0  # a second stepping bars
+    assert not p.sample(now, mono=104.0, cpu=11.0)  # less than SAMPLE_SECONDS later
+    p.lag(0.02)
+    p.lag(-0.001)  # a poll that woke early is no lag
+    assert p.sample(now, mono=110.0, cpu=15.0)
+    when, cpu_pct, rss, session_pct, lag = p.samples[0]
+    assert cpu_pct == pytest.approx(50.0) and session_pct == pytest.approx(10.0) and lag == 0.0 and rss > 10
+    assert p.hist["lag"].counts[:4] == [1, 0, 0, 1]  # 0 s <= 1 ms, 20 ms <= 50 ms
+    back = Profile.restore(p.snapshot())
+    assert back.snapshot() == p.snapshot() and back.samples_frame()["time"][0] == now

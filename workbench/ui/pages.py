@@ -4,7 +4,9 @@
   from ``workbench host`` by default) and the controls of the selected session;
 * ``session_page(session_id=None, store=None)``: detail view + controls; without ``session_id`` the
   id comes from the URL query (``?id=...``, which Voilà puts in ``$QUERY_STRING``);
-* ``risk_page(store=None)``, ``history_page(store=None)``.
+* ``risk_page(store=None)``, ``history_page(store=None)``;
+* ``diagnostics_page(session_id=None, store=None)``: pick a session (``wb-diag-session``; the URL's ``?id=``
+  first), see its diagnostics (:mod:`workbench.ui.diagnostics`, classes ``wb-diag-*``).
 
 ``page.views`` holds the view objects (for tests). Stable CSS classes for browser tests:
 
@@ -169,3 +171,37 @@ def history_page(store: Store | str | None = None, **kwargs: Any) -> Page:
 
     view = HistoryView(store, **kwargs)
     return Page("history", [view.widget], {"history": view}, store=view.store)
+
+
+def diagnostics_page(session_id: str | None = None, store: Store | str | None = None) -> Page:
+    """The diagnostics of one session, picked from the store's sessions (newest first; the URL's ``?id=``
+    or ``session_id`` selected)."""
+    from workbench.ui.diagnostics import DiagnosticsView
+
+    st = open_store(store)
+    sessions = st.history()
+    if sessions.empty:
+        return _notice("diagnostics", "No sessions yet: create one on the <a href='sessions.ipynb'>sessions "
+                                      "page</a>.", st)
+    options = [(f"{r.id} · {r.kind} · {r.strategy} · {r.state} · {str(r.date)[:16]}", r.id)
+               for r in sessions.itertuples()]
+    sid = session_id or query_id()
+    if sid is not None and sid not in set(sessions["id"]):
+        return _notice("diagnostics", f"There is no session <code>{html.escape(sid)}</code> in this store. "
+                                      "Pick one on the <a href='diagnostics.ipynb'>diagnostics page</a>.", st)
+    picker = W.Dropdown(options=options, value=sid or options[0][1], description="Session",
+                        layout={"width": "min(640px, 100%)"})
+    picker.add_class("wb-diag-session")
+    holder = W.VBox()
+    page = Page("diagnostics", [picker, holder], {}, store=st)
+
+    def show(session: str) -> None:
+        old = page.views.pop("diagnostics", None)
+        if old is not None:
+            old.close()
+        page.views["diagnostics"] = view = DiagnosticsView(session, st, lazy=False)
+        holder.children = [view.widget]
+
+    picker.observe(lambda ch: show(ch["new"]), names="value")
+    show(picker.value)
+    return page
