@@ -27,6 +27,7 @@ from workbench.ui.common import button, fmt_num, fmt_time, frame_table, message,
 
 TABS = ("Log", "Order flow", "Profiler", "Market data", "Why no trades")
 LOG_ROWS = 300  # newest log lines shown (the export has them all)
+Cols = list[tuple[str, str, Callable[[Any], str]]]  # frame_table's columns: (key, header, formatter)
 
 
 def _secs(v: Any) -> str:
@@ -126,19 +127,19 @@ class DiagnosticsView:
                                "CSV")
                    + _download(dlog.export(log, "json"), f"{self.session_id}-log.json", "application/json",
                                "wb-diag-log-json", "JSON") + "</div>")
-        cols = [("time", "time", fmt_time), ("level", "level", str), ("kind", "kind", str), ("actor", "actor", str),
-                ("message", "message", str)]
+        cols: Cols = [("time", "time", fmt_time), ("level", "level", str), ("kind", "kind", str),
+                      ("actor", "actor", str), ("message", "message", str)]
         return exports + frame_table(log.iloc[::-1].head(LOG_ROWS), cols, "wb-diag-log-table", empty="no events match")
 
     # ---- order flow ------------------------------------------------------------------------------
     def _orders_tab(self) -> str:
         flow = orderflow.session_order_flow(self.store, self.session_id)
-        cols = [("client_id", "order", str), ("side", "side", str), ("quantity", "qty", fmt_num),
+        cols: Cols = [("client_id", "order", str), ("side", "side", str), ("quantity", "qty", fmt_num),
                 ("status", "status", str), ("rule", "blocked by", str),
                 *[(s, s.replace("_", " "), fmt_time) for s in orderflow.STEPS],
                 *[(k, k.replace("_", " "), _secs) for k in orderflow.LATENCIES]]
         summary = orderflow.latency_summary(flow)
-        lat = [("latency", "latency", str), ("count", "orders", str), ("median_s", "median s", fmt_num),
+        lat: Cols = [("latency", "latency", str), ("count", "orders", str), ("median_s", "median s", fmt_num),
                ("p95_s", "p95 s", fmt_num), ("max_s", "max s", fmt_num)]
         return ("<b>Latencies</b>" + frame_table(summary, lat, "wb-diag-latency-table")
                 + f"<b>Orders</b> ({len(flow)}, newest first)"
@@ -150,15 +151,16 @@ class DiagnosticsView:
         if prof is None:
             return message("no profile: the runner records one in its runner state (paper and live sessions, "
                            "from their first checkpoint); backtests have none")
-        summary = frame_table(prof.summary(), [("measure", "measure", str), ("count", "count", str),
-                                               ("mean_s", "mean s", fmt_num), ("max_s", "max s", fmt_num)],
-                              "wb-diag-profile-summary")
+        measures: Cols = [("measure", "measure", str), ("count", "count", str), ("mean_s", "mean s", fmt_num),
+                          ("max_s", "max s", fmt_num)]
+        buckets: Cols = [("le", "≤ s", fmt_num), ("count", "count", str)]
+        summary = frame_table(prof.summary(), measures, "wb-diag-profile-summary")
         hists = "".join(
             f"<div style='display:inline-block;vertical-align:top;margin-right:18px'><b>{html.escape(k)}</b>"
-            + frame_table(h.frame(), [("le", "≤ s", fmt_num), ("count", "count", str)], f"wb-diag-hist-{k}")
+            + frame_table(h.frame(), buckets, f"wb-diag-hist-{k}")
             + "</div>" for k, h in prof.hist.items())
         samples = prof.samples_frame().iloc[::-1].head(30)
-        scols = [("time", "time", fmt_time), ("process_cpu_pct", "host process CPU %", lambda v: f"{v:.1f}"),
+        scols: Cols = [("time", "time", fmt_time), ("process_cpu_pct", "host process CPU %", lambda v: f"{v:.1f}"),
                  ("rss_mb", "host RSS MB", lambda v: f"{v:.0f}"), ("session_cpu_pct", "session CPU %",
                                                                     lambda v: f"{v:.1f}"),
                  ("lag_s", "loop lag s", lambda v: f"{v:.4f}")]
@@ -187,8 +189,8 @@ class DiagnosticsView:
             for name, frame in (("gaps", rep.gaps), ("duplicates", rep.duplicates), ("outliers", rep.outliers),
                                 ("stale periods", rep.stale)):
                 if len(frame):
-                    cols = [(c, c, fmt_time if "time" in c or c in ("after", "before", "start", "end") else str)
-                            for c in frame.columns]
+                    cols: Cols = [(c, c, fmt_time if c in ("time", "after", "before", "start", "end") else str)
+                                  for c in frame.columns]
                     parts.append(f"<i>{name}</i>" + frame_table(frame.head(50), cols, "wb-diag-data-table"))
         if str(getattr(config.kind, "value", config.kind)) == "live" or config.data.source == "ccxt":
             parts.append(message("live feeds: the REST vs websocket cross-check runs where the feed runs "
@@ -203,14 +205,14 @@ class DiagnosticsView:
                            "sessions); backtests have none")
         summary = why.why_summary(counts)
         blocked = [{"rule": k, "count": v} for k, v in summary["blocked"].items()]
+        rule_cols: Cols = [("rule", "rule", str), ("count", "signals blocked", str)]
         frame = why.why_frame(counts).iloc[::-1].head(72).reset_index()
-        cols = [("time", "hour", fmt_time), *[(c, c.removeprefix(why.BLOCKED), str) for c in frame.columns[1:]]]
+        cols: Cols = [("time", "hour", fmt_time), *[(c, c.removeprefix(why.BLOCKED), str) for c in frame.columns[1:]]]
         return (f"<div class='wb-diag-why-summary' style='margin:4px 0'><b>{summary['signals']}</b> signals · "
                 f"<b>{summary['orders']}</b> orders placed · <b>{summary['fills']}</b> fills<br>"
                 f"{html.escape(why.explain(summary))}</div>"
                 + "<b>Blocked signals by rule</b>"
-                + frame_table(blocked, [("rule", "rule", str), ("count", "signals blocked", str)],
-                              "wb-diag-why-blocked", empty="none blocked")
+                + frame_table(blocked, rule_cols, "wb-diag-why-blocked", empty="none blocked")
                 + "<b>Per hour</b> (newest first)" + frame_table(frame, cols, "wb-diag-why-table"))
 
     def close(self) -> None:
