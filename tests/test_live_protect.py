@@ -243,3 +243,60 @@ def test_on_a_market_without_stop_orders_the_monitor_sells_intrabar_when_the_tic
     assert fills["price"].iloc[1] == pytest.approx(level * 0.999)  # at the intrabar price, not the bar's
     assert "protective_fired" in set(store.events(s.id)["kind"])
     assert_fills_match_exchange(lx, store, s.id)
+
+
+def test_with_both_levels_the_exchange_holds_the_stop_and_the_monitor_takes_profit_intrabar(lx, store):
+    config = live_config(params=NEVER, risk={"stop_loss": 0.02, "take_profit": 0.01},
+                         live={"protective": "auto", "poll_seconds": 0.05})
+
+    async def go():
+        s, client = await _start(lx, store, config)
+        try:
+            s.place_order(SYMBOL, "buy", 0.05)
+            await until(lambda: len(_stops(lx)) == 1 and s.broker._watched.get(SYMBOL))
+            (watched,) = s.broker._watched[SYMBOL]
+            assert watched.reason == "take_profit" and watched.above
+            lx.trade(SYMBOL, watched.price * 1.001)  # up through the take profit, inside the bar
+            await until(lambda: s.portfolio.quantity(SYMBOL) == 0 and not s.broker.inflight, timeout=5)
+            return s, watched.price, await stop_flat(lx, s)
+        finally:
+            await client.close()
+
+    s, level, final = asyncio.run(go())
+    assert final is S.STOPPED
+    (trade,) = s.portfolio.trade_log()
+    assert trade["exit_reason"] == "take_profit" and trade["exit_price"] == pytest.approx(level * 1.001)
+    assert len(_stops(lx, "CANCELED")) == 1  # the stop was canceled before the sell (its coins were locked)
+    assert [o["type"] for o in lx.exchange_orders() if o["side"] == "SELL"] == ["STOP_LOSS_LIMIT", "MARKET"]
+    assert_fills_match_exchange(lx, store, s.id)
+
+
+def test_a_handed_back_stop_is_adopted_by_the_next_runner_not_placed_again(lx, store):
+    config = protected_config()
+
+    async def go():
+        s, client = await _start(lx, store, config)
+        try:
+            s.place_order(SYMBOL, "buy", 0.05)
+            await until(lambda: len(_stops(lx)) == 1 and not s.broker.inflight)
+            s.hand_back("host shut down: handed back, resumable")
+            assert await asyncio.wait_for(s.wait(), 10) is S.ORPHANED
+            assert len(_stops(lx)) == 1  # still protecting the position while no runner runs
+            r = open_session(config, store, resume=s.id, exchange=client, arming=ARMED, resting_poll=0.05,
+                             feed=feed_for(client, config, stale_bars=100_000), **FAST)
+            r.start()
+            await until(lambda: r.state is S.RUNNING)
+            await until(lambda: r.broker.protective(SYMBOL))
+            await asyncio.sleep(0.5)  # protector rounds: it reads the adopted stop's level and keeps it
+            (adopted,) = r.broker.protective(SYMBOL)
+            assert adopted.client_id == "protect:BTC/USDT:1"
+            assert adopted.stop_price == pytest.approx(_level(r, 0.02))
+            return r, await stop_flat(lx, r)
+        finally:
+            await client.close()
+
+    r, final = asyncio.run(go())
+    assert final is S.STOPPED
+    assert len([o for o in lx.exchange_orders() if o["type"] == "STOP_LOSS_LIMIT"]) == 1  # never placed twice
+    assert_one_exchange_order_per_client_id(lx)
+    assert_fills_match_exchange(lx, store, r.id)
