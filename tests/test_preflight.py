@@ -187,3 +187,10 @@ def test_waivers_are_recorded_as_events_when_a_live_session_starts(store):
     ev = store.events(sid, kinds=["waiver"])
     assert sorted(d["check"] for d in ev["data"]) == ["rehearsal", "stops"]
     assert any("exits by hand" in m for m in ev["message"])
+
+
+def test_the_budget_counts_what_other_live_sessions_on_the_account_hold(mx, store):
+    store.create_session(live_config(initial_balance=95_000.0), state="running")  # holds 95,000 of 100,000
+    check = run(mx, store, live_config())["balance"]
+    assert check.status == "fail" and "held by 1 other live session" in check.detail
+    assert "at most 5,000.00" in check.todo

@@ -7,7 +7,8 @@ what was found and what to do:
 * ``authenticated``: the exchange accepts it (a signed balance request);
 * ``permissions``: the key may trade and may not withdraw, where the exchange says (Binance's account
   endpoint reports ``canTrade``/``canWithdraw``); a key that may withdraw is a warning;
-* ``balance``: the session's budget (``initial_balance``) fits in the free quote currency;
+* ``balance``: the session's budget (``initial_balance``) fits in the free quote currency less what the
+  other live sessions on the account hold (the rule a live session's start applies);
 * ``exchange status``: ``fetch_status`` is ``ok`` (maintenance fails; no such endpoint warns);
 * ``market <symbol>``: the market exists and is ``active``;
 * ``sizing <symbol>``: one entry of the configured sizing at the current price meets the market's
@@ -105,7 +106,7 @@ async def preflight_async(config: SessionConfig, store: Any = None, *, exchange:
     client = (exchange or default_exchange)(config, credentials)
     try:
         if credentials is not None:
-            checks += await _account_checks(client, config)
+            checks += await _account_checks(client, config, store)
         checks += await _market_checks(client, config)
     finally:
         await client.close()
@@ -123,7 +124,7 @@ def _why(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-async def _account_checks(client: Any, config: SessionConfig) -> list[Check]:
+async def _account_checks(client: Any, config: SessionConfig, store: Any) -> list[Check]:
     import ccxt
 
     venue = config.data.exchange
@@ -149,23 +150,29 @@ async def _account_checks(client: Any, config: SessionConfig) -> list[Check]:
                          "check on the exchange that the key may trade and may not withdraw"))
     else:
         out.append(Check("permissions", "pass", "the key may trade and may not withdraw"))
-    out.append(_balance(balance, config))
+    out.append(_balance(balance, config, store))
     return out
 
 
-def _balance(balance: Mapping[str, Any], config: SessionConfig) -> Check:
-    quotes = sorted({s.split("/")[1] for s in config.symbols})
-    if len(quotes) > 1:
-        return Check("balance", "warn", f"the symbols are quoted in {', '.join(quotes)}; the budget is one amount",
-                     "check by hand that each quote currency covers its share of initial_balance")
-    quote = quotes[0]
+def _balance(balance: Mapping[str, Any], config: SessionConfig, store: Any) -> Check:
+    """The start's budget rule (:func:`workbench.engine.brokers.account.budget_problem`): the free quote
+    balance less what the other live sessions on the account hold must cover ``initial_balance``."""
+    from workbench.engine.brokers.account import budget_problem, other_claims, quote_of
+
+    try:
+        quote = quote_of(config)
+    except ValueError as e:
+        return Check("balance", "fail", str(e), "trade symbols of one quote currency in a live session")
     free = float((balance.get("free") or {}).get(quote) or 0.0)
-    budget = config.initial_balance
-    if free < budget:
-        return Check("balance", "fail", f"the budget {budget:,.2f} {quote} is more than the free {free:,.2f} {quote}",
-                     f"lower initial_balance to at most {free:,.2f} or move {budget - free:,.2f} {quote} "
-                     "to the account")
-    return Check("balance", "pass", f"budget {budget:,.2f} {quote} of {free:,.2f} {quote} free")
+    others = other_claims(store, config) if store is not None else {}
+    account = f"{config.data.exchange}:{config.live.account}"
+    problem = budget_problem(config.initial_balance, free, others, quote, account)
+    if problem:
+        what, _, todo = problem.partition(". ")
+        return Check("balance", "fail", what, todo)
+    held = f", {sum(others.values()):,.2f} held by other live sessions" if others else ""
+    return Check("balance", "pass", f"budget {config.initial_balance:,.2f} {quote} of {free:,.2f} {quote} "
+                                    f"free{held}")
 
 
 async def _market_checks(client: Any, config: SessionConfig) -> list[Check]:
