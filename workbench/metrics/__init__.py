@@ -14,29 +14,41 @@ the columns of ``TRADE_COLUMNS``. Conventions:
 
 Each metric is defined once, in the numba kernel :func:`workbench.metrics.kernel.metrics_nb`
 (the sweeps call it per combination): :func:`compute_metrics` checks a frame and passes its arrays,
-:func:`metrics_from_arrays` (run_backtest's path) takes the arrays directly. The trade schema
+:func:`metrics_from_arrays` (run_backtest's path) takes the arrays directly. The kernel module is
+loaded on first use (:func:`metrics_kernel`): a process that has not loaded numba (a dashboard) runs
+the same source interpreted. The trade schema
 (``TRADE_COLUMNS``) is :mod:`workbench.domain`'s, re-exported here.
 """
 from __future__ import annotations
 
+import builtins
+import functools
+import importlib.util
 import math
+import sys
 from numbers import Real
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 from workbench.domain import EXIT_REASONS, TRADE_COLUMNS, TRADE_STATUSES
-from workbench.metrics.kernel import METRIC_KEYS, metrics_nb
 from workbench.metrics.tail import TAIL_KEYS, tail_metrics, tail_risk
 
 __all__ = [
     "EXIT_REASONS", "METRIC_LABELS", "TRADE_COLUMNS", "TRADE_STATUSES", "compute_metrics", "drawdown_series",
-    "empty_trades", "format_metric", "infer_periods_per_year", "metrics_from_arrays", "monthly_returns",
-    "period_returns", "tail_risk",
+    "empty_trades", "format_metric", "infer_periods_per_year", "metrics_from_arrays", "metrics_kernel",
+    "monthly_returns", "period_returns", "tail_risk",
 ]
 
 
+METRIC_KEYS: tuple[str, ...] = (
+    "pnl", "final_equity", "total_return", "annualized_return", "volatility", "sharpe_ratio", "sortino_ratio",
+    "max_drawdown", "value_at_risk", "expected_shortfall", "calmar_ratio", "win_rate", "profit_factor",
+    "avg_win", "avg_loss", "risk_reward", "trade_count", "trades_per_day", "avg_trade_duration_hours",
+    "exposure", "best_trade", "worst_trade",
+)  # metrics_nb's output, in order (the kernel imports it)
 _MONEY, _PCT, _RATIO = "{:,.2f}", "{:.2%}", "{:.2f}"
 METRIC_LABELS: dict[str, tuple[str, str]] = {
     "pnl": ("P&L", _MONEY),
@@ -97,7 +109,7 @@ def infer_periods_per_year(index: pd.Index) -> float:
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
         return float("nan")
     i8 = _ns(index)
-    lo, hi = _step_range_nb(i8)
+    lo, hi = metrics_kernel()._step_range_nb(i8)
     spacing = float(lo) if lo == hi else float(np.median(np.diff(i8)))  # evenly spaced: the median, no partition
     if spacing <= 0:
         raise ValueError("equity index must be increasing in time (sort it and drop duplicate timestamps)")
@@ -179,7 +191,7 @@ def metrics_from_arrays(
     first row it is open (``start``; -1 if not placeable), the first row it no longer is (``end``,
     ``len(equity)`` while open), pnl, return_pct, holding time in ns (NaN unknown) and status."""
     n = len(equity)
-    out = metrics_nb(
+    out = metrics_kernel().metrics_nb(
         np.ascontiguousarray(equity, dtype=np.float64), float(initial_balance), float(periods_per_year),
         np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64), np.asarray(pnl, dtype=np.float64),
         np.asarray(return_pct, dtype=np.float64), np.asarray(duration_ns, dtype=np.float64),
@@ -191,6 +203,42 @@ def metrics_from_arrays(
     return metrics
 
 
+def metrics_kernel() -> ModuleType:
+    """The metrics kernel: :mod:`workbench.metrics.kernel` compiled by numba once numba is loaded in this
+    process, else the same source run by the interpreter (:func:`interpreted_kernel`). A dashboard kernel
+    shows a running session's metrics without loading numba (~140 MB and ~1 s); its curves are short."""
+    compiled = sys.modules.get("workbench.metrics.kernel")
+    if compiled is not None or "numba" in sys.modules:
+        return compiled or importlib.import_module("workbench.metrics.kernel")
+    return interpreted_kernel()
+
+
+def _no_jit(*args: Any, **kwargs: Any) -> Any:
+    """``numba.njit`` for :func:`interpreted_kernel`: returns the function itself (``@njit`` or ``@njit(...)``)."""
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return args[0]
+    return lambda f: f
+
+
+@functools.cache
+def interpreted_kernel() -> ModuleType:
+    """:mod:`workbench.metrics.kernel`'s source executed with ``numba.njit`` a no-op: the same definitions,
+    run by Python and NumPy, with no numba import (a few ms for 10,000 points, ~1 s for 500,000)."""
+    spec = importlib.util.find_spec("workbench.metrics.kernel")
+    assert spec is not None and spec.loader is not None and spec.origin is not None
+    source = spec.loader.get_source(spec.name)  # type: ignore[attr-defined]
+    stub = SimpleNamespace(njit=_no_jit)
+
+    def imports(name: str, *args: Any, **kwargs: Any) -> Any:
+        return stub if name == "numba" else builtins.__import__(name, *args, **kwargs)
+
+    module = ModuleType("workbench.metrics.kernel")
+    module.__file__ = spec.origin
+    module.__dict__["__builtins__"] = {**vars(builtins), "__import__": imports}
+    exec(compile(source, spec.origin, "exec"), module.__dict__)
+    return module
+
+
 def _returns(v: np.ndarray, initial_balance: float) -> np.ndarray:
     prev = np.empty_like(v)
     if len(v):
@@ -199,17 +247,6 @@ def _returns(v: np.ndarray, initial_balance: float) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(prev != 0, v / prev - 1.0, 0.0)  # a wiped-out account stays at 0 %
 
-
-@njit(cache=True)
-def _step_range_nb(i8: np.ndarray) -> tuple[int, int]:
-    """(smallest, largest) step between consecutive values (at least two values)."""
-    lo = hi = i8[1] - i8[0]
-    cur, prev = i8[2:], i8[1:-1]  # views, loop from 0, no branches: numba vectorizes it
-    for t in range(len(cur)):
-        d = cur[t] - prev[t]
-        lo = min(lo, d)
-        hi = max(hi, d)
-    return lo, hi
 
 
 def _trade_rows(index: pd.Index, trades: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

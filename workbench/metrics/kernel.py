@@ -11,13 +11,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-METRIC_KEYS: tuple[str, ...] = (
-    "pnl", "final_equity", "total_return", "annualized_return", "volatility", "sharpe_ratio", "sortino_ratio",
-    "max_drawdown", "value_at_risk", "expected_shortfall", "calmar_ratio", "win_rate", "profit_factor",
-    "avg_win", "avg_loss", "risk_reward", "trade_count", "trades_per_day", "avg_trade_duration_hours",
-    "exposure", "best_trade", "worst_trade",
-)  # metrics_nb's output, in order
+from workbench.metrics import METRIC_KEYS  # metrics_nb's output, in order
+
 N_METRICS = len(METRIC_KEYS)
+
+
+@njit(cache=True)
+def _step_range_nb(i8: np.ndarray) -> tuple[int, int]:
+    """(smallest, largest) step between consecutive values (at least two values)."""
+    lo = hi = i8[1] - i8[0]
+    cur, prev = i8[2:], i8[1:-1]  # views, loop from 0, no branches: numba vectorizes it
+    for t in range(len(cur)):
+        d = cur[t] - prev[t]
+        lo = min(lo, d)
+        hi = max(hi, d)
+    return lo, hi
 
 
 @njit(cache=True)

@@ -12,7 +12,6 @@ import ipywidgets as W
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.backtest.figures import downsample
 from workbench.metrics import METRIC_LABELS, format_metric
 from workbench.profiles import PROFILES, apply_profile
 from workbench.store import Store
@@ -130,6 +129,8 @@ class HistoryView:
     # ---- compare ------------------------------------------------------------------------------
     def compare(self, ids: list[str] | None = None) -> None:
         """Metrics side by side and overlaid equity (as return from the initial balance) of ``ids``."""
+        from workbench.backtest.figures import downsample  # here: workbench.backtest loads the backtest engine
+
         ids = list(ids if ids is not None else self.selected)
         if len(ids) < 2:
             self._show("tick two or more sessions to compare")

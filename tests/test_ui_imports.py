@@ -1,0 +1,88 @@
+"""A dashboard kernel imports only what it shows: each page module and page, built in a fresh interpreter
+on a real store, must not load the trading stack (vectorbt, ccxt) nor the metrics kernel's numba; the
+metrics it shows come from the one kernel source, interpreted when numba is not loaded."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.serve import seed_store
+
+HEAVY = ("vectorbt", "ccxt", "dask")
+PROBE = """
+import json, os, sys
+import workbench.ui.pages as P
+page = sys.argv[1]
+if page == "session":
+    from workbench.store import Store
+    os.environ["QUERY_STRING"] = "id=" + str(Store().history()["id"].iloc[0])
+if page != "module":
+    getattr(P, page + "_page")().close_views()
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {"vectorbt", "ccxt", "dask", "numba", "scipy"}
+                        or m in {"workbench.metrics.kernel", "workbench.backtest.runner"})))
+"""
+
+
+def loaded(page: str, home: str) -> set[str]:
+    env = {**os.environ, "WORKBENCH_HOME": home}
+    env.pop("QUERY_STRING", None)
+    out = subprocess.run([sys.executable, "-c", PROBE, page], env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    return {m.split(".")[0] if not m.startswith("workbench") else m for m in json.loads(out.stdout.splitlines()[-1])}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> str:
+    where = tmp_path_factory.mktemp("wbhome")
+    env_before = os.environ.get("WORKBENCH_HOME")
+    os.environ["WORKBENCH_HOME"] = str(where)
+    try:
+        seed_store()  # one demo backtest: the session page shows it
+    finally:
+        if env_before is None:
+            os.environ.pop("WORKBENCH_HOME", None)
+        else:
+            os.environ["WORKBENCH_HOME"] = env_before
+    return str(where)
+
+
+@pytest.mark.parametrize("page", ["module", "sessions", "session", "risk", "history"])
+def test_a_page_does_not_load_the_trading_stack(page: str, home: str) -> None:
+    mods = loaded(page, home)
+    assert not mods & set(HEAVY), f"{page}: {sorted(mods & set(HEAVY))} loaded"
+    assert "workbench.backtest.runner" not in mods
+    assert "workbench.metrics.kernel" not in mods  # the numba-compiled metrics kernel
+
+
+@pytest.mark.xfail(strict=True, reason="workbench.ui.controls -> engine.handle -> execution.ledger -> "
+                   "execution.nb loads numba (the ledger's booking kernels); see bench/README.md")
+def test_a_page_does_not_load_numba(home: str) -> None:
+    assert "numba" not in loaded("risk", home)
+
+
+def test_metrics_without_numba_are_the_kernels_numbers() -> None:
+    """The interpreted kernel (what a dashboard runs) gives the compiled kernel's numbers to the last bit."""
+    from workbench.metrics import interpreted_kernel, metrics_from_arrays, metrics_kernel
+    from workbench.metrics.kernel import metrics_nb
+
+    rng = np.random.default_rng(7)
+    equity = 1000.0 + np.cumsum(rng.normal(0, 2, 3000))
+    start, end = np.array([10, 500, 2900]), np.array([40, 900, 3000])
+    pnl, ret = np.array([5.0, -3.0, 1.5]), np.array([0.01, -0.004, 0.002])
+    dur, closed = np.array([3e10, 2.4e11, np.nan]), np.array([True, True, False])
+    args = (equity, 1000.0, 525600.0, start, end, pnl, ret, dur, closed, np.empty((3, len(equity))))
+    compiled, interpreted = metrics_nb(*args), interpreted_kernel().metrics_nb(*args)
+    assert interpreted_kernel() is not sys.modules["workbench.metrics.kernel"]
+    assert metrics_kernel() is sys.modules["workbench.metrics.kernel"]  # numba is loaded here: the compiled one
+    assert [math.isnan(x) for x in compiled] == [math.isnan(x) for x in interpreted]
+    assert np.array_equal(compiled[~np.isnan(compiled)], interpreted[~np.isnan(interpreted)])
+    assert metrics_from_arrays(equity, 1000.0, 525600.0, start, end, pnl, ret, dur, closed)["trade_count"] == 2
+    times = pd.date_range("2024-01-01", periods=5, freq="5min")
+    assert interpreted_kernel()._step_range_nb(times.as_unit("ns").asi8) == (300_000_000_000, 300_000_000_000)
