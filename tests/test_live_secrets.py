@@ -95,7 +95,7 @@ def test_canary_key_in_the_url_reaches_no_store_bytes_event_traceback_or_process
 
 def test_report_output_and_stored_text_are_redacted_for_a_key_in_no_environment_variable(tmp_path):
     """A key loaded from the keyring is in no environment variable: once loaded it is redacted anyway,
-    by the same rule the store, the logs and the reports (provenance.scrub) use."""
+    by the same rule the store, the logs, the reports (provenance.scrub) and the dashboards' messages use."""
     from workbench.reports.provenance import scrub
 
     key = "KEYRINGONLYq8w7e6r5t4"
@@ -103,6 +103,9 @@ def test_report_output_and_stored_text_are_redacted_for_a_key_in_no_environment_
     assert redact(text) == text  # not known yet
     Credentials("binance", "spare", key, "KEYRINGONLYsecret9z8x7")
     assert scrub(text) == redact(text) == "binance GET http://x/api/v3/account?apiKey=***&signature=abc 500"
+    from workbench.ui.common import message  # what the dashboards show of an error
+
+    assert key not in message(f"refresh failed: {text}", "error") and "apiKey=***" in message(text)
     store = Store(f"sqlite:///{tmp_path / 'k.db'}")
     try:
         store.add_event(None, "error", text, {"traceback": text})

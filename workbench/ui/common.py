@@ -44,7 +44,11 @@ def open_store(store: Store | str | None) -> Store:
 
 
 def message(text: str, kind: str = "info") -> str:
-    """One line of HTML for a message: kind 'error', 'ok' or 'info'."""
+    """One line of HTML for a message: kind 'error', 'ok' or 'info'; redacted (an error's text may carry
+    a request URL with a key: :func:`workbench.secrets.redact`)."""
+    from workbench.secrets import redact
+
+    text = redact(text)
     color = {"error": ERROR_COLOR, "ok": OK_COLOR}.get(kind, "#555")
     icon = {"error": "⚠ ", "ok": "✔ "}.get(kind, "")
     # a block with its own line height: a long message wraps in lines of text, not 28 px widget rows
