@@ -103,6 +103,19 @@ def test_report_output_and_stored_text_are_redacted_for_a_key_in_no_environment_
     assert redact(text) == text  # not known yet
     Credentials("binance", "spare", key, "KEYRINGONLYsecret9z8x7")
     assert scrub(text) == redact(text) == "binance GET http://x/api/v3/account?apiKey=***&signature=abc 500"
+    import io
+    import logging
+
+    out = io.StringIO()
+    logger = logging.getLogger("test_live_secrets")
+    logger.addHandler(handler := logging.StreamHandler(out))
+    try:
+        raise RuntimeError(text)
+    except RuntimeError:
+        logger.exception("the call failed")  # a logged traceback carries the exception's text
+    finally:
+        logger.removeHandler(handler)
+    assert "Traceback" in out.getvalue() and "apiKey=***" in out.getvalue() and key not in out.getvalue()
     from workbench.ui.common import message  # what the dashboards show of an error
 
     assert key not in message(f"refresh failed: {text}", "error") and "apiKey=***" in message(text)
