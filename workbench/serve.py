@@ -7,10 +7,15 @@ replays at ``--replay-speed``, so no page is empty and one is live), starts
 and waits; Ctrl-C (or SIGTERM) stops both children cleanly, and a killed ``up`` takes them with it
 (:func:`spawn`). Both children and every Voilà kernel share one store: the SQLite file under
 ``$WORKBENCH_HOME`` (``home`` sets it for all of them).
+
+Light dashboards: Voilà keeps ``preheat`` kernels per page started and the page's imports done (a
+page opens with its widgets at once), and :class:`workbench.dashboard_kernels.TabKernelManager`
+shuts a tab's kernel down ``cull_after`` seconds after the tab is gone.
 """
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import signal
 import socket
@@ -24,6 +29,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 PAGES = ("sessions", "session", "risk", "history")
+CULL_AFTER = 120.0  # s a dashboard kernel is kept with no tab connected (a reload or a dropped network reconnects)
+PREHEAT = 1  # kernels Voilà keeps started per page
 DEMO_STRATEGY, DEMO_SYMBOLS = "momentum", ("BTC/USDT", "ETH/USDT")
 
 
@@ -85,12 +92,22 @@ def seed_demo_session(store_url: str | None = None) -> str:
         return request_session(store, config, actor="workbench up")
 
 
-def voila_command(dashboards: Path, port: int) -> list[str]:
+def voila_command(dashboards: Path, port: int, *, cull_after: float | None = CULL_AFTER,
+                  preheat: int = PREHEAT) -> list[str]:
     """The Voilà command line serving ``dashboards`` on 127.0.0.1:``port``: no browser, sources
-    stripped, no tracebacks sent to the page."""
-    return [sys.executable, "-m", "voila", str(dashboards), "--no-browser", f"--port={port}",
-            "--Voila.ip=127.0.0.1", "--strip_sources=True", "--show_tracebacks=False",
-            "--Voila.port_retries=0", "--Voila.log_level=ERROR"]
+    stripped, no tracebacks sent to the page; ``preheat`` kernels kept ready per page (0: none), and a
+    kernel with no tab connected shut down after ``cull_after`` seconds (None: Voilà's defaults)."""
+    cmd = [sys.executable, "-m", "voila", str(dashboards), "--no-browser", f"--port={port}",
+           "--Voila.ip=127.0.0.1", "--strip_sources=True", "--show_tracebacks=False",
+           "--Voila.port_retries=0", "--Voila.log_level=ERROR"]
+    if cull_after is not None:
+        timeout = max(1, math.ceil(cull_after))  # Jupyter Server's settings are whole seconds
+        cmd += ["--VoilaConfiguration.multi_kernel_manager_class=workbench.dashboard_kernels.TabKernelManager",
+                f"--MappingKernelManager.cull_idle_timeout={timeout}",
+                f"--MappingKernelManager.cull_interval={max(1, min(30, timeout // 4))}"]
+    if preheat > 0:
+        cmd += ["--VoilaConfiguration.preheat_kernel=True", f"--VoilaConfiguration.default_pool_size={preheat}"]
+    return cmd
 
 
 def host_command(poll: float = 0.5, replay_speed: float | None = None, allow_live: bool = False) -> list[str]:
@@ -166,12 +183,13 @@ def _terminate(signum: int, frame: Any) -> None:
 def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None,
           dashboards: str | os.PathLike[str] | None = None, seed: bool = True, host: bool = True,
           poll: float = 0.5, replay_speed: float | None = None, out: TextIO = sys.stdout, allow_live: bool = False,
-          ready_timeout: float = 120.0) -> int:
+          ready_timeout: float = 120.0, cull_after: float | None = CULL_AFTER, preheat: int = PREHEAT) -> int:
     """Seed the store, start ``workbench host`` and Voilà, print the URL and wait until Ctrl-C/SIGTERM
     or a child exits; then stop both. Returns 0 after a clean stop, 1 if a child died on its own.
     ``allow_live``: the host runs requested live sessions (each armed by its own confirmation; off:
     they fail at once, saying to start ``up --allow-live``). ``replay_speed``: the host replays paper
-    sessions' bars at that multiple of real time."""
+    sessions' bars at that multiple of real time; ``cull_after``
+    and ``preheat``: see :func:`voila_command`."""
     where = dashboards_dir(dashboards)
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"--port must be between 1 and 65535 (got {port}); omit it to pick a free port")
@@ -179,6 +197,11 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
         raise ValueError(f"port {port} on 127.0.0.1 is in use; pass another --port or omit it to pick a free one")
     if replay_speed is not None and not replay_speed > 0:
         raise ValueError(f"--replay-speed must be positive, e.g. 60 for one 1-minute bar a second (got {replay_speed})")
+    if cull_after is not None and not (math.isfinite(cull_after) and cull_after > 0):
+        raise ValueError(f"--cull-after must be a positive number of seconds, e.g. 120 (got {cull_after}); "
+                         "pass --no-cull to keep kernels until their tab says goodbye")
+    if preheat < 0:
+        raise ValueError(f"--preheat must be 0 (no pre-started kernels) or more kernels per page (got {preheat})")
     # this environment's kernel ("python3" of the venv), even if the user has another python3 kernelspec
     env = {**os.environ, "JUPYTER_PREFER_ENV_PATH": "1"}
     if home is not None:
@@ -204,7 +227,7 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
                 print("workbench up: the host runs live sessions (--allow-live); each needs its exchange:account "
                       "confirmation", file=out, flush=True)
             children.append(("host", host_proc, signal.SIGINT))
-        voila = spawn(voila_command(where, port), env=env, cwd=str(where))
+        voila = spawn(voila_command(where, port, cull_after=cull_after, preheat=preheat), env=env, cwd=str(where))
         children.append(("voila", voila, signal.SIGTERM))
         url = page_url(port)
         wait_http(url, ready_timeout, voila)
@@ -246,6 +269,13 @@ def add_up_parser(sub: Any, parents: Sequence[Any] = ()) -> None:
     up.add_argument("--replay-speed", type=float, default=60.0, metavar="K",
                     help="the host replays paper sessions' bars at K x real time (default 60: one 1-minute "
                          "bar a second, so sessions can be watched and controlled live)")
+    up.add_argument("--cull-after", type=float, default=CULL_AFTER, metavar="SECONDS",
+                    help=f"shut a dashboard tab's kernel down SECONDS after the tab is gone (default {CULL_AFTER:g})")
+    up.add_argument("--no-cull", action="store_true",
+                    help="keep a tab's kernel until the page asks Voilà to end it (Voilà's default)")
+    up.add_argument("--preheat", type=int, default=PREHEAT, metavar="N",
+                    help=f"kernels kept started per page, so a page opens at once (default {PREHEAT}; 0: none)")
     up.set_defaults(func=lambda args: serve(port=args.port, home=args.home, dashboards=args.dashboards,
                                             seed=not args.no_seed, host=not args.no_host, allow_live=args.allow_live,
-                                            replay_speed=args.replay_speed))
+                                            replay_speed=args.replay_speed, preheat=args.preheat,
+                                            cull_after=None if args.no_cull else args.cull_after))

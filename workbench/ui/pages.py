@@ -124,7 +124,13 @@ def sessions_page(store: Store | str | None = None, *, run_in: str = "host", ref
 
 
 def query_id(query: str | None = None) -> str | None:
-    """The ``id`` parameter of a URL query string (default: Voilà's ``$QUERY_STRING``)."""
+    """The ``id`` parameter of a URL query string (default: Voilà's ``$QUERY_STRING``; a pre-heated
+    kernel, which ran the page's imports before anyone asked for it, waits here for the request)."""
+    if query is None and os.environ.get("VOILA_PREHEAT") == "True":
+        from voila.utils import wait_for_request
+
+        wait_for_request()
+        os.environ["VOILA_PREHEAT"] = "False"  # the request is in the environment now: do not wait again
     q = os.environ.get("QUERY_STRING", "") if query is None else query
     values = parse_qs(q.lstrip("?")).get("id") or []
     value = values[0].strip() if values else ""

@@ -1,0 +1,51 @@
+"""The kernel manager of ``workbench up``'s Voilà: a dashboard tab's kernel ends soon after the tab is gone.
+
+Voilà asks the server to shut a page's kernel down on the page's ``beforeunload``, but a tab that is
+killed, a browser that crashes or a phone that drops the connection never sends it. Jupyter Server's
+culler does not help a live dashboard either: it counts any message the kernel sends as activity, and
+a page's refresh ticker sends them forever. :class:`TabKernelManager` culls by what matters here: a
+kernel that has been idle (not executing) with no browser connected for ``cull_idle_timeout`` seconds
+(checked every ``cull_interval`` seconds) is shut down, however chatty it is. Voilà's pre-heated
+kernels waiting in its pool are never culled (its own manager skips them before asking this one).
+
+Used by Voilà's server process only (``--VoilaConfiguration.multi_kernel_manager_class``), so it may
+import Jupyter Server; nothing else in the package imports this module.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from jupyter_client.manager import KernelManager
+from jupyter_core.utils import ensure_async
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+
+class TabKernelManager(AsyncMappingKernelManager):
+    """Culls a kernel once it has been idle with no connection for ``cull_idle_timeout`` seconds."""
+
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+
+    def __init__(self, **kwargs: object):
+        super().__init__(**kwargs)
+        self._alone_since: dict[str, float] = {}
+
+    def unattended(self, kernel_id: str) -> float:
+        """Seconds the kernel has been idle with no browser connected (0 while it is not)."""
+        kernel = self._kernels[kernel_id]
+        if self._kernel_connections.get(kernel_id, 0) > 0 or getattr(kernel, "execution_state", None) == "busy":
+            self._alone_since.pop(kernel_id, None)
+            return 0.0
+        return self.clock() - self._alone_since.setdefault(kernel_id, self.clock())
+
+    async def cull_kernel_if_idle(self, kernel_id: str) -> None:
+        kernel = self._kernels[kernel_id]
+        if getattr(kernel, "execution_state", None) == "dead":
+            await ensure_async(super().cull_kernel_if_idle(kernel_id))
+        elif (alone := self.unattended(kernel_id)) > self.cull_idle_timeout:
+            self.log.info("Culling dashboard kernel %s: no tab connected for %.0f s", kernel_id, alone)
+            await ensure_async(self.shutdown_kernel(kernel_id))
+
+    def remove_kernel(self, kernel_id: str) -> KernelManager:
+        self._alone_since.pop(kernel_id, None)
+        return super().remove_kernel(kernel_id)
