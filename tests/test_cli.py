@@ -245,7 +245,7 @@ def test_sessions_act_restart_and_show_from_a_shell(home, store, store_url, conf
                    "--db", store_url, home=home)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert ("bad arguments for scale_sizing: got an unexpected keyword argument 'size'; "
-                "expected scale_sizing(factor: float)") in proc.stderr
+                "expected scale_sizing(factor: float, waive: str = '')") in proc.stderr
         proc = run("sessions", "act", session.id, "set_params", "--arg", 'params={"fast": 4}', "--db", store_url,
                    home=home)
         assert proc.returncode == 0 and "'fast': 4" in proc.stdout, proc.stderr

@@ -87,7 +87,8 @@ def test_bad_input_is_one_line_and_exit_code_2(capsys, store, store_url):
     for argv, fragment in [
         (("session", "stop", "nope"), "no session 'nope'"),
         (("session", "pause", sid), "cannot pause: the session is completed; completed allows: restart"),
-        (("session", "act", live, "scale_sizing", "--arg", "size=2"), "expected scale_sizing(factor: float)"),
+        (("session", "act", live, "scale_sizing", "--arg", "size=2"),
+         "expected scale_sizing(factor: float, waive: str = '')"),
         (("session", "tail", sid, "--for", "-1"), "--for takes seconds to follow"),
         (("session", "cancel", sid), f"cannot cancel session {sid}: it is completed; only a requested session"),
     ]:

@@ -135,7 +135,7 @@ def test_the_runner_rejects_by_the_table_and_reports_handler_bugs_as_failures(st
     assert all(c["status"] == "rejected" for c in out.values())
     assert out["resume"]["result"].startswith("cannot resume: the session is running; running allows: ")
     assert out["missing"]["result"] == ("bad arguments for scale_sizing: missing a required argument: "
-                                        "'factor'; expected scale_sizing(factor: float)")
+                                        "'factor'; expected scale_sizing(factor: float, waive: str = '')")
     assert "unexpected keyword argument 'by'" in out["extra"]["result"]
     assert "restart is not applied by the runner" in out["restart"]["result"]
     assert out["bug"]["result"] == "scale_sizing failed: TypeError: unsupported operand type(s)"

@@ -70,7 +70,7 @@ def test_once_queued_later_controls_queue_too_to_keep_their_order(store):
         assert session.pause() == QUEUED
         assert session.scale_sizing(0.5) == QUEUED  # after a queued one: queued, applied in order
         assert session.risk.size_factor == 1.0
-        with pytest.raises(BadArguments, match=r"expected scale_sizing\(factor: float\)"):
+        with pytest.raises(BadArguments, match=r"expected scale_sizing\(factor: float, waive: str = \'\'\)"):
             session._control("scale_sizing", "user", by=2)  # bad arguments are refused at once
         assert session.resume_trading() == QUEUED
         await session.wait()

@@ -165,6 +165,9 @@ class CircuitBreaker(_Model):
     max_rejections: int | None = Field(None, ge=1, description="rejected orders within rejection_window_s")
     rejection_window_s: float = Field(60.0, gt=0)
     action: Literal["reducing", "halted"] = "halted"
+    cooling_off_minutes: float = Field(60.0, ge=0, le=7 * 24 * 60, description="after a trip, this long no one "
+                                       "may raise risk (size up, lift or loosen a limit or a stop) without a "
+                                       "recorded waiver; 0: no cooling-off")
 
 
 class RiskConfig(_Model):

@@ -43,6 +43,11 @@ S = SessionState
 QUEUED_MESSAGE = "queued: applies when the session runs"
 
 
+def _waiver(waive: str) -> dict[str, str]:
+    """The ``waive`` argument of a control that may raise risk, only when given (a cooling-off waiver)."""
+    return {"waive": waive} if waive else {}
+
+
 class SessionControls:
     """Control methods and implementations of a :class:`~workbench.engine.session.Session`."""
 
@@ -270,15 +275,18 @@ class SessionControls:
     def reset_breaker(self, reason: str = "manual reset", actor: str = "user") -> str:
         return self._control("reset_breaker", actor, reason=reason)
 
-    def risk_override(self, changes: dict[str, Any], reason: str, expires_minutes: float, actor: str = "user") -> str:
-        """Change risk limits until ``expires_minutes`` after the current bar time."""
-        return self._control("risk_override", actor, changes=changes, reason=reason, expires_minutes=expires_minutes)
+    def risk_override(self, changes: dict[str, Any], reason: str, expires_minutes: float, actor: str = "user",
+                      waive: str = "") -> str:
+        """Change risk limits until ``expires_minutes`` after the current bar time. During the cooling-off
+        after a breaker trip, a change that loosens a limit needs ``waive``: the reason, recorded."""
+        return self._control("risk_override", actor, changes=changes, reason=reason, expires_minutes=expires_minutes,
+                             **_waiver(waive))
 
-    def scale_sizing(self, factor: float, actor: str = "user") -> str:
-        return self._control("scale_sizing", actor, factor=factor)
+    def scale_sizing(self, factor: float, actor: str = "user", waive: str = "") -> str:
+        return self._control("scale_sizing", actor, factor=factor, **_waiver(waive))
 
-    def tighten_stops(self, delta: float, actor: str = "user") -> str:
-        return self._control("tighten_stops", actor, delta=delta)
+    def tighten_stops(self, delta: float, actor: str = "user", waive: str = "") -> str:
+        return self._control("tighten_stops", actor, delta=delta, **_waiver(waive))
 
     def enable_symbol(self, symbol: str, actor: str = "user") -> str:
         return self._control("enable_symbol", actor, symbol=symbol)
@@ -374,23 +382,24 @@ class SessionControls:
         self.risk.reset(actor, reason)
         return "breaker reset: running"
 
-    def _do_risk_override(self, actor: str, changes: dict[str, Any], reason: str, expires_minutes: float) -> str:
+    def _do_risk_override(self, actor: str, changes: dict[str, Any], reason: str, expires_minutes: float,
+                          waive: str = "") -> str:
         self._require_live("risk_override")
         if not float(expires_minutes) > 0:
             raise CommandRejected(f"expires_minutes must be positive (got {expires_minutes!r})")
         now = self._now()
         until = now + timedelta(minutes=float(expires_minutes))
-        self.risk.override(dict(changes), reason, until, actor=actor, now=now)
+        self.risk.override(dict(changes), reason, until, actor=actor, now=now, waive=waive)
         return f"override {changes} until {until.isoformat()}"
 
-    def _do_scale_sizing(self, actor: str, factor: float) -> str:
+    def _do_scale_sizing(self, actor: str, factor: float, waive: str = "") -> str:
         self._require_live("scale_sizing")
-        self.risk.scale_sizing(float(factor), actor=actor)
+        self.risk.scale_sizing(float(factor), actor=actor, waive=waive)
         return f"sizing x{float(factor):g}"
 
-    def _do_tighten_stops(self, actor: str, delta: float) -> str:
+    def _do_tighten_stops(self, actor: str, delta: float, waive: str = "") -> str:
         self._require_live("tighten_stops")
-        self.risk.tighten_stops(float(delta), actor=actor)
+        self.risk.tighten_stops(float(delta), actor=actor, waive=waive)
         return f"stops tightened by {float(delta):g}"
 
     def _do_enable_symbol(self, actor: str, symbol: str) -> str:

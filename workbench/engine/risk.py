@@ -45,6 +45,15 @@ STOP_FLOOR = 0.001  # tightened stops stay at least 0.1 % from their reference
 _MINUTE = timedelta(minutes=1)
 
 
+class CoolingOff(ValueError):
+    """A control that raises risk during the cooling-off after a circuit breaker trip, without a waiver."""
+
+
+def _looser(current: Any, new: Any) -> bool:
+    """Does changing a limit from ``current`` to ``new`` loosen it (None is no limit; larger is looser)?"""
+    return current is not None and (new is None or float(new) > float(current))
+
+
 class TradingState(str, Enum):
     RUNNING = "running"
     REDUCING = "reducing"
@@ -91,6 +100,8 @@ class RiskEngine:
         self._rejections: deque[datetime] = deque()
         self._peak = self._day_start = self._last_equity = float(config.initial_balance)
         self.gate: AccountGate | None = None  # attach_account
+        self._now: datetime | None = None  # the latest bar time seen: trips start the cooling-off from it
+        self.cool_until: datetime | None = None  # after a trip, no raising risk before this without a waiver
         self._gate_key = ("", "", "")
         self._day_end: datetime | None = None
         self._breaker_on = self._cb.max_daily_loss is not None or self._cb.max_drawdown is not None
@@ -243,6 +254,7 @@ class RiskEngine:
     # ---- circuit breaker -------------------------------------------------------
     def on_equity(self, now: datetime, equity: float) -> None:
         """Feed the equity after each bar: tracks peak and start-of-UTC-day equity and trips on a breach."""
+        self._now = now
         if self._next_expiry is not None:
             self._tick(now)
         if self._day_end is None or now >= self._day_end:
@@ -264,6 +276,25 @@ class RiskEngine:
             dd = 1.0 - equity / self._peak
             self.trip("drawdown", actor="risk", limit=cb.max_drawdown, drawdown=dd,
                       peak_equity=self._peak, equity=equity, time=now.isoformat())
+
+    def count_rejection(self, now: datetime) -> None:
+        """An order refused outside this engine (the exchange: insufficient balance, a filter): it counts
+        toward the breaker's rejection rule like this engine's own rejections (the refusal's event is the
+        caller's)."""
+        self._tick(now)
+        self._count_rejection(now)
+
+    def _may_raise_risk(self, what: str, actor: str, waive: str, now: datetime | None = None) -> None:
+        """Raise :class:`CoolingOff` while cooling off after a trip, unless ``waive`` gives a reason
+        (recorded as a ``cooling_off_waived`` event)."""
+        now = now or self._now  # unknown right after a restore: still cooling off
+        if self.cool_until is None or (now is not None and now >= self.cool_until):
+            return
+        if not waive.strip():
+            raise CoolingOff(f"cooling off after the circuit breaker trip until {self.cool_until.isoformat()}: "
+                             f"{what}, which raises risk; wait, or waive the cooling-off with a reason")
+        self._event("cooling_off_waived", f"cooling-off waived by {actor}: {what} ({waive})", actor=actor,
+                    reason=waive, what=what, cooling_off_until=self.cool_until.isoformat())
 
     # ---- the account's limits (workbench.account) -------------------------------------------
     def attach_account(self, gate: AccountGate, session_id: str) -> None:
@@ -288,13 +319,6 @@ class RiskEngine:
         account, venue, sid = self._gate_key
         return self.gate.check(account, venue, order.symbol, value, session_id=sid)
 
-    def count_rejection(self, now: datetime) -> None:
-        """An order refused outside this engine (the exchange: insufficient balance, a filter): it counts
-        toward the breaker's rejection rule like this engine's own rejections (the refusal's event is the
-        caller's)."""
-        self._tick(now)
-        self._count_rejection(now)
-
     def _count_rejection(self, now: datetime) -> None:
         cb = self._cb
         if cb.max_rejections is None:
@@ -313,9 +337,13 @@ class RiskEngine:
         if self.state is TradingState.HALTED or self.state is target:
             return
         previous, self.state = self.state, target
+        cooling = self._cb.cooling_off_minutes
+        if cooling and self._now is not None:
+            self.cool_until = max(self.cool_until or self._now, self._now + timedelta(minutes=cooling))
         self._event("circuit_breaker_tripped",
                     f"circuit breaker tripped ({reason}): {previous.value} -> {target.value}",
-                    reason=reason, actor=actor, previous=previous.value, state=target.value, **numbers)
+                    reason=reason, actor=actor, previous=previous.value, state=target.value,
+                    cooling_off_until=self.cool_until.isoformat() if self.cool_until else None, **numbers)
 
     def reset(self, actor: str, reason: str) -> None:
         """Back to RUNNING. Peak and start-of-day equity restart from the latest equity (the losses so
@@ -328,7 +356,7 @@ class RiskEngine:
 
     # ---- overrides and adjustments -------------------------------------------------
     def override(self, changes: dict[str, Any], reason: str, expires_at: datetime, *, actor: str = "operator",
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, waive: str = "") -> None:
         """Change limits (keys of ``OVERRIDABLE``; None lifts a limit) until ``expires_at``.
 
         Overrides stack in the order given; each expires on its own. Raises ValueError for an
@@ -346,6 +374,9 @@ class RiskEngine:
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
             raise ValueError(f"invalid risk override: {problems}") from None
+        loosened = [k for k, v in changes.items() if k != "take_profit" and _looser(self.limits.get(k), v)]
+        if loosened:
+            self._may_raise_risk(f"the override loosens {', '.join(loosened)}", actor, waive, now)
         previous = dict(self.limits)
         self.overrides.append({"changes": dict(changes), "reason": reason, "actor": actor, "expires_at": expires_at})
         self._next_expiry = min(ov["expires_at"] for ov in self.overrides)
@@ -354,21 +385,26 @@ class RiskEngine:
                     changes=dict(changes), previous={k: previous[k] for k in changes}, reason=reason, actor=actor,
                     expires_at=expires_at.isoformat(), limits=dict(self.limits))
 
-    def scale_sizing(self, factor: float, *, actor: str = "operator", reason: str = "") -> None:
+    def scale_sizing(self, factor: float, *, actor: str = "operator", reason: str = "", waive: str = "") -> None:
         """New entries are ``factor`` × the configured size ("reduce size by 50 %" is 0.5; 1 restores).
         Absolute, not cumulative, so re-applying a command is harmless."""
         if not 0.0 < factor <= 10.0:
             raise ValueError(f"sizing factor must be in (0, 10] (got {factor})")
+        if factor > self.size_factor:
+            self._may_raise_risk(f"sizing x{factor:g} is larger than x{self.size_factor:g}", actor, waive)
         previous, self.size_factor = self.size_factor, float(factor)
         self._event("sizing_scaled", f"position sizing x{factor:g} by {actor}", factor=factor, previous=previous,
                     actor=actor, reason=reason)
 
-    def tighten_stops(self, delta: float, *, actor: str = "operator", reason: str = "") -> None:
+    def tighten_stops(self, delta: float, *, actor: str = "operator", reason: str = "", waive: str = "") -> None:
         """Stop loss and trailing stop fractions become (configured or overridden) - ``delta``, at least
         ``STOP_FLOOR``: "tighten stops by 2 %" is 0.02, so a 5 % stop becomes 3 %. Absolute, not
         cumulative: 0 undoes it. Open positions' levels move at once; take profit is unchanged."""
         if not 0.0 <= delta < 1.0:
             raise ValueError(f"stop tightening must be a fraction in [0, 1) (got {delta})")
+        if delta < self.stop_delta:
+            self._may_raise_risk(f"stops tightened by {delta:g} instead of {self.stop_delta:g} loosens them",
+                                 actor, waive)
         previous, self.stop_delta = self.stop_delta, float(delta)
         self._recompute()
         self._event("stops_tightened", f"stops tightened by {delta:g} by {actor}", delta=delta, previous=previous,
@@ -405,6 +441,7 @@ class RiskEngine:
             "disabled": sorted(self.disabled), "peak": self._peak, "day_start": self._day_start,
             "last_equity": self._last_equity, "day_end": self._day_end.isoformat() if self._day_end else None,
             "overrides": [{**ov, "expires_at": ov["expires_at"].isoformat()} for ov in self.overrides],
+            "cool_until": self.cool_until.isoformat() if self.cool_until else None,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -416,4 +453,6 @@ class RiskEngine:
         self._day_end = datetime.fromisoformat(state["day_end"]) if state["day_end"] else None
         self.overrides = [{**ov, "expires_at": datetime.fromisoformat(ov["expires_at"])} for ov in state["overrides"]]
         self._next_expiry = min((ov["expires_at"] for ov in self.overrides), default=None)
+        cool = state.get("cool_until")  # absent in checkpoints from before cooling-off
+        self.cool_until = datetime.fromisoformat(cool) if cool else None
         self._recompute()
