@@ -5,8 +5,8 @@
 * ``session_page(session_id=None, store=None)``: detail view + controls; without ``session_id`` the
   id comes from the URL query (``?id=...``, which Voilà puts in ``$QUERY_STRING``);
 * ``risk_page(store=None)``, ``history_page(store=None)``;
-* ``diagnostics_page(session_id=None, store=None)``: pick a session (``wb-diag-session``; the URL's ``?id=``
-  first), see its diagnostics (:mod:`workbench.ui.diagnostics`, classes ``wb-diag-*``).
+* ``diagnostics_page(session_id=None, store=None)``: pick a session (the dropdown ``.wb-diag-session``; the
+  URL's ``?id=`` first), see its diagnostics (:mod:`workbench.ui.diagnostics` lists its ``.wb-diag-*`` classes).
 
 ``page.views`` holds the view objects (for tests). Stable CSS classes for browser tests:
 
