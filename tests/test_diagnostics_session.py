@@ -131,3 +131,28 @@ def test_profile_samples_cpu_and_memory_on_its_clock_and_survives_a_snapshot():
     assert p.hist["lag"].counts[:4] == [1, 0, 0, 1]  # 0 s <= 1 ms, 20 ms <= 50 ms
     back = Profile.restore(p.snapshot())
     assert back.snapshot() == p.snapshot() and back.samples_frame()["time"][0] == now
+
+
+def test_live_orders_show_when_they_were_sent_and_acknowledged(lx, store):
+    """A live session on the loopback exchange (real ccxt over HTTP): every order sent has its sent and
+    acknowledged times (wall clock) from the exchange broker's step events."""
+    from tests.kit import until
+    from tests.live_kit import _start
+
+    async def go():
+        s, client = await _start(lx, store)
+        try:
+            await until(lambda: len(store.fills(s.id)) >= 1)
+            s.stop()
+            await asyncio.wait_for(s.wait(), 10)
+        finally:
+            await client.close()
+        return s
+
+    s = asyncio.run(go())
+    flow = session_order_flow(store, s.id)
+    sent = flow[flow["sent"].notna()]
+    assert len(sent) == len(lx.exchange_orders()) >= 2  # the entry and the stop's flattening sell
+    assert sent["acknowledged"].notna().all() and (sent["ack_latency"] >= pd.Timedelta(0)).all()
+    assert (sent["ack_latency"] < pd.Timedelta(seconds=5)).all() and (sent["status"] == "filled").all()
+    assert sent["filled"].notna().all()

@@ -1,6 +1,7 @@
 """The order flow monitor: each order's lifecycle with the time of each step and the latencies between.
 
-Steps (:data:`STEPS`): ``created`` (the order's ``created_at``: its bar's time for the engine's orders),
+Steps (:data:`STEPS`): ``created`` (the order's ``created_at``: its bar's open time for the engine's orders,
+so a live order's created-to-sent latency includes the bar's length),
 ``sent`` and ``acknowledged`` (the exchange broker records them as events :data:`SENT` and :data:`ACKED`
 when it sends an order and when the exchange answers; the paper broker's simulated exchange takes an
 order at its bar, so for an order without those events both are its creation), ``partly_filled``
