@@ -300,3 +300,27 @@ def test_a_handed_back_stop_is_adopted_by_the_next_runner_not_placed_again(lx, s
     assert len([o for o in lx.exchange_orders() if o["type"] == "STOP_LOSS_LIMIT"]) == 1  # never placed twice
     assert_one_exchange_order_per_client_id(lx)
     assert_fills_match_exchange(lx, store, r.id)
+
+
+def test_operator_sells_take_coins_from_the_stop_which_then_protects_what_is_left(lx, store):
+    async def go():
+        s, client = await _start(lx, store, protected_config())
+        try:
+            s.place_order(SYMBOL, "buy", 0.05)
+            await until(lambda: len(_stops(lx)) == 1 and not s.broker.inflight)
+            s.place_order(SYMBOL, "sell", 0.02)  # the stop locks all 0.05: it makes room, then protects 0.03
+            await until(lambda: s.portfolio.quantity(SYMBOL) == pytest.approx(0.03) and len(_stops(lx)) == 1
+                        and float(_stops(lx)[0]["origQty"]) == pytest.approx(0.03))
+            s.place_order(SYMBOL, "sell", 0.01, type="limit", limit_price=round(lx.price(SYMBOL) * 2, 2))
+            await until(lambda: len(_stops(lx)) == 1 and float(_stops(lx)[0]["origQty"]) == pytest.approx(0.02)
+                        and not s.broker.inflight)  # the resting limit offers 0.01: the stop covers the rest
+            assert lx.balances()["BTC"] == pytest.approx(0.03)
+            return s, await stop_flat(lx, s)
+        finally:
+            await client.close()
+
+    s, final = asyncio.run(go())
+    assert final is S.STOPPED
+    assert _stops(lx) == [] and lx.balances()["BTC"] == pytest.approx(0.0, abs=1e-12)
+    assert_fills_match_exchange(lx, store, s.id)
+    assert_one_exchange_order_per_client_id(lx)

@@ -356,6 +356,8 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
         await self._store_order(order)  # write-ahead: a crash after this is reconciled by client id
         if order.side is Side.SELL and order.reason != OPERATOR and not await self._make_room_to_sell(order):
             return
+        if order.side is Side.SELL and order.reason == OPERATOR:
+            await self.release_protection(order.symbol)  # its stop locks the coins (brokers/protect.py)
         sent = datetime.now(timezone.utc)
         try:
             res = await self.client.submit(order, policy=self.order_policy)
@@ -425,7 +427,7 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
 
     def _committed_sells(self, symbol: str) -> float:
         """What open (in-flight or resting) sells of ``symbol`` still have to sell."""
-        return sum(o.remaining for o in self.open_orders(symbol) if o.side is Side.SELL)
+        return sum(o.remaining for o in self.open_orders(symbol) if o.side is Side.SELL and not self.is_protective(o))
 
     async def _make_room_to_sell(self, order: Order) -> bool:
         """A strategy/stop/stop-session sell takes the position: cancel resting operator sells of the symbol

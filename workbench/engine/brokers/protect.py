@@ -155,9 +155,28 @@ class Protection:
                         "take profit are watched on the ticker instead", {"symbol": symbol}, "broker")
         return ok
 
+    @staticmethod
+    def is_protective(order: Order) -> bool:
+        return order.client_id.startswith(PREFIX)
+
     def protective(self, symbol: str) -> list[Order]:
         """This session's protective orders of ``symbol`` resting on the exchange."""
-        return [o for o in self.resting.values() if o.symbol == symbol and o.client_id.startswith(PREFIX)]
+        return [o for o in self.resting.values() if o.symbol == symbol and self.is_protective(o)]
+
+    def _unoffered(self, symbol: str) -> float:
+        """What of the position no other resting sell (an operator's limit) offers already."""
+        offered = sum(o.remaining for o in self.resting.values()
+                      if o.symbol == symbol and o.side is Side.SELL and not self.is_protective(o))
+        return max(self.pf.quantity(symbol) - offered, 0.0)
+
+    async def release_protection(self, symbol: str) -> None:
+        """An operator sell needs the coins the protective order locks: cancel it (the protector places it
+        again for what is left once the sell settled). One being placed is waited for first."""
+        while any(self.is_protective(o) and o.symbol == symbol for o in self.inflight.values()):
+            await asyncio.sleep(0.02)
+        for o in self.protective(symbol):
+            await self.cancel_resting(o, "protective order canceled: an operator sell needs its coins; it is "
+                                      "placed again for what is left")
 
     # ---- one round -------------------------------------------------------------------------------
     async def sync_protection(self) -> None:
@@ -167,7 +186,9 @@ class Protection:
                 continue  # an entry settling or an exit going out: look again next round
             want = self.levels(s)
             current = self.protective(s)
-            rest = want[:1] if want and self.on_exchange(s) else []
+            free = self._unoffered(s)
+            rest = [Level(lv.reason, lv.price, lv.above, free) for lv in want[:1]] if want and self.on_exchange(s) \
+                else []
             self._watched[s] = want[1:] if rest else want
             if not self._watched[s]:
                 del self._watched[s]
@@ -176,8 +197,8 @@ class Protection:
             for o in current:
                 why = "its position is gone" if not want else "moved to the new level" if rest else "watched instead"
                 await self.cancel_resting(o, f"protective order canceled: {why}")
-            if rest and self.pf.quantity(s) > 0.0:  # still held after the cancel (it did not fill meanwhile)
-                await self._place(s, Level(rest[0].reason, rest[0].price, rest[0].above, self.pf.quantity(s)))
+            if rest and self._unoffered(s) > 0.0:  # still held after the cancel (it did not fill meanwhile)
+                await self._place(s, Level(rest[0].reason, rest[0].price, rest[0].above, self._unoffered(s)))
 
     async def _same(self, order: Order, level: Level) -> bool:
         """Does the resting ``order`` protect ``level`` already (kind, stop price and quantity on the exchange's
