@@ -187,7 +187,9 @@ def test_risk_report_shows_account_limits_sectors_venues_and_breakers(store, tmp
     assert acc.loc[("account_exposure", "total"), "share"] == pytest.approx(0.4)
     assert acc.loc[("account_sector", "meme"), "used"] == pytest.approx(100.0)  # over its limit of 50
     assert r.sectors.set_index("sector")["value"].to_dict() == {"currency": 300.0, "meme": 100.0}
-    assert r.venues.to_dict("records") == [{"account": "paper", "venue": "paper", "value": 400.0}]
+    assert r.venues[["account", "venue", "value"]].to_dict("records") == [
+        {"account": "paper", "venue": "paper", "value": 400.0}]
+    assert r.venues["health"].isna().all()  # a paper venue has no exchange history
     brk = r.breakers.set_index("session_id")
     assert brk.loc[b, "breaker"] == "halted" and brk.loc[b, "day_pnl"] == pytest.approx(-200.0)
     assert brk.loc[b, "drawdown"] == pytest.approx(1 - 10_000 / 10_500)

@@ -22,8 +22,8 @@ from workbench.account.policy import ANY, AccountLimits, PolicyError, RiskPolicy
 from workbench.account.sectors import sector_of
 
 #: the gate's rules, as a Breach names them
-TOTAL, SYMBOL, SECTOR, VENUE, DAILY_LOSS = ("account_exposure", "account_symbol", "account_sector",
-                                            "account_venue", "account_daily_loss")
+TOTAL, SYMBOL, SECTOR, VENUE, DAILY_LOSS, HEALTH = ("account_exposure", "account_symbol", "account_sector",
+                                                    "account_venue", "account_daily_loss", "account_venue_health")
 USAGE_COLUMNS = ("account", "rule", "key", "limit", "used", "share")
 
 
@@ -45,6 +45,8 @@ class Breach:
     def __str__(self) -> str:
         if self.rule == DAILY_LOSS:
             return f"{self.rule}: account {self.account} lost {self.used:,.2f} today (limit {self.limit:,.2f})"
+        if self.rule == HEALTH:
+            return f"{self.rule}: {self.key} scores {self.used:.0f} of 100 (the policy needs {self.limit:.0f})"
         return (f"{self.rule}: account {self.account} {self.key} holds {self.used:,.2f}; "
                 f"+{self.order_value:,.2f} would pass the limit {self.limit:,.2f}")
 
@@ -65,6 +67,7 @@ class AccountGate:
         self.path = Path(path) if path is not None else None
         self._stamp: tuple[float, int] | None = None
         self._books: dict[str, _Book] = {}
+        self._health: dict[str, float] = {}  # venue -> score (set_health)
         self._lock = threading.Lock()
 
     @classmethod
@@ -103,6 +106,10 @@ class AccountGate:
         with self._lock:
             self._books[session_id] = _Book(account, venue, {k: float(v) for k, v in values.items() if v}, day_pnl)
 
+    def set_health(self, scores: Mapping[str, float]) -> None:
+        """The venues' health scores now (:func:`workbench.account.health.venue_health`)."""
+        self._health = dict(scores)
+
     def forget(self, session_id: str) -> None:
         with self._lock:
             self._books.pop(session_id, None)
@@ -118,6 +125,9 @@ class AccountGate:
         loss = -sum(b.day_pnl for b in books)
         if limits.daily_loss is not None and loss >= limits.daily_loss:
             return Breach(DAILY_LOSS, account, "day", limits.daily_loss, loss, order_value)
+        health = self._health.get(venue)
+        if limits.min_venue_health is not None and health is not None and health < limits.min_venue_health:
+            return Breach(HEALTH, account, venue, limits.min_venue_health, health, order_value)
         sector = sector_of(symbol, self.policy.sectors)
         for rule, key, limit, used in (
             (TOTAL, "total", limits.total_exposure, _held(books)),

@@ -10,6 +10,7 @@ A policy (YAML or JSON, by default ``$WORKBENCH_HOME/risk-policy.yaml``) names l
         per_sector: {meme: 1000, "*": 12000}
         per_venue: {binance: 15000}
         daily_loss: 800           # realized + unrealized since 00:00 UTC, all sessions together
+        min_venue_health: 60      # no entries at a venue scoring below 60 (workbench.account.health)
     sectors: {"PEPE": meme}       # over the bundled map (workbench.account.sectors)
 
 A bad file is refused whole with the field's error (:class:`PolicyError`) and changes nothing:
@@ -46,6 +47,8 @@ class AccountLimits(BaseModel):
     per_sector: dict[str, float] = Field(default_factory=dict, description="sector or '*' -> largest exposure")
     per_venue: dict[str, float] = Field(default_factory=dict, description="exchange or '*' -> largest exposure")
     daily_loss: float | None = Field(None, gt=0, description="largest loss of the day across the sessions")
+    min_venue_health: float | None = Field(None, ge=0, le=100, description="no new entries at a venue whose "
+                                           "health score (workbench.account.health, 0-100) is below this")
 
     def model_post_init(self, _: Any) -> None:
         for name in ("per_symbol", "per_sector", "per_venue"):
@@ -93,7 +96,7 @@ def parse_policy(data: Any, source: str = "risk policy") -> RiskPolicy:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         hint = " (known fields: accounts, sectors; per account: total_exposure, per_symbol, per_sector, " \
-               "per_venue, daily_loss)" if first["type"] == "extra_forbidden" else ""
+               "per_venue, daily_loss, min_venue_health)" if first["type"] == "extra_forbidden" else ""
         raise PolicyError(f"{source}: {where}: {first['msg']}{hint}") from None
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from workbench.account import AccountGate, PolicyError, RiskPolicy, load_policy
 from workbench.account.gaps import gap_exposure
+from workbench.account.health import venue_health
 from workbench.account.policy import account_of, venue_of
 from workbench.account.sectors import sector_exposure
 from workbench.config import SessionConfig
@@ -238,11 +239,18 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
         volatility=volatility_exposure(by_symbol["value"], bars, window=max(window, 2)),
         limits=pd.DataFrame(limit_rows, columns=["session_id", "limit", "used", "limit_value", "usage"]),
         problems=problems, accounts=gate.usage(), sectors=_sectors(by_symbol["value"], policy.sectors),
-        venues=pd.DataFrame(venue_rows, columns=["account", "venue", "value"]).groupby(
-            ["account", "venue"], as_index=False)["value"].sum(),
+        venues=_venues(venue_rows, venue_health(store, clock())),
         breakers=pd.DataFrame(breaker_rows, columns=["session_id", "state", "breaker", "day_pnl", "drawdown"]),
         gaps=pd.concat([gap_exposure({s: v}, bars, timeframes[s]) for s, v in by_symbol["value"].items()
                         if s in timeframes] or [gap_exposure({}, {}, "1m")], ignore_index=True))
+
+
+def _venues(rows: list[dict[str, Any]], health: Mapping[str, Any]) -> pd.DataFrame:
+    """Exposure per account and venue, with the venue's health score (NaN: no live history)."""
+    frame = pd.DataFrame(rows, columns=["account", "venue", "value"]).groupby(
+        ["account", "venue"], as_index=False)["value"].sum()
+    frame["health"] = [health[v].score if v in health else math.nan for v in frame["venue"]]
+    return frame
 
 
 def _sectors(values: pd.Series, sectors: Mapping[str, str]) -> pd.DataFrame:

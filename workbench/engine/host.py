@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.account import AccountGate
+from workbench.account.health import venue_health
 from workbench.config import SessionConfig
 from workbench.domain import SessionState
 from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
@@ -149,6 +150,9 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
             if polls % ORPHAN_AFTER_POLLS == 0:  # the host's store work runs off the loop: a lock stalls no session
                 if problem := gate.reload_if_changed():
                     log.warning("risk policy not reloaded: %s", problem)
+                if any(lim.min_venue_health is not None for lim in gate.policy.accounts.values()):
+                    health = await asyncio.to_thread(venue_health, store, clock())
+                    gate.set_health({v: h.score for v, h in health.items()})
                 await asyncio.to_thread(_mark_orphans, store, ORPHAN_AFTER_POLLS * poll, actor, clock)
             polls += 1
             states = [S.REQUESTED.value] + ([S.ORPHANED.value] if resume_orphans else [])

@@ -116,7 +116,8 @@ class RiskView:
                         ("share_of_exposure", "Of exposure", PCT)],
             "wb-risk-sectors-table", empty="nothing held")
         p["venues"].value = frame_table(
-            r.venues, [("account", "Account", str), ("venue", "Venue", str), ("value", "Value", MONEY)],
+            r.venues, [("account", "Account", str), ("venue", "Venue", str), ("value", "Value", MONEY),
+                       ("health", "Health (0-100)", lambda v: fmt_num(v, ".0f"))],
             "wb-risk-venues-table", empty="no active sessions")
         p["breakers"].value = frame_table(
             r.breakers, [("session_id", "Session", str), ("state", "State", str), ("breaker", "Breaker", str),
