@@ -162,7 +162,7 @@ def test_waivers_are_recorded_as_events_when_a_live_session_starts(store):
     import asyncio
 
     from tests.kit import until
-    from tests.live_kit import ARMED, FAST, NEVER, feed_for, stop_flat
+    from tests.live_kit import ARMED, FAST, NEVER, feed_for
     from workbench.engine import open_session
 
     config = live_config(params=NEVER, risk={}, live={
@@ -177,7 +177,8 @@ def test_waivers_are_recorded_as_events_when_a_live_session_starts(store):
             assert (s.broker.reconcile_every, s.broker.time_sync_every, s.broker.mismatch_trip) == (7.0, 11.0, None)
             s.start()
             await until(lambda: s.bars_seen >= 1)
-            await stop_flat(lx, s)
+            s.stop()
+            await until(lambda: lx.advance(1) or s.state.is_final, step=0.05)  # a bar a try until it ends
             return s.id
         finally:
             await client.close()
