@@ -201,3 +201,18 @@ def test_risk_report_shows_account_limits_sectors_venues_and_breakers(store, tmp
     assert r.total_exposure == pytest.approx(400.0)
     save_policy({"accounts": {"*": {"total_exposure": 500}}}, tmp_path / "risk-policy.yaml")
     assert X.risk_report(store, load=load).accounts["limit"].tolist() == [500.0]
+
+
+def test_risk_report_lists_the_event_windows_ahead_of_the_active_sessions(store):
+    now = datetime(2024, 6, 12, 18, 30, tzinfo=timezone.utc)
+    events = [{"name": "FOMC", "start": "2024-06-12T18:00Z", "end": "2024-06-12T20:00Z"},
+              {"name": "CPI", "start": "2024-06-13T12:30Z", "end": "2024-06-13T13:30Z"},
+              {"name": "past", "start": "2024-06-01T12:30Z", "end": "2024-06-01T13:30Z"}]
+    ids = []
+    for _ in range(2):
+        sid = store.create_session(make_config(kind="paper", time={"events": events}))
+        store.set_state(sid, "running")
+        ids.append(sid)
+    r = X.risk_report(store, clock=lambda: now, load=lambda *a: pd.DataFrame())
+    assert list(r.events["name"]) == ["FOMC", "CPI"] and list(r.events["now"]) == [True, False]
+    assert set(r.events["sessions"].iloc[0].split(", ")) == set(ids)

@@ -164,6 +164,7 @@ class RiskReport:
     venues: pd.DataFrame = field(default_factory=pd.DataFrame)  # account, venue, value
     breakers: pd.DataFrame = field(default_factory=pd.DataFrame)  # session_id, state, breaker, day_pnl, drawdown
     gaps: pd.DataFrame = field(default_factory=pd.DataFrame)  # symbol, value, gaps, worst_drop, gap_loss
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, start, end, now (inside it), sessions
 
 
 def stored_risk_state(store: Any, session_id: str) -> dict[str, Any]:
@@ -183,6 +184,7 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
     pos_rows, limit_rows, problems = [], [], []
     venue_rows, breaker_rows = [], []
     timeframes: dict[str, str] = {}
+    event_rows: dict[tuple[str, Any, Any], list[str]] = {}
     if policy is None:
         try:
             policy = load_policy()
@@ -220,6 +222,9 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
             eq = r.equity if r.equity == r.equity else cfg.initial_balance
             for u in limit_usage(cfg, values, eq).to_dict("records"):
                 limit_rows.append({"session_id": r.id, **u})
+            for ev in cfg.time.events:  # dated entry blackouts still ahead (or under way)
+                if pd.Timestamp(ev.end) > pd.Timestamp(clock()):
+                    event_rows.setdefault((ev.name, ev.start, ev.end), []).append(r.id)
             risk = stored_risk_state(store, r.id)
             day_pnl = float(risk["last_equity"]) - float(risk["day_start"]) if "day_start" in risk else 0.0
             account, venue = account_of(cfg), venue_of(cfg)
@@ -240,9 +245,17 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
         limits=pd.DataFrame(limit_rows, columns=["session_id", "limit", "used", "limit_value", "usage"]),
         problems=problems, accounts=gate.usage(), sectors=_sectors(by_symbol["value"], policy.sectors),
         venues=_venues(venue_rows, venue_health(store, clock())),
+        events=_events(event_rows, clock()),
         breakers=pd.DataFrame(breaker_rows, columns=["session_id", "state", "breaker", "day_pnl", "drawdown"]),
         gaps=pd.concat([gap_exposure({s: v}, bars, timeframes[s]) for s, v in by_symbol["value"].items()
                         if s in timeframes] or [gap_exposure({}, {}, "1m")], ignore_index=True))
+
+
+def _events(rows: Mapping[tuple[str, Any, Any], list[str]], now: datetime) -> pd.DataFrame:
+    """The event windows of the active sessions that have not ended, soonest first."""
+    out = pd.DataFrame([{"name": n, "start": s, "end": e, "now": s <= now < e, "sessions": ", ".join(ids)}
+                        for (n, s, e), ids in rows.items()], columns=["name", "start", "end", "now", "sessions"])
+    return out.sort_values("start", kind="stable").reset_index(drop=True)
 
 
 def _venues(rows: list[dict[str, Any]], health: Mapping[str, Any]) -> pd.DataFrame:

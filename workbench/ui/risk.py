@@ -12,7 +12,7 @@ import pandas as pd
 
 from workbench.engine.exposure import RiskReport, risk_report
 from workbench.store import Store
-from workbench.ui.common import Ticker, button, fmt_num, frame_table, message, open_store
+from workbench.ui.common import Ticker, button, fmt_num, fmt_time, frame_table, message, open_store
 
 PCT = lambda v: fmt_num(v, ".1%")  # noqa: E731
 MONEY = lambda v: fmt_num(v, ",.2f")  # noqa: E731
@@ -48,7 +48,7 @@ class RiskView:
         self.window = window
         self.report: RiskReport | None = None
         names = ("summary", "accounts", "sectors", "venues", "concentration", "correlation", "liquidity", "volatility",
-                 "limits", "breakers", "gaps")
+                 "limits", "breakers", "gaps", "events")
         self.parts = {n: W.HTML() for n in names}
         for n, w in self.parts.items():
             w.add_class(f"wb-risk-{n}")
@@ -73,6 +73,7 @@ class RiskView:
             sec("Limit usage per session"), p["limits"],
             sec("Circuit breakers"), p["breakers"],
             sec("Gap exposure (worst drop across a gap in the loaded bars: a stop fills after the gap)"), p["gaps"],
+            sec("Event windows ahead (no new entries inside them)"), p["events"],
         ], layout={"border": "1px solid #ddd", "padding": "8px"})
         self.widget.add_class("wb-risk")
         self.ticker = Ticker(self.refresh, refresh, on_error=lambda e: self._show(f"refresh failed: {e}"))
@@ -127,6 +128,10 @@ class RiskView:
             r.gaps, [("symbol", "Symbol", str), ("value", "Value", MONEY), ("gaps", "Gaps", fmt_num),
                      ("worst_drop", "Worst drop", PCT), ("gap_loss", "Loss if repeated", MONEY)],
             "wb-risk-gaps-table", empty="nothing held, or no bars loaded")
+        p["events"].value = frame_table(
+            r.events, [("name", "Event", str), ("start", "Starts", fmt_time), ("end", "Ends", fmt_time),
+                       ("now", "Under way", lambda v: "yes" if v else ""), ("sessions", "Sessions", str)],
+            "wb-risk-events-table", empty="no event windows ahead in the active sessions' configs")
         self._show("; ".join(r.problems), "error")
 
     def _show(self, text: str, kind: str = "error") -> None:
