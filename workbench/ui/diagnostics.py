@@ -117,10 +117,15 @@ class DiagnosticsView:
         def opt(v: str) -> str | None:
             return None if v in ("", "(all)") else v.strip()
 
-        log = dlog.session_log(self.store, self.session_id, kind=opt(self.f_kind.value), level=opt(self.f_level.value),
-                               text=opt(self.f_text.value), since=opt(self.f_since.value),
-                               until=opt(self.f_until.value))
+        events = self.store.events(self.session_id)
+        log = dlog.filter_log(events, kind=opt(self.f_kind.value), level=opt(self.f_level.value),
+                              text=opt(self.f_text.value), since=opt(self.f_since.value), until=opt(self.f_until.value))
         self.log = log
+        kinds = ["(all)", *sorted(set(events["kind"]))]
+        if list(self.f_kind.options) != kinds:  # kinds that came since: keep the choice
+            chosen = self.f_kind.value
+            self.f_kind.options = kinds
+            self.f_kind.value = chosen if chosen in kinds else "(all)"
         exports = ("<div class='wb-diag-log-export' style='margin:4px 0'>"
                    f"{len(log)} events · export: "
                    + _download(dlog.export(log, "csv"), f"{self.session_id}-log.csv", "text/csv", "wb-diag-log-csv",
