@@ -122,5 +122,10 @@ async def stop_flat(lx, s):
     """Stop ``s`` (on a manual clock): wait until it is flat, then complete a bar so that its loop ends."""
     s.stop()
     await until(lambda: not s._open_symbols() and not s.broker.inflight)
-    lx.advance(1)  # the loop ends at the next bar once flat
-    return await asyncio.wait_for(s.wait(), 10)
+    waiting = asyncio.ensure_future(s.wait())
+    for _ in range(20):  # the loop ends at the next bar once flat; a bar per try (under load the stop can
+        lx.advance(1)  # land after the bar it was meant for, which left the run waiting for one more)
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        if done:
+            break
+    return await asyncio.wait_for(waiting, 10)
