@@ -75,3 +75,37 @@ def test_entries_off_and_an_empty_count():
     assert why_summary(trader.why) == {"signals": 10, "orders": 0, "fills": 0, "blocked": {"entries_off": 10}}
     assert why_frame(None).empty and why_summary([])["signals"] == 0
     assert "no signal" in explain(why_summary(None))
+
+
+def test_a_session_handed_back_and_resumed_counts_like_an_uninterrupted_run(store):
+    """The counters are in the runner state: a run handed back mid-way and resumed from its checkpoint ends
+    with the same counts (and profile bar count) as one that ran straight through."""
+    import asyncio
+
+    from tests.kit import bars_for, paper_config, until
+    from workbench.diagnostics.profiler import session_profile
+    from workbench.diagnostics.why import session_counts
+    from workbench.engine.session import Session
+
+    cfg = paper_config(time={"trading_hours": {"start": "06:00", "end": "20:00"}})
+    reference = Session(cfg, store, feed=ReplayFeed(bars_for(cfg), None))
+    assert asyncio.run(reference.run()).value == "completed"
+
+    async def first_part() -> str:
+        s = Session(cfg, store, feed=ReplayFeed(bars_for(cfg), 30_000.0), poll_interval=0.02)  # ~2 ms a bar
+        s.start()
+        await until(lambda: s.bars_seen >= 400)
+        s.hand_back("test: the host stops")
+        assert (await s.wait()).value == "orphaned"
+        return s.id
+
+    sid = asyncio.run(first_part())
+    stopped_at = store.load_runner_state(sid)["bars_seen"]
+    assert 400 <= stopped_at < 1440
+    resumed = Session.resume(sid, store, ReplayFeed(bars_for(cfg), None))
+    assert asyncio.run(resumed.run()).value == "completed"
+    got, want = session_counts(store, sid), session_counts(store, reference.id)
+    assert got is not None and want is not None and got.counts == want.counts
+    assert why_summary(got)["blocked"]["trading_hours"] > 0
+    profile = session_profile(store, sid)
+    assert profile is not None and profile.bars == 1440
