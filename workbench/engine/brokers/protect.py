@@ -195,7 +195,8 @@ class Protection:
             if rest and len(current) == 1 and await self._same(current[0], rest[0]):
                 continue
             for o in current:
-                why = "its position is gone" if not want else "moved to the new level" if rest else "watched instead"
+                why = ("no level applies (flat, or no stop set)" if not want else "moved to the new level" if rest
+                       else "watched on the ticker instead")
                 await self.cancel_resting(o, f"protective order canceled: {why}")
             if rest and self._unoffered(s) > 0.0:  # still held after the cancel (it did not fill meanwhile)
                 await self._place(s, Level(rest[0].reason, rest[0].price, rest[0].above, self._unoffered(s)))
