@@ -2,7 +2,7 @@
 
 Pure pandas/numpy over the trade log (``TRADE_COLUMNS``) and the session's bars (``symbol -> OHLC frame``,
 UTC index), vectorised per symbol with ``searchsorted`` and ``ufunc.reduceat`` (no loop over trades or
-bars), so a backtest of thousands of trades over 500k bars reviews in well under a second. Imports no
+bars), so a backtest of thousands of trades over 500k bars reviews in under a second. Imports no
 numba, vectorbt or ccxt: dashboards use it too. Definitions (a long trade; a short one is mirrored):
 
 * **Held bars**: from the entry bar (an entry fills at its bar's open, so all of that bar comes after it)
@@ -14,7 +14,8 @@ numba, vectorbt or ccxt: dashboards use it too. Definitions (a long trade; a sho
   the entry price.
 * **Entry timing** ``= (H - entry) / (H - L)`` over the ``around`` bars either side of the entry bar (itself
   included): 1 bought at the lowest price nearby, 0 at the highest. **Exit timing** ``= (exit - L) / (H - L)``
-  around the exit bar: 1 sold at the top. NaN when the range is flat.
+  around the exit bar: 1 sold at the top. Slippage can put a fill, and so its timing, a little outside
+  the bars' range (below 0 or above 1). NaN when the range is flat.
 * **Capture** ``= (exit - entry) / (MFE + MAE)``, the trade's efficiency: the share of the whole range it
   was held through that it kept, from 1 (bought at the bottom, sold at the top) to -1 (the reverse);
   NaN for an open trade or when the price never moved.
@@ -221,10 +222,10 @@ def _scatter(tr: pd.DataFrame, x: str, title: str, xaxis: str, xfmt: str) -> go.
     fig = go.Figure()
     for name, part, color in (("wins", tr[pnl > 0], _WIN), ("losses", tr[pnl <= 0], _LOSS)):
         text = [f"{s} {r or ''}" for s, r in zip(part["symbol"], part["exit_reason"])]
-        fig.add_trace(go.Scattergl(x=part[x].astype(float), y=part["pnl"].astype(float), mode="markers",
-                                   name=f"{name} ({len(part)})", marker=dict(color=color, size=6, opacity=0.7),
-                                   text=text, hovertemplate=f"%{{text}}<br>{xaxis} %{{x:{xfmt}}}"
-                                                            "<br>P&L %{y:,.2f}<extra></extra>"))
+        hover = f"%{{text}}<br>{xaxis} %{{x:{xfmt}}}<br>P&L %{{y:,.2f}}<extra></extra>"
+        fig.add_trace(go.Scatter(x=part[x].to_numpy(dtype=float), y=part["pnl"].to_numpy(dtype=float),
+                                 mode="markers", name=f"{name} ({len(part)})", text=text, hovertemplate=hover,
+                                 marker=dict(color=color, size=6, opacity=0.7)))
     fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title="P&L per trade", height=340, margin=_MARGIN)
     return fig
 

@@ -241,6 +241,15 @@ def test_every_page_has_something_to_show_and_links_to_the_others(served, page):
     page.locator(".wb-header .wb-test-alert").first.click()  # its Test alert: `up` was given no alert URL
     page.locator(".wb-test-alert-status", has_text=re.compile("no alert URL: set WORKBENCH_ALERTS|delivered")
                  ).first.wait_for(timeout=SEE)
+    runs = Store(served.db_url).history()
+    demo = str(runs[runs["kind"] == "backtest"]["id"].iloc[0])  # the demo backtest `up` seeded
+    open_page(page, served, "session", f"id={demo}", ready=".wb-equity-chart")
+    page.get_by_role("tab", name="Trade review").click()  # built when first opened
+    page.locator(".wb-review-attribution-table", has_text="BTC/USDT").wait_for(timeout=SEE)
+    page.wait_for_function("""() => { const d = document.querySelector('.wb-review-figures .js-plotly-plot');
+        return d && d.data && d.data.length === 2 && d.data[0].x.length + d.data[1].x.length > 100; }""",
+                           timeout=SEE)  # P&L against holding time: wins and losses, every closed trade
+    shot(page, "08b-trade-review", ".wb-review")
     for query, says in (("", "No session selected"), ("id=no-such-session", "There is no session")):
         open_page(page, served, "session", query, ready=".wb-page-message")
         assert says in page.locator(".wb-page-message").inner_text()

@@ -80,9 +80,9 @@ class TradeReview:
         self.by.observe(lambda _ch: self._attribution(), names="value")
         self.refresh_button = button("Refresh", "wb-review-refresh", icon="refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
-        self.holding_fig = go.FigureWidget()
-        self.mae_fig = go.FigureWidget()
-        figs = W.HBox([self.holding_fig, self.mae_fig], layout={"flex_flow": "row wrap"})
+        self.holding_fig: go.FigureWidget | None = None  # built with the first trades
+        self.mae_fig: go.FigureWidget | None = None
+        self.figures = figs = W.HBox([], layout={"flex_flow": "row wrap"})
         for w, css in ((self.summary_html, "wb-review-summary"), (self.attribution_html, "wb-review-attribution"),
                        (self.trades_html, "wb-review-trades"), (figs, "wb-review-figures")):
             w.add_class(css)
@@ -125,8 +125,7 @@ class TradeReview:
                                                      ("losers", "Losers", str), ("all", "All", str)],
                                               "wb-review-summary-table")
         self._attribution()
-        self._figure(self.holding_fig, pnl_vs_holding_figure(self.reviewed))
-        self._figure(self.mae_fig, excursion_figure(self.reviewed))
+        self._figures(pnl_vs_holding_figure(self.reviewed), excursion_figure(self.reviewed))
         newest = self.reviewed.sort_values("entry_time", ascending=False).head(100)
         self.trades_html.value = frame_table(newest, TRADE_COLUMNS, "wb-review-trades-table")
 
@@ -138,12 +137,14 @@ class TradeReview:
         self.attribution_html.value = frame_table(table, _attribution_columns(by), "wb-review-attribution-table",
                                                   empty="no closed trades yet")
 
-    @staticmethod
-    def _figure(widget: go.FigureWidget, fig: go.Figure) -> None:
-        with widget.batch_update():
-            widget.data = ()
-            widget.add_traces(list(fig.data))
-            widget.layout = fig.layout.update(width=520)
+    def _figures(self, holding: go.Figure, mae: go.Figure) -> None:
+        old = self.figures.children
+        for fig in (holding, mae):
+            fig.update_layout(width=520)
+        self.holding_fig, self.mae_fig = go.FigureWidget(holding), go.FigureWidget(mae)
+        self.figures.children = (self.holding_fig, self.mae_fig)
+        for w in old:
+            w.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
