@@ -397,3 +397,20 @@ def test_wizard_preflight_against_the_loopback_exchange(store):
         cfg = wiz.create()
         assert cfg is not None and cfg.risk.stop_loss == 0.02
         assert "wb-check-fail" not in wiz.preflight_view.value
+
+
+def test_the_default_preflight_checks_the_wizards_own_store(store, monkeypatch):
+    from tests.live_kit import manual_exchange
+    from tests.test_preflight import KEYS, factory, rehearse
+    from workbench.engine import preflight as pf
+
+    with manual_exchange() as lx:
+        monkeypatch.setattr(pf, "default_exchange", factory(lx))
+        for k, v in KEYS.items():
+            monkeypatch.setenv(k, v)
+        wiz = Wizard(store=store)
+        live_form(wiz)
+        wiz.field("risk.stop_loss").widgets[0].value = "2"
+        rehearse(store, wiz.build()[0])
+        checks = {c.name: c for c in wiz.run_preflight()}
+    assert checks["rehearsal"].status == "pass" and checks["authenticated"].status == "pass"

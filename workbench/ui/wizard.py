@@ -72,10 +72,11 @@ class Wizard(WizardFields):
                  store: Any = None, launch: bool = False, run_in: str = "kernel",
                  session_kwargs: dict[str, Any] | None = None, preflight: PreflightRun | None = None):
         """``preflight``: runs the live checks for a config (default: :func:`workbench.engine.preflight.preflight`
-        against the exchange, with ``store`` for the rehearsal check)."""
+        against the exchange, with ``store`` (default: the default store) for the rehearsal check)."""
         self.config: SessionConfig | None = None
         self.errors: dict[str, str] = {}
-        self._preflight = preflight or self._default_preflight(store)
+        self._preflight = preflight or self._default_preflight
+        self._store: Any = store
         self.preflight_checks: list[Any] | None = None  # the last pre-flight's checks
         self.step = TYPE
         self._callbacks: list[CreateCallback] = []
@@ -239,13 +240,14 @@ class Wizard(WizardFields):
         self.create_button.disabled = any(c.status == "fail" for c in checks)
         return checks
 
-    @staticmethod
-    def _default_preflight(store: Any) -> PreflightRun:
-        def run(config: SessionConfig) -> list[Any]:
-            from workbench.engine.preflight import preflight
+    def _default_preflight(self, config: SessionConfig) -> list[Any]:
+        from workbench.engine.preflight import preflight
+        from workbench.ui.common import open_store
 
-            return preflight(config, store)
-        return run
+        if self.launcher is not None:
+            return preflight(config, self.launcher.store)
+        self._store = open_store(self._store)  # on first use, as the launcher opens it
+        return preflight(config, self._store)
 
     @property
     def arming(self) -> dict[str, Any]:
