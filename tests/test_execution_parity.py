@@ -111,7 +111,10 @@ def markets(draw: st.DrawFn) -> tuple[SessionConfig, dict[str, pd.DataFrame]]:
                                    "max_daily_loss": draw(st.sampled_from([0.01, 0.05])),
                                    "max_rejections": draw(st.sampled_from([None, 2, 4])),
                                    "rejection_window_s": draw(st.sampled_from([60.0, 900.0])),
-                                   "action": draw(st.sampled_from(["reducing", "halted"]))}
+                                   "action": draw(st.sampled_from(["reducing", "halted"])),
+                                   "max_volatility": draw(st.sampled_from([None, 0.02, 0.05])),
+                                   "max_var": draw(st.sampled_from([None, 0.01, 0.04])),
+                                   "tail_window": draw(st.sampled_from([10, 30]))}
     config = make_config(
         kind="paper", strategy=strategy, params=params, symbols=SYMBOLS, initial_balance=10_000,
         sizing={"mode": "percent_equity", "value": draw(st.sampled_from([0.3, 0.5]))},

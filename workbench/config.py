@@ -165,6 +165,12 @@ class CircuitBreaker(_Model):
     max_rejections: int | None = Field(None, ge=1, description="rejected orders within rejection_window_s")
     rejection_window_s: float = Field(60.0, gt=0)
     action: Literal["reducing", "halted"] = "halted"
+    max_volatility: float | None = Field(None, gt=0, description="tail breaker: realized volatility of the last "
+                                         "tail_window bars' equity returns, over a day (0.05 = 5 %); past it: "
+                                         "action, past twice it: halted")
+    max_var: float | None = Field(None, gt=0, description="tail breaker: 95 % value at risk of the last "
+                                  "tail_window bars' equity returns, over a day; past it: action, twice: halted")
+    tail_window: int = Field(120, ge=10, le=100_000, description="bars the tail breakers measure")
     cooling_off_minutes: float = Field(60.0, ge=0, le=7 * 24 * 60, description="after a trip, this long no one "
                                        "may raise risk (size up, lift or loosen a limit or a stop) without a "
                                        "recorded waiver; 0: no cooling-off")

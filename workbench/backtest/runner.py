@@ -104,7 +104,12 @@ def breaker_trip(index: pd.DatetimeIndex, trip: np.ndarray) -> dict[str, Any] | 
 
     if trip[0] < 0:
         return None
-    return {"time": index[int(trip[0])], "reason": BREAKER_REASONS[int(trip[1])], "state": TRADING_STATES[int(trip[2])]}
+    out: dict[str, Any] = {"time": index[int(trip[0])], "reason": BREAKER_REASONS[int(trip[1])],
+                           "state": TRADING_STATES[int(trip[2])]}
+    if len(trip) > 3 and trip[3] >= 0:  # a tail breaker escalated to halted later
+        out["escalated"] = {"time": index[int(trip[3])], "reason": BREAKER_REASONS[int(trip[4])],
+                            "state": TRADING_STATES[int(trip[5])]}
+    return out
 
 
 @dataclass

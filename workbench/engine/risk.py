@@ -27,6 +27,8 @@ from datetime import datetime, time, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from pydantic import ValidationError
 
 from workbench import execution as ex
@@ -34,7 +36,10 @@ from workbench.account import AccountGate, Breach
 from workbench.account.policy import account_of, venue_of
 from workbench.config import RiskConfig, SessionConfig
 from workbench.domain import Order, OrderType, Position, Side
+from workbench.execution import codes
+from workbench.execution.codes import DAY_NS
 from workbench.execution.ledger import Portfolio
+from workbench.execution.nb import tail_nb
 
 OVERRIDABLE: tuple[str, ...] = (
     "max_position", "portfolio_limit", "concentration_limit", "stop_loss", "take_profit", "trailing_stop",
@@ -105,6 +110,10 @@ class RiskEngine:
         self._gate_key = ("", "", "")
         self._day_end: datetime | None = None
         self._breaker_on = self._cb.max_daily_loss is not None or self._cb.max_drawdown is not None
+        tail_on = self._cb.max_volatility is not None or self._cb.max_var is not None
+        self._tail = np.zeros(self._cb.tail_window) if tail_on else None  # the last returns (tail_nb's ring)
+        self._n_tail = 0
+        self._day_bars = DAY_NS / pd.Timedelta(config.data.timeframe).value
         self._recompute()
 
     # ---- effective limits ----------------------------------------------------
@@ -261,21 +270,37 @@ class RiskEngine:
             self._day_start = self._last_equity
             u = now.astimezone(timezone.utc)
             self._day_end = datetime.combine(u.date(), time(), timezone.utc) + timedelta(days=1)
+        ret = equity / self._last_equity - 1.0 if self._last_equity != 0.0 else 0.0
         self._last_equity = equity
         if equity > self._peak:
             self._peak = equity
         cb = self._cb
-        if self.state is not TradingState.RUNNING or not self._breaker_on:
+        if self.state is TradingState.RUNNING and self._breaker_on:
+            breach = ex.breaker_breach(equity, self._day_start, self._peak, cb)
+            if breach == "daily_loss":
+                loss = 1.0 - equity / self._day_start
+                self.trip("daily_loss", actor="risk", limit=cb.max_daily_loss, loss=loss,
+                          day_start_equity=self._day_start, equity=equity, time=now.isoformat())
+            elif breach == "drawdown":
+                dd = 1.0 - equity / self._peak
+                self.trip("drawdown", actor="risk", limit=cb.max_drawdown, drawdown=dd,
+                          peak_equity=self._peak, equity=equity, time=now.isoformat())
+        if self._tail is not None:
+            self._on_tail(self._tail, now, ret)
+
+    def _on_tail(self, ring: np.ndarray, now: datetime, ret: float) -> None:
+        """The tail breakers (rule 10): past a limit trip to the action, past twice it halt."""
+        cb = self._cb
+        nan = math.nan
+        self._n_tail, code, level, value = tail_nb(
+            ring, self._n_tail, ret, self._day_bars, nan if cb.max_volatility is None else cb.max_volatility,
+            nan if cb.max_var is None else cb.max_var)
+        if level == 0 or self.state is TradingState.HALTED or (level == 1 and self.state is not TradingState.RUNNING):
             return
-        breach = ex.breaker_breach(equity, self._day_start, self._peak, cb)
-        if breach == "daily_loss":
-            loss = 1.0 - equity / self._day_start
-            self.trip("daily_loss", actor="risk", limit=cb.max_daily_loss, loss=loss,
-                      day_start_equity=self._day_start, equity=equity, time=now.isoformat())
-        elif breach == "drawdown":
-            dd = 1.0 - equity / self._peak
-            self.trip("drawdown", actor="risk", limit=cb.max_drawdown, drawdown=dd,
-                      peak_equity=self._peak, equity=equity, time=now.isoformat())
+        reason = codes.BREAKER_REASONS[code]
+        limit = cb.max_volatility if reason == "volatility" else cb.max_var
+        self.trip(reason, actor="risk", state=TradingState.HALTED if level == 2 else None, limit=limit,
+                  value=value, window_bars=len(ring), time=now.isoformat())
 
     def count_rejection(self, now: datetime) -> None:
         """An order refused outside this engine (the exchange: insufficient balance, a filter): it counts
@@ -442,6 +467,7 @@ class RiskEngine:
             "last_equity": self._last_equity, "day_end": self._day_end.isoformat() if self._day_end else None,
             "overrides": [{**ov, "expires_at": ov["expires_at"].isoformat()} for ov in self.overrides],
             "cool_until": self.cool_until.isoformat() if self.cool_until else None,
+            "tail": None if self._tail is None else [self._n_tail, self._tail.tolist()],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -454,5 +480,8 @@ class RiskEngine:
         self.overrides = [{**ov, "expires_at": datetime.fromisoformat(ov["expires_at"])} for ov in state["overrides"]]
         self._next_expiry = min((ov["expires_at"] for ov in self.overrides), default=None)
         cool = state.get("cool_until")  # absent in checkpoints from before cooling-off
+        tail = state.get("tail")
+        if tail is not None and self._tail is not None and len(tail[1]) == len(self._tail):
+            self._n_tail, self._tail[:] = int(tail[0]), tail[1]
         self.cool_until = datetime.fromisoformat(cool) if cool else None
         self._recompute()

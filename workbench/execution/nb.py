@@ -13,6 +13,8 @@ from workbench.execution.codes import (
     BLACKOUT,
     BREAKER_DAILY_LOSS,
     BREAKER_DRAWDOWN,
+    BREAKER_VAR,
+    BREAKER_VOLATILITY,
     CAP_CASH,
     CAP_CONCENTRATION,
     CAP_MAX_POSITION,
@@ -248,6 +250,35 @@ def breaker_nb(equity: float, day_start: float, peak: float, max_daily_loss: flo
     if not np.isnan(max_drawdown) and equity <= peak * (1.0 - max_drawdown):
         return BREAKER_DRAWDOWN
     return 0
+
+
+@njit(cache=True)
+def tail_nb(ring: np.ndarray, count: int, r: float, day_bars: float, max_vol: float,
+            max_var: float) -> tuple[int, int, int, float]:
+    """The tail-risk breakers (rule 10): push the bar's equity return ``r`` into ``ring`` (the last
+    ``len(ring)`` returns, ``count`` pushed before) and, once the window is full, measure it over a day
+    (``day_bars`` bars): realized volatility = sample standard deviation x sqrt(day_bars), and 95 %
+    value at risk = minus the 5 % quantile (NumPy's linear) x sqrt(day_bars). Returns (count + 1,
+    code, level, value): level 2 when a measure is past twice its limit, 1 past its limit, else 0,
+    with its BREAKER_* code and value (volatility first). NaN disables a limit."""
+    cap = len(ring)
+    ring[count % cap] = r
+    count += 1
+    if count < cap:
+        return count, 0, 0, 0.0
+    scale = np.sqrt(day_bars)
+    best_code, best_level, best_value = 0, 0, 0.0
+    if not np.isnan(max_vol):
+        vol = np.std(ring) * np.sqrt(cap / (cap - 1.0)) * scale
+        level = 2 if vol > 2.0 * max_vol else (1 if vol > max_vol else 0)
+        if level > best_level:
+            best_code, best_level, best_value = BREAKER_VOLATILITY, level, vol
+    if not np.isnan(max_var):
+        var = 0.0 - np.quantile(ring, 0.05) * scale
+        level = 2 if var > 2.0 * max_var else (1 if var > max_var else 0)
+        if level > best_level:
+            best_code, best_level, best_value = BREAKER_VAR, level, var
+    return count, best_code, best_level, best_value
 
 
 @njit(cache=True)

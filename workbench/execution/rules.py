@@ -327,5 +327,6 @@ def warm_up() -> None:
     stop_exit(1.0, 1.0, 1.0, 1.0, 1.0, None, None, None)
     time_block(datetime(2024, 1, 1, tzinfo=timezone.utc), TimeRestrictions(weekdays=[0]))
     breaker_breach(1.0, 1.0, 1.0, CircuitBreaker())
+    nb.tail_nb(np.zeros(2), 0, 0.0, 1.0, math.nan, math.nan)  # the tail breakers' window
     nb.book_buy_nb(1.0, 0.0, 0.0, 1.0, 1.0, 0.0)  # the ledger's kernels
     nb.book_sell_nb(1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0)

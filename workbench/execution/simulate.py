@@ -13,6 +13,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from numba import njit
 
 from workbench.config import SessionConfig
@@ -39,6 +40,7 @@ from workbench.execution.nb import (
     fee_nb,
     sell_fill_nb,
     stop_exit_nb,
+    tail_nb,
     target_quantity_nb,
     window_full_nb,
 )
@@ -75,6 +77,10 @@ class KernelParams(NamedTuple):
     max_rejections: int  # 0 = none
     rejection_window_ns: int
     breaker_action: int  # REDUCING or HALTED
+    max_vol: float  # tail breakers (NaN = off): daily realized volatility, daily 95 % VaR
+    max_var: float
+    tail_window: int  # bars
+    day_bars: float  # bars in a day (the tail measures' scale)
 
 
 def kernel_params(config: SessionConfig) -> KernelParams:
@@ -96,6 +102,8 @@ def kernel_params(config: SessionConfig) -> KernelParams:
         risk.max_orders_per_minute or 0,
         opt(cb.max_daily_loss, nan), opt(cb.max_drawdown, nan), cb.max_rejections or 0,
         int(round(cb.rejection_window_s * 1e9)), REDUCING if cb.action == "reducing" else HALTED,
+        opt(cb.max_volatility, nan), opt(cb.max_var, nan), int(cb.tail_window),
+        DAY / pd.Timedelta(config.data.timeframe).value,
     )
 
 
@@ -171,7 +179,7 @@ def fills_nb(
     o_price = np.empty(size)
     o_ref = np.empty(size)
     o_reason = np.empty(size, dtype=np.int8)
-    trip = np.full(3, -1, dtype=np.int64)
+    trip = np.full(6, -1, dtype=np.int64)  # the first trip, then an escalation to HALTED: (bar, code, state)
     k = 0
 
     cash = p.init_cash
@@ -181,7 +189,10 @@ def fills_nb(
     peak = np.zeros(m)
     mark = np.full(m, np.nan)  # valuation price: this bar's open, else the last close
     was_long = np.zeros(m, dtype=np.bool_)
-    breaker = not (np.isnan(p.max_daily_loss) and np.isnan(p.max_drawdown))
+    tail = not (np.isnan(p.max_vol) and np.isnan(p.max_var))
+    tail_ring = np.zeros(p.tail_window)
+    n_tail = 0
+    breaker = not (np.isnan(p.max_daily_loss) and np.isnan(p.max_drawdown)) or tail
     watch = not (np.isnan(p.sl) and np.isnan(p.tp) and np.isnan(p.trail)) or p.max_hold_ns >= 0 or breaker
     held = 0  # symbols with a position
     state = RUNNING
@@ -195,7 +206,7 @@ def fills_nb(
 
     i = 0
     while i < n:
-        if held == 0 or not watch:
+        if (held == 0 or not watch) and not tail:  # the tail breakers see every bar's return
             j = next_event_nb(i, pos, buy_sig, sell_sig, scan_ok, state == RUNNING)
             if j > i:  # bars i..j-1 only move the marks: after a bar, its close, else its open
                 for c in range(m):
@@ -296,12 +307,22 @@ def fills_nb(
             if now // DAY != day:
                 day = now // DAY
                 day_start = last_equity
+            ret = equity / last_equity - 1.0 if last_equity != 0.0 else 0.0
             last_equity = equity
             if equity > equity_peak:
                 equity_peak = equity
             if state == RUNNING:
                 why = breaker_nb(equity, day_start, equity_peak, p.max_daily_loss, p.max_drawdown)
                 if why != 0:
+                    state = p.breaker_action
+                    trip[0], trip[1], trip[2] = i, why, state
+            if tail:
+                n_tail, why, level, _value = tail_nb(tail_ring, n_tail, ret, p.day_bars, p.max_vol, p.max_var)
+                if level == 2 and state != HALTED:
+                    state = HALTED
+                    at = 0 if trip[0] < 0 else 3
+                    trip[at], trip[at + 1], trip[at + 2] = i, why, state
+                elif level == 1 and state == RUNNING:
                     state = p.breaker_action
                     trip[0], trip[1], trip[2] = i, why, state
         i += 1

@@ -47,8 +47,8 @@ from workbench.ui.review import attach_review
 PERFORMANCE = ("pnl", "total_return", "annualized_return", "sharpe_ratio", "sortino_ratio", "win_rate",
                "profit_factor", "avg_win", "avg_loss", "risk_reward", "trade_count", "avg_trade_duration_hours",
                "exposure")
-RISK = ("max_drawdown", "volatility", "value_at_risk_1d", "expected_shortfall_1d", "value_at_risk", "expected_shortfall",
-        "calmar_ratio", "worst_trade")
+RISK = ("max_drawdown", "volatility", "value_at_risk_1d", "expected_shortfall_1d", "value_at_risk",
+        "expected_shortfall", "calmar_ratio", "worst_trade")
 EQ, DD, PRICE, BUYS, SELLS = 0, 1, 0, 1, 2
 Columns = list[tuple[str, str, Callable[[Any], str]]]
 TRADE_COLUMNS: Columns = [
