@@ -91,3 +91,18 @@ def test_an_event_window_blocks_entries_in_the_backtest_and_the_session_alike():
 def test_an_event_that_ends_before_it_starts_is_refused_with_both_times():
     with pytest.raises(ValueError, match="ends .* before it starts"):
         paper_config(time={"events": [{"name": "x", "start": "2024-01-02", "end": "2024-01-01"}]})
+
+
+
+def test_the_backtest_and_report_commands_take_an_event_calendar(tmp_path, caplog):
+    from workbench.cli import build_parser, config_from_args
+    from workbench.reports.flags import apply_settings
+
+    cal = tmp_path / "events.csv"
+    cal.write_text("start,end,name\n2024-01-01T06:00,2024-01-01T12:00,FOMC\nbad,row,x\n")
+    args = build_parser().parse_args(["backtest", "--start", "2024-01-01", "--end", "2024-01-02", "--events", str(cal)])
+    config = config_from_args(args)
+    assert [(e.name, e.start.hour, e.end.hour) for e in config.time.events] == [("FOMC", 6, 12)]
+    assert "events.csv row 3" in caplog.text  # the bad row is skipped, and said so
+    with pytest.raises(ValueError, match="--events: no event calendar at"):
+        apply_settings({}, {"events": str(tmp_path / "missing.ics")})

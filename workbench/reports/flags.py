@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from workbench.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: config fields -> the flag that sets them (longest prefix wins), for error messages
 FLAGS: dict[str, str] = {
@@ -21,11 +24,11 @@ FLAGS: dict[str, str] = {
     "start": "--start", "end": "--end", "data.timeframe": "--timeframe", "data.csv_path": "--data",
     "risk.stop_loss": "--stop-loss", "risk.take_profit": "--take-profit", "risk.trailing_stop": "--trailing-stop",
     "sizing": "--sizing", "slippage.bps": "--slippage-bps", "time.timezone": "--timezone",
-    "time.blackouts": "--blackout",
+    "time.blackouts": "--blackout", "time.events": "--events",
 }
 #: the settings :func:`apply_settings` knows (argparse dests, and the report template's parameter names)
 SETTINGS: tuple[str, ...] = ("data", "timeframe", "fee", "stop_loss", "take_profit", "trailing_stop", "sizing",
-                             "slippage_bps", "timezone", "blackout")
+                             "slippage_bps", "timezone", "blackout", "events")
 #: every flag :func:`add_config_flags` adds, by argparse dest
 CONFIG_FLAGS: tuple[str, ...] = ("strategy", "param", "symbols", "start", "end", "balance", *SETTINGS)
 SIZING_EXAMPLE = "percent_equity:0.5, fixed_amount:1000 or fixed_quantity:0.1"
@@ -56,6 +59,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timezone", metavar="TZ", help="time zone of --blackout windows, e.g. America/New_York")
     p.add_argument("--blackout", action="append", metavar="HH:MM-HH:MM",
                    help="no new entries in this daily window (repeat for several)")
+    p.add_argument("--events", metavar="FILE", help="an event calendar (.ics or .csv start,end,name): no new "
+                   "entries inside its events (docs/risk.md)")
 
 
 def _value(text: str) -> Any:
@@ -138,7 +143,7 @@ def apply_settings(fields: dict[str, Any], settings: Mapping[str, Any]) -> dict[
     if get("data"):
         fields["data"] = {"source": "csv", "csv_path": str(get("data"))}
         timeframe = csv_timeframe(str(get("data")), timeframe)
-    blackout, sizing = get("blackout"), get("sizing")
+    blackout, sizing, events = get("blackout"), get("sizing"), get("events")
     values = {
         "data.timeframe": timeframe, "commission.taker": get("fee"), "commission.maker": get("fee"),
         "risk.stop_loss": get("stop_loss"), "risk.take_profit": get("take_profit"),
@@ -147,6 +152,7 @@ def apply_settings(fields: dict[str, Any], settings: Mapping[str, Any]) -> dict[
         "sizing": None if sizing is None else parse_sizing(sizing),
         "time.blackouts": None if blackout is None else [parse_window(w) for w in
                                                          ([blackout] if isinstance(blackout, str) else blackout)],
+        "time.events": None if not events else _events(str(events)),
     }
     for dotted, value in values.items():
         if value is not None:
@@ -154,12 +160,26 @@ def apply_settings(fields: dict[str, Any], settings: Mapping[str, Any]) -> dict[
     return fields
 
 
+def _events(path: str) -> list[dict[str, Any]]:
+    """The event windows of a calendar file; a bad event is skipped with a warning naming it."""
+    from workbench.data.calendar import load_events
+
+    try:
+        cal = load_events(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--events: {e}") from None
+    for problem in cal.problems:
+        log.warning("--events: skipped %s", problem)
+    return [e.model_dump(mode="json") for e in cal.events]
+
+
 def settings_from_args(args: argparse.Namespace, absolute: bool = False) -> dict[str, Any]:
     """The :data:`SETTINGS` a command line gives (None: not given); with ``absolute``, ``data`` as an
     absolute path (for a report, whose notebook may run elsewhere)."""
     out = {k: getattr(args, k, None) for k in SETTINGS}
-    if absolute and out["data"]:
-        out["data"] = str(Path(out["data"]).expanduser().resolve())
+    for key in ("data", "events") if absolute else ():
+        if (path := out[key]) is not None:
+            out[key] = str(Path(path).expanduser().resolve())
     return out
 
 
