@@ -114,7 +114,8 @@ def markets(draw: st.DrawFn) -> tuple[SessionConfig, dict[str, pd.DataFrame]]:
                                    "action": draw(st.sampled_from(["reducing", "halted"])),
                                    "max_volatility": draw(st.sampled_from([None, 0.02, 0.05])),
                                    "max_var": draw(st.sampled_from([None, 0.01, 0.04])),
-                                   "tail_window": draw(st.sampled_from([10, 30]))}
+                                   "tail_window": draw(st.sampled_from([10, 30])),
+                                   "max_gap": draw(st.sampled_from([None, 0.002, 0.004]))}
     config = make_config(
         kind="paper", strategy=strategy, params=params, symbols=SYMBOLS, initial_balance=10_000,
         sizing={"mode": "percent_equity", "value": draw(st.sampled_from([0.3, 0.5]))},

@@ -66,3 +66,33 @@ def test_calm_markets_do_not_trip_and_the_window_must_fill_first():
     early = {"BTC/USDT": crash(n=120, at=20)["BTC/USDT"]}  # the crash inside the first window: measured once full
     bt = run_backtest(config(max_volatility=0.12), bars=early).breaker
     assert bt is not None and bt["time"] == early["BTC/USDT"].index[59]
+
+
+
+def gapped() -> dict[str, pd.DataFrame]:
+    """Calm 1-minute bars with two feed gaps: bar 100 opens 4 % below the last close before it, bar 150 7 %."""
+    rng = np.random.default_rng(7)
+    close = 100 * np.cumprod(1 + rng.normal(0, 0.0003, 200))
+    close[100:] *= 0.96
+    close[150:] *= 0.93
+    open_ = np.r_[100.0, close[:-1]]
+    open_[100], open_[150] = close[98] * 0.96, close[148] * 0.93
+    idx = pd.date_range("2024-03-01", periods=200, freq="1min", tz="UTC")
+    df = pd.DataFrame({"open": open_, "high": np.maximum(open_, close), "low": np.minimum(open_, close),
+                       "close": close, "volume": 1e6}, index=idx)
+    return {"BTC/USDT": df.drop(idx[[99, 149]])}  # the bar before each drop is missing: a feed gap
+
+
+def test_a_gap_down_trips_the_gap_breaker_and_a_bigger_one_halts_alike_in_backtest_and_session():
+    frames = gapped()
+    idx = pd.date_range("2024-03-01", periods=200, freq="1min", tz="UTC")
+    cfg = config(max_gap=0.03)
+    bt = run_backtest(cfg, bars=frames).breaker
+    assert (bt["reason"], bt["state"], bt["time"]) == ("gap", "reducing", idx[100])
+    assert (bt["escalated"]["reason"], bt["escalated"]["state"], bt["escalated"]["time"]) == ("gap", "halted",
+                                                                                             idx[150])
+    trips = session_trips(cfg, frames)
+    assert [(t["reason"], t["state"], pd.Timestamp(t["time"])) for t in trips] == [
+        ("gap", "reducing", idx[100]), ("gap", "halted", idx[150])]
+    assert trips[0]["value"] == pytest.approx(0.04) and trips[0]["symbol"] == "BTC/USDT"
+    assert run_backtest(config(max_gap=0.08), bars=frames).breaker is None  # 7 % < 8 %: no trip

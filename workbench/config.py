@@ -171,6 +171,8 @@ class CircuitBreaker(_Model):
     max_var: float | None = Field(None, gt=0, description="tail breaker: 95 % value at risk of the last "
                                   "tail_window bars' equity returns, over a day; past it: action, twice: halted")
     tail_window: int = Field(120, ge=10, le=100_000, description="bars the tail breakers measure")
+    max_gap: float | None = Field(None, gt=0, lt=0.5, description="gap breaker: a held symbol opening this "
+                                  "fraction below its previous close; past it: action, past twice it: halted")
     cooling_off_minutes: float = Field(60.0, ge=0, le=7 * 24 * 60, description="after a trip, this long no one "
                                        "may raise risk (size up, lift or loosen a limit or a stop) without a "
                                        "recorded waiver; 0: no cooling-off")

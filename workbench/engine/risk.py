@@ -39,7 +39,7 @@ from workbench.domain import Order, OrderType, Position, Side
 from workbench.execution import codes
 from workbench.execution.codes import DAY_NS
 from workbench.execution.ledger import Portfolio
-from workbench.execution.nb import tail_nb
+from workbench.execution.nb import gap_nb, tail_nb
 
 OVERRIDABLE: tuple[str, ...] = (
     "max_position", "portfolio_limit", "concentration_limit", "stop_loss", "take_profit", "trailing_stop",
@@ -114,6 +114,7 @@ class RiskEngine:
         self._tail = np.zeros(self._cb.tail_window) if tail_on else None  # the last returns (tail_nb's ring)
         self._n_tail = 0
         self._day_bars = DAY_NS / pd.Timedelta(config.data.timeframe).value
+        self.max_gap = self._cb.max_gap  # the gap breaker's limit (None: off); the Trader calls on_open
         self._recompute()
 
     # ---- effective limits ----------------------------------------------------
@@ -287,6 +288,17 @@ class RiskEngine:
                           peak_equity=self._peak, equity=equity, time=now.isoformat())
         if self._tail is not None:
             self._on_tail(self._tail, now, ret)
+
+    def on_open(self, now: datetime, symbol: str, prev_close: float, open_: float) -> None:
+        """The gap breaker (rule 10), for a held symbol at its bar's open: a drop from the previous close
+        past ``max_gap`` trips to the action, past twice it halts."""
+        assert self.max_gap is not None
+        level, drop = gap_nb(prev_close, open_, self.max_gap)
+        if level == 0 or self.state is TradingState.HALTED or (level == 1 and self.state is not TradingState.RUNNING):
+            return
+        self._now = now
+        self.trip("gap", actor="risk", state=TradingState.HALTED if level == 2 else None, limit=self.max_gap,
+                  value=drop, symbol=symbol, previous_close=prev_close, open=open_, time=now.isoformat())
 
     def _on_tail(self, ring: np.ndarray, now: datetime, ret: float) -> None:
         """The tail breakers (rule 10): past a limit trip to the action, past twice it halt."""

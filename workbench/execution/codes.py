@@ -31,8 +31,10 @@ TIME_RULES: tuple[str, ...] = ("", "weekday", "trading_hours", "blackout")
 EVENT = "event"
 
 # circuit breaker (semantics rule 10)
-BREAKER_DAILY_LOSS, BREAKER_DRAWDOWN, BREAKER_REJECTIONS, BREAKER_VOLATILITY, BREAKER_VAR = 1, 2, 3, 4, 5
-BREAKER_REASONS: tuple[str, ...] = ("", "daily_loss", "drawdown", "rejections", "volatility", "value_at_risk")
+BREAKER_DAILY_LOSS, BREAKER_DRAWDOWN, BREAKER_REJECTIONS = 1, 2, 3
+BREAKER_VOLATILITY, BREAKER_VAR, BREAKER_GAP = 4, 5, 6  # the tail and gap breakers
+BREAKER_REASONS: tuple[str, ...] = ("", "daily_loss", "drawdown", "rejections", "volatility", "value_at_risk",
+                                    "gap")
 RUNNING, REDUCING, HALTED = 0, 1, 2
 TRADING_STATES: tuple[str, ...] = ("running", "reducing", "halted")
 

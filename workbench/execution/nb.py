@@ -282,6 +282,16 @@ def tail_nb(ring: np.ndarray, count: int, r: float, day_bars: float, max_vol: fl
 
 
 @njit(cache=True)
+def gap_nb(prev_close: float, open_: float, max_gap: float) -> tuple[int, float]:
+    """The gap breaker (rule 10): (level, drop) of a held symbol opening at ``open_`` after ``prev_close``:
+    drop = 1 - open / previous close; level 2 past twice ``max_gap``, 1 past it, else 0."""
+    if not prev_close > 0.0:
+        return 0, 0.0
+    drop = 1.0 - open_ / prev_close
+    return (2 if drop > 2.0 * max_gap else (1 if drop > max_gap else 0)), drop
+
+
+@njit(cache=True)
 def window_full_nb(times: np.ndarray, count: int, now: int, window_ns: int) -> bool:
     """Ring buffer ``times`` (capacity = limit) holding the last ``count`` event times: are there
     ``len(times)`` events after ``now - window_ns``? (The limit of a rate or burst rule is reached.)"""

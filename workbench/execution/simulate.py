@@ -18,6 +18,7 @@ from numba import njit
 
 from workbench.config import SessionConfig
 from workbench.execution.codes import (
+    BREAKER_GAP,
     BREAKER_REJECTIONS,
     ENTRY,
     EXIT_SIGNAL,
@@ -38,6 +39,7 @@ from workbench.execution.nb import (
     buy_fill_nb,
     cap_entry_nb,
     fee_nb,
+    gap_nb,
     sell_fill_nb,
     stop_exit_nb,
     tail_nb,
@@ -81,6 +83,7 @@ class KernelParams(NamedTuple):
     max_var: float
     tail_window: int  # bars
     day_bars: float  # bars in a day (the tail measures' scale)
+    max_gap: float  # gap breaker (NaN = off): a held symbol's drop from its previous close to the open
 
 
 def kernel_params(config: SessionConfig) -> KernelParams:
@@ -103,7 +106,7 @@ def kernel_params(config: SessionConfig) -> KernelParams:
         opt(cb.max_daily_loss, nan), opt(cb.max_drawdown, nan), cb.max_rejections or 0,
         int(round(cb.rejection_window_s * 1e9)), REDUCING if cb.action == "reducing" else HALTED,
         opt(cb.max_volatility, nan), opt(cb.max_var, nan), int(cb.tail_window),
-        DAY / pd.Timedelta(config.data.timeframe).value,
+        DAY / pd.Timedelta(config.data.timeframe).value, opt(cb.max_gap, nan),
     )
 
 
@@ -192,7 +195,8 @@ def fills_nb(
     tail = not (np.isnan(p.max_vol) and np.isnan(p.max_var))
     tail_ring = np.zeros(p.tail_window)
     n_tail = 0
-    breaker = not (np.isnan(p.max_daily_loss) and np.isnan(p.max_drawdown)) or tail
+    gap = not np.isnan(p.max_gap)
+    breaker = not (np.isnan(p.max_daily_loss) and np.isnan(p.max_drawdown)) or tail or gap
     watch = not (np.isnan(p.sl) and np.isnan(p.tp) and np.isnan(p.trail)) or p.max_hold_ns >= 0 or breaker
     held = 0  # symbols with a position
     state = RUNNING
@@ -227,6 +231,12 @@ def fills_nb(
         for c in range(m):
             was_long[c] = pos[c] > 0.0
             if not np.isnan(open_[i, c]):
+                if gap and pos[c] > 0.0 and state != HALTED:  # the gap breaker sees the drop to the open
+                    level, _drop = gap_nb(mark[c], open_[i, c], p.max_gap)
+                    if level == 2 or (level == 1 and state == RUNNING):
+                        state = HALTED if level == 2 else p.breaker_action
+                        at = 0 if trip[0] < 0 else 3
+                        trip[at], trip[at + 1], trip[at + 2] = i, BREAKER_GAP, state
                 mark[c] = open_[i, c]
         # 1) exits: signal (held while HALTED), holding time, stops
         for c in range(m):
