@@ -64,13 +64,15 @@ def test_closed_tabs_leave_no_kernels_and_an_open_one_is_kept(up: Served) -> Non
             page.wait_for_selector(".wb-sessions-table", timeout=LOAD)
             mine = kernels(up)
             assert len(mine) == 1
+            killed: set[int] = set()
             for name in ("risk", "history"):  # tabs killed without a word
                 ctx = browser.new_context()
                 tab = ctx.new_page()
                 tab.goto(up.url(name), timeout=LOAD)
                 tab.wait_for_selector(".wb-page", timeout=LOAD)
-                assert len(kernels(up)) == 2
+                killed |= kernels(up) - mine - killed  # its kernel (an earlier tab's may be culled already)
                 ctx.close()  # no beforeunload: Voilà is not told
+            assert len(killed) == 2 and mine <= kernels(up)
             # the closed tabs' kernels go within the cull time (+ the check interval and a shutdown)
             assert poll(lambda: kernels(up) == mine, CULL_AFTER + 20), f"left: {kernels(up) - mine}"
             time.sleep(CULL_AFTER + 2)  # past the cull time: the open tab's kernel is kept ...
