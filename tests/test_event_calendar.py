@@ -106,3 +106,24 @@ def test_the_backtest_and_report_commands_take_an_event_calendar(tmp_path, caplo
     assert "events.csv row 3" in caplog.text  # the bad row is skipped, and said so
     with pytest.raises(ValueError, match="--events: no event calendar at"):
         apply_settings({}, {"events": str(tmp_path / "missing.ics")})
+
+
+def test_a_flattening_event_sells_what_is_held_at_its_first_bar_in_the_backtest_and_the_session_alike():
+    base = paper_config(params={"fast": 3, "slow": 8}, start="2024-01-01", end="2024-01-02")
+    frames = bars_for(base, days=1)
+    free = run_backtest(base, bars=frames).trades
+    held = free[(free.exit_time - free.entry_time) > pd.Timedelta(minutes=20)].iloc[0]
+    start = held.entry_time + pd.Timedelta(minutes=10)  # inside that trade
+    cfg = base.replace(time={"events": [{"name": "CPI", "start": start.isoformat(), "flatten": True,
+                                         "end": (start + pd.Timedelta(hours=1)).isoformat()}]})
+    bt = run_backtest(cfg, bars=frames).trades
+    flat = bt[bt.exit_reason == "event"]
+    assert len(flat) == 1 and flat.exit_time.iloc[0] == start and flat.entry_time.iloc[0] == held.entry_time
+    assert not ((bt.entry_time >= start) & (bt.entry_time < start + pd.Timedelta(hours=1))).any()
+    session = replay(cfg, frames, include_open=True)
+    cols = ["symbol", "entry_time", "exit_time", "exit_reason"]
+
+    def same(t: pd.DataFrame) -> pd.DataFrame:
+        return t[cols].reset_index(drop=True).astype({"entry_time": "datetime64[ns, UTC]",
+                                                      "exit_time": "datetime64[ns, UTC]"})
+    pd.testing.assert_frame_equal(same(session), same(bt), check_dtype=False)

@@ -69,7 +69,7 @@ def events(draw: st.DrawFn, times: pd.DatetimeIndex) -> list[dict]:
     for _ in range(draw(st.integers(0, 2))):
         i = draw(st.integers(0, len(times) - 2))
         start = times[i] + pd.Timedelta(minutes=draw(st.sampled_from([0, 0, 1, 7])))
-        out.append({"name": f"event {i}", "start": start.isoformat(),
+        out.append({"name": f"event {i}", "start": start.isoformat(), "flatten": draw(st.booleans()),
                     "end": (start + pd.Timedelta(minutes=draw(st.integers(5, 240)))).isoformat()})
     return out
 

@@ -113,6 +113,8 @@ class EventWindow(_Model):
     name: str = Field("event", max_length=200)
     start: datetime
     end: datetime
+    flatten: bool = Field(False, description="also sell every held position at the first bar inside the window "
+                          "(exit reason 'event'): set the start ahead of the event to be flat when it comes")
 
     @field_validator("start", "end")
     @classmethod

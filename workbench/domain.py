@@ -174,6 +174,6 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "status",  # one of TRADE_STATUSES
 )
 EXIT_REASONS: tuple[str, ...] = (
-    "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end",
+    "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end", "event",
 )
 TRADE_STATUSES: tuple[str, ...] = ("open", "closed")

@@ -59,7 +59,7 @@ import pandas as pd
 
 from workbench.backtest.result import BacktestResult, build_result
 from workbench.config import SessionConfig
-from workbench.execution import entry_allowed
+from workbench.execution import entry_allowed, flatten_at
 from workbench.execution.simulate import Fills, fills_nb, kernel_params, layout
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def walk(
     """The walk's fills (:func:`fills_nb`) and breaker trip for one set of signals."""
     *fills, trip = fills_nb(
         kernel_times(index), arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
-        entry_allowed(index, config.time), kernel_params(config),
+        entry_allowed(index, config.time), flatten_at(index, config.time), kernel_params(config),
     )
     return Fills(*fills), trip
 

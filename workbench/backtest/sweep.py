@@ -31,7 +31,7 @@ import pandas as pd
 from workbench.backtest.runner import bars_for, kernel_inputs, union_index
 from workbench.backtest.sweep_kernel import METRIC_KEYS, sweep_chunk_nb
 from workbench.config import SessionConfig
-from workbench.execution import entry_allowed
+from workbench.execution import entry_allowed, flatten_at
 from workbench.execution.simulate import kernel_params
 from workbench.metrics import METRIC_LABELS, infer_periods_per_year
 
@@ -310,6 +310,7 @@ class _Prepared:
         self.close_filled = inputs.close_filled()
         self.times = inputs.times
         self.allowed = entry_allowed(inputs.index, config.time)
+        self.flatten = flatten_at(inputs.index, config.time)
         self.ppy = infer_periods_per_year(inputs.index)
         if not math.isfinite(self.ppy):
             self.ppy = float("nan")
@@ -336,7 +337,8 @@ class _Prepared:
     def simulate(self, buys: np.ndarray, sells: np.ndarray) -> np.ndarray:
         a = self.inputs.arr
         return sweep_chunk_nb(self.times, a["open"], a["high"], a["low"], a["close"], a["volume"], self.close_filled,
-                              buys, sells, self.allowed, self.params, self.ppy, numba.get_num_threads())
+                              buys, sells, self.allowed, self.flatten, self.params, self.ppy,
+                              numba.get_num_threads())
 
     def run(self, strategies: list[Any], chunk_size: int, progress: bool) -> np.ndarray:
         """Metric rows of every strategy instance; the next chunk's signals overlap this chunk's kernel."""

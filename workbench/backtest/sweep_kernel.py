@@ -26,7 +26,7 @@ def sweep_chunk_nb(
     volume: np.ndarray, close_filled: np.ndarray,
     buys: np.ndarray,  # (k, n, m) bool, shifted like run_backtest's
     sells: np.ndarray,
-    allowed: np.ndarray, p: KernelParams, ppy: float,
+    allowed: np.ndarray, flatten: np.ndarray, p: KernelParams, ppy: float,
     lanes: int,  # parallel lanes (numba.get_num_threads())
 ) -> np.ndarray:
     """Metrics (k, N_METRICS) of k combinations: kernel.fills_nb, booking.book_nb (equity only)
@@ -41,7 +41,7 @@ def sweep_chunk_nb(
         work = np.empty((3, n))
         for j in range(lane, k, lanes):
             f_idx, f_col, f_qty, f_price, _, _, _ = fills_nb(
-                times, open_, high, low, close, volume, buys[j], sells[j], allowed, p
+                times, open_, high, low, close, volume, buys[j], sells[j], allowed, flatten, p
             )
             b = book_nb(
                 f_idx, f_col, f_qty, f_price, close_filled, p.init_cash, p.taker, p.fixed_fee, none, none, value

@@ -45,7 +45,8 @@ OVERRIDABLE: tuple[str, ...] = (
     "max_position", "portfolio_limit", "concentration_limit", "stop_loss", "take_profit", "trailing_stop",
     "max_holding_minutes", "max_orders_per_minute",
 )
-HALT_EXEMPT = frozenset({ex.STOP_LOSS, ex.TAKE_PROFIT, ex.TRAILING_STOP, ex.TIME_LIMIT, ex.CLOSE_ALL, ex.END})
+HALT_EXEMPT = frozenset({ex.STOP_LOSS, ex.TAKE_PROFIT, ex.TRAILING_STOP, ex.TIME_LIMIT, ex.CLOSE_ALL, ex.END,
+                         ex.EVENT})
 STOP_FLOOR = 0.001  # tightened stops stay at least 0.1 % from their reference
 _MINUTE = timedelta(minutes=1)
 

@@ -118,6 +118,7 @@ class Trader:
         self.buffers: dict[str, BarBuffer] = {}
         self.set_strategy(strategy)
         self.signals: Callable[[Mapping[str, Bar], int], None] = self._strategy_signals
+        self._flattens = any(ev.flatten for ev in config.time.events)  # event windows that sell
         self.on_fill: FillSink = ignore_fill  # every booked fill (the session stores it)
         self.on_order: OrderSink = ignore_order  # orders ended without a fill (rejected, canceled)
         self.broker = broker
@@ -221,6 +222,9 @@ class Trader:
                 continue  # an order of s is in flight (exchange): never a second exit
             if stopping or s in close_all or (pending[s][1] and risk.state is not _HALTED):
                 reason = ex.END if stopping else ex.CLOSE_ALL if s in close_all else ex.SIGNAL
+            else:  # a flattening event window sells before holding-time and stop exits (rule 7)
+                reason = ex.EVENT if self._flattens and ex.event_flatten(t, self.config.time) else ""
+            if reason:
                 if stamp < 0:
                     stamp = int(t.timestamp())
                 orders = [Order(f"{s}:{reason}:{stamp}", s, Side.SELL, pos.quantity, created_at=t, reason=reason)]

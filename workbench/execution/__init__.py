@@ -16,6 +16,7 @@ from workbench.execution.rules import (
     CONCENTRATION,
     END,
     ENTRY,
+    EVENT,
     MAX_POSITION,
     MAX_SHARE,
     MIN_VOLUME,
@@ -33,8 +34,10 @@ from workbench.execution.rules import (
     entry_allowed,
     entry_allowed_at,
     entry_quantity,
+    event_flatten,
     fee,
     fill_price,
+    flatten_at,
     reserved_cash,
     slippage_cost,
     slippage_fraction,
@@ -46,10 +49,11 @@ from workbench.execution.rules import (
 )
 
 __all__ = [
-    "Bar", "affordable_quantity", "breaker_breach", "cap_entry", "entry_allowed", "entry_allowed_at",
+    "Bar", "affordable_quantity", "breaker_breach", "cap_entry", "entry_allowed", "entry_allowed_at", "event_flatten",
+    "flatten_at",
     "entry_quantity", "fee", "fill_price", "reserved_cash", "slippage_cost", "slippage_fraction", "stop_exit",
     "target_quantity", "time_block",
     "wall_clock_ns", "warm_up", "MIN_QUANTITY", "MAX_SELL_SLIPPAGE", "ENTRY", "SIGNAL", "STOP_LOSS",
-    "TAKE_PROFIT", "TRAILING_STOP", "TIME_LIMIT", "CLOSE_ALL", "END", "MIN_VOLUME", "MAX_POSITION",
+    "TAKE_PROFIT", "TRAILING_STOP", "TIME_LIMIT", "CLOSE_ALL", "END", "EVENT", "MIN_VOLUME", "MAX_POSITION",
     "PORTFOLIO_LIMIT", "CONCENTRATION", "MAX_SHARE", "CASH", "TOO_SMALL",
 ]

@@ -8,9 +8,10 @@ risk engine's trading state.
 from __future__ import annotations
 
 # order reasons
-NONE, ENTRY, EXIT_SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL_CODE, END_CODE = range(9)
+(NONE, ENTRY, EXIT_SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL_CODE, END_CODE,
+ EVENT_CODE) = range(10)
 REASONS: tuple[str, ...] = (
-    "", "entry", "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end",
+    "", "entry", "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end", "event",
 )
 
 # sizing modes (semantics rule 4)

@@ -28,7 +28,7 @@ from workbench.domain import Order, OrderStatus, OrderType, Side
 from workbench.execution import codes, nb
 
 # order reasons (the trade log's exit_reason for exits)
-ENTRY, SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL, END = codes.REASONS[1:]
+ENTRY, SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL, END, EVENT = codes.REASONS[1:]
 
 # entry-cap rule names, as returned by cap_entry and used in risk rejections
 (MIN_VOLUME, MAX_POSITION, PORTFOLIO_LIMIT, CONCENTRATION, MAX_SHARE, CASH, TOO_SMALL) = codes.CAP_RULES[1:]
@@ -295,12 +295,27 @@ def entry_allowed(index: pd.DatetimeIndex, rules: TimeRestrictions) -> np.ndarra
     return allowed
 
 
-def _in_events(utc_ns: np.ndarray, rules: TimeRestrictions) -> np.ndarray:
-    """Per time (ns since the epoch, UTC): inside any of ``rules.events`` (start <= t < end)?"""
+def _in_events(utc_ns: np.ndarray, rules: TimeRestrictions, flatten_only: bool = False) -> np.ndarray:
+    """Per time (ns since the epoch, UTC): inside any of ``rules.events`` (start <= t < end)? With
+    ``flatten_only``, only the windows that flatten."""
     inside = np.zeros(len(utc_ns), dtype=bool)
     for ev in rules.events:
-        inside |= (utc_ns >= pd.Timestamp(ev.start).value) & (utc_ns < pd.Timestamp(ev.end).value)
+        if ev.flatten or not flatten_only:
+            inside |= (utc_ns >= pd.Timestamp(ev.start).value) & (utc_ns < pd.Timestamp(ev.end).value)
     return inside
+
+
+def event_flatten(timestamp: datetime, rules: TimeRestrictions) -> bool:
+    """Must held positions be sold at the bar opening at ``timestamp`` (inside a flattening event window)?"""
+    return any(ev.flatten for ev in rules.events) and bool(
+        _in_events(np.array([pd.Timestamp(timestamp).value], dtype=np.int64), rules, True)[0])
+
+
+def flatten_at(index: pd.DatetimeIndex, rules: TimeRestrictions) -> np.ndarray:
+    """Per bar of ``index``: :func:`event_flatten`, vectorized (the walk sells held positions there)."""
+    if not any(ev.flatten for ev in rules.events):
+        return np.zeros(len(index), dtype=bool)
+    return _in_events(index.as_unit("ns").asi8, rules, True)
 
 
 def breaker_breach(equity: float, day_start: float, peak: float, breaker: CircuitBreaker) -> str:

@@ -21,6 +21,7 @@ from workbench.execution.codes import (
     BREAKER_GAP,
     BREAKER_REJECTIONS,
     ENTRY,
+    EVENT_CODE,
     EXIT_SIGNAL,
     HALTED,
     MINUTE_NS,
@@ -160,6 +161,7 @@ def fills_nb(
     buy_sig: np.ndarray,  # (n, m) bool: entry signal of the previous bar, conflicts removed
     sell_sig: np.ndarray,  # (n, m) bool: exit signal of the previous bar, conflicts removed
     allowed: np.ndarray,  # (n,) bool: entries allowed at this bar's open (time restrictions)
+    flatten: np.ndarray,  # (n,) bool: held positions are sold at this bar's open (a flattening event window)
     p: KernelParams,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every fill of a backtest, in execution order: (bar, column, quantity, fill price, reference
@@ -197,7 +199,8 @@ def fills_nb(
     n_tail = 0
     gap = not np.isnan(p.max_gap)
     breaker = not (np.isnan(p.max_daily_loss) and np.isnan(p.max_drawdown)) or tail or gap
-    watch = not (np.isnan(p.sl) and np.isnan(p.tp) and np.isnan(p.trail)) or p.max_hold_ns >= 0 or breaker
+    watch = (not (np.isnan(p.sl) and np.isnan(p.tp) and np.isnan(p.trail)) or p.max_hold_ns >= 0 or breaker
+             or flatten.any())
     held = 0  # symbols with a position
     state = RUNNING
     order_times = np.zeros(max(p.max_orders_per_minute, 1), dtype=np.int64)  # ring of the last orders
@@ -247,6 +250,8 @@ def fills_nb(
             ref = o
             if sell_sig[i, c] and state != HALTED:
                 code = EXIT_SIGNAL
+            elif flatten[i]:
+                code = EVENT_CODE
             elif p.max_hold_ns >= 0 and now - entry_t[c] >= p.max_hold_ns:
                 code = TIME_LIMIT
             else:
