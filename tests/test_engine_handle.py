@@ -179,7 +179,7 @@ def test_remote_handle_acts_through_store_commands_and_waits_for_the_runner(stor
         assert Command.RESUME in h.allowed() and Command.PAUSE not in h.allowed()
         with pytest.raises(CommandRejected, match="cannot pause: the session is paused; paused allows: "):
             h.act("pause")  # the runner's answer, through the store
-        with pytest.raises(BadArguments, match=r"expected scale_sizing\(factor: float\)"):
+        with pytest.raises(BadArguments, match=r"expected scale_sizing\(factor: float, waive: str = ''\)"):
             h.send("scale_sizing", size=2)  # never queued: no runner could apply it
         assert h.act("scale_sizing", factor=0.25) == "sizing x0.25"
         assert h.act("stop", reason="test").startswith("stopping")
