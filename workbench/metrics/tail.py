@@ -64,9 +64,16 @@ def historical_var_es(returns: np.ndarray, confidence: float = CONFIDENCE) -> tu
     r = r[~np.isnan(r)]
     if not len(r):
         return math.nan, math.nan
-    q = float(np.quantile(r, 1.0 - confidence))
-    k = int((len(r) - 1) * (1.0 - confidence)) + 1  # the k worst: ties at the quantile don't widen the tail
-    return 0.0 - q, 0.0 - float(np.mean(np.partition(r, k - 1)[:k]))
+    # np.quantile's linear interpolation from one partition, which also gathers the k = lo + 1 worst
+    # returns (ties at the quantile don't widen the tail)
+    pos = (len(r) - 1) * (1.0 - confidence)
+    lo = int(pos)
+    hi = min(lo + 1, len(r) - 1)
+    part = np.partition(r, [lo, hi])
+    a, b = float(part[lo]), float(part[hi])
+    gamma = pos - lo
+    q = b - (b - a) * (1.0 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
+    return 0.0 - q, 0.0 - float(np.mean(part[: lo + 1]))
 
 
 def cornish_fisher_var_es(returns: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -77,13 +84,15 @@ def cornish_fisher_var_es(returns: np.ndarray, confidence: float = CONFIDENCE) -
     r = r[~np.isnan(r)]
     if len(r) < 2:
         return math.nan, math.nan
-    mean, sd = float(np.mean(r)), float(np.std(r, ddof=1))
+    mean = float(np.mean(r))
     dev = r - mean
-    m2 = float(np.mean(dev**2))
-    if m2 == 0.0 or sd == 0.0:
+    dev2 = dev * dev  # products, not powers: ~20x faster over a year of minute bars
+    m2 = float(np.mean(dev2))
+    sd = math.sqrt(m2 * len(r) / (len(r) - 1))
+    if m2 == 0.0:
         return 0.0 - mean, 0.0 - mean
-    skew = float(np.mean(dev**3)) / m2**1.5
-    kurt = float(np.mean(dev**4)) / m2**2 - 3.0
+    skew = float(np.mean(dev2 * dev)) / m2**1.5
+    kurt = float(np.mean(dev2 * dev2)) / m2**2 - 3.0
     alpha = 1.0 - confidence
     var = 0.0 - (mean + sd * float(_cf_z(_normal_quantiles(alpha, 1), skew, kurt)[0]))
     es = 0.0 - (mean + sd * float(np.mean(_cf_z(_normal_quantiles(alpha, _GRID), skew, kurt))))
