@@ -272,8 +272,7 @@ class RiskEngine:
             self._day_start = self._last_equity
             u = now.astimezone(timezone.utc)
             self._day_end = datetime.combine(u.date(), time(), timezone.utc) + timedelta(days=1)
-        ret = equity / self._last_equity - 1.0 if self._last_equity != 0.0 else 0.0
-        self._last_equity = equity
+        prev, self._last_equity = self._last_equity, equity
         if equity > self._peak:
             self._peak = equity
         cb = self._cb
@@ -288,7 +287,7 @@ class RiskEngine:
                 self.trip("drawdown", actor="risk", limit=cb.max_drawdown, drawdown=dd,
                           peak_equity=self._peak, equity=equity, time=now.isoformat())
         if self._tail is not None:
-            self._on_tail(self._tail, now, ret)
+            self._on_tail(self._tail, now, equity / prev - 1.0 if prev != 0.0 else 0.0)
 
     def on_open(self, now: datetime, symbol: str, prev_close: float, open_: float) -> None:
         """The gap breaker (rule 10), for a held symbol at its bar's open: a drop from the previous close
