@@ -259,3 +259,16 @@ def test_control_panel_of_a_local_session_reads_its_own_risk_engine(url, store):
         s.kill("test over")
         await s.wait()
     asyncio.run(main())
+
+
+def test_the_header_shows_a_failed_refresh_without_a_key_in_its_text(store):
+    from workbench.secrets import register_secret
+    from workbench.ui.console import ConsoleHeader
+
+    register_secret("canary-console-key-123")
+    header = ConsoleHeader(store, refresh=60)
+    try:
+        header._failed(RuntimeError("GET https://x.example/api?apiKey=canary-console-key-123 failed"))
+        assert "canary-console-key-123" not in header.html.value and "failed" in header.html.value
+    finally:
+        header.close()

@@ -23,6 +23,7 @@ import ipywidgets as W
 import pandas as pd
 
 from workbench.engine.exposure import Clock, active_sessions, stored_risk_state, utc_now
+from workbench.secrets import redact
 from workbench.store import Store
 from workbench.ui.common import (
     RISK_STATE_SHOWN,
@@ -249,7 +250,8 @@ class ConsoleHeader:
             self.html.value = value
 
     def _failed(self, e: Exception) -> None:
-        self.html.value = f"<div class='wb-console-header' style='color:#c62828'>⚠ header: {html.escape(str(e))}</div>"
+        text = html.escape(redact(str(e)))  # a store error's text may carry a URL with a key
+        self.html.value = f"<div class='wb-console-header' style='color:#c62828'>⚠ header: {text}</div>"
 
     def close(self) -> None:
         self.ticker.stop()
