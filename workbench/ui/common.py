@@ -156,6 +156,32 @@ class Ticker:
             await asyncio.sleep(self.interval)
 
 
+def lazy_tab(tabs: W.Tab, title: str, css: str, make: Callable[[], W.Widget], what: str) -> W.VBox:
+    """Append a tab ``title`` to ``tabs`` whose content ``make()`` builds the first time the tab is selected
+    (a detail view stays fast to open); a failure shows in the tab as "``what`` failed: ...". Returns the
+    tab's box (class ``css``)."""
+    box = W.VBox([W.HTML("<i style='color:#777'>opens with the tab</i>")])
+    box.add_class(css)
+    titles = list(tabs.titles)
+    tabs.children = (*tabs.children, box)
+    tabs.titles = (*titles, title)
+    index = len(tabs.children) - 1
+    built = False
+
+    def build(change: dict[str, Any]) -> None:
+        nonlocal built
+        if change["new"] != index or built:
+            return
+        built = True
+        try:
+            box.children = (make(),)
+        except Exception as e:
+            box.children = (W.HTML(message(f"{what} failed: {type(e).__name__}: {e}", "error")),)
+
+    tabs.observe(build, names="selected_index")
+    return box
+
+
 def button(description: str, css: str, *, icon: str = "", style: str = "", tooltip: str = "",
            width: str = "") -> W.Button:
     """A button with a stable CSS class for browser tests."""

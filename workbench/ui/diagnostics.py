@@ -23,7 +23,7 @@ import pandas as pd
 from workbench.diagnostics import log as dlog
 from workbench.diagnostics import orderflow, profiler, why
 from workbench.store import Store
-from workbench.ui.common import button, fmt_num, fmt_time, frame_table, message, open_store
+from workbench.ui.common import button, fmt_num, fmt_time, frame_table, lazy_tab, message, open_store
 
 TABS = ("Log", "Order flow", "Profiler", "Market data", "Why no trades")
 LOG_ROWS = 300  # newest log lines shown (the export has them all)
@@ -230,25 +230,12 @@ class DiagnosticsView:
 def attach_diagnostics(tabs: W.Tab, view: Any) -> W.VBox:
     """Add the "Diagnostics" tab to a detail view's ``tabs``; the :class:`DiagnosticsView` (``view.diagnostics``)
     is made when the tab is first selected."""
-    box = W.VBox([W.HTML("<i style='color:#777'>opens with the tab</i>")])
-    box.add_class("wb-diagnostics-tab")
-    titles = list(tabs.titles)
-    tabs.children = (*tabs.children, box)
-    tabs.titles = (*titles, "Diagnostics")
-    index = len(tabs.children) - 1
-
-    def build(change: dict[str, Any]) -> None:
-        if change["new"] != index or view.diagnostics is not None:
-            return
-        try:
-            view.diagnostics = DiagnosticsView(view.session_id, view.store, lazy=False)
-            box.children = (view.diagnostics.widget,)
-        except Exception as e:
-            box.children = (W.HTML(message(f"diagnostics failed: {type(e).__name__}: {e}", "error")),)
+    def make() -> W.Widget:
+        view.diagnostics = DiagnosticsView(view.session_id, view.store, lazy=False)
+        return view.diagnostics.widget
 
     view.diagnostics = None
-    tabs.observe(build, names="selected_index")
-    return box
+    return lazy_tab(tabs, "Diagnostics", "wb-diagnostics-tab", make, "diagnostics")
 
 
 def diagnostics(session_id: str, store: Store | str | None = None) -> DiagnosticsView:

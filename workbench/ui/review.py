@@ -23,7 +23,7 @@ from workbench.review import (
     pnl_vs_holding_figure,
     review_trades,
 )
-from workbench.ui.common import button, fmt_num, fmt_time, frame_table, message
+from workbench.ui.common import button, fmt_num, fmt_time, frame_table, lazy_tab, message
 
 TITLE = "Trade review"
 Bars = dict[str, pd.DataFrame]
@@ -165,24 +165,11 @@ def view_bars(view: Any) -> Callable[[list[str], pd.Timestamp], Bars]:
 
 def attach_review(tabs: W.Tab, view: Any) -> W.VBox:
     """Add the "Trade review" tab to a detail view's ``tabs``; its content is built when first selected."""
-    box = W.VBox([W.HTML("<i style='color:#777'>opens with the tab</i>")])
-    box.add_class("wb-review-tab")
-    titles = list(tabs.titles)
-    tabs.children = (*tabs.children, box)
-    tabs.titles = (*titles, TITLE)
-    index = len(tabs.children) - 1
-
-    def build(change: dict[str, Any]) -> None:
-        if change["new"] != index or getattr(view, "review", None) is not None:
-            return
-        try:
-            config = view.config
-            tz = config.time.timezone if config is not None else "UTC"
-            view.review = TradeReview(lambda: getattr(view, "trades", None), view_bars(view), timezone=tz)
-            box.children = (view.review.widget,)
-        except Exception as e:
-            box.children = (W.HTML(message(f"trade review failed: {e}", "error")),)
+    def make() -> W.Widget:
+        config = view.config
+        tz = config.time.timezone if config is not None else "UTC"
+        view.review = TradeReview(lambda: getattr(view, "trades", None), view_bars(view), timezone=tz)
+        return view.review.widget
 
     view.review = None
-    tabs.observe(build, names="selected_index")
-    return box
+    return lazy_tab(tabs, TITLE, "wb-review-tab", make, "trade review")
