@@ -152,7 +152,7 @@ class AccountGate:
                 continue
             mine = [b for b in books if b.account == account]
             rows += _usage_rows(account, limits, mine, self.policy.sectors)
-        frame = pd.DataFrame(rows, columns=list(USAGE_COLUMNS))
+        frame = pd.DataFrame(rows, columns=list(USAGE_COLUMNS[:-1]))
         frame["share"] = frame["used"] / frame["limit"]
         return frame
 
@@ -166,7 +166,8 @@ def _held(books: list[_Book], which: Callable[[str], bool] | None = None) -> flo
 
 
 def _usage_rows(account: str, limits: AccountLimits, books: list[_Book],
-                sectors: Mapping[str, str]) -> list[tuple[str, str, str, float, float, float]]:
+                sectors: Mapping[str, str]) -> list[tuple[str, str, str, float, float]]:
+    """(account, rule, key, limit, used) of each limit the account's policy sets."""
     held: dict[str, float] = {}
     by_sector: dict[str, float] = {}
     by_venue: dict[str, float] = {}
@@ -178,13 +179,13 @@ def _usage_rows(account: str, limits: AccountLimits, books: list[_Book],
             by_venue[b.venue] = by_venue.get(b.venue, 0.0) + v
     rows = []
     if limits.total_exposure is not None:
-        rows.append((account, TOTAL, "total", limits.total_exposure, sum(held.values()), 0.0))
+        rows.append((account, TOTAL, "total", limits.total_exposure, sum(held.values())))
     if limits.daily_loss is not None:
-        rows.append((account, DAILY_LOSS, "day", limits.daily_loss, max(-sum(b.day_pnl for b in books), 0.0), 0.0))
+        rows.append((account, DAILY_LOSS, "day", limits.daily_loss, max(-sum(b.day_pnl for b in books), 0.0)))
     for rule, table, used in ((SYMBOL, limits.per_symbol, held), (SECTOR, limits.per_sector, by_sector),
                               (VENUE, limits.per_venue, by_venue)):
         for key in sorted(set(used) | (set(table) - {ANY})):
             limit = _keyed(table, key)
             if limit is not None:
-                rows.append((account, rule, key, limit, used.get(key, 0.0), 0.0))
+                rows.append((account, rule, key, limit, used.get(key, 0.0)))
     return rows

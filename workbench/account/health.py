@@ -45,7 +45,8 @@ class Health:
     def row(self) -> dict[str, Any]:
         return {**asdict(self), "score": self.score}
 
-    def add(self, kind: str, data: Any, orders: int = 0) -> None:
+    def add(self, kind: str, data: Any) -> None:
+        """Count one of the venue's events (``KINDS``)."""
         if kind == "exchange_retry":
             self.retries += 1
         elif kind == "order_rejected" and isinstance(data, dict) and "error" in data:  # the exchange's refusal
@@ -56,7 +57,6 @@ class Health:
             self.stale += 1
         elif kind == "clock_skew":
             self.skews += 1
-        self.orders += orders
 
 
 def health_frame(healths: Iterable[Health]) -> pd.DataFrame:

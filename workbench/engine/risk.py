@@ -28,7 +28,6 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
 from workbench import execution as ex
@@ -37,7 +36,6 @@ from workbench.account.policy import account_of, venue_of
 from workbench.config import RiskConfig, SessionConfig
 from workbench.domain import Order, OrderType, Position, Side
 from workbench.execution import codes
-from workbench.execution.codes import DAY_NS
 from workbench.execution.ledger import Portfolio
 from workbench.execution.nb import gap_nb, tail_nb
 
@@ -114,7 +112,7 @@ class RiskEngine:
         tail_on = self._cb.max_volatility is not None or self._cb.max_var is not None
         self._tail = np.zeros(self._cb.tail_window) if tail_on else None  # the last returns (tail_nb's ring)
         self._n_tail = 0
-        self._day_bars = DAY_NS / pd.Timedelta(config.data.timeframe).value
+        self._day_bars = ex.day_bars(config)
         self.max_gap = self._cb.max_gap  # the gap breaker's limit (None: off); the Trader calls on_open
         self._recompute()
 

@@ -210,6 +210,7 @@ class Trader:
         stamp = -1
         was_long: list[str] = []
         why = self.why
+        flatten = self._flattens and ex.event_flatten(t, self.config.time)  # a flattening event window (rule 7)
         for s, b in bars.items():  # 1) exits first
             pos = positions.get(s)
             if pos is None or pos.quantity <= 0.0:
@@ -222,8 +223,8 @@ class Trader:
                 continue  # an order of s is in flight (exchange): never a second exit
             if stopping or s in close_all or (pending[s][1] and risk.state is not _HALTED):
                 reason = ex.END if stopping else ex.CLOSE_ALL if s in close_all else ex.SIGNAL
-            else:  # a flattening event window sells before holding-time and stop exits (rule 7)
-                reason = ex.EVENT if self._flattens and ex.event_flatten(t, self.config.time) else ""
+            else:  # a flattening event window sells before holding-time and stop exits
+                reason = ex.EVENT if flatten else ""
             if reason:
                 if stamp < 0:
                     stamp = int(t.timestamp())

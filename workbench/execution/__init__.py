@@ -31,6 +31,7 @@ from workbench.execution.rules import (
     affordable_quantity,
     breaker_breach,
     cap_entry,
+    day_bars,
     entry_allowed,
     entry_allowed_at,
     entry_quantity,
@@ -49,8 +50,8 @@ from workbench.execution.rules import (
 )
 
 __all__ = [
-    "Bar", "affordable_quantity", "breaker_breach", "cap_entry", "entry_allowed", "entry_allowed_at", "event_flatten",
-    "flatten_at",
+    "Bar", "affordable_quantity", "breaker_breach", "cap_entry", "day_bars", "entry_allowed", "entry_allowed_at",
+    "event_flatten", "flatten_at",
     "entry_quantity", "fee", "fill_price", "reserved_cash", "slippage_cost", "slippage_fraction", "stop_exit",
     "target_quantity", "time_block",
     "wall_clock_ns", "warm_up", "MIN_QUANTITY", "MAX_SELL_SLIPPAGE", "ENTRY", "SIGNAL", "STOP_LOSS",

@@ -20,6 +20,7 @@ from workbench.config import (
     CircuitBreaker,
     CommissionModel,
     PositionSizing,
+    SessionConfig,
     SlippageModel,
     TimeRestrictions,
     VolumeRule,
@@ -316,6 +317,11 @@ def flatten_at(index: pd.DatetimeIndex, rules: TimeRestrictions) -> np.ndarray:
     if not any(ev.flatten for ev in rules.events):
         return np.zeros(len(index), dtype=bool)
     return _in_events(index.as_unit("ns").asi8, rules, True)
+
+
+def day_bars(config: SessionConfig) -> float:
+    """Bars in a day at the config's timeframe: the tail breakers' scale (square root of it) to a day."""
+    return codes.DAY_NS / pd.Timedelta(config.data.timeframe).value
 
 
 def breaker_breach(equity: float, day_start: float, peak: float, breaker: CircuitBreaker) -> str:

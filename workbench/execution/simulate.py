@@ -13,7 +13,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 from numba import njit
 
 from workbench.config import SessionConfig
@@ -47,6 +46,7 @@ from workbench.execution.nb import (
     target_quantity_nb,
     window_full_nb,
 )
+from workbench.execution.rules import day_bars
 
 __all__ = ["KernelParams", "kernel_params", "fills_nb", "Fills", "layout", "layout_nb", "next_event_nb", "REASONS",
            "SIZING_MODES"]
@@ -107,7 +107,7 @@ def kernel_params(config: SessionConfig) -> KernelParams:
         opt(cb.max_daily_loss, nan), opt(cb.max_drawdown, nan), cb.max_rejections or 0,
         int(round(cb.rejection_window_s * 1e9)), REDUCING if cb.action == "reducing" else HALTED,
         opt(cb.max_volatility, nan), opt(cb.max_var, nan), int(cb.tail_window),
-        DAY / pd.Timedelta(config.data.timeframe).value, opt(cb.max_gap, nan),
+        day_bars(config), opt(cb.max_gap, nan),
     )
 
 
