@@ -102,6 +102,9 @@ class SessionRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     parent_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("sessions.id", ondelete="SET NULL"))
     run_no: Mapped[int] = mapped_column(Integer, default=1)
+    # the bars' market regime (workbench.metrics.regime), set when a session ends or a backtest is saved
+    regime: Mapped[str | None] = mapped_column(String(16))
+    regime_json: Mapped[str | None] = mapped_column(Text)
 
 
 class OrderRow(Base):
