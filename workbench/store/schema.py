@@ -102,6 +102,8 @@ class SessionRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     parent_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("sessions.id", ondelete="SET NULL"))
     run_no: Mapped[int] = mapped_column(Integer, default=1)
+    # what this clone or promotion changed from its parent's config: {"dotted.field": [parent's, this one's]}
+    changes_json: Mapped[str | None] = mapped_column(Text)
     # the bars' market regime (workbench.metrics.regime), set when a session ends or a backtest is saved
     regime: Mapped[str | None] = mapped_column(String(16))
     regime_json: Mapped[str | None] = mapped_column(Text)
@@ -249,6 +251,17 @@ class SessionStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class UserRow(Base):
+    """A team member and their role (viewer, operator, admin); any row turns team mode on (revision 0005)."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
 metadata = Base.metadata
 
 
@@ -266,3 +279,4 @@ events = _table(EventRow)
 commands = _table(CommandRow)
 templates = _table(TemplateRow)
 session_state = _table(SessionStateRow)
+users = _table(UserRow)
