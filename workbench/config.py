@@ -42,6 +42,32 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
+def _known_strategy(v: str) -> str:
+    from workbench.strategies import registry  # lazy: strategies sit above config
+
+    registry.get(v)  # raises ValueError naming the known strategies
+    return v
+
+
+def _strategy_params(v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    from workbench.strategies import registry
+
+    if "strategy" not in info.data:  # the strategy itself was rejected
+        return v
+    return registry.validate_params(info.data["strategy"], v)
+
+
+def _symbol_list(v: list[str]) -> list[str]:
+    if not v:
+        raise ValueError("give at least one symbol, e.g. ['BTC/USDT']")
+    for s in v:
+        if not isinstance(s, str) or not SYMBOL_RE.match(s):
+            raise ValueError(f"symbol {s!r} is not BASE/QUOTE in capitals, e.g. 'BTC/USDT'")
+    if len(set(v)) != len(v):
+        raise ValueError("symbols are listed more than once")
+    return v
+
+
 class PositionSizing(_Model):
     """How big each entry is.
 
@@ -251,6 +277,33 @@ class LiveConfig(_Model):
                                  "and symbols within 30 days is needed; recorded as an event at start")
 
 
+class Leg(_Model):
+    """One strategy of a multi-strategy session: its own signals on its own symbols, sized against its
+    ``allocation`` (a fraction of the session's capital), sharing the session's cash and risk limits.
+    Each (leg, symbol) holds its own position (docs/execution-semantics.md "Multi-strategy sessions")."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,32}$", description="unique in the session, e.g. 'trend'")
+    strategy: str = "momentum"
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"])
+    allocation: float = Field(gt=0, le=1, description="fraction of the session's capital, e.g. 0.5")
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        return _known_strategy(v)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _strategy_params(v, info)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        return _symbol_list(v)
+
+
 class SessionConfig(_Model):
     """Everything that defines a session: kind, strategy, symbols, money, execution and risk."""
 
@@ -270,35 +323,57 @@ class SessionConfig(_Model):
     live: LiveConfig = Field(default_factory=LiveConfig)
     start: datetime | None = None
     end: datetime | None = None
+    legs: list[Leg] = Field(default_factory=list, description="several strategies in one session; none: the "
+                            "session's own strategy, params and symbols are its one leg")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _leg_symbols(cls, data: Any) -> Any:
+        """With legs, ``symbols`` is the union of the legs' symbols, in order of appearance."""
+        if isinstance(data, dict) and isinstance(data.get("legs"), list) and data["legs"]:
+            seen: dict[str, None] = {}
+            for leg in data["legs"]:
+                syms = leg.symbols if isinstance(leg, Leg) else leg.get("symbols") if isinstance(leg, dict) else None
+                for sym in syms if isinstance(syms, list) else []:
+                    seen.setdefault(sym, None)
+            if seen:
+                data = {**data, "symbols": list(seen)}
+        return data
+
+    @field_validator("legs")
+    @classmethod
+    def _legs(cls, v: list[Leg], info: ValidationInfo) -> list[Leg]:
+        names = [leg.name for leg in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"leg names must be unique; repeated: {', '.join(twice)}")
+        total = sum(leg.allocation for leg in v)
+        if total > 1 + 1e-9:
+            raise ValueError(f"leg allocations sum to {total:g} > 1; scale them down so they share the capital")
+        if info.data.get("kind") == SessionKind.LIVE:  # an exchange nets positions per symbol
+            owner: dict[str, str] = {}
+            for leg in v:
+                for sym in leg.symbols:
+                    if sym in owner:
+                        raise ValueError(f"legs {owner[sym]!r} and {leg.name!r} both trade {sym}: a live exchange "
+                                         "holds one position per symbol; give each symbol to one leg")
+                    owner[sym] = leg.name
+        return v
 
     @field_validator("strategy")
     @classmethod
     def _strategy(cls, v: str) -> str:
-        from workbench.strategies import registry  # lazy: strategies sit above config
-
-        registry.get(v)  # raises ValueError naming the known strategies
-        return v
+        return _known_strategy(v)
 
     @field_validator("params")
     @classmethod
     def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from workbench.strategies import registry
-
-        if "strategy" not in info.data:  # the strategy itself was rejected
-            return v
-        return registry.validate_params(info.data["strategy"], v)
+        return _strategy_params(v, info)
 
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("give at least one symbol, e.g. ['BTC/USDT']")
-        for s in v:
-            if not isinstance(s, str) or not SYMBOL_RE.match(s):
-                raise ValueError(f"symbol {s!r} is not BASE/QUOTE in capitals, e.g. 'BTC/USDT'")
-        if len(set(v)) != len(v):
-            raise ValueError("symbols are listed more than once")
-        return v
+        return _symbol_list(v)
 
     @field_validator("start", "end")
     @classmethod
