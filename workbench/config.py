@@ -304,6 +304,45 @@ class Leg(_Model):
         return _symbol_list(v)
 
 
+class Scaling(_Model):
+    """Automated scaling (docs/execution-semantics.md rule 11): entries start at ``start`` × the configured
+    size and step up after ``after_trades`` closed trades and/or ``after_days`` days when the window's
+    (since the last step) Sharpe, max drawdown and win rate meet the thresholds set; a drawdown of
+    ``down_drawdown`` from the window's peak steps down (or halts new entries). Never above 1.0."""
+
+    start: float = Field(0.25, gt=0, le=1, description="the first scale, a fraction of the configured size")
+    step: float = Field(0.25, gt=0, description="'increment': added on a step up and taken off on a step down; "
+                        "'factor' (> 1): multiplies on a step up, divides on a step down")
+    step_mode: Literal["increment", "factor"] = "increment"
+    after_trades: int | None = Field(10, ge=1, description="closed trades since the last step before a step up")
+    after_days: float | None = Field(None, gt=0, description="days since the last step before a step up")
+    min_sharpe: float | None = Field(None, description="step up only if the window's trade Sharpe (mean / std "
+                                     "of closed trades' returns, >= 2 trades) is at least this")
+    max_drawdown: float | None = Field(None, gt=0, lt=1, description="step up only if the window's max drawdown "
+                                       "of equity is at most this fraction")
+    min_win_rate: float | None = Field(None, ge=0, le=1, description="step up only if this share of the "
+                                       "window's closed trades won")
+    down_drawdown: float | None = Field(None, gt=0, lt=1, description="a drawdown from the window's peak equity "
+                                        "of this fraction steps down (or halts); None: never")
+    on_drawdown: Literal["step_down", "halt"] = Field("step_down", description="'halt': scale 0, no new "
+                                                      "entries until an operator sets a scale")
+    floor: float | None = Field(None, gt=0, le=1, description="the lowest a step down goes (default: start)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Scaling:
+        if self.after_trades is None and self.after_days is None:
+            raise ValueError("scaling needs after_trades and/or after_days (when a step up is considered), "
+                             "e.g. after_trades=10")
+        if self.step_mode == "factor" and not self.step > 1:
+            raise ValueError("step_mode 'factor' multiplies the scale: give step > 1, e.g. 2")
+        if self.step_mode == "increment" and self.step > 1:
+            raise ValueError("an increment step is a fraction of the configured size: give step <= 1, e.g. 0.25, "
+                             "or step_mode='factor'")
+        if self.floor is not None and self.floor > self.start:
+            raise ValueError(f"floor ({self.floor}) is above start ({self.start}); give floor <= start")
+        return self
+
+
 class SessionConfig(_Model):
     """Everything that defines a session: kind, strategy, symbols, money, execution and risk."""
 
@@ -325,6 +364,8 @@ class SessionConfig(_Model):
     end: datetime | None = None
     legs: list[Leg] = Field(default_factory=list, description="several strategies in one session; none: the "
                             "session's own strategy, params and symbols are its one leg")
+    scaling: Scaling | None = Field(None, description="automated scaling of the entry size (execution rule 11); "
+                                    "None: off, every entry at the configured size")
 
     @model_validator(mode="before")
     @classmethod
