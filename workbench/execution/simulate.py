@@ -31,6 +31,7 @@ from workbench.execution.codes import (
     SIZING_MODES,
     TIME_LIMIT,
 )
+from workbench.execution.legs import column_scale
 from workbench.execution.nb import (
     MIN_QUANTITY,
     book_buy_nb,
@@ -85,6 +86,7 @@ class KernelParams(NamedTuple):
     tail_window: int  # bars
     day_bars: float  # bars in a day (the tail measures' scale)
     max_gap: float  # gap breaker (NaN = off): a held symbol's drop from its previous close to the open
+    col_scale: np.ndarray  # (m,) each column's sizing multiplier: its leg's allocation (execution.legs), else 1
 
 
 def kernel_params(config: SessionConfig) -> KernelParams:
@@ -107,7 +109,7 @@ def kernel_params(config: SessionConfig) -> KernelParams:
         opt(cb.max_daily_loss, nan), opt(cb.max_drawdown, nan), cb.max_rejections or 0,
         int(round(cb.rejection_window_s * 1e9)), REDUCING if cb.action == "reducing" else HALTED,
         opt(cb.max_volatility, nan), opt(cb.max_var, nan), int(cb.tail_window),
-        day_bars(config), opt(cb.max_gap, nan),
+        day_bars(config), opt(cb.max_gap, nan), col_scale=column_scale(config),
     )
 
 
@@ -283,7 +285,7 @@ def fills_nb(
                 for jj in range(m):
                     if pos[jj] > 0.0:
                         exposure += pos[jj] * mark[jj]
-                q = target_quantity_nb(p.sizing_mode, p.sizing_value, cash + exposure, o)
+                q = target_quantity_nb(p.sizing_mode, p.sizing_value, cash + exposure, o) * p.col_scale[c]
                 q, _rule = cap_entry_nb(
                     q, o, volume[i, c], cash, exposure, 0.0, p.max_position, p.portfolio_limit, p.concentration,
                     p.min_volume, p.max_share, p.skip_excess, p.taker, p.fixed_fee, p.slip, p.impact,
