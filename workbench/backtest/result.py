@@ -21,6 +21,7 @@ import pandas as pd
 from workbench.backtest.booking import book_nb
 from workbench.config import SessionConfig
 from workbench.execution.codes import REASONS
+from workbench.execution.legs import columns
 from workbench.execution.simulate import Fills
 from workbench.metrics import (
     METRIC_LABELS,
@@ -72,6 +73,7 @@ class BacktestResult:
     orders: _Lazy[pd.DataFrame] = _Lazy()  # ORDER_COLUMNS
     metrics: dict[str, float] = field(default_factory=dict)
     breaker: dict[str, Any] | None = None  # the circuit breaker's trip {time, reason, state}, if it tripped
+    scaling: list[dict[str, Any]] = field(default_factory=list)  # automated scaling's steps (rule 11), in order
     make_portfolio: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
@@ -126,7 +128,7 @@ def build_result(
     """Assemble a BacktestResult from the walk's ``fills`` and ``close`` (n, m), forward- then
     back-filled, as vectorbt values the portfolio. Equity and metrics are computed now; cash and
     exposure (a second, full booking), the trade and the order log when first read."""
-    symbols = list(config.symbols)
+    symbols = [c.key for c in columns(config)]  # the walk's columns: the symbols, or (leg, symbol) keys
     close = np.ascontiguousarray(close, dtype=np.float64)
     _, _, value, orders, records = _replay(config, fills, close, full=False)
     trades = _trade_order(records, symbols)

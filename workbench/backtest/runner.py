@@ -60,6 +60,7 @@ import pandas as pd
 from workbench.backtest.result import BacktestResult, build_result
 from workbench.config import SessionConfig
 from workbench.execution import entry_allowed, flatten_at
+from workbench.execution.scaling import walk_steps
 from workbench.execution.simulate import Fills, fills_nb, kernel_params, layout
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ def run_backtest(
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
     frames = bars_for(config, bars, progress)
+    if config.legs:  # a multi-strategy session: one column per (leg, symbol)
+        from workbench.backtest.legs import run_legs
+
+        return run_legs(config, frames)
     from workbench.strategies import create
 
     strategy = create(config.strategy, config.params)
@@ -95,6 +100,7 @@ def run_backtest(
 
     result = build_result(config, frames, index, fills, close, make_portfolio)
     result.breaker = breaker_trip(index, trip)
+    result.scaling = walk_steps(index, fills.steps)
     return result
 
 
@@ -159,9 +165,12 @@ def union_index(frames: Iterable[pd.DataFrame]) -> pd.DatetimeIndex:
     return index
 
 
-def kernel_inputs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> KernelInputs:
-    """The kernel's OHLCV arrays for ``config.symbols`` on ``frames`` (see :class:`KernelInputs`)."""
-    symbols = list(config.symbols)
+def kernel_inputs(
+    config: SessionConfig, frames: Mapping[str, pd.DataFrame], symbols: list[str] | None = None
+) -> KernelInputs:
+    """The kernel's OHLCV arrays for ``config.symbols`` (or the columns ``symbols``, keys of ``frames``)
+    on ``frames`` (see :class:`KernelInputs`)."""
+    symbols = list(config.symbols) if symbols is None else symbols
     frames = {sym: frames[sym] for sym in symbols}
     index = union_index(frames.values())
     m, n = len(symbols), len(index)
@@ -277,11 +286,11 @@ def walk(
     config: SessionConfig, index: pd.DatetimeIndex, arr: dict[str, np.ndarray], buy: np.ndarray, sell: np.ndarray
 ) -> tuple[Fills, np.ndarray]:
     """The walk's fills (:func:`fills_nb`) and breaker trip for one set of signals."""
-    *fills, trip = fills_nb(
+    *fills, trip, steps = fills_nb(
         kernel_times(index), arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
         entry_allowed(index, config.time), flatten_at(index, config.time), kernel_params(config),
     )
-    return Fills(*fills), trip
+    return Fills(*fills, steps), trip
 
 
 def _portfolio(config: SessionConfig, close: pd.DataFrame, fills: Fills) -> Portfolio:

@@ -1,0 +1,95 @@
+"""Backtests of multi-strategy sessions: each leg's strategy on its symbols, one column per (leg, symbol)
+of the one walk (:mod:`workbench.execution.legs`), and the results per leg.
+
+The trade and order logs carry a ``leg`` column; :func:`leg_summary` is the per-leg P&L (its sum is
+the session's P&L); :func:`leg_equity` each leg's P&L over time.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from workbench.backtest.result import BacktestResult, build_result
+from workbench.backtest.runner import _shifted_signals, breaker_trip, kernel_inputs, walk
+from workbench.config import SessionConfig
+from workbench.execution.legs import columns, split_key
+
+__all__ = ["run_legs", "split_legs", "leg_summary", "leg_equity"]
+
+
+def run_legs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> BacktestResult:
+    """Backtest a config with ``legs`` on ``frames`` (symbol -> bars, as run_backtest loads them)."""
+    from workbench.strategies import create
+
+    cols = columns(config)
+    keys = [c.key for c in cols]
+    inputs = kernel_inputs(config, {c.key: frames[c.symbol] for c in cols}, keys)
+    n, m = len(inputs.index), len(keys)
+    buy, sell = np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=bool)
+    for leg in config.legs:
+        strategy = create(leg.strategy, leg.params)
+        for j, c in enumerate(cols):
+            if c.leg == leg.name:
+                df = inputs.frames[c.key]
+                buy[inputs.rows[j], j], sell[inputs.rows[j], j] = _shifted_signals(
+                    strategy.signals(df), df.index, c.symbol)
+    fills, trip = walk(config, inputs.index, inputs.arr, buy, sell)
+    result = build_result(config, dict(frames), inputs.index, fills, inputs.close_filled())
+    result.breaker = breaker_trip(inputs.index, trip)
+    for name in ("trades", "orders"):
+        _then(result, name, split_legs)
+    return result
+
+
+def _then(result: BacktestResult, name: str, fn: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+    """Apply ``fn`` to the lazy frame ``name`` of ``result`` when it is first read."""
+    made = result.__dict__["_lazy_" + name]
+    setattr(result, name, lambda: fn(made() if callable(made) else made))
+
+
+def split_legs(frame: pd.DataFrame) -> pd.DataFrame:
+    """A trade or order log whose ``symbol`` holds column keys, with ``symbol`` and a ``leg`` column after it."""
+    pairs = [split_key(k) for k in frame["symbol"]]
+    out = frame.copy()
+    out["symbol"] = [s for _, s in pairs]
+    out.insert(out.columns.get_loc("symbol") + 1, "leg", [leg for leg, _ in pairs])
+    return out
+
+
+def leg_summary(trades: pd.DataFrame, legs: list[str] | None = None) -> pd.DataFrame:
+    """Per leg: trades, closed trades, P&L (closed and open), fees, win rate; indexed by leg, in ``legs``
+    order (legs without trades get zeros). Trades need a ``leg`` column (:func:`split_legs`)."""
+    if "leg" not in trades.columns:
+        raise ValueError("these trades have no 'leg' column: they are not from a session with legs")
+    names = legs if legs is not None else list(dict.fromkeys(trades["leg"]))
+    closed = trades["status"] == "closed"
+    g = trades.groupby("leg", sort=False)
+    out = pd.DataFrame({
+        "trades": g.size(),
+        "closed": closed.groupby(trades["leg"]).sum(),
+        "pnl": g["pnl"].sum(),
+        "realized_pnl": trades["pnl"].where(closed, 0.0).groupby(trades["leg"]).sum(),
+        "fees": g["commission"].sum(),
+        "win_rate": (trades["pnl"] > 0).where(closed).groupby(trades["leg"]).mean(),
+    }).reindex(names)
+    out[["trades", "closed"]] = out[["trades", "closed"]].fillna(0).astype(int)
+    out[["pnl", "realized_pnl", "fees"]] = out[["pnl", "realized_pnl", "fees"]].fillna(0.0)
+    out.index.name = "leg"
+    return out
+
+
+def leg_equity(result: BacktestResult) -> pd.DataFrame:
+    """Each leg's P&L over time (bar index x leg): its closed trades' P&L at their exits plus its open
+    positions valued at the close, net of fees. The legs' sum is the session's equity minus its initial balance."""
+    trades = result.trades
+    index = result.equity.index
+    close = pd.DataFrame({s: df["close"] for s, df in result.bars.items()}).reindex(index).ffill().bfill()
+    out = pd.DataFrame(0.0, index=index, columns=[leg.name for leg in result.config.legs])
+    for t in trades.itertuples(index=False):
+        held = (index >= t.entry_time) & ((index < t.exit_time) if t.status == "closed" else True)
+        out.loc[held, t.leg] += t.quantity * (close[t.symbol].to_numpy()[held] - t.entry_price) - t.entry_fees
+        if t.status == "closed":
+            out.loc[index >= t.exit_time, t.leg] += t.pnl
+    return out
