@@ -89,7 +89,7 @@ def test_marks_carried_over_a_jump_value_the_held_symbol_at_its_last_close():
     params = kernel.kernel_params(make_config(strategy="sma_cross", symbols=["BTC/USDT", "ETH/USDT"],
                                               sizing={"mode": "percent_equity", "value": 0.2}, initial_balance=10_000,
                                               commission={"taker": 0.0, "fixed": 0.0}, slippage={"bps": 0}))
-    o_idx, o_col, o_qty, _, _, _, _ = kernel.fills_nb(
+    o_idx, o_col, o_qty, _, _, _, _, _ = kernel.fills_nb(
         times, open_, high, low, close, volume, buy, sell, np.ones(n, dtype=bool), np.zeros(n, dtype=bool), params
     )
     assert list(o_idx) == [1, 8] and list(o_col) == [0, 1]

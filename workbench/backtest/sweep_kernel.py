@@ -40,7 +40,7 @@ def sweep_chunk_nb(
         value = np.empty(n)
         work = np.empty((3, n))
         for j in range(lane, k, lanes):
-            f_idx, f_col, f_qty, f_price, _, _, _ = fills_nb(
+            f_idx, f_col, f_qty, f_price, _, _, _, _ = fills_nb(
                 times, open_, high, low, close, volume, buys[j], sells[j], allowed, flatten, p
             )
             b = book_nb(

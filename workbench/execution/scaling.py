@@ -239,3 +239,8 @@ def warm_up() -> None:
     st = scaling_init_nb(0.5)
     scaling_trade_nb(st, 0.0)
     scaling_bar_nb(st, 0, 1.0, scaling_params(None))
+
+
+def walk_steps(index: Any, rows: np.ndarray) -> list[dict[str, Any]]:
+    """The walk's step rows (bar, :data:`STEP_FIELDS`) as records with the bar's ``time`` (``index``)."""
+    return [{"time": index[int(r[0])], **step_record(r[1:])} for r in rows]

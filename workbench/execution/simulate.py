@@ -48,6 +48,16 @@ from workbench.execution.nb import (
     window_full_nb,
 )
 from workbench.execution.rules import day_bars
+from workbench.execution.scaling import (
+    SCALE,
+    STEP_FIELDS,
+    STEP_NONE,
+    ScalingParams,
+    scaling_bar_nb,
+    scaling_init_nb,
+    scaling_params,
+    scaling_trade_nb,
+)
 
 __all__ = ["KernelParams", "kernel_params", "fills_nb", "Fills", "layout", "layout_nb", "next_event_nb", "REASONS",
            "SIZING_MODES"]
@@ -86,6 +96,7 @@ class KernelParams(NamedTuple):
     tail_window: int  # bars
     day_bars: float  # bars in a day (the tail measures' scale)
     max_gap: float  # gap breaker (NaN = off): a held symbol's drop from its previous close to the open
+    scaling: ScalingParams  # automated scaling (rule 11; execution.scaling), OFF when not configured
     col_scale: np.ndarray  # (m,) each column's sizing multiplier: its leg's allocation (execution.legs), else 1
 
 
@@ -110,6 +121,7 @@ def kernel_params(config: SessionConfig) -> KernelParams:
         int(round(cb.rejection_window_s * 1e9)), REDUCING if cb.action == "reducing" else HALTED,
         opt(cb.max_volatility, nan), opt(cb.max_var, nan), int(cb.tail_window),
         day_bars(config), opt(cb.max_gap, nan), col_scale=column_scale(config),
+        scaling=scaling_params(config.scaling),
     )
 
 
@@ -165,11 +177,12 @@ def fills_nb(
     allowed: np.ndarray,  # (n,) bool: entries allowed at this bar's open (time restrictions)
     flatten: np.ndarray,  # (n,) bool: held positions are sold at this bar's open (a flattening event window)
     p: KernelParams,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every fill of a backtest, in execution order: (bar, column, quantity, fill price, reference
-    price, reason, trip) arrays, quantity > 0 for a buy and -inf for a sell of the whole position;
+    price, reason, trip, scaling steps) arrays, quantity > 0 for a buy and -inf for a sell of the whole position;
     each bar's sells come before its buys (buys in symbol order). ``trip`` is (bar, BREAKER_* code,
-    trading state) of the circuit breaker's trip, bar -1 if it never tripped.
+    trading state) of the circuit breaker's trip, bar -1 if it never tripped; each row of ``steps`` is
+    (bar, the step's numbers in ``execution.scaling.STEP_FIELDS`` order), none when scaling is off.
 
     Bars where nothing can happen are skipped in one scan (:func:`next_event_nb`): no entry signal
     of a flat symbol, no exit signal of a held one, and no stop, holding limit or breaker to watch
@@ -212,10 +225,15 @@ def fills_nb(
     scan_ok = allowed if p.max_rejections == 0 else np.ones(n, dtype=np.bool_)  # blocked entries count
     day = -1
     day_start = last_equity = equity_peak = p.init_cash
+    sp = p.scaling  # automated scaling (rule 11): its state, each position's entry cost, the steps taken
+    scale_st = scaling_init_nb(sp.start)
+    entry_cost = np.zeros(m)
+    steps = np.empty((0, 1 + len(STEP_FIELDS)))
+    n_steps = 0
 
     i = 0
     while i < n:
-        if (held == 0 or not watch) and not tail:  # the tail breakers see every bar's return
+        if (held == 0 or not watch) and not tail and not sp.on:  # tail breakers, scaling: every bar
             j = next_event_nb(i, pos, buy_sig, sell_sig, scan_ok, state == RUNNING)
             if j > i:  # bars i..j-1 only move the marks: after a bar, its close, else its open
                 for c in range(m):
@@ -266,6 +284,8 @@ def fills_nb(
             if proceeds - fee < 0.0:  # fees exceed proceeds: vectorbt rejects such a sell
                 continue
             cash, pos[c], _pnl = book_sell_nb(cash, pos[c], entry_px[c], pos[c], fill, fee, 0.0)
+            if sp.on:  # the closed trade's return: net proceeds over entry cost with its fees
+                scaling_trade_nb(scale_st, (proceeds - fee) / entry_cost[c] - 1.0)
             held -= 1
             if p.max_orders_per_minute > 0:
                 order_times[n_orders % len(order_times)] = now
@@ -275,7 +295,7 @@ def fills_nb(
         # 2) entries, in symbol order, while RUNNING: time, order rate, caps (rejections count)
         for c in range(m):
             o = open_[i, c]
-            if was_long[c] or not buy_sig[i, c] or np.isnan(o) or state != RUNNING:
+            if was_long[c] or not buy_sig[i, c] or np.isnan(o) or state != RUNNING or scale_st[SCALE] <= 0.0:
                 continue
             q = 0.0
             if o > 0.0 and allowed[i] and not (
@@ -286,6 +306,8 @@ def fills_nb(
                     if pos[jj] > 0.0:
                         exposure += pos[jj] * mark[jj]
                 q = target_quantity_nb(p.sizing_mode, p.sizing_value, cash + exposure, o) * p.col_scale[c]
+                if sp.on:
+                    q *= scale_st[SCALE]
                 q, _rule = cap_entry_nb(
                     q, o, volume[i, c], cash, exposure, 0.0, p.max_position, p.portfolio_limit, p.concentration,
                     p.min_volume, p.max_share, p.skip_excess, p.taker, p.fixed_fee, p.slip, p.impact,
@@ -300,6 +322,8 @@ def fills_nb(
                 continue
             fill = buy_fill_nb(o, q, volume[i, c], p.slip, p.impact)
             cash, pos[c], entry_px[c] = book_buy_nb(cash, 0.0, 0.0, q, fill, fee_nb(q * fill, p.taker, p.fixed_fee))
+            if sp.on:
+                entry_cost[c] = q * fill + fee_nb(q * fill, p.taker, p.fixed_fee)
             cash = max(cash, 0.0)  # vectorbt's booking never lets rounding take cash below 0
             held += 1
             entry_t[c] = now
@@ -342,8 +366,23 @@ def fills_nb(
                 elif level == 1 and state == RUNNING:
                     state = p.breaker_action
                     trip[0], trip[1], trip[2] = i, why, state
+        # 5) automated scaling (rule 11) sees the equity after the bar
+        if sp.on:
+            equity = cash
+            for c in range(m):
+                if pos[c] > 0.0:
+                    equity += pos[c] * mark[c]
+            step, row = scaling_bar_nb(scale_st, now, equity, sp)
+            if step != STEP_NONE:
+                if n_steps == len(steps):
+                    more = np.empty((2 * len(steps) + 4, steps.shape[1]))
+                    more[:n_steps] = steps
+                    steps = more
+                steps[n_steps, 0] = i
+                steps[n_steps, 1:] = row
+                n_steps += 1
         i += 1
-    return o_idx[:k], o_col[:k], o_qty[:k], o_price[:k], o_ref[:k], o_reason[:k], trip
+    return o_idx[:k], o_col[:k], o_qty[:k], o_price[:k], o_ref[:k], o_reason[:k], trip, steps[:n_steps]
 
 
 class Fills(NamedTuple):
@@ -356,6 +395,7 @@ class Fills(NamedTuple):
     price: np.ndarray
     ref: np.ndarray
     reason: np.ndarray
+    steps: np.ndarray = np.empty((0, 1 + len(STEP_FIELDS)))  # automated scaling's steps (fills_nb's last array)
 
 
 @njit(cache=True)
