@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from workbench.config import ConfigError, SessionConfig, make_config  # noqa: E402
 
-__all__ = ["ConfigError", "SessionConfig", "make_config", "sweep", "__version__"]
+__all__ = ["ConfigError", "SessionConfig", "clone", "make_config", "promote", "sweep", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,14 @@ def __getattr__(name: str) -> Any:
         from workbench.backtest.sweep import sweep
 
         return sweep
+    if name in ("clone", "promote"):  # a new session from an existing one, lineage recorded
+        from workbench import lineage
+
+        return getattr(lineage, name)
+    if name == "fidelity":  # the fidelity twin of a paper or live session (workbench.twin)
+        from workbench.twin import fidelity
+
+        return fidelity
     if name in ("backtest", "ui", "engine", "store", "data", "strategies", "reports"):
         import importlib
 

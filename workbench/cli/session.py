@@ -92,10 +92,51 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _made(made: Any, args: argparse.Namespace, what: str) -> int:
+    """Print a clone's or promotion's outcome (:class:`workbench.lineage.Made`)."""
+    if args.json:
+        print(dumps(made.to_dict()))
+        return 0
+    where = "run and saved" if made.where == "backtest" else "requested; `workbench host` runs it"
+    print(f"{what} of {made.parent_id}: {made.kind} session {made.session_id} {where}")
+    for key, (old, new) in made.changes.items():
+        print(f"  {key}: {old!r} -> {new!r}")
+    return 0
+
+
+def cmd_clone(args: argparse.Namespace) -> int:
+    """A new session from a session's config plus changes, started at once (backtest: run here)."""
+    from workbench.lineage import clone
+
+    changes = parse_params(args.set, "--set", "risk.stop_loss=0.02")
+    params = parse_params(args.param, "--param", "fast=5")
+    if params:
+        changes["params"] = {**changes.get("params", {}), **params}
+    if args.kind:
+        changes["kind"] = args.kind
+    return _made(clone(args.id, store=Store(args.db), arming=_arming(args), actor="cli", **changes), args, "clone")
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """The next kind of a finished session (backtest -> paper -> live; live after the pre-flight)."""
+    from workbench.lineage import promote
+
+    return _made(promote(args.id, store=Store(args.db), arming=_arming(args), actor="cli"), args, "promotion")
+
+
+def _lineage(row: dict[str, Any]) -> str:
+    """``made from ID (run N): a -> b, ...`` for a session with a parent, else ''."""
+    if not row.get("parent_id"):
+        return ""
+    changed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in (row.get("changes") or {}).items())
+    return f"made from {row['parent_id']} (run {row['run_no']})" + (f": {changed}" if changed else ": same config")
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a session's state, risk state, positions, trades so far and exposure."""
     handle = _remote(args)
     snap = handle.snapshot()
+    row = handle.store.get_session(args.id)  # lineage: parent_id, run_no, changes
     allowed = sorted(handle.controls())
     closed = snap.trades[snap.trades["status"] != "open"] if len(snap.trades) else snap.trades
     pnl = float(snap.trades["pnl"].sum()) if len(snap.trades) else 0.0
@@ -103,9 +144,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(dumps({"session_id": snap.session_id, "kind": snap.kind, "state": snap.state,
                      "risk_state": snap.risk_state or None, "equity": snap.equity, "cash": snap.cash,
                      "exposure": snap.exposure, "allowed": allowed, "positions": snap.positions,
-                     "trades": {"closed": len(closed), "open": len(snap.trades) - len(closed), "pnl": pnl}}))
+                     "trades": {"closed": len(closed), "open": len(snap.trades) - len(closed), "pnl": pnl},
+                     "parent_id": row["parent_id"], "run_no": row["run_no"], "changes": row["changes"]}))
         return 0
     print(f"session {snap.session_id} ({snap.kind}): {snap.state.value}; risk state: {snap.risk_state or 'n/a'}")
+    if row["parent_id"]:
+        print(_lineage(row))
     print(f"equity {snap.equity:,.2f}  cash {snap.cash:,.2f}  exposure {snap.exposure:,.2f}")
     print(f"allowed now: {', '.join(allowed) or 'nothing'}")
     print("positions:\n" + (snap.positions.to_string(index=False) if len(snap.positions) else "  none"))
@@ -263,6 +307,19 @@ def add_session_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     cancel.add_argument("id", help="session id")
     cancel.add_argument("--reason", default="", help="why (recorded in the session's events)")
     cancel.set_defaults(func=cmd_cancel)
+    cl = ssub.add_parser("clone", parents=parents, help="a new session from this one's config plus changes, "
+                         "started at once (a backtest runs here; paper/live are requested from the host)")
+    armed(cl)
+    cl.add_argument("--kind", choices=["backtest", "paper", "live"], help="the clone's kind (default: the same)")
+    cl.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a strategy parameter, e.g. --param fast=5 (repeatable)")
+    cl.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a config field by dotted name, e.g. --set risk.stop_loss=0.02 (repeatable; JSON values)")
+    cl.set_defaults(func=cmd_clone)
+    pm = ssub.add_parser("promote", parents=parents, help="the next kind of a finished session, same config: "
+                         "backtest -> paper, paper -> live (after the live pre-flight)")
+    armed(pm)
+    pm.set_defaults(func=cmd_promote)
     show = ssub.add_parser("show", parents=parents, help="state, risk state, positions, trades and exposure")
     show.add_argument("id", help="session id")
     show.set_defaults(func=cmd_show)

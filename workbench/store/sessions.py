@@ -21,6 +21,31 @@ from workbench.store.lease import LeaseStore
 _SESSION_FIELDS = frozenset(c.name for c in s.sessions.c) - {"id", "state"}
 
 
+def config_changes(before: Any, after: Any, prefix: str = "") -> dict[str, list[Any]]:
+    """What differs between two configs as plain dicts (``SessionConfig.to_dict()``):
+    ``{"dotted.field": [before, after]}`` for every leaf that differs (lists compare whole)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: dict[str, list[Any]] = {}
+        for key in [*before, *(k for k in after if k not in before)]:
+            out.update(config_changes(before.get(key), after.get(key), f"{prefix}{key}."))
+        return out
+    return {} if before == after else {prefix.rstrip("."): [before, after]}
+
+
+def lineage_values(conn: Connection, parent_id: str | None, config_json: str) -> dict[str, Any]:
+    """The lineage columns of a new session with config ``config_json``: run 1 without a parent, else
+    ``parent_id``, the parent's ``run_no + 1`` and ``changes_json`` (:func:`config_changes` of the parent's
+    config and this one); :class:`NotFoundError` for an unknown parent."""
+    if parent_id is None:
+        return {"run_no": 1}
+    parent = conn.execute(select(s.sessions.c.run_no, s.sessions.c.config_json)
+                          .where(s.sessions.c.id == parent_id)).first()
+    if parent is None:
+        raise NotFoundError(f"no parent session {parent_id!r}")
+    changes = config_changes(loads(parent.config_json), loads(config_json))
+    return {"parent_id": parent_id, "run_no": parent.run_no + 1, "changes_json": dumps(changes)}
+
+
 class SessionsStore(LeaseStore):
     """Sessions, history, events and templates (mixed into :class:`workbench.store.Store`)."""
 
@@ -28,7 +53,8 @@ class SessionsStore(LeaseStore):
     def create_session(self, config: SessionConfig, *, state: SessionState | str = "created",
                        name: str | None = None, parent_id: str | None = None) -> str:
         """Record a new session for ``config`` and return its id; with ``parent_id`` it is run
-        ``parent.run_no + 1`` of the same lineage (a restart or clone)."""
+        ``parent.run_no + 1`` of the same lineage (a restart, clone or promotion), its config's
+        differences from the parent's recorded as ``changes`` (:func:`lineage_values`)."""
         if not isinstance(config, SessionConfig):
             raise TypeError(f"config: expected a SessionConfig, got {type(config).__name__}")
         sid = uuid.uuid4().hex[:12]
@@ -36,12 +62,7 @@ class SessionsStore(LeaseStore):
                "created_at": utc_now(), **config_fields(config)}
 
         def run(conn: Connection) -> str:
-            row["run_no"] = 1
-            if parent_id is not None:
-                parent = conn.execute(select(s.sessions.c.run_no).where(s.sessions.c.id == parent_id)).first()
-                if parent is None:
-                    raise NotFoundError(f"no parent session {parent_id!r}")
-                row.update(parent_id=parent_id, run_no=parent.run_no + 1)
+            row.update(lineage_values(conn, parent_id, row["config_json"]))
             conn.execute(insert(s.sessions).values(**row))
             self._event(conn, sid, "state", f"session created ({row['state']})",
                         {"to": row["state"], "run_no": row["run_no"], "parent_id": parent_id}, "system")
@@ -58,6 +79,7 @@ class SessionsStore(LeaseStore):
         out = dict(row._mapping)
         out["symbols"] = loads(out["symbols"])
         out["metrics"] = loads(out.pop("metrics_json")) or {}
+        out["changes"] = loads(out.pop("changes_json"))
         try:
             out["config"] = SessionConfig.from_json(out["config_json"])
         except ConfigError as e:
@@ -94,6 +116,22 @@ class SessionsStore(LeaseStore):
                 raise NotFoundError(f"no session {session_id!r}")
 
         self._write(run)
+
+    def set_lineage(self, session_id: str, parent_id: str) -> dict[str, list[Any]]:
+        """Record that ``session_id`` was made from ``parent_id`` (a clone made in the wizard): its
+        ``parent_id``, ``run_no`` and ``changes``, which it returns; also a 'lineage' event."""
+        def run(conn: Connection) -> dict[str, list[Any]]:
+            text = conn.execute(select(s.sessions.c.config_json).where(s.sessions.c.id == session_id)).scalar()
+            if text is None:
+                raise NotFoundError(f"no session {session_id!r}")
+            values = lineage_values(conn, parent_id, text)
+            conn.execute(update(s.sessions).where(s.sessions.c.id == session_id).values(**values))
+            changes: dict[str, list[Any]] = loads(values["changes_json"])
+            self._event(conn, session_id, "lineage", f"made from session {parent_id}",
+                        {"parent_id": parent_id, "changes": changes}, "system")
+            return changes
+
+        return self._write(run)
 
     def set_state(self, session_id: str, state: SessionState | str, *, actor: str = "system", message: str = "",
                   expect: SessionState | str | Iterable[SessionState | str] | None = None) -> bool:
@@ -160,7 +198,7 @@ class SessionsStore(LeaseStore):
                       until: Any = None) -> pd.DataFrame:
         """Sessions, newest first, filtered by kind, strategy, states and creation time
         (``since`` inclusive, ``until`` exclusive). Config and metrics JSON are left out."""
-        cols = [c for c in s.sessions.c if c.name not in ("config_json", "metrics_json")]
+        cols = [c for c in s.sessions.c if c.name not in ("config_json", "metrics_json", "changes_json")]
         stmt = self._filtered(select(*cols), kind, strategy, states, since, until)
         frame = self._read(lambda c: to_frame(c, stmt))
         frame["symbols"] = [loads(x) for x in frame["symbols"]]
@@ -227,7 +265,8 @@ class SessionsStore(LeaseStore):
     def history(self, kind: SessionKind | str | None = None, strategy: str | None = None, since: Any = None,
                 until: Any = None) -> pd.DataFrame:
         """The guide's session history, newest first: date, strategy, kind, pnl, return (a fraction),
-        trades, plus id, name, state. Sessions still running show P&L from their latest equity point."""
+        trades, plus id, name, state and lineage (``parent_id``, ``changes``: see :func:`lineage_values`).
+        Sessions still running show P&L from their latest equity point."""
         c, e, t = s.sessions.c, s.equity.c, s.trades.c
         last_equity = (select(e.equity).where(e.session_id == c.id).order_by(e.time.desc(), e.id.desc())
                        .limit(1).scalar_subquery())
@@ -235,9 +274,12 @@ class SessionsStore(LeaseStore):
         pnl = func.coalesce(c.pnl, last_equity - c.initial_balance)
         stmt = select(c.created_at.label("date"), c.strategy, c.kind, pnl.label("pnl"),
                       func.coalesce(c.total_return, pnl / c.initial_balance).label("return"),
-                      func.coalesce(c.trade_count, n_trades).label("trades"), c.id, c.name, c.state)
+                      func.coalesce(c.trade_count, n_trades).label("trades"), c.id, c.name, c.state,
+                      c.parent_id, c.changes_json)
         stmt = self._filtered(stmt, kind, strategy, None, since, until)
-        return self._read(lambda conn: to_frame(conn, stmt))
+        frame = self._read(lambda conn: to_frame(conn, stmt))
+        frame["changes"] = [loads(x) for x in frame.pop("changes_json")]
+        return frame
 
     # ---- templates ---------------------------------------------------------
     def save_template(self, name: str, config: SessionConfig, description: str = "", builtin: bool = False) -> None:

@@ -22,6 +22,7 @@ from workbench.store.base import config_fields, db_value, db_values, finite, utc
 from workbench.store.frames import EQUITY_COLUMNS, equity_frame, to_frame, trade_rows, trades_frame, utc
 from workbench.store.jsonutil import dumps, loads
 from workbench.store.lease import LeaseStore
+from workbench.store.sessions import lineage_values
 
 #: equity rows per SQLite INSERT statement: 5 bound values a row stay under 999, the oldest SQLite limit
 _ROWS_PER_INSERT = 199
@@ -250,8 +251,9 @@ class TradingStore(LeaseStore):
         stmt = stmt.where(t.session_id == session_id).order_by(t.id)
         return trades_frame(self._read(lambda c: to_frame(c, stmt)))
 
-    def save_backtest(self, config: SessionConfig, result: Any) -> str:
+    def save_backtest(self, config: SessionConfig, result: Any, *, parent_id: str | None = None) -> str:
         """Save a finished backtest as a 'completed' backtest session, atomically; returns its id.
+        ``parent_id``: the session it was cloned from (lineage, as :meth:`create_session`).
 
         ``result`` needs ``equity`` (Series or frame, stored in full), ``trades`` (DataFrame) and
         ``metrics`` (dict, stored as JSON). pnl/final_equity come from the equity curve;
@@ -272,11 +274,12 @@ class TradingStore(LeaseStore):
         total_return = metrics.get("total_return", None if pnl is None else pnl / config.initial_balance)
         now = utc_now()
         row = {"id": sid, "name": config.name, "state": SessionState.COMPLETED.value, "created_at": now,
-               "started_at": now, "ended_at": now, "run_no": 1, "final_equity": final, "pnl": pnl,
+               "started_at": now, "ended_at": now, "final_equity": final, "pnl": pnl,
                "total_return": finite(total_return), "trade_count": int(metrics.get("trade_count", len(tr_rows))),
                "metrics_json": dumps(metrics), **config_fields(config)}
 
         def run(conn: Connection) -> str:
+            row.update(lineage_values(conn, parent_id, row["config_json"]))
             conn.execute(insert(s.sessions).values(**row))
             if tr_rows:
                 conn.execute(insert(s.trades), tr_rows)
