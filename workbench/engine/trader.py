@@ -37,6 +37,8 @@ from workbench.engine.brokers.base import Broker, FillSink, OrderSink, ignore_fi
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
 from workbench.execution import Bar
 from workbench.execution.ledger import Portfolio
+from workbench.execution.scaling import Scaler, step_message
+from workbench.execution.scaling import warm_up as warm_up_scaling
 from workbench.strategies.base import BarWindow, Strategy
 from workbench.strategies.indicators import warm_up as warm_up_strategies
 
@@ -131,6 +133,9 @@ class Trader:
         self.act_on_close = False
         self._bar: timedelta | None = None  # the bar length (act_on_close)
         self.why = WhyCounts()  # signals, orders, fills and blocked signals by rule (workbench.diagnostics.why)
+        self.scaler = None if config.scaling is None else Scaler(config.scaling)  # automated scaling (rule 11)
+        if self.scaler is not None:
+            warm_up_scaling()
 
     def set_strategy(self, strategy: Strategy | None) -> None:
         """Use ``strategy`` (default: the config's) from the next bar; the buffers keep their bars."""
@@ -146,6 +151,10 @@ class Trader:
     # ---- fills ---------------------------------------------------------------------
     def _filled(self, fill: Fill, order: Order) -> None:
         self.portfolio.apply_fill(fill)
+        if self.scaler is not None:  # a closed trade's return enters the scaling window
+            left = self.portfolio.positions[fill.symbol].quantity
+            self.scaler.on_fill(fill.symbol, fill.side is Side.BUY, fill.quantity * fill.price, fill.commission,
+                                left if left > ex.MIN_QUANTITY else 0.0)
         self.why.add(int(fill.time.timestamp()), "fill")
         self.on_fill(fill, order)
 
@@ -184,6 +193,8 @@ class Trader:
         self.bars_seen += 1
         equity = pf.equity
         risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
+        if self.scaler is not None:  # and automated scaling
+            self._scale(t, t_ns, equity)
         if risk.gate is not None:  # and the account gate what the session holds
             risk.report_account(pf)
         if self.act_on_close and not stopping:
@@ -248,13 +259,15 @@ class Trader:
                     broker.submit(o, b)
         if close_all:
             close_all.difference_update(bars)
-        if entries:  # 2) entries, in symbol order
+        if entries and (self.scaler is None or self.scaler.scale > 0.0):  # 2) entries, in symbol order
             for s, b in bars.items():
                 if not pending[s][0] or s in was_long or broker.busy(s):
                     continue
                 if stamp < 0:
                     stamp = int(t.timestamp())
                 q = risk.target_quantity(b.open, pf.equity)
+                if self.scaler is not None:
+                    q *= self.scaler.scale
                 o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY, ref_price=b.open)
                 reserved = ex.reserved_cash(broker.open_orders(), self.config.commission)  # open buys keep theirs
                 d = risk.check(o, RiskContext(t, b.open, pf, b.volume, reserved))
@@ -267,6 +280,13 @@ class Trader:
                     why.blocked(stamp, d.rule)
         else:
             self._entries_off(bars, was_long)
+
+    def _scale(self, t: datetime, t_ns: int, equity: float) -> None:
+        """Automated scaling after the bar: a step is a 'scaling' event with the numbers behind it."""
+        rec = self.scaler.on_bar(t_ns, equity) if self.scaler is not None else None
+        if rec is not None:
+            self.risk.events.append({"kind": "scaling", "message": step_message(rec),
+                                     "data": {**rec, "time": t.isoformat()}})
 
     def _entries_off(self, bars: Mapping[str, Bar], was_long: list[str]) -> None:
         """Count the entry signals of flat symbols that entries being off (paused, stopping) blocked."""
@@ -295,6 +315,7 @@ class Trader:
             "pending": {s: list(v) for s, v in self.pending.items()},
             "buffers": {s: b.snapshot() for s, b in self.buffers.items()},
             "close_all": sorted(self.close_all), "orders": self.broker.snapshot(), "why": self.why.snapshot(),
+            "scaling": None if self.scaler is None else self.scaler.snapshot(),
         }
 
     def restore(self, state: Mapping[str, Any], strategy: Strategy) -> None:
@@ -307,6 +328,8 @@ class Trader:
         self.close_all = set(state["close_all"])
         self.why = WhyCounts.restore(state.get("why"))
         self.broker.restore(state.get("orders", []))
+        if self.scaler is not None and state.get("scaling"):  # a resumed session keeps its scale
+            self.scaler.restore(state["scaling"])
 
 
 def replay(config: SessionConfig, frames: Mapping[str, pd.DataFrame], *, include_open: bool = False,
