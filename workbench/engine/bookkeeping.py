@@ -279,6 +279,12 @@ class SessionBookkeeping:
                 fields["metrics"] = compute_metrics(curve, trades, pf.initial_cash)
         except Exception as e:  # metrics are a report, not the session's outcome
             self.store.add_event(self.id, "error", f"metrics not computed: {e}", actor=self.actor)
+        try:
+            from workbench.metrics.regime import session_regime_columns
+
+            fields.update(session_regime_columns(self.config, self.last_bar))
+        except Exception as e:  # the regime label is a report too
+            self.store.add_event(self.id, "error", f"market regime not computed: {e}", actor=self.actor)
         self.store.update_session(self.id, **fields)
 
     def _finish(self, state: SessionState) -> None:

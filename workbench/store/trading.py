@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, Position, SessionKind, SessionState
+from workbench.metrics.regime import regime_columns
 from workbench.store import schema as s
 from workbench.store.base import config_fields, db_value, db_values, finite, utc_now
 from workbench.store.frames import EQUITY_COLUMNS, equity_frame, to_frame, trade_rows, trades_frame, utc
@@ -276,7 +277,7 @@ class TradingStore(LeaseStore):
         row = {"id": sid, "name": config.name, "state": SessionState.COMPLETED.value, "created_at": now,
                "started_at": now, "ended_at": now, "final_equity": final, "pnl": pnl,
                "total_return": finite(total_return), "trade_count": int(metrics.get("trade_count", len(tr_rows))),
-               "metrics_json": dumps(metrics), **config_fields(config)}
+               "metrics_json": dumps(metrics), **config_fields(config), **regime_columns(getattr(result, "bars", None))}
 
         def run(conn: Connection) -> str:
             row.update(lineage_values(conn, parent_id, row["config_json"]))

@@ -1,0 +1,91 @@
+"""The fidelity twin: a paper session against its own config backtested on the bars it saw."""
+from __future__ import annotations
+
+import asyncio
+
+import pandas as pd
+import pytest
+
+import workbench
+from tests.kit import paper_config
+from workbench.engine.brokers.paper import PaperBroker
+from workbench.engine.session import Session
+from workbench.twin import compare_trades, fidelity, fidelity_summary
+
+STOPS = {"stop_loss": 0.006, "take_profit": 0.01, "trailing_stop": 0.004}
+
+
+def _config(**fields):
+    return paper_config(start="2024-01-02", end="2024-01-02T23:59:00", data={"source": "sample"}, risk=STOPS,
+                        **fields)
+
+
+def _run(store, config, broker=None):
+    session = Session(config, store, broker=broker, checkpoint_interval=1000)
+    assert asyncio.run(session.run()).value == "completed", store.events(session.id).message.tolist()
+    return session.id
+
+
+def test_a_paper_session_replaying_sample_bars_has_zero_divergence(store):
+    sid = _run(store, _config())
+    twin = workbench.fidelity(sid, store)
+    s = twin.summary
+    assert s["matched"] > 5 and s["missing"] == s["extra"] == 0
+    assert s["pnl_gap"] == pytest.approx(0.0, abs=1e-6) and s["session_pnl"] != 0
+    assert (twin.trades["match"] == "matched").all() and twin.trades["entry_bps"].abs().max() < 1e-9
+    assert twin.identical
+    assert fidelity_summary(twin)["identical"] is True
+    assert twin.upto == pd.Timestamp("2024-01-02T23:59:00", tz="UTC")
+    row = store.get_session(sid)
+    assert row["regime"] in ("trending", "ranging", "high-volatility")  # recorded as the session ended
+
+
+def test_extra_slippage_in_the_session_broker_shows_as_divergence(store):
+    config = _config()
+    slipped = config.model_copy(update={"slippage": config.slippage.model_copy(update={"bps": 25.0})})
+    sid = _run(store, config, broker=PaperBroker(slipped))  # the store (and the twin) keep 5 bps
+    twin = fidelity(sid, store)
+    s = twin.summary
+    assert not twin.identical
+    matched = twin.trades[twin.trades["match"] == "matched"]
+    assert len(matched) >= 3
+    buys = matched["entry_bps"]  # long entries paid ~20 bps more than the twin
+    assert buys.median() == pytest.approx(20.0, abs=1.0)
+    assert s["pnl_gap"] < 0 and s["session_pnl"] < s["twin_pnl"]
+    assert "P&L gap -" in twin.text()
+
+
+def test_trades_not_saved_yet_are_rebuilt_from_the_fills(store):
+    from workbench.domain import TRADE_COLUMNS
+
+    sid = _run(store, _config())
+    full = fidelity(sid, store)
+    store.save_trades(sid, pd.DataFrame(columns=list(TRADE_COLUMNS)))  # as while it runs: fills, no trade list
+    assert len(store.fills(sid)) and not len(store.trades(sid))
+    again = fidelity(sid, store, bars=full.twin.bars)
+    assert again.summary["matched"] == full.summary["matched"] and again.identical
+
+
+def test_matching_names_missing_and_extra_trades():
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    row = dict(quantity=1.0, exit_time=None, duration=None, fees=0.0, exit_reason="signal", status="closed")
+    ours = pd.DataFrame([dict(symbol="A", entry_time=t, entry_price=101.0, exit_price=110.0, pnl=9.0, **row),
+                         dict(symbol="B", entry_time=t, entry_price=50.0, exit_price=51.0, pnl=1.0, **row)])
+    theirs = pd.DataFrame([dict(symbol="A", entry_time=t, entry_price=100.0, exit_price=110.0, pnl=10.0, **row),
+                           dict(symbol="A", entry_time=t + pd.Timedelta("1h"), entry_price=90.0, exit_price=95.0,
+                                pnl=5.0, **row)])
+    out = compare_trades(ours, theirs).set_index(["symbol", "entry_time"])
+    assert out.loc[("A", t), "match"] == "matched"
+    assert out.loc[("A", t), "entry_bps"] == pytest.approx(100.0)
+    assert out.loc[("A", t), "pnl_gap"] == pytest.approx(-1.0)
+    assert out.loc[("B", t), "match"] == "extra"
+    assert out.loc[("A", t + pd.Timedelta("1h")), "match"] == "missing"
+
+
+def test_a_backtest_has_no_twin(store):
+    from workbench.backtest import run_backtest
+
+    config = _config(kind="backtest")
+    sid = store.save_backtest(config, run_backtest(config))
+    with pytest.raises(ValueError, match="is a backtest; a fidelity twin is for paper and live"):
+        fidelity(sid, store)
