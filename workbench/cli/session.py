@@ -19,7 +19,8 @@ from workbench.reports.cli import parse_params
 from workbench.store import Store
 
 #: the controls with a subcommand of their own (``close-all`` is the ``close_all`` command)
-CONTROLS = (Command.PAUSE, Command.RESUME, Command.STOP, Command.KILL, Command.CLOSE_ALL, Command.CANCEL_ALL)
+CONTROLS = (Command.PAUSE, Command.RESUME, Command.STOP, Command.KILL, Command.CLOSE_ALL, Command.CANCEL_ALL,
+            Command.SET_SCALING)
 
 
 def _remote(args: argparse.Namespace, **kwargs: Any) -> Any:

@@ -57,6 +57,7 @@ class Command(str, Enum):
     SET_PARAMS = "set_params"
     PLACE_ORDER = "place_order"
     CANCEL_ORDER = "cancel_order"
+    SET_SCALING = "set_scaling"
     RESTART = "restart"
 
 
@@ -65,7 +66,8 @@ C = Command
 RUNNER_COMMANDS: tuple[Command, ...] = tuple(c for c in Command if c is not C.RESTART)
 #: risk and strategy adjustments: accepted whenever the runner can apply them (not after the end)
 ADJUST = frozenset({C.CLOSE_ALL, C.CANCEL_ALL, C.TRIP_BREAKER, C.RESET_BREAKER, C.RISK_OVERRIDE, C.SCALE_SIZING,
-                    C.TIGHTEN_STOPS, C.ENABLE_SYMBOL, C.DISABLE_SYMBOL, C.SET_PARAMS, C.CANCEL_ORDER})
+                    C.TIGHTEN_STOPS, C.ENABLE_SYMBOL, C.DISABLE_SYMBOL, C.SET_PARAMS, C.CANCEL_ORDER,
+                    C.SET_SCALING})
 #: before the run every runner command is accepted: see :data:`BEFORE_RUN` and :data:`QUEUED`
 _BEFORE_START = frozenset(RUNNER_COMMANDS)
 _ENDED = frozenset({C.RESTART})

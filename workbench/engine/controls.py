@@ -25,6 +25,7 @@ from workbench.domain import Order, OrderType, SessionState, Side
 from workbench.engine import commands
 from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.risk import RiskContext
+from workbench.engine.scaling_control import ScalingControls
 from workbench.store.faults import StorageFault
 from workbench.store.lease import LeaseLost
 
@@ -48,7 +49,7 @@ def _waiver(waive: str) -> dict[str, str]:
     return {"waive": waive} if waive else {}
 
 
-class SessionControls:
+class SessionControls(ScalingControls):
     """Control methods and implementations of a :class:`~workbench.engine.session.Session`."""
 
     if TYPE_CHECKING:  # provided by Session
