@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from workbench.cli.audit import add_audit_parser
 from workbench.cli.backtest import add_backtest_parser
 from workbench.cli.backtest import config_from_args as config_from_args  # re-exported
 from workbench.cli.preflight import add_preflight_parser
@@ -16,6 +17,7 @@ from workbench.cli.risk import add_risk_parser
 from workbench.cli.run import add_run_parser
 from workbench.cli.session import add_session_parser
 from workbench.cli.store import add_store_parser
+from workbench.cli.users import add_users_parser
 from workbench.ops.cli import add_alerts_parser, add_host_flags, ops_from_args
 from workbench.reports.cli import add_report_parser
 from workbench.serve import add_up_parser
@@ -77,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(sub, common)
     add_preflight_parser(sub, common)
     add_risk_parser(sub, common)
+    add_users_parser(sub, common)
+    add_audit_parser(sub, common)
 
     demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
     demo.set_defaults(func=cmd_demo)

@@ -7,6 +7,7 @@ from typing import Any
 
 from workbench.account import load_policy, save_policy
 from workbench.account.policy import policy_path
+from workbench.cli.users import audit_risk_set
 
 
 def cmd_risk(args: argparse.Namespace) -> int:
@@ -17,7 +18,9 @@ def cmd_risk(args: argparse.Namespace) -> int:
     if args.action == "set":
         if not args.file:
             raise ValueError("workbench risk set needs FILE: the policy (YAML or JSON) to install")
-        save_policy(load_policy(args.file), args.to)
+        policy = load_policy(args.file)
+        audit_risk_set(args.db, args.file)  # team mode: admins only (audited)
+        save_policy(policy, args.to)
         print(f"installed {args.file} as {args.to or policy_path()} (hosts re-read it within seconds)")
         return 0
     from workbench.engine.exposure import risk_report

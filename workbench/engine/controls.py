@@ -28,6 +28,7 @@ from workbench.engine.risk import RiskContext
 from workbench.engine.scaling_control import ScalingControls
 from workbench.store.faults import StorageFault
 from workbench.store.lease import LeaseLost
+from workbench.team.roles import authorize
 
 if TYPE_CHECKING:
     from workbench.config import SessionConfig
@@ -180,6 +181,7 @@ class SessionControls(ScalingControls):
         if "actor" in args:
             raise commands.BadArguments(f"bad arguments for {command.value}: 'actor' is set by the caller, "
                                         "not an argument")
+        authorize(self.store, actor, command.value, args, self.id)  # team mode: the actor's role (rejected: audited)
         handler = getattr(self, f"_do_{command.value}")
         if commands.queues(self.state, command, behind=bool(self._queued)):
             commands.check_allowed(self.state, command)

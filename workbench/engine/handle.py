@@ -31,6 +31,7 @@ from workbench.engine.exposure import concentration, limit_usage
 from workbench.execution.ledger import Portfolio
 from workbench.store import Store
 from workbench.store.lease import LEASE_SECONDS
+from workbench.team.identity import current_actor
 
 S = SessionState
 POSITION_COLUMNS = ("symbol", "quantity", "avg_price", "price", "value")
@@ -194,7 +195,7 @@ class LocalHandle(SessionHandle):
     CARRY = ("poll_interval", "equity_interval", "checkpoint_interval", "replay_speed")
 
     def __init__(self, session: Any, *, actor: str = "user"):
-        self.session, self.actor = session, actor
+        self.session, self.actor = session, current_actor(actor)  # a dashboard kernel's hub user wins
         self.session_id, self.store = session.id, session.store
 
     @property
@@ -281,7 +282,7 @@ class RemoteHandle(SessionHandle):
                  poll: float = 0.1, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         store.get_session(session_id)  # NotFoundError for a bad id
-        self.session_id, self.store, self.actor = session_id, store, actor
+        self.session_id, self.store, self.actor = session_id, store, current_actor(actor)  # the hub user wins
         self.timeout, self.poll, self.clock, self.sleep = float(timeout), float(poll), clock, sleep
 
     @property

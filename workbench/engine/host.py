@@ -36,6 +36,7 @@ from workbench.engine.session import Session, runner_id
 from workbench.ops import OpsConfig, OpsConsole
 from workbench.store import Store
 from workbench.store.lease import LEASE_SECONDS, LeaseHeld
+from workbench.team import authorize, current_actor
 
 S = SessionState
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def request_session(store: Store, config: SessionConfig, *, arming: Mapping[str,
     A live request keeps the user's confirmation (``arming['confirmation']``, e.g. ``'binance:main'``;
     not a secret) in an ``arming`` event; the host arms the session only if it was itself started
     with ``allow_live`` and that confirmation names the session's exchange and account."""
+    actor = current_actor(actor)  # a dashboard kernel's hub user
+    authorize(store, actor, "request_session")  # team mode: operators and admins (a refusal is audited)
     sid = store.create_session(config, state=S.REQUESTED, parent_id=parent_id)
     if config.kind.value == "live":
         record_arming(store, sid, arming, actor=actor)

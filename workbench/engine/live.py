@@ -23,6 +23,7 @@ from workbench.engine.session import Session
 from workbench.execution import Bar
 from workbench.retry import RetryPolicy
 from workbench.store import Store
+from workbench.team.roles import authorize_live
 
 
 class LiveNotArmed(ValueError):
@@ -147,6 +148,8 @@ def open_session(config: SessionConfig, store: Store, *, resume: str | None = No
         problem = arming_problem(config, arming)
         if problem:
             raise LiveNotArmed(problem)
+        if (sid := resume or kwargs.get("session_id")) is not None:
+            authorize_live(store, sid)  # team mode: armed by an admin
     owns = exchange is None and (live or config.data.live)
     if owns:
         if live and credentials is None:

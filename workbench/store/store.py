@@ -16,9 +16,10 @@ from workbench.store.commands import COMMAND_STATUSES, CommandsStore
 from workbench.store.faults import StorageFault
 from workbench.store.runner_state import RunnerStateStore
 from workbench.store.sessions import SessionsStore
+from workbench.store.team import TeamStore
 
 __all__ = ["COMMAND_STATUSES", "NotFoundError", "StorageFault", "Store", "StoreError"]
 
 
-class Store(SessionsStore, CommandsStore, RunnerStateStore):
+class Store(SessionsStore, CommandsStore, RunnerStateStore, TeamStore):
     """Persistent store of trading sessions at ``url`` (migrated to the newest schema on open)."""
