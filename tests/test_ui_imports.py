@@ -61,10 +61,11 @@ def test_a_page_does_not_load_the_trading_stack(page: str, home: str) -> None:
     assert "workbench.metrics.kernel" not in mods  # the numba-compiled metrics kernel
 
 
-@pytest.mark.xfail(strict=True, reason="workbench.ui.controls -> engine.handle -> execution.ledger -> "
-                   "execution.nb loads numba (the ledger's booking kernels); see bench/README.md")
-def test_a_page_does_not_load_numba(home: str) -> None:
-    assert "numba" not in loaded("risk", home)
+@pytest.mark.parametrize("page", ["sessions", "session", "risk", "history"])
+def test_a_page_does_not_load_numba(page: str, home: str) -> None:
+    """numba (~95 MB, and scipy with it) stays out of a dashboard kernel: the few fills and metrics a page
+    books and computes run the numba modules' definitions interpreted (workbench.jit)."""
+    assert not loaded(page, home) & {"numba", "scipy"}
 
 
 def test_metrics_without_numba_are_the_kernels_numbers() -> None:
@@ -86,3 +87,40 @@ def test_metrics_without_numba_are_the_kernels_numbers() -> None:
     assert metrics_from_arrays(equity, 1000.0, 525600.0, start, end, pnl, ret, dur, closed)["trade_count"] == 2
     times = pd.date_range("2024-01-01", periods=5, freq="5min")
     assert interpreted_kernel()._step_range_nb(times.as_unit("ns").asi8) == (300_000_000_000, 300_000_000_000)
+
+
+def test_a_ledger_without_numba_books_the_compiled_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dashboard replays a session's stored fills with the interpreted booking kernels: the same cash,
+    positions and trades as the compiled ones, to the last bit."""
+    from datetime import datetime, timedelta, timezone
+
+    from workbench import jit
+    from workbench.domain import Fill, Side
+    from workbench.execution import ledger
+    from workbench.execution import nb as compiled_nb
+
+    assert ledger._nb() is compiled_nb  # numba is loaded here
+    rng = np.random.default_rng(3)
+    t0 = datetime(2024, 3, 10, tzinfo=timezone.utc)
+    fills = []
+    for i in range(60):
+        side = Side.BUY if i % 3 != 2 else Side.SELL
+        qty = float(rng.uniform(0.1, 1.0)) if side is Side.BUY else 0.05 * (i % 5 + 1)
+        fills.append(Fill(f"c{i}", "BTC/USDT" if i % 2 else "ETH/USDT", side, qty, float(rng.uniform(90, 110)),
+                          float(rng.uniform(0, 0.1)), 0.01, t0 + timedelta(minutes=i), reason="signal"))
+
+    def book() -> tuple[float, dict[str, tuple[float, float]], list[float]]:
+        pf = ledger.Portfolio(10_000.0)
+        for f in fills:
+            held = pf.positions.get(f.symbol)
+            if f.side is Side.SELL and (held is None or held.quantity < f.quantity):
+                continue
+            pf.apply_fill(f)
+        return pf.cash, {s: (p.quantity, p.avg_price) for s, p in pf.positions.items()}, [t["pnl"] for t in pf.trades]
+
+    compiled = book()
+    monkeypatch.setattr(ledger, "_nb", lambda: jit.interpreted("workbench.execution.nb"))
+    interpreted = book()
+    assert jit.interpreted("workbench.execution.nb") is not sys.modules["workbench.execution.nb"]
+    assert len(compiled[2]) > 5
+    assert interpreted == compiled

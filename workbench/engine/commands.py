@@ -64,6 +64,11 @@ class Command(str, Enum):
 C = Command
 #: commands applied by the session's runner (restart is the handle's: it makes a new run)
 RUNNER_COMMANDS: tuple[Command, ...] = tuple(c for c in Command if c is not C.RESTART)
+#: the risk limits a ``risk_override`` may change (fields of :class:`workbench.config.RiskConfig`)
+OVERRIDABLE: tuple[str, ...] = (
+    "max_position", "portfolio_limit", "concentration_limit", "stop_loss", "take_profit", "trailing_stop",
+    "max_holding_minutes", "max_orders_per_minute",
+)
 #: risk and strategy adjustments: accepted whenever the runner can apply them (not after the end)
 ADJUST = frozenset({C.CLOSE_ALL, C.CANCEL_ALL, C.TRIP_BREAKER, C.RESET_BREAKER, C.RISK_OVERRIDE, C.SCALE_SIZING,
                     C.TIGHTEN_STOPS, C.ENABLE_SYMBOL, C.DISABLE_SYMBOL, C.SET_PARAMS, C.CANCEL_ORDER,

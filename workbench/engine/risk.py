@@ -35,14 +35,11 @@ from workbench.account import AccountGate, Breach
 from workbench.account.policy import account_of, venue_of
 from workbench.config import RiskConfig, SessionConfig
 from workbench.domain import Order, OrderType, Position, Side
+from workbench.engine.commands import OVERRIDABLE
 from workbench.execution import codes
 from workbench.execution.ledger import Portfolio
 from workbench.execution.nb import gap_nb, tail_nb
 
-OVERRIDABLE: tuple[str, ...] = (
-    "max_position", "portfolio_limit", "concentration_limit", "stop_loss", "take_profit", "trailing_stop",
-    "max_holding_minutes", "max_orders_per_minute",
-)
 HALT_EXEMPT = frozenset({ex.STOP_LOSS, ex.TAKE_PROFIT, ex.TRAILING_STOP, ex.TIME_LIMIT, ex.CLOSE_ALL, ex.END,
                          ex.EVENT})
 STOP_FLOOR = 0.001  # tightened stops stay at least 0.1 % from their reference

@@ -16,7 +16,13 @@ from typing import Any, cast
 import pandas as pd
 
 from workbench.domain import TRADE_COLUMNS, Fill, Position, Side
-from workbench.execution.nb import MIN_QUANTITY, book_buy_nb, book_sell_nb
+from workbench.jit import kernels
+
+
+def _nb() -> Any:
+    """:mod:`workbench.execution.nb`, compiled where numba is loaded; a dashboard replaying a session's
+    stored fills books them with the same definitions run by Python (:func:`workbench.jit.kernels`)."""
+    return kernels("workbench.execution.nb")
 
 
 class Portfolio:
@@ -41,7 +47,7 @@ class Portfolio:
             if pos.quantity <= 0.0:
                 pos.quantity, pos.avg_price, pos.opened_at, pos.peak_price = 0.0, 0.0, fill.time, 0.0
                 pos.extra = {"entry_fees": 0.0, "entry_slippage": 0.0}
-            self.cash, pos.quantity, pos.avg_price = book_buy_nb(
+            self.cash, pos.quantity, pos.avg_price = _nb().book_buy_nb(
                 self.cash, pos.quantity, pos.avg_price, fill.quantity, fill.price, fill.commission
             )
             pos.extra["entry_fees"] += fill.commission
@@ -54,7 +60,7 @@ class Portfolio:
         share = min(fill.quantity / pos.quantity, 1.0)
         entry_fees = pos.extra["entry_fees"] * share
         entry_slip = pos.extra["entry_slippage"] * share
-        self.cash, left, pnl = book_sell_nb(
+        self.cash, left, pnl = _nb().book_sell_nb(
             self.cash, pos.quantity, pos.avg_price, fill.quantity, fill.price, fill.commission, entry_fees
         )
         trade = {
@@ -79,7 +85,7 @@ class Portfolio:
         pos.quantity = left
         pos.extra["entry_fees"] -= entry_fees
         pos.extra["entry_slippage"] -= entry_slip
-        if pos.quantity <= MIN_QUANTITY or share >= 1.0:
+        if pos.quantity <= _nb().MIN_QUANTITY or share >= 1.0:
             pos.quantity = 0.0
         return trade
 

@@ -21,19 +21,15 @@ the same source interpreted. The trade schema
 """
 from __future__ import annotations
 
-import builtins
-import functools
-import importlib.util
 import math
-import sys
 from numbers import Real
-from types import ModuleType, SimpleNamespace
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 
 from workbench.domain import EXIT_REASONS, TRADE_COLUMNS, TRADE_STATUSES
+from workbench.jit import interpreted, kernels
 from workbench.metrics.tail import TAIL_KEYS, tail_metrics, tail_risk
 
 __all__ = [
@@ -207,36 +203,13 @@ def metrics_kernel() -> ModuleType:
     """The metrics kernel: :mod:`workbench.metrics.kernel` compiled by numba once numba is loaded in this
     process, else the same source run by the interpreter (:func:`interpreted_kernel`). A dashboard kernel
     shows a running session's metrics without loading numba (~140 MB and ~1 s); its curves are short."""
-    compiled = sys.modules.get("workbench.metrics.kernel")
-    if compiled is not None or "numba" in sys.modules:
-        return compiled or importlib.import_module("workbench.metrics.kernel")
-    return interpreted_kernel()
+    return kernels("workbench.metrics.kernel")
 
 
-def _no_jit(*args: Any, **kwargs: Any) -> Any:
-    """``numba.njit`` for :func:`interpreted_kernel`: returns the function itself (``@njit`` or ``@njit(...)``)."""
-    if len(args) == 1 and callable(args[0]) and not kwargs:
-        return args[0]
-    return lambda f: f
-
-
-@functools.cache
 def interpreted_kernel() -> ModuleType:
     """:mod:`workbench.metrics.kernel`'s source executed with ``numba.njit`` a no-op: the same definitions,
     run by Python and NumPy, with no numba import (a few ms for 10,000 points, ~1 s for 500,000)."""
-    spec = importlib.util.find_spec("workbench.metrics.kernel")
-    assert spec is not None and spec.loader is not None and spec.origin is not None
-    source = spec.loader.get_source(spec.name)  # type: ignore[attr-defined]
-    stub = SimpleNamespace(njit=_no_jit)
-
-    def imports(name: str, *args: Any, **kwargs: Any) -> Any:
-        return stub if name == "numba" else builtins.__import__(name, *args, **kwargs)
-
-    module = ModuleType("workbench.metrics.kernel")
-    module.__file__ = spec.origin
-    module.__dict__["__builtins__"] = {**vars(builtins), "__import__": imports}
-    exec(compile(source, spec.origin, "exec"), module.__dict__)
-    return module
+    return interpreted("workbench.metrics.kernel")
 
 
 def _returns(v: np.ndarray, initial_balance: float) -> np.ndarray:

@@ -14,25 +14,33 @@ history. The cost of the vectorized path is O(n * window) for sums: for a 1,000-
 """
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from workbench.strategies.base import ArrayStrategy, Param
-from workbench.strategies.indicators import (
-    prior_max,
-    prior_median,
-    shifted,
-    sma_cross_nb,
-    tail_of,
-    window_mean_std,
-    window_sum,
-)
 from workbench.strategies.registry import register
 
-# kept under their old names (tests and notebooks import them from here)
-_window_sum, _window_mean_std = window_sum, window_mean_std
 Cols = Mapping[str, np.ndarray]
+_INDICATORS = "workbench.strategies.indicators"
+#: kept under their old names (tests and notebooks import them from here)
+_OLD_NAMES = {"_window_sum": "window_sum", "_window_mean_std": "window_mean_std"}
+
+
+def _ind() -> ModuleType:
+    """The indicators (numba kernels), imported by the first computation: the strategy catalogue that
+    forms and dashboards read does not load numba."""
+    return sys.modules.get(_INDICATORS) or importlib.import_module(_INDICATORS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OLD_NAMES:
+        return getattr(_ind(), _OLD_NAMES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _plus_one(tail: int | None) -> int | None:
@@ -58,9 +66,10 @@ class SmaCross(ArrayStrategy):
         return self.p["slow"] + 1
 
     def compute(self, cols: Cols, tail: int | None) -> tuple[np.ndarray, np.ndarray]:
+        ind = _ind()
         close = cols["close"]
         start = 0 if tail is None else max(len(close) - tail, 0)
-        return sma_cross_nb(close, self.p["fast"], self.p["slow"], start)
+        return ind.sma_cross_nb(close, self.p["fast"], self.p["slow"], start)
 
 
 @register
@@ -90,20 +99,21 @@ class PumpDetection(ArrayStrategy):
     columns = ("high", "close", "volume")
 
     def compute(self, cols: Cols, tail: int | None) -> tuple[np.ndarray, np.ndarray]:
+        ind = _ind()
         p = self.p
         close, high, volume = cols["close"], cols["high"], cols["volume"]
-        c, t = tail_of(close, tail), _plus_one(tail)
-        baseline = prior_median(volume, p["volume_window"], tail)
+        c, t = ind.tail_of(close, tail), _plus_one(tail)
+        baseline = ind.prior_median(volume, p["volume_window"], tail)
         with np.errstate(divide="ignore", invalid="ignore"):
-            spike = (tail_of(volume, tail) / baseline) >= p["volume_mult"]
-            ret = tail_of(close, t) / shifted(close, p["accel_window"], t) - 1.0  # one row more: rising?
+            spike = (ind.tail_of(volume, tail) / baseline) >= p["volume_mult"]
+            ret = ind.tail_of(close, t) / ind.shifted(close, p["accel_window"], t) - 1.0  # one row more: rising?
         rising = np.zeros(len(ret), dtype=bool)
         rising[1:] = ret[1:] > ret[:-1]
-        accel = tail_of((ret >= p["min_return"]) & rising, tail)
-        breakout = c > prior_max(high, p["breakout_window"], tail)
+        accel = ind.tail_of((ret >= p["min_return"]) & rising, tail)
+        breakout = c > ind.prior_max(high, p["breakout_window"], tail)
         factors = spike.astype(int) + accel.astype(int) + breakout.astype(int)
         entries = factors >= p["min_factors"]
-        fade = c < window_sum(close, p["exit_window"], tail) / p["exit_window"]
+        fade = c < ind.window_sum(close, p["exit_window"], tail) / p["exit_window"]
         return entries, fade & ~entries
 
 
@@ -137,14 +147,15 @@ class Momentum(ArrayStrategy):
         return max(self.p["window"] + 1, self.p["trend_window"])
 
     def compute(self, cols: Cols, tail: int | None) -> tuple[np.ndarray, np.ndarray]:
+        ind = _ind()
         p = self.p
         close = cols["close"]
-        c = tail_of(close, tail)
+        c = ind.tail_of(close, tail)
         with np.errstate(divide="ignore", invalid="ignore"):
-            roc = c / shifted(close, p["window"], tail) - 1.0
+            roc = c / ind.shifted(close, p["window"], tail) - 1.0
         entries = roc > p["entry_threshold"]
         if p["trend_window"]:
-            entries &= c > window_sum(close, p["trend_window"], tail) / p["trend_window"]
+            entries &= c > ind.window_sum(close, p["trend_window"], tail) / p["trend_window"]
         return entries, roc < p["exit_threshold"]
 
 
@@ -174,10 +185,11 @@ class MeanReversion(ArrayStrategy):
         return self.p["window"]
 
     def compute(self, cols: Cols, tail: int | None) -> tuple[np.ndarray, np.ndarray]:
+        ind = _ind()
         p = self.p
         close = cols["close"]
-        mean, std = window_mean_std(close, p["window"], tail)
+        mean, std = ind.window_mean_std(close, p["window"], tail)
         with np.errstate(divide="ignore", invalid="ignore"):
             # a flat window has std ~1e-16 of price from rounding alone: no signal there
-            z = np.where(std > 1e-10 * np.abs(mean), (tail_of(close, tail) - mean) / std, np.nan)
+            z = np.where(std > 1e-10 * np.abs(mean), (ind.tail_of(close, tail) - mean) / std, np.nan)
         return z < -p["entry_z"], z > -p["exit_z"]

@@ -19,8 +19,8 @@ from typing import Any
 
 import ipywidgets as W
 
+from workbench.engine.commands import OVERRIDABLE
 from workbench.engine.handle import SessionHandle, handle_for
-from workbench.engine.risk import OVERRIDABLE
 from workbench.store import Store
 from workbench.strategies import registry
 from workbench.ui import forms as F
