@@ -14,7 +14,7 @@ import pandas as pd
 from workbench.backtest.result import BacktestResult, build_result
 from workbench.backtest.runner import _shifted_signals, breaker_trip, kernel_inputs, walk
 from workbench.config import SessionConfig
-from workbench.execution.legs import columns, split_key
+from workbench.execution.legs import columns, leg_of
 
 __all__ = ["run_legs", "split_legs", "leg_summary", "leg_equity"]
 
@@ -39,7 +39,7 @@ def run_legs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> Backt
     result = build_result(config, dict(frames), inputs.index, fills, inputs.close_filled())
     result.breaker = breaker_trip(inputs.index, trip)
     for name in ("trades", "orders"):
-        _then(result, name, split_legs)
+        _then(result, name, lambda frame: split_legs(frame, config))
     return result
 
 
@@ -49,9 +49,11 @@ def _then(result: BacktestResult, name: str, fn: Callable[[pd.DataFrame], pd.Dat
     setattr(result, name, lambda: fn(made() if callable(made) else made))
 
 
-def split_legs(frame: pd.DataFrame) -> pd.DataFrame:
-    """A trade or order log whose ``symbol`` holds column keys, with ``symbol`` and a ``leg`` column after it."""
-    pairs = [split_key(k) for k in frame["symbol"]]
+def split_legs(frame: pd.DataFrame, config: SessionConfig) -> pd.DataFrame:
+    """A trade or order log of ``config`` whose ``symbol`` holds column keys, with ``symbol`` and a ``leg``
+    column after it."""
+    names = leg_of(config)
+    pairs = [names[k] for k in frame["symbol"]]
     out = frame.copy()
     out["symbol"] = [s for _, s in pairs]
     out.insert(out.columns.get_loc("symbol") + 1, "leg", [leg for leg, _ in pairs])

@@ -265,7 +265,7 @@ class Trader:
                     continue
                 if stamp < 0:
                     stamp = int(t.timestamp())
-                q = risk.target_quantity(b.open, pf.equity)
+                q = self.entry_target(s, b.open, pf.equity)
                 if self.scaler is not None:
                     q *= self.scaler.scale
                 o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY, ref_price=b.open)
@@ -280,6 +280,10 @@ class Trader:
                     why.blocked(stamp, d.rule)
         else:
             self._entries_off(bars, was_long)
+
+    def entry_target(self, symbol: str, price: float, equity: float) -> float:
+        """Quantity a new entry of ``symbol`` asks for at ``price`` (legs scale it: workbench.engine.legs)."""
+        return self.risk.target_quantity(price, equity)
 
     def _scale(self, t: datetime, t_ns: int, equity: float) -> None:
         """Automated scaling after the bar: a step is a 'scaling' event with the numbers behind it."""
@@ -344,7 +348,9 @@ def replay(config: SessionConfig, frames: Mapping[str, pd.DataFrame], *, include
     missing = [s for s in config.symbols if s not in frames]
     if missing:
         raise ValueError(f"no bars for {', '.join(missing)}; frames has {', '.join(frames) or 'nothing'}")
-    trader = Trader(config, PaperBroker(config), strategy=strategy)
+    from workbench.engine.legs import make_trader
+
+    trader = make_trader(config, PaperBroker(config), strategy=strategy)
     step = trader.step
     for bars in ReplayFeed({s: frames[s] for s in config.symbols}).bars():
         step(bars)

@@ -3,7 +3,11 @@
 Each (leg, symbol) is one column with its own position, its signals from its leg's strategy and its
 entries sized as the session's sizing × the leg's allocation; every column shares the one cash
 balance and the session's risk limits (docs/execution-semantics.md "Multi-strategy sessions"). A
-session without legs is its own single leg: one column per symbol, allocation 1, key = the symbol.
+session without legs is its own single leg: one column per symbol, allocation 1.
+
+A column's ``key`` names it wherever a symbol is expected (positions, orders, trades): the symbol
+itself when one leg trades it (always so in live sessions, where the exchange nets per symbol),
+``SYMBOL@leg`` when several legs trade it.
 """
 from __future__ import annotations
 
@@ -13,39 +17,33 @@ import numpy as np
 
 from workbench.config import SessionConfig
 
-__all__ = ["Column", "columns", "column_key", "split_key", "column_scale", "SEP"]
+__all__ = ["Column", "columns", "column_scale", "leg_of", "SEP"]
 
-SEP = "@"  # column key = "BTC/USDT@trend" (symbols never contain it)
+SEP = "@"  # "BTC/USDT@trend" (symbols never contain it)
 
 
 class Column(NamedTuple):
-    """One column of the walk: the leg ('' without legs), the symbol and the leg's allocation."""
+    """One column of the walk: the leg ('' without legs), the symbol, the leg's allocation, the key."""
 
     leg: str
     symbol: str
     allocation: float
-
-    @property
-    def key(self) -> str:
-        return column_key(self.leg, self.symbol)
+    key: str
 
 
 def columns(config: SessionConfig) -> list[Column]:
     """The walk's columns of ``config``: legs in config order, each leg's symbols in its order."""
     if not config.legs:
-        return [Column("", s, 1.0) for s in config.symbols]
-    return [Column(leg.name, s, float(leg.allocation)) for leg in config.legs for s in leg.symbols]
+        return [Column("", s, 1.0, s) for s in config.symbols]
+    pairs = [(leg, s) for leg in config.legs for s in leg.symbols]
+    shared = {s for s in config.symbols if sum(1 for _, x in pairs if x == s) > 1}
+    return [Column(leg.name, s, float(leg.allocation), f"{s}{SEP}{leg.name}" if s in shared else s)
+            for leg, s in pairs]
 
 
-def column_key(leg: str, symbol: str) -> str:
-    """The column's name where a symbol is expected (positions, orders): the symbol itself without legs."""
-    return f"{symbol}{SEP}{leg}" if leg else symbol
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """(leg, symbol) of a :func:`column_key`."""
-    symbol, _, leg = key.partition(SEP)
-    return leg, symbol
+def leg_of(config: SessionConfig) -> dict[str, tuple[str, str]]:
+    """Column key -> (leg, symbol)."""
+    return {c.key: (c.leg, c.symbol) for c in columns(config)}
 
 
 def column_scale(config: SessionConfig) -> np.ndarray:

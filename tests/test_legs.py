@@ -1,0 +1,126 @@
+"""Multi-strategy sessions (legs): config errors, shared cash never overspent, per-leg P&L summing to the
+session's, backtest/paper parity with two legs, pausing a leg and changing its params."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.kit import bars_for
+from tests.test_execution_parity import canonical
+from workbench.backtest import run_backtest
+from workbench.backtest.legs import leg_equity, leg_summary
+from workbench.config import ConfigError, SessionConfig, make_config
+from workbench.engine.brokers import PaperBroker
+from workbench.engine.feeds import ReplayFeed
+from workbench.engine.legs import LegTrader
+from workbench.engine.trader import replay
+
+LEGS = [
+    {"name": "trend", "strategy": "sma_cross", "params": {"fast": 3, "slow": 12},
+     "symbols": ["BTC/USDT", "ETH/USDT"], "allocation": 0.6},
+    {"name": "revert", "strategy": "mean_reversion", "params": {"window": 10, "entry_z": 1.0, "exit_z": 0.0},
+     "symbols": ["BTC/USDT"], "allocation": 0.4},
+]
+
+
+def legs_config(**fields: Any) -> SessionConfig:
+    base: dict[str, Any] = {"kind": "paper", "legs": LEGS, "sizing": {"mode": "percent_equity", "value": 1.0},
+                            "risk": {"stop_loss": 0.004}}
+    return make_config(**{**base, **fields})
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, pd.DataFrame]:
+    return bars_for(legs_config(), days=2)
+
+
+def errors(**fields: Any) -> dict[str, str]:
+    with pytest.raises(ConfigError) as e:
+        make_config(**fields)
+    return e.value.by_field()
+
+
+def test_config_legs_and_their_errors() -> None:
+    config = legs_config()
+    assert config.symbols == ["BTC/USDT", "ETH/USDT"]  # the legs' union, in order of appearance
+    assert SessionConfig.from_json(config.to_json()) == config
+    dup = errors(legs=[{**LEGS[0], "allocation": 0.3}, {**LEGS[1], "name": "trend", "allocation": 0.3}])
+    assert "repeated: trend" in dup["legs"]
+    assert "sum to 1.2 > 1" in errors(legs=[{**LEGS[0], "allocation": 0.8}, LEGS[1]])["legs"]
+    assert "unknown strategy 'nope'" in errors(legs=[{**LEGS[0], "strategy": "nope"}])["legs.0.strategy"]
+    assert "no param 'zz'" in errors(legs=[{**LEGS[0], "params": {"zz": 1}}])["legs.0.params"]
+    assert "greater than 0" in errors(legs=[{**LEGS[0], "allocation": 0}])["legs.0.allocation"]
+    live = errors(kind="live", legs=LEGS)["legs"]  # both legs trade BTC/USDT: an exchange nets per symbol
+    assert "'trend' and 'revert' both trade BTC/USDT" in live
+    make_config(kind="live", legs=[LEGS[0], {**LEGS[1], "symbols": ["SOL/USDT"]}])  # one leg per symbol is fine
+
+
+def test_legs_share_cash_never_overspend_and_pnl_sums(frames: dict[str, pd.DataFrame]) -> None:
+    config = legs_config()
+    result = run_backtest(config, bars=frames)
+    trades = result.trades
+    assert set(trades["leg"]) == {"trend", "revert"} and set(trades[trades.leg == "revert"].symbol) == {"BTC/USDT"}
+    # sized at 100 % of equity x 60 % and x 40 %: together the legs invest all of it, never more
+    assert (result.cash >= 0).all() and (result.exposure / result.equity).max() > 0.99
+    first = result.orders.iloc[0]  # the first entry asks for its leg's share of the equity
+    share = {"trend": 0.6, "revert": 0.4}[first.leg] * config.initial_balance
+    assert first.quantity * first.reference_price == pytest.approx(share, rel=1e-9)
+    assert len(trades) > 20
+    summary = leg_summary(trades, ["trend", "revert"])
+    session_pnl = result.equity.iloc[-1] - config.initial_balance
+    assert summary["pnl"].sum() == pytest.approx(session_pnl, abs=1e-6)
+    assert summary.loc["trend", "trades"] + summary.loc["revert", "trades"] == len(trades)
+    curves = leg_equity(result)
+    np.testing.assert_allclose(curves.sum(axis=1), result.equity - config.initial_balance, atol=1e-6)
+
+
+def test_backtest_and_paper_make_the_same_trades_with_two_legs(frames: dict[str, pd.DataFrame]) -> None:
+    config = legs_config(risk={"stop_loss": 0.004, "take_profit": 0.006, "max_orders_per_minute": 3})
+    expected = canonical(run_backtest(config, bars=frames).trades.assign(
+        symbol=lambda t: np.where(t.symbol == "BTC/USDT", t.symbol + "@" + t.leg, t.symbol)))
+    got = canonical(replay(config, frames, include_open=True))  # the shipped Trader (LegTrader) and paper broker
+    assert len(got) == len(expected) > 20
+    for col in ("symbol", "entry_time", "exit_time", "exit_reason"):
+        assert list(got[col]) == list(expected[col]), col
+    for col in ("quantity", "entry_price", "exit_price", "pnl"):
+        np.testing.assert_allclose(got[col].to_numpy(float), expected[col].to_numpy(float), rtol=1e-9, atol=1e-9)
+
+
+def run(trader: LegTrader, frames: dict[str, pd.DataFrame], until: int | None = None) -> None:
+    for k, bars in enumerate(ReplayFeed(frames).bars()):
+        if until is not None and k == until:
+            return
+        trader.step(bars)
+
+
+def test_pause_a_leg_and_change_its_params(frames: dict[str, pd.DataFrame]) -> None:
+    config = legs_config()
+    trader = LegTrader(config, PaperBroker(config))
+    half = len(next(iter(frames.values()))) // 2
+    run(trader, {s: df.iloc[:half] for s, df in frames.items()})
+    trader.pause_leg("revert")
+    with pytest.raises(ValueError, match="no leg 'nope'; this session's legs: trend, revert"):
+        trader.pause_leg("nope")
+    assert trader.set_leg_params("trend", {"fast": 4})["fast"] == 4
+    with pytest.raises(ValueError, match="no param"):
+        trader.set_leg_params("trend", {"zz": 1})
+    paused_at = frames["BTC/USDT"].index[half]
+    before = pd.DataFrame(trader.portfolio.trade_log(include_open=True))
+    assert (before["symbol"] == "BTC/USDT@revert").any()  # the leg traded before its pause
+    state = trader.snapshot()
+    resumed = LegTrader(config, PaperBroker(config))  # a crash: the next runner restores the snapshot
+    resumed.restore(state, trader.strategy)
+    assert resumed.paused == {"revert"} and resumed.leg_params["trend"]["fast"] == 4
+    run(resumed, {s: df.iloc[half:] for s, df in frames.items()})
+    trades = pd.DataFrame(resumed.portfolio.trade_log(include_open=True))  # those closed after the restore
+    entries = pd.to_datetime(trades["entry_time"], utc=True)
+    revert = trades["symbol"] == "BTC/USDT@revert"
+    assert (entries[revert] < paused_at).all()  # no revert entry once paused (one held at the pause may exit)
+    assert (entries[~revert] >= paused_at).sum() > 5  # the trend leg kept trading
+    resumed.pause_leg("revert", False)
+    run(resumed, {s: df.iloc[:half].set_axis(df.index[:half] + pd.Timedelta(days=2)) for s, df in frames.items()})
+    after = pd.DataFrame(resumed.portfolio.trade_log(include_open=True))
+    assert (after["symbol"] == "BTC/USDT@revert").any()  # resumed: the leg enters again
