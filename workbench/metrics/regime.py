@@ -75,7 +75,7 @@ def _returns(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
     r = np.diff(np.log(close))
     per_year = float("nan")
     if isinstance(frame.index, pd.DatetimeIndex) and len(frame.index) > 1:
-        step = float(np.median(np.diff(frame.index.asi8))) / 1e9
+        step = float(np.median(np.diff(frame.index.as_unit("ns").asi8))) / 1e9
         per_year = _YEAR_SECONDS / step if step > 0 else per_year
     return r, per_year
 

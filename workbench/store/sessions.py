@@ -263,7 +263,7 @@ class SessionsStore(LeaseStore):
 
     # ---- history -----------------------------------------------------------
     def history(self, kind: SessionKind | str | None = None, strategy: str | None = None, since: Any = None,
-                until: Any = None) -> pd.DataFrame:
+                until: Any = None, regime: str | None = None) -> pd.DataFrame:
         """The guide's session history, newest first: date, strategy, kind, pnl, return (a fraction),
         trades, plus id, name, state and lineage (``parent_id``, ``changes``: see :func:`lineage_values`).
         Sessions still running show P&L from their latest equity point."""
@@ -276,7 +276,13 @@ class SessionsStore(LeaseStore):
                       func.coalesce(c.total_return, pnl / c.initial_balance).label("return"),
                       func.coalesce(c.trade_count, n_trades).label("trades"), c.id, c.name, c.state,
                       c.parent_id, c.changes_json)
-        stmt = self._filtered(stmt, kind, strategy, None, since, until)
+        stmt = self._filtered(stmt, kind, strategy, None, since, until).add_columns(c.regime)
+        if regime is not None:  # the market regime of the session's bars (workbench.metrics.regime)
+            from workbench.metrics.regime import REGIMES
+
+            if regime not in REGIMES:
+                raise ValueError(f"unknown regime {regime!r}; use one of {list(REGIMES)}")
+            stmt = stmt.where(c.regime == regime)
         frame = self._read(lambda conn: to_frame(conn, stmt))
         frame["changes"] = [loads(x) for x in frame.pop("changes_json")]
         return frame
