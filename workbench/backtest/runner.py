@@ -286,11 +286,11 @@ def walk(
     config: SessionConfig, index: pd.DatetimeIndex, arr: dict[str, np.ndarray], buy: np.ndarray, sell: np.ndarray
 ) -> tuple[Fills, np.ndarray]:
     """The walk's fills (:func:`fills_nb`) and breaker trip for one set of signals."""
-    *fills, trip, steps = fills_nb(
+    idx, col, qty, price, ref, reason, trip, steps = fills_nb(
         kernel_times(index), arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
         entry_allowed(index, config.time), flatten_at(index, config.time), kernel_params(config),
     )
-    return Fills(*fills, steps), trip
+    return Fills(idx, col, qty, price, ref, reason, steps), trip
 
 
 def _portfolio(config: SessionConfig, close: pd.DataFrame, fills: Fills) -> Portfolio:

@@ -194,7 +194,7 @@ class Trader:
         equity = pf.equity
         risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
         if self.scaler is not None:  # and automated scaling
-            self._scale(t, t_ns, equity)
+            self._scaling_step(t, t_ns, equity)
         if risk.gate is not None:  # and the account gate what the session holds
             risk.report_account(pf)
         if self.act_on_close and not stopping:
@@ -285,7 +285,7 @@ class Trader:
         """Quantity a new entry of ``symbol`` asks for at ``price`` (legs scale it: workbench.engine.legs)."""
         return self.risk.target_quantity(price, equity)
 
-    def _scale(self, t: datetime, t_ns: int, equity: float) -> None:
+    def _scaling_step(self, t: datetime, t_ns: int, equity: float) -> None:
         """Automated scaling after the bar: a step is a 'scaling' event with the numbers behind it."""
         rec = self.scaler.on_bar(t_ns, equity) if self.scaler is not None else None
         if rec is not None:
