@@ -89,3 +89,45 @@ def test_a_backtest_has_no_twin(store):
     sid = store.save_backtest(config, run_backtest(config))
     with pytest.raises(ValueError, match="is a backtest; a fidelity twin is for paper and live"):
         fidelity(sid, store)
+
+
+# ---- the detail view's tab ----------------------------------------------------------------------
+def _tab(detail, title):
+    import ipywidgets as W
+
+    tabs = next(w for w in detail.widget.children if isinstance(w, W.Tab))
+    return tabs, list(tabs.titles).index(title) if title in tabs.titles else None
+
+
+def test_detail_view_shows_the_twin_and_its_divergent_trades_first(store):
+    from workbench.ui.detail import DetailView
+
+    config = _config()
+    slipped = config.model_copy(update={"slippage": config.slippage.model_copy(update={"bps": 25.0})})
+    sid = _run(store, config, broker=PaperBroker(slipped))
+    detail = DetailView(sid, store, refresh=60)
+    try:
+        tabs, index = _tab(detail, "Fidelity twin")
+        assert detail.fidelity is None  # built when first selected
+        tabs.selected_index = index
+        panel = detail.fidelity
+        assert "diverges from its twin" in panel.summary.value and "P&amp;L gap -" in panel.summary.value
+        assert panel.gap < 0
+        first_row = panel.table.value.split("<tr")[2]  # after the header row
+        assert "matched" in first_row and "20." in first_row  # a trade filled ~20 bps off, listed first
+        panel.refresh_button.click()  # recomputed on demand
+        assert panel.gap == pytest.approx(fidelity(sid, store).summary["pnl_gap"])
+    finally:
+        detail.close()
+
+
+def test_a_backtest_detail_view_has_no_twin_tab(store):
+    from workbench.backtest import run_backtest
+    from workbench.ui.detail import DetailView
+
+    config = _config(kind="backtest")
+    detail = DetailView(store.save_backtest(config, run_backtest(config)), store, refresh=60)
+    try:
+        assert _tab(detail, "Fidelity twin")[1] is None
+    finally:
+        detail.close()
