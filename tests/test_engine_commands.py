@@ -15,7 +15,8 @@ from workbench.engine.session import COMMANDS, Session
 
 S = SessionState
 ADJUST = {"close_all", "cancel_all", "trip_breaker", "reset_breaker", "risk_override", "scale_sizing",
-          "tighten_stops", "enable_symbol", "disable_symbol", "set_params", "cancel_order", "set_scaling"}
+          "tighten_stops", "enable_symbol", "disable_symbol", "set_params", "cancel_order", "set_scaling",
+          "pause_leg", "resume_leg", "set_leg_params"}
 EXPECTED = {
     "requested": set(),
     "created": {"pause", "resume", "stop", "kill", "place_order", *ADJUST},  # queued or applied at once
@@ -32,7 +33,7 @@ def test_the_command_enum_has_every_control_once():
     assert [c.value for c in Command] == [
         "pause", "resume", "stop", "kill", "close_all", "cancel_all", "trip_breaker", "reset_breaker",
         "risk_override", "scale_sizing", "tighten_stops", "enable_symbol", "disable_symbol", "set_params",
-        "place_order", "cancel_order", "set_scaling", "restart"]
+        "place_order", "cancel_order", "set_scaling", "pause_leg", "resume_leg", "set_leg_params", "restart"]
     assert tuple(c.value for c in Command if c is not Command.RESTART) == COMMANDS
     assert all(hasattr(Session, f"_do_{c}") for c in COMMANDS)  # every runner command has a handler
 

@@ -124,3 +124,32 @@ def test_pause_a_leg_and_change_its_params(frames: dict[str, pd.DataFrame]) -> N
     run(resumed, {s: df.iloc[:half].set_axis(df.index[:half] + pd.Timedelta(days=2)) for s, df in frames.items()})
     after = pd.DataFrame(resumed.portfolio.trade_log(include_open=True))
     assert (after["symbol"] == "BTC/USDT@revert").any()  # resumed: the leg enters again
+
+
+def test_a_paper_session_with_legs_pauses_one_and_attributes_every_trade(store, frames) -> None:
+    import asyncio
+
+    from tests.kit import paper_config
+    from workbench.backtest.legs import split_legs
+    from workbench.engine.commands import CommandRejected
+    from workbench.engine.session import Session
+
+    config = legs_config()
+    day = {s: df.iloc[:600] for s, df in frames.items()}
+    session = Session(config, store, feed=ReplayFeed(day, None))
+    assert session.pause_leg("revert") == "leg revert paused"  # an adjustment: applies at once, before the run
+    assert session.set_leg_params("trend", {"fast": 4}) == "leg trend params {'fast': 4, 'slow': 12}"
+    with pytest.raises(ValueError, match="no leg 'nope'"):
+        session.pause_leg("nope")
+
+    async def run() -> None:
+        await session.start().wait()
+
+    asyncio.run(run())
+    trades = split_legs(store.trades(session.id), config)  # the store's trades, attributed by the config
+    assert len(trades) > 5 and set(trades["leg"]) == {"trend"}  # the paused leg never entered
+    controls = list(store.events(session.id).query("kind == 'control'").message)
+    assert any(m.startswith("pause_leg") for m in controls) and any(m.startswith("set_leg_params") for m in controls)
+    plain = Session(paper_config(), store, feed=ReplayFeed(bars_for(paper_config()), None))
+    with pytest.raises(CommandRejected, match="this session has no legs"):
+        plain.pause_leg("trend")

@@ -58,6 +58,9 @@ class Command(str, Enum):
     PLACE_ORDER = "place_order"
     CANCEL_ORDER = "cancel_order"
     SET_SCALING = "set_scaling"
+    PAUSE_LEG = "pause_leg"  # multi-strategy sessions (workbench.engine.legs): no new entries of one leg
+    RESUME_LEG = "resume_leg"
+    SET_LEG_PARAMS = "set_leg_params"
     RESTART = "restart"
 
 
@@ -72,7 +75,7 @@ OVERRIDABLE: tuple[str, ...] = (
 #: risk and strategy adjustments: accepted whenever the runner can apply them (not after the end)
 ADJUST = frozenset({C.CLOSE_ALL, C.CANCEL_ALL, C.TRIP_BREAKER, C.RESET_BREAKER, C.RISK_OVERRIDE, C.SCALE_SIZING,
                     C.TIGHTEN_STOPS, C.ENABLE_SYMBOL, C.DISABLE_SYMBOL, C.SET_PARAMS, C.CANCEL_ORDER,
-                    C.SET_SCALING})
+                    C.SET_SCALING, C.PAUSE_LEG, C.RESUME_LEG, C.SET_LEG_PARAMS})
 #: before the run every runner command is accepted: see :data:`BEFORE_RUN` and :data:`QUEUED`
 _BEFORE_START = frozenset(RUNNER_COMMANDS)
 _ENDED = frozenset({C.RESTART})

@@ -8,10 +8,11 @@ Per-leg controls: :meth:`LegTrader.pause_leg` (no new entries of that leg; its e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.config import SessionConfig
 from workbench.engine.brokers.base import Broker
+from workbench.engine.commands import CommandRejected
 from workbench.engine.risk import RiskEngine
 from workbench.engine.trader import BarBuffer, Trader
 from workbench.execution import Bar
@@ -20,7 +21,7 @@ from workbench.execution.legs import columns
 from workbench.strategies.base import Strategy
 from workbench.strategies.indicators import warm_up as warm_up_strategies
 
-__all__ = ["LegTrader", "make_trader"]
+__all__ = ["LegTrader", "LegControls", "make_trader"]
 
 
 class LegTrader(Trader):
@@ -32,7 +33,7 @@ class LegTrader(Trader):
         if not config.legs:
             raise ValueError("LegTrader needs a config with legs; use Trader for a single-strategy session")
         self.columns = columns(config)
-        self._scale = {c.key: c.allocation for c in self.columns}
+        self._alloc = {c.key: c.allocation for c in self.columns}
         self.leg_params = {leg.name: dict(leg.params) for leg in config.legs}
         self.strategies: dict[str, Strategy] = {}
         self.paused: set[str] = set()
@@ -80,7 +81,7 @@ class LegTrader(Trader):
         (self.paused.add if paused else self.paused.discard)(self._leg(leg))
 
     def entry_target(self, symbol: str, price: float, equity: float) -> float:
-        return super().entry_target(symbol, price, equity) * self._scale[symbol]
+        return super().entry_target(symbol, price, equity) * self._alloc[symbol]
 
     # ---- one bar time -------------------------------------------------------------
     def step(self, bars: Mapping[str, Bar], *, entries: bool = True, stopping: bool = False) -> float:
@@ -114,6 +115,44 @@ class LegTrader(Trader):
         buffers = self.buffers
         self.set_strategy(None)
         self.buffers = buffers
+
+
+class LegControls:
+    """The per-leg controls of a session (mixed into :class:`~workbench.engine.session.Session`): commands
+    ``pause_leg``, ``resume_leg`` and ``set_leg_params`` (:mod:`workbench.engine.commands`), each an event
+    and kept in the runner state; a session without legs rejects them, naming why."""
+
+    if TYPE_CHECKING:
+        trader: Trader
+
+        def _control(self, name: str, actor: str, **args: Any) -> str: ...
+
+    def pause_leg(self, leg: str, actor: str = "user") -> str:
+        """No new entries of ``leg``; its positions, exits and stops keep running."""
+        return self._control("pause_leg", actor, leg=leg)
+
+    def resume_leg(self, leg: str, actor: str = "user") -> str:
+        return self._control("resume_leg", actor, leg=leg)
+
+    def set_leg_params(self, leg: str, params: dict[str, Any], actor: str = "user") -> str:
+        """Change one leg's strategy parameters (validated by its strategy) from the next bar."""
+        return self._control("set_leg_params", actor, leg=leg, params=params)
+
+    def _legs(self) -> LegTrader:
+        if not isinstance(self.trader, LegTrader):
+            raise CommandRejected("this session has no legs (config.legs is empty): use pause or set_params")
+        return self.trader
+
+    def _do_pause_leg(self, actor: str, leg: str) -> str:
+        self._legs().pause_leg(leg)
+        return f"leg {leg} paused"
+
+    def _do_resume_leg(self, actor: str, leg: str) -> str:
+        self._legs().pause_leg(leg, False)
+        return f"leg {leg} resumed"
+
+    def _do_set_leg_params(self, actor: str, leg: str, params: dict[str, Any]) -> str:
+        return f"leg {leg} params {self._legs().set_leg_params(leg, params)}"
 
 
 def make_trader(config: SessionConfig, broker: Broker, *, strategy: Strategy | None = None) -> Trader:

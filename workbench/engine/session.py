@@ -45,8 +45,8 @@ from workbench.engine.bookkeeping import SessionBookkeeping, runner_id
 from workbench.engine.brokers import Broker, PaperBroker
 from workbench.engine.controls import SessionControls
 from workbench.engine.feeds import ReplayFeed
+from workbench.engine.legs import LegControls, make_trader
 from workbench.engine.risk import RiskEngine
-from workbench.engine.trader import Trader
 from workbench.engine.writes import PostingStore
 from workbench.execution import Bar
 from workbench.execution.ledger import Portfolio
@@ -77,7 +77,7 @@ def _operator_seqs(client_ids: Any) -> list[int]:
     return [int(m.group(1)) for c in client_ids if (m := re.fullmatch(r"op(\d+)", str(c)))]
 
 
-class Session(SessionControls, SessionBookkeeping):
+class Session(SessionControls, SessionBookkeeping, LegControls):
     """One session (paper or live) run by this process. See the module docstring; the controls are
     :class:`~workbench.engine.controls.SessionControls`."""
 
@@ -99,7 +99,7 @@ class Session(SessionControls, SessionBookkeeping):
         self.checkpoint_interval = int(checkpoint_interval)
         self._feed = feed
         self.replay_speed = replay_speed  # the default feed's ReplayFeed speed (None: as fast as possible)
-        self.trader = Trader(config, broker if broker is not None else PaperBroker(config))
+        self.trader = make_trader(config, broker if broker is not None else PaperBroker(config))
         self.trader.on_fill, self.trader.on_order = self._queue_fill, self._order_ended
         self.broker.attach(self.id, self.trader.portfolio)
         self.params = dict(self.strategy.p)
