@@ -1,0 +1,148 @@
+"""A/B as paper sessions: every variant a paper session of its own, all replaying one shared block of bars.
+
+The bars are loaded once (:func:`workbench.engine.feeds.shared_bars`, or the ``bars`` given) and each
+session replays them through its own :class:`~workbench.engine.feeds.ReplayFeed` over that one block,
+on this event loop. The sessions are ordinary store sessions (named ``A/B <label> <variant>: ...``),
+so the history, the detail view and :mod:`workbench.ui.ab` show them while they run; the verdict is
+read from what they wrote. With ``early_stop``, a variant whose returns are clearly below the
+leader's is stopped (an operator's stop, with the numbers as its reason).
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.ab.result import ABResult, judge, verdict_returns
+from workbench.ab.stats import Method, block_indices
+from workbench.ab.variants import Variant, make_variants
+from workbench.config import SessionConfig
+from workbench.domain import SessionKind
+
+__all__ = ["EarlyStop", "ab_paper", "ab_equity", "ab_sessions"]
+
+Variants = Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """Stop a variant once, after at least ``min_periods`` bars, the block-bootstrap interval of its
+    mean return per bar minus the leader's lies wholly below 0 at ``confidence`` (stricter than the
+    verdict's: it is looked at many times). Checked every ``every`` seconds."""
+
+    min_periods: int = 200
+    confidence: float = 0.99
+    every: float = 0.5
+    n_boot: int = 500
+
+    def __post_init__(self) -> None:
+        if self.min_periods < 10:
+            raise ValueError(f"early stop needs min_periods >= 10 bars (got {self.min_periods})")
+        if not 0.5 < self.confidence < 1:
+            raise ValueError(f"early stop confidence must be between 0.5 and 1, e.g. 0.99 (got {self.confidence})")
+        if not self.every > 0:
+            raise ValueError(f"early stop 'every' must be > 0 seconds (got {self.every})")
+
+
+def losers(equity: pd.DataFrame, initial_balance: float, rule: EarlyStop, seed: int | None = 0) -> dict[str, str]:
+    """Variants whose returns per bar are clearly below the leader's under ``rule``: name -> why."""
+    equity = equity.dropna()  # the bars every variant has reached
+    if len(equity) < rule.min_periods or equity.shape[1] < 2:
+        return {}
+    returns, _ = verdict_returns(equity, initial_balance, "bar")
+    n = len(returns)
+    if n < rule.min_periods or returns.shape[1] < 2:
+        return {}
+    means = returns.mean()
+    leader = str(means.idxmax())
+    idx = block_indices(n, n_boot=rule.n_boot, seed=seed)
+    out = {}
+    for name in returns.columns:
+        if name == leader:
+            continue
+        d = (returns[name] - returns[leader]).to_numpy()
+        boot = d[idx].mean(axis=1)
+        high = float(np.quantile(boot, rule.confidence))
+        if high < 0:
+            out[str(name)] = (f"A/B early stop: mean return per bar {means[name]:.3g} below {leader}'s "
+                              f"{means[leader]:.3g} (difference < {high:.3g} at {rule.confidence:.0%}, {n} bars)")
+    return out
+
+
+def ab_sessions(store: Any, label: str) -> dict[str, str]:
+    """variant -> session id of the A/B ``label``'s sessions in ``store`` (by their names)."""
+    frame = store.list_sessions()
+    prefix = f"A/B {label} "
+    out = {}
+    for sid, name in zip(frame["id"], frame["name"].fillna("")):
+        if str(name).startswith(prefix):
+            out[str(name)[len(prefix):].split(":", 1)[0]] = str(sid)
+    return dict(sorted(out.items()))
+
+
+def ab_equity(store: Any, session_ids: Mapping[str, str]) -> pd.DataFrame:
+    """The variants' equity curves from the store, one column per variant (what the view polls)."""
+    cols = {name: store.equity(sid)["equity"] for name, sid in session_ids.items()}
+    return pd.DataFrame(cols).sort_index()
+
+
+async def ab_paper(
+    config: SessionConfig, variants: Variants, store: Any, *, bars: Mapping[str, pd.DataFrame] | None = None,
+    speed: float | None = None, early_stop: EarlyStop | None = None, poll_interval: float = 0.5,
+    period: str = "auto", confidence: float = 0.95, n_boot: int = 2000, seed: int | None = 0,
+    method: Method = "stationary", label: str | None = None,
+) -> ABResult:
+    """Run each variant of ``config`` as a paper session on one replayed feed (``bars``, else the
+    config's data loaded once) until every one ends, then judge them. ``speed`` as ReplayFeed's;
+    ``label`` names the A/B in the sessions' names (default: a fresh short id)."""
+    from workbench.engine.feeds import BarBlock, ReplayFeed, shared_bars
+    from workbench.engine.handle import LocalHandle
+    from workbench.engine.session import Session
+
+    if not isinstance(config, SessionConfig):
+        raise TypeError(f"ab_paper takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    if config.kind is not SessionKind.PAPER:
+        config = config.replace(kind=SessionKind.PAPER.value)
+    if config.data.live:
+        raise ValueError("a paper A/B replays bars: set data.live to false (live bars reach each session "
+                         "at its own time, so the variants would not see one feed)")
+    label = label or uuid.uuid4().hex[:6]
+    arms = [Variant(a.name, a.changes, a.config.replace(name=f"A/B {label} {a.config.name.removeprefix('A/B ')}"))
+            for a in make_variants(config, variants)]
+    block = (BarBlock.from_frames({s: bars[s] for s in config.symbols}) if bars is not None
+             else shared_bars(config.data, config.symbols, config.start, config.end))
+    sessions = {a.name: Session(a.config, store, feed=ReplayFeed(block, speed), poll_interval=poll_interval,
+                                actor="ab") for a in arms}
+    ids = {name: s.id for name, s in sessions.items()}
+    stopped: dict[str, str] = {}
+    for s in sessions.values():
+        s.start()
+    waits = asyncio.ensure_future(asyncio.gather(*(s.wait() for s in sessions.values())))
+    try:
+        while early_stop is not None and not waits.done():
+            await asyncio.wait([waits], timeout=early_stop.every)
+            live = {n: sid for n, sid in ids.items() if n not in stopped}
+            if waits.done() or len(live) < 2:
+                continue
+            for name, why in losers(ab_equity(store, live), config.initial_balance, early_stop, seed).items():
+                try:
+                    LocalHandle(sessions[name], actor="ab").act("stop", reason=why)
+                    stopped[name] = why
+                except Exception:  # already ending: nothing to stop
+                    pass
+        await waits
+    finally:
+        if not waits.done():
+            for s in sessions.values():
+                LocalHandle(s, actor="ab").act("kill", reason="A/B cancelled")
+            await asyncio.gather(waits, return_exceptions=True)
+    equity = ab_equity(store, ids)
+    metrics = pd.DataFrame({name: store.get_session(sid)["metrics"] or {} for name, sid in ids.items()}).T
+    v, used = judge(equity, config.initial_balance, period=period, confidence=confidence, n_boot=n_boot, seed=seed,
+                    method=method)
+    return ABResult(config, "paper", arms, equity, metrics, v, used, session_ids=ids, stopped=stopped)
