@@ -26,6 +26,7 @@ from workbench.domain import SessionState
 from workbench.engine.handle import SessionHandle, handle_for
 from workbench.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
 from workbench.store import Store
+from workbench.ui.clone import LineagePanel
 from workbench.ui.common import (
     RISK_COLORS,
     RISK_LABELS,
@@ -94,6 +95,7 @@ class DetailView:
         self.initial = float(row["initial_balance"])
         self.symbol = symbol or (row["symbols"][0] if row["symbols"] else None)
         self.header = W.HTML()
+        self.clone_panel = LineagePanel(self.store)  # Clone, Promote and the lineage line
         self.problem = W.HTML()
         self.performance = W.HTML()
         self.risk_html = W.HTML()
@@ -144,7 +146,8 @@ class DetailView:
                           W.VBox([W.HTML("<b>Risk</b>"), self.risk_html])], layout={"flex_flow": "row wrap"})
         self.limits = W.HTML()
         self.limits.add_class("wb-pnl-limits")
-        self.widget = W.VBox([self.header, self.problem, metrics, self.limits, self.equity_box, self.price_box, tabs],
+        self.widget = W.VBox([self.header, self.clone_panel.widget, self.problem, metrics, self.limits,
+                              self.equity_box, self.price_box, tabs],
                              layout={"border": "1px solid #ddd", "padding": "8px"})
         self.widget.add_class("wb-detail")
         # incremental read state
@@ -179,6 +182,8 @@ class DetailView:
             self._add_equity(new, first)
         self._add_fills()
         final = SessionState(self.state).is_final
+        if first or final:  # promotable once it has finished
+            self.clone_panel.show(self.session_id, row)
         self.equity_chart.flush(force=first or final)
         self.price_chart.flush(force=first or final)
         if first or final or self._ticks % self.tables_every == 0:

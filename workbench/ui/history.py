@@ -16,6 +16,7 @@ from workbench.metrics import METRIC_LABELS, format_metric
 from workbench.profiles import PROFILES, apply_profile
 from workbench.store import Store
 from workbench.strategies import registry
+from workbench.ui.clone import LineagePanel, lineage_note
 from workbench.ui.common import RISK_STATE_SHOWN, button, fmt_money, fmt_percent, message, open_store, state_badge
 from workbench.ui.console import risk_checkpoint
 
@@ -72,6 +73,7 @@ class HistoryView:
         self.compare_button.on_click(lambda _: self.compare())
         self.compare_box = W.VBox()
         self.compare_box.add_class("wb-compare")
+        self.clone_panel = LineagePanel(self.store, run_in=run_in, pick=lambda: (self.selected or [None])[0])
         self.message = W.HTML()
         self.message.add_class("wb-history-message")
         self._build_templates()
@@ -80,7 +82,7 @@ class HistoryView:
             W.HTML("<h3 style='margin:4px 0'>Session History</h3>"),
             W.HBox([self.kind, self.strategy, self.since, self.until, self.refresh_button],
                    layout={"flex_flow": "row wrap"}),
-            self.table, W.HBox([self.compare_button]), self.message, self.compare_box,
+            self.table, W.HBox([self.compare_button]), self.clone_panel.widget, self.message, self.compare_box,
             sec("Templates"), self.template_box, self.wizard_box,
         ], layout={"border": "1px solid #ddd", "padding": "8px"})
         self.widget.add_class("wb-history")
@@ -114,7 +116,8 @@ class HistoryView:
                  r["kind"].title(), fmt_money(None if pd.isna(r["pnl"]) else float(r["pnl"])),
                  fmt_percent(None if pd.isna(r["return"]) else float(r["return"])), trades,
                  state_badge(r["state"], risk_state=risk),
-                 f"<code>{html.escape(r['id'])}</code>"], COLUMNS[1:]))], layout={"align_items": "center"})
+                 f"<code>{html.escape(r['id'])}</code>" + lineage_note(r)], COLUMNS[1:]))],
+                     layout={"align_items": "center"})
             row.add_class("wb-history-row")
             rows.append(row)
         self.body.children = rows or [W.HTML("<i style='color:#777;padding:4px'>no sessions match these filters</i>")]
