@@ -150,6 +150,12 @@ def test_a_paper_session_with_legs_pauses_one_and_attributes_every_trade(store, 
     assert len(trades) > 5 and set(trades["leg"]) == {"trend"}  # the paused leg never entered
     controls = list(store.events(session.id).query("kind == 'control'").message)
     assert any(m.startswith("pause_leg") for m in controls) and any(m.startswith("set_leg_params") for m in controls)
+    state = store.load_runner_state(session.id)  # what a resumed runner restores (crash-only)
+    assert state["legs"] == {"params": {"trend": {"fast": 4, "slow": 12}, "revert": LEGS[1]["params"]},
+                             "paused": ["revert"]}
+    from workbench.strategies import create
+
+    create(config.strategy, state["params"])  # the resume path rebuilds the session's strategy: the first leg's
     plain = Session(paper_config(), store, feed=ReplayFeed(bars_for(paper_config()), None))
     with pytest.raises(CommandRejected, match="this session has no legs"):
         plain.pause_leg("trend")

@@ -370,15 +370,18 @@ class SessionConfig(_Model):
     @model_validator(mode="before")
     @classmethod
     def _leg_symbols(cls, data: Any) -> Any:
-        """With legs, ``symbols`` is the union of the legs' symbols, in order of appearance."""
+        """With legs, ``symbols`` is the union of the legs' symbols, in order of appearance, and ``strategy``
+        and ``params`` are the first leg's (the session's strategy in lists and history)."""
         if isinstance(data, dict) and isinstance(data.get("legs"), list) and data["legs"]:
+            legs = [leg.model_dump() if isinstance(leg, Leg) else leg for leg in data["legs"]]
             seen: dict[str, None] = {}
-            for leg in data["legs"]:
-                syms = leg.symbols if isinstance(leg, Leg) else leg.get("symbols") if isinstance(leg, dict) else None
+            for leg in legs:
+                syms = leg.get("symbols", ["BTC/USDT"]) if isinstance(leg, dict) else None
                 for sym in syms if isinstance(syms, list) else []:
                     seen.setdefault(sym, None)
-            if seen:
-                data = {**data, "symbols": list(seen)}
+            data = {**data, "symbols": list(seen) or data.get("symbols")}
+            if isinstance(legs[0], dict):
+                data.update(strategy=legs[0].get("strategy", "momentum"), params=legs[0].get("params", {}))
         return data
 
     @field_validator("legs")
