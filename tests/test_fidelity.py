@@ -38,6 +38,10 @@ def test_a_paper_session_replaying_sample_bars_has_zero_divergence(store):
     assert twin.upto == pd.Timestamp("2024-01-02T23:59:00", tz="UTC")
     row = store.get_session(sid)
     assert row["regime"] in ("trending", "ranging", "high-volatility")  # recorded as the session ended
+    from workbench.reports.sections import fidelity_table
+
+    table = fidelity_table(sid, store)["value"]  # the report's section
+    assert table["identical"] is True and table["matched"] == s["matched"] and table["missing"] == 0
 
 
 def test_extra_slippage_in_the_session_broker_shows_as_divergence(store):

@@ -18,7 +18,12 @@ START = pd.Timestamp("2024-01-01", tz="UTC")
 
 def synthetic(drift: float, vol: float, n: int = 2000, seed: int = 7) -> pd.DataFrame:
     """1m bars of a geometric random walk: ``drift`` and ``vol`` per bar (log returns)."""
-    r = np.random.default_rng(seed).normal(drift, vol, n)
+    return walk(np.random.default_rng(seed).normal(drift, vol, n))
+
+
+def walk(r: np.ndarray) -> pd.DataFrame:
+    """1m bars whose closes have the log returns ``r``."""
+    n = len(r)
     close = 100.0 * np.exp(np.cumsum(r))
     open_ = np.r_[100.0, close[:-1]]
     index = pd.date_range(START, periods=n, freq="1min", name="time")
@@ -101,3 +106,23 @@ def test_a_preset_keeps_the_configs_other_settings_and_bad_names_say_the_choices
         with_preset(config, "calm")
     with pytest.raises(ValueError, match="has no built-in presets"):
         preset("nope", "trending")
+
+
+def test_performance_split_by_regime_adds_up_to_the_run():
+    from workbench.metrics.regime import regime_split
+
+    day = 1440
+    rng = np.random.default_rng(3)
+    bars = walk(np.concatenate([rng.normal(0.0004, 0.0008, day), rng.normal(0.0, 0.0008, day),
+                                rng.normal(0.0, 0.004, day)]))  # a trending, a ranging and a wild day
+    config = make_config(strategy="sma_cross", params={"fast": 5, "slow": 20}, symbols=["BTC/USDT"])
+    result = run_backtest(config, {"BTC/USDT": bars})
+    split = regime_split(result.equity, result.trades, result.bars, initial=config.initial_balance)
+    assert list(split.index) == list(REGIMES) and split["periods"].tolist() == [1, 1, 1]
+    assert split["pnl"].sum() == pytest.approx(result.equity.iloc[-1] - config.initial_balance)
+    assert split["trades"].sum() == len(result.trades)
+    total = (1.0 + split["return"]).prod() - 1.0
+    assert total == pytest.approx(result.equity.iloc[-1] / config.initial_balance - 1.0)
+    from workbench.reports.sections import regime_table
+
+    pd.testing.assert_frame_equal(regime_table(result), split)  # the report's section

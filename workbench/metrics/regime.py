@@ -15,6 +15,9 @@ With several symbols the numbers are their means. The rule, in order: ``high-vol
 volatility is at least ``high_vol`` (default 1.0, 100 %/year) or its percentile at least
 ``high_percentile`` (default 90); else ``trending`` when the trend strength is at least ``trend``
 (default 2.0); else ``ranging``. Fewer than ``MIN_BARS`` bars give ``None``.
+
+:func:`regime_split` labels each period (a day by default) of a run this way and adds up the run's
+performance per label: the guide's "performance in different market conditions".
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["REGIMES", "MIN_BARS", "Regime", "market_regime"]
+__all__ = ["REGIMES", "MIN_BARS", "Regime", "market_regime", "regime_columns", "regime_split", "session_regime_columns"]
 
 REGIMES: tuple[str, ...] = ("trending", "ranging", "high-volatility")
 MIN_BARS = 30
@@ -143,3 +146,39 @@ def session_regime_columns(config: Any, upto: Any) -> dict[str, Any]:
         if len(frame):
             frames[symbol] = frame
     return regime_columns(frames)
+
+
+def regime_split(equity: pd.Series, trades: pd.DataFrame, bars: Bars, period: str = "1D", *,
+                 initial: float | None = None) -> pd.DataFrame:
+    """Performance per market regime: each ``period`` of the bars labelled by :func:`market_regime`
+    (``unknown`` when too short), then per label the periods, the compounded return and P&L of
+    ``equity`` over them (each period from the previous one's last value, the first from ``initial``,
+    by default the first value), the trades entered in them
+    and the closed ones' win rate. Rows in :data:`REGIMES` order, only labels that occur."""
+    frames = {i: f for i, f in enumerate(_frames(bars, "bars"))}
+    eq = equity.astype(float).dropna()
+    starts = eq.index.floor(period)
+    bounds = pd.DatetimeIndex(starts.unique())
+    step = pd.Timedelta(period)
+    label_of = {}
+    for start in bounds:
+        found = market_regime({i: f.loc[start:start + step - pd.Timedelta(1, "ns")] for i, f in frames.items()})
+        label_of[start] = found.label if found is not None else "unknown"
+    last = eq.groupby(starts).last()
+    prev = last.shift(1)
+    if len(prev):
+        prev.iloc[0] = float(eq.iloc[0]) if initial is None else float(initial)
+    per = pd.DataFrame({"label": [label_of[t] for t in last.index], "pnl": last - prev, "ret": last / prev - 1.0})
+    entry = pd.to_datetime(trades["entry_time"], utc=True).dt.floor(period)
+    trade_label = entry.map(label_of)
+    rows = []
+    for label in (*REGIMES, "unknown"):
+        part = per[per["label"] == label]
+        if not len(part):
+            continue
+        mine = trades[(trade_label == label).to_numpy()] if len(trades) else trades
+        closed = mine[mine["status"] == "closed"] if len(mine) else mine
+        rows.append({"regime": label, "periods": len(part), "return": float((1.0 + part["ret"]).prod() - 1.0),
+                     "pnl": float(part["pnl"].sum()), "trades": len(mine),
+                     "win_rate": float((closed["pnl"] > 0).mean()) if len(closed) else np.nan})
+    return pd.DataFrame(rows, columns=["regime", "periods", "return", "pnl", "trades", "win_rate"]).set_index("regime")

@@ -240,3 +240,22 @@ def provenance_table(result: BacktestResult) -> pd.DataFrame:
     rows.update({f"data sha256: {k}": v for k, v in p["data_fingerprint"].items()})
     rows.update({f"env: {k}": v for k, v in p["environment"].items()})
     return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="item"))
+
+
+# ---- market regimes and the fidelity twin ----------------------------------------------
+def regime_table(result: BacktestResult, period: str = "1D") -> pd.DataFrame:
+    """Performance by market regime: each ``period`` labelled trending, ranging or high-volatility from
+    its bars, and per label the periods, return, P&L, trades and win rate
+    (:func:`workbench.metrics.regime.regime_split`)."""
+    from workbench.metrics.regime import regime_split
+
+    return regime_split(result.equity, result.trades, result.bars, period, initial=result.config.initial_balance)
+
+
+def fidelity_table(session_id: str, store: Any = None) -> pd.DataFrame:
+    """A paper or live session against its fidelity twin (:func:`workbench.twin.fidelity`): trades
+    matched, missing and extra, mean fill price differences (bps) and the P&L gap, as ``item -> value``."""
+    from workbench.twin import fidelity, fidelity_summary
+
+    summary = fidelity_summary(fidelity(session_id, store))
+    return pd.DataFrame({"value": list(summary.values())}, index=pd.Index(list(summary), name="item"))
