@@ -77,7 +77,9 @@ def make_variants(base: SessionConfig, variants: Sequence[Mapping[str, Any]] | M
         try:
             config = make_config(**_apply(base, changes))
         except ConfigError as e:
-            raise ValueError(f"variant {name} ({_describe(changes)}): {e}") from None
+            from workbench.reports.report import one_line
+
+            raise ValueError(f"variant {name} ({_describe(changes)}): {one_line(e)}") from None
         except ValueError as e:
             raise ValueError(f"variant {name}: {e}") from None
         out.append(Variant(str(name), dict(changes), config.replace(name=f"A/B {name}: {_describe(changes)}")))

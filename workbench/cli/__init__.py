@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from workbench.cli.ab import add_ab_parser
 from workbench.cli.audit import add_audit_parser
 from workbench.cli.backtest import add_backtest_parser
 from workbench.cli.backtest import config_from_args as config_from_args  # re-exported
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(sub, common)
     add_preflight_parser(sub, common)
     add_risk_parser(sub, common)
+    add_ab_parser(sub, common)
     add_users_parser(sub, common)
     add_audit_parser(sub, common)
 

@@ -1,0 +1,101 @@
+"""A/B in a backtest and ``workbench ab``: variants share one feed, each equals its own backtest,
+identical variants are not told apart and a variant with a real edge is picked."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.ab import ab_backtest, make_variants, parse_variant
+from workbench.backtest import run_backtest
+from workbench.cli import main
+from workbench.config import make_config
+from workbench.data import sample_bars
+
+
+def drifting_bars(days: int = 90, drift: float = 0.0005, vol: float = 0.003, seed: int = 5) -> pd.DataFrame:
+    """Hourly bars whose log returns are N(drift, vol): being long has a known edge."""
+    n = days * 24
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(drift, vol, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    idx = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.001,
+                         "low": np.minimum(open_, close) * 0.999, "close": close, "volume": 1e6}, index=idx)
+
+
+@pytest.fixture(scope="module")
+def day_of_bars() -> dict[str, pd.DataFrame]:
+    return {"BTC/USDT": sample_bars("BTC/USDT", "1m", days=2)}
+
+
+def momentum(**fields):
+    return make_config(**{"strategy": "momentum", "symbols": ["BTC/USDT"],
+                          "sizing": {"mode": "percent_equity", "value": 0.5}, **fields})
+
+
+def test_each_variant_equals_its_own_backtest_and_identical_ones_show_no_difference(day_of_bars):
+    cfg = momentum(params={"window": 30, "entry_threshold": 0.002})
+    res = ab_backtest(cfg, {"A": {}, "B": {}, "C": {"window": 60, "risk.stop_loss": 0.01}}, bars=day_of_bars)
+    for arm in res.variants:
+        own = run_backtest(arm.config, day_of_bars)
+        pd.testing.assert_series_equal(res.results[arm.name].equity, own.equity)
+        assert res.metrics.loc[arm.name, "sharpe_ratio"] == pytest.approx(own.metrics["sharpe_ratio"], rel=1e-12)
+    assert res.variants[2].config.risk.stop_loss == 0.01 and res.variants[2].config.params["window"] == 60
+    assert res.period == "bar" and list(res.equity.columns) == ["A", "B", "C"]
+    same = ab_backtest(cfg, [{}, {}], bars=day_of_bars)
+    assert same.winner is None and same.verdict.text.startswith("no significant difference")
+
+
+def test_a_variant_with_a_known_edge_is_picked():
+    bars = {"BTC/USDT": drifting_bars()}
+    cfg = momentum(params={"window": 1, "entry_threshold": -0.5, "exit_threshold": -0.9},
+                   sizing={"mode": "percent_equity", "value": 0.9})
+    # long all the time in a rising market vs never in vs long with a tenth of the money
+    res = ab_backtest(cfg, {"long": {}, "flat": {"entry_threshold": 5.0}, "small": {"sizing.value": 0.09}},
+                      bars=bars)
+    assert res.period == "1D" and res.verdict.periods == 90
+    assert res.winner == "long", res.verdict.text
+    assert res.verdict.stats["long"]["psr"] > 0.99 and res.metrics.loc["flat", "trade_count"] == 0
+
+
+def test_bad_variants_name_the_variant_and_the_field():
+    cfg = momentum()
+    with pytest.raises(ValueError, match="variant B: a variant cannot change 'symbols'"):
+        make_variants(cfg, [{}, {"symbols": ["ETH/USDT"]}])
+    with pytest.raises(ValueError, match=r"variant B \(window=-3\).*window"):
+        make_variants(cfg, [{}, {"window": -3}])
+    with pytest.raises(ValueError, match="'nope' is neither a param"):
+        make_variants(cfg, [{}, {"nope": 1}])
+    with pytest.raises(ValueError, match="at least 2 variants"):
+        make_variants(cfg, [{}])
+    assert parse_variant("window=30, risk.stop_loss=0.02") == {"window": 30, "risk.stop_loss": 0.02}
+    assert parse_variant("") == {}
+
+
+def test_cli_json_prints_each_variants_metrics_and_the_verdict(tmp_path, capsys):
+    cfg = momentum(start="2024-01-01", end="2024-01-03")
+    path = tmp_path / "cfg.json"
+    path.write_text(cfg.to_json())
+    code = main(["ab", "--config", str(path), "--variant", "", "--variant", "window=30,entry_threshold=0.002",
+                 "--json", "--n-boot", "200", "--seed", "3"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["kind"] == "backtest"
+    assert [v["name"] for v in doc["variants"]] == ["A", "B"]
+    assert doc["variants"][1]["changes"] == {"window": 30, "entry_threshold": 0.002}
+    assert {"sharpe_ratio", "total_return", "trade_count"} <= set(doc["variants"][0]["metrics"])
+    v = doc["verdict"]
+    assert set(v["stats"]) == {"A", "B"} and {"psr", "dsr", "min_track_record"} <= set(v["stats"]["A"])
+    assert (v["winner"] is None) == v["text"].startswith("no significant difference")
+    assert v["n_boot"] == 200 and len(v["comparisons"]) == 1
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "cfg.json"
+    path.write_text(momentum().to_json())
+    assert main(["ab", "--config", str(path), "--variant", "window=30"]) == 2
+    assert "give --variant at least twice" in capsys.readouterr().err
+    assert main(["ab", "--config", str(path), "--variant", "", "--variant", "windowx"]) == 2
+    assert "--variant takes key=value" in capsys.readouterr().err

@@ -1,0 +1,69 @@
+"""``workbench ab --config FILE.json --variant k=v[,k=v] --variant ... [--kind backtest|paper] [--json]``.
+
+Runs the variants on one feed (:mod:`workbench.ab`) and prints their metrics side by side and the
+verdict: a winner, or "no significant difference", with the numbers behind it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from workbench.cli.output import dumps
+from workbench.config import ConfigError, SessionConfig
+
+EPILOG = """a variant is comma-separated k=v changes to the config: a strategy param (window=30), the strategy
+(strategy=mean_reversion) or a config field, dotted when nested (risk.stop_loss=0.02); an empty
+--variant "" is the config unchanged. Example:
+  workbench ab --config my.json --variant "" --variant window=30 --variant risk.stop_loss=0.02 --json"""
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from workbench.ab import EarlyStop, ab_backtest, ab_paper, parse_variant
+
+    try:
+        with open(args.config, encoding="utf-8") as fh:
+            config = SessionConfig.from_json(fh.read())
+    except ConfigError as e:
+        raise ValueError(f"--config {args.config}: {e}") from None
+    variants = [parse_variant(v) for v in args.variant or []]
+    if len(variants) < 2:
+        raise ValueError(f"give --variant at least twice (got {len(variants)}), "
+                         "e.g. --variant \"\" --variant window=30")
+    kind = args.kind or ("paper" if config.kind.value == "paper" else "backtest")
+    stats: dict[str, Any] = {"confidence": args.confidence, "n_boot": args.n_boot, "seed": args.seed,
+                             "period": args.period}
+    from workbench.store import Store
+
+    if kind == "backtest":
+        result = ab_backtest(config, variants, save_to=Store(args.db) if args.save else None, **stats)
+    else:
+        early = EarlyStop(min_periods=args.early_stop) if args.early_stop else None
+        if not args.json:
+            print(f"workbench ab: {len(variants)} paper sessions on one replayed feed (Ctrl-C cancels)", flush=True)
+        result = asyncio.run(ab_paper(config, variants, Store(args.db), speed=args.replay_speed, early_stop=early,
+                                      poll_interval=args.poll, **stats))
+    print(dumps(result.to_dict()) if args.json else result.summary())
+    return 0
+
+
+def add_ab_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``workbench ab``."""
+    p = sub.add_parser("ab", parents=[common], help="A/B test variants of a config on one feed, with a verdict",
+                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, metavar="FILE.json", help="the base config (SessionConfig JSON)")
+    p.add_argument("--variant", action="append", metavar="k=v[,k=v]", help="one variant's changes (repeat, 2 or more)")
+    p.add_argument("--kind", choices=("backtest", "paper"), default=None,
+                   help="run the variants as backtests or as paper sessions (default: paper for a paper config)")
+    p.add_argument("--json", action="store_true", help="print per-variant metrics and the verdict as JSON")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence of the verdict (default 0.95)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--period", default="auto",
+                   help="returns judged per 'bar', per pandas frequency ('1D', '1h'), or 'auto' (daily from 30 days)")
+    p.add_argument("--save", action="store_true", help="backtest: record each variant as a backtest session")
+    p.add_argument("--replay-speed", type=float, default=None, metavar="K", help="paper: replay at K x real time")
+    p.add_argument("--early-stop", type=int, default=None, metavar="BARS",
+                   help="paper: stop a variant clearly below the leader after at least BARS bars")
+    p.add_argument("--poll", type=float, default=0.5, help="paper: seconds between command polls and checkpoints")
+    p.set_defaults(func=cmd_ab)
