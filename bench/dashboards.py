@@ -33,6 +33,8 @@ from typing import Any
 
 import psutil
 
+from workbench.serve import page_url, url_token  # the URL `up` prints carries its token
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
@@ -86,10 +88,10 @@ class Up:
             raise RuntimeError("workbench up exited:\n" + "".join(self.lines))
         found = re.search(r"demo paper session (\w+)", "".join(self.lines))
         self.demo = found.group(1) if found else ""
+        self.token = url_token(line)  # None for a tree from before `up` had one
 
     def url(self, page: str) -> str:
-        query = f"?id={self.demo}" if page == "session" else ""
-        return f"http://127.0.0.1:{self.port}/voila/render/{page}.ipynb{query}"
+        return page_url(self.port, page, f"id={self.demo}" if page == "session" else "", token=self.token)
 
     def kernels(self) -> list[psutil.Process]:
         out = []

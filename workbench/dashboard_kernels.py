@@ -1,4 +1,9 @@
-"""The kernel manager of ``workbench up``'s Voilà: a dashboard tab's kernel ends soon after the tab is gone.
+"""The kernel managers of ``workbench up``'s Voilà: no secret in a dashboard kernel's environment, and
+a dashboard tab's kernel ends soon after the tab is gone.
+
+:class:`DashboardKernelManager` starts every kernel with the environment minus its secret-looking
+variables (:func:`workbench.secrets.without_secrets`: API keys, tokens, passwords): the dashboards
+never trade live, so a kernel (its code, a library it loads, an output it shows) holds no key to leak.
 
 Voilà asks the server to shut a page's kernel down on the page's ``beforeunload``, but a tab that is
 killed, a browser that crashes or a phone that drops the connection never sends it. Jupyter Server's
@@ -13,15 +18,27 @@ import Jupyter Server; nothing else in the package imports this module.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from jupyter_client.manager import KernelManager
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
+from workbench.secrets import without_secrets
 
-class TabKernelManager(AsyncMappingKernelManager):
+
+class DashboardKernelManager(AsyncMappingKernelManager):
+    """Starts (and so restarts) every kernel without the secret-looking variables of its environment."""
+
+    async def start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]  # async, as upstream's
+        kwargs["env"] = without_secrets(kwargs.get("env", os.environ))
+        return str(await super().start_kernel(*args, **kwargs))
+
+
+class TabKernelManager(DashboardKernelManager):
     """Culls a kernel once it has been idle with no connection for ``cull_idle_timeout`` seconds."""
 
     clock: Callable[[], float] = staticmethod(time.monotonic)

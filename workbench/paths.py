@@ -1,4 +1,9 @@
-"""Where workbench keeps its files: ``$WORKBENCH_HOME`` or the user's data directory."""
+"""Where workbench keeps its files: ``$WORKBENCH_HOME`` or the user's data directory.
+
+The data directory holds the store (orders, fills, account names) and is created readable by its
+owner only (0700); ``workbench up`` creates the default SQLite file 0600 (:func:`create_private_file`).
+A directory that already exists keeps the mode its owner gave it.
+"""
 from __future__ import annotations
 
 import os
@@ -6,11 +11,20 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir, user_data_dir
 
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
 
 def data_dir() -> Path:
-    """The root for the default database and the market-data cache (created on demand)."""
+    """The root for the default database and the market-data cache (created on demand, 0700)."""
     root = Path(os.environ.get("WORKBENCH_HOME") or user_data_dir("workbench", appauthor=False))
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:  # another process created it just now
+            pass
+        else:
+            root.chmod(PRIVATE_DIR)  # whatever the umask
     return root
 
 
@@ -24,6 +38,16 @@ def cache_dir() -> Path:
 def default_db_url() -> str:
     """The embedded default store: a SQLite file under the data directory."""
     return f"sqlite:///{data_dir() / 'workbench.db'}"
+
+
+def create_private_file(path: str | os.PathLike[str]) -> bool:
+    """Create ``path`` empty and readable by its owner only (0600) unless it exists (SQLite opens an
+    empty file as an empty database, and gives its journals the file's mode). Returns whether it did."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        return False
+    return True
 
 
 def numba_cache_dir() -> Path:

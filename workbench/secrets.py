@@ -50,6 +50,14 @@ def is_secret_name(name: str) -> bool:
 _CACHE: tuple[Any, list[str]] = (None, [])  # (os.environ's raw items and the registered count, the values)
 
 
+def without_secrets(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``environ`` (default ``os.environ``) without its secret-looking variables
+    (:func:`is_secret_name`): the environment of a process that must hold no API key nor token (the
+    dashboards' Voilà server and its kernels, which never trade live)."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in list(env.items()) if not is_secret_name(k)}
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """The strings :func:`redact` masks, longest first: registered values, and the values of
     secret-looking variables of ``environ`` (default ``os.environ``; computed again only when it or

@@ -4,9 +4,19 @@
 replays at ``--replay-speed``, so no page is empty and one is live), starts
 ``workbench host`` (runs the sessions the dashboards request) and Voilà serving the repository's
 ``dashboards/`` on 127.0.0.1 with sources and tracebacks hidden, prints the sessions dashboard's URL
-and waits; Ctrl-C (or SIGTERM) stops both children cleanly, and a killed ``up`` takes them with it
+(with its token) and waits; Ctrl-C (or SIGTERM) stops both children cleanly, and a killed ``up`` takes them with it
 (:func:`spawn`). Both children and every Voilà kernel share one store: the SQLite file under
 ``$WORKBENCH_HOME`` (``home`` sets it for all of them).
+
+Safe by default (a single user on a laptop): Voilà asks for a token (random per run, or ``--token`` /
+``$WORKBENCH_TOKEN``; it is in the printed URL) or a password (``--password``), checks the ``Host``
+header (localhost and loopback addresses, plus the names ``--ip``/``--allow-host`` give: a web page
+the operator visits cannot reach the dashboards by DNS rebinding), refuses websockets from a foreign
+``Origin`` (Jupyter Server's same-origin rule), and serves nothing outside ``dashboards/``. These
+settings go to Voilà in a private config file (:func:`write_voila_config`), not on its command line
+where any local user could read them. Neither Voilà nor its kernels get the environment's secrets
+(:func:`workbench.secrets.without_secrets`): the dashboards never trade live; only ``workbench host``
+gets API keys. Every control a dashboard sends is checked again where the host applies it.
 
 Light dashboards: Voilà keeps ``preheat`` kernels per page started and the page's imports done (a
 page opens with its widgets at once), and :class:`workbench.dashboard_kernels.TabKernelManager`
@@ -15,16 +25,24 @@ shuts a tab's kernel down ``cull_after`` seconds after the tab is gone.
 from __future__ import annotations
 
 import ctypes
+import getpass
+import ipaddress
+import json
 import math
 import os
+import re
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,6 +50,12 @@ PAGES = ("sessions", "session", "risk", "history")
 CULL_AFTER = 120.0  # s a dashboard kernel is kept with no tab connected (a reload or a dropped network reconnects)
 PREHEAT = 1  # kernels Voilà keeps started per page
 DEMO_STRATEGY, DEMO_SYMBOLS = "momentum", ("BTC/USDT", "ETH/USDT")
+LOOPBACK = "127.0.0.1"
+TOKEN_ENV, PASSWORD_ENV = "WORKBENCH_TOKEN", "WORKBENCH_PASSWORD"
+TOKEN_RE = re.compile(r"[A-Za-z0-9._~-]{16,}")  # long enough to guess never, and URL-safe as it is
+MIN_PASSWORD = 8
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})*")  # a bare name: no scheme, port or path
 
 
 def dashboards_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -93,14 +117,22 @@ def seed_demo_session(store_url: str | None = None) -> str:
 
 
 def voila_command(dashboards: Path, port: int, *, cull_after: float | None = CULL_AFTER,
-                  preheat: int = PREHEAT) -> list[str]:
-    """The Voilà command line serving ``dashboards`` on 127.0.0.1:``port``: no browser, sources
-    stripped, no tracebacks sent to the page; ``preheat`` kernels kept ready per page (0: none), and a
-    kernel with no tab connected shut down after ``cull_after`` seconds (None: Voilà's defaults)."""
+                  preheat: int = PREHEAT, ip: str = LOOPBACK, config_dir: Path | None = None) -> list[str]:
+    """The Voilà command line serving ``dashboards`` on ``ip``:``port``: no browser, sources
+    stripped, no tracebacks sent to the page; kernels started without secrets
+    (:mod:`workbench.dashboard_kernels`); ``preheat`` kernels kept ready per page (0: none), and a
+    kernel with no tab connected shut down after ``cull_after`` seconds (None: Voilà's defaults).
+    ``config_dir``: the directory of :func:`write_voila_config`'s file (read before the usual ones)."""
     cmd = [sys.executable, "-m", "voila", str(dashboards), "--no-browser", f"--port={port}",
-           "--Voila.ip=127.0.0.1", "--strip_sources=True", "--show_tracebacks=False",
+           f"--Voila.ip={ip}", "--strip_sources=True", "--show_tracebacks=False",
            "--Voila.port_retries=0", "--Voila.log_level=ERROR"]
-    if cull_after is not None:
+    if config_dir is not None:
+        from jupyter_core.paths import jupyter_config_path
+
+        cmd += [f"--Voila.config_file_paths={d}" for d in (config_dir, dashboards, *jupyter_config_path())]
+    if cull_after is None:
+        cmd += ["--VoilaConfiguration.multi_kernel_manager_class=workbench.dashboard_kernels.DashboardKernelManager"]
+    else:
         timeout = max(1, math.ceil(cull_after))  # Jupyter Server's settings are whole seconds
         cmd += ["--VoilaConfiguration.multi_kernel_manager_class=workbench.dashboard_kernels.TabKernelManager",
                 f"--MappingKernelManager.cull_idle_timeout={timeout}",
@@ -108,6 +140,85 @@ def voila_command(dashboards: Path, port: int, *, cull_after: float | None = CUL
     if preheat > 0:
         cmd += ["--VoilaConfiguration.preheat_kernel=True", f"--VoilaConfiguration.default_pool_size={preheat}"]
     return cmd
+
+
+def check_token(token: str, source: str = "--token") -> str:
+    """``token`` if it is usable in a URL and long enough; ValueError naming ``source`` otherwise."""
+    if not TOKEN_RE.fullmatch(token):
+        raise ValueError(f"{source} must be 16 or more letters, digits or . _ ~ - (got {len(token)} characters"
+                         f"{'' if re.fullmatch(r'[A-Za-z0-9._~-]*', token) else ' with others'}); "
+                         "omit it for a random one per run")
+    return token
+
+
+def choose_token(token: str | None = None, password: bool = False, environ: Mapping[str, str] | None = None) -> str:
+    """The dashboards' token: ``token``, else ``$WORKBENCH_TOKEN``, else a random one (none, i.e. "",
+    when a ``password`` is asked for and no token was given)."""
+    env = os.environ if environ is None else environ
+    if token is not None:
+        return check_token(token)
+    if env.get(TOKEN_ENV):
+        return check_token(env[TOKEN_ENV], f"${TOKEN_ENV}")
+    return "" if password else secrets.token_urlsafe(24)
+
+
+def hash_password(password: str) -> str:
+    """Jupyter Server's salted hash of ``password`` (what Voilà's login page checks); ValueError if short."""
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the dashboards' password must have {MIN_PASSWORD} or more characters (got {len(password)})")
+    from jupyter_server.auth import passwd
+
+    return str(passwd(password))
+
+
+def ask_password(environ: Mapping[str, str] | None = None, prompt: Callable[[str], str] = getpass.getpass) -> str:
+    """The hashed password for ``up --password``: ``$WORKBENCH_PASSWORD``, else typed twice at the terminal."""
+    env = os.environ if environ is None else environ
+    if env.get(PASSWORD_ENV):
+        return hash_password(env[PASSWORD_ENV])
+    first = prompt("Password for the dashboards: ")
+    if prompt("Repeat it: ") != first:
+        raise ValueError("the two passwords differ; run workbench up --password again")
+    return hash_password(first)
+
+
+def local_hostnames(ip: str = LOOPBACK, allow_hosts: Sequence[str] = ()) -> list[str]:
+    """The host names the ``Host`` check admits besides loopback addresses: ``localhost``, ``ip`` when it
+    is a name, and ``allow_hosts``. ValueError for a name that is not one, or a non-loopback address
+    (Jupyter Server's check admits loopback addresses only: name the machine instead)."""
+    names = ["localhost"]
+    for where, value in [("--ip", ip)] + [("--allow-host", h) for h in allow_hosts]:
+        try:
+            addr = ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            if not HOSTNAME_RE.fullmatch(value):
+                raise ValueError(f"{where} {value!r} is not a host name nor an address (no scheme, port or "
+                                 f"path); e.g. {where} mylaptop.lan") from None
+            if value.lower() not in names:
+                names.append(value.lower())
+            continue
+        if not (addr.is_loopback or (where == "--ip" and addr.is_unspecified)):
+            raise ValueError(f"{where} {value}: the Host check admits loopback addresses and names only; pass the "
+                             f"machine's name (--ip 0.0.0.0 --allow-host mylaptop.lan) and open the dashboards by it")
+    return names
+
+
+def write_voila_config(directory: Path, *, token: str, password_hash: str | None = None,
+                       hostnames: Sequence[str] = ("localhost",)) -> Path:
+    """Write Voilà's private config (``voila.json``, 0600) into ``directory``: the token, the password's
+    hash, the ``Host`` check on (Voilà turns it off: ``allow_remote_access``) with ``hostnames``.
+    ValueError when neither a token nor a password would be asked for."""
+    if not token and not password_hash:
+        raise ValueError("the dashboards need a token or a password")
+    config: dict[str, Any] = {"Voila": {"token": token, "tornado_settings": {
+        "allow_remote_access": False, "local_hostnames": list(hostnames)}}}
+    if password_hash:
+        config["PasswordIdentityProvider"] = {"hashed_password": password_hash}
+    path = directory / "voila.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f)
+    return path
 
 
 def host_command(poll: float = 0.5, replay_speed: float | None = None, allow_live: bool = False) -> list[str]:
@@ -143,9 +254,18 @@ def spawn(cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
     return subprocess.Popen(list(cmd), start_new_session=True, preexec_fn=_die_with(os.getpid()), **kwargs)
 
 
-def page_url(port: int, page: str = "sessions", query: str = "") -> str:
-    """The URL of dashboard ``page`` served by :func:`serve` on ``port``."""
-    return f"http://127.0.0.1:{port}/voila/render/{page}.ipynb" + (f"?{query}" if query else "")
+def page_url(port: int, page: str = "sessions", query: str = "", *, token: str | None = None,
+             host: str = LOOPBACK) -> str:
+    """The URL of dashboard ``page`` served by :func:`serve` on ``port`` (with ``token``, when it has one)."""
+    query = "&".join(q for q in (query, urllib.parse.urlencode({"token": token}) if token else "") if q)
+    return f"http://{host}:{port}/voila/render/{page}.ipynb" + (f"?{query}" if query else "")
+
+
+def url_token(text: str) -> str | None:
+    """The token of the first dashboard URL in ``text`` (what ``workbench up`` printed); None without one."""
+    found = re.search(r"https?://\S+/voila/render/\S+", text)
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(found.group(0)).query).get("token") if found else None
+    return values[0] if values else None
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
@@ -183,9 +303,13 @@ def _terminate(signum: int, frame: Any) -> None:
 def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None,
           dashboards: str | os.PathLike[str] | None = None, seed: bool = True, host: bool = True,
           poll: float = 0.5, replay_speed: float | None = None, out: TextIO = sys.stdout, allow_live: bool = False,
-          ready_timeout: float = 120.0, cull_after: float | None = CULL_AFTER, preheat: int = PREHEAT) -> int:
+          ready_timeout: float = 120.0, cull_after: float | None = CULL_AFTER, preheat: int = PREHEAT,
+          token: str | None = None, password_hash: str | None = None, ip: str = LOOPBACK,
+          allow_hosts: Sequence[str] = ()) -> int:
     """Seed the store, start ``workbench host`` and Voilà, print the URL and wait until Ctrl-C/SIGTERM
     or a child exits; then stop both. Returns 0 after a clean stop, 1 if a child died on its own.
+    ``token``/``password_hash``: see :func:`choose_token` and :func:`ask_password`; ``ip``: the address
+    (or name) Voilà listens on, ``allow_hosts``: more names the ``Host`` check admits (:func:`local_hostnames`).
     ``allow_live``: the host runs requested live sessions (each armed by its own confirmation; off:
     they fail at once, saying to start ``up --allow-live``). ``replay_speed``: the host replays paper
     sessions' bars at that multiple of real time; ``cull_after``
@@ -193,8 +317,11 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
     where = dashboards_dir(dashboards)
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"--port must be between 1 and 65535 (got {port}); omit it to pick a free port")
-    if port is not None and port_in_use(port):
-        raise ValueError(f"port {port} on 127.0.0.1 is in use; pass another --port or omit it to pick a free one")
+    hostnames = local_hostnames(ip, allow_hosts)
+    token = choose_token(token, password=password_hash is not None)
+    url_host = LOOPBACK if ip in ("0.0.0.0", "::", "") else ip
+    if port is not None and port_in_use(port, url_host):
+        raise ValueError(f"port {port} on {url_host} is in use; pass another --port or omit it to pick a free one")
     if replay_speed is not None and not replay_speed > 0:
         raise ValueError(f"--replay-speed must be positive, e.g. 60 for one 1-minute bar a second (got {replay_speed})")
     if cull_after is not None and not (math.isfinite(cull_after) and cull_after > 0):
@@ -207,8 +334,10 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
     if home is not None:
         env["WORKBENCH_HOME"] = str(Path(home).resolve())
         os.environ["WORKBENCH_HOME"] = env["WORKBENCH_HOME"]  # for seed_store in this process
-    from workbench.paths import default_db_url
+    from workbench.paths import create_private_file, data_dir, default_db_url
+    from workbench.secrets import without_secrets
 
+    create_private_file(data_dir() / "workbench.db")  # 0600 (in a 0700 directory) before SQLite makes it
     print(f"workbench up: store {default_db_url()}", file=out, flush=True)
     if seed and (sid := seed_store()):
         print(f"workbench up: first run, recorded demo backtest {sid} in the history", file=out, flush=True)
@@ -218,6 +347,7 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
                   file=out, flush=True)
     port = port or free_port()
     children: list[tuple[str, subprocess.Popen[Any], int]] = []
+    private = Path(tempfile.mkdtemp(prefix="workbench-up-"))  # 0700: Voilà's token and password hash
     previous = signal.signal(signal.SIGTERM, _terminate)
     code = 0
     try:
@@ -227,12 +357,18 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
                 print("workbench up: the host runs live sessions (--allow-live); each needs its exchange:account "
                       "confirmation", file=out, flush=True)
             children.append(("host", host_proc, signal.SIGINT))
-        voila = spawn(voila_command(where, port, cull_after=cull_after, preheat=preheat), env=env, cwd=str(where))
+        write_voila_config(private, token=token, password_hash=password_hash, hostnames=hostnames)
+        voila = spawn(voila_command(where, port, cull_after=cull_after, preheat=preheat, ip=ip,
+                                    config_dir=private), env=without_secrets(env), cwd=str(where))
         children.append(("voila", voila, signal.SIGTERM))
-        url = page_url(port)
+        url = page_url(port, token=token, host=url_host)
         wait_http(url, ready_timeout, voila)
         print(f"workbench up: dashboards at {url}\n"
-              f"  also {page_url(port, 'risk')}, {page_url(port, 'history')}; Ctrl-C stops", file=out, flush=True)
+              f"  also {page_url(port, 'risk', host=url_host)}, {page_url(port, 'history', host=url_host)}"
+              f"{' (log in with the password)' if password_hash else ''}; Ctrl-C stops", file=out, flush=True)
+        if len(hostnames) > 1:
+            print(f"workbench up: also served as {', '.join(hostnames[1:])} (the Host check admits these names "
+                  "and loopback addresses only)", file=out, flush=True)
         while True:
             for name, proc, _sig in children:
                 if proc.poll() is not None:
@@ -249,6 +385,7 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for _name, proc, sig in reversed(children):
             stop(proc, sig)
+        shutil.rmtree(private, ignore_errors=True)
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous)
     return code
@@ -258,6 +395,16 @@ def add_up_parser(sub: Any, parents: Sequence[Any] = ()) -> None:
     """Register ``workbench up`` on the ``workbench`` command's subparsers."""
     up = sub.add_parser("up", parents=list(parents), help="serve the dashboards (Voilà) and run `workbench host`")
     up.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--token", default=None,
+                    help=f"the dashboards' token, 16+ URL-safe characters (default ${TOKEN_ENV}, else random per run; "
+                         "it is in the URL printed)")
+    up.add_argument("--password", action="store_true",
+                    help=f"ask for a password on a login page instead of a token (typed twice, or ${PASSWORD_ENV})")
+    up.add_argument("--ip", default=LOOPBACK,
+                    help="address or host name to listen on (default 127.0.0.1; e.g. 0.0.0.0 with --allow-host)")
+    up.add_argument("--allow-host", action="append", default=[], metavar="NAME", dest="allow_hosts",
+                    help="a host name the dashboards may be opened by, besides localhost (repeatable; the Host "
+                         "check refuses others)")
     up.add_argument("--home", default=None, help="data directory for the store (default $WORKBENCH_HOME)")
     up.add_argument("--dashboards", default=None, metavar="DIR", help="dashboard notebooks (default: the clone's)")
     up.add_argument("--no-seed", action="store_true",
@@ -278,4 +425,6 @@ def add_up_parser(sub: Any, parents: Sequence[Any] = ()) -> None:
     up.set_defaults(func=lambda args: serve(port=args.port, home=args.home, dashboards=args.dashboards,
                                             seed=not args.no_seed, host=not args.no_host, allow_live=args.allow_live,
                                             replay_speed=args.replay_speed, preheat=args.preheat,
-                                            cull_after=None if args.no_cull else args.cull_after))
+                                            cull_after=None if args.no_cull else args.cull_after,
+                                            token=args.token, ip=args.ip, allow_hosts=args.allow_hosts,
+                                            password_hash=ask_password() if args.password else None))

@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from workbench.serve import free_port, page_url
+from workbench.serve import free_port, page_url, url_token
 
 WORKBENCH = shutil.which("workbench", path=str(Path(sys.executable).parent)) or "workbench"
 REPLAY_SPEED = 1200  # 20 one-minute bars a second: a paper session runs for hours, equity points arrive at once
@@ -23,30 +23,34 @@ OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 
 @dataclass
 class Served:
-    """A running ``workbench up``: its process, port, data directory and everything it printed."""
+    """A running ``workbench up``: its process, port, data directory, the token in the URL it printed
+    (None: served without one) and everything it printed."""
 
     proc: subprocess.Popen[str]
     port: int
     home: Path
     lines: list[str] = field(default_factory=list)
+    token: str | None = None
 
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.home / 'workbench.db'}"
 
     def url(self, page: str = "sessions", query: str = "") -> str:
-        return page_url(self.port, page, query)
+        """The URL of dashboard ``page``, with the token (a browser opening it is logged in)."""
+        return page_url(self.port, page, query, token=self.token)
 
     def output(self) -> str:
         return "".join(self.lines)
 
 
-def start_up(home: Path, *args: str, ready_timeout: float = 120.0) -> Served:
-    """Start ``workbench up --home HOME --port FREE ARGS`` and return once it printed the dashboards' URL."""
+def start_up(home: Path, *args: str, ready_timeout: float = 120.0, env: Mapping[str, str] | None = None) -> Served:
+    """Start ``workbench up --home HOME --port FREE ARGS`` (with ``env`` added to the environment) and
+    return once it printed the dashboards' URL."""
     port = free_port()
     proc = subprocess.Popen([WORKBENCH, "up", "--home", str(home), "--port", str(port), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     served = Served(proc, port, home)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -67,6 +71,7 @@ def start_up(home: Path, *args: str, ready_timeout: float = 120.0) -> Served:
         if line is None:
             raise RuntimeError(f"workbench up exited ({proc.wait()}):\n{served.output()}")
         if "dashboards at http" in line:
+            served.token = url_token(line)
             return served
 
 

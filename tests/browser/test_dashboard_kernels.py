@@ -120,7 +120,9 @@ def test_cull_and_preheat_reach_voila_and_bad_values_are_clear_errors(tmp_path) 
     assert "--MappingKernelManager.cull_idle_timeout=3" in cmd and "--MappingKernelManager.cull_interval=1" in cmd
     assert "--VoilaConfiguration.preheat_kernel=True" in cmd and "--VoilaConfiguration.default_pool_size=2" in cmd
     plain = voila_command(dashboards_dir(), 8123, cull_after=None, preheat=0)
-    assert not any("cull" in a or "preheat" in a or "kernel_manager" in a for a in plain)
+    assert not any("cull" in a or "preheat" in a or "TabKernelManager" in a for a in plain)
+    # no culling, but still the manager that starts kernels without secrets (test_serve_security.py)
+    assert "--VoilaConfiguration.multi_kernel_manager_class=workbench.dashboard_kernels.DashboardKernelManager" in plain
     with pytest.raises(ValueError, match="--cull-after must be a positive number of seconds"):
         serve(home=tmp_path, cull_after=0)
     with pytest.raises(ValueError, match="--preheat must be 0"):
