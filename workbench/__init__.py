@@ -19,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from workbench.backtest.sweep import sweep
 
         return sweep
+    if name == "suggest_allocations":  # leg allocations from a portfolio optimizer, as a suggestion
+        from workbench.backtest.allocate import suggest_allocations
+
+        return suggest_allocations
     if name in ("clone", "promote"):  # a new session from an existing one, lineage recorded
         from workbench import lineage
 

@@ -73,7 +73,7 @@ class HistoryView:
         self.compare_button.on_click(lambda _: self.compare())
         self.compare_box = W.VBox()
         self.compare_box.add_class("wb-compare")
-        self.clone_panel = LineagePanel(self.store, run_in=run_in, pick=lambda: (self.selected or [None])[0])
+        self.clone_panel = LineagePanel(self.store, run_in=run_in, pick=lambda: next(iter(self.selected), None))
         self.message = W.HTML()
         self.message.add_class("wb-history-message")
         self._build_templates()
