@@ -23,7 +23,7 @@ from workbench.engine.brokers import PaperBroker
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.session import Session
 from workbench.engine.trader import Trader
-from workbench.execution.scaling import Scaler
+from workbench.execution.scaling import P_HALT, P_ON, Scaler
 from workbench.execution.simulate import kernel_params
 
 T0 = 1_704_067_200 * 10**9  # 2024-01-01 in ns
@@ -49,9 +49,9 @@ def test_a_bad_scaling_block_is_refused_naming_the_field_and_the_fix(block, fiel
 
 def test_scaling_is_off_by_default_and_round_trips_through_json():
     plain = make_config()
-    assert plain.scaling is None and not kernel_params(plain).scaling.on
+    assert plain.scaling is None and kernel_params(plain).scaling[P_ON] == 0.0
     on = make_config(scaling={"start": 0.5, "after_days": 2, "after_trades": None, "on_drawdown": "halt"})
-    assert SessionConfig.from_json(on.to_json()) == on and kernel_params(on).scaling.halt
+    assert SessionConfig.from_json(on.to_json()) == on and kernel_params(on).scaling[P_HALT] == 1.0
 
 
 # ---- the state update ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -30,40 +30,27 @@ STEP_FIELDS: tuple[str, ...] = ("step", "previous", "scale", "drawdown", "trades
                                 "max_drawdown")
 
 
-class ScalingParams(NamedTuple):
-    """A :class:`~workbench.config.Scaling` block as the kernels take it (NaN / 0 = no condition)."""
-
-    on: bool
-    start: float
-    step: float
-    multiply: bool  # step_mode 'factor'
-    after_trades: int  # 0 = no trade count
-    after_ns: int  # 0 = no time
-    min_sharpe: float
-    max_drawdown: float
-    min_win_rate: float
-    down_drawdown: float
-    halt: bool  # on_drawdown 'halt'
-    floor: float
+# the parameter array's slots (an array, not a tuple: the parallel sweep's kernels take arrays)
+(P_ON, P_START, P_STEP, P_MULTIPLY, P_AFTER_TRADES, P_AFTER_NS, P_MIN_SHARPE, P_MAX_DRAWDOWN, P_MIN_WIN_RATE,
+ P_DOWN_DRAWDOWN, P_HALT, P_FLOOR) = range(12)
 
 
-OFF = ScalingParams(False, 1.0, 0.0, False, 0, 0, math.nan, math.nan, math.nan, math.nan, False, 1.0)
-
-
-def scaling_params(block: Scaling | None) -> ScalingParams:
-    """The kernels' parameters of a config's ``scaling`` block (:data:`OFF` when it is None)."""
+def scaling_params(block: Scaling | None) -> np.ndarray:
+    """A config's ``scaling`` block as the kernels take it: float64 slots P_* (flags 0/1; NaN or 0 = no
+    condition); off (P_ON 0) when it is None."""
+    nan = math.nan
     if block is None:
-        return OFF
+        return np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0, nan, nan, nan, nan, 0.0, 1.0])
 
     def opt(v: float | None) -> float:
-        return math.nan if v is None else float(v)
+        return nan if v is None else float(v)
 
-    return ScalingParams(
-        True, float(block.start), float(block.step), block.step_mode == "factor", block.after_trades or 0,
-        0 if block.after_days is None else int(round(block.after_days * DAY_NS)), opt(block.min_sharpe),
-        opt(block.max_drawdown), opt(block.min_win_rate), opt(block.down_drawdown), block.on_drawdown == "halt",
+    return np.array([
+        1.0, float(block.start), float(block.step), float(block.step_mode == "factor"), float(block.after_trades or 0),
+        0.0 if block.after_days is None else float(round(block.after_days * DAY_NS)), opt(block.min_sharpe),
+        opt(block.max_drawdown), opt(block.min_win_rate), opt(block.down_drawdown), float(block.on_drawdown == "halt"),
         float(block.start if block.floor is None else block.floor),
-    )
+    ])
 
 
 @njit(cache=True)
@@ -103,7 +90,7 @@ def scaling_stats_nb(st: np.ndarray) -> tuple[float, float]:
 
 
 @njit(cache=True)
-def scaling_bar_nb(st: np.ndarray, now: int, equity: float, p: ScalingParams) -> tuple[int, np.ndarray]:
+def scaling_bar_nb(st: np.ndarray, now: int, equity: float, p: np.ndarray) -> tuple[int, np.ndarray]:
     """The rule after a bar (time ``now``, ns) with ``equity``: update the window's peak and drawdown, then
     step (STEP_* code; the step's numbers in :data:`STEP_FIELDS` order, or (STEP_NONE, empty)).
 
@@ -127,19 +114,21 @@ def scaling_bar_nb(st: np.ndarray, now: int, equity: float, p: ScalingParams) ->
     if st[FROZEN] != 0.0 or old <= 0.0:
         return STEP_NONE, none
     code, new = STEP_NONE, old
-    if not np.isnan(p.down_drawdown) and dd >= p.down_drawdown:
-        if p.halt:
+    step, multiply = p[P_STEP], p[P_MULTIPLY] != 0.0
+    if not np.isnan(p[P_DOWN_DRAWDOWN]) and dd >= p[P_DOWN_DRAWDOWN]:
+        if p[P_HALT] != 0.0:
             code, new = STEP_HALT, 0.0
         else:
-            new = max(old / p.step if p.multiply else old - p.step, p.floor)
+            new = max(old / step if multiply else old - step, p[P_FLOOR])
             if new < old:
                 code = STEP_DOWN
-    elif old < 1.0 and st[TRADES] >= p.after_trades and (p.after_ns <= 0 or now - st[SINCE] >= p.after_ns):
+    elif old < 1.0 and st[TRADES] >= p[P_AFTER_TRADES] and (
+            p[P_AFTER_NS] <= 0.0 or now - st[SINCE] >= p[P_AFTER_NS]):
         win, sharpe = scaling_stats_nb(st)
-        if ((np.isnan(p.min_sharpe) or sharpe >= p.min_sharpe)
-                and (np.isnan(p.max_drawdown) or st[MAX_DD] <= p.max_drawdown)
-                and (np.isnan(p.min_win_rate) or win >= p.min_win_rate)):
-            code, new = STEP_UP, min(old * p.step if p.multiply else old + p.step, 1.0)
+        if ((np.isnan(p[P_MIN_SHARPE]) or sharpe >= p[P_MIN_SHARPE])
+                and (np.isnan(p[P_MAX_DRAWDOWN]) or st[MAX_DD] <= p[P_MAX_DRAWDOWN])
+                and (np.isnan(p[P_MIN_WIN_RATE]) or win >= p[P_MIN_WIN_RATE])):
+            code, new = STEP_UP, min(old * step if multiply else old + step, 1.0)
     if code == STEP_NONE:
         return STEP_NONE, none
     win, sharpe = scaling_stats_nb(st)
@@ -181,7 +170,7 @@ class Scaler:
 
     def __init__(self, block: Scaling):
         self.params = scaling_params(block)
-        self.state = scaling_init_nb(self.params.start)
+        self.state = scaling_init_nb(self.params[P_START])
         self.cost: dict[str, float] = {}  # symbol -> entry cost + entry fees of the open position
         self.proceeds: dict[str, float] = {}  # symbol -> exit proceeds - exit fees so far (partial exits)
 

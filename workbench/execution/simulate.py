@@ -49,10 +49,11 @@ from workbench.execution.nb import (
 )
 from workbench.execution.rules import day_bars
 from workbench.execution.scaling import (
+    P_ON,
+    P_START,
     SCALE,
     STEP_FIELDS,
     STEP_NONE,
-    ScalingParams,
     scaling_bar_nb,
     scaling_init_nb,
     scaling_params,
@@ -96,7 +97,7 @@ class KernelParams(NamedTuple):
     tail_window: int  # bars
     day_bars: float  # bars in a day (the tail measures' scale)
     max_gap: float  # gap breaker (NaN = off): a held symbol's drop from its previous close to the open
-    scaling: ScalingParams  # automated scaling (rule 11; execution.scaling), OFF when not configured
+    scaling: np.ndarray  # automated scaling (rule 11): execution.scaling's P_* slots, P_ON 0 when off
     col_scale: np.ndarray  # (m,) each column's sizing multiplier: its leg's allocation (execution.legs), else 1
 
 
@@ -226,14 +227,15 @@ def fills_nb(
     day = -1
     day_start = last_equity = equity_peak = p.init_cash
     sp = p.scaling  # automated scaling (rule 11): its state, each position's entry cost, the steps taken
-    scale_st = scaling_init_nb(sp.start)
+    scaling = sp[P_ON] != 0.0
+    scale_st = scaling_init_nb(sp[P_START])
     entry_cost = np.zeros(m)
     steps = np.empty((0, 1 + len(STEP_FIELDS)))
     n_steps = 0
 
     i = 0
     while i < n:
-        if (held == 0 or not watch) and not tail and not sp.on:  # tail breakers, scaling: every bar
+        if (held == 0 or not watch) and not tail and not scaling:  # tail breakers, scaling: every bar
             j = next_event_nb(i, pos, buy_sig, sell_sig, scan_ok, state == RUNNING)
             if j > i:  # bars i..j-1 only move the marks: after a bar, its close, else its open
                 for c in range(m):
@@ -284,7 +286,7 @@ def fills_nb(
             if proceeds - fee < 0.0:  # fees exceed proceeds: vectorbt rejects such a sell
                 continue
             cash, pos[c], _pnl = book_sell_nb(cash, pos[c], entry_px[c], pos[c], fill, fee, 0.0)
-            if sp.on:  # the closed trade's return: net proceeds over entry cost with its fees
+            if scaling:  # the closed trade's return: net proceeds over entry cost with its fees
                 scaling_trade_nb(scale_st, (proceeds - fee) / entry_cost[c] - 1.0)
             held -= 1
             if p.max_orders_per_minute > 0:
@@ -306,7 +308,7 @@ def fills_nb(
                     if pos[jj] > 0.0:
                         exposure += pos[jj] * mark[jj]
                 q = target_quantity_nb(p.sizing_mode, p.sizing_value, cash + exposure, o) * p.col_scale[c]
-                if sp.on:
+                if scaling:
                     q *= scale_st[SCALE]
                 q, _rule = cap_entry_nb(
                     q, o, volume[i, c], cash, exposure, 0.0, p.max_position, p.portfolio_limit, p.concentration,
@@ -322,7 +324,7 @@ def fills_nb(
                 continue
             fill = buy_fill_nb(o, q, volume[i, c], p.slip, p.impact)
             cash, pos[c], entry_px[c] = book_buy_nb(cash, 0.0, 0.0, q, fill, fee_nb(q * fill, p.taker, p.fixed_fee))
-            if sp.on:
+            if scaling:
                 entry_cost[c] = q * fill + fee_nb(q * fill, p.taker, p.fixed_fee)
             cash = max(cash, 0.0)  # vectorbt's booking never lets rounding take cash below 0
             held += 1
@@ -367,7 +369,7 @@ def fills_nb(
                     state = p.breaker_action
                     trip[0], trip[1], trip[2] = i, why, state
         # 5) automated scaling (rule 11) sees the equity after the bar
-        if sp.on:
+        if scaling:
             equity = cash
             for c in range(m):
                 if pos[c] > 0.0:
