@@ -126,3 +126,21 @@ def test_performance_split_by_regime_adds_up_to_the_run():
     from workbench.reports.sections import regime_table
 
     pd.testing.assert_frame_equal(regime_table(result), split)  # the report's section
+
+
+def test_history_view_filters_by_market_and_shows_it(store):
+    from workbench.ui.history import HistoryView
+
+    config = make_config(strategy="sma_cross", params={"fast": 5, "slow": 20}, symbols=["BTC/USDT"])
+    calm = store.save_backtest(config, run_backtest(config, {"BTC/USDT": RANGING}))
+    wild = store.save_backtest(config, run_backtest(config, {"BTC/USDT": VOLATILE}))
+    view = HistoryView(store)
+    try:
+        assert set(view.frame["id"]) == {calm, wild}
+        assert "high-volatility market" in "".join(c.value for row in view.body.children for c in row.children[1:])
+        view.regime.value = "ranging"
+        assert list(view.frame["id"]) == [calm]
+        view.compare([calm, wild])
+        assert "(backtest, ranging)" in view.compare_box.children[0].value
+    finally:
+        view.close()

@@ -229,11 +229,11 @@ def test_every_history_dropdown_shows_a_choice(store):
     a = backtest(store)
     view = history(store)
     boxes = dropdowns(view.widget)
-    assert len(boxes) == 4  # type, strategy, template, risk profile
+    assert len(boxes) == 5  # type, strategy, market regime, template, risk profile
     for d in boxes:  # a value of None selects nothing: the browser shows a blank box
         assert d.index == 0 and d.label, (d.description, d.index, d.label)
-    assert (view.kind.label, view.strategy.label, view.template.label, view.profile.label) == (
-        "All", "All", "(default config)", "(none)")
+    assert (view.kind.label, view.strategy.label, view.regime.label, view.template.label, view.profile.label) == (
+        "All", "All", "All", "(default config)", "(none)")
     view.kind.value = "paper"
     assert view.frame.empty and "no sessions match" in view.body.children[0].value
     view.kind.index = 0  # "All" again filters nothing

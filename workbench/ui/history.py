@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.metrics import METRIC_LABELS, format_metric
+from workbench.metrics.regime import REGIMES
 from workbench.profiles import PROFILES, apply_profile
 from workbench.store import Store
 from workbench.strategies import registry
@@ -29,6 +30,13 @@ ANY = ""  # the value of "All" / "(none)" / "(default config)": a dropdown whose
 def _choice(value: str) -> str | None:
     """A dropdown's value as a filter/choice: None for :data:`ANY`."""
     return value or None
+
+
+def _regime_note(regime: Any) -> str:
+    """The market regime of a session's bars, a line under its id in the table (nothing until it is known)."""
+    if not isinstance(regime, str) or not regime:
+        return ""
+    return f"<br><small class='wb-history-regime-label' style='color:#777'>{html.escape(regime)} market</small>"
 
 
 def _cell(value: str, width: str) -> W.HTML:
@@ -57,8 +65,11 @@ class HistoryView:
                                    value=ANY, description="Strategy", layout={"width": "260px"})
         self.since = W.DatePicker(description="From", layout={"width": "240px"})
         self.until = W.DatePicker(description="To", layout={"width": "240px"})
+        self.regime = W.Dropdown(options=[("All", ANY), *[(r.title(), r) for r in REGIMES]], value=ANY,
+                                 description="Market", layout={"width": "240px"})  # the regime of its bars
         for w, css in ((self.kind, "wb-history-kind"), (self.strategy, "wb-history-strategy"),
-                       (self.since, "wb-history-since"), (self.until, "wb-history-until")):
+                       (self.since, "wb-history-since"), (self.until, "wb-history-until"),
+                       (self.regime, "wb-history-regime")):
             w.add_class(css)
             w.observe(lambda _: self.refresh(), names="value")
         self.refresh_button = button("Refresh", "wb-btn-history-refresh", icon="refresh")
@@ -80,7 +91,7 @@ class HistoryView:
         sec = lambda t: W.HTML(f"<b style='display:block;margin-top:8px'>{t}</b>")  # noqa: E731
         self.widget = W.VBox([
             W.HTML("<h3 style='margin:4px 0'>Session History</h3>"),
-            W.HBox([self.kind, self.strategy, self.since, self.until, self.refresh_button],
+            W.HBox([self.kind, self.strategy, self.regime, self.since, self.until, self.refresh_button],
                    layout={"flex_flow": "row wrap"}),
             self.table, W.HBox([self.compare_button]), self.clone_panel.widget, self.message, self.compare_box,
             sec("Templates"), self.template_box, self.wizard_box,
@@ -97,7 +108,7 @@ class HistoryView:
             return
         try:
             frame = self.store.history(kind=_choice(self.kind.value), strategy=_choice(self.strategy.value),
-                                       since=since, until=until)
+                                       since=since, until=until, regime=_choice(self.regime.value))
         except Exception as e:
             self._show(f"cannot read the history: {e}")
             return
@@ -116,7 +127,8 @@ class HistoryView:
                  r["kind"].title(), fmt_money(None if pd.isna(r["pnl"]) else float(r["pnl"])),
                  fmt_percent(None if pd.isna(r["return"]) else float(r["return"])), trades,
                  state_badge(r["state"], risk_state=risk),
-                 f"<code>{html.escape(r['id'])}</code>" + lineage_note(r)], COLUMNS[1:]))],
+                 f"<code>{html.escape(r['id'])}</code>" + lineage_note(r) + _regime_note(r.get("regime"))],
+                COLUMNS[1:]))],
                      layout={"align_items": "center"})
             row.add_class("wb-history-row")
             rows.append(row)
@@ -142,7 +154,8 @@ class HistoryView:
         heads = []
         for sid in ids:
             s = self.store.get_session(sid)
-            heads.append(f"{s['name'] or s['strategy']} ({s['kind']}) {sid}")
+            heads.append(f"{s['name'] or s['strategy']} ({s['kind']}{', ' + s['regime'] if s.get('regime') else ''})"
+                         f" {sid}")
             rows.append(s["metrics"] or {})
             eq = self.store.equity(sid)["equity"]
             if len(eq):
