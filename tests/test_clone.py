@@ -45,6 +45,8 @@ def test_clone_by_api_runs_the_changed_backtest_and_records_its_lineage(store: S
     assert hist.loc[made.session_id, "parent_id"] == src
     assert hist.loc[made.session_id, "changes"] == row["changes"]
     assert hist.loc[src, "changes"] is None and store.get_session(src)["changes"] is None
+    restart = store.create_session(store.get_session(made.session_id)["config"], parent_id=made.session_id)
+    assert (store.get_session(restart)["changes"], store.get_session(restart)["run_no"]) == ({}, 3)
 
 
 def test_clone_to_paper_is_requested_from_the_host(store: Store) -> None:

@@ -88,3 +88,11 @@ def test_paper_to_live_is_requested_once_the_preflight_passes(mx, store: Store) 
                                                                           {"kind": ["paper", "live"]}, 3)
     arming = store.events(made.session_id, kinds=["arming"])["data"].iloc[-1]
     assert arming["confirmation"] == "binance:main"  # the host arms it only with --allow-live
+
+
+def test_cli_promote_to_live_unarmed_exits_2_saying_so(capsys, store: Store, store_url: str) -> None:
+    src = store.create_session(paper_config(), state="completed")
+    assert main(["session", "promote", src, "--db", store_url]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"promotion of {src} to live not armed" in err
+    assert len(store.list_sessions()) == 1
