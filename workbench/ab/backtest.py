@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from workbench.ab.result import ABResult, judge
@@ -53,7 +54,9 @@ def ab_backtest(
         res = build_result(c, frames, inputs.index, fills, close)
         res.breaker = breaker_trip(inputs.index, trip)
         results[arm.name] = res
-    equity = pd.DataFrame({name: r.equity for name, r in results.items()})
+    first = next(iter(results.values())).equity
+    equity = pd.DataFrame(np.column_stack([r.equity.to_numpy() for r in results.values()]), index=first.index,
+                          columns=list(results))  # one index: no alignment
     metrics = pd.DataFrame({name: r.metrics for name, r in results.items()}).T
     v, used = judge(equity, config.initial_balance, period=period, confidence=confidence, n_boot=n_boot, seed=seed,
                     method=method, block=block)
