@@ -25,7 +25,7 @@ if page == "session":
     os.environ["QUERY_STRING"] = "id=" + str(Store().history()["id"].iloc[0])
 if page != "module":
     getattr(P, page + "_page")().close_views()
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {"vectorbt", "ccxt", "dask", "numba", "scipy"}
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {"vectorbt", "ccxt", "dask", "numba", "scipy", "alembic"}
                         or m in {"workbench.metrics.kernel", "workbench.backtest.runner"})))
 """
 
@@ -66,6 +66,11 @@ def test_a_page_does_not_load_numba(page: str, home: str) -> None:
     """numba (~95 MB, and scipy with it) stays out of a dashboard kernel: the few fills and metrics a page
     books and computes run the numba modules' definitions interpreted (workbench.jit)."""
     assert not loaded(page, home) & {"numba", "scipy"}
+
+
+def test_a_page_on_a_current_store_does_not_load_alembic(home: str) -> None:
+    """Opening a store whose schema is current reads its version and does not import Alembic."""
+    assert "alembic" not in loaded("session", home)
 
 
 def test_metrics_without_numba_are_the_kernels_numbers() -> None:

@@ -117,12 +117,15 @@ def seed_demo_session(store_url: str | None = None) -> str:
 
 
 def voila_command(dashboards: Path, port: int, *, cull_after: float | None = CULL_AFTER,
-                  preheat: int = PREHEAT, ip: str = LOOPBACK, config_dir: Path | None = None) -> list[str]:
+                  preheat: int = PREHEAT, ip: str = LOOPBACK, config_dir: Path | None = None,
+                  labextensions: Path | None = None) -> list[str]:
     """The Voilà command line serving ``dashboards`` on ``ip``:``port``: no browser, sources
     stripped, no tracebacks sent to the page; kernels started without secrets
     (:mod:`workbench.dashboard_kernels`); ``preheat`` kernels kept ready per page (0: none), and a
     kernel with no tab connected shut down after ``cull_after`` seconds (None: Voilà's defaults).
-    ``config_dir``: the directory of :func:`write_voila_config`'s file (read before the usual ones)."""
+    ``config_dir``: the directory of :func:`write_voila_config`'s file (read before the usual ones).
+    ``labextensions``: a folder served beside the installed JupyterLab extensions (plotly's chart bundle,
+    :func:`workbench.ui.charts.serve_bundle`)."""
     cmd = [sys.executable, "-m", "voila", str(dashboards), "--no-browser", f"--port={port}",
            f"--Voila.ip={ip}", "--strip_sources=True", "--show_tracebacks=False",
            "--Voila.port_retries=0", "--Voila.log_level=ERROR"]
@@ -137,6 +140,8 @@ def voila_command(dashboards: Path, port: int, *, cull_after: float | None = CUL
         cmd += ["--VoilaConfiguration.multi_kernel_manager_class=workbench.dashboard_kernels.TabKernelManager",
                 f"--MappingKernelManager.cull_idle_timeout={timeout}",
                 f"--MappingKernelManager.cull_interval={max(1, min(30, timeout // 4))}"]
+    if labextensions is not None:
+        cmd += [f"--VoilaConfiguration.extra_labextensions_path={labextensions}"]
     if preheat > 0:
         cmd += ["--VoilaConfiguration.preheat_kernel=True", f"--VoilaConfiguration.default_pool_size={preheat}"]
     return cmd
@@ -357,9 +362,13 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
                 print("workbench up: the host runs live sessions (--allow-live); each needs its exchange:account "
                       "confirmation", file=out, flush=True)
             children.append(("host", host_proc, signal.SIGINT))
+        from workbench.ui.charts import BUNDLE_ENV, serve_bundle
+
+        charts = serve_bundle(data_dir() / "dashboards-static")  # one copy of plotly's JavaScript per page
         write_voila_config(private, token=token, password_hash=password_hash, hostnames=hostnames)
-        voila = spawn(voila_command(where, port, cull_after=cull_after, preheat=preheat, ip=ip,
-                                    config_dir=private), env=without_secrets(env), cwd=str(where))
+        voila = spawn(voila_command(where, port, cull_after=cull_after, preheat=preheat, labextensions=charts,
+                                    ip=ip, config_dir=private),
+                      env={**without_secrets(env), BUNDLE_ENV: "1"}, cwd=str(where))
         children.append(("voila", voila, signal.SIGTERM))
         url = page_url(port, token=token, host=url_host)
         wait_http(url, ready_timeout, voila)

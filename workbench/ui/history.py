@@ -17,6 +17,7 @@ from workbench.metrics.regime import REGIMES
 from workbench.profiles import PROFILES, apply_profile
 from workbench.store import Store
 from workbench.strategies import registry
+from workbench.ui.charts import figure_widget
 from workbench.ui.clone import LineagePanel, lineage_note
 from workbench.ui.common import RISK_STATE_SHOWN, button, fmt_money, fmt_percent, message, open_store, state_badge
 from workbench.ui.console import risk_checkpoint
@@ -150,7 +151,7 @@ class HistoryView:
         if len(ids) < 2:
             self._show("tick two or more sessions to compare")
             return
-        rows, fig = [], go.FigureWidget()
+        rows, fig = [], figure_widget()
         heads = []
         for sid in ids:
             s = self.store.get_session(sid)

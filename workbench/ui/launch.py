@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from workbench.config import SessionConfig
 from workbench.store import Store
+from workbench.ui.charts import figure_widget
 from workbench.ui.common import has_loop, message, open_store
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ class Launched:
 def backtest_result_widget(result: Any, session_id: str) -> W.Widget:
     """Metrics table plus equity and price figures of a finished backtest."""
     summary = W.HTML(f"<pre class='wb-backtest-summary' style='font-size:90%'>{html.escape(result.summary())}</pre>")
-    eq = go.FigureWidget(result.equity_figure())
-    price = go.FigureWidget(result.price_figure())
+    eq = figure_widget(result.equity_figure())
+    price = figure_widget(result.price_figure())
     box = W.VBox([W.HTML(f"<b>Backtest <code>{html.escape(session_id)}</code> saved</b>"), summary,
                   W.VBox([eq], layout={"width": "100%"}), W.VBox([price], layout={"width": "100%"})])
     box.add_class("wb-backtest-result")

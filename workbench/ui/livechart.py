@@ -16,6 +16,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from workbench.ui.charts import figure_widget
+
 
 class LiveChart:
     """Bounded, throttled appends to the traces of ``figure`` (a go.Figure or FigureWidget)."""
@@ -24,7 +26,7 @@ class LiveChart:
                  clock: Callable[[], float] = time.monotonic):
         if window < 2:
             raise ValueError(f"chart window must be at least 2 points, got {window!r}")
-        self.fig = figure if isinstance(figure, go.FigureWidget) else go.FigureWidget(figure)
+        self.fig = figure_widget(figure)
         self.window, self.min_interval, self.clock = int(window), float(min_interval), clock
         n = len(self.fig.data)
         self._x: list[deque[Any]] = [deque(maxlen=self.window) for _ in range(n)]

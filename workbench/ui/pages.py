@@ -140,12 +140,14 @@ def query_id(query: str | None = None) -> str | None:
 def session_page(session_id: str | None = None, store: Store | str | None = None, *, refresh: float = 0.5) -> Page:
     """Detail + controls of one session; the id defaults to the URL's ``?id=``."""
     from workbench.store.store import NotFoundError
+    from workbench.ui.charts import warm
     from workbench.ui.controls import ControlPanel
     from workbench.ui.detail import DetailView
     from workbench.ui.launch import LOCAL_SESSIONS
 
+    st = open_store(store)  # before the wait: a pre-heated kernel opens the store and loads plotly's
+    warm()  # figure and widget machinery before its request comes, not after
     sid = session_id or query_id()
-    st = open_store(store)
     if not sid:
         return _notice("session", "No session selected. Open this page with <code>?id=&lt;session id&gt;</code>, "
                                   "or pick a session on the <a href='sessions.ipynb'>sessions page</a>.", st)

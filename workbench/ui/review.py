@@ -23,6 +23,7 @@ from workbench.review import (
     pnl_vs_holding_figure,
     review_trades,
 )
+from workbench.ui.charts import figure_widget
 from workbench.ui.common import button, fmt_num, fmt_time, frame_table, lazy_tab, message
 
 TITLE = "Trade review"
@@ -141,7 +142,7 @@ class TradeReview:
         old = self.figures.children
         for fig in (holding, mae):
             fig.update_layout(width=520)
-        self.holding_fig, self.mae_fig = go.FigureWidget(holding), go.FigureWidget(mae)
+        self.holding_fig, self.mae_fig = figure_widget(holding), figure_widget(mae)
         self.figures.children = (self.holding_fig, self.mae_fig)
         for w in old:
             w.close()
