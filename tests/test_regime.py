@@ -144,3 +144,16 @@ def test_history_view_filters_by_market_and_shows_it(store):
         assert "(backtest, ranging)" in view.compare_box.children[0].value
     finally:
         view.close()
+
+
+def test_wizard_preset_fills_params_and_stops_and_creates_that_config():
+    from workbench.ui.wizard import REVIEW, Wizard
+
+    wiz = Wizard(make_config(strategy="sma_cross", symbols=["ETH/USDT"]))
+    wiz.preset.value = "high-volatility"
+    while wiz.step < REVIEW:
+        assert wiz.next(), wiz.errors
+    wiz.create_button.click()
+    assert wiz.config == with_preset(make_config(strategy="sma_cross", symbols=["ETH/USDT"]), "high-volatility")
+    wiz.fields["strategy"].widgets[0].value = "momentum"  # another strategy starts from its own defaults
+    assert wiz.preset.value == "" and wiz.params["window"].read() == 60

@@ -12,6 +12,7 @@ from zoneinfo import available_timezones
 import ipywidgets as W
 
 from workbench.config import TIMEFRAMES
+from workbench.strategies.presets import PRESET_NAMES, preset
 from workbench.ui import forms as F
 from workbench.ui.forms import FormField
 
@@ -121,6 +122,11 @@ class WizardFields:
 
     def _page_strategy(self) -> W.Widget:
         dd = F.dropdown("Strategy", [(c["title"] or c["name"], c["name"]) for c in self._catalog.values()])
+        self.preset = F.dropdown("Preset", [("(none)", ""), *[(f"{n} market", n) for n in PRESET_NAMES]],
+                                 tooltip="fill the parameters and stops for a market condition")
+        self.preset.add_class("wb-wizard-preset")
+        self.preset.observe(lambda ch: self.apply_preset(ch["new"]), names="value")
+        dd.observe(lambda _: setattr(self.preset, "value", ""), names="value")  # a new strategy: its defaults
         self._description = W.HTML()
         self._params_box = W.VBox()
         holder = self._add(FormField("params", "Parameters", STRATEGY, [], lambda: None, lambda v: None),
@@ -129,7 +135,26 @@ class WizardFields:
         dd.observe(lambda ch: self._on_strategy(ch["new"]), names="value")
         fs = self._value_field("strategy", "Strategy", STRATEGY, dd)
         self._on_strategy(dd.value)
-        return W.VBox([fs.row, self._description, W.HTML("<b>Parameters</b>"), self._params_box])
+        return W.VBox([fs.row, self.preset, self._description, W.HTML("<b>Parameters</b>"), self._params_box])
+
+    def apply_preset(self, name: str) -> None:
+        """Fill the strategy's params, its stops (and for volatile markets the sizing) from its built-in
+        preset ``name`` (:mod:`workbench.strategies.presets`); the other fields keep what they hold."""
+        if not name:
+            return
+        strategy = self.fields["strategy"]
+        try:
+            fields = preset(strategy.read(), name)
+        except ValueError as e:  # a strategy without built-in presets
+            strategy.set_error(str(e))
+            return
+        strategy.set_error(None)
+        for key, value in fields["params"].items():
+            if key in self.params:
+                self.params[key].write(value)
+        for group in ("risk", "sizing"):  # sizing: the mode before the value it is read in
+            for key, value in fields.get(group, {}).items():
+                self.fields[f"{group}.{key}"].write(value)
 
     def _page_trading(self) -> W.Widget:
         sym = F.text("Symbols", placeholder="BTC/USDT, ETH/USDT")
