@@ -62,7 +62,8 @@ def test_legs_share_cash_never_overspend_and_pnl_sums(frames: dict[str, pd.DataF
     config = legs_config()
     result = run_backtest(config, bars=frames)
     trades = result.trades
-    assert set(trades["leg"]) == {"trend", "revert"} and set(trades[trades.leg == "revert"].symbol) == {"BTC/USDT"}
+    assert set(trades["leg"]) == {"trend", "revert"}  # a symbol two legs trade is SYMBOL@leg, as in sessions
+    assert set(trades.symbol) == {"BTC/USDT@trend", "ETH/USDT", "BTC/USDT@revert"}
     # sized at 100 % of equity x 60 % and x 40 %: together the legs invest all of it, never more
     assert (result.cash >= 0).all() and (result.exposure / result.equity).max() > 0.99
     first = result.orders.iloc[0]  # the first entry asks for its leg's share of the equity
@@ -77,10 +78,20 @@ def test_legs_share_cash_never_overspend_and_pnl_sums(frames: dict[str, pd.DataF
     np.testing.assert_allclose(curves.sum(axis=1), result.equity - config.initial_balance, atol=1e-6)
 
 
+def test_a_saved_legs_backtest_keeps_each_trades_leg(store, frames: dict[str, pd.DataFrame]) -> None:
+    from workbench.backtest.legs import with_legs
+
+    config = legs_config(kind="backtest")
+    result = run_backtest(config, bars={s: df.iloc[:600] for s, df in frames.items()})
+    saved = with_legs(store.trades(store.save_backtest(config, result)), config)  # history reads it back
+    assert list(saved["leg"]) == list(result.trades["leg"]) and set(saved["leg"]) == {"trend", "revert"}
+    with pytest.raises(ValueError, match="SOL/USDT are not columns of this config's legs"):
+        with_legs(saved.drop(columns="leg").assign(symbol="SOL/USDT"), config)
+
+
 def test_backtest_and_paper_make_the_same_trades_with_two_legs(frames: dict[str, pd.DataFrame]) -> None:
     config = legs_config(risk={"stop_loss": 0.004, "take_profit": 0.006, "max_orders_per_minute": 3})
-    expected = canonical(run_backtest(config, bars=frames).trades.assign(
-        symbol=lambda t: np.where(t.symbol == "BTC/USDT", t.symbol + "@" + t.leg, t.symbol)))
+    expected = canonical(run_backtest(config, bars=frames).trades)
     got = canonical(replay(config, frames, include_open=True))  # the shipped Trader (LegTrader) and paper broker
     assert len(got) == len(expected) > 20
     for col in ("symbol", "entry_time", "exit_time", "exit_reason"):
@@ -130,7 +141,7 @@ def test_a_paper_session_with_legs_pauses_one_and_attributes_every_trade(store, 
     import asyncio
 
     from tests.kit import paper_config
-    from workbench.backtest.legs import split_legs
+    from workbench.backtest.legs import with_legs
     from workbench.engine.commands import CommandRejected
     from workbench.engine.session import Session
 
@@ -146,7 +157,7 @@ def test_a_paper_session_with_legs_pauses_one_and_attributes_every_trade(store, 
         await session.start().wait()
 
     asyncio.run(run())
-    trades = split_legs(store.trades(session.id), config)  # the store's trades, attributed by the config
+    trades = with_legs(store.trades(session.id), config)  # the store's trades, attributed by the config
     assert len(trades) > 5 and set(trades["leg"]) == {"trend"}  # the paused leg never entered
     controls = list(store.events(session.id).query("kind == 'control'").message)
     assert any(m.startswith("pause_leg") for m in controls) and any(m.startswith("set_leg_params") for m in controls)

@@ -1,8 +1,10 @@
 """Backtests of multi-strategy sessions: each leg's strategy on its symbols, one column per (leg, symbol)
 of the one walk (:mod:`workbench.execution.legs`), and the results per leg.
 
-The trade and order logs carry a ``leg`` column; :func:`leg_summary` is the per-leg P&L (its sum is
-the session's P&L); :func:`leg_equity` each leg's P&L over time.
+The trade and order logs carry a ``leg`` column beside ``symbol``, which holds the column's key as in
+sessions and the store (the symbol, or ``SYMBOL@leg`` when several legs trade it; :func:`with_legs`
+adds the leg to any such log); :func:`leg_summary` is the per-leg P&L (its sum is the session's P&L);
+:func:`leg_equity` each leg's P&L over time.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from workbench.backtest.runner import _shifted_signals, breaker_trip, kernel_inp
 from workbench.config import SessionConfig
 from workbench.execution.legs import columns, leg_of
 
-__all__ = ["run_legs", "split_legs", "leg_summary", "leg_equity"]
+__all__ = ["run_legs", "with_legs", "leg_summary", "leg_equity"]
 
 
 def run_legs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> BacktestResult:
@@ -39,7 +41,7 @@ def run_legs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> Backt
     result = build_result(config, dict(frames), inputs.index, fills, inputs.close_filled())
     result.breaker = breaker_trip(inputs.index, trip)
     for name in ("trades", "orders"):
-        _then(result, name, lambda frame: split_legs(frame, config))
+        _then(result, name, lambda frame: with_legs(frame, config))
     return result
 
 
@@ -49,14 +51,17 @@ def _then(result: BacktestResult, name: str, fn: Callable[[pd.DataFrame], pd.Dat
     setattr(result, name, lambda: fn(made() if callable(made) else made))
 
 
-def split_legs(frame: pd.DataFrame, config: SessionConfig) -> pd.DataFrame:
-    """A trade or order log of ``config`` whose ``symbol`` holds column keys, with ``symbol`` and a ``leg``
-    column after it."""
+def with_legs(frame: pd.DataFrame, config: SessionConfig) -> pd.DataFrame:
+    """A trade or order log of ``config`` (``symbol``: column keys; a backtest's, a session's or the store's)
+    with a ``leg`` column after ``symbol``; a key ``config`` does not know is refused, naming it."""
+    if "leg" in frame.columns:
+        return frame
     names = leg_of(config)
-    pairs = [names[k] for k in frame["symbol"]]
+    unknown = sorted(set(frame["symbol"]) - set(names))
+    if unknown:
+        raise ValueError(f"symbols {', '.join(unknown)} are not columns of this config's legs ({', '.join(names)})")
     out = frame.copy()
-    out["symbol"] = [s for _, s in pairs]
-    out.insert(out.columns.get_loc("symbol") + 1, "leg", [leg for leg, _ in pairs])
+    out.insert(out.columns.get_loc("symbol") + 1, "leg", [names[k][0] for k in frame["symbol"]])
     return out
 
 
@@ -88,10 +93,11 @@ def leg_equity(result: BacktestResult) -> pd.DataFrame:
     trades = result.trades
     index = result.equity.index
     close = pd.DataFrame({s: df["close"] for s, df in result.bars.items()}).reindex(index).ffill().bfill()
+    symbol = {k: s for k, (_, s) in leg_of(result.config).items()}
     out = pd.DataFrame(0.0, index=index, columns=[leg.name for leg in result.config.legs])
     for t in trades.itertuples(index=False):
         held = (index >= t.entry_time) & ((index < t.exit_time) if t.status == "closed" else True)
-        out.loc[held, t.leg] += t.quantity * (close[t.symbol].to_numpy()[held] - t.entry_price) - t.entry_fees
+        out.loc[held, t.leg] += t.quantity * (close[symbol[t.symbol]].to_numpy()[held] - t.entry_price) - t.entry_fees
         if t.status == "closed":
             out.loc[index >= t.exit_time, t.leg] += t.pnl
     return out

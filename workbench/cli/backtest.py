@@ -55,6 +55,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     except ConfigError as e:
         raise ValueError(flag_problems(e)) from None
+    if args.suggest_allocations:
+        return _suggest(config, args)
     result = run_backtest(config, progress=not args.json)
     session_id = None
     if not args.no_save:
@@ -76,6 +78,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suggest(config: SessionConfig, args: argparse.Namespace) -> int:
+    """``--suggest-allocations METHOD``: print the legs' suggested allocations; nothing is run or saved."""
+    from workbench.backtest.allocate import suggest_allocations
+
+    suggestion = suggest_allocations(config, method=args.suggest_allocations, freq=args.allocation_freq)
+    if args.json:
+        print(dumps(suggestion.to_dict()))
+    else:
+        print(suggestion.frame().to_string(float_format=lambda v: f"{v:.4f}"))
+        print(f"\n{suggestion.method}: " + ", ".join(f"{k} {v:.4g}" for k, v in suggestion.expected.items()))
+        print("a suggestion only: put these allocations in the config's legs to use them")
+    return 0
+
+
 def add_backtest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """``workbench backtest``."""
     bt = sub.add_parser("backtest", parents=[common], help="run a vectorbt backtest and save it to the store",
@@ -84,4 +100,9 @@ def add_backtest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     bt.add_argument("--config", metavar="FILE.json", help="start from a saved config (JSON)")
     bt.add_argument("--json", action="store_true", help="print config, metrics and trade count as JSON")
     bt.add_argument("--no-save", action="store_true", help="do not record the run in the store")
+    bt.add_argument("--suggest-allocations", metavar="METHOD", choices=("hrp", "max_sharpe", "min_volatility"),
+                    help="instead of a backtest, suggest the legs' allocations (hrp, max_sharpe or min_volatility) "
+                    "from each leg's backtest; nothing is changed")
+    bt.add_argument("--allocation-freq", default="1D", metavar="FREQ",
+                    help="the period of the legs' returns for --suggest-allocations (default 1D; e.g. 1h)")
     bt.set_defaults(func=cmd_backtest)
