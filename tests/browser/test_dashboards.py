@@ -256,3 +256,20 @@ def test_every_page_has_something_to_show_and_links_to_the_others(served, page):
         assert page.locator(".wb-header .wb-equity").count() == 1
     shot(page, "09-unknown-session", ".wb-page-message")
     assert not page.js_errors, page.js_errors
+
+
+def test_charts_share_one_copy_of_plotly_per_page(served, page):
+    """Four charts on one page (equity, price, and the trade review's two) fetch plotly's widget bundle once,
+    from the file `workbench up` serves; before, each FigureWidget carried the 5 MB bundle over the websocket."""
+    bundles: list[str] = []
+    received: list[int] = []
+    page.on("request", lambda r: bundles.append(r.url) if r.url.endswith("/widgetbundle.js") else None)
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(len(f))))
+    runs = Store(served.db_url).history()
+    demo = str(runs[runs["kind"] == "backtest"]["id"].iloc[0])
+    open_page(page, served, "session", f"id={demo}", ready=".wb-equity-chart")
+    page.get_by_role("tab", name="Trade review").click()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=SEE)
+    assert len(bundles) == 1 and "/voila/labextensions/workbench-plotly/widgetbundle.js" in bundles[0], bundles
+    assert sum(received) < 3_000_000, f"{sum(received)} bytes over the kernel's websocket"
+    assert not page.js_errors, page.js_errors
