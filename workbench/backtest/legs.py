@@ -9,6 +9,7 @@ adds the leg to any such log); :func:`leg_summary` is the per-leg P&L (its sum i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from workbench.backtest.runner import _shifted_signals, breaker_trip, kernel_inp
 from workbench.config import SessionConfig
 from workbench.execution.legs import columns, leg_of
 
-__all__ = ["run_legs", "with_legs", "leg_summary", "leg_equity"]
+__all__ = ["run_legs", "with_legs", "leg_summary", "leg_equity", "leg_table"]
 
 
 def run_legs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> BacktestResult:
@@ -101,3 +102,20 @@ def leg_equity(result: BacktestResult) -> pd.DataFrame:
         if t.status == "closed":
             out.loc[index >= t.exit_time, t.leg] += t.pnl
     return out
+
+
+def leg_table(config: SessionConfig, trades: pd.DataFrame, state: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One row per leg for views and reports: name, strategy, params (the runner ``state``'s current ones if
+    given), symbols, allocation, paused (from ``state``), then :func:`leg_summary` of ``trades``."""
+    legs_state = dict((state or {}).get("legs") or {})
+    params, paused = dict(legs_state.get("params") or {}), set(legs_state.get("paused") or [])
+    names = [leg.name for leg in config.legs]
+    head = pd.DataFrame({
+        "strategy": [leg.strategy for leg in config.legs],
+        "params": [", ".join(f"{k}={v}" for k, v in params.get(leg.name, leg.params).items()) for leg in config.legs],
+        "symbols": [", ".join(leg.symbols) for leg in config.legs],
+        "allocation": [float(leg.allocation) for leg in config.legs],
+        "paused": [leg.name in paused for leg in config.legs],
+    }, index=pd.Index(names, name="leg"))
+    summary = leg_summary(with_legs(trades, config) if len(trades) else trades.assign(leg=[]), names)
+    return head.join(summary).reset_index()

@@ -42,6 +42,7 @@ from workbench.ui.common import (
 from workbench.ui.console import risk_checkpoint
 from workbench.ui.diagnostics import attach_diagnostics
 from workbench.ui.fidelity import attach_fidelity
+from workbench.ui.legs import attach_legs
 from workbench.ui.livechart import LiveChart
 from workbench.ui.positions import limits_html
 from workbench.ui.review import attach_review
@@ -142,6 +143,7 @@ class DetailView:
         attach_review(tabs, self)  # "Trade review": built when first selected
         attach_diagnostics(tabs, self)  # "Diagnostics": built when first selected
         attach_fidelity(tabs, self)  # "Fidelity twin" (paper and live): built when first selected
+        attach_legs(tabs, self)  # "Legs" (sessions with legs): built when first selected
         metrics = W.HBox([W.VBox([W.HTML("<b>Performance</b>"), self.performance], layout={"margin": "0 24px 0 0"}),
                           W.VBox([W.HTML("<b>Risk</b>"), self.risk_html])], layout={"flex_flow": "row wrap"})
         self.limits = W.HTML()
