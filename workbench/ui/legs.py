@@ -3,6 +3,7 @@ allocation, whether it is paused, its trades and P&L; and, while a paper or live
 per-leg controls (pause or resume a leg) through the session's handle."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
@@ -12,7 +13,7 @@ from workbench.ui.common import button, fmt_money, fmt_num, frame_table, lazy_ta
 
 __all__ = ["LegsPanel", "attach_legs"]
 
-_COLUMNS = [
+_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("leg", "Leg", str), ("strategy", "Strategy", str), ("params", "Params", str), ("symbols", "Symbols", str),
     ("allocation", "Allocation", lambda v: f"{v:.0%}"), ("paused", "Paused", lambda v: "paused" if v else ""),
     ("trades", "Trades", str), ("pnl", "P&L", fmt_money), ("realized_pnl", "Realized", fmt_money),
@@ -48,8 +49,8 @@ class LegsPanel:
 
         view = self.view
         row = view.store.get_session(view.session_id)
-        trader = getattr(view.session, "trader", None)
-        if getattr(trader, "paused", None) is not None:  # the session runs in this process: its own state
+        trader: Any = getattr(view.session, "trader", None)
+        if trader is not None and getattr(trader, "paused", None) is not None:  # runs here: its own state
             state: Any = {"legs": {"params": trader.leg_params, "paused": sorted(trader.paused)}}
         else:  # another process runs it (or ran it): its last checkpoint
             state = view.store.load_runner_state(view.session_id) if view.config.kind.value != "backtest" else None
