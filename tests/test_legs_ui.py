@@ -58,3 +58,18 @@ def test_pause_a_leg_from_the_view_and_a_plain_session_has_no_legs_tab(store) ->
         assert legs_tab(view)[1] is None
     finally:
         view.close()
+
+
+def test_the_report_has_a_legs_section_summing_to_the_session() -> None:
+    from workbench.reports.legs import legs_table
+    from workbench.reports.report import Report
+
+    config = legs_config(kind="backtest", start="2024-01-01", end="2024-01-02")
+    report = Report(config=config)
+    group = report.show_legs()
+    table = legs_table(report._res())
+    assert list(table.index) == ["trend", "revert", "session"] and table.loc["session", "allocation"] == 1.0
+    assert table.loc["session", "pnl"] == pytest.approx(report._res().equity.iloc[-1] - config.initial_balance)
+    assert "P&L per leg" in repr(group.items[1]) or group.items[1].figure.layout.title.text == "P&L per leg"
+    single = Report(config=legs_config(kind="backtest", legs=[], start="2024-01-01", end="2024-01-02"))
+    assert repr(single.show_legs()) == "single strategy: no legs"

@@ -248,6 +248,18 @@ class Report:
         items += [_styled(t, fmt, caption=caption) for caption, t in tables.items()]
         return Group(*items, *(ReportFigure(f) for f in sections.trade_review_figures(r)))
 
+    def show_legs(self) -> Any:
+        """Multi-strategy configs: per leg allocation, trades and P&L (summing to the session's), and each
+        leg's P&L over time; a one-line note for a single-strategy config."""
+        r = self._res()
+        if not r.config.legs:
+            return Summary("single strategy: no legs", {"legs": []})
+        from workbench.reports.legs import legs_figure, legs_table
+
+        money = "{:,.2f}"
+        fmt = {"allocation": "{:.0%}", "pnl": money, "realized_pnl": money, "fees": money, "win_rate": "{:.0%}"}
+        return Group(_styled(legs_table(r), fmt, caption="Legs"), ReportFigure(legs_figure(r)))
+
     def show_slippage(self) -> Styler:
         money, pct = "{:,.2f}", "{:.3%}"
         fmt = {"trades": "{:,.0f}", "notional": money, "total_slippage": money, "avg_slippage": money,
