@@ -14,11 +14,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "workbench"
 # top-level part of workbench -> layer (higher imports lower)
 LAYERS = {
-    "config": 0, "domain": 0, "paths": 0,
+    "config": 0, "domain": 0, "paths": 0, "jit": 0,
     "execution": 1,
     "strategies": 2, "data": 2, "store": 2, "metrics": 2, "retry": 2, "secrets": 2, "ops": 2, "diagnostics": 2,
     "review": 2, "account": 2,
-    "engine": 3, "team": 3, "backtest": 3, "reports": 3, "research": 3, "profiles": 3, "twin": 3, "twin": 3, "lineage": 3, "ab": 3,
+    "engine": 3, "team": 3, "backtest": 3, "reports": 3, "research": 3, "profiles": 3, "twin": 3, "lineage": 3, "ab": 3,
     "ui": 4, "cli": 4, "serve": 4, "dashboard_kernels": 4,
 }
 APART = {("engine", "backtest"), ("backtest", "engine")}
