@@ -44,7 +44,7 @@ def test_each_variant_equals_its_own_backtest_and_identical_ones_show_no_differe
         pd.testing.assert_series_equal(res.results[arm.name].equity, own.equity)
         assert res.metrics.loc[arm.name, "sharpe_ratio"] == pytest.approx(own.metrics["sharpe_ratio"], rel=1e-12)
     assert res.variants[2].config.risk.stop_loss == 0.01 and res.variants[2].config.params["window"] == 60
-    assert res.period == "bar" and list(res.equity.columns) == ["A", "B", "C"]
+    assert res.period == "5min" and list(res.equity.columns) == ["A", "B", "C"]  # 2,880 bars: judged per 5 min
     same = ab_backtest(cfg, [{}, {}], bars=day_of_bars)
     assert same.winner is None and same.verdict.text.startswith("no significant difference")
 

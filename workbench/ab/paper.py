@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.ab.result import ABResult, judge, verdict_returns
-from workbench.ab.stats import Method, block_indices
+from workbench.ab.stats import Method, resampled_means
 from workbench.ab.variants import Variant, make_variants
 from workbench.config import SessionConfig
 from workbench.domain import SessionKind
@@ -32,8 +32,8 @@ Variants = Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]
 @dataclass(frozen=True)
 class EarlyStop:
     """Stop a variant once, after at least ``min_periods`` bars, the block-bootstrap interval of its
-    mean return per bar minus the leader's lies wholly below 0 at ``confidence`` (stricter than the
-    verdict's: it is looked at many times). Checked every ``every`` seconds."""
+    mean return per period (the verdict's ``auto`` period) minus the leader's lies wholly below 0 at
+    ``confidence`` (stricter than the verdict's: it is looked at many times). Checked every ``every`` seconds."""
 
     min_periods: int = 200
     confidence: float = 0.99
@@ -50,26 +50,24 @@ class EarlyStop:
 
 
 def losers(equity: pd.DataFrame, initial_balance: float, rule: EarlyStop, seed: int | None = 0) -> dict[str, str]:
-    """Variants whose returns per bar are clearly below the leader's under ``rule``: name -> why."""
+    """Variants whose returns are clearly below the leader's under ``rule``: name -> why."""
     equity = equity.dropna()  # the bars every variant has reached
     if len(equity) < rule.min_periods or equity.shape[1] < 2:
         return {}
-    returns, _ = verdict_returns(equity, initial_balance, "bar")
+    returns, _ = verdict_returns(equity, initial_balance, "auto")
     n = len(returns)
     if n < rule.min_periods or returns.shape[1] < 2:
         return {}
     means = returns.mean()
     leader = str(means.idxmax())
-    idx = block_indices(n, n_boot=rule.n_boot, seed=seed)
+    others = [str(c) for c in returns.columns if c != leader]
+    diffs = np.array([(returns[name] - returns[leader]).to_numpy() for name in others])
+    boot = resampled_means(diffs, n_boot=rule.n_boot, seed=seed)
     out = {}
-    for name in returns.columns:
-        if name == leader:
-            continue
-        d = (returns[name] - returns[leader]).to_numpy()
-        boot = d[idx].mean(axis=1)
-        high = float(np.quantile(boot, rule.confidence))
+    for name, row in zip(others, boot):
+        high = float(np.quantile(row, rule.confidence))
         if high < 0:
-            out[str(name)] = (f"A/B early stop: mean return per bar {means[name]:.3g} below {leader}'s "
+            out[str(name)] = (f"A/B early stop: mean return per period {means[name]:.3g} below {leader}'s "
                               f"{means[leader]:.3g} (difference < {high:.3g} at {rule.confidence:.0%}, {n} bars)")
     return out
 

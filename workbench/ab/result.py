@@ -1,5 +1,6 @@
 """An A/B's outcome, whatever ran it: variants' equity curves and metrics side by side, and the verdict
-on their returns (daily returns once the run spans :data:`DAILY_AFTER`, else per bar)."""
+on their returns (daily returns once the run spans :data:`DAILY_AFTER`, else per bar, or per a
+coarser period for long runs of short bars: :func:`verdict_returns`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,21 +13,28 @@ from workbench.ab.variants import Variant
 from workbench.config import SessionConfig
 from workbench.metrics import period_returns
 
-__all__ = ["ABResult", "DAILY_AFTER", "judge", "verdict_returns"]
+__all__ = ["ABResult", "COARSER", "DAILY_AFTER", "MAX_PERIODS", "judge", "verdict_returns"]
 
 #: runs at least this long are judged on daily returns (per-bar returns of minute bars are mostly
 #: zeros and strongly autocorrelated; a day is the period the Sharpe statistics expect)
 DAILY_AFTER = pd.Timedelta(days=30)
+#: shorter runs are judged per bar up to this many bars, else on the finest of :data:`COARSER` that
+#: gives at most this many periods (the bootstrap's cost grows with the periods)
+MAX_PERIODS = 2000
+COARSER = ("5min", "15min", "1h", "4h")
 
 
 def verdict_returns(equity: pd.DataFrame, initial_balance: float, period: str = "auto") -> tuple[pd.DataFrame, str]:
     """(returns per period, one column per variant; the period used) of equity curves on one index.
-    ``period``: "auto", "bar" or a pandas frequency such as "1D" or "1h"."""
+    ``period``: "bar", a pandas frequency such as "1D" or "1h", or "auto": daily from
+    :data:`DAILY_AFTER`, else per bar up to :data:`MAX_PERIODS` bars, else the finest of
+    :data:`COARSER` that gives at most that many periods."""
     if equity.empty:
         raise ValueError("no equity points yet: the variants have not run a bar")
     if period == "auto":
         span = equity.index[-1] - equity.index[0]
-        period = "1D" if span >= DAILY_AFTER else "bar"
+        fits = [f for f in COARSER if span / pd.Timedelta(f) <= MAX_PERIODS]
+        period = "1D" if span >= DAILY_AFTER else "bar" if len(equity) <= MAX_PERIODS else fits[0] if fits else "1D"
     eq = equity
     if period != "bar":
         try:

@@ -29,7 +29,7 @@ from scipy.stats import norm
 
 __all__ = [
     "EULER_GAMMA", "Moments", "Comparison", "Verdict", "moments", "probabilistic_sharpe", "expected_max_sharpe",
-    "deflated_sharpe", "min_track_record_length", "bootstrap_mean_diff", "block_indices", "verdict",
+    "deflated_sharpe", "min_track_record_length", "bootstrap_mean_diff", "resampled_means", "verdict",
 ]
 
 EULER_GAMMA = 0.5772156649015329
@@ -133,14 +133,18 @@ def bootstrap_mean_diff(
         raise ValueError(f"a and b must be 1-d returns over the same periods (got shapes {x.shape} and {y.shape})")
     d = x - y
     d = d[np.isfinite(d)]
-    idx = block_indices(len(d), n_boot=n_boot, block=block, seed=seed, method=method)
-    return _interval(d, idx, confidence)
+    means = resampled_means(d[None, :], n_boot=n_boot, block=block, seed=seed, method=method)[0]
+    return _interval(d, means, confidence)
 
 
-def block_indices(n: int, *, n_boot: int = 2000, block: int | None = None, seed: int | None = 0,
-                  method: Method = "stationary") -> np.ndarray:
-    """(n_boot, n) resampling indices of ``n`` periods: blocks of consecutive periods wrapping around
-    the end, of mean length ``block`` (stationary: geometric lengths) or exactly ``block`` (circular)."""
+def resampled_means(diffs: np.ndarray, *, n_boot: int = 2000, block: int | None = None, seed: int | None = 0,
+                    method: Method = "stationary") -> np.ndarray:
+    """(k, n_boot) means of the k rows of ``diffs`` (k, n) over the same ``n_boot`` block resamples of
+    the n periods: blocks of consecutive periods wrapping around the end, of mean length ``block``
+    (stationary: geometric lengths) or exactly ``block`` (circular). Resamples are drawn in chunks,
+    so memory stays small for long series."""
+    diffs = np.atleast_2d(np.asarray(diffs, dtype=float))
+    n = diffs.shape[1]
     if n < 2:
         raise ValueError(f"need at least 2 paired returns to bootstrap (got {n})")
     if n_boot < 100:
@@ -151,6 +155,20 @@ def block_indices(n: int, *, n_boot: int = 2000, block: int | None = None, seed:
     if not 1 <= size <= n:
         raise ValueError(f"block must be between 1 and the number of periods {n} (got {block})")
     rng = np.random.default_rng(seed)
+    out = np.empty((len(diffs), n_boot))
+    step = max(1, min(n_boot, _CHUNK // n))
+    for lo in range(0, n_boot, step):
+        idx = _block_indices(n, min(step, n_boot - lo), size, rng, method)
+        for j, d in enumerate(diffs):
+            out[j, lo:lo + len(idx)] = d[idx].mean(axis=1)
+    return out
+
+
+_CHUNK = 1 << 20  # resampled periods per chunk (8 MB of indices)
+
+
+def _block_indices(n: int, n_boot: int, size: int, rng: np.random.Generator, method: Method) -> np.ndarray:
+    """(n_boot, n) resampling indices of ``n`` periods in blocks (see :func:`resampled_means`)."""
     pos = np.arange(n)
     if method == "circular":
         new = np.broadcast_to(pos % size == 0, (n_boot, n))
@@ -165,14 +183,13 @@ def block_indices(n: int, *, n_boot: int = 2000, block: int | None = None, seed:
     return out
 
 
-def _interval(d: np.ndarray, idx: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
-    """(mean, CI low, CI high, p-value) of the differences ``d`` resampled by ``idx``."""
+def _interval(d: np.ndarray, means: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
+    """(mean, CI low, CI high, p-value) of the differences ``d`` given their resampled ``means``."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, e.g. 0.95 (got {confidence})")
     observed = float(d.mean())
     if np.all(d == d[0]):  # no variation: every resample has the observed mean
         return observed, observed, observed, 1.0 if observed == 0 else 0.0
-    means = d[idx].mean(axis=1)
     alpha = 1 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     p = float(np.mean(np.abs(means - observed) >= abs(observed)))
@@ -251,12 +268,10 @@ def verdict(
     arr = {k: np.asarray(returns[k], dtype=float) for k in names}
     n = next(iter(lengths))
     size = default_block(n) if block is None else block
-    idx = block_indices(n, n_boot=n_boot, block=size, seed=seed, method=method)  # the same resamples for all
-    comps = []
-    for k in order[1:]:
-        d = arr[leader] - arr[k]
-        d = np.where(np.isfinite(d), d, 0.0)
-        comps.append(Comparison(leader, k, *_interval(d, idx, level)))
+    diffs = np.array([arr[leader] - arr[k] for k in order[1:]])
+    diffs[~np.isfinite(diffs)] = 0.0
+    means = resampled_means(diffs, n_boot=n_boot, block=size, seed=seed, method=method)  # the same resamples
+    comps = [Comparison(leader, k, *_interval(diffs[j], means[j], level)) for j, k in enumerate(order[1:])]
     won = all(c.significant for c in comps)
     sure = 1 - max(c.p_value for c in comps)
     if won:
