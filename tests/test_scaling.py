@@ -242,3 +242,17 @@ def test_an_operator_freezes_the_scale_and_it_stays_put(store):
     assert store.load_runner_state(s.id)["scaling"]["state"][:2] == [0.5, 1.0]  # scale, frozen
     with pytest.raises(ValueError, match="has no scaling rule"):
         Session(paper_config(), store, feed=ReplayFeed(bars_for(cfg), None)).set_scaling(frozen=True)
+
+
+def test_a_larger_scale_while_the_breaker_cools_off_needs_a_waiver(store):
+    from workbench.engine.risk import CoolingOff
+
+    cfg = _config()
+    s = Session(cfg, store, feed=ReplayFeed(bars_for(cfg), None))
+    s.risk.on_equity(pd.Timestamp("2024-01-01", tz="UTC").to_pydatetime(), 10_000.0)  # a bar seen: a clock
+    s.trip_breaker("test")
+    assert s.set_scaling(scale=0.1) == "scaling x0.1"  # lowering is always allowed
+    with pytest.raises(CoolingOff, match="cooling off"):
+        s.set_scaling(scale=1.0)
+    assert s.set_scaling(scale=1.0, waive="checked the market") == "scaling x1"
+    assert "cooling_off_waived" in set(store.events(s.id)["kind"])
