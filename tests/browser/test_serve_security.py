@@ -33,16 +33,17 @@ from .conftest import Served, start_up, stop_up
 
 TOKEN = "test-token-0123456789abcdef"
 PASSWORD = "correct horse battery"
+ALLOWED = "wb.example.test"
 Response = tuple[int, dict[str, str], bytes]  # status, headers, body
 CANARY = {"WORKBENCH_BINANCE_API_KEY": "canary-api-key-4f1c", "WORKBENCH_BINANCE_SECRET": "canary-secret-9b7e"}
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``up`` with both a token ($WORKBENCH_TOKEN) and a password, API keys in its environment, a data
-    directory it creates itself, its host running and no pre-started kernels."""
+    """``up`` with both a token ($WORKBENCH_TOKEN) and a password, one more host name allowed, API keys
+    in its environment, a data directory it creates itself, its host running and no pre-started kernels."""
     home = tmp_path_factory.mktemp("security") / "home"
-    served = start_up(home, "--no-seed", "--password", "--preheat", "0", "--no-cull",
+    served = start_up(home, "--no-seed", "--password", "--preheat", "0", "--no-cull", "--allow-host", ALLOWED,
                       env={"WORKBENCH_TOKEN": TOKEN, "WORKBENCH_PASSWORD": PASSWORD, **CANARY})
     try:
         yield served
@@ -89,7 +90,9 @@ def test_a_foreign_host_header_is_refused_and_localhost_served(up: Served) -> No
     for path in ("/voila/render/history.ipynb", "/voila/tree"):
         assert request(up, with_token(path), {"Host": "evil.example"})[0] == 403  # what a DNS-rebound page sends
         assert request(up, with_token(path), {"Host": f"evil.example:{up.port}"})[0] == 403
-    assert request(up, with_token("/voila/tree"), {"Host": f"localhost:{up.port}"})[0] == 200
+    for host in (f"localhost:{up.port}", f"[::1]:{up.port}", ALLOWED, f"{ALLOWED}:{up.port}"):
+        assert request(up, with_token("/voila/tree"), {"Host": host})[0] == 200, host
+    assert f"also served as {ALLOWED}" in up.output()
 
 
 def test_without_the_token_or_password_only_the_login_page_is_served(up: Served) -> None:
