@@ -87,6 +87,10 @@ def test_a_saved_legs_backtest_keeps_each_trades_leg(store, frames: dict[str, pd
     assert list(saved["leg"]) == list(result.trades["leg"]) and set(saved["leg"]) == {"trend", "revert"}
     with pytest.raises(ValueError, match="SOL/USDT are not columns of this config's legs"):
         with_legs(saved.drop(columns="leg").assign(symbol="SOL/USDT"), config)
+    from workbench.research import compare_sessions
+
+    table = compare_sessions(store, [store.history()["id"].iloc[0]], metrics=("trade_count",))
+    assert list(table["legs"]) == ["trend 60%, revert 40%"]
 
 
 def test_backtest_and_paper_make_the_same_trades_with_two_legs(frames: dict[str, pd.DataFrame]) -> None:
@@ -159,6 +163,10 @@ def test_a_paper_session_with_legs_pauses_one_and_attributes_every_trade(store, 
     asyncio.run(run())
     trades = with_legs(store.trades(session.id), config)  # the store's trades, attributed by the config
     assert len(trades) > 5 and set(trades["leg"]) == {"trend"}  # the paused leg never entered
+    from workbench.engine.handle import RemoteHandle
+
+    snap = RemoteHandle(session.id, store).snapshot().trades  # what `workbench session trades` prints
+    assert set(snap["leg"]) == {"trend"} and len(snap) == len(trades)
     controls = list(store.events(session.id).query("kind == 'control'").message)
     assert any(m.startswith("pause_leg") for m in controls) and any(m.startswith("set_leg_params") for m in controls)
     state = store.load_runner_state(session.id)  # what a resumed runner restores (crash-only)

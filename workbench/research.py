@@ -138,8 +138,9 @@ def compare_sessions(store: Store, ids: Sequence[str],
         trades = store.trades(sid)  # TRADE_COLUMNS, duration included
         values = (compute_metrics(eq, trades, float(row["initial_balance"])) if len(eq)
                   else dict.fromkeys(metrics, float("nan")))
+        legs = ", ".join(f"{leg.name} {leg.allocation:.0%}" for leg in row["config"].legs) if row["config"] else ""
         rows.append({"session": row.get("name") or sid, "id": sid, "kind": row["kind"], "strategy": row["strategy"],
-                     "state": row["state"], **{m: values[m] for m in metrics}})
+                     "legs": legs, "state": row["state"], **{m: values[m] for m in metrics}})
     return pd.DataFrame(rows).set_index("session")
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from workbench.backtest.result import BacktestResult, build_result
 from workbench.backtest.runner import _shifted_signals, breaker_trip, kernel_inputs, walk
 from workbench.config import SessionConfig
-from workbench.execution.legs import columns, leg_of
+from workbench.execution.legs import columns, leg_of, leg_summary, with_legs
 
 __all__ = ["run_legs", "with_legs", "leg_summary", "leg_equity", "leg_table"]
 
@@ -50,42 +50,6 @@ def _then(result: BacktestResult, name: str, fn: Callable[[pd.DataFrame], pd.Dat
     """Apply ``fn`` to the lazy frame ``name`` of ``result`` when it is first read."""
     made = result.__dict__["_lazy_" + name]
     setattr(result, name, lambda: fn(made() if callable(made) else made))
-
-
-def with_legs(frame: pd.DataFrame, config: SessionConfig) -> pd.DataFrame:
-    """A trade or order log of ``config`` (``symbol``: column keys; a backtest's, a session's or the store's)
-    with a ``leg`` column after ``symbol``; a key ``config`` does not know is refused, naming it."""
-    if "leg" in frame.columns:
-        return frame
-    names = leg_of(config)
-    unknown = sorted(set(frame["symbol"]) - set(names))
-    if unknown:
-        raise ValueError(f"symbols {', '.join(unknown)} are not columns of this config's legs ({', '.join(names)})")
-    out = frame.copy()
-    out.insert(out.columns.get_loc("symbol") + 1, "leg", [names[k][0] for k in frame["symbol"]])
-    return out
-
-
-def leg_summary(trades: pd.DataFrame, legs: list[str] | None = None) -> pd.DataFrame:
-    """Per leg: trades, closed trades, P&L (closed and open), fees, win rate; indexed by leg, in ``legs``
-    order (legs without trades get zeros). Trades need a ``leg`` column (:func:`split_legs`)."""
-    if "leg" not in trades.columns:
-        raise ValueError("these trades have no 'leg' column: they are not from a session with legs")
-    names = legs if legs is not None else list(dict.fromkeys(trades["leg"]))
-    closed = trades["status"] == "closed"
-    g = trades.groupby("leg", sort=False)
-    out = pd.DataFrame({
-        "trades": g.size(),
-        "closed": closed.groupby(trades["leg"]).sum(),
-        "pnl": g["pnl"].sum(),
-        "realized_pnl": trades["pnl"].where(closed, 0.0).groupby(trades["leg"]).sum(),
-        "fees": g["commission"].sum(),
-        "win_rate": (trades["pnl"] > 0).where(closed).groupby(trades["leg"]).mean(),
-    }).reindex(names)
-    out[["trades", "closed"]] = out[["trades", "closed"]].fillna(0).astype(int)
-    out[["pnl", "realized_pnl", "fees"]] = out[["pnl", "realized_pnl", "fees"]].fillna(0.0)
-    out.index.name = "leg"
-    return out
 
 
 def leg_equity(result: BacktestResult) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from workbench.engine import commands
 from workbench.engine.commands import Command, CommandRejected
 from workbench.engine.exposure import concentration, limit_usage
 from workbench.execution.ledger import Portfolio
+from workbench.execution.legs import with_legs
 from workbench.store import Store
 from workbench.store.lease import LEASE_SECONDS
 from workbench.team.identity import current_actor
@@ -91,6 +92,8 @@ def _snapshot(session_id: str, kind: str, state: SessionState, risk_state: str, 
     equity = pf.equity
     if trades is None:
         trades = pd.DataFrame(pf.trade_log(include_open=True), columns=list(TRADE_COLUMNS))
+    if config is not None and config.legs:  # each trade's leg (execution.legs)
+        trades = with_legs(trades, config)
     limits = limit_usage(config, values, equity) if config is not None else pd.DataFrame()
     return Snapshot(session_id, kind, state, risk_state, positions, trades, pf.cash, equity, pf.exposure,
                     concentration(pd.Series(values, dtype=float), equity), limits)
