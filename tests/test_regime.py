@@ -157,3 +157,19 @@ def test_wizard_preset_fills_params_and_stops_and_creates_that_config():
     assert wiz.config == with_preset(make_config(strategy="sma_cross", symbols=["ETH/USDT"]), "high-volatility")
     wiz.fields["strategy"].widgets[0].value = "momentum"  # another strategy starts from its own defaults
     assert wiz.preset.value == "" and wiz.params["window"].read() == 60
+
+
+def test_backtest_preset_flag_and_the_flags_that_override_it(capsys):
+    from workbench.cli import build_parser, config_from_args, main
+
+    def config(*flags):
+        return config_from_args(build_parser().parse_args(["backtest", *flags]))
+
+    trending = config("--strategy", "sma_cross", "--preset", "trending")
+    assert trending == with_preset(make_config(strategy="sma_cross"), "trending")
+    tuned = config("--strategy", "sma_cross", "--preset", "trending", "--param", "fast=15", "--stop-loss", "0.05")
+    assert tuned.params == {"fast": 15, "slow": 100} and tuned.risk.stop_loss == 0.05
+    assert config("--preset", "ranging").params == preset("momentum", "ranging")["params"]  # the default strategy
+    with pytest.raises(SystemExit):
+        main(["backtest", "--preset", "calm"])
+    assert "argument --preset: invalid choice: 'calm'" in capsys.readouterr().err  # argparse lists the choices

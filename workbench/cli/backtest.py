@@ -18,6 +18,7 @@ from workbench.reports.flags import (
     parse_params,
     settings_from_args,
 )
+from workbench.strategies.presets import PRESET_NAMES
 
 DESCRIPTION = """Run one backtest from flags, over a saved config (--config) or the defaults, and save it to
 the store. The flags are checked as the wizard checks its fields; a bad value exits 2 with one line naming
@@ -35,6 +36,10 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
             del fields["params"]  # they belong to the saved strategy, not the one given
     if args.strategy:
         fields["strategy"] = args.strategy
+    if args.preset:  # the strategy's built-in preset for a market condition; the flags below override it
+        from workbench.strategies.presets import apply_preset
+
+        fields = apply_preset(fields, args.preset)
     if args.symbols:
         fields["symbols"] = [s.strip() for s in args.symbols.split(",") if s.strip()]
     if args.balance is not None:
@@ -98,6 +103,8 @@ def add_backtest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                         description=DESCRIPTION)
     add_config_flags(bt)
     bt.add_argument("--config", metavar="FILE.json", help="start from a saved config (JSON)")
+    bt.add_argument("--preset", choices=PRESET_NAMES, help="the strategy's built-in params and stops for a "
+                    "trending, ranging or high-volatility market (--param and the risk flags override them)")
     bt.add_argument("--json", action="store_true", help="print config, metrics and trade count as JSON")
     bt.add_argument("--no-save", action="store_true", help="do not record the run in the store")
     bt.add_argument("--suggest-allocations", metavar="METHOD", choices=("hrp", "max_sharpe", "min_volatility"),

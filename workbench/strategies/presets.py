@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from workbench.config import SessionConfig
 
-__all__ = ["PRESET_NAMES", "PRESETS", "preset", "preset_names", "with_preset"]
+__all__ = ["PRESET_NAMES", "PRESETS", "apply_preset", "preset", "preset_names", "with_preset"]
 
 PRESET_NAMES: tuple[str, ...] = ("trending", "ranging", "high-volatility")
 
@@ -69,13 +69,22 @@ def preset(strategy: str, name: str) -> dict[str, Any]:
     return {k: dict(v) for k, v in fields.items()}
 
 
+def apply_preset(fields: dict[str, Any], name: str) -> dict[str, Any]:
+    """Config ``fields`` (a dict, e.g. a command line's) with their strategy's preset ``name`` laid over
+    them: its params over theirs, its risk settings over theirs, its sizing if it has one."""
+    from workbench.config import SessionConfig
+
+    strategy = fields.get("strategy") or SessionConfig.model_fields["strategy"].default
+    chosen = preset(strategy, name)
+    out = {**fields, "params": {**fields.get("params", {}), **chosen["params"]},
+           "risk": {**fields.get("risk", {}), **chosen["risk"]}}
+    if "sizing" in chosen:
+        out["sizing"] = chosen["sizing"]
+    return out
+
+
 def with_preset(config: SessionConfig, name: str) -> SessionConfig:
-    """``config`` with its strategy's preset ``name`` laid over it: the preset's params over the
-    config's, its risk settings over the config's risk, its sizing if it has one (validated)."""
-    fields = preset(config.strategy, name)
-    current = config.to_dict()
-    changes: dict[str, Any] = {"params": {**current["params"], **fields["params"]},
-                               "risk": {**current["risk"], **fields["risk"]}}
-    if "sizing" in fields:
-        changes["sizing"] = fields["sizing"]
-    return config.replace(**changes)
+    """``config`` with its strategy's preset ``name`` laid over it (:func:`apply_preset`), validated."""
+    from workbench.config import make_config
+
+    return make_config(**apply_preset(config.to_dict(), name))
