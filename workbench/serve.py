@@ -72,9 +72,12 @@ def dashboards_dir(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something already listens on ``host:port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        return s.connect_ex((host, port)) == 0
+    """Whether something already listens on ``host:port`` (an IPv4 or IPv6 address, or a name)."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -142,6 +145,9 @@ def voila_command(dashboards: Path, port: int, *, cull_after: float | None = CUL
                 f"--MappingKernelManager.cull_interval={max(1, min(30, timeout // 4))}"]
     if labextensions is not None:
         cmd += [f"--VoilaConfiguration.extra_labextensions_path={labextensions}"]
+    # plotly's JupyterLab extension renders static figures, which no page shows (charts are widgets): without
+    # it a page no longer downloads and parses its 4.8 MB of JavaScript before the first widget
+    cmd += ["--VoilaConfiguration.extension_denylist=jupyterlab-plotly"]
     if preheat > 0:
         cmd += ["--VoilaConfiguration.preheat_kernel=True", f"--VoilaConfiguration.default_pool_size={preheat}"]
     return cmd
@@ -324,9 +330,10 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
         raise ValueError(f"--port must be between 1 and 65535 (got {port}); omit it to pick a free port")
     hostnames = local_hostnames(ip, allow_hosts)
     token = choose_token(token, password=password_hash is not None)
-    url_host = LOOPBACK if ip in ("0.0.0.0", "::", "") else ip
-    if port is not None and port_in_use(port, url_host):
-        raise ValueError(f"port {port} on {url_host} is in use; pass another --port or omit it to pick a free one")
+    listen = LOOPBACK if ip in ("0.0.0.0", "::", "") else ip  # where this machine's browser reaches it
+    url_host = f"[{listen}]" if ":" in listen else listen
+    if port is not None and port_in_use(port, listen):
+        raise ValueError(f"port {port} on {listen} is in use; pass another --port or omit it to pick a free one")
     if replay_speed is not None and not replay_speed > 0:
         raise ValueError(f"--replay-speed must be positive, e.g. 60 for one 1-minute bar a second (got {replay_speed})")
     if cull_after is not None and not (math.isfinite(cull_after) and cull_after > 0):
@@ -372,6 +379,7 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
         children.append(("voila", voila, signal.SIGTERM))
         url = page_url(port, token=token, host=url_host)
         wait_http(url, ready_timeout, voila)
+        shutil.rmtree(private, ignore_errors=True)  # read at Voilà's start: gone even if `up` is SIGKILLed later
         print(f"workbench up: dashboards at {url}\n"
               f"  also {page_url(port, 'risk', host=url_host)}, {page_url(port, 'history', host=url_host)}"
               f"{' (log in with the password)' if password_hash else ''}; Ctrl-C stops", file=out, flush=True)
