@@ -39,6 +39,10 @@ def test_bad_requests_say_what_to_do(synthetic: pd.DataFrame) -> None:
         weights_from_returns(synthetic.iloc[:3], "hrp")
     with pytest.raises(ValueError, match="at least two legs"):
         suggest_allocations(legs_config(legs=LEGS[:1]))
+    from workbench.backtest.sweep import sweep
+
+    with pytest.raises(ValueError, match="this config has legs: sweep one leg as its own config"):
+        sweep(legs_config(), {"fast": [3, 4]})
 
 
 def test_a_suggestion_on_the_legs_backtests_is_accepted_explicitly() -> None:

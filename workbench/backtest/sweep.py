@@ -149,6 +149,9 @@ def sweep(
     """
     if not isinstance(config, SessionConfig):
         raise TypeError(f"sweep takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    if config.legs:
+        raise ValueError("sweep varies one strategy's params; this config has legs: sweep one leg as its own config "
+                         "(its strategy, params and symbols, no legs), or compare allocations with suggest_allocations")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1 (got {chunk_size})")
     unknown = [m for m in metrics if m not in METRIC_KEYS]
