@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pandas as pd
 import pytest
 
 from tests.kit import paper_config, until
 from workbench.ab import ab_backtest, ab_paper
 from workbench.data import sample_bars
 from workbench.store import Store
-from workbench.ui.ab import ABView, verdict_html
+from workbench.ui.ab import ABView, same_bars, verdict_html
+from workbench.ui.history import HistoryView
 
 FEW_BARS = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T02:59:00Z"}
 
@@ -43,6 +45,17 @@ def test_view_follows_a_running_paper_ab_until_every_variant_ends(store: Store):
     assert "Total return" in view.table.value or "total" in view.table.value.lower()
     ids = {"A": view.session_ids["A"], "B": view.session_ids["B"]}
     assert "sure:" in verdict_html(store, ids, n_boot=200)
+    history = HistoryView(store)  # the history's compare section shows the same verdict
+    history.compare(list(ids.values()))
+    assert "wb-ab-verdict" in history.compare_box.children[0].value
+
+
+def test_same_bars_allows_a_lagging_session_and_refuses_different_bars():
+    idx = pd.date_range("2024-01-01", periods=4, freq="1min", tz="UTC")
+    lagging = pd.DataFrame({"A": [1.0, 2, 3, 4], "B": [1.0, 2, float("nan"), float("nan")]}, index=idx)
+    shifted = pd.DataFrame({"A": [1.0, 2, 3, float("nan")], "B": [float("nan"), 2, 3, 4]}, index=idx)
+    holed = pd.DataFrame({"A": [1.0, 2, 3, 4], "B": [1.0, float("nan"), 3, 4]}, index=idx)
+    assert same_bars(lagging) and not same_bars(shifted) and not same_bars(holed)
 
 
 def test_view_without_an_ab_says_what_it_needs(store: Store):

@@ -25,7 +25,7 @@ from workbench.metrics import METRIC_LABELS, compute_metrics, format_metric
 from workbench.store import Store
 from workbench.ui.common import Ticker, message, open_store
 
-__all__ = ["ABView", "verdict_html"]
+__all__ = ["ABView", "same_bars", "verdict_html"]
 
 MAX_POINTS = 2000
 SHOWN = ("total_return", "sharpe_ratio", "sortino_ratio", "max_drawdown", "win_rate", "profit_factor", "trade_count")
@@ -44,15 +44,25 @@ def verdict_block(v: Verdict, period: str) -> str:
             f"{v.method} block bootstrap (block {v.block}, {v.n_boot} resamples)</div><ul>{rows}</ul></div>")
 
 
+def same_bars(equity: pd.DataFrame) -> bool:
+    """Whether the curves (one column each, on their union of times) ran on the same bars: the same
+    first time, and each one's times a prefix of the union (a running session may lag behind)."""
+    present = equity.notna().to_numpy()
+    return bool(len(present)) and bool(present[0].all()) and not (present[1:] & ~present[:-1]).any()
+
+
 def verdict_html(store: Store, session_ids: Mapping[str, str], **judge_args: Any) -> str:
-    """The verdict on stored sessions' equity (``name -> id``), or a note saying why there is none."""
+    """The verdict on stored sessions' equity (``name -> id``) when they ran on the same bars with the
+    same initial balance, else a note saying why there is none."""
     ids = dict(session_ids)
     balances = {float(store.get_session(sid)["initial_balance"]) for sid in ids.values()}
     if len(ids) < 2 or len(balances) != 1:
         return message("a verdict needs two or more sessions with the same initial balance", "info")
     try:
-        equity = ab_equity(store, ids).dropna()
-        v, period = judge(equity, balances.pop(), **judge_args)
+        equity = ab_equity(store, ids)
+        if not same_bars(equity):
+            return message("no A/B verdict: these sessions did not run on the same bars", "info")
+        v, period = judge(equity.dropna(), balances.pop(), **judge_args)
     except ValueError as e:
         return message(f"no verdict yet: {e}", "info")
     return verdict_block(v, period)

@@ -174,6 +174,9 @@ class HistoryView:
         pending = [sid for sid, m in zip(ids, rows) if not m]
         note = (f"<div style='color:#777;font-style:italic;margin-top:4px'>n/a: {', '.join(pending)} "
                 "has no stored metrics yet (they are stored when a session ends)</div>" if pending else "")
+        from workbench.ui.ab import verdict_html  # A/B verdict when they ran on the same bars (loads scipy)
+
+        note += verdict_html(self.store, dict(zip(ids, ids)), n_boot=1000) if keys else ""
         table = W.HTML(f"<table class='wb-compare-table' style='border-collapse:collapse;font-size:90%'>"
                        f"<tr><th></th>{head}</tr>{body}</table>{note}" if keys else
                        "<i>no metrics stored for these sessions yet (they appear when a session ends)</i>")
