@@ -167,7 +167,10 @@ def test_the_data_directory_is_private(up: Served) -> None:
     assert stat.S_IMODE((up.home / "workbench.db").stat().st_mode) == 0o600
     private = [a for a in voila_command(Path("."), 1, config_dir=Path("/x")) if "config_file_paths" in a]
     assert private[0] == "--Voila.config_file_paths=/x"  # read first: its settings win
-    assert not any(TOKEN in a or "argon2" in a for p in psutil.Process(up.proc.pid).children() for a in p.cmdline())
+    children = psutil.Process(up.proc.pid).children()
+    assert not any(TOKEN in a or "argon2" in a for p in children for a in p.cmdline())  # `ps` shows no secret
+    used = next(a for p in children for a in p.cmdline() if a.startswith("--Voila.config_file_paths="))
+    assert not Path(used.split("=", 1)[1]).exists()  # Voilà read its private config, and it is gone
 
 
 # the rules, without a server
