@@ -1,8 +1,10 @@
 """The test kit's fixtures: a throwaway store, sample bars, a small valid config and a fake clock.
 
 Fixtures (pytest finds them; no import needed): ``store_url`` and ``store`` (a fresh SQLite file in
-``tmp_path``, closed after the test), ``bars`` (one day of 1m sample bars for BTC/USDT), ``config`` (a
-small valid paper :class:`~workbench.config.SessionConfig`) and ``clock`` (a :class:`FakeClock` at T0).
+``tmp_path``, closed after the test; a fresh PostgreSQL database on the run's one ``pg_server`` for
+tests marked ``@both_backends`` from tests.kit, which run once per backend), ``bars`` (one day of 1m
+sample bars for BTC/USDT), ``config`` (a small valid paper :class:`~workbench.config.SessionConfig`)
+and ``clock`` (a :class:`FakeClock` at T0).
 ``loopback_exchange`` (a running loopback exchange, tests/exchange) is re-exported here too;
 ``page_limit`` makes the ``store``'s disk full on demand (``page_limit["n"] = 1``).
 Helpers: ``from tests.kit import until, wait_until, FakeClock, paper_config, bars_for, T0``.
@@ -10,6 +12,7 @@ Helpers: ``from tests.kit import until, wait_until, FakeClock, paper_config, bar
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,18 +23,41 @@ from sqlalchemy import event
 from tests.exchange.fixtures import loopback_exchange
 from tests.exchange.server import LoopbackExchange
 from tests.kit import FakeClock, paper_config
+from tests.pg_kit import MISSING, PgServer, find_pg_ctl, running_pg_server
 from workbench.config import SessionConfig
 from workbench.data import sample_bars
 from workbench.store import Store
 
-__all__ = ["bars", "clock", "config", "loopback_exchange", "page_limit", "store", "store_url"]
+__all__ = ["bars", "clock", "config", "loopback_exchange", "page_limit", "pg_server", "store", "store_url"]
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the whole run (tests/pg_kit.py), started when a test first needs it.
+    Without the server binaries the PostgreSQL tests are skipped, except on CI (``CI`` set), where they fail."""
+    if find_pg_ctl() is None:
+        if os.environ.get("CI"):
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
+    with running_pg_server() as server:
+        yield server
+
+
 @pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    """The URL of a fresh SQLite store file in this test's ``tmp_path``."""
-    return f"sqlite:///{tmp_path / 'wb.db'}"
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh store: a SQLite file in this test's ``tmp_path``, or with the param
+    ``"postgresql"`` (``@both_backends``) a new database on :func:`pg_server`, dropped after the test."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'wb.db'}"
+        return
+    if backend != "postgresql":
+        raise ValueError(f"store_url param must be 'sqlite' or 'postgresql', got {backend!r}")
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pandas as pd
+import pytest
 
 from workbench.config import SessionConfig, make_config
 from workbench.data import sample_bars
@@ -26,6 +27,8 @@ from workbench.store import Store
 T = TypeVar("T")
 #: a fixed, timezone-aware start for fake clocks and synthetic bars
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+#: run a test (using ``store_url``/``store``) once on SQLite and once on PostgreSQL (tests/conftest.py)
+both_backends = pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
 
 
 # ---- builders ---------------------------------------------------------------------------------

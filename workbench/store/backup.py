@@ -25,11 +25,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from workbench.domain import SessionState, utc_now
 from workbench.paths import default_db_url
+from workbench.store.db import parse_url
 from workbench.store.errors import StoreError
 from workbench.store.faults import StorageFault, fault_kind
 from workbench.store.files import missing_wal_message, sqlite_path, wal_state
@@ -47,10 +45,8 @@ def store_file(url: str | None, *, must_exist: bool = True) -> Path:
     """The SQLite file of ``url`` (default: the default store); ValueError for other databases or a
     missing file."""
     url = url or default_db_url()
-    try:
-        path, shown = sqlite_path(url), make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        raise ValueError(f"not a database URL: {url!r}; use e.g. --db sqlite:///path/to/workbench.db") from None
+    parsed = parse_url(url)
+    path, shown = sqlite_path(parsed), parsed.render_as_string(hide_password=True)
     if path is None:
         raise ValueError(f"{shown} is not a SQLite file: backup, restore and check work on SQLite stores "
                          "(use the database's own tools, e.g. pg_dump, for others)")

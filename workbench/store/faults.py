@@ -5,7 +5,8 @@ error: the disk is full (SQLite ``SQLITE_FULL``, PostgreSQL 53100), an I/O error
 58030), the database stayed locked past the busy timeout and the retries (``SQLITE_BUSY``/``LOCKED``
 after :func:`~workbench.store.db.retry` gave up; 55P03), the file or connection is read-only
 (``SQLITE_READONLY``; 25006), the file is corrupt or not a database (``SQLITE_CORRUPT``/``NOTADB``)
-or cannot be opened (``SQLITE_CANTOPEN``). A fault says which database and what to do; the work
+or cannot be opened (``SQLITE_CANTOPEN``), the database server cannot be reached (SQLSTATE class 08,
+or a connection that failed before the server said anything). A fault says which database and what to do; the work
 itself can be tried again once the cause is gone (nothing half-written stays: the transaction rolled
 back). Everything else (bad SQL, a constraint violated, a missing table) is a programming error and
 stays the driver's exception. The rule is :func:`fault_kind`, by the driver's error code (SQLite's
@@ -26,13 +27,17 @@ SQLITE_KINDS = {13: "disk_full", 10: "io_error", 5: "locked", 6: "locked", 8: "r
                 26: "corrupt", 14: "cannot_open"}
 #: PostgreSQL SQLSTATE -> kind
 SQLSTATE_KINDS = {"53100": "disk_full", "58030": "io_error", "55P03": "locked", "25006": "readonly",
-                  "XX001": "corrupt", "XX002": "corrupt"}
+                  "XX001": "corrupt", "XX002": "corrupt", "08000": "unreachable", "08001": "unreachable",
+                  "08003": "unreachable", "08004": "unreachable", "08006": "unreachable", "57P01": "unreachable",
+                  "57P03": "unreachable"}
 #: the message of a driver without codes -> kind (SQLite's wording)
 MESSAGE_KINDS = (("database or disk is full", "disk_full"), ("disk i/o error", "io_error"),
                  ("database is locked", "locked"), ("database is busy", "locked"),
                  ("readonly database", "readonly"), ("disk image is malformed", "corrupt"),
-                 ("file is not a database", "corrupt"), ("unable to open database file", "cannot_open"))
-KINDS = ("disk_full", "io_error", "locked", "readonly", "corrupt", "cannot_open")
+                 ("file is not a database", "corrupt"), ("unable to open database file", "cannot_open"),
+                 ("connection failed", "unreachable"), ("could not connect", "unreachable"),
+                 ("server closed the connection", "unreachable"), ("connection refused", "unreachable"))
+KINDS = ("disk_full", "io_error", "locked", "readonly", "corrupt", "cannot_open", "unreachable")
 
 
 class StorageFault(StoreError):
@@ -62,6 +67,8 @@ def advice(kind: str, database: str) -> str:
         "corrupt": f"stop the hosts and dashboards using {database} and restore a backup: "
                    "`workbench store restore BACKUP --db URL` (see `workbench store check`)",
         "cannot_open": f"check that {database}'s directory exists and this user may create files in it",
+        "unreachable": f"check that the database server of {database} is running and reachable from here "
+                       "(`pg_isready -h HOST -p PORT`) and that the URL's host, port, user and password are right",
     }.get(kind, "check the database")
 
 
@@ -91,6 +98,6 @@ def as_fault(err: BaseException, url: URL, operation: str) -> StorageFault | Non
     if kind is None:
         return None
     orig: Any = err.orig if isinstance(err, DBAPIError) else err
-    fault = StorageFault(kind, database_name(url), operation, str(orig))
+    fault = StorageFault(kind, database_name(url), operation, " ".join(str(orig).split()))  # one line
     fault.__cause__ = err
     return fault
