@@ -45,3 +45,21 @@ def test_a_live_data_config_is_refused(store: Store):
     cfg = paper_config(data={"source": "ccxt", "live": True})
     with pytest.raises(ValueError, match="a paper A/B replays bars"):
         asyncio.run(ab_paper(cfg, [{}, {}], store))
+
+
+def test_cli_paper_ab_prints_both_sessions_and_the_verdict(tmp_path, store_url, capsys):
+    import json
+
+    from workbench.cli import main
+
+    path = tmp_path / "paper.json"
+    path.write_text(paper_config(start="2024-01-01T00:00:00Z", end="2024-01-01T01:59:00Z").to_json())
+    code = main(["ab", "--config", str(path), "--variant", "", "--variant", "fast=3", "--db", store_url,
+                 "--poll", "0.05", "--n-boot", "200", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["kind"] == "paper" and doc["period"] == "bar"
+    ids = [v["session_id"] for v in doc["variants"]]
+    st = Store(store_url)
+    assert len(set(ids)) == 2 and all(st.get_session(i)["state"] == "completed" for i in ids)
+    st.close()
+    assert doc["verdict"]["periods"] == 120 and doc["verdict"]["winner"] in (None, "A", "B")
