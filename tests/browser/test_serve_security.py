@@ -239,3 +239,18 @@ def test_the_kernel_manager_starts_kernels_without_secrets(monkeypatch: pytest.M
     asyncio.run(TabKernelManager().start_kernel(kernel_name="python3"))  # Voilà's environment when none is given
     assert got[0] == {"PATH": "/bin"} == without_secrets(env)
     assert "WORKBENCH_BINANCE_SECRET" not in got[1] and got[1]["PATH"] == os.environ["PATH"]
+
+
+def test_a_new_data_directory_is_private_and_an_existing_one_keeps_its_mode(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.paths import create_private_file, data_dir
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "new" / "home"))
+    assert stat.S_IMODE(data_dir().stat().st_mode) == 0o700
+    (tmp_path / "shared").mkdir(mode=0o755)
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "shared"))
+    assert stat.S_IMODE(data_dir().stat().st_mode) == 0o755  # the owner's choice
+    db = tmp_path / "shared" / "workbench.db"
+    assert create_private_file(db) and stat.S_IMODE(db.stat().st_mode) == 0o600
+    db.write_bytes(b"SQLite format 3\x00")
+    assert not create_private_file(db) and db.read_bytes() == b"SQLite format 3\x00"  # an existing store is kept
