@@ -99,3 +99,5 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "give --variant at least twice" in capsys.readouterr().err
     assert main(["ab", "--config", str(path), "--variant", "", "--variant", "windowx"]) == 2
     assert "--variant takes key=value" in capsys.readouterr().err
+    assert main(["ab", "--config", str(path), "--variant", "", "--variant", "", "--early-stop", "50"]) == 2
+    assert "--early-stop do(es) not apply to a backtest A/B" in capsys.readouterr().err

@@ -31,6 +31,11 @@ def cmd_ab(args: argparse.Namespace) -> int:
         raise ValueError(f"give --variant at least twice (got {len(variants)}), "
                          "e.g. --variant \"\" --variant window=30")
     kind = args.kind or ("paper" if config.kind.value == "paper" else "backtest")
+    wrong = ([f for f, v in (("--early-stop", args.early_stop), ("--replay-speed", args.replay_speed)) if v is not None]
+             if kind == "backtest" else ["--save"] if args.save else [])
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} do(es) not apply to a {kind} A/B; leave it out or use "
+                         f"--kind {'paper' if kind == 'backtest' else 'backtest'}")
     stats: dict[str, Any] = {"confidence": args.confidence, "n_boot": args.n_boot, "seed": args.seed,
                              "period": args.period}
     from workbench.store import Store
