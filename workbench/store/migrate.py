@@ -27,7 +27,8 @@ _REVISION = re.compile(r'^(down_)?revision\b[^=]*=\s*(?:"([^"]*)"|None)', re.M)
 def head_revision() -> str | None:
     """The newest revision of the shipped migrations (the one no other revises), read from their files;
     None if that is not exactly one (Alembic then decides, and says what is wrong)."""
-    revisions, revised = set(), set()
+    revisions: set[str] = set()
+    revised: set[str] = set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
         for down, rev in _REVISION.findall(path.read_text(encoding="utf-8")):
             if rev:

@@ -56,7 +56,7 @@ def serve_bundle(root: Path) -> Path:
 def _shared_class() -> type:
     import plotly.graph_objects as go
 
-    class SharedBundleFigureWidget(go.FigureWidget):  # type: ignore[misc]
+    class SharedBundleFigureWidget(go.FigureWidget):
         """A ``FigureWidget`` whose JavaScript is imported by URL (see the module's docstring)."""
 
         _esm = SHIM
