@@ -23,6 +23,7 @@ from workbench.ab.stats import Verdict
 from workbench.domain import FINAL_STATES
 from workbench.metrics import METRIC_LABELS, compute_metrics, format_metric
 from workbench.store import Store
+from workbench.ui.charts import figure_widget
 from workbench.ui.common import Ticker, message, open_store
 
 __all__ = ["ABView", "same_bars", "verdict_html"]
@@ -82,9 +83,9 @@ class ABView:
                                 session_ids if session_ids is not None else ab_sessions(self.store, str(label)))
         if result is None and len(self.session_ids) < 2:
             raise ValueError(f"found {len(self.session_ids)} session(s) of A/B {label!r}; an A/B has 2 or more")
-        self.figure = go.FigureWidget(layout={
+        self.figure = figure_widget(go.Figure(layout={
             "title": "Equity (return %, overlaid)", "height": 340, "margin": {"l": 50, "r": 20, "t": 40, "b": 30},
-            "legend": {"orientation": "h", "x": 0, "y": -0.15, "yanchor": "top"}, "yaxis": {"ticksuffix": "%"}})
+            "legend": {"orientation": "h", "x": 0, "y": -0.15, "yanchor": "top"}, "yaxis": {"ticksuffix": "%"}}))
         self.status, self.table, self.verdict = W.HTML(), W.HTML(), W.HTML()
         self.status.add_class("wb-ab-status")
         self.table.add_class("wb-ab-metrics")
