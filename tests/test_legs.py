@@ -56,6 +56,8 @@ def test_config_legs_and_their_errors() -> None:
     live = errors(kind="live", legs=LEGS)["legs"]  # both legs trade BTC/USDT: an exchange nets per symbol
     assert "'trend' and 'revert' both trade BTC/USDT" in live
     make_config(kind="live", legs=[LEGS[0], {**LEGS[1], "symbols": ["SOL/USDT"]}])  # one leg per symbol is fine
+    long = errors(legs=[LEGS[0], {**LEGS[1], "name": "a-very-long-leg-name-here"}])["legs"]
+    assert "'BTC/USDT@a-very-long-leg-name-here' must fit in 32 characters" in long
 
 
 def test_legs_share_cash_never_overspend_and_pnl_sums(frames: dict[str, pd.DataFrame]) -> None:

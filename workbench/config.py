@@ -394,6 +394,15 @@ class SessionConfig(_Model):
         total = sum(leg.allocation for leg in v)
         if total > 1 + 1e-9:
             raise ValueError(f"leg allocations sum to {total:g} > 1; scale them down so they share the capital")
+        owners: dict[str, list[str]] = {}
+        for leg in v:
+            for sym in leg.symbols:
+                owners.setdefault(sym, []).append(leg.name)
+        for sym, names_ in owners.items():  # a symbol several legs trade is stored as SYMBOL@leg (32 characters)
+            long = [n for n in names_ if len(names_) > 1 and len(f"{sym}@{n}") > 32]
+            if long:
+                raise ValueError(f"leg name {long[0]!r} is too long to share {sym} with another leg: "
+                                 f"'{sym}@{long[0]}' must fit in 32 characters; shorten the name")
         if info.data.get("kind") == SessionKind.LIVE:  # an exchange nets positions per symbol
             owner: dict[str, str] = {}
             for leg in v:

@@ -87,7 +87,7 @@ class LegTrader(Trader):
     def step(self, bars: Mapping[str, Bar], *, entries: bool = True, stopping: bool = False) -> float:
         """Trade one bar time; ``bars``: symbol -> bar (given to every leg trading that symbol)."""
         keyed = {c.key: bars[c.symbol] for c in self.columns if c.symbol in bars}
-        if self.paused:
+        if self.paused:  # entry signals of a leg paused since they were computed
             pending = self.pending
             for c in self.columns:
                 if c.leg in self.paused and pending[c.key][0]:
@@ -95,12 +95,12 @@ class LegTrader(Trader):
         return super().step(keyed, entries=entries, stopping=stopping)
 
     def _strategy_signals(self, bars: Mapping[str, Bar], t_ns: int) -> None:
-        buffers, pending, leg = self.buffers, self.pending, {c.key: c.leg for c in self.columns}
+        buffers, pending, leg, paused = self.buffers, self.pending, {c.key: c.leg for c in self.columns}, self.paused
         for k, b in bars.items():
             buf = buffers[k]
             buf.append(t_ns, b)
             e, x = self.strategies[leg[k]].last_signal(buf.window())
-            pending[k] = (e and not x, x and not e)
+            pending[k] = (e and not x and leg[k] not in paused, x and not e)  # live acts on them at once
 
     # ---- crash recovery -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
