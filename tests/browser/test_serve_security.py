@@ -24,6 +24,7 @@ from workbench.serve import (
     choose_token,
     local_hostnames,
     page_url,
+    serve,
     url_token,
     voila_command,
     write_voila_config,
@@ -176,7 +177,7 @@ def test_the_data_directory_is_private(up: Served) -> None:
 # the rules, without a server
 
 
-def test_the_token_is_the_flag_else_the_environment_else_random() -> None:
+def test_the_token_is_the_flag_else_the_environment_else_random(tmp_path: Path) -> None:
     assert choose_token("flag-token-0123456789", environ={"WORKBENCH_TOKEN": TOKEN}) == "flag-token-0123456789"
     assert choose_token(environ={"WORKBENCH_TOKEN": TOKEN}) == TOKEN
     first, second = choose_token(environ={}), choose_token(environ={})
@@ -186,6 +187,9 @@ def test_the_token_is_the_flag_else_the_environment_else_random() -> None:
         choose_token("short")
     with pytest.raises(ValueError, match=r"\$WORKBENCH_TOKEN must be 16 or more .* with others"):
         choose_token(environ={"WORKBENCH_TOKEN": "has spaces & ampersands"})
+    with pytest.raises(ValueError, match="--token must be 16 or more"):  # `up` says so before it starts anything
+        serve(home=tmp_path / "home", token="short")
+    assert not (tmp_path / "home").exists()
 
 
 def test_the_host_check_admits_localhost_and_the_names_given() -> None:
