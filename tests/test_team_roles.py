@@ -92,7 +92,7 @@ def test_the_actor_of_a_command_is_the_authenticated_user(store, monkeypatch):
 
 def test_a_viewer_may_not_request_a_session(store):
     team(store, alice="viewer")
-    with pytest.raises(NotPermitted, match="viewer alice may not request_session"):
+    with pytest.raises(NotPermitted, match="viewer alice may not request a session"):
         request_session(store, paper_config(), actor="alice")
     assert len(store.list_sessions()) == 0
     assert store.audit(actor="alice")["status"].tolist() == ["rejected"]
@@ -102,7 +102,7 @@ def test_live_trading_armed_by_an_operator_does_not_run(store):
     team(store, bob="operator")
     config = live_config()
     sid = request_session(store, config, arming=ARMED, actor="bob")
-    with pytest.raises(NotPermitted, match="operator bob may not arm_live"):
+    with pytest.raises(NotPermitted, match="operator bob may not arm live trading"):
         open_session(config, store, session_id=sid, arming=ARMED)  # before any exchange client is made
     armed_by_admin = request_session(store, config, arming=ARMED, actor="root")
     authorize_live(store, armed_by_admin)  # no error
@@ -119,7 +119,7 @@ def test_users_cli_bootstraps_an_admin_and_then_only_admins_manage(store_url, st
     assert main(["users", "add", "risk", *db]) == 2 and "reserved" in capsys.readouterr().err
     monkeypatch.setenv(ACTOR_ENV, "bob")
     assert main(["users", "add", "carol", "--role", "admin", *db]) == 2
-    assert "operator bob may not users (needs admin" in capsys.readouterr().err
+    assert "operator bob may not manage the team (needs admin" in capsys.readouterr().err
     monkeypatch.setenv(ACTOR_ENV, "root")
     assert main(["users", "remove", "root", *db]) == 2 and "last admin" in capsys.readouterr().err
     capsys.readouterr()
@@ -136,7 +136,7 @@ def test_risk_set_is_for_admins_and_audited(tmp_path, store, monkeypatch, capsys
     policy.write_text("accounts:\n  paper: {total_exposure: 5000}\n")
     monkeypatch.setenv(ACTOR_ENV, "bob")
     assert main(["risk", "set", str(policy), "--db", store.url]) == 2
-    assert "operator bob may not risk_set" in capsys.readouterr().err
+    assert "operator bob may not set account risk limits" in capsys.readouterr().err
     assert not (tmp_path / "risk-policy.yaml").exists()
     monkeypatch.setenv(ACTOR_ENV, "root")
     assert main(["risk", "set", str(policy), "--db", store.url]) == 0

@@ -47,6 +47,9 @@ ARM_LIVE, RISK_SET, USERS = "arm_live", "risk_set", "users"
 REQUIRED: Mapping[str, Role] = {**{c.value: Role.OPERATOR for c in Command},
                                 "request_session": Role.OPERATOR,
                                 ARM_LIVE: Role.ADMIN, RISK_SET: Role.ADMIN, USERS: Role.ADMIN}
+#: how a refusal names an action that is not a session command
+SAID = {"request_session": "request a session", ARM_LIVE: "arm live trading", RISK_SET: "set account risk limits",
+        USERS: "manage the team"}
 #: the engine's own actors: never refused, never a user's name
 ENGINE_ACTORS = frozenset({"risk", "reconcile", "broker", "feed", "system", "runner", "store"})
 
@@ -70,7 +73,7 @@ def permission_problem(store: Store, actor: str, action: str, args: Mapping[str,
     if actor in ENGINE_ACTORS or not store.team_mode():
         return None
     role = store.role_of(actor)
-    what = f"{action} with a cooling-off waiver" if need is Role.ADMIN and REQUIRED[action] < need else action
+    what = SAID.get(action, action) + (" with a cooling-off waiver" if REQUIRED[action] < need else "")
     if role is None:
         return (f"{actor} is not a team member and may not {what}; an admin adds them with "
                 f"`workbench users add {actor} --role {need}`")
