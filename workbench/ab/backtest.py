@@ -55,8 +55,8 @@ def ab_backtest(
         res.breaker = breaker_trip(inputs.index, trip)
         results[arm.name] = res
     first = next(iter(results.values())).equity
-    equity = pd.DataFrame(np.column_stack([r.equity.to_numpy() for r in results.values()]), index=first.index,
-                          columns=list(results))  # one index: no alignment
+    values = np.vstack([r.equity.to_numpy() for r in results.values()])  # (variants, bars): pandas' own layout
+    equity = pd.DataFrame(values.T, index=first.index, columns=list(results), copy=False)  # one index, no copy
     metrics = pd.DataFrame({name: r.metrics for name, r in results.items()}).T
     v, used = judge(equity, config.initial_balance, period=period, confidence=confidence, n_boot=n_boot, seed=seed,
                     method=method, block=block)
