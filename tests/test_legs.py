@@ -7,9 +7,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.kit import bars_for
-from tests.test_execution_parity import canonical
+from tests.test_execution_parity import PARAMS, SYMBOLS, canonical, first_difference, markets
 from workbench.backtest import run_backtest
 from workbench.backtest.legs import leg_equity, leg_summary
 from workbench.config import ConfigError, SessionConfig, make_config
@@ -180,3 +182,32 @@ def test_a_paper_session_with_legs_pauses_one_and_attributes_every_trade(store, 
     plain = Session(paper_config(), store, feed=ReplayFeed(bars_for(paper_config()), None))
     with pytest.raises(CommandRejected, match="this session has no legs"):
         plain.pause_leg("trend")
+
+
+@st.composite
+def leg_markets(draw: st.DrawFn) -> tuple[SessionConfig, dict[str, pd.DataFrame]]:
+    """The parity test's random markets and account rules, traded by two legs: the drawn strategy on both
+    symbols and a second drawn strategy on the first symbol (a symbol two legs share)."""
+    config, frames = draw(markets())
+    other = draw(st.sampled_from(sorted(PARAMS)))
+    params = draw(PARAMS[other])
+    if other == "sma_cross" and params["fast"] >= params["slow"]:
+        params["slow"] = params["fast"] + 3
+    legs = [{"name": "a", "strategy": config.strategy, "params": config.params, "symbols": SYMBOLS,
+             "allocation": draw(st.sampled_from([0.5, 0.7]))},
+            {"name": "b", "strategy": other, "params": params, "symbols": SYMBOLS[:1],
+             "allocation": draw(st.sampled_from([0.2, 0.3]))}]
+    sizing = {"mode": "percent_equity", "value": draw(st.sampled_from([0.5, 1.0]))}
+    return config.replace(legs=legs, sizing=sizing), frames
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(leg_markets())
+def test_random_markets_with_two_legs_trade_alike_in_backtest_and_paper(market) -> None:
+    config, frames = market
+    expected = canonical(run_backtest(config, bars=frames).trades)
+    got = canonical(replay(config, frames, include_open=True))
+    for col in ("symbol", "entry_time", "exit_time", "exit_reason"):
+        assert len(got) == len(expected) and list(got[col]) == list(expected[col]), first_difference(got, expected)
+    for col in ("quantity", "entry_price", "exit_price", "pnl"):
+        np.testing.assert_allclose(got[col].to_numpy(float), expected[col].to_numpy(float), rtol=1e-9, atol=1e-9)
