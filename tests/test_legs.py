@@ -211,3 +211,30 @@ def test_random_markets_with_two_legs_trade_alike_in_backtest_and_paper(market) 
         assert len(got) == len(expected) and list(got[col]) == list(expected[col]), first_difference(got, expected)
     for col in ("quantity", "entry_price", "exit_price", "pnl"):
         np.testing.assert_allclose(got[col].to_numpy(float), expected[col].to_numpy(float), rtol=1e-9, atol=1e-9)
+
+
+def test_the_account_risk_report_nets_the_legs_positions_per_symbol(store) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from workbench.domain import Position
+    from workbench.engine import exposure as X
+
+    sid = store.create_session(legs_config())
+    store.set_state(sid, "running")
+    store.heartbeat(sid, "test:1")
+    t0 = datetime(2024, 1, 2, tzinfo=timezone.utc)
+    store.add_equity_points(sid, [(t0, 10_000.0, 5_000.0, 5_000.0)])
+    store.upsert_position(sid, Position("BTC/USDT@trend", 2.0, 100.0))  # two legs hold BTC: the account nets it
+    store.upsert_position(sid, Position("BTC/USDT@revert", 1.0, 90.0))
+    close = pd.DataFrame({"open": 110.0, "high": 110.0, "low": 110.0, "close": 110.0, "volume": 50.0},
+                         index=pd.DatetimeIndex([t0 - timedelta(minutes=1), t0], name="time"))
+    asked: list[str] = []
+
+    def load(cfg, symbol, end):
+        asked.append(symbol)
+        return close
+
+    report = X.risk_report(store, load=load, window=60)
+    assert set(asked) == {"BTC/USDT"} and report.problems == []  # bars of the market symbol, not of a key
+    assert list(report.positions["symbol"]) == ["BTC/USDT", "BTC/USDT"]
+    assert report.concentration.loc["BTC/USDT", "value"] == pytest.approx(3 * 110.0)

@@ -23,6 +23,7 @@ from workbench.account.policy import account_of, venue_of
 from workbench.account.sectors import sector_exposure
 from workbench.config import SessionConfig
 from workbench.domain import SessionState, utc_now
+from workbench.execution.legs import market_symbol
 from workbench.metrics import infer_periods_per_year
 
 S = SessionState
@@ -205,18 +206,19 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
         values: dict[str, float] = {}
         for p in pos.itertuples(index=False):
             price = float(p.avg_price)
+            sym = market_symbol(p.symbol)  # a leg's position (SYMBOL@leg) is the account's SYMBOL
             if cfg is not None and r.last_time is not None:
                 try:
-                    b = load(cfg, p.symbol, r.last_time.to_pydatetime())
+                    b = load(cfg, sym, r.last_time.to_pydatetime())
                     if len(b):
                         price = float(b["close"].iloc[-1])
-                        if p.symbol not in bars or b.index[-1] > bars[p.symbol].index[-1]:
-                            bars[p.symbol] = b
-                            timeframes[p.symbol] = cfg.data.timeframe
+                        if sym not in bars or b.index[-1] > bars[sym].index[-1]:
+                            bars[sym] = b
+                            timeframes[sym] = cfg.data.timeframe
                 except Exception as e:  # a missing data source must not hide the rest
-                    problems.append(f"{r.id} {p.symbol}: no bars ({e}); valued at entry price")
-            values[p.symbol] = p.quantity * price
-            pos_rows.append({"session_id": r.id, "symbol": p.symbol, "quantity": float(p.quantity),
+                    problems.append(f"{r.id} {sym}: no bars ({e}); valued at entry price")
+            values[sym] = values.get(sym, 0.0) + p.quantity * price
+            pos_rows.append({"session_id": r.id, "symbol": sym, "quantity": float(p.quantity),
                              "avg_price": float(p.avg_price), "price": price, "value": p.quantity * price})
         if cfg is not None:
             eq = r.equity if r.equity == r.equity else cfg.initial_balance

@@ -18,7 +18,7 @@ import pandas as pd
 
 from workbench.config import SessionConfig
 
-__all__ = ["Column", "columns", "column_scale", "leg_of", "with_legs", "leg_summary", "SEP"]
+__all__ = ["Column", "columns", "column_scale", "leg_of", "market_symbol", "with_legs", "leg_summary", "SEP"]
 
 SEP = "@"  # "BTC/USDT@trend" (symbols never contain it)
 
@@ -40,6 +40,11 @@ def columns(config: SessionConfig) -> list[Column]:
     shared = {s for s in config.symbols if sum(1 for _, x in pairs if x == s) > 1}
     return [Column(leg.name, s, float(leg.allocation), f"{s}{SEP}{leg.name}" if s in shared else s)
             for leg, s in pairs]
+
+
+def market_symbol(key: str) -> str:
+    """The exchange's symbol of a column key (what an account holds: legs' positions net per symbol)."""
+    return key.partition(SEP)[0]
 
 
 def leg_of(config: SessionConfig) -> dict[str, tuple[str, str]]:
