@@ -238,3 +238,14 @@ def test_the_account_risk_report_nets_the_legs_positions_per_symbol(store) -> No
     assert set(asked) == {"BTC/USDT"} and report.problems == []  # bars of the market symbol, not of a key
     assert list(report.positions["symbol"]) == ["BTC/USDT", "BTC/USDT"]
     assert report.concentration.loc["BTC/USDT", "value"] == pytest.approx(3 * 110.0)
+
+
+def test_the_account_gate_nets_two_legs_on_one_symbol() -> None:
+    from workbench.account import AccountGate, RiskPolicy
+    from workbench.account.gate import SYMBOL
+
+    gate = AccountGate(RiskPolicy.model_validate({"accounts": {"main": {"per_symbol": {"BTC/USDT": 1_000}}}}))
+    gate.report("s1", "main", "binance", {"BTC/USDT@trend": 600.0, "BTC/USDT@revert": 300.0})
+    breach = gate.check("main", "binance", "BTC/USDT@revert", 200.0, session_id="s1")  # 900 + 200 > 1,000
+    assert breach is not None and (breach.rule, breach.key, breach.used) == (SYMBOL, "BTC/USDT", 900.0)
+    assert gate.check("main", "binance", "BTC/USDT@trend", 100.0, session_id="s1") is None

@@ -20,6 +20,7 @@ import pandas as pd
 
 from workbench.account.policy import ANY, AccountLimits, PolicyError, RiskPolicy, load_policy, policy_path
 from workbench.account.sectors import sector_of
+from workbench.execution.legs import market_symbol
 
 #: the gate's rules, as a Breach names them
 TOTAL, SYMBOL, SECTOR, VENUE, DAILY_LOSS, HEALTH = ("account_exposure", "account_symbol", "account_sector",
@@ -102,9 +103,14 @@ class AccountGate:
 
     def report(self, session_id: str, account: str, venue: str, values: Mapping[str, float],
                day_pnl: float = 0.0) -> None:
-        """What ``session_id`` holds now (symbol -> value at its marks) and its P&L since 00:00 UTC."""
+        """What ``session_id`` holds now (symbol -> value at its marks) and its P&L since 00:00 UTC; legs'
+        positions (``SYMBOL@leg``) count as their market symbol."""
+        held: dict[str, float] = {}
+        for k, v in values.items():
+            if v:
+                held[market_symbol(k)] = held.get(market_symbol(k), 0.0) + float(v)
         with self._lock:
-            self._books[session_id] = _Book(account, venue, {k: float(v) for k, v in values.items() if v}, day_pnl)
+            self._books[session_id] = _Book(account, venue, held, day_pnl)
 
     def set_health(self, scores: Mapping[str, float]) -> None:
         """The venues' health scores now (:func:`workbench.account.health.venue_health`)."""
@@ -117,6 +123,7 @@ class AccountGate:
     def check(self, account: str, venue: str, symbol: str, order_value: float, *,
               session_id: str | None = None) -> Breach | None:
         """The first account limit an entry of ``order_value`` in ``symbol`` would pass, else None."""
+        symbol = market_symbol(symbol)  # a leg's column key: its market symbol
         limits = self.policy.limits_for(account)
         if limits is None:
             return None
