@@ -73,3 +73,22 @@ def test_the_report_has_a_legs_section_summing_to_the_session() -> None:
     assert "P&L per leg" in repr(group.items[1]) or group.items[1].figure.layout.title.text == "P&L per leg"
     single = Report(config=legs_config(kind="backtest", legs=[], start="2024-01-01", end="2024-01-02"))
     assert repr(single.show_legs()) == "single strategy: no legs"
+
+
+def test_the_price_chart_shows_every_legs_fills_of_its_symbol(store) -> None:
+    import asyncio
+
+    from workbench.ui.detail import BUYS
+
+    config = legs_config()
+    session = Session(config, store, feed=ReplayFeed({s: df.iloc[:400] for s, df in bars_for(config).items()}, None))
+    asyncio.run(session.run())
+    fills = store.fills(session.id)
+    btc_buys = fills[(fills.side == "buy") & fills.symbol.str.startswith("BTC/USDT")]
+    assert set(btc_buys.symbol) == {"BTC/USDT@trend", "BTC/USDT@revert"}  # both legs bought BTC
+    view = DetailView(session.id, store, refresh=60, symbol="BTC/USDT")
+    try:
+        view.price_chart.flush(force=True)
+        assert len(view.price_chart.fig.data[BUYS].x) == len(btc_buys)
+    finally:
+        view.close()

@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 
 from workbench.domain import SessionState
 from workbench.engine.handle import SessionHandle, handle_for
+from workbench.execution.legs import market_symbol
 from workbench.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
 from workbench.store import Store
 from workbench.ui.clone import LineagePanel
@@ -262,7 +263,7 @@ class DetailView:
         self._push_fills(new)
 
     def _push_fills(self, fills: pd.DataFrame) -> None:
-        new = fills[fills["symbol"] == self.symbol]
+        new = fills[fills["symbol"].map(market_symbol) == self.symbol]  # legs' fills (SYMBOL@leg) too
         if len(new):
             buys, sells = new[new["side"] == "buy"], new[new["side"] == "sell"]
             self.price_chart.push(BUYS, buys["time"].dt.to_pydatetime(), buys["price"])
