@@ -11,6 +11,7 @@ Timed warm (kernels compiled and loaded first), median of ``--repeat``:
 
 * one backtest: ``run_backtest(config, bars)``;
 * the A/B: ``workbench.ab.ab_backtest(config, variants, bars=bars)`` (8 full results and the verdict);
+* the 8 variants as 8 separate ``run_backtest`` calls (what the sharing saves);
 * both again with the bars read from a CSV file by the config's data loader, as ``workbench backtest``
   and ``workbench ab`` do (the A/B reads them once).
 
@@ -52,7 +53,7 @@ def timed(fn: Any, repeat: int) -> tuple[float, float, Any]:
 
 
 def run(n_bars: int, repeat: int) -> dict[str, Any]:
-    from workbench.ab import ab_backtest
+    from workbench.ab import ab_backtest, make_variants
     from workbench.backtest import run_backtest
     from workbench.config import make_config
     from workbench.data import sample_bars
@@ -70,6 +71,8 @@ def run(n_bars: int, repeat: int) -> dict[str, Any]:
     ab_backtest(config, arms, bars=bars)
     one, one_cpu, _ = timed(lambda: run_backtest(config, bars), repeat)
     ab, ab_cpu, res = timed(lambda: ab_backtest(config, arms, bars=bars), repeat)
+    separate = [v.config for v in make_variants(config, arms)]
+    each, each_cpu, _ = timed(lambda: [run_backtest(c, bars) for c in separate], repeat)
 
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "btc.csv"
@@ -83,6 +86,7 @@ def run(n_bars: int, repeat: int) -> dict[str, Any]:
         "bars": n_bars, "variants": len(arms), "distinct_signals": len(PARAMS), "repeat": repeat,
         "one_backtest_s": one, "ab_s": ab, "ratio": ab / one, "per_variant_s": ab / len(arms),
         "one_backtest_cpu_s": one_cpu, "ab_cpu_s": ab_cpu, "cpu_ratio": ab_cpu / one_cpu,
+        "separate_backtests_s": each, "separate_backtests_cpu_s": each_cpu,
         "one_backtest_from_csv_s": one_file, "ab_from_csv_s": ab_file, "ratio_from_csv": ab_file / one_file,
         "winner": res.winner, "verdict": res.verdict.text, "target_ratio": 3.0,
     }
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  A/B of {r['variants']}            {r['ab_s']:.3f} s   ratio {r['ratio']:.2f}x (target < 3x)")
     print(f"  CPU seconds: one {r['one_backtest_cpu_s']:.3f}, A/B {r['ab_cpu_s']:.3f}, ratio {r['cpu_ratio']:.2f}x "
           "(what load on a shared machine barely moves)")
+    print(f"  the {r['variants']} variants as separate backtests: {r['separate_backtests_s']:.3f} s, "
+          f"CPU {r['separate_backtests_cpu_s']:.3f} s")
     print(f"  from a CSV file: one {r['one_backtest_from_csv_s']:.3f} s, A/B {r['ab_from_csv_s']:.3f} s, "
           f"ratio {r['ratio_from_csv']:.2f}x")
     print(f"  verdict: {r['verdict']}")
