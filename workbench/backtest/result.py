@@ -22,6 +22,7 @@ from workbench.backtest.booking import book_nb
 from workbench.config import SessionConfig
 from workbench.execution.codes import REASONS
 from workbench.execution.legs import columns
+from workbench.execution.scaling import walk_steps
 from workbench.execution.simulate import Fills
 from workbench.metrics import (
     METRIC_LABELS,
@@ -150,6 +151,7 @@ def build_result(
         orders=lambda: orders_frame(orders, index, symbols, lookup),
         metrics=_metrics(config, index, value, trades),
         make_portfolio=make_portfolio,
+        scaling=walk_steps(index, fills.steps),
     )
 
 

@@ -60,7 +60,6 @@ import pandas as pd
 from workbench.backtest.result import BacktestResult, build_result
 from workbench.config import SessionConfig
 from workbench.execution import entry_allowed, flatten_at
-from workbench.execution.scaling import walk_steps
 from workbench.execution.simulate import Fills, fills_nb, kernel_params, layout
 
 if TYPE_CHECKING:
@@ -100,7 +99,6 @@ def run_backtest(
 
     result = build_result(config, frames, index, fills, close, make_portfolio)
     result.breaker = breaker_trip(index, trip)
-    result.scaling = walk_steps(index, fills.steps)
     return result
 
 
