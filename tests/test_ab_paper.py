@@ -63,3 +63,21 @@ def test_cli_paper_ab_prints_both_sessions_and_the_verdict(tmp_path, store_url, 
     assert len(set(ids)) == 2 and all(st.get_session(i)["state"] == "completed" for i in ids)
     st.close()
     assert doc["verdict"]["periods"] == 120 and doc["verdict"]["winner"] in (None, "A", "B")
+
+
+def test_cancelling_a_paper_ab_kills_its_running_variants(store: Store):
+    from tests.kit import until
+
+    cfg = paper_config(**FEW_BARS)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(ab_paper(cfg, [{}, {"fast": 3}], store, speed=60.0, poll_interval=0.05,
+                                              label="cancel"))
+        await until(lambda: len(ab_sessions(store, "cancel")) == 2 and all(
+            store.get_session(i)["state"] == "running" for i in ab_sessions(store, "cancel").values()), timeout=20)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert {store.get_session(i)["state"] for i in ab_sessions(store, "cancel").values()} == {"killed"}

@@ -10,6 +10,7 @@ leader's is stopped (an operator's stop, with the numbers as its reason).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ async def ab_paper(
     """Run each variant of ``config`` as a paper session on one replayed feed (``bars``, else the
     config's data loaded once) until every one ends, then judge them. ``speed`` as ReplayFeed's;
     ``label`` names the A/B in the sessions' names (default: a fresh short id)."""
+    from workbench.engine.commands import CommandRejected
     from workbench.engine.feeds import BarBlock, ReplayFeed, shared_bars
     from workbench.engine.handle import LocalHandle
     from workbench.engine.session import Session
@@ -131,13 +133,14 @@ async def ab_paper(
                 try:
                     LocalHandle(sessions[name], actor="ab").act("stop", reason=why)
                     stopped[name] = why
-                except Exception:  # already ending: nothing to stop
+                except CommandRejected:  # already ending: nothing to stop
                     pass
         await waits
     finally:
-        if not waits.done():
+        if not waits.done():  # cancelled (Ctrl-C): end every variant still running
             for s in sessions.values():
-                LocalHandle(s, actor="ab").act("kill", reason="A/B cancelled")
+                with contextlib.suppress(CommandRejected):
+                    LocalHandle(s, actor="ab").act("kill", reason="A/B cancelled")
             await asyncio.gather(waits, return_exceptions=True)
     equity = ab_equity(store, ids)
     metrics = pd.DataFrame({name: store.get_session(sid)["metrics"] or {} for name, sid in ids.items()}).T
