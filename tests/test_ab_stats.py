@@ -87,6 +87,15 @@ def test_verdict_identical_variants_show_no_difference_and_an_edge_wins():
     assert set(edge.to_dict()) >= {"winner", "text", "stats", "comparisons"}
 
 
+def test_the_leader_is_the_variant_with_the_higher_mean_return_the_bootstrap_tests():
+    rng = np.random.default_rng(9)
+    steady = 0.0005 + rng.normal(0, 0.0005, 2000)  # Sharpe ~1 per period
+    bold = 0.002 + rng.normal(0, 0.01, 2000)  # Sharpe ~0.2, a mean 4x higher
+    v = verdict({"steady": steady, "bold": bold})
+    assert v.stats["steady"]["sharpe"] > v.stats["bold"]["sharpe"]
+    assert v.winner == "bold" and v.comparisons[0].a == "bold" and v.comparisons[0].ci_low > 0
+
+
 @pytest.mark.parametrize("returns,message", [
     ({"A": [0.1, 0.2]}, "at least 2 variants"),
     ({"A": [0.1, 0.2, 0.3], "B": [0.1, 0.2]}, "same periods"),

@@ -238,11 +238,12 @@ def verdict(
     returns: Mapping[str, Sequence[float] | np.ndarray], *, confidence: float = 0.95, n_boot: int = 2000,
     block: int | None = None, seed: int | None = 0, method: Method = "stationary",
 ) -> Verdict:
-    """Compare variants' per-period returns over the same periods. The leader (highest Sharpe ratio)
-    wins if its mean return beats every other variant's with the bootstrap interval of the difference
-    above 0 at ``confidence``, Bonferroni-corrected over the comparisons; otherwise "no significant
-    difference". ``stats`` has each variant's mean, Sharpe, PSR (vs 0), DSR (over all the variants
-    tried; with fewer than 3, V is the Sharpe estimator's own variance) and MinTRL, in periods."""
+    """Compare variants' per-period returns over the same periods. The leader (highest mean return;
+    ties by Sharpe ratio) wins if its mean return beats every other variant's with the bootstrap
+    interval of the difference above 0 at ``confidence``, Bonferroni-corrected over the comparisons;
+    otherwise "no significant difference". ``stats`` has each variant's mean, Sharpe, PSR (vs 0),
+    DSR (over all the variants tried; with fewer than 3, V is the Sharpe estimator's own variance) and
+    MinTRL, in periods."""
     if len(returns) < 2:
         raise ValueError(f"an A/B needs at least 2 variants (got {len(returns)})")
     lengths = {len(np.asarray(r)) for r in returns.values()}
@@ -262,7 +263,7 @@ def verdict(
                     "kurtosis": m.kurt, "psr": probabilistic_sharpe(m.sharpe, m.n, m.skew, m.kurt),
                     "dsr": deflated_sharpe(m.sharpe, m.n, m.skew, m.kurt, len(names), max(var, 0.0)),
                     "min_track_record": min_track_record_length(m.sharpe, m.skew, m.kurt, confidence=confidence)}
-    order = sorted(names, key=lambda k: (-_rank(mom[k].sharpe), -mom[k].mean))
+    order = sorted(names, key=lambda k: (-mom[k].mean, -_rank(mom[k].sharpe)))  # what the bootstrap tests
     leader = order[0]
     level = 1 - (1 - confidence) / (len(names) - 1)
     arr = {k: np.asarray(returns[k], dtype=float) for k in names}
