@@ -35,9 +35,13 @@ def cache_dir() -> Path:
     return path
 
 
+DB_ENV = "WORKBENCH_DB"
+
+
 def default_db_url() -> str:
-    """The embedded default store: a SQLite file under the data directory."""
-    return f"sqlite:///{data_dir() / 'workbench.db'}"
+    """The store used when none is given: ``$WORKBENCH_DB`` (e.g. a team's ``postgresql://...``, so the
+    dashboards, the CLI and the hosts share it), else the embedded SQLite file under the data directory."""
+    return os.environ.get(DB_ENV) or f"sqlite:///{data_dir() / 'workbench.db'}"
 
 
 def create_private_file(path: str | os.PathLike[str]) -> bool:

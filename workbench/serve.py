@@ -346,11 +346,20 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
     if home is not None:
         env["WORKBENCH_HOME"] = str(Path(home).resolve())
         os.environ["WORKBENCH_HOME"] = env["WORKBENCH_HOME"]  # for seed_store in this process
-    from workbench.paths import create_private_file, data_dir, default_db_url
+    from workbench.paths import DB_ENV, create_private_file, data_dir, default_db_url
     from workbench.secrets import without_secrets
 
-    create_private_file(data_dir() / "workbench.db")  # 0600 (in a 0700 directory) before SQLite makes it
-    print(f"workbench up: store {default_db_url()}", file=out, flush=True)
+    if not os.environ.get(DB_ENV):
+        create_private_file(data_dir() / "workbench.db")  # 0600 (in a 0700 directory) before SQLite makes it
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        shown = make_url(default_db_url()).render_as_string(hide_password=True)  # a team's URL keeps its password
+    except ArgumentError:
+        raise ValueError(f"${DB_ENV} is not a store URL: use e.g. postgresql://USER:PASSWORD@HOST/DB or "
+                         "sqlite:///path/to/workbench.db (or unset it for the default store)") from None
+    print(f"workbench up: store {shown}", file=out, flush=True)
     if seed and (sid := seed_store()):
         print(f"workbench up: first run, recorded demo backtest {sid} in the history", file=out, flush=True)
         if host:  # nothing would run it without the host
