@@ -283,8 +283,8 @@ class SessionBookkeeping:
             from workbench.metrics.regime import session_regime_columns
 
             fields.update(session_regime_columns(self.config, self.last_bar))
-        except Exception as e:  # the regime label is a report too
-            self.store.add_event(self.id, "error", f"market regime not computed: {e}", actor=self.actor)
+        except Exception as e:  # a label for history, not the session's outcome: no error event, no alert
+            log.warning("session %s: market regime not computed: %s", self.id, e)
         self.store.update_session(self.id, **fields)
 
     def _finish(self, state: SessionState) -> None:

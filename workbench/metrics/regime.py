@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ REGIMES: tuple[str, ...] = ("trending", "ranging", "high-volatility")
 MIN_BARS = 30
 _YEAR_SECONDS = 365 * 24 * 3600.0
 
-Bars = pd.DataFrame | Mapping[str, pd.DataFrame]
+Bars: TypeAlias = "pd.DataFrame | Mapping[Any, pd.DataFrame]"
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,8 @@ def session_regime_columns(config: Any, upto: Any) -> dict[str, Any]:
     from workbench.data import load_bars
     from workbench.data.cache import BarCache
 
+    if upto is None:  # it saw no bar
+        return {}
     frames: dict[str, pd.DataFrame] = {}
     for symbol in config.symbols:
         if config.data.source == "ccxt":
