@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
@@ -15,7 +16,7 @@ from workbench.ui.common import button, fmt_money, fmt_num, fmt_time, frame_tabl
 
 __all__ = ["FidelityPanel", "attach_fidelity"]
 
-_COLUMNS = [
+_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("symbol", "Symbol", str), ("entry_time", "Entry", fmt_time), ("match", "Match", str),
     ("session_entry", "Entry (session)", fmt_num), ("twin_entry", "Entry (twin)", fmt_num),
     ("entry_bps", "Entry diff, bps", lambda v: fmt_num(v, ".2f")),
