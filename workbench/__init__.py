@@ -31,10 +31,6 @@ def __getattr__(name: str) -> Any:
         from workbench.twin import fidelity
 
         return fidelity
-    if name == "fidelity":  # the fidelity twin of a paper or live session (workbench.twin)
-        from workbench.twin import fidelity
-
-        return fidelity
     if name in ("backtest", "ui", "engine", "store", "data", "strategies", "reports"):
         import importlib
 
