@@ -98,6 +98,19 @@ def test_a_viewer_may_not_request_a_session(store):
     assert store.audit(actor="alice")["status"].tolist() == ["rejected"]
 
 
+def test_a_viewer_may_not_start_a_session_in_their_own_kernel(store, monkeypatch):
+    """A dashboard kernel runs as its hub user (``$WORKBENCH_ACTOR``): a session started there (the wizard's
+    'run in this kernel') is a request like any other, refused and audited for a viewer."""
+    team(store, alice="viewer", bob="operator")
+    monkeypatch.setenv(ACTOR_ENV, "alice")
+    with pytest.raises(NotPermitted, match="viewer alice may not request a session"):
+        open_session(paper_config(), store)
+    assert len(store.list_sessions()) == 0
+    assert store.audit(actor="alice")["status"].tolist() == ["rejected"]
+    monkeypatch.setenv(ACTOR_ENV, "bob")
+    assert open_session(paper_config(), store).id in store.list_sessions()["id"].tolist()
+
+
 def test_live_trading_armed_by_an_operator_does_not_run(store):
     team(store, bob="operator")
     config = live_config()

@@ -23,7 +23,8 @@ from workbench.engine.session import Session
 from workbench.execution import Bar
 from workbench.retry import RetryPolicy
 from workbench.store import Store
-from workbench.team.roles import authorize_live
+from workbench.team import current_actor
+from workbench.team.roles import authorize, authorize_live
 
 
 class LiveNotArmed(ValueError):
@@ -144,6 +145,8 @@ def open_session(config: SessionConfig, store: Store, *, resume: str | None = No
     client to use instead of one made from the config; ``broker_policy``: the broker's :class:`RetryPolicy`.
     ``resume``: an existing session id to resume. Other keywords go to the session class."""
     live = config.kind is SessionKind.LIVE
+    if resume is None and kwargs.get("session_id") is None:  # a new session run here (a kernel, `workbench run`):
+        authorize(store, current_actor(), "request_session")  # in team mode an operator's, like a request's
     if live:
         problem = arming_problem(config, arming)
         if problem:
