@@ -58,6 +58,9 @@ def test_config_legs_and_their_errors() -> None:
     live = errors(kind="live", legs=LEGS)["legs"]  # both legs trade BTC/USDT: an exchange nets per symbol
     assert "'trend' and 'revert' both trade BTC/USDT" in live
     make_config(kind="live", legs=[LEGS[0], {**LEGS[1], "symbols": ["SOL/USDT"]}])  # one leg per symbol is fine
+    changed = errors(**{**config.to_dict(), "params": {"fast": 4}})  # e.g. a clone's --param: not silently lost
+    assert "with legs each leg has its own strategy and params; change legs.N.params" in changed["params"]
+    assert config.replace(legs=[LEGS[1], LEGS[0]]).strategy == "mean_reversion"  # new legs: their own first leg
     long = errors(legs=[LEGS[0], {**LEGS[1], "name": "a-very-long-leg-name-here"}])["legs"]
     assert "'BTC/USDT@a-very-long-leg-name-here' must fit in 32 characters" in long
 

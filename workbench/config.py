@@ -68,6 +68,19 @@ def _symbol_list(v: list[str]) -> list[str]:
     return v
 
 
+def _same(name: str, given: Any, first: dict[str, Any]) -> bool:
+    """Is the top-level ``name`` (strategy or params) given with legs the first leg's?"""
+    if name == "strategy" or given == first["params"]:
+        return bool(given == first[name])
+    from workbench.strategies import registry
+
+    try:
+        return bool(registry.validate_params(first["strategy"], given)
+                    == registry.validate_params(first["strategy"], first["params"]))
+    except (ValueError, TypeError):  # a bad value: the leg's own check names it
+        return False
+
+
 class PositionSizing(_Model):
     """How big each entry is.
 
@@ -381,7 +394,12 @@ class SessionConfig(_Model):
                     seen.setdefault(sym, None)
             data = {**data, "symbols": list(seen) or data.get("symbols")}
             if isinstance(legs[0], dict):
-                data.update(strategy=legs[0].get("strategy", "momentum"), params=legs[0].get("params", {}))
+                first = {"strategy": legs[0].get("strategy", "momentum"), "params": legs[0].get("params", {})}
+                for name in ("strategy", "params"):
+                    if name in data and not _same(name, data[name], first):
+                        raise ValueError(f"{name}: with legs each leg has its own strategy and params; change "
+                                         f"legs.N.{name} (the top-level {name} are the first leg's)")
+                data.update(first)
         return data
 
     @field_validator("legs")
@@ -455,8 +473,13 @@ class SessionConfig(_Model):
         return make_config(**data) if isinstance(data, dict) else make_config(_=data)
 
     def replace(self, **changes: Any) -> SessionConfig:
-        """A new validated config with top-level fields changed."""
-        return make_config(**{**self.to_dict(), **changes})
+        """A new validated config with top-level fields changed (new ``legs`` bring their own strategy and params)."""
+        base = self.to_dict()
+        if "legs" in changes:
+            for name in ("strategy", "params"):
+                if name not in changes:
+                    base.pop(name)
+        return make_config(**{**base, **changes})
 
 
 def _problems(err: ValidationError) -> list[tuple[str, Any, str]]:
