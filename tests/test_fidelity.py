@@ -135,3 +135,23 @@ def test_a_backtest_detail_view_has_no_twin_tab(store):
         assert _tab(detail, "Fidelity twin")[1] is None
     finally:
         detail.close()
+
+
+def test_cli_session_fidelity_prints_the_summary_and_json(store_url, capsys):
+    import json
+
+    from workbench.cli import main
+    from workbench.store import Store
+
+    with Store(store_url) as st:
+        config = _config()
+        slipped = config.model_copy(update={"slippage": config.slippage.model_copy(update={"bps": 25.0})})
+        sid = _run(st, config, broker=PaperBroker(slipped))
+    assert main(["session", "fidelity", sid, "--db", store_url, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["session_id"] == sid and doc["identical"] is False and doc["pnl_gap"] < 0
+    assert {t["match"] for t in doc["trades"]} == {"matched"} and len(doc["trades"]) == doc["matched"]
+    assert main(["session", "fidelity", sid, "--db", store_url]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("twin up to 2024-01-02 23:59 UTC:") and "match" in lines[1] and "matched" in lines[2]

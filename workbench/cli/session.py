@@ -256,6 +256,22 @@ def cmd_why(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """The session against its fidelity twin (:mod:`workbench.twin`): the summary, then the divergent trades."""
+    from workbench.twin import fidelity, fidelity_summary
+
+    twin = fidelity(args.id, Store(args.db))
+    if args.json:
+        print(dumps({**fidelity_summary(twin), "trades": records(twin.trades)}))
+        return 0
+    print(twin.text())
+    t = twin.trades
+    odd = t[(t["match"] != "matched") | (t["entry_bps"].abs() > 1e-6) | (t["exit_bps"].abs() > 1e-6)]
+    if len(odd):
+        print(odd.to_string(index=False))
+    return 0
+
+
 def add_session_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """``workbench session`` (alias ``sessions``) and its subcommands."""
     js = argparse.ArgumentParser(add_help=False)
@@ -345,6 +361,10 @@ def add_session_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     why = ssub.add_parser("why", parents=parents, help="why no trades: signals, orders, fills, blocked by rule")
     why.add_argument("id", help="session id")
     why.set_defaults(func=cmd_why)
+    fid = ssub.add_parser("fidelity", parents=parents, help="a paper or live session against its config backtested "
+                          "on the bars it saw: missing/extra trades, fill price differences, the P&L gap")
+    fid.add_argument("id", help="session id")
+    fid.set_defaults(func=cmd_fidelity)
     tr = ssub.add_parser("trades", parents=[common], help="the session's trades so far")
     fmt = tr.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="as CSV (TRADE_COLUMNS)")
