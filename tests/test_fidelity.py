@@ -155,3 +155,42 @@ def test_cli_session_fidelity_prints_the_summary_and_json(store_url, capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].startswith("twin up to 2024-01-02 23:59 UTC:") and "match" in lines[1] and "matched" in lines[2]
+
+
+def test_a_running_session_is_compared_up_to_its_checkpoint(store_url):
+    """The twin while the session runs: its feed holds after 700 bars, the runner has checkpointed them."""
+    import threading
+
+    from tests.kit import wait_until
+    from workbench.engine.feeds import ReplayFeed
+    from workbench.store import Store
+
+    config = _config()
+    bars = ReplayFeed.shared(config.data, config.symbols, config.start, config.end).block
+    go = threading.Event()
+
+    class HeldFeed:  # the replay, held after 700 bars until the test lets it go on
+        def __aiter__(self):
+            return self._run()
+
+        async def _run(self):
+            for i, step in enumerate(ReplayFeed(bars).bars()):
+                while i == 700 and not go.is_set():
+                    await asyncio.sleep(0.01)
+                yield step
+
+    store = Store(store_url)
+    session = Session(config, store, feed=HeldFeed(), checkpoint_interval=100, poll_interval=0.05)
+    runner = threading.Thread(target=lambda: asyncio.run(session.run()), daemon=True)
+    runner.start()
+    try:
+        held = pd.Timestamp("2024-01-02", tz="UTC") + pd.Timedelta(minutes=699)
+        wait_until(lambda: (store.load_runner_state(session.id) or {}).get("last_bar") == held, timeout=30)
+        twin = fidelity(session.id, store)
+        assert twin.upto == held and store.get_session(session.id)["state"] == "running"
+        assert twin.summary["matched"] > 3 and twin.identical, twin.summary
+    finally:
+        go.set()
+        runner.join(30)
+        store.close()
+    assert not runner.is_alive()

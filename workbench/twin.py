@@ -152,6 +152,8 @@ def fidelity(session_id: str, store: Store | None = None, *,
     marks = {s: float(f["close"].iloc[-1]) for s, f in twin.bars.items() if len(f)}
     trades = compare_trades(_session_trades(store, session_id, row, marks), twin.trades)
     curve = store.equity(session_id, last=1)
+    if len(curve) and curve.index[-1] > upto:  # a running session's equity can be ahead of its checkpoint
+        curve = store.equity(session_id)["equity"].loc[:upto].to_frame()
     initial = float(row["initial_balance"])
     session_equity = float(curve["equity"].iloc[-1]) if len(curve) else initial
     twin_equity = float(twin.equity.iloc[-1])
