@@ -41,13 +41,17 @@ BarsLoader = Callable[[SessionConfig, str, datetime], pd.DataFrame]
 def is_orphaned(state: str, heartbeat_at: Any, now: datetime, stale_after: float, *,
                 lease_expires: Any = None) -> bool:
     """True if the session is marked orphaned, or should be running but its runner's lease expired
-    before ``now`` (holding no lease: has not heartbeated for ``stale_after`` seconds). Its runner is
-    gone; ``workbench host`` resumes it."""
+    before ``now`` (holding no lease: has not heartbeated for ``stale_after`` seconds), or was claimed
+    ("created" with a lease) by a runner whose lease expired before it started. Its runner is gone;
+    ``workbench host`` resumes it."""
     if state == S.ORPHANED.value:
         return True
+    leased = lease_expires is not None and lease_expires == lease_expires  # not None / NaT
+    if state == S.CREATED.value:  # a host claimed it, then died before starting it
+        return leased and now > pd.Timestamp(lease_expires).to_pydatetime()
     if state not in {s.value for s in RUNNING_STATES}:
         return False
-    if lease_expires is not None and lease_expires == lease_expires:  # not None / NaT
+    if leased:
         return now > pd.Timestamp(lease_expires).to_pydatetime()
     if heartbeat_at is None or heartbeat_at != heartbeat_at:  # None / NaT
         return True

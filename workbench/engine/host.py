@@ -54,7 +54,7 @@ def mark_orphans(store: Store, stale_after: float, *, actor: str = "host", clock
     :func:`~workbench.engine.exposure.is_orphaned`; returns their ids."""
     now = clock()
     out: list[str] = []
-    frame = store.list_sessions(states=[s.value for s in RUNNING_STATES])
+    frame = store.list_sessions(states=[s.value for s in (*RUNNING_STATES, S.CREATED)])  # created: claimed, not run
     for row in frame.itertuples(index=False):
         hb = row.heartbeat_at
         hb = None if hb is None or hb != hb else hb  # NaT / NaN
