@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.kit import FakeClock, bars_for, lease_expired, paper_config, wait_until
+from tests.kit import FakeClock, bars_for, both_backends, lease_expired, paper_config, wait_until
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.host import mark_orphans, run_host
 from workbench.engine.session import Session
@@ -95,6 +95,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pat
                                                                    rel=1e-12)
 
 
+@both_backends
 def test_host_runs_requested_sessions_and_marks_orphans(store_url, store):
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     cfg = _config().replace(start=start, end=start + timedelta(hours=6))

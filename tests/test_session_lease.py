@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.kit import paper_config, until, wait_until
+from tests.kit import both_backends, paper_config, until, wait_until
 from workbench.domain import Fill, Order, OrderType, Side, utc_now
 from workbench.engine.feeds import ReplayFeed
 from workbench.engine.host import run_host
@@ -39,6 +39,7 @@ def _order(cid: str = "BTC/USDT:entry:1") -> Order:
                  created_at=START)
 
 
+@both_backends
 def test_a_lease_is_taken_over_only_after_it_expires_and_fences_the_old_holder(store_url, store):
     sid = store.create_session(_config(), state="requested")
     first, second = Store(store_url), Store(store_url)
@@ -77,6 +78,7 @@ def test_a_lease_is_taken_over_only_after_it_expires_and_fences_the_old_holder(s
         second.close()
 
 
+@both_backends
 def test_a_runner_whose_lease_was_taken_stops_and_writes_nothing_more(store_url, store):
     cfg = _config(hours=48)
     other = Store(store_url)

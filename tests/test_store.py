@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.kit import both_backends
 from workbench.config import make_config
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Position, SessionState, Side
 from workbench.store import NotFoundError, Store, StoreError, format_history
@@ -50,6 +51,7 @@ def test_bad_url_is_a_clear_error():
 
 
 # ---- sessions ----------------------------------------------------------------
+@both_backends
 def test_session_round_trip(store, config):
     sid = store.create_session(config)
     s = store.get_session(sid)
@@ -93,6 +95,7 @@ def test_update_session(store, config):
         store.update_session("missing", error="x")
 
 
+@both_backends
 def test_set_state_records_events_and_times(store, config):
     sid = store.create_session(config, state="requested")
     assert store.set_state(sid, "starting", expect="requested", actor="host-1")
@@ -194,6 +197,7 @@ def test_events(store, config):
 
 
 # ---- orders, fills, positions -------------------------------------------------
+@both_backends
 def test_orders_upsert_and_filter(store, config):
     sid = store.create_session(config)
     o = Order("c1", "BTC/USDT", Side.BUY, 2.0, OrderType.LIMIT, limit_price=99.5, created_at=T0, reason="signal")
@@ -216,6 +220,7 @@ def test_orders_upsert_and_filter(store, config):
         store.upsert_order("missing", o)
 
 
+@both_backends
 def test_fills_are_idempotent(store, config):
     sid = store.create_session(config)
     f = Fill("c1", "BTC/USDT", Side.BUY, 0.5, 100.0, 0.05, 0.02, T0, fill_id="c1-1")
@@ -307,6 +312,7 @@ def test_history_and_format(store, config):
 
 
 # ---- commands ------------------------------------------------------------------
+@both_backends
 def test_commands(store, config):
     sid = store.create_session(config, state="running")
     c1 = store.send_command(sid, "pause", actor="alice")
@@ -361,6 +367,7 @@ def test_templates(store, config):
         store.save_template("  ", config)
 
 
+@both_backends
 def test_runner_state(store, config):
     sid = store.create_session(config)
     assert store.load_runner_state(sid) is None
@@ -377,6 +384,7 @@ def test_runner_state(store, config):
         store.save_runner_state("missing", {})
 
 
+@both_backends
 def test_times_are_utc_aware(store, config):
     sid = store.create_session(config)
     cet = timezone(timedelta(hours=1))

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from tests.kit import wait_until
+from tests.kit import both_backends, wait_until
 from workbench.config import make_config
 from workbench.domain import Fill, Side
 from workbench.store import Store
@@ -26,6 +26,7 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> str:
     return out
 
 
+@both_backends
 def test_two_stores_on_one_file(store, store_url):
     runner, dashboard = store, Store(store_url)
     sid = runner.create_session(make_config(kind="paper"), state="running")
