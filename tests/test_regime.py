@@ -173,3 +173,13 @@ def test_backtest_preset_flag_and_the_flags_that_override_it(capsys):
     with pytest.raises(SystemExit):
         main(["backtest", "--preset", "calm"])
     assert "argument --preset: invalid choice: 'calm'" in capsys.readouterr().err  # argparse lists the choices
+
+
+def test_the_report_has_a_market_regime_section():
+    from workbench.reports.report import Report
+
+    config = make_config(strategy="sma_cross", params={"fast": 5, "slow": 20}, start="2024-01-01",
+                         end="2024-01-03T23:59:00")
+    html = Report(config).show_regimes().to_html()
+    assert "Performance by market regime (days)" in html and "win_rate" in html
+    assert sum(r in html for r in REGIMES) >= 1

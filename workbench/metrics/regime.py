@@ -8,8 +8,8 @@ From the log returns ``r`` of each symbol's closes (``n`` of them):
 * **efficiency** ``= |sum r| / sum |r|`` (Kaufman's ratio, shown, not used by the rule);
 * **volatility**: ``std r`` annualized over a 365-day year from the bars' median spacing;
 * **volatility percentile**: where that volatility falls (0-100) among the rolling volatilities of
-  ``reference`` bars (e.g. the months before), over windows as long as the bars given; NaN without
-  a reference.
+  ``reference`` bars (e.g. the months before), over windows as long as the bars given (at most 1440
+  bars); NaN without a reference.
 
 With several symbols the numbers are their means. The rule, in order: ``high-volatility`` when the
 volatility is at least ``high_vol`` (default 1.0, 100 %/year) or its percentile at least

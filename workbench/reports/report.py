@@ -260,6 +260,11 @@ class Report:
         fmt = {"allocation": "{:.0%}", "pnl": money, "realized_pnl": money, "fees": money, "win_rate": "{:.0%}"}
         return Group(_styled(legs_table(r), fmt, caption="Legs"), ReportFigure(legs_figure(r)))
 
+    def show_regimes(self) -> Styler:
+        """Performance by market regime: each day labelled from its bars (``sections.regime_table``)."""
+        fmt = {"periods": "{:,.0f}", "return": "{:.2%}", "pnl": "{:,.2f}", "trades": "{:,.0f}", "win_rate": "{:.0%}"}
+        return _styled(sections.regime_table(self._res()), fmt, caption="Performance by market regime (days)")
+
     def show_slippage(self) -> Styler:
         money, pct = "{:,.2f}", "{:.3%}"
         fmt = {"trades": "{:,.0f}", "notional": money, "total_slippage": money, "avg_slippage": money,
