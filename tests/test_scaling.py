@@ -242,6 +242,11 @@ def test_an_operator_freezes_the_scale_and_it_stays_put(store):
     assert store.load_runner_state(s.id)["scaling"]["state"][:2] == [0.5, 1.0]  # scale, frozen
     with pytest.raises(ValueError, match="has no scaling rule"):
         Session(paper_config(), store, feed=ReplayFeed(bars_for(cfg), None)).set_scaling(frozen=True)
+    other = Session(cfg, store, feed=ReplayFeed(bars_for(cfg), None))
+    for bad, words in ((dict(frozen="yes"), "frozen must be true or false"), ({}, "needs frozen=true|false"),
+                       (dict(scale="half"), "scale must be a number"), (dict(scale=2.0), r"scale must be in \[0, 1\]")):
+        with pytest.raises(ValueError, match=words):
+            other.set_scaling(**bad)
 
 
 def test_a_larger_scale_while_the_breaker_cools_off_needs_a_waiver(store):
