@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.kit import bars_for
 from tests.test_execution_parity import PARAMS, SYMBOLS, canonical, first_difference, markets
 from workbench.backtest import run_backtest
-from workbench.backtest.legs import leg_equity, leg_summary
+from workbench.backtest.legs import leg_equity, leg_metrics, leg_summary
 from workbench.config import ConfigError, SessionConfig, make_config
 from workbench.engine.brokers import PaperBroker
 from workbench.engine.feeds import ReplayFeed
@@ -83,6 +83,11 @@ def test_legs_share_cash_never_overspend_and_pnl_sums(frames: dict[str, pd.DataF
     assert summary.loc["trend", "trades"] + summary.loc["revert", "trades"] == len(trades)
     curves = leg_equity(result)
     np.testing.assert_allclose(curves.sum(axis=1), result.equity - config.initial_balance, atol=1e-6)
+    metrics = leg_metrics(result)
+    assert list(metrics.index) == ["trend", "revert"]
+    assert metrics["trade_count"].tolist() == summary["closed"].tolist()  # closed trades, as the session's count
+    start = 0.4 * config.initial_balance  # the revert leg's share: its return is its P&L on that share
+    assert metrics.loc["revert", "total_return"] == pytest.approx(summary.loc["revert", "pnl"] / start)
 
 
 def test_a_saved_legs_backtest_keeps_each_trades_leg(store, frames: dict[str, pd.DataFrame]) -> None:

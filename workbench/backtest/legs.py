@@ -19,7 +19,7 @@ from workbench.backtest.runner import _shifted_signals, breaker_trip, kernel_inp
 from workbench.config import SessionConfig
 from workbench.execution.legs import columns, leg_of, leg_summary, with_legs
 
-__all__ = ["run_legs", "with_legs", "leg_summary", "leg_equity", "leg_table"]
+__all__ = ["run_legs", "with_legs", "leg_summary", "leg_equity", "leg_metrics", "leg_table"]
 
 
 def run_legs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> BacktestResult:
@@ -83,3 +83,17 @@ def leg_table(config: SessionConfig, trades: pd.DataFrame, state: Mapping[str, A
     }, index=pd.Index(names, name="leg"))
     summary = leg_summary(with_legs(trades, config) if len(trades) else trades.assign(leg=[]), names)
     return head.join(summary).reset_index()
+
+
+def leg_metrics(result: BacktestResult) -> pd.DataFrame:
+    """Every metric (``workbench.metrics.compute_metrics``) per leg (rows), each leg's equity being its share
+    of the initial balance (allocation x initial balance) plus its P&L (:func:`leg_equity`)."""
+    from workbench.metrics import compute_metrics
+
+    curves, trades = leg_equity(result), result.trades
+    rows = {}
+    for leg in result.config.legs:
+        start = float(leg.allocation) * float(result.config.initial_balance)
+        mine = trades[trades["leg"] == leg.name].drop(columns="leg")
+        rows[leg.name] = compute_metrics(curves[leg.name] + start, mine, start)
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("leg")
