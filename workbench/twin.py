@@ -54,7 +54,7 @@ class Fidelity:
 
     @property
     def identical(self) -> bool:
-        """No missing or extra trade, every price the twin's and no P&L gap (to a cent in a million)."""
+        """No missing or extra trade, every fill at the twin's price, no P&L gap (within 1e-6 of the equity)."""
         s = self.summary
         tol = 1e-6 * max(abs(s["twin_equity"]), 1.0)
         prices = self.trades[["entry_bps", "exit_bps"]].abs().max().max() if len(self.trades) else 0.0
