@@ -69,8 +69,10 @@ def test_the_report_has_a_legs_section_summing_to_the_session() -> None:
     group = report.show_legs()
     table = legs_table(report._res())
     assert list(table.index) == ["trend", "revert", "session"] and table.loc["session", "allocation"] == 1.0
+    trend = table.loc["trend"]
+    assert trend["total_return"] == pytest.approx(trend["pnl"] / (0.6 * config.initial_balance))
     assert table.loc["session", "pnl"] == pytest.approx(report._res().equity.iloc[-1] - config.initial_balance)
-    assert "P&L per leg" in repr(group.items[1]) or group.items[1].figure.layout.title.text == "P&L per leg"
+    assert group.items[1].figure.layout.title.text == "P&L per leg"
     single = Report(config=legs_config(kind="backtest", legs=[], start="2024-01-01", end="2024-01-02"))
     assert repr(single.show_legs()) == "single strategy: no legs"
 

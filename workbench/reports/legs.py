@@ -5,15 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.backtest.legs import leg_equity, leg_table
+from workbench.backtest.legs import leg_equity, leg_metrics, leg_table
 from workbench.backtest.result import BacktestResult
 
 __all__ = ["legs_table", "legs_figure"]
 
 
 def legs_table(result: BacktestResult) -> pd.DataFrame:
-    """One row per leg, then a "session" row with the totals (indexed by leg)."""
+    """One row per leg (its P&L and trades, then its return, Sharpe ratio and max drawdown on its share of the
+    capital), then a "session" row with the totals (indexed by leg)."""
     table = leg_table(result.config, result.trades).set_index("leg")
+    table = table.join(leg_metrics(result)[["total_return", "sharpe_ratio", "max_drawdown"]])
     total = {"allocation": table["allocation"].sum(), "trades": table["trades"].sum(),
              "closed": table["closed"].sum(), "pnl": table["pnl"].sum(),
              "realized_pnl": table["realized_pnl"].sum(), "fees": table["fees"].sum()}

@@ -257,7 +257,8 @@ class Report:
         from workbench.reports.legs import legs_figure, legs_table
 
         money = "{:,.2f}"
-        fmt = {"allocation": "{:.0%}", "pnl": money, "realized_pnl": money, "fees": money, "win_rate": "{:.0%}"}
+        fmt = {"allocation": "{:.0%}", "pnl": money, "realized_pnl": money, "fees": money, "win_rate": "{:.0%}",
+               "total_return": "{:.2%}", "sharpe_ratio": "{:.2f}", "max_drawdown": "{:.2%}"}
         return Group(_styled(legs_table(r), fmt, caption="Legs"), ReportFigure(legs_figure(r)))
 
     def show_regimes(self) -> Styler:
