@@ -194,3 +194,16 @@ def test_a_running_session_is_compared_up_to_its_checkpoint(store_url):
         runner.join(30)
         store.close()
     assert not runner.is_alive()
+
+
+def test_a_session_without_a_start_is_compared_from_its_first_bar(store):
+    from workbench.data import sample_bars
+    from workbench.engine.feeds import ReplayFeed
+
+    config = paper_config(data={"source": "sample"}, risk=STOPS)  # no start or end: the feed decides
+    bars = {"BTC/USDT": sample_bars("BTC/USDT", days=2).loc["2024-01-01T06:00":]}
+    session = Session(config, store, feed=ReplayFeed(bars), checkpoint_interval=1000)
+    assert asyncio.run(session.run()).value == "completed"
+    twin = fidelity(session.id, store)
+    assert twin.twin.equity.index[0] == pd.Timestamp("2024-01-01T06:00", tz="UTC")
+    assert twin.identical and twin.summary["matched"] > 5

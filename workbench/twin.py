@@ -2,7 +2,8 @@
 how far the session strayed from it (the guide's "ensure paper results predict live performance").
 
 :func:`fidelity` reads the session from the store, loads its symbols' bars from ``config.start`` up to
-the last bar it processed (its runner checkpoint, else its newest equity point) from the session's
+the last bar it processed (its runner checkpoint, else its newest equity point; a config without a
+start: from its first equity point) from the session's
 own data source (the replayed sample or CSV data, or the exchange's candles through the bars cache),
 backtests the stored config on them and matches the two trade lists by symbol and entry time:
 
@@ -145,9 +146,12 @@ def fidelity(session_id: str, store: Store | None = None, *,
     upto = _last_bar(store, session_id)
     if upto is None:
         raise ValueError(f"session {session_id} has processed no bar yet; its twin needs at least one")
-    twin_config = config.model_copy(update={"end": upto.to_pydatetime()})
-    frames = {s: (bars[s] if bars is not None else load_bars(config.data, s, config.start, upto))
-              for s in config.symbols}
+    start = config.start
+    if start is None:  # open-ended: from the first bar it valued (its first equity point)
+        first = store.equity(session_id, last=None)
+        start = first.index[0].to_pydatetime() if len(first) else None
+    twin_config = config.model_copy(update={"start": start, "end": upto.to_pydatetime()})
+    frames = {s: (bars[s] if bars is not None else load_bars(config.data, s, start, upto)) for s in config.symbols}
     twin = run_backtest(twin_config, frames)
     marks = {s: float(f["close"].iloc[-1]) for s, f in twin.bars.items() if len(f)}
     trades = compare_trades(_session_trades(store, session_id, row, marks), twin.trades)
