@@ -257,3 +257,39 @@ def test_the_account_gate_nets_two_legs_on_one_symbol() -> None:
     breach = gate.check("main", "binance", "BTC/USDT@revert", 200.0, session_id="s1")  # 900 + 200 > 1,000
     assert breach is not None and (breach.rule, breach.key, breach.used) == (SYMBOL, "BTC/USDT", 900.0)
     assert gate.check("main", "binance", "BTC/USDT@trend", 100.0, session_id="s1") is None
+
+
+def test_a_legs_session_handed_back_mid_run_and_resumed_ends_like_an_uninterrupted_one(store, frames) -> None:
+    """Crash-only: the legs' params and pauses are in the checkpoint; the resumed runner carries on with them."""
+    import asyncio
+
+    from tests.kit import until
+    from workbench.engine.session import Session
+
+    config = legs_config()
+    day = {s: df.iloc[:900] for s, df in frames.items()}
+
+    def controlled(session: Session) -> None:
+        session.pause_leg("revert")
+        session.set_leg_params("trend", {"fast": 4})
+
+    reference = Session(config, store, feed=ReplayFeed(day, None))
+    controlled(reference)
+    assert asyncio.run(reference.run()).value == "completed"
+
+    async def first_part() -> str:
+        s = Session(config, store, feed=ReplayFeed(day, 30_000.0), poll_interval=0.02)
+        controlled(s)
+        s.start()
+        await until(lambda: s.bars_seen >= 300)
+        s.hand_back("test: the host stops")
+        assert (await s.wait()).value == "orphaned"
+        return s.id
+
+    sid = asyncio.run(first_part())
+    assert 300 <= store.load_runner_state(sid)["bars_seen"] < 900
+    resumed = Session.resume(sid, store, ReplayFeed(day, None))
+    assert resumed.trader.paused == {"revert"} and resumed.trader.leg_params["trend"]["fast"] == 4
+    assert asyncio.run(resumed.run()).value == "completed"
+    assert resumed.portfolio.trade_log() == reference.portfolio.trade_log()
+    assert resumed.portfolio.cash == reference.portfolio.cash
