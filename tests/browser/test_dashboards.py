@@ -273,3 +273,23 @@ def test_charts_share_one_copy_of_plotly_per_page(served, page):
     assert len(bundles) == 1 and "/voila/labextensions/workbench-plotly/widgetbundle.js" in bundles[0], bundles
     assert sum(received) < 3_000_000, f"{sum(received)} bytes over the kernel's websocket"
     assert not page.js_errors, page.js_errors
+
+
+def test_the_legs_tab_lists_each_leg_with_its_allocation(served, page):
+    """A multi-strategy backtest saved to the served store: its detail view's Legs tab (workbench/ui/legs.py)."""
+    from tests.kit import bars_for
+    from tests.test_legs import legs_config
+    from workbench.backtest import run_backtest
+
+    config = legs_config(kind="backtest")
+    result = run_backtest(config, bars={s: df.iloc[:600] for s, df in bars_for(config).items()})
+    with Store(served.db_url) as store:
+        sid = store.save_backtest(config, result)
+    open_page(page, served, "session", f"id={sid}", ready=".wb-equity-chart")
+    page.get_by_role("tab", name="Legs").click()  # built when first opened
+    table = page.locator(".wb-legs-table")
+    table.locator("text=mean_reversion").wait_for(timeout=SEE)
+    text = table.inner_text()
+    assert "trend" in text and "revert" in text and "60%" in text and "40%" in text
+    shot(page, "10-legs-tab", ".wb-legs-table")
+    assert not page.js_errors, page.js_errors
