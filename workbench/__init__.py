@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 
 from workbench.config import ConfigError, SessionConfig, make_config  # noqa: E402
 
-__all__ = ["ConfigError", "SessionConfig", "clone", "make_config", "promote", "sweep", "__version__"]
+__all__ = ["ConfigError", "SessionConfig", "clone", "make_config", "promote", "suggest_allocations", "sweep",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:
