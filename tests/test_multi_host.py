@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.kit import both_backends, lease_expired, paper_config, wait_until
+from workbench.domain import SessionState
 from workbench.engine.host import run_host
 from workbench.engine.session import Session
 from workbench.paths import numba_cache_dir
@@ -92,17 +93,16 @@ def test_two_hosts_split_fifty_sessions_and_one_killed_midway_loses_none_and_run
         cut_off = [s for s in claimed_by_a if store.get_session(s)["state"] != "completed"]
         assert cut_off
 
-        def unfinished() -> dict[str, str]:
-            return {s: st for s in ids if (st := store.get_session(s)["state"]) != "completed"}
+        def states() -> dict[str, str]:
+            return {s: store.get_session(s)["state"] for s in ids}
 
-        try:
-            wait_until(lambda: not unfinished(), 120, step=0.5)
-        except AssertionError:
-            left = unfinished()
-            if any(store.events(s)["message"].str.contains(MISMATCH, regex=False).any() for s in left):
-                pytest.xfail(f"known engine bug, not the hosts' (sessions {sorted(left)}): {MISMATCH_BUG}")
-            raise AssertionError(f"{len(left)} sessions not completed: {left}; the first's events: "
-                                 f"{store.events(next(iter(left)))[['kind', 'message']].to_string()}") from None
+        wait_until(lambda: all(SessionState(st).is_final for st in states().values()), 120, step=0.5,
+                   message="every session ended")
+        left = {s: st for s, st in states().items() if st != "completed"}
+        if any(store.events(s)["message"].str.contains(MISMATCH, regex=False).any() for s in left):
+            pytest.xfail(f"known engine bug, not the hosts' (sessions {sorted(left)}): {MISMATCH_BUG}")
+        assert not left, (f"{len(left)} sessions not completed: {left}; the first's events: "
+                          f"{store.events(next(iter(left)))[['kind', 'message']].to_string()}")
     finally:
         for host in (a, b):
             if host.poll() is None:
