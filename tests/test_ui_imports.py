@@ -25,7 +25,8 @@ if page == "session":
     os.environ["QUERY_STRING"] = "id=" + str(Store().history()["id"].iloc[0])
 if page != "module":
     getattr(P, page + "_page")().close_views()
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {"vectorbt", "ccxt", "dask", "numba", "scipy", "alembic"}
+HEAVY = {"vectorbt", "ccxt", "dask", "numba", "scipy", "alembic"}
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in HEAVY
                         or m in {"workbench.metrics.kernel", "workbench.backtest.runner"})))
 """
 
