@@ -94,11 +94,12 @@ class PostingStore:
             cf.wait([last])
 
     async def drain_async(self) -> None:
-        """Stop posting and wait (on the loop) until everything posted has been tried."""
-        self.active = False
-        last = self._last
-        if last is not None:
+        """Wait (on the loop) until everything posted has been tried, then stop posting. Posting goes on
+        while it waits (the poll task may checkpoint meanwhile): a write made direct before the queue is
+        empty would overtake the posted ones (a checkpoint committed ahead of the fills it counts)."""
+        while (last := self._last) is not None and not last.done():
             await asyncio.wait([asyncio.wrap_future(last)])
+        self.active = False
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.store, name)
