@@ -229,7 +229,8 @@ def test_every_page_has_something_to_show_and_links_to_the_others(served, page):
     assert page.locator(".wb-history-row", has_text="momentum").count() >= 1  # the demo backtest `up` seeded
     shown = page.eval_on_selector_all(".wb-history select", "els => els.map(e => e.selectedIndex < 0 ? '' : "
                                       "e.options[e.selectedIndex].text.replace(/\\u00a0/g, ' '))")  # nbsp: a space
-    assert shown == ["All", "All", "(default config)", "(none)"], shown  # no dropdown renders blank
+    assert shown == ["All", "All", "All", "(default config)", "(none)"], shown  # kind, strategy, market, template,
+    # profile: no dropdown renders blank
     assert page.locator(".wb-header .wb-equity").count() == 1
     shot(page, "07-history", ".wb-history")
     page.get_by_role("link", name="Risk").click()
