@@ -63,7 +63,7 @@ def upgrade(url: str | Engine, revision: str = "head", *, retry_seconds: float =
     """Bring the database at ``url`` (or behind ``engine``) up to ``revision``; a no-op when current
     (retried for ``retry_seconds`` while the database is busy).
 
-    Runs in one write transaction, so processes opening the same new SQLite file at once
+    Runs in one write transaction, so processes opening the same new database at once (SQLite or PostgreSQL)
     migrate it once.
     """
     engine = make_engine(url) if isinstance(url, str) else url
