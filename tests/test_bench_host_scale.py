@@ -12,7 +12,9 @@ BENCH = str(ROOT / "bench" / "host_scale.py")
 
 def test_host_scale_bench_runs_two_sessions_and_prints_its_table(tmp_path):
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, BENCH, "--sizes", "2", "--seconds", "2", "--baseline-sizes", "",
+    # 3 s: a session's equity rows go to the store with its periodic checkpoint, every 2 s, so a 2 s window
+    # could see none of them
+    proc = subprocess.run([sys.executable, BENCH, "--sizes", "2", "--seconds", "3", "--baseline-sizes", "",
                            "--json", str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     (r,) = json.loads(out.read_text())["shared"]
