@@ -83,16 +83,19 @@ class LineagePanel:
         self.promote_button.disabled = problem is not None
         self.promote_button.tooltip = problem or "the next kind with the same config (opens the wizard's review)"
 
-    def _open(self, kind: str | None) -> Any:
-        """The wizard filled from the session's config (with ``kind`` if given); None, with why, if it cannot."""
-        from workbench.ui.wizard import REVIEW, TYPE, Wizard
-
+    def _selected(self) -> dict[str, Any] | None:
+        """The store row of the session to act on (the picked one first); None, with why, if none is."""
         if self.pick is not None:
             self.show(self.pick())
         if self.session_id is None:
             self.note.value = message("tick the session to clone or promote")
             return None
-        row = self.store.get_session(self.session_id)
+        return self.store.get_session(self.session_id)
+
+    def _open(self, row: dict[str, Any], kind: str | None) -> Any:
+        """The wizard filled from ``row``'s config (with ``kind`` if given); None, with why, if it cannot."""
+        from workbench.ui.wizard import REVIEW, TYPE, Wizard
+
         config = row["config"]
         if config is None:
             self.note.value = message(f"session {self.session_id}'s config no longer validates: "
@@ -106,17 +109,18 @@ class LineagePanel:
                 self.wizard.launcher.listeners.append(self._record)
         else:
             self.wizard.load_config(config)
-        self.parent_id = self.session_id
+        self.parent_id = str(row["id"])
         self.wizard.goto(TYPE if kind is None else REVIEW)
         what = "Clone of" if kind is None else f"Promote to {kind}:"
         self.wizard.title.value = (f"<h3 style='margin:4px 0'>{what} session "
-                                   f"<code>{html.escape(self.session_id)}</code></h3>")
+                                   f"<code>{html.escape(self.parent_id)}</code></h3>")
         self.wizard_box.children = [self.wizard.widget]
         return self.wizard
 
     def clone(self) -> Any:
         """Open the wizard pre-filled with the session's config; returns it (None if it cannot)."""
-        wiz = self._open(None)
+        row = self._selected()
+        wiz = None if row is None else self._open(row, None)
         if wiz is not None:
             self.note.value = message(f"wizard filled from session {self.session_id}: change what you like, "
                                       "then Create", "info")
@@ -127,18 +131,15 @@ class LineagePanel:
         from workbench.domain import SessionKind
         from workbench.lineage import NEXT_KIND, promote_problem
 
-        if self.pick is not None:
-            self.show(self.pick())
-        if self.session_id is None:
-            self.note.value = message("tick the session to clone or promote")
+        row = self._selected()
+        if row is None:
             return None
-        row = self.store.get_session(self.session_id)
         problem = promote_problem(row)
         if problem:
             self.note.value = message(f"cannot promote: {problem}")
             return None
         kind = NEXT_KIND[SessionKind(row["kind"])].value
-        wiz = self._open(kind)
+        wiz = self._open(row, kind)
         if wiz is not None:
             check = " run the pre-flight, arm it," if kind == "live" else ""
             self.note.value = message(f"promote {self.session_id} to {kind}: review,{check} then Create", "info")
