@@ -42,30 +42,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
-def _known_strategy(v: str) -> str:
-    from workbench.strategies import registry  # lazy: strategies sit above config
+class _Strategic(_Model):
+    """The checks of a model's ``strategy``, ``params`` and ``symbols`` (a session's, or one of its legs'),
+    once: each model declares the fields itself, where its field order wants them."""
 
-    registry.get(v)  # raises ValueError naming the known strategies
-    return v
+    @field_validator("strategy", check_fields=False)
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        from workbench.strategies import registry  # lazy: strategies sit above config
 
-
-def _strategy_params(v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    from workbench.strategies import registry
-
-    if "strategy" not in info.data:  # the strategy itself was rejected
+        registry.get(v)  # raises ValueError naming the known strategies
         return v
-    return registry.validate_params(info.data["strategy"], v)
 
+    @field_validator("params", check_fields=False)
+    @classmethod
+    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from workbench.strategies import registry
 
-def _symbol_list(v: list[str]) -> list[str]:
-    if not v:
-        raise ValueError("give at least one symbol, e.g. ['BTC/USDT']")
-    for s in v:
-        if not isinstance(s, str) or not SYMBOL_RE.match(s):
-            raise ValueError(f"symbol {s!r} is not BASE/QUOTE in capitals, e.g. 'BTC/USDT'")
-    if len(set(v)) != len(v):
-        raise ValueError("symbols are listed more than once")
-    return v
+        if "strategy" not in info.data:  # the strategy itself was rejected
+            return v
+        return registry.validate_params(info.data["strategy"], v)
+
+    @field_validator("symbols", check_fields=False)
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("give at least one symbol, e.g. ['BTC/USDT']")
+        for sym in v:
+            if not isinstance(sym, str) or not SYMBOL_RE.match(sym):
+                raise ValueError(f"symbol {sym!r} is not BASE/QUOTE in capitals, e.g. 'BTC/USDT'")
+        if len(set(v)) != len(v):
+            raise ValueError("symbols are listed more than once")
+        return v
 
 
 def _same(name: str, given: Any, first: dict[str, Any]) -> bool:
@@ -290,7 +298,7 @@ class LiveConfig(_Model):
                                  "and symbols within 30 days is needed; recorded as an event at start")
 
 
-class Leg(_Model):
+class Leg(_Strategic):
     """One strategy of a multi-strategy session: its own signals on its own symbols, sized against its
     ``allocation`` (a fraction of the session's capital), sharing the session's cash and risk limits.
     Each (leg, symbol) holds its own position (docs/execution-semantics.md "Multi-strategy sessions")."""
@@ -300,21 +308,6 @@ class Leg(_Model):
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"])
     allocation: float = Field(gt=0, le=1, description="fraction of the session's capital, e.g. 0.5")
-
-    @field_validator("strategy")
-    @classmethod
-    def _strategy(cls, v: str) -> str:
-        return _known_strategy(v)
-
-    @field_validator("params")
-    @classmethod
-    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        return _strategy_params(v, info)
-
-    @field_validator("symbols")
-    @classmethod
-    def _symbols(cls, v: list[str]) -> list[str]:
-        return _symbol_list(v)
 
 
 class Scaling(_Model):
@@ -356,7 +349,7 @@ class Scaling(_Model):
         return self
 
 
-class SessionConfig(_Model):
+class SessionConfig(_Strategic):
     """Everything that defines a session: kind, strategy, symbols, money, execution and risk."""
 
     kind: SessionKind = SessionKind.BACKTEST
@@ -430,21 +423,6 @@ class SessionConfig(_Model):
                                          "holds one position per symbol; give each symbol to one leg")
                     owner[sym] = leg.name
         return v
-
-    @field_validator("strategy")
-    @classmethod
-    def _strategy(cls, v: str) -> str:
-        return _known_strategy(v)
-
-    @field_validator("params")
-    @classmethod
-    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        return _strategy_params(v, info)
-
-    @field_validator("symbols")
-    @classmethod
-    def _symbols(cls, v: list[str]) -> list[str]:
-        return _symbol_list(v)
 
     @field_validator("start", "end")
     @classmethod
