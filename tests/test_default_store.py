@@ -24,3 +24,11 @@ def test_a_malformed_workbench_db_is_one_line_naming_a_store_url(tmp_path) -> No
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr and "sqlite:///" in out.stderr, out.stderr
+
+
+def test_workbench_up_refuses_a_malformed_workbench_db_naming_it(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.serve import serve
+
+    monkeypatch.setenv("WORKBENCH_DB", "postgres ql:/nope")
+    with pytest.raises(ValueError, match=r"^\$WORKBENCH_DB: not a database URL.*a store URL is sqlite:///"):
+        serve(home=tmp_path)

@@ -351,14 +351,12 @@ def serve(*, port: int | None = None, home: str | os.PathLike[str] | None = None
 
     if not os.environ.get(DB_ENV):
         create_private_file(data_dir() / "workbench.db")  # 0600 (in a 0700 directory) before SQLite makes it
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from workbench.store.db import parse_url
 
     try:
-        shown = make_url(default_db_url()).render_as_string(hide_password=True)  # a team's URL keeps its password
-    except ArgumentError:
-        raise ValueError(f"${DB_ENV} is not a store URL: use e.g. postgresql://USER:PASSWORD@HOST/DB or "
-                         "sqlite:///path/to/workbench.db (or unset it for the default store)") from None
+        shown = parse_url(default_db_url()).render_as_string(hide_password=True)  # a team's URL keeps its password
+    except ValueError as e:  # the store's one message for a bad URL, naming where this one came from
+        raise ValueError(f"${DB_ENV}: {e}" if os.environ.get(DB_ENV) else str(e)) from None
     print(f"workbench up: store {shown}", file=out, flush=True)
     if seed and (sid := seed_store()):
         print(f"workbench up: first run, recorded demo backtest {sid} in the history", file=out, flush=True)
