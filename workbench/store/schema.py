@@ -262,6 +262,21 @@ class UserRow(Base):
     created_by: Mapped[str] = mapped_column(String(64))
 
 
+class SessionBarRow(Base):
+    """A closed live bar a session was handed (revision 0007): what its fidelity twin backtests."""
+
+    __tablename__ = "session_bars"
+
+    session_id: Mapped[str] = mapped_column(String(32), _session_fk(), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+
+
 metadata = Base.metadata
 
 
@@ -280,3 +295,4 @@ commands = _table(CommandRow)
 templates = _table(TemplateRow)
 session_state = _table(SessionStateRow)
 users = _table(UserRow)
+session_bars = _table(SessionBarRow)
