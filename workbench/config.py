@@ -22,6 +22,11 @@ HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
 
 
+def quote_of(symbol: str) -> str:
+    """The quote currency of ``BASE/QUOTE`` (``USDT`` for ``BTC/USDT``): the currency its prices are in."""
+    return symbol.split("/")[1]
+
+
 class ConfigError(ValueError):
     """A config was rejected. ``problems`` lists ``(field, value, message)``, one per fault."""
 
@@ -372,6 +377,9 @@ class SessionConfig(_Strategic):
                             "session's own strategy, params and symbols are its one leg")
     scaling: Scaling | None = Field(None, description="automated scaling of the entry size (execution rule 11); "
                                     "None: off, every entry at the configured size")
+    base_currency: str | None = Field(None, description="the currency of cash, P&L, "
+                                      "fees and equity; None: the symbols' common quote (name one when they differ, "
+                                      "e.g. USDT for BTC/USDT with ETH/BTC: ETH/BTC bars are converted with BTC/USDT)")
 
     @model_validator(mode="before")
     @classmethod
@@ -429,11 +437,32 @@ class SessionConfig(_Strategic):
     def _utc(cls, v: datetime | None) -> datetime | None:
         return None if v is None else as_utc(v)
 
+    @field_validator("base_currency")
+    @classmethod
+    def _currency(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Z0-9]{2,12}$", v):
+            raise ValueError("base_currency is a currency code in capitals, as in the symbols, e.g. 'USDT'")
+        return v
+
     @model_validator(mode="after")
     def _cross(self) -> SessionConfig:
         if self.start and self.end and self.end <= self.start:
             raise ValueError("end: must be after start; swap the dates or widen the range")
+        quotes = sorted({quote_of(s) for s in self.symbols})
+        if self.base_currency is None and len(quotes) > 1:
+            raise ValueError(f"base_currency: the symbols are quoted in {' and '.join(quotes)}; name the currency "
+                             f"of the session's cash and P&L, e.g. base_currency='{quotes[-1]}'")
+        if quotes != [self.currency] and (self.kind == SessionKind.LIVE or self.data.live):
+            what = "live session" if self.kind == SessionKind.LIVE else "paper session on live data"
+            raise ValueError(f"base_currency: a {what} trades in its markets' quote ({' and '.join(quotes)}), not "
+                             f"converted into {self.currency}; use symbols quoted in one currency and leave "
+                             "base_currency unset")
         return self
+
+    @property
+    def currency(self) -> str:
+        """The session's base currency (its cash, P&L, fees and equity): ``base_currency``, else the common quote."""
+        return self.base_currency or quote_of(self.symbols[0])
 
     # ---- serialisation -------------------------------------------------
     def to_json(self) -> str:
