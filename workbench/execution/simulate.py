@@ -165,7 +165,7 @@ def next_event_nb(
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # the A/B walks its variants in parallel threads
 def fills_nb(
     times: np.ndarray,  # int64 ns, bar open times (n,)
     open_: np.ndarray,  # (n, m) float; NaN where a symbol has no bar
