@@ -18,11 +18,12 @@ def loopback_exchange() -> Iterator[LoopbackExchange]:
 
 
 def async_client(exchange: LoopbackExchange | str, key: str | None = None, secret: str | None = None,
-                 **config: object):
+                 perps: bool | None = None, **config: object):
     """A real ``ccxt.async_support.binance`` with keys, pointed at ``exchange`` (or its URL, from another
     process; close it after use). Its signed requests carry ``recvWindow`` ``TEST_RECV_WINDOW_MS`` unless
     ``options`` say otherwise: a request whose outcome is unknown is resent only after that window (ccxt's
-    default 10 s would make fault tests slow)."""
+    default 10 s would make fault tests slow). ``perps``: load the perpetuals too (default: if the loopback has
+    any)."""
     import ccxt.async_support as ccxt_async
 
     from .server import API_KEY, API_SECRET, point_at
@@ -30,4 +31,6 @@ def async_client(exchange: LoopbackExchange | str, key: str | None = None, secre
     cfg = {"apiKey": key or API_KEY, "secret": secret or API_SECRET, "enableRateLimit": False, "timeout": 3000,
            **config}
     cfg["options"] = {"recvWindow": TEST_RECV_WINDOW_MS, **dict(config.get("options") or {})}  # type: ignore[call-overload]
-    return point_at(exchange if isinstance(exchange, str) else exchange.url, ccxt_async.binance(cfg))
+    if perps is None:
+        perps = not isinstance(exchange, str) and bool(exchange.perp_symbols)
+    return point_at(exchange if isinstance(exchange, str) else exchange.url, ccxt_async.binance(cfg), perps=perps)

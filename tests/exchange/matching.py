@@ -15,9 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import fills
+
+if TYPE_CHECKING:
+    from .perp import PerpBook
 
 STEP = Decimal("0.00001")  # LOT_SIZE stepSize
 TICK = Decimal("0.000001")  # PRICE_FILTER tickSize
@@ -93,6 +96,7 @@ class Book:
         self.bnb_burn: set[str] = set()  # accounts paying fees in BNB (fills.py)
         self.last: dict[str, float] = {}  # intrabar trade prices of the forming bar (stops.py)
         self.no_stops: set[str] = set()  # market ids without stop order types (stops.py)
+        self.perp: PerpBook | None = None  # the perpetual futures on this clock and prices (perp.py)
 
     def stamp(self) -> int:
         """Time (ms) for a new order or trade: the virtual clock's (bar open + wall ms within it), else wall."""
@@ -128,6 +132,8 @@ class Book:
                             self._fill(o, qty, o.price, maker=True)
                 self.index += 1
                 self.last.clear()
+                if self.perp is not None:  # resting futures orders fill against the bar; funding at 8 h marks
+                    self.perp.completed(self.index - 1)
 
     # ---- accounts ---------------------------------------------------------------------------
     def account(self, key: str) -> dict[str, float]:

@@ -34,6 +34,8 @@ from .accounts import AccountRoutes
 from .faults import FaultsMixin, Request
 from .market import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT, MarketRoutes
 from .matching import Book
+from .perp import PerpBook
+from .perp_routes import PerpRoutes, perp_id
 from .stops import StopControls
 from .streams import StreamRoutes
 
@@ -41,19 +43,27 @@ API_KEY, API_SECRET = "loopback-key", "loopback-secret"
 __all__ = ["API_KEY", "API_SECRET", "DEFAULT_LIMIT", "INTERVALS", "MAX_LIMIT", "LoopbackExchange", "Request"]
 
 
-class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes, StopControls):
+class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes, StopControls, PerpRoutes):
     """A Binance-compatible spot exchange on localhost: ``start()``, ``stop()``, ``url``, ``ccxt_client()``.
 
-    ``symbols`` are served from sample bars covering ``days`` days from 2024-01-01.
+    ``symbols`` are served from sample bars covering ``days`` days from 2024-01-01. ``perps`` (unified swap
+    symbols such as ``BTC/USDT:USDT``) add USDⓈ-M perpetuals on the same price paths (perp.py); their spot
+    symbols are served too.
     """
 
     def __init__(self, symbols: tuple[str, ...] | None = None, days: int = 90, *, clock: Any = None,
                  bar_seconds: float | None = None, keys: dict[str, str] | None = None,
-                 balances: dict[str, float] | None = None, recv_window_ms: int = 5000):
+                 balances: dict[str, float] | None = None, recv_window_ms: int = 5000,
+                 perps: tuple[str, ...] = (), perp_balances: dict[str, float] | None = None):
         """``clock``: a start time for the virtual clock (None: no clock, klines serve all days);
         ``bar_seconds``: with a clock, advance one bar every so many real seconds (None: only ``advance()``);
-        ``keys``: API key -> secret accepted on signed endpoints; ``balances``: each account's start."""
+        ``keys``: API key -> secret accepted on signed endpoints; ``balances``: each account's start;
+        ``perps``: perpetual markets; ``perp_balances``: each account's futures wallet at the start."""
         self.symbols = tuple(symbols or available_symbols())
+        self.perp_symbols = tuple(perps)
+        spot = [p.split(":")[0] for p in self.perp_symbols]
+        self.symbols += tuple(s for s in dict.fromkeys(spot) if s not in self.symbols)
+        self._perp_balances = dict(perp_balances or {"USDT": 100_000.0})
         self.days = days
         self.keys = dict(keys or {API_KEY: API_SECRET})
         self.recv_window_ms = recv_window_ms
@@ -123,6 +133,7 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes, S
         app.router.add_get("/api/v3/openOrders", self._signed(self._open_orders))
         app.router.add_delete("/api/v3/openOrders", self._signed(self._cancel_open_orders))
         app.router.add_get("/api/v3/myTrades", self._signed(self._my_trades))
+        self.add_perp_routes(app)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/ws/{stream}", self._ws)
         runner = web.AppRunner(app, access_log=None)
@@ -165,6 +176,8 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes, S
                 if self._book is None:
                     prices = {self._market_id(s): self._series(s, "1m") for s in self.symbols}
                     book = Book(prices, self._start_balances)
+                    if self.perp_symbols:
+                        book.perp = PerpBook(book, {perp_id(s): s for s in self.perp_symbols}, self._perp_balances)
                     if self.clock is not None:
                         times = next(iter(prices.values()))[0]
                         book.index = int(np.searchsorted(times, self.clock.value // 1_000_000, "left"))
@@ -219,7 +232,7 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes, S
 
     def point(self, client: Any) -> Any:
         """Point any ccxt binance client (sync or ``ccxt.async_support``) at this server; returns it."""
-        return point_at(self.url, client)
+        return point_at(self.url, client, perps=bool(self.perp_symbols))
 
     def bars(self, symbol: str, interval: str = "1m") -> pd.DataFrame:
         """The bars this exchange serves for ``symbol`` (a unified symbol such as ``BTC/USDT``)."""
@@ -227,13 +240,18 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes, S
 
 
 
-def point_at(url: str, client: Any) -> Any:
-    """Point a ccxt binance client at the loopback exchange serving at ``url`` (e.g. from another process)."""
+def point_at(url: str, client: Any, perps: bool = False) -> Any:
+    """Point a ccxt binance client at the loopback exchange serving at ``url`` (e.g. from another process);
+    ``perps``: load the USDⓈ-M perpetuals too (``/fapi``), and map their error codes as ccxt does for
+    Binance's futures host (ccxt picks those by host name, which the loopback's is not)."""
     api: dict[str, Any] = {k: url + urlsplit(v).path for k, v in client.urls["api"].items() if isinstance(v, str)}
     if isinstance(client.urls["api"].get("ws"), dict):  # a ccxt.pro client: spot streams from /ws
         api["ws"] = {**client.urls["api"]["ws"], "spot": url.replace("http://", "ws://") + "/ws"}
     client.urls["api"] = api
-    client.options["fetchMarkets"] = {"types": ["spot"]}
+    client.options["fetchMarkets"] = {"types": ["spot", "linear"] if perps else ["spot"]}
+    if perps:
+        exc = client.exceptions
+        client.exceptions = {**exc, "exact": {**exc["linear"]["exact"], **exc["exact"]}}
     client.options["fetchCurrencies"] = False
     client.options["fetchMargins"] = False
     return client
