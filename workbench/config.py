@@ -17,14 +17,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from workbench.domain import SessionKind, as_utc
 
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$")
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}(:[A-Z0-9]{2,12})?$")  # ccxt's: BASE/QUOTE[:SETTLE]
 HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
 
 
 def quote_of(symbol: str) -> str:
     """The quote currency of ``BASE/QUOTE`` (``USDT`` for ``BTC/USDT``): the currency its prices are in."""
-    return symbol.split("/")[1]
+    return symbol.split("/")[1].split(":")[0]
+
+
+def base_of(symbol: str) -> str:
+    """The base asset of ``BASE/QUOTE[:SETTLE]`` (``BTC`` for ``BTC/USDT`` and ``BTC/USDT:USDT``)."""
+    return symbol.split("/")[0]
+
+
+def is_perp(symbol: str) -> bool:
+    """Is ``symbol`` a perpetual swap? ccxt names them ``BASE/QUOTE:SETTLE`` (``BTC/USDT:USDT``, Binance's
+    USDⓈ-M BTCUSDT perpetual); spot markets are ``BASE/QUOTE``."""
+    return ":" in symbol
 
 
 class ConfigError(ValueError):
@@ -75,7 +86,8 @@ class _Strategic(_Model):
             raise ValueError("give at least one symbol, e.g. ['BTC/USDT']")
         for sym in v:
             if not isinstance(sym, str) or not SYMBOL_RE.match(sym):
-                raise ValueError(f"symbol {sym!r} is not BASE/QUOTE in capitals, e.g. 'BTC/USDT'")
+                raise ValueError(f"symbol {sym!r} is not BASE/QUOTE in capitals, e.g. 'BTC/USDT' (a perpetual: "
+                                 "BASE/QUOTE:SETTLE, e.g. 'BTC/USDT:USDT')")
         if len(set(v)) != len(v):
             raise ValueError("symbols are listed more than once")
         return v
