@@ -185,6 +185,9 @@ class TradeRow(Base):
     entry_fees: Mapped[float | None] = mapped_column(Float)  # revision 0002; NULL for rows saved before it
     exit_fees: Mapped[float | None] = mapped_column(Float)
     duration: Mapped[float | None] = mapped_column(Float)  # seconds
+    side: Mapped[str | None] = mapped_column(String(8))  # revision 0008: long/short; NULL (long) before it
+    funding: Mapped[float | None] = mapped_column(Float)  # carrying costs in the P&L (execution rule 16)
+    interest: Mapped[float | None] = mapped_column(Float)
 
 
 class EquityRow(Base):
