@@ -148,6 +148,29 @@ class VolumeRule(_Model):
     on_excess: Literal["cap", "skip"] = "cap"
 
 
+class Latency(_Model):
+    """Order latency (execution rule 13): a signal's order reaches the market ``ms`` milliseconds or ``bars``
+    bars after its decision; give one. :mod:`workbench.execution.latency` turns it into a fill delay."""
+
+    ms: float | None = Field(None, ge=0, le=7 * 86_400_000, description="milliseconds from decision to market")
+    bars: int | None = Field(None, ge=0, le=10_000, description="whole bars from decision to market")
+
+    @model_validator(mode="after")
+    def _one(self) -> Latency:
+        if (self.ms is None) == (self.bars is None):
+            raise ValueError("give either ms (e.g. 250) or bars (e.g. 1), not both or neither")
+        return self
+
+
+class Depth(_Model):
+    """Order-book depth (execution rule 14): ``book`` walks recorded or live L2 books; ``volume`` keeps the
+    slippage model. :mod:`workbench.execution.depth` holds the rules."""
+
+    model: Literal["volume", "book"] = "book"
+    levels: int = Field(20, ge=5, le=5000, description="book levels fetched per side (paper on live data)")
+    max_age_s: float = Field(5.0, gt=0, le=3600, description="a live book older than this is not walked")
+
+
 class Window(_Model):
     """A daily window ``HH:MM``–``HH:MM`` on the restrictions' time zone's wall clock (may wrap midnight);
     :func:`workbench.execution.time_block` applies it."""
@@ -389,6 +412,9 @@ class SessionConfig(_Strategic):
                             "session's own strategy, params and symbols are its one leg")
     scaling: Scaling | None = Field(None, description="automated scaling of the entry size (execution rule 11); "
                                     "None: off, every entry at the configured size")
+    latency: Latency | None = Field(None, description="order latency (execution rule 13); None: orders reach the "
+                                    "market at their decision")
+    depth: Depth | None = Field(None, description="order-book depth (execution rule 14); None: the slippage model")
     base_currency: str | None = Field(None, description="the currency of cash, P&L, "
                                       "fees and equity; None: the symbols' common quote (name one when they differ, "
                                       "e.g. USDT for BTC/USDT with ETH/BTC: ETH/BTC bars are converted with BTC/USDT)")

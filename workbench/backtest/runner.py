@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.backtest.result import BacktestResult, build_result
-from workbench.config import SessionConfig
+from workbench.config import SessionConfig, quote_of
 from workbench.execution import entry_allowed, flatten_at
 from workbench.execution.simulate import Fills, fills_nb, kernel_params, layout
 
@@ -78,6 +78,17 @@ def run_backtest(
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
     frames = bars_for(config, bars, progress)
+    result = _run(config, frames)
+    rates = getattr(frames, "rates", None)  # symbols converted into the base currency (workbench.data.currency)
+    if rates:  # the trade log keeps those markets' own prices too
+        from workbench.data.currency import with_market_prices
+
+        result.trades = with_market_prices(result.trades, rates)
+    return result
+
+
+def _run(config: SessionConfig, frames: dict[str, pd.DataFrame]) -> BacktestResult:
+    """The backtest of ``config`` on ``frames`` (bars in its base currency)."""
     if config.legs:  # a multi-strategy session: one column per (leg, symbol)
         from workbench.backtest.legs import run_legs
 
@@ -244,6 +255,12 @@ def bars_for(
         if df.empty:
             raise ValueError(f"no {sym} bars between {config.start or 'the start'} and {config.end or 'the end'}")
         out[sym] = df
+    if any(quote_of(s) != config.currency for s in symbols):  # in the session's base currency, as paper feeds
+        from workbench.data.currency import to_base
+
+        given = bars if bars is not None else {}
+        return to_base(out, config.currency, lambda pair: given[pair] if pair in given
+                       else load_bars(config.data, pair, config.start, config.end))
     return out
 
 

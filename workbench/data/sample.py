@@ -35,6 +35,7 @@ MARKETS = {
     "SOL/USDT": _Market(100.0, 0.95, 4_000.0),
     "BNB/USDT": _Market(300.0, 0.60, 900.0),
     "XRP/USDT": _Market(0.60, 0.80, 600_000.0),
+    "ETH/BTC": _Market(0.055, 0.45, 150.0),  # quoted in BTC: a multi-quote session's market (base_currency)
 }
 
 

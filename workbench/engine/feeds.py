@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench.config import quote_of
 from workbench.domain import to_utc, utc_index
 from workbench.execution import Bar
 
@@ -168,18 +169,27 @@ def data_key(data: DataConfig, symbol: str, start: Any = None, end: Any = None) 
 
 
 def shared_bars(data: DataConfig, symbols: Sequence[str], start: Any = None, end: Any = None, *,
-                cache: SharedBars = SHARED) -> BarBlock:
+                cache: SharedBars = SHARED, base: str | None = None) -> BarBlock:
     """The bars of ``symbols`` in ``[start, end]`` as :func:`workbench.data.load_bars` gives them, one
     read-only block per process for everyone asking for the same data (see :data:`SHARED`). Each
-    symbol is cached on its own, so sessions over overlapping symbols share those symbols too."""
+    symbol is cached on its own, so sessions over overlapping symbols share those symbols too.
+    ``base``: a symbol quoted in another currency is converted into it (:func:`workbench.data.currency.to_base`)."""
     from workbench.data import load_bars
 
     if not symbols:
         raise ValueError("shared_bars needs at least one symbol")
     def loader(symbol: str) -> Callable[[], BarBlock]:
-        return lambda: BarBlock.from_frames({symbol: load_bars(data, symbol, start, end)})
+        def load() -> dict[str, pd.DataFrame]:
+            bars = {symbol: load_bars(data, symbol, start, end)}
+            if base is None or quote_of(symbol) == base:
+                return bars
+            from workbench.data.currency import to_base
+
+            return to_base(bars, base, lambda pair: load_bars(data, pair, start, end))
+        return lambda: BarBlock.from_frames(load())
 
     keys = [data_key(data, s, start, end) for s in symbols]
+    keys = [k if k is None or base in (None, quote_of(s)) else (*k, "in", base) for s, k in zip(symbols, keys)]
     parts = [cache.get(k, loader(s)) for s, k in zip(symbols, keys)]
     if len(parts) == 1:
         return parts[0]
@@ -215,11 +225,12 @@ class ReplayFeed:
 
     @classmethod
     def shared(cls, data: DataConfig, symbols: Sequence[str], start: Any = None, end: Any = None,
-               speed: float | None = None, **kwargs: Any) -> ReplayFeed:
-        """A feed over :func:`shared_bars` (what a session replaying its config's data uses)."""
+               speed: float | None = None, base: str | None = None, **kwargs: Any) -> ReplayFeed:
+        """A feed over :func:`shared_bars` (what a session replaying its config's data uses; ``base``: its
+        base currency, into which other quotes' bars are converted)."""
         symbols = list(symbols)
-        feed = cls(shared_bars(data, symbols, start, end), speed, **kwargs)
-        feed._reload = lambda: shared_bars(data, symbols, start, end)
+        feed = cls(shared_bars(data, symbols, start, end, base=base), speed, **kwargs)
+        feed._reload = lambda: shared_bars(data, symbols, start, end, base=base)
         return feed
 
     @property

@@ -242,7 +242,7 @@ class Session(SessionControls, SessionBookkeeping, LegControls):
     def _ensure_feed(self) -> AsyncIterable[dict[str, Bar]]:
         if self._feed is None:  # one read-only copy of the bars per process, shared by every session replaying them
             c = self.config
-            self._feed = ReplayFeed.shared(c.data, c.symbols, c.start, c.end, self.replay_speed)
+            self._feed = ReplayFeed.shared(c.data, c.symbols, c.start, c.end, self.replay_speed, base=c.currency)
         if self.last_bar is not None and hasattr(self._feed, "start_after"):
             self._feed.start_after = self.last_bar
         return self._feed

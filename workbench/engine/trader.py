@@ -36,6 +36,7 @@ from workbench.domain import TRADE_COLUMNS, Fill, Order, Side
 from workbench.engine.brokers.base import Broker, FillSink, OrderSink, ignore_fill, ignore_order
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
 from workbench.execution import Bar
+from workbench.execution.latency import SignalDelay
 from workbench.execution.ledger import Portfolio
 from workbench.execution.scaling import Scaler, step_message
 from workbench.execution.scaling import warm_up as warm_up_scaling
@@ -134,6 +135,7 @@ class Trader:
         self._bar: timedelta | None = None  # the bar length (act_on_close)
         self.why = WhyCounts()  # signals, orders, fills and blocked signals by rule (workbench.diagnostics.why)
         self.scaler = None if config.scaling is None else Scaler(config.scaling)  # automated scaling (rule 11)
+        self.delay = SignalDelay.for_config(config, not broker.remote)  # order latency (rule 13)
         if self.scaler is not None:
             warm_up_scaling()
 
@@ -190,6 +192,8 @@ class Trader:
                 pos.peak_price = b.high
         self.last_ns = t_ns = (t - _EPOCH) // _US * 1000
         self.signals(bars, t_ns)  # 5) signals for the next bar
+        if self.delay is not None:  # with latency, they act k bars later
+            self.delay.apply(self.pending, bars)
         self.bars_seen += 1
         equity = pf.equity
         risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar
@@ -320,6 +324,7 @@ class Trader:
             "buffers": {s: b.snapshot() for s, b in self.buffers.items()},
             "close_all": sorted(self.close_all), "orders": self.broker.snapshot(), "why": self.why.snapshot(),
             "scaling": None if self.scaler is None else self.scaler.snapshot(),
+            "latency": None if self.delay is None else self.delay.snapshot(),
         }
 
     def restore(self, state: Mapping[str, Any], strategy: Strategy) -> None:
@@ -332,6 +337,8 @@ class Trader:
         self.close_all = set(state["close_all"])
         self.why = WhyCounts.restore(state.get("why"))
         self.broker.restore(state.get("orders", []))
+        if self.delay is not None:  # signals still on their way to the market
+            self.delay.restore(state.get("latency"))
         if self.scaler is not None and state.get("scaling"):  # a resumed session keeps its scale
             self.scaler.restore(state["scaling"])
 
