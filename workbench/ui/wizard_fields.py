@@ -15,6 +15,7 @@ from workbench.config import TIMEFRAMES
 from workbench.strategies.presets import PRESET_NAMES, preset
 from workbench.ui import forms as F
 from workbench.ui.forms import FormField
+from workbench.ui.wizard_market import execution_rows, trading_rows
 
 STEPS = ("Session type", "Strategy", "Trading", "Risk", "Execution", "Review")
 TYPE, STRATEGY, TRADING, RISK, EXECUTION, REVIEW = range(len(STEPS))
@@ -185,7 +186,8 @@ class WizardFields:
         rows += [size,
                  self._number("commission.taker", "Taker fee", TRADING, percent=True, help="market orders"),
                  self._number("commission.maker", "Maker fee", TRADING, percent=True, help="resting limit orders"),
-                 self._number("commission.fixed", "Fixed fee per order", TRADING, unit="quote currency")]
+                 self._number("commission.fixed", "Fixed fee per order", TRADING, unit="quote currency"),
+                 *trading_rows(self, TRADING)]
         src = F.dropdown("Data source",
                          [("Bundled sample", "sample"), ("CSV file", "csv"), ("Exchange (ccxt)", "ccxt")])
         rows.append(self._value_field("data.source", "Data source", TRADING, src))
@@ -260,7 +262,8 @@ class WizardFields:
                  self._number("volume.max_share", "Max share of bar volume", EXECUTION, percent=True),
                  self._value_field("volume.on_excess", "Above max share", EXECUTION,
                                    F.dropdown("Above max share",
-                                              [("Cap the fill", "cap"), ("Skip the fill", "skip")]))]
+                                              [("Cap the fill", "cap"), ("Skip the fill", "skip")])),
+                 *execution_rows(self, EXECUTION)]
         start = F.text("Trading hours", placeholder="09:30")
         end = W.Text(description="to", placeholder="16:00", style={"description_width": "30px"},
                      layout={"width": "120px"})
