@@ -3,9 +3,10 @@ how far the session strayed from it (the guide's "ensure paper results predict l
 
 :func:`fidelity` reads the session from the store, loads its symbols' bars from ``config.start`` up to
 the last bar it processed (its runner checkpoint, else its newest equity point; a config without a
-start: from its first equity point) from the session's
-own data source (the replayed sample or CSV data, or the exchange's candles through the bars cache),
-backtests the stored config on them and matches the two trade lists by symbol and entry time:
+start: from its first equity point): the live bars the session was handed, as its feed stored them
+(:mod:`workbench.store.session_bars`), else from the session's own data source (the replayed sample or
+CSV data, or the exchange's candles through the bars cache), backtests the stored config on them
+and matches the two trade lists by symbol and entry time:
 
 * ``matched``: both traded; ``entry_bps``/``exit_bps`` are the session's fill price against the
   twin's, in basis points of the twin's (positive: the session paid or got more);
@@ -131,7 +132,6 @@ def fidelity(session_id: str, store: Store | None = None, *,
     """The fidelity twin of paper or live session ``session_id`` (see the module docstring); ``bars``
     (symbol -> frame) instead of the session's data source, e.g. in a notebook that has them."""
     from workbench.backtest import run_backtest
-    from workbench.data import load_bars
     from workbench.metrics.regime import regime_columns
     from workbench.store import Store
 
@@ -151,7 +151,8 @@ def fidelity(session_id: str, store: Store | None = None, *,
         first = store.equity(session_id, last=None)
         start = first.index[0].to_pydatetime() if len(first) else None
     twin_config = config.model_copy(update={"start": start, "end": upto.to_pydatetime()})
-    frames = {s: (bars[s] if bars is not None else load_bars(config.data, s, start, upto)) for s in config.symbols}
+    frames = {s: (bars[s] if bars is not None else _seen_bars(store, session_id, config, s, start, upto))
+              for s in config.symbols}
     twin = run_backtest(twin_config, frames)
     marks = {s: float(f["close"].iloc[-1]) for s, f in twin.bars.items() if len(f)}
     trades = compare_trades(_session_trades(store, session_id, row, marks), twin.trades)
@@ -176,6 +177,16 @@ def fidelity(session_id: str, store: Store | None = None, *,
         if cols:
             store.update_session(session_id, **cols)
     return Fidelity(session_id, upto, trades, summary, twin)
+
+
+def _seen_bars(store: Store, session_id: str, config: Any, symbol: str, start: Any, upto: pd.Timestamp
+               ) -> pd.DataFrame:
+    """The bars of ``symbol`` the session saw: those its live feed stored, else its data source's."""
+    from workbench.data import load_bars
+    from workbench.store.session_bars import session_bars
+
+    kept = session_bars(store, session_id, symbol, start, upto)
+    return kept if len(kept) else load_bars(config.data, symbol, start, upto)
 
 
 def fidelity_summary(result: Fidelity) -> dict[str, Any]:

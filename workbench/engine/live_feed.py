@@ -10,7 +10,9 @@ the feed is *stale*: it reports that (``on_status(True, message)``), which pause
 the session it is attached to (exits and stops keep running), and reports recovery when bars flow
 again, resuming the session if the feed paused it. The last closed bars are kept with their source
 (``seen``: REST or websocket) for the market data validator: :meth:`LiveFeed.watched` and
-:meth:`LiveFeed.cross_check` (:mod:`workbench.diagnostics.validator`).
+:meth:`LiveFeed.cross_check` (:mod:`workbench.diagnostics.validator`). A feed attached to a session
+stores each time's bars (:mod:`workbench.store.session_bars`) before handing them on, so the session's
+fidelity twin backtests exactly the bars it saw (``record=False``: don't).
 """
 from __future__ import annotations
 
@@ -44,13 +46,15 @@ class LiveFeed:
     ``bar_seconds`` is the wall-clock length of a bar (default: the timeframe's); ``poll_seconds`` the REST
     poll interval (default a quarter bar, at most 5 s); ``start_after`` (set on resume) first replays the
     closed bars after that time (by REST, as after a websocket reconnect); ``websocket`` None = use
-    ``watch_ohlcv`` if the client has it; ``owns_exchange``: close the client when iteration ends.
+    ``watch_ohlcv`` if the client has it; ``owns_exchange``: close the client when iteration ends;
+    ``record``: store the bars handed on to the attached session (see the module docstring).
     """
 
     def __init__(self, exchange: Any, symbols: list[str], timeframe: str = "1m", *, poll_seconds: float | None = None,
                  stale_bars: int = 3, bar_seconds: float | None = None, start_after: datetime | None = None,
                  websocket: bool | None = None, policy: RetryPolicy | None = None,
-                 on_status: StatusSink | None = None, max_bars: int | None = None, owns_exchange: bool = False):
+                 on_status: StatusSink | None = None, max_bars: int | None = None, owns_exchange: bool = False,
+                 record: bool = True):
         if not symbols:
             raise ValueError("LiveFeed needs at least one symbol")
         if stale_bars < 1:
@@ -67,6 +71,7 @@ class LiveFeed:
         self.on_status = on_status
         self.max_bars = max_bars
         self.owns_exchange = owns_exchange  # close the client when iteration ends
+        self.record = record
         self.stale = False
         self.last_time: datetime | None = None
         self._closed: dict[str, dict[int, list[float]]] = {s: {} for s in self.symbols}
@@ -195,10 +200,25 @@ class LiveFeed:
     async def _iterate(self) -> AsyncIterator[dict[str, Bar]]:
         try:
             async for bars in self._bars():
+                if self.record and self._session is not None:
+                    await self._store(bars)
                 yield bars
         finally:
             if self.owns_exchange:
                 await self.exchange.close()
+
+    async def _store(self, bars: dict[str, Bar]) -> None:
+        """Append ``bars`` to the attached session's stored bars (off the loop). A store that fails is
+        logged, not raised: the session trades on, and its twin loads what is missing from the exchange."""
+        from workbench.store.session_bars import append_session_bars
+
+        s = self._session
+        rows = [(sym, b.time, b.open, b.high, b.low, b.close, b.volume) for sym, b in bars.items()]
+        try:
+            await asyncio.to_thread(append_session_bars, s.store, s.id, rows)
+        except Exception as e:
+            log.warning("live feed: bars at %s not stored for session %s: %s: %s",
+                        rows[0][1] if rows else "?", s.id, type(e).__name__, e)
 
     async def _bars(self) -> AsyncIterator[dict[str, Bar]]:
         ws = self._use_ws()
