@@ -261,6 +261,16 @@ class Report:
                "total_return": "{:.2%}", "sharpe_ratio": "{:.2f}", "max_drawdown": "{:.2%}"}
         return Group(_styled(legs_table(r), fmt, caption="Legs"), ReportFigure(legs_figure(r)))
 
+    def show_market(self) -> Any:
+        """Base currency, direction, leverage, latency, fill model, trades and P&L by side, liquidations,
+        funding and interest (``metrics.market``); a one-line note for long-only spot in one quote."""
+        from workbench.metrics.market import market_table
+
+        table = market_table(self._res())
+        if table.empty:
+            return Summary("long-only spot in one quote currency, no margin, latency or depth model", {"market": {}})
+        return _styled(table, caption="Market: currency, sides, margin and execution")
+
     def show_regimes(self) -> Styler:
         """Performance by market regime: each day labelled from its bars (``sections.regime_table``)."""
         fmt = {"periods": "{:,.0f}", "return": "{:.2%}", "pnl": "{:,.2f}", "trades": "{:,.0f}", "win_rate": "{:.0%}"}

@@ -26,6 +26,7 @@ from workbench.domain import SessionState
 from workbench.engine.handle import SessionHandle, handle_for
 from workbench.execution.legs import market_symbol
 from workbench.metrics import METRIC_LABELS, compute_metrics, drawdown_series, empty_trades, format_metric
+from workbench.metrics.market import market_rows
 from workbench.store import Store
 from workbench.ui.clone import LineagePanel
 from workbench.ui.common import (
@@ -61,6 +62,11 @@ TRADE_COLUMNS: Columns = [
     ("pnl", "P&L", lambda v: fmt_num(v, ",.2f")), ("return_pct", "Return", lambda v: fmt_num(v, ".2%")),
     ("commission", "Commission", lambda v: fmt_num(v, ",.2f")), ("slippage", "Slippage", lambda v: fmt_num(v, ",.2f")),
     ("exit_reason", "Reason", lambda v: v or ""), ("status", "Status", str)]
+#: the trade log's shorts, margin and currency columns, shown where it has them
+MARKET_TRADE_COLUMNS: Columns = [
+    ("side", "Side", str), ("market_entry_price", "Market entry", fmt_num),
+    ("market_exit_price", "Market exit", fmt_num),
+    ("funding", "Funding", lambda v: fmt_num(v, ",.2f")), ("interest", "Interest", lambda v: fmt_num(v, ",.2f"))]
 FILL_COLUMNS: Columns = [("time", "Time", fmt_time), ("symbol", "Symbol", str), ("side", "Side", str),
                 ("quantity", "Qty", fmt_num), ("price", "Price", fmt_num),
                 ("commission", "Commission", lambda v: fmt_num(v, ",.2f")),
@@ -289,7 +295,8 @@ class DetailView:
         self.metrics = metrics
         self.performance.value = _metrics_html(metrics, PERFORMANCE, "wb-performance-table")
         risk_rows = _metrics_html(metrics, RISK, "wb-risk-table")
-        extra = [("Exposure now", "n/a" if self._exposure != self._exposure else f"${self._exposure:,.2f}")]
+        extra = [("Exposure now", "n/a" if self._exposure != self._exposure else f"${self._exposure:,.2f}"),
+                 *(market_rows(self.config, trades) if self.config is not None else [])]  # issue 15's rows
         rows = [(a, b, "") for a, b in extra]
         if state:  # the risk engine's RUNNING/REDUCING/HALTED means something only while the session trades
             label = RISK_LABELS.get(state, state)
@@ -302,7 +309,8 @@ class DetailView:
             now = self._last_t if self._last_t is not None else pd.Timestamp.now(tz="UTC")
             self.limits.value = limits_html(trades, metrics, risk or self._risk(row), self.config, now)
         if len(trades):
-            self.trades_html.value = frame_table(trades.iloc[::-1].head(100), TRADE_COLUMNS, "wb-trades-table")
+            columns = TRADE_COLUMNS + [c for c in MARKET_TRADE_COLUMNS if c[0] in trades.columns]
+            self.trades_html.value = frame_table(trades.iloc[::-1].head(100), columns, "wb-trades-table")
         else:
             fills = self.store.fills(self.session_id)
             note = ("no fills yet" if fills.empty else
