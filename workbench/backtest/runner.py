@@ -77,6 +77,10 @@ def run_backtest(
     by default ``workbench.data.load_bars`` for each symbol over ``config.start``-``config.end``."""
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    if config.depth is not None:  # a book depth model: the impact calibrated from recorded books (rule 14)
+        from workbench.data.books import depth_config
+
+        config = depth_config(config)
     frames = bars_for(config, bars, progress)
     result = _run(config, frames)
     rates = getattr(frames, "rates", None)  # symbols converted into the base currency (workbench.data.currency)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from workbench.cli.ab import add_ab_parser
 from workbench.cli.audit import add_audit_parser
+from workbench.cli.data import add_data_parser
 from workbench.cli.backtest import add_backtest_parser
 from workbench.cli.backtest import config_from_args as config_from_args  # re-exported
 from workbench.cli.preflight import add_preflight_parser
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ab_parser(sub, common)
     add_users_parser(sub, common)
     add_audit_parser(sub, common)
+    add_data_parser(sub, common)
 
     demo = sub.add_parser("demo", parents=[common], help="a demo backtest on the bundled sample data")
     demo.set_defaults(func=cmd_demo)
