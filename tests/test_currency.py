@@ -90,3 +90,25 @@ def test_backtest_and_paper_make_the_same_trades_in_the_base_currency(store) -> 
     assert len(got) == len(expected) > 10
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9)
     assert store.get_session(session.id)["final_equity"] == pytest.approx(result.equity.iloc[-1])
+
+
+def test_the_risk_report_values_a_converted_market_in_the_base_currency() -> None:
+    from workbench.engine.exposure import default_bars_loader
+
+    end = pd.Timestamp("2024-01-01 06:00", tz="UTC")
+    got = default_bars_loader(multi(), "ETH/BTC", end.to_pydatetime(), bars=30)
+    eth, btc = sample_bars("ETH/BTC", days=1)["close"], sample_bars("BTC/USDT", days=1)["close"]
+    assert got["close"].iloc[-1] == pytest.approx(eth[end] * btc[end])  # USDT, as the session's positions
+
+
+def test_the_console_header_never_adds_equity_of_two_base_currencies(store) -> None:
+    from tests.test_ui_console import running, text
+    from workbench.ui.console import console_summary, header_html
+
+    running(store, equity=10_500.0)
+    running(store, equity=0.25, exposure=0.0, initial_balance=0.2, symbols=["ETH/BTC"])  # a BTC session
+    s = console_summary(store)
+    assert s.mixed == {"USDT": 10_500.0, "BTC": 0.25} and s.equity != s.equity  # NaN: no sum
+    assert "Equity 0.25 BTC · 10,500 USDT" in text(header_html(s))
+    running(store, equity=1_000.0, symbols=["ETH/BTC", "BTC/USDT"], base_currency="USDT")
+    assert console_summary(store).mixed["USDT"] == pytest.approx(11_500.0)

@@ -85,6 +85,9 @@ class ConsoleSummary:
     by_state: dict[str, int] = field(default_factory=dict)
     by_risk: dict[str, int] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # newest first: session_id, time, kind, message
+    #: equity per base currency when the active sessions' currencies differ: then equity, day P&L and
+    #: exposure are NaN, never one sum of two currencies
+    mixed: dict[str, float] = field(default_factory=dict)
 
 
 def risk_checkpoint(store: Store, session_id: str, session: Any = None) -> dict[str, Any]:
@@ -105,7 +108,11 @@ def console_summary(store: Store, *, clock: Clock = utc_now, recent: timedelta =
     frame = active_sessions(store, clock=clock, stale_after=stale_after)
     out = ConsoleSummary(sessions=len(frame))
     equity, day = [], []
+    by_currency: dict[str, float] = {}
     for r in frame.itertuples(index=False):
+        config = store.get_session(r.id)["config"]
+        if config is not None and r.equity == r.equity:
+            by_currency[config.currency] = by_currency.get(config.currency, 0.0) + float(r.equity)
         label = "orphaned" if r.orphaned else r.state
         out.by_state[label] = out.by_state.get(label, 0) + 1
         if r.equity == r.equity:
@@ -122,6 +129,8 @@ def console_summary(store: Store, *, clock: Clock = utc_now, recent: timedelta =
     out.alerts += [a for a in _alerts(store, None, now, recent, tripped=False) if a["session_id"] == "host"]
     out.equity = sum(equity) if equity else math.nan
     out.day_pnl = sum(day) if day else math.nan
+    if len(by_currency) > 1:
+        out.mixed, out.equity, out.day_pnl, out.exposure = by_currency, math.nan, math.nan, math.nan
     out.alerts.sort(key=lambda a: a["time"], reverse=True)
     return out
 
@@ -169,8 +178,10 @@ def header_html(s: ConsoleSummary, max_alerts: int = 3) -> str:
         alerts = f"<div class='wb-alerts'>{items}{more}</div>"
     else:
         alerts = "<span class='wb-no-alerts' style='color:#2e7d32'>✔ no alerts</span>"
+    equity = (" · ".join(f"{v:,.6g} {html.escape(c)}" for c, v in sorted(s.mixed.items())) if s.mixed
+              else fmt_plain_money(s.equity))  # sessions in different base currencies are not added up
     return (f"<div class='wb-console-header'>"
-            f"<span class='wb-kpi'>Equity <b class='wb-equity'>{fmt_plain_money(s.equity)}</b></span>"
+            f"<span class='wb-kpi'>Equity <b class='wb-equity'>{equity}</b></span>"
             f"<span class='wb-kpi'>Day P&amp;L <b class='wb-day-pnl' style='color:{color}'>{pnl}</b></span>"
             f"<span class='wb-kpi'>Exposure <b class='wb-open-exposure'>{fmt_plain_money(s.exposure)}</b></span>"
             f"<span class='wb-kpi wb-state-counts'>Sessions: {states}"
