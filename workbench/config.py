@@ -389,6 +389,45 @@ class Scaling(_Model):
         return self
 
 
+class Margin(_Model):
+    """Leverage and its costs (execution rule 16): buying power = equity × leverage, isolated margin per
+    position with a liquidation price, borrow interest on shorts and perpetual funding."""
+
+    leverage: float = Field(1.0, le=125, description="buying power as a multiple of equity (1 = no borrowing)")
+    initial: float | None = Field(None, gt=0, le=1, description="initial margin fraction of a position's "
+                                  "notional (default 1 / leverage)")
+    maintenance: float = Field(0.005, gt=0, lt=1, description="maintenance margin fraction: below it a position "
+                               "is liquidated")
+    borrow_rate: float = Field(0.0, ge=0, le=10, description="annual interest a short pays on its value, "
+                               "accrued per bar (margin shorts)")
+    funding_rate: float = Field(0.0, ge=-0.1, le=0.1, description="perpetuals: constant funding rate per 8 h "
+                                "interval (longs pay a positive rate to shorts); or a series: "
+                                "run_backtest(funding=...)")
+
+    @field_validator("leverage")
+    @classmethod
+    def _leverage(cls, v: float) -> float:
+        if not v >= 1:
+            raise ValueError(f"leverage {v:g} is below 1; give 1 (no borrowing) or more, e.g. 3")
+        return v
+
+    @property
+    def initial_fraction(self) -> float:
+        """The initial margin fraction: ``initial``, else 1 / leverage."""
+        return self.initial if self.initial is not None else 1.0 / self.leverage
+
+    @model_validator(mode="after")
+    def _fractions(self) -> Margin:
+        if self.maintenance >= self.initial_fraction:
+            raise ValueError(f"maintenance margin {self.maintenance:g} must be below the initial margin "
+                             f"{self.initial_fraction:g} (1 / leverage unless initial is given); lower maintenance "
+                             "or the leverage")
+        if self.initial is not None and self.initial * self.leverage < 1 - 1e-9:
+            raise ValueError(f"initial margin {self.initial:g} lends more than leverage {self.leverage:g} allows; "
+                             "give initial >= 1 / leverage or leave it unset")
+        return self
+
+
 class SessionConfig(_Strategic):
     """Everything that defines a session: kind, strategy, symbols, money, execution and risk."""
 
@@ -415,6 +454,10 @@ class SessionConfig(_Strategic):
     latency: Latency | None = Field(None, description="order latency (execution rule 13); None: orders reach the "
                                     "market at their decision")
     depth: Depth | None = Field(None, description="order-book depth (execution rule 14); None: the slippage model")
+    direction: Literal["long", "short", "both"] = Field("long", description="the sides the strategy trades "
+                                                       "(execution rule 1); 'both' reverses on an opposite signal")
+    margin: Margin | None = Field(None, description="leverage, liquidation, borrow interest and funding "
+                                  "(execution rule 16); None: cash only, no liquidation")
     base_currency: str | None = Field(None, description="the currency of cash, P&L, "
                                       "fees and equity; None: the symbols' common quote (name one when they differ, "
                                       "e.g. USDT for BTC/USDT with ETH/BTC: ETH/BTC bars are converted with BTC/USDT)")
@@ -486,6 +529,16 @@ class SessionConfig(_Strategic):
     def _cross(self) -> SessionConfig:
         if self.start and self.end and self.end <= self.start:
             raise ValueError("end: must be after start; swap the dates or widen the range")
+        if self.direction != "long":
+            if self.scaling is not None:
+                raise ValueError("scaling: automated scaling works with direction 'long' only; remove scaling or "
+                                 "trade long")
+            from workbench.strategies import get as get_strategy
+
+            for name in [leg.strategy for leg in self.legs] or [self.strategy]:
+                if not get_strategy(name).can_short:
+                    raise ValueError(f"direction: strategy {name!r} trades long only (its signals have no short "
+                                     "side); use direction 'long' or a strategy that can short")
         quotes = sorted({quote_of(s) for s in self.symbols})
         if self.base_currency is None and len(quotes) > 1:
             raise ValueError(f"base_currency: the symbols are quoted in {' and '.join(quotes)}; name the currency "

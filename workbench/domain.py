@@ -140,19 +140,20 @@ class Fill:
 
 @dataclass
 class Position:
-    """A long position in one symbol (spot, long-only)."""
+    """A position in one symbol: ``quantity`` > 0 long, < 0 short (execution rule 15).
+    ``peak_price``: the highest price since entry of a long, the lowest of a short."""
 
     symbol: str
     quantity: float = 0.0
     avg_price: float = 0.0
     opened_at: datetime | None = None
     realized_pnl: float = 0.0
-    peak_price: float = 0.0  # highest price seen while open, for trailing stops
+    peak_price: float = 0.0  # highest (long) / lowest (short) price seen while open, for trailing stops
     extra: dict = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
-        return self.quantity > 0
+        return self.quantity != 0
 
 
 # ---- trades: one schema for backtests, sessions and the store ------------------------------------
@@ -172,8 +173,11 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "duration",  # holding time (Timedelta); NaT while open
     "exit_reason",  # one of EXIT_REASONS
     "status",  # one of TRADE_STATUSES
+    "side",  # "long" or "short" (execution rule 15)
+    "funding",  # perpetual funding paid (< 0) or received over the trade, in pnl (execution rule 16)
+    "interest",  # borrow interest paid (< 0) over the trade, in pnl
 )
 EXIT_REASONS: tuple[str, ...] = (
-    "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end", "event",
+    "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end", "event", "liquidation",
 )
 TRADE_STATUSES: tuple[str, ...] = ("open", "closed")

@@ -7,7 +7,8 @@ combination inside its ``prange`` loop, equity curve only).
 vectorbt's order execution, tolerances and rounding (``buy_nb``/``sell_nb``, ``cash_flow_nb``,
 ``cash_grouped_nb``, ``assets_nb``, ``get_exit_trades_nb``), long only, one shared cash balance, no
 slippage (it is in the price), so its cash, asset value, value, order and exit-trade records equal
-the portfolio's without building it.
+the portfolio's without building it. Short positions (rule 15), borrowing longs and carry rows (rule 16)
+are booked by the same arithmetic as the walk's ledger (vectorbt has no portfolio of those).
 """
 from __future__ import annotations
 
@@ -77,12 +78,15 @@ def book_nb(
     cash_out: np.ndarray,  # (n,) written, or empty: not wanted
     asset_out: np.ndarray,  # (n,) written, or empty: not wanted
     value_out: np.ndarray,  # (n,) written
+    margin: bool = False,  # buys may borrow (rule 16): no cap to the cash left
 ):
     """The kernel's orders through vectorbt's ``from_orders`` logic: fills ``value_out`` (and
     ``cash_out``/``asset_out`` unless empty) per bar and returns the order records (idx, col,
     side 0 buy / 1 sell, size, price, fees) in simulation order and the exit-trade records (col,
     size, entry_idx, entry_price, entry_fees, exit_idx, exit_price, exit_fees, pnl, status 0 open
-    / 1 closed) by column, then time. Bars without orders are valued in one run each."""
+    / 1 closed, direction 0 long / 1 short) by column, then time. Bars without orders are valued in one run
+    each. Shorts (rule 15): a finite negative quantity sells to open a short, +inf buys to cover it; a
+    quantity of 0 is a carry row (rule 16) whose price is a cash flow."""
     n, m = close.shape
     k_max = len(f_idx)
     o_idx = np.empty(k_max, dtype=np.int64)
@@ -111,7 +115,26 @@ def book_nb(
             size = f_qty[r]
             p = f_price[r]
             r += 1
-            if size > 0.0:  # buy_nb, direction longonly
+            if size == 0.0:  # a carry row: funding or interest, a cash flow of the column
+                flow[c] = add_nb(flow[c], p)
+                sim_cash = sim_cash + p
+                continue
+            if size == np.inf or (size < 0.0 and size != -np.inf):  # a short: cover all / open
+                final_size = -position[c] if size == np.inf else -size
+                if is_close_nb(final_size, 0.0):
+                    continue
+                acq = final_size * p
+                fees_paid = acq * fees + fixed_fees
+                side = 0 if size == np.inf else 1
+                sim_cash = sim_cash - (acq + fees_paid) if side == 0 else sim_cash + (acq - fees_paid)
+                position[c] = add_nb(position[c], final_size if side == 0 else -final_size)
+            elif size > 0.0 and margin:  # a long that may borrow
+                final_size = size
+                fees_paid = size * p * fees + fixed_fees
+                sim_cash = sim_cash - (size * p + fees_paid)
+                position[c] = add_nb(position[c], final_size)
+                side = 0
+            elif size > 0.0:  # buy_nb, direction longonly
                 if sim_cash == 0.0:
                     continue
                 req_cash = size * p
@@ -170,7 +193,7 @@ def book_nb(
         done = i + 1
     _values_nb(done, n, close, assets, cash_now, cash_out, asset_out, value_out)
 
-    # get_exit_trades_nb: only whole-position buys/sells can occur (long only, sells are "all")
+    # get_exit_trades_nb: only whole-position exits occur (a long's sells and a short's covers are "all")
     t_col = np.empty(k, dtype=np.int64)
     t_size = np.empty(k)
     t_entry_idx = np.empty(k, dtype=np.int64)
@@ -181,9 +204,11 @@ def book_nb(
     t_exit_fees = np.empty(k)
     t_pnl = np.empty(k)
     t_status = np.empty(k, dtype=np.int64)
+    t_dir = np.empty(k, dtype=np.int64)
     t = 0
     for col in range(m):
         in_position = False
+        entry_side = 0  # the side of the orders that open the position: 0 buy (long), 1 sell (short)
         entry_idx = 0
         size_sum = 0.0
         gross_sum = 0.0
@@ -193,11 +218,12 @@ def book_nb(
                 continue
             if not in_position:
                 in_position = True
+                entry_side = o_side[r]
                 entry_idx = o_idx[r]
                 size_sum = 0.0
                 gross_sum = 0.0
                 fees_sum = 0.0
-            if o_side[r] == 0:
+            if o_side[r] == entry_side:
                 size_sum += o_size[r]
                 gross_sum += o_size[r] * o_price[r]
                 fees_sum += o_fees[r]
@@ -214,8 +240,10 @@ def book_nb(
             t_exit_idx[t] = o_idx[r]
             t_exit_price[t] = o_price[r]
             t_exit_fees[t] = o_fees[r]
-            t_pnl[t] = add_nb(exit_size * o_price[r], -(exit_size * entry_price)) - entry_fees - o_fees[r]
+            gross = add_nb(exit_size * o_price[r], -(exit_size * entry_price))
+            t_pnl[t] = (gross if entry_side == 0 else -gross) - entry_fees - o_fees[r]
             t_status[t] = 1
+            t_dir[t] = entry_side
             t += 1
             if is_close_nb(order_size, size_sum):
                 in_position = False
@@ -236,11 +264,13 @@ def book_nb(
             t_exit_idx[t] = n - 1
             t_exit_price[t] = exit_price
             t_exit_fees[t] = 0.0
-            t_pnl[t] = add_nb(size_sum * exit_price, -(size_sum * entry_price)) - entry_fees
+            gross = add_nb(size_sum * exit_price, -(size_sum * entry_price))
+            t_pnl[t] = (gross if entry_side == 0 else -gross) - entry_fees
             t_status[t] = 0
+            t_dir[t] = entry_side
             t += 1
     return (
         o_idx[:k], o_col[:k], o_side[:k], o_size[:k], o_price[:k], o_fees[:k],
         t_col[:t], t_size[:t], t_entry_idx[:t], t_entry_price[:t], t_entry_fees[:t],
-        t_exit_idx[:t], t_exit_price[:t], t_exit_fees[:t], t_pnl[:t], t_status[:t],
+        t_exit_idx[:t], t_exit_price[:t], t_exit_fees[:t], t_pnl[:t], t_status[:t], t_dir[:t],
     )

@@ -20,7 +20,7 @@ import pandas as pd
 
 from workbench.backtest.booking import book_nb
 from workbench.config import SessionConfig
-from workbench.execution.codes import REASONS
+from workbench.execution.codes import FUNDING_CODE, REASONS
 from workbench.execution.legs import columns
 from workbench.execution.scaling import walk_steps
 from workbench.execution.simulate import Fills
@@ -135,6 +135,8 @@ def build_result(
     trades = _trade_order(records, symbols)
     time_index = index.rename("time")
     lookup = FillLookup(fills, len(symbols))
+    fund, interest = lookup.carry(trades["col"], trades["entry_idx"])  # carrying costs (rule 16) are P&L
+    trades = {**trades, "pnl": trades["pnl"] + (fund + interest), "funding": fund, "interest": interest}
 
     @cache
     def ledger() -> tuple[np.ndarray, np.ndarray]:
@@ -169,9 +171,11 @@ def _metrics(config: SessionConfig, index: pd.DatetimeIndex, value: np.ndarray,
     )
 
 
+_CARRY_FIELDS = ("funding", "interest")  # carry rows' sums per trade (rule 16), in the trades' P&L
 _ORDER_FIELDS = ("idx", "col", "side", "size", "price", "fees")
 _TRADE_FIELDS = (
     "col", "size", "entry_idx", "entry_price", "entry_fees", "exit_idx", "exit_price", "exit_fees", "pnl", "status",
+    "direction",
 )
 
 
@@ -185,6 +189,7 @@ def _replay(
     out = book_nb(
         fills.idx, fills.col, fills.qty, fills.price, close, float(config.initial_balance),
         float(config.commission.taker), float(config.commission.fixed), cash, asset_value, value,
+        config.margin is not None and config.margin.leverage != 1.0,
     )
     k = len(_ORDER_FIELDS)
     orders = dict(zip(_ORDER_FIELDS, out[:k], strict=True))
@@ -197,21 +202,43 @@ class FillLookup:
 
     def __init__(self, fills: Fills, m: int):
         self.fills, self.m = fills, m
-        key = fills.idx * m + fills.col
-        self.order = np.argsort(key, kind="stable")
-        self.keys = key[self.order]
+        keep = np.flatnonzero(fills.qty != 0.0)  # carry rows (rule 16) are cash flows, not orders
+        key = fills.idx[keep] * m + fills.col[keep]
+        order = np.argsort(key, kind="stable")
+        self.order, self.keys = keep[order], key[order]
 
-    def _at(self, i: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return self.order[np.searchsorted(self.keys, np.asarray(i) * self.m + np.asarray(c))]
+    def _at(self, i: np.ndarray, c: np.ndarray, last: Any = False) -> np.ndarray:
+        """The row of the order at (bar, column): its first (an exit), or with ``last`` its last (a
+        reversal's entry comes after the exit on its bar)."""
+        key = np.asarray(i) * self.m + np.asarray(c)
+        first = np.searchsorted(self.keys, key)
+        return self.order[np.where(last, np.searchsorted(self.keys, key, side="right") - 1, first)]
 
-    def reference(self, i: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return self.fills.ref[self._at(i, c)]
+    def reference(self, i: np.ndarray, c: np.ndarray, last: Any = False) -> np.ndarray:
+        return self.fills.ref[self._at(i, c, last)]
 
-    def reason(self, i: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return self.fills.reason[self._at(i, c)].astype(np.intp)
+    def reason(self, i: np.ndarray, c: np.ndarray, last: Any = False) -> np.ndarray:
+        return self.fills.reason[self._at(i, c, last)].astype(np.intp)
+
+    def carry(self, col: np.ndarray, entry_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(funding, interest) of each trade (column, entry bar; by column, then time): the carry rows of its
+        column after its entry bar, up to the next trade's entry."""
+        fund, interest = np.zeros(len(col)), np.zeros(len(col))
+        rows = np.flatnonzero(self.fills.qty == 0.0)
+        if not len(rows) or not len(col):
+            return fund, interest
+        key = col * (1 << 40) + entry_idx  # trades in (column, entry) order
+        order = np.argsort(key, kind="stable")
+        at = np.searchsorted(key[order], self.fills.col[rows] * (1 << 40) + self.fills.idx[rows], side="left") - 1
+        trade = order[at]
+        is_fund = self.fills.reason[rows] == FUNDING_CODE
+        np.add.at(fund, trade[is_fund], self.fills.price[rows][is_fund])
+        np.add.at(interest, trade[~is_fund], self.fills.price[rows][~is_fund])
+        return fund, interest
 
 
 _SIDES = np.array(["buy", "sell"], dtype=object)
+_DIRECTIONS = np.array(["long", "short"], dtype=object)
 _STATUSES = np.array(["open", "closed"], dtype=object)
 _REASON_NAMES = np.asarray(REASONS, dtype=object)
 
@@ -229,8 +256,10 @@ def _strings(names: Any, codes: np.ndarray) -> Any:
 def orders_frame(records: Any, index: pd.DatetimeIndex, symbols: list[str], fills: FillLookup) -> pd.DataFrame:
     """Order records (fields idx, col, side 0 buy / 1 sell, size, price, fees; a vectorbt record
     array or a dict of arrays) as ORDER_COLUMNS; slippage is money lost against the reference price."""
-    i, c = records["idx"], records["col"]
-    ref = fills.reference(i, c)
+    i, c = np.asarray(records["idx"]), np.asarray(records["col"])
+    again = np.zeros(len(i), dtype=bool)  # a reversal's entry: the second order at its (bar, column)
+    again[1:] = (i[1:] == i[:-1]) & (c[1:] == c[:-1])
+    ref = fills.reference(i, c, again)
     size, price = records["size"], records["price"]
     return pd.DataFrame(
         {
@@ -242,7 +271,7 @@ def orders_frame(records: Any, index: pd.DatetimeIndex, symbols: list[str], fill
             "reference_price": ref,
             "fees": records["fees"],
             "slippage": size * np.abs(price - ref),
-            "reason": _strings(_REASON_NAMES, fills.reason(i, c)),
+            "reason": _strings(_REASON_NAMES, fills.reason(i, c, again)),
         },
         columns=list(ORDER_COLUMNS),
     )
@@ -251,7 +280,8 @@ def orders_frame(records: Any, index: pd.DatetimeIndex, symbols: list[str], fill
 def _trade_order(records: Any, symbols: list[str]) -> dict[str, np.ndarray]:
     """Exit-trade records (a vectorbt record array or a dict of arrays) as a dict of arrays sorted
     by entry bar, then symbol name (they come by column, then time)."""
-    recs = {k: np.asarray(records[k]) for k in _TRADE_FIELDS}
+    recs = {k: np.asarray(records[k]) for k in _TRADE_FIELDS + _CARRY_FIELDS
+            if k in _TRADE_FIELDS or (isinstance(records, dict) and k in records)}
     c, ei = recs["col"], recs["entry_idx"]
     if len(c) < 2 or len(symbols) == 1:  # one column: in time order already
         return recs
@@ -281,9 +311,12 @@ def trades_frame(records: Any, index: pd.DatetimeIndex, symbols: list[str], fill
     closed = t["status"] == 1
     size, entry_px, exit_px = t["size"], t["entry_price"], t["exit_price"]
     entry_fees, exit_fees = t["entry_fees"], t["exit_fees"]
-    entry_slip = size * (entry_px - fills.reference(ei, c))
+    short = t["direction"] == 1 if "direction" in t else np.zeros(len(c), dtype=bool)
+    sign = np.where(short, -1.0, 1.0)  # slippage is money lost: a short's entry sells, its exit buys
+    entry_slip = sign * size * (entry_px - fills.reference(ei, c, True))
     exit_ref = fills.reference(np.where(closed, xi, ei), c)  # open trades: any order, masked below
-    exit_slip = np.where(closed, size * (exit_ref - exit_px), 0.0)
+    exit_slip = np.where(closed, sign * size * (exit_ref - exit_px), 0.0)
+    funding, interest = (t["funding"], t["interest"]) if "funding" in t else (np.zeros(len(c)), np.zeros(len(c)))
     # times from the index's integers: NaT while open, no Index.where / datetime subtraction
     i8 = index.asi8
     exit_time = pd.DatetimeIndex(np.where(closed, i8[xi], _NAT).view(f"M8[{index.unit}]"))
@@ -308,6 +341,9 @@ def trades_frame(records: Any, index: pd.DatetimeIndex, symbols: list[str], fill
             "duration": duration,
             "exit_reason": _strings(_REASON_NAMES, names),
             "status": _strings(_STATUSES, closed),
+            "side": _strings(_DIRECTIONS, short),
+            "funding": funding,
+            "interest": interest,
         },
         columns=list(TRADE_COLUMNS),
     )

@@ -60,6 +60,8 @@ import pandas as pd
 from workbench.backtest.result import BacktestResult, build_result
 from workbench.config import SessionConfig, quote_of
 from workbench.execution import entry_allowed, flatten_at
+from workbench.execution.latency import delay_bars, delay_signals
+from workbench.execution.margin import check_funding, funding_per_bar
 from workbench.execution.simulate import Fills, fills_nb, kernel_params, layout
 
 if TYPE_CHECKING:
@@ -71,10 +73,13 @@ _COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 def run_backtest(
-    config: SessionConfig, bars: Mapping[str, pd.DataFrame] | pd.DataFrame | None = None, *, progress: bool = False
+    config: SessionConfig, bars: Mapping[str, pd.DataFrame] | pd.DataFrame | None = None, *, progress: bool = False,
+    funding: pd.Series | None = None,
 ) -> BacktestResult:
     """Backtest ``config`` on ``bars`` (symbol -> bars frame; a single frame for a one-symbol config),
-    by default ``workbench.data.load_bars`` for each symbol over ``config.start``-``config.end``."""
+    by default ``workbench.data.load_bars`` for each symbol over ``config.start``-``config.end``.
+    ``funding``: a perpetual's funding rates indexed by funding time (``workbench.data.funding``), paid
+    by the positions held then (execution rule 16); default the config's constant ``margin.funding_rate``."""
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
     if config.depth is not None:  # a book depth model: the impact calibrated from recorded books (rule 14)
@@ -82,7 +87,7 @@ def run_backtest(
 
         config = depth_config(config)
     frames = bars_for(config, bars, progress)
-    result = _run(config, frames)
+    result = _run(config, frames, check_funding(funding))
     rates = getattr(frames, "rates", None)  # symbols converted into the base currency (workbench.data.currency)
     if rates:  # the trade log keeps those markets' own prices too
         from workbench.data.currency import with_market_prices
@@ -91,7 +96,7 @@ def run_backtest(
     return result
 
 
-def _run(config: SessionConfig, frames: dict[str, pd.DataFrame]) -> BacktestResult:
+def _run(config: SessionConfig, frames: dict[str, pd.DataFrame], funding: pd.Series | None = None) -> BacktestResult:
     """The backtest of ``config`` on ``frames`` (bars in its base currency)."""
     if config.legs:  # a multi-strategy session: one column per (leg, symbol)
         from workbench.backtest.legs import run_legs
@@ -103,11 +108,15 @@ def _run(config: SessionConfig, frames: dict[str, pd.DataFrame]) -> BacktestResu
     inputs = kernel_inputs(config, frames)
     index = inputs.index
     buy, sell = inputs.signals(strategy)
-    fills, trip = walk(config, index, inputs.arr, buy, sell)
+    shorts = inputs.short_signals(strategy) if config.direction != "long" and strategy.own_shorts else None
+    fills, trip = walk(config, index, inputs.arr, buy, sell, shorts=shorts, funding=funding)
     close = inputs.close_filled()
     symbols = inputs.symbols
 
     def make_portfolio() -> Portfolio:
+        if config.direction != "long" or config.margin is not None:
+            raise NotImplementedError("the vectorbt portfolio is built for long, cash-only backtests; this one has "
+                                      "shorts or margin: use the result's equity, cash, trades and orders")
         # vectorbt gets naive UTC times: it converts a tz-aware index to Timestamp objects (~1 s per series)
         naive = index.tz_convert("UTC").tz_localize(None)
         return _portfolio(config, pd.DataFrame(close, index=naive, columns=symbols), fills)
@@ -150,6 +159,16 @@ class KernelInputs:
     def close_filled(self) -> np.ndarray:
         """Close forward- then back-filled: how vectorbt values the positions."""
         return _fill_close(self.arr["close"])
+
+    def short_signals(self, strategy: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(short entries, short exits) (n, m) of a strategy with its own short signals, shifted like
+        :meth:`signals` (rule 15)."""
+        n, m = len(self.index), len(self.symbols)
+        short, cover = np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=bool)
+        for j, sym in enumerate(self.symbols):
+            df = self.frames[sym]
+            short[self.rows[j], j], cover[self.rows[j], j] = _shifted_signals(strategy.short_signals(df), df.index, sym)
+        return short, cover
 
     def signals(
         self, strategy: Any, buy: np.ndarray | None = None, sell: np.ndarray | None = None
@@ -302,12 +321,24 @@ def _shifted_signals(
 
 
 def walk(
-    config: SessionConfig, index: pd.DatetimeIndex, arr: dict[str, np.ndarray], buy: np.ndarray, sell: np.ndarray
+    config: SessionConfig, index: pd.DatetimeIndex, arr: dict[str, np.ndarray], buy: np.ndarray, sell: np.ndarray,
+    *, shorts: tuple[np.ndarray, np.ndarray] | None = None, funding: pd.Series | None = None,
 ) -> tuple[Fills, np.ndarray]:
-    """The walk's fills (:func:`fills_nb`) and breaker trip for one set of signals."""
+    """The walk's fills (:func:`fills_nb`) and breaker trip for one set of signals (delayed by the latency);
+    ``shorts``: a strategy's own (short entries, short exits), else the default rule; ``funding``: a funding
+    rate series (rule 16)."""
+    has_bar, delay = ~np.isnan(arr["open"]), delay_bars(config.latency, config.data.timeframe)
+    buy, sell = delay_signals(buy, sell, has_bar, delay)
+    p = kernel_params(config)
+    times = kernel_times(index)
+    if shorts is not None:
+        short, cover = delay_signals(shorts[0], shorts[1], has_bar, delay)
+        p = p._replace(short_sig=short, cover_sig=cover)
+    if funding is not None:
+        p = p._replace(funding=funding_per_bar(times, config.margin, funding))
     idx, col, qty, price, ref, reason, trip, steps = fills_nb(
-        kernel_times(index), arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
-        entry_allowed(index, config.time), flatten_at(index, config.time), kernel_params(config),
+        times, arr["open"], arr["high"], arr["low"], arr["close"], arr["volume"], buy, sell,
+        entry_allowed(index, config.time), flatten_at(index, config.time), p,
     )
     return Fills(idx, col, qty, price, ref, reason, steps), trip
 

@@ -41,7 +41,7 @@ from workbench.execution.ledger import Portfolio
 from workbench.execution.nb import gap_nb, tail_nb
 
 HALT_EXEMPT = frozenset({ex.STOP_LOSS, ex.TAKE_PROFIT, ex.TRAILING_STOP, ex.TIME_LIMIT, ex.CLOSE_ALL, ex.END,
-                         ex.EVENT})
+                         ex.EVENT, ex.LIQUIDATION})
 STOP_FLOOR = 0.001  # tightened stops stay at least 0.1 % from their reference
 _MINUTE = timedelta(minutes=1)
 
@@ -111,6 +111,7 @@ class RiskEngine:
         self._n_tail = 0
         self._day_bars = ex.day_bars(config)
         self.max_gap = self._cb.max_gap  # the gap breaker's limit (None: off); the Trader calls on_open
+        self.leverage = 1.0 if config.margin is None else config.margin.leverage  # buying power (rule 16)
         self._recompute()
 
     # ---- effective limits ----------------------------------------------------
@@ -125,7 +126,8 @@ class RiskEngine:
         self._sl, self._tp, self._trail = eff["stop_loss"], eff["take_profit"], eff["trailing_stop"]
         hold = eff["max_holding_minutes"]
         self._hold = None if hold is None else timedelta(minutes=hold)
-        self._exits_on = any(v is not None for v in (self._sl, self._tp, self._trail, self._hold))
+        self._exits_on = any(v is not None for v in (self._sl, self._tp, self._trail, self._hold)) or (
+            self.config.margin is not None)  # liquidation (rule 16)
 
     def _tick(self, now: datetime) -> None:
         if self._next_expiry is None or now < self._next_expiry:
@@ -147,8 +149,8 @@ class RiskEngine:
         """Accept (maybe with a smaller quantity) or reject ``order``; rejections are also events.
         The order is not modified: send ``decision.quantity``."""
         self._tick(ctx.time)
-        if order.side is Side.SELL:
-            return self._check_sell(order, ctx)
+        if order.reason != ex.ENTRY and (order.side is Side.SELL or ctx.portfolio.quantity(order.symbol) < 0.0):
+            return self._check_sell(order, ctx)  # an exit: a long's sell or a short's cover (rule 15)
         if self.state is not TradingState.RUNNING:
             return self._reject(order, ctx, self.state.value, state=self.state.value)
         if order.symbol in self.disabled:
@@ -165,7 +167,7 @@ class RiskEngine:
             self._prune(self._orders, ctx.time - _MINUTE)
             if len(self._orders) >= rate:
                 return self._reject(order, ctx, "max_order_rate", limit=rate, orders_last_minute=len(self._orders))
-        pf, price, cash = ctx.portfolio, ctx.price, ctx.portfolio.cash - ctx.reserved
+        pf, price, cash = ctx.portfolio, ctx.price, ctx.portfolio.buying_power(self.leverage) - ctx.reserved
         exposure, pos_value = pf.exposure, pf.symbol_exposure(order.symbol)
         q, rule = ex.cap_entry(
             order.quantity, price, ctx.volume, cash, exposure,
@@ -183,7 +185,7 @@ class RiskEngine:
         return Decision(True, q, rule, detail)
 
     def _check_sell(self, order: Order, ctx: RiskContext) -> Decision:
-        held = ctx.portfolio.quantity(order.symbol)
+        held = ctx.portfolio.quantity(order.symbol) * (1.0 if order.side is Side.SELL else -1.0)
         if not order.quantity > 0.0:
             return self._reject(order, ctx, ex.TOO_SMALL, quantity=order.quantity)
         if held <= 0.0:
@@ -241,20 +243,21 @@ class RiskEngine:
         if self._next_expiry is not None:
             self._tick(bar.time)
         opened = position.opened_at
-        if not self._exits_on or position.quantity <= 0.0 or opened is None or bar.time <= opened:
+        if not self._exits_on or position.quantity == 0.0 or opened is None or bar.time <= opened:
             return []
+        side = 1 if position.quantity > 0.0 else -1  # a short's stops are mirrored (rule 15)
         if self._hold is not None and bar.time - opened >= self._hold:
             reason, ref = ex.TIME_LIMIT, bar.open
         else:
-            hit = ex.stop_exit(bar.open, bar.high, bar.low, position.avg_price, position.peak_price,
-                               self._sl, self._tp, self._trail)
+            hit = ex.position_exit(side, bar, position.avg_price, position.peak_price, self._sl, self._tp,
+                                   self._trail, position.extra.get("liquidation"))
             if hit is None:
                 return []
             reason, ref = hit
         return [Order(
             client_id=f"{position.symbol}:{reason}:{int(bar.time.timestamp())}", symbol=position.symbol,
-            side=Side.SELL, quantity=position.quantity, type=OrderType.MARKET, created_at=bar.time,
-            reason=reason, stop_price=ref,
+            side=Side.SELL if side > 0 else Side.BUY, quantity=abs(position.quantity), type=OrderType.MARKET,
+            created_at=bar.time, reason=reason, stop_price=ref,
         )]
 
     # ---- circuit breaker -------------------------------------------------------

@@ -36,8 +36,10 @@ from workbench.domain import TRADE_COLUMNS, Fill, Order, Side
 from workbench.engine.brokers.base import Broker, FillSink, OrderSink, ignore_fill, ignore_order
 from workbench.engine.risk import RiskContext, RiskEngine, TradingState
 from workbench.execution import Bar
+from workbench.execution.codes import DIRECTIONS
 from workbench.execution.latency import SignalDelay
 from workbench.execution.ledger import Portfolio
+from workbench.execution.margin import borrow_per_bar, carry, funding_per_bar, liquidation_price
 from workbench.execution.scaling import Scaler, step_message
 from workbench.execution.scaling import warm_up as warm_up_scaling
 from workbench.strategies.base import BarWindow, Strategy
@@ -115,8 +117,18 @@ class Trader:
         self.config = config
         self.symbols = list(config.symbols)
         self.risk = risk if risk is not None else RiskEngine(config)
-        self.portfolio = portfolio if portfolio is not None else Portfolio(config.initial_balance)
+        self.portfolio = portfolio if portfolio is not None else Portfolio(config.initial_balance,
+                                                                          shorts=config.direction != "long")
         self.pending: dict[str, tuple[bool, bool]] = {s: (False, False) for s in self.symbols}
+        #: a strategy's own (short entry, short exit) signals (rule 15); without them the default rule reads
+        #: ``pending`` (short entry = exit signal, short exit = entry signal)
+        self.pending_short: dict[str, tuple[bool, bool]] = {s: (False, False) for s in self.symbols}
+        self._direction = DIRECTIONS[config.direction]
+        mg = config.margin
+        #: a perpetual's funding rates by funding time (rule 16; ``replay(funding=...)``), else the constant
+        self.funding: pd.Series | None = None
+        self._borrow = 0.0 if mg is None else borrow_per_bar(mg.borrow_rate, config.data.timeframe)
+        self._carrying = mg is not None and (self._borrow != 0.0 or mg.funding_rate != 0.0)
         self.close_all: set[str] = set()
         self.buffers: dict[str, BarBuffer] = {}
         self.set_strategy(strategy)
@@ -153,6 +165,9 @@ class Trader:
     # ---- fills ---------------------------------------------------------------------
     def _filled(self, fill: Fill, order: Order) -> None:
         self.portfolio.apply_fill(fill)
+        if self.config.margin is not None and order.reason == ex.ENTRY:  # isolated margin: its liquidation price
+            pos = self.portfolio.positions[fill.symbol]
+            pos.extra["liquidation"] = liquidation_price(self.config, 1 if pos.quantity > 0.0 else -1, pos.avg_price)
         if self.scaler is not None:  # a closed trade's return enters the scaling window
             left = self.portfolio.positions[fill.symbol].quantity
             self.scaler.on_fill(fill.symbol, fill.side is Side.BUY, fill.quantity * fill.price, fill.commission,
@@ -183,14 +198,21 @@ class Trader:
                     risk.on_open(t, s, marks.get(s, b.open), b.open)
         for s, b in bars.items():
             marks[s] = b.open
+        t_ns = (t - _EPOCH) // _US * 1000
+        if (self._carrying or self.funding is not None) and self.last_ns >= 0:
+            self._carry(bars, self.last_ns, t_ns)  # 0) carrying costs at the open (rule 16)
         self._act(bars, t, entries=entries, stopping=stopping)
         broker.on_bar(bars, pf)  # 3) resting operator orders
-        for s, b in bars.items():  # 4) peaks and marks see the whole bar
+        for s, b in bars.items():  # 4) peaks (a short's troughs) and marks see the whole bar
             marks[s] = b.close
             pos = positions.get(s)
-            if pos is not None and pos.quantity > 0.0 and b.high > pos.peak_price:
-                pos.peak_price = b.high
-        self.last_ns = t_ns = (t - _EPOCH) // _US * 1000
+            if pos is not None:
+                if pos.quantity > 0.0:
+                    if b.high > pos.peak_price:
+                        pos.peak_price = b.high
+                elif pos.quantity < 0.0 and b.low < pos.peak_price:
+                    pos.peak_price = b.low
+        self.last_ns = t_ns
         self.signals(bars, t_ns)  # 5) signals for the next bar
         if self.delay is not None:  # with latency, they act k bars later
             self.delay.apply(self.pending, bars)
@@ -215,37 +237,42 @@ class Trader:
         forming = {s: Bar(b.time + self._bar, b.close, b.close, b.close, b.close, b.volume) for s, b in bars.items()}
         self._act(forming, next(iter(forming.values())).time, entries=entries, stopping=False, stops=False)
         for s in bars:
-            self.pending[s] = (False, False)
+            self.pending[s] = self.pending_short[s] = (False, False)
 
     def _act(self, bars: Mapping[str, Bar], t: datetime, *, entries: bool, stopping: bool, stops: bool = True) -> None:
         """Exits, then entries, at the open of ``bars`` (bar time ``t``); ``stops``: check stop and holding-time
         exits too."""
-        pf, risk, broker, pending = self.portfolio, self.risk, self.broker, self.pending
+        pf, risk, broker = self.portfolio, self.risk, self.broker
         positions, close_all = pf.positions, self.close_all
         stamp = -1
-        was_long: list[str] = []
+        was_side: dict[str, int] = {}  # symbol -> the side it held at the open (1 long, -1 short)
+        reversing: set[str] = set()  # closed by a signal at this open: an entry may take the other side
         why = self.why
         flatten = self._flattens and ex.event_flatten(t, self.config.time)  # a flattening event window (rule 7)
         for s, b in bars.items():  # 1) exits first
             pos = positions.get(s)
-            if pos is None or pos.quantity <= 0.0:
+            if pos is None or pos.quantity == 0.0:
                 continue
-            was_long.append(s)
+            side = was_side[s] = 1 if pos.quantity > 0.0 else -1
+            signal = self.sides(s)[1 if side > 0 else 3]
             if broker.busy(s):
-                if pending[s][1]:
+                if signal:
                     why.add(int(t.timestamp()), SIGNAL)
                     why.blocked(int(t.timestamp()), IN_FLIGHT)
                 continue  # an order of s is in flight (exchange): never a second exit
-            if stopping or s in close_all or (pending[s][1] and risk.state is not _HALTED):
+            if stopping or s in close_all or (signal and risk.state is not _HALTED):
                 reason = ex.END if stopping else ex.CLOSE_ALL if s in close_all else ex.SIGNAL
             else:  # a flattening event window sells before holding-time and stop exits
                 reason = ex.EVENT if flatten else ""
             if reason:
                 if stamp < 0:
                     stamp = int(t.timestamp())
-                orders = [Order(f"{s}:{reason}:{stamp}", s, Side.SELL, pos.quantity, created_at=t, reason=reason)]
+                if reason == ex.SIGNAL:
+                    reversing.add(s)
+                orders = [Order(f"{s}:{reason}:{stamp}", s, Side.SELL if side > 0 else Side.BUY, abs(pos.quantity),
+                                created_at=t, reason=reason)]
             else:
-                if pending[s][1]:  # an exit signal held by the breaker
+                if signal:  # an exit signal held by the breaker
                     why.add(int(t.timestamp()), SIGNAL)
                     why.blocked(int(t.timestamp()), HALTED)
                 orders = risk.exits_due(pos, b) if stops else []
@@ -265,25 +292,60 @@ class Trader:
             close_all.difference_update(bars)
         if entries and (self.scaler is None or self.scaler.scale > 0.0):  # 2) entries, in symbol order
             for s, b in bars.items():
-                if not pending[s][0] or s in was_long or broker.busy(s):
+                le, _lx, se, _sx = self.sides(s)
+                if le == se:  # no entry signal, or both sides at once (a conflict: both ignored)
+                    continue
+                side = 1 if le else -1
+                if (s in was_side and not (s in reversing and was_side[s] == -side)) or broker.busy(s):
+                    continue  # held at the open and not reversed by a signal (rule 15)
+                pos = positions.get(s)
+                if pos is not None and pos.quantity != 0.0:
                     continue
                 if stamp < 0:
                     stamp = int(t.timestamp())
                 q = self.entry_target(s, b.open, pf.equity)
                 if self.scaler is not None:
                     q *= self.scaler.scale
-                o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY, q, created_at=t, reason=ex.ENTRY, ref_price=b.open)
+                o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY if side > 0 else Side.SELL, q, created_at=t,
+                          reason=ex.ENTRY, ref_price=b.open)
                 reserved = ex.reserved_cash(broker.open_orders(), self.config.commission)  # open buys keep theirs
                 d = risk.check(o, RiskContext(t, b.open, pf, b.volume, reserved))
                 why.add(stamp, SIGNAL)
                 if d.accepted:
                     why.add(stamp, ORDER)
                     o.quantity = d.quantity
-                    broker.submit(o, b, pf.cash - reserved)
+                    broker.submit(o, b, pf.buying_power(risk.leverage) - reserved)
                 else:
                     why.blocked(stamp, d.rule)
         else:
-            self._entries_off(bars, was_long)
+            self._entries_off(bars, list(was_side))
+
+    def sides(self, symbol: str) -> tuple[bool, bool, bool, bool]:
+        """(long entry, long exit, short entry, short exit) acting at ``symbol``'s next open under the config's
+        direction (rule 15; :func:`workbench.execution.simulate.sides_at_nb` is the walk's twin): sides the
+        direction does not trade are False; with 'both' one side's entry is the other's exit too."""
+        e, x = self.pending[symbol]
+        d = self._direction
+        le = e and d & 1 != 0
+        lx = x
+        se = sx = False
+        if d & 2:
+            se, sx = self.pending_short[symbol] if self.strategy.own_shorts else (x, e)
+        if d == 3:
+            lx = lx or se
+            sx = sx or le
+        return le, lx, se, sx
+
+    def _carry(self, bars: Mapping[str, Bar], prev_ns: int, t_ns: int) -> None:
+        """Each held position's funding and borrow interest for this bar, at its open (rule 16)."""
+        rate = float(funding_per_bar(np.array([prev_ns, t_ns], dtype=np.int64), self.config.margin, self.funding)[1])
+        pf = self.portfolio
+        for s, b in bars.items():
+            pos = pf.positions.get(s)
+            if pos is not None and pos.quantity != 0.0:
+                f, i = carry(pos.quantity, b.open, rate, self._borrow)
+                if f != 0.0 or i != 0.0:
+                    pf.apply_carry(s, f, i)
 
     def entry_target(self, symbol: str, price: float, equity: float) -> float:
         """Quantity a new entry of ``symbol`` asks for at ``price`` (legs scale it: workbench.engine.legs)."""
@@ -311,9 +373,16 @@ class Trader:
             buf.append(t_ns, b)
             e, x = last_signal(buf.window())
             pending[s] = (e and not x, x and not e)
+            if self._own_shorts:
+                e, x = self.strategy.last_short_signal(buf.window())
+                self.pending_short[s] = (e and not x, x and not e)
+
+    @property
+    def _own_shorts(self) -> bool:
+        return self._direction & 2 != 0 and self.strategy.own_shorts
 
     def open_symbols(self) -> list[str]:
-        return [s for s, p in self.portfolio.positions.items() if p.quantity > 0.0]
+        return [s for s, p in self.portfolio.positions.items() if p.quantity != 0.0]
 
     # ---- crash recovery ------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -321,6 +390,7 @@ class Trader:
         return {
             "portfolio": self.portfolio.snapshot(trades=False), "risk": self.risk.snapshot(),
             "pending": {s: list(v) for s, v in self.pending.items()},
+            "pending_short": {s: list(v) for s, v in self.pending_short.items()},
             "buffers": {s: b.snapshot() for s, b in self.buffers.items()},
             "close_all": sorted(self.close_all), "orders": self.broker.snapshot(), "why": self.why.snapshot(),
             "scaling": None if self.scaler is None else self.scaler.snapshot(),
@@ -333,6 +403,8 @@ class Trader:
         self.risk.restore(state["risk"])
         self.strategy = strategy
         self.pending = {s: (bool(v[0]), bool(v[1])) for s, v in state["pending"].items()}
+        self.pending_short = {s: (bool(v[0]), bool(v[1])) for s, v in state.get("pending_short", {}).items()}
+        self.pending_short.update({s: (False, False) for s in self.pending if s not in self.pending_short})
         self.buffers = {s: BarBuffer.restore(b) for s, b in state["buffers"].items()}
         self.close_all = set(state["close_all"])
         self.why = WhyCounts.restore(state.get("why"))
@@ -344,7 +416,7 @@ class Trader:
 
 
 def replay(config: SessionConfig, frames: Mapping[str, pd.DataFrame], *, include_open: bool = False,
-           strategy: Strategy | None = None) -> pd.DataFrame:
+           strategy: Strategy | None = None, funding: pd.Series | None = None) -> pd.DataFrame:
     """The shipped :class:`Trader` with the paper broker over ``frames`` (symbol -> OHLCV frame with a
     time index; symbols in config order), no store: the trades as a frame of
     :data:`workbench.domain.TRADE_COLUMNS` in booking order (closed trades by exit; with ``include_open``
@@ -358,6 +430,7 @@ def replay(config: SessionConfig, frames: Mapping[str, pd.DataFrame], *, include
     from workbench.engine.legs import make_trader
 
     trader = make_trader(config, PaperBroker(config), strategy=strategy)
+    trader.funding = funding  # a funding rate series (rule 16), as run_backtest(funding=...)
     step = trader.step
     for bars in ReplayFeed({s: frames[s] for s in config.symbols}).bars():
         step(bars)

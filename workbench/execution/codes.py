@@ -9,10 +9,16 @@ from __future__ import annotations
 
 # order reasons
 (NONE, ENTRY, EXIT_SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL_CODE, END_CODE,
- EVENT_CODE) = range(10)
+ EVENT_CODE, LIQUIDATION_CODE, FUNDING_CODE, INTEREST_CODE) = range(13)
 REASONS: tuple[str, ...] = (
     "", "entry", "signal", "stop_loss", "take_profit", "trailing_stop", "time_limit", "close_all", "end", "event",
+    "liquidation", "funding", "interest",  # the last two: the walk's carry rows (cash flows, not orders)
 )
+
+# position sides and the config's direction (a bit mask of the sides a session may open)
+LONG, SHORT = 1, -1
+DIRECTIONS: dict[str, int] = {"long": 1, "short": 2, "both": 3}
+SIDES: dict[int, str] = {LONG: "long", SHORT: "short"}
 
 # sizing modes (semantics rule 4)
 SIZE_FIXED_AMOUNT, SIZE_PERCENT_EQUITY, SIZE_FIXED_QUANTITY = range(3)
@@ -43,4 +49,6 @@ TRADING_STATES: tuple[str, ...] = ("running", "reducing", "halted")
 REJECT_PRICE, REJECT_STATE, REJECT_RATE = "price", "state", "max_order_rate"
 
 DAY_NS = 86_400 * 10**9
+YEAR_NS = 365 * DAY_NS  # borrow interest accrues over a 365-day year
+FUNDING_NS = 8 * 3600 * 10**9  # perpetual funding interval (a constant rate is due at 00, 08, 16 UTC)
 MINUTE_NS = 60 * 10**9

@@ -1,14 +1,18 @@
-"""The session's cash/position ledger: cash, long positions, marks, equity, exposure and the trade log.
+"""The session's cash/position ledger: cash, positions, marks, equity, exposure and the trade log.
 
-Spot, long-only. The arithmetic of a fill is :func:`workbench.execution.nb.book_buy_nb` /
-:func:`~workbench.execution.nb.book_sell_nb`, which the vectorized walk books with too. A buy adds
-to a position at a weighted average price; a sell closes part or all of it and logs one trade row
-per closing fill (like vectorbt's exit trades), with the entry fees and slippage attributed pro
-rata. Rows have the keys of ``workbench.domain.TRADE_COLUMNS``, so
-``pd.DataFrame(rows, columns=TRADE_COLUMNS)`` is the backtest's trade log.
+Long positions, and short ones when the portfolio is made with ``shorts=True`` (execution rule 15: a
+signed quantity; a sell from flat opens a short, a buy covers it). The arithmetic of a fill is
+:func:`workbench.execution.nb.book_buy_nb` / :func:`~workbench.execution.nb.book_sell_nb` (and
+``book_short_nb`` / ``book_cover_nb``), which the vectorized walk books with too. An opening fill adds
+to a position at a weighted average price; a closing fill closes part or all of it and logs one trade
+row per closing fill (like vectorbt's exit trades), with the entry fees, slippage and carrying costs
+(funding, interest: :meth:`Portfolio.apply_carry`, rule 16) attributed pro rata. Rows have the keys
+of ``workbench.domain.TRADE_COLUMNS``, so ``pd.DataFrame(rows, columns=TRADE_COLUMNS)`` is the
+backtest's trade log.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -28,8 +32,9 @@ def _nb() -> Any:
 class Portfolio:
     """Cash and positions of one session. Positions stay in ``positions`` after closing (quantity 0)."""
 
-    def __init__(self, initial_cash: float):
+    def __init__(self, initial_cash: float, shorts: bool = False):
         self.initial_cash = float(initial_cash)
+        self.shorts = shorts  # may a sell from flat open a short (rule 15)?
         self.cash = float(initial_cash)
         self.positions: dict[str, Position] = {}
         self.trades: list[dict[str, Any]] = []  # closed trades
@@ -41,12 +46,17 @@ class Portfolio:
         """Book ``fill``: cash (incl. commission), the position, and for a sell the closed trade (returned)."""
         pos = self.positions.get(fill.symbol)
         self.fill_count += 1
+        held = pos.quantity if pos is not None else 0.0
+        if fill.side is Side.SELL and held <= 0.0 and self.shorts:
+            return self._open_short(fill, pos)
+        if fill.side is Side.BUY and held < 0.0:
+            return self._close(fill, cast(Position, pos), -1)
         if fill.side is Side.BUY:
             if pos is None:
                 pos = self.positions[fill.symbol] = Position(fill.symbol)
             if pos.quantity <= 0.0:
                 pos.quantity, pos.avg_price, pos.opened_at, pos.peak_price = 0.0, 0.0, fill.time, 0.0
-                pos.extra = {"entry_fees": 0.0, "entry_slippage": 0.0}
+                pos.extra = _fresh()
             self.cash, pos.quantity, pos.avg_price = _nb().book_buy_nb(
                 self.cash, pos.quantity, pos.avg_price, fill.quantity, fill.price, fill.commission
             )
@@ -54,15 +64,39 @@ class Portfolio:
             pos.extra["entry_slippage"] += fill.slippage
             self.marks.setdefault(fill.symbol, fill.price)
             return None
-        held = pos.quantity if pos is not None else 0.0
         if pos is None or not fill.quantity <= held * (1.0 + 1e-9):
             raise ValueError(f"sell of {fill.quantity} {fill.symbol} exceeds the position of {held} (long-only)")
-        share = min(fill.quantity / pos.quantity, 1.0)
-        entry_fees = pos.extra["entry_fees"] * share
-        entry_slip = pos.extra["entry_slippage"] * share
-        self.cash, left, pnl = _nb().book_sell_nb(
+        return self._close(fill, pos, 1)
+
+    def _open_short(self, fill: Fill, pos: Position | None) -> None:
+        """A sell from flat or short: open or add to the short (rule 15)."""
+        if pos is None:
+            pos = self.positions[fill.symbol] = Position(fill.symbol)
+        if pos.quantity >= 0.0:
+            pos.quantity, pos.avg_price, pos.opened_at, pos.peak_price = 0.0, 0.0, fill.time, math.inf
+            pos.extra = _fresh()
+        self.cash, pos.quantity, pos.avg_price = _nb().book_short_nb(
+            self.cash, pos.quantity, pos.avg_price, fill.quantity, fill.price, fill.commission
+        )
+        pos.extra["entry_fees"] += fill.commission
+        pos.extra["entry_slippage"] += fill.slippage
+        self.marks.setdefault(fill.symbol, fill.price)
+
+    def _close(self, fill: Fill, pos: Position, side: int) -> dict[str, Any]:
+        """A sell of a long (``side`` 1) or a buy covering a short (-1): the closed trade (returned)."""
+        size = abs(pos.quantity)
+        if not fill.quantity <= size * (1.0 + 1e-9):
+            raise ValueError(f"buy of {fill.quantity} {fill.symbol} exceeds the short position of {size}")
+        share = min(fill.quantity / size, 1.0)
+        extra = pos.extra
+        entry_fees = extra["entry_fees"] * share
+        entry_slip = extra["entry_slippage"] * share
+        funding, interest = extra.get("funding", 0.0) * share, extra.get("interest", 0.0) * share
+        book = _nb().book_sell_nb if side > 0 else _nb().book_cover_nb
+        self.cash, left, pnl = book(
             self.cash, pos.quantity, pos.avg_price, fill.quantity, fill.price, fill.commission, entry_fees
         )
+        pnl = pnl + (funding + interest)  # carrying costs are the trade's P&L (rule 16)
         trade = {
             "symbol": fill.symbol,
             "entry_time": pos.opened_at,
@@ -79,60 +113,102 @@ class Portfolio:
             "duration": fill.time - cast(datetime, pos.opened_at),  # set by the buy that opened it
             "exit_reason": fill.reason,
             "status": "closed",
+            "side": "long" if side > 0 else "short",
+            "funding": funding,
+            "interest": interest,
         }
         self.trades.append(trade)
         pos.realized_pnl += pnl
         pos.quantity = left
-        pos.extra["entry_fees"] -= entry_fees
-        pos.extra["entry_slippage"] -= entry_slip
-        if pos.quantity <= _nb().MIN_QUANTITY or share >= 1.0:
+        extra["entry_fees"] -= entry_fees
+        extra["entry_slippage"] -= entry_slip
+        if "funding" in extra:
+            extra["funding"] -= funding
+            extra["interest"] -= interest
+        if abs(pos.quantity) <= _nb().MIN_QUANTITY or share >= 1.0:
             pos.quantity = 0.0
         return trade
+
+    def apply_carry(self, symbol: str, funding: float, interest: float) -> None:
+        """Book one bar's carrying costs of the open position in ``symbol`` (cash flows, negative = paid;
+        :func:`workbench.execution.margin.carry`): cash, and the position's share for its trade row."""
+        pos = self.positions[symbol]
+        self.cash += funding
+        self.cash += interest
+        pos.extra["funding"] = pos.extra.get("funding", 0.0) + funding
+        pos.extra["interest"] = pos.extra.get("interest", 0.0) + interest
 
     # ---- valuation -----------------------------------------------------------
     def mark(self, prices: Mapping[str, float]) -> None:
         """Set valuation prices (e.g. this bar's opens before sizing, its closes after it)."""
         self.marks.update(prices)
 
-    def track_high(self, symbol: str, high: float) -> None:
-        """Raise the open position's peak price (for trailing stops) to ``high``; call after each bar."""
+    def track_high(self, symbol: str, high: float, low: float = math.nan) -> None:
+        """Raise a long's peak price (for trailing stops) to ``high``, or lower a short's to ``low``; call
+        after each bar."""
         pos = self.positions.get(symbol)
-        if pos is not None and pos.quantity > 0.0 and high > pos.peak_price:
+        if pos is None:
+            return
+        if pos.quantity > 0.0 and high > pos.peak_price:
             pos.peak_price = high
+        elif pos.quantity < 0.0 and low < pos.peak_price:
+            pos.peak_price = low
 
     def position(self, symbol: str) -> Position | None:
-        """The open position in ``symbol``, or None when flat."""
+        """The open position in ``symbol`` (long or short), or None when flat."""
         pos = self.positions.get(symbol)
-        return pos if pos is not None and pos.quantity > 0.0 else None
+        return pos if pos is not None and pos.quantity != 0.0 else None
 
     def quantity(self, symbol: str) -> float:
         pos = self.positions.get(symbol)
         return pos.quantity if pos is not None else 0.0
 
     def symbol_exposure(self, symbol: str) -> float:
-        """Value of the position in ``symbol`` at its mark."""
+        """Value of the position in ``symbol`` at its mark (a short's too: its size x mark, >= 0)."""
         pos = self.positions.get(symbol)
-        if pos is None or pos.quantity <= 0.0:
+        if pos is None or pos.quantity == 0.0:
             return 0.0
-        return pos.quantity * self.marks.get(symbol, pos.avg_price)
+        if pos.quantity > 0.0:
+            return pos.quantity * self.marks.get(symbol, pos.avg_price)
+        return -pos.quantity * self.marks.get(symbol, pos.avg_price)
 
     def exposures(self) -> dict[str, float]:
-        """Value of each open position at its mark."""
-        return {s: self.symbol_exposure(s) for s, p in self.positions.items() if p.quantity > 0.0}
+        """Value of each open position at its mark (shorts' >= 0 too)."""
+        return {s: self.symbol_exposure(s) for s, p in self.positions.items() if p.quantity != 0.0}
 
     @property
     def exposure(self) -> float:
-        """Total value of open positions at their marks."""
+        """Gross value of open positions at their marks: longs' plus shorts' size x mark."""
         total = 0.0
         for s, p in self.positions.items():
             if p.quantity > 0.0:
+                total += p.quantity * self.marks.get(s, p.avg_price)
+            elif p.quantity < 0.0:
+                total -= p.quantity * self.marks.get(s, p.avg_price)
+        return total
+
+    @property
+    def short_value(self) -> float:
+        """The shorts' signed value at their marks (<= 0)."""
+        total = 0.0
+        for s, p in self.positions.items():
+            if p.quantity < 0.0:
                 total += p.quantity * self.marks.get(s, p.avg_price)
         return total
 
     @property
     def equity(self) -> float:
-        """Cash plus positions at their marks."""
-        return self.cash + self.exposure
+        """Cash plus positions at their marks (shorts count negative)."""
+        return self.cash + self.exposure + 2.0 * self.short_value
+
+    def buying_power(self, leverage: float = 1.0) -> float:
+        """What new entries may spend (rule 16): cash when nothing is short and nothing borrowed, else
+        equity x ``leverage`` less the gross exposure."""
+        short = self.short_value
+        if leverage == 1.0 and short == 0.0:
+            return self.cash
+        exposure = self.exposure
+        return (self.cash + exposure + 2.0 * short) * leverage - exposure
 
     def unrealized_pnl(self, symbol: str | None = None) -> float:
         """Mark-to-market gain of open positions against their average price (fees not deducted)."""
@@ -140,7 +216,7 @@ class Portfolio:
         out = 0.0
         for s in syms:
             p = self.positions.get(s)
-            if p is not None and p.quantity > 0.0:
+            if p is not None and p.quantity != 0.0:
                 out += p.quantity * (self.marks.get(s, p.avg_price) - p.avg_price)
         return out
 
@@ -156,17 +232,20 @@ class Portfolio:
         rows = [{c: t[c] for c in TRADE_COLUMNS} for t in self.trades]
         if include_open:
             for s, p in self.positions.items():
-                if p.quantity <= 0.0:
+                if p.quantity == 0.0:
                     continue
                 px = self.marks.get(s, p.avg_price)
                 fees = p.extra["entry_fees"]
-                pnl = p.quantity * (px - p.avg_price) - fees
+                size = abs(p.quantity)
+                funding, interest = p.extra.get("funding", 0.0), p.extra.get("interest", 0.0)
+                pnl = p.quantity * (px - p.avg_price) - fees + (funding + interest)
                 values = {
                     "symbol": s, "entry_time": p.opened_at, "exit_time": None, "entry_price": p.avg_price,
-                    "exit_price": px, "quantity": p.quantity, "pnl": pnl,
-                    "return_pct": pnl / (p.quantity * p.avg_price), "entry_fees": fees, "exit_fees": 0.0,
+                    "exit_price": px, "quantity": size, "pnl": pnl,
+                    "return_pct": pnl / (size * p.avg_price), "entry_fees": fees, "exit_fees": 0.0,
                     "commission": fees, "slippage": p.extra["entry_slippage"], "duration": None,
-                    "exit_reason": None, "status": "open",
+                    "exit_reason": None, "status": "open", "side": "long" if p.quantity > 0.0 else "short",
+                    "funding": funding, "interest": interest,
                 }
                 rows.append({c: values[c] for c in TRADE_COLUMNS})
         return rows
@@ -214,8 +293,10 @@ class Portfolio:
     @classmethod
     def replay_fills(cls, initial_cash: float, fills: Iterable[Fill]) -> Portfolio:
         """A portfolio that booked ``fills`` in order: the same cash, positions and closed trades, bit for
-        bit, as the one that booked them live (marks and peaks come from bars, not fills)."""
-        pf = cls(initial_cash)
+        bit, as the one that booked them live (marks and peaks come from bars, not fills). A sell from flat
+        was a short's entry (the live ledger accepted it), so replays allow shorts. Carrying costs (rule 16)
+        are not fills: a replay leaves them out of the cash and trades."""
+        pf = cls(initial_cash, shorts=True)
         for fill in fills:
             pf.apply_fill(fill)
         return pf
@@ -229,6 +310,11 @@ class Portfolio:
             Fill(r.client_id, r.symbol, Side(r.side), r.quantity, r.price, r.commission, r.slippage,
                  pd.Timestamp(r.time).to_pydatetime(), r.fill_id, reason.get(r.client_id, ""))
             for r in fills.itertuples(index=False)))
+
+
+def _fresh() -> dict[str, float]:
+    """A new position's running sums: its entry fees and slippage (and carrying costs, once paid)."""
+    return {"entry_fees": 0.0, "entry_slippage": 0.0}
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -24,6 +24,8 @@ from workbench.execution.codes import (
     CAP_PORTFOLIO_LIMIT,
     CAP_TOO_SMALL,
     DAY_NS,
+    FUNDING_NS,
+    LIQUIDATION_CODE,
     NONE,
     SIZE_FIXED_AMOUNT,
     SIZE_PERCENT_EQUITY,
@@ -84,6 +86,27 @@ def book_sell_nb(
     P&L net of ``entry_fees`` attributed to it and this fill's ``fee``)."""
     pnl = quantity * (price - avg_price) - entry_fees - fee
     return cash + (quantity * price - fee), held - quantity, pnl
+
+
+@njit(cache=True)
+def book_short_nb(
+    cash: float, held: float, avg_price: float, quantity: float, price: float, fee: float
+) -> tuple[float, float, float]:
+    """The ledger after a sell of ``quantity`` that opens or adds to a short (``held`` <= 0): (cash,
+    position, average entry price). Cash receives the proceeds less the fee; the position goes down."""
+    notional = quantity * price
+    total = quantity - held  # the short's size after the fill
+    return cash + (notional - fee), held - quantity, (-held * avg_price + notional) / total
+
+
+@njit(cache=True)
+def book_cover_nb(
+    cash: float, held: float, avg_price: float, quantity: float, price: float, fee: float, entry_fees: float
+) -> tuple[float, float, float]:
+    """The ledger after a buy of ``quantity`` (<= -``held``) that covers a short: (cash, position left,
+    the closed part's P&L net of ``entry_fees`` attributed to it and this fill's ``fee``)."""
+    pnl = quantity * (avg_price - price) - entry_fees - fee
+    return cash - (quantity * price + fee), held + quantity, pnl
 
 
 @njit(cache=True)
@@ -201,6 +224,94 @@ def stop_exit_nb(
     if high >= tp_lvl:
         return TAKE_PROFIT, tp_lvl
     return NONE, np.nan
+
+
+@njit(cache=True)
+def short_stop_exit_nb(
+    open_: float, high: float, low: float, entry: float, trough: float, sl: float, tp: float, trail: float
+) -> tuple[int, float]:
+    """:func:`stop_exit_nb` mirrored for a short position: stop = the lower of entry × (1 + sl) and
+    trough × (1 + trail) (``trough``: the lowest low since entry), take profit entry × (1 - tp). An open
+    beyond a level exits at the open; else high >= stop exits at the stop; else low <= take profit at it."""
+    stop_lvl = np.inf
+    stop_code = NONE
+    if not np.isnan(sl):
+        stop_lvl = entry * (1.0 + sl)
+        stop_code = STOP_LOSS
+    if not np.isnan(trail):
+        lvl = trough * (1.0 + trail)
+        if lvl < stop_lvl:
+            stop_lvl = lvl
+            stop_code = TRAILING_STOP
+    tp_lvl = entry * (1.0 - tp) if not np.isnan(tp) else -np.inf
+    if open_ >= stop_lvl:
+        return stop_code, open_
+    if open_ <= tp_lvl:
+        return TAKE_PROFIT, open_
+    if high >= stop_lvl:
+        return stop_code, stop_lvl
+    if low <= tp_lvl:
+        return TAKE_PROFIT, tp_lvl
+    return NONE, np.nan
+
+
+@njit(cache=True)
+def liquidation_price_nb(side: int, entry: float, initial: float, maintenance: float) -> float:
+    """The liquidation price of an isolated-margin position (rule 16): the price where its margin
+    (entry notional × ``initial``) plus its unrealized P&L falls to ``maintenance`` × its notional:
+    long entry × (1 - initial) / (1 - maintenance), short entry × (1 + initial) / (1 + maintenance).
+    -inf (long) / +inf (short) when margin is off (``initial`` NaN)."""
+    if np.isnan(initial):
+        return -np.inf if side > 0 else np.inf
+    if side > 0:
+        return entry * (1.0 - initial) / (1.0 - maintenance)
+    return entry * (1.0 + initial) / (1.0 + maintenance)
+
+
+@njit(cache=True)
+def position_exit_nb(
+    side: int, open_: float, high: float, low: float, entry: float, peak: float, sl: float, tp: float,
+    trail: float, liq: float,
+) -> tuple[int, float]:
+    """(reason, reference price) of a stop or liquidation exit of a long (``side`` 1) or short (-1)
+    position on this bar, or (NONE, nan). ``peak``: the highest high (long) or lowest low (short) since
+    entry; ``liq``: :func:`liquidation_price_nb`. An open beyond the liquidation price liquidates at the
+    open; a stop exit at the open or a stop level reached before the liquidation price comes first;
+    else a bar through the liquidation price liquidates at it (before take profit)."""
+    if side > 0:
+        if open_ <= liq:
+            return LIQUIDATION_CODE, open_
+        code, ref = stop_exit_nb(open_, high, low, entry, peak, sl, tp, trail)
+        if code != NONE and (ref == open_ or (code != TAKE_PROFIT and ref >= liq)):
+            return code, ref
+        if low <= liq:
+            return LIQUIDATION_CODE, liq
+        return code, ref
+    if open_ >= liq:
+        return LIQUIDATION_CODE, open_
+    code, ref = short_stop_exit_nb(open_, high, low, entry, peak, sl, tp, trail)
+    if code != NONE and (ref == open_ or (code != TAKE_PROFIT and ref <= liq)):
+        return code, ref
+    if high >= liq:
+        return LIQUIDATION_CODE, liq
+    return code, ref
+
+
+@njit(cache=True)
+def carry_nb(quantity: float, price: float, funding: float, borrow: float) -> tuple[float, float]:
+    """The carrying costs of a position of signed ``quantity`` at ``price`` for one bar (rule 16):
+    (funding, interest), both cash flows (negative = paid). Funding: -quantity × price × ``funding``
+    (the rate due at this bar; longs pay a positive rate, shorts receive it); interest: a short pays
+    |quantity| × price × ``borrow`` (the borrow rate per bar)."""
+    fund = -quantity * price * funding
+    interest = quantity * price * borrow if quantity < 0.0 else 0.0
+    return fund, interest
+
+
+@njit(cache=True)
+def funding_due_nb(prev_ns: int, now_ns: int, rate: float) -> float:
+    """The constant funding ``rate`` times the funding times (every 8 h from 00:00 UTC) in (prev, now]."""
+    return rate * (now_ns // FUNDING_NS - prev_ns // FUNDING_NS)
 
 
 @njit(cache=True)

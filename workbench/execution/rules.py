@@ -29,7 +29,8 @@ from workbench.domain import Order, OrderStatus, OrderType, Side
 from workbench.execution import codes, nb
 
 # order reasons (the trade log's exit_reason for exits)
-ENTRY, SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL, END, EVENT = codes.REASONS[1:]
+(ENTRY, SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_LIMIT, CLOSE_ALL, END, EVENT,
+ LIQUIDATION) = codes.REASONS[1:11]
 
 # entry-cap rule names, as returned by cap_entry and used in risk rejections
 (MIN_VOLUME, MAX_POSITION, PORTFOLIO_LIMIT, CONCENTRATION, MAX_SHARE, CASH, TOO_SMALL) = codes.CAP_RULES[1:]
@@ -197,6 +198,27 @@ def stop_exit(
         nan if stop_loss is None else stop_loss,
         nan if take_profit is None else take_profit,
         nan if trailing_stop is None else trailing_stop,
+    )
+    return None if code == codes.NONE else (codes.REASONS[code], price)
+
+
+def position_exit(
+    side: int, bar: Bar, entry: float, peak: float, stop_loss: float | None, take_profit: float | None,
+    trailing_stop: float | None, liquidation: float | None = None,
+) -> tuple[str, float] | None:
+    """``(reason, reference price)`` of a stop or liquidation exit of a long (``side`` 1) or short (-1)
+    position on ``bar``, or None (rules 5, 15, 16: :func:`workbench.execution.nb.position_exit_nb`; a long
+    without a liquidation price is :func:`stop_exit`). ``peak``: the highest high of a long since entry,
+    the lowest low of a short."""
+    if side > 0 and liquidation is None:
+        return stop_exit(bar.open, bar.high, bar.low, entry, peak, stop_loss, take_profit, trailing_stop)
+    nan = math.nan
+    liq = liquidation if liquidation is not None else (-math.inf if side > 0 else math.inf)
+    code, price = nb.position_exit_nb(
+        side, bar.open, bar.high, bar.low, entry, peak,
+        nan if stop_loss is None else stop_loss,
+        nan if take_profit is None else take_profit,
+        nan if trailing_stop is None else trailing_stop, liq,
     )
     return None if code == codes.NONE else (codes.REASONS[code], price)
 

@@ -19,10 +19,13 @@ from workbench.config import SessionConfig
 from workbench.execution.codes import (
     BREAKER_GAP,
     BREAKER_REJECTIONS,
+    DIRECTIONS,
     ENTRY,
     EVENT_CODE,
     EXIT_SIGNAL,
+    FUNDING_CODE,
     HALTED,
+    INTEREST_CODE,
     MINUTE_NS,
     NONE,
     REASONS,
@@ -32,15 +35,22 @@ from workbench.execution.codes import (
     TIME_LIMIT,
 )
 from workbench.execution.legs import column_scale
+from workbench.execution.margin import borrow_per_bar
 from workbench.execution.nb import (
     MIN_QUANTITY,
     book_buy_nb,
+    book_cover_nb,
     book_sell_nb,
+    book_short_nb,
     breaker_nb,
     buy_fill_nb,
     cap_entry_nb,
+    carry_nb,
     fee_nb,
+    funding_due_nb,
     gap_nb,
+    liquidation_price_nb,
+    position_exit_nb,
     sell_fill_nb,
     stop_exit_nb,
     tail_nb,
@@ -99,6 +109,15 @@ class KernelParams(NamedTuple):
     max_gap: float  # gap breaker (NaN = off): a held symbol's drop from its previous close to the open
     scaling: np.ndarray  # automated scaling (rule 11): execution.scaling's P_* slots, P_ON 0 when off
     col_scale: np.ndarray  # (m,) each column's sizing multiplier: its leg's allocation (execution.legs), else 1
+    direction: int = 1  # codes.DIRECTIONS: 1 long, 2 short, 3 both (rule 15)
+    leverage: float = 1.0  # margin (rule 16): buying power = equity x leverage
+    initial: float = math.nan  # initial margin fraction; NaN: margin off (no liquidation)
+    maintenance: float = 0.0
+    borrow: float = 0.0  # a short's interest per bar, a fraction of its value
+    funding_rate: float = 0.0  # constant funding rate per 8 h interval
+    funding: np.ndarray = np.empty(0)  # (n,) the funding rate due at each bar (a series), or empty: the constant
+    short_sig: np.ndarray = np.empty((0, 0), dtype=np.bool_)  # (n, m) a strategy's own short entries, or empty:
+    cover_sig: np.ndarray = np.empty((0, 0), dtype=np.bool_)  # the default rule (short entry = exit signal ...)
 
 
 def kernel_params(config: SessionConfig) -> KernelParams:
@@ -109,6 +128,7 @@ def kernel_params(config: SessionConfig) -> KernelParams:
     def opt(v: float | None, none: float) -> float:
         return none if v is None else float(v)
 
+    mg = config.margin
     return KernelParams(
         float(config.initial_balance), SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
         opt(risk.max_position, inf), opt(risk.portfolio_limit, inf), opt(risk.concentration_limit, inf),
@@ -122,7 +142,11 @@ def kernel_params(config: SessionConfig) -> KernelParams:
         int(round(cb.rejection_window_s * 1e9)), REDUCING if cb.action == "reducing" else HALTED,
         opt(cb.max_volatility, nan), opt(cb.max_var, nan), int(cb.tail_window),
         day_bars(config), opt(cb.max_gap, nan), col_scale=column_scale(config),
-        scaling=scaling_params(config.scaling),
+        scaling=scaling_params(config.scaling), direction=DIRECTIONS[config.direction],
+        leverage=1.0 if mg is None else float(mg.leverage), initial=nan if mg is None else mg.initial_fraction,
+        maintenance=0.0 if mg is None else float(mg.maintenance),
+        borrow=0.0 if mg is None else borrow_per_bar(mg.borrow_rate, config.data.timeframe),
+        funding_rate=0.0 if mg is None else float(mg.funding_rate),
     )
 
 
@@ -165,6 +189,54 @@ def next_event_nb(
     return n
 
 
+@njit(cache=True)
+def next_event_sides_nb(
+    i: int, pos: np.ndarray, buy_sig: np.ndarray, sell_sig: np.ndarray, short_sig: np.ndarray,
+    cover_sig: np.ndarray, allowed: np.ndarray, entries: bool, direction: int,
+) -> int:
+    """:func:`next_event_nb` with short positions (rule 15): the first bar >= ``i`` where a held
+    column's exit signal (or, with 'both', the other side's entry) or, when ``entries``, an allowed
+    entry signal of a flat column can act; ``len(buy_sig)`` if none."""
+    n, m = buy_sig.shape
+    for j in range(i, n):
+        for c in range(m):
+            le, lx, se, sx = sides_at_nb(j, c, buy_sig, sell_sig, short_sig, cover_sig, direction)
+            if pos[c] > 0.0:
+                if lx or se:
+                    return j
+            elif pos[c] < 0.0:
+                if sx or le:
+                    return j
+            elif entries and (le or se) and allowed[j]:
+                return j
+    return n
+
+
+@njit(cache=True)
+def sides_at_nb(
+    i: int, c: int, buy_sig: np.ndarray, sell_sig: np.ndarray, short_sig: np.ndarray, cover_sig: np.ndarray,
+    direction: int,
+) -> tuple[bool, bool, bool, bool]:
+    """(long entry, long exit, short entry, short exit) acting at bar ``i`` of column ``c`` under
+    ``direction`` (rule 15): the sides the direction does not trade are False; short signals are the
+    strategy's own (``short_sig``/``cover_sig``) or, when those are empty, the default rule (short entry
+    = the exit signal, short exit = the entry signal). With 'both' an entry signal of one side also
+    exits the other (a reversal), so it is returned as that side's exit too."""
+    le = buy_sig[i, c] and (direction & 1) != 0
+    lx = sell_sig[i, c]
+    se = False
+    sx = False
+    if direction & 2:
+        if short_sig.shape[0] > 0:
+            se, sx = short_sig[i, c], cover_sig[i, c]
+        else:
+            se, sx = sell_sig[i, c], buy_sig[i, c]
+    if direction == 3:
+        lx = lx or se
+        sx = sx or le
+    return le, lx, se, sx
+
+
 @njit(cache=True, nogil=True)  # the A/B walks its variants in parallel threads
 def fills_nb(
     times: np.ndarray,  # int64 ns, bar open times (n,)
@@ -180,8 +252,11 @@ def fills_nb(
     p: KernelParams,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every fill of a backtest, in execution order: (bar, column, quantity, fill price, reference
-    price, reason, trip, scaling steps) arrays, quantity > 0 for a buy and -inf for a sell of the whole position;
-    each bar's sells come before its buys (buys in symbol order). ``trip`` is (bar, BREAKER_* code,
+    price, reason, trip, scaling steps) arrays. Quantity: > 0 a buy opening a long, -inf a sell of the
+    whole long; a short (rule 15) opens with a sell of -quantity (finite < 0) and is covered by a buy
+    of the whole position (+inf). Carrying costs (rule 16) are rows of quantity 0 with reason FUNDING or
+    INTEREST whose price is the cash flow (negative = paid), before the bar's exits. Each bar's exits
+    come before its entries (entries in symbol order). ``trip`` is (bar, BREAKER_* code,
     trading state) of the circuit breaker's trip, bar -1 if it never tripped; each row of ``steps`` is
     (bar, the step's numbers in ``execution.scaling.STEP_FIELDS`` order), none when scaling is off.
 
@@ -207,17 +282,24 @@ def fills_nb(
     pos = np.zeros(m)
     entry_px = np.zeros(m)
     entry_t = np.zeros(m, dtype=np.int64)
-    peak = np.zeros(m)
+    peak = np.zeros(m)  # long: the highest high since entry; short: the lowest low
+    liq = np.zeros(m)  # each position's liquidation price (rule 16)
     mark = np.full(m, np.nan)  # valuation price: this bar's open, else the last close
-    was_long = np.zeros(m, dtype=np.bool_)
+    was_side = np.zeros(m, dtype=np.int8)  # the position's side at the bar's open: 1, -1, 0 flat
+    reversed_ = np.zeros(m, dtype=np.bool_)  # closed at this bar's open by a signal (an entry may reverse it)
+    sides = p.direction != 1 or p.short_sig.shape[0] > 0  # rule 15's general path; long-only keeps its own
+    margin = not np.isnan(p.initial)
+    carrying = p.borrow != 0.0 or p.funding_rate != 0.0 or len(p.funding) > 0
+    levered = p.leverage != 1.0
     tail = not (np.isnan(p.max_vol) and np.isnan(p.max_var))
     tail_ring = np.zeros(p.tail_window)
     n_tail = 0
     gap = not np.isnan(p.max_gap)
     breaker = not (np.isnan(p.max_daily_loss) and np.isnan(p.max_drawdown)) or tail or gap
     watch = (not (np.isnan(p.sl) and np.isnan(p.tp) and np.isnan(p.trail)) or p.max_hold_ns >= 0 or breaker
-             or flatten.any())
+             or flatten.any() or margin or carrying)
     held = 0  # symbols with a position
+    n_short = 0  # of them short
     state = RUNNING
     order_times = np.zeros(max(p.max_orders_per_minute, 1), dtype=np.int64)  # ring of the last orders
     n_orders = 0
@@ -236,7 +318,11 @@ def fills_nb(
     i = 0
     while i < n:
         if (held == 0 or not watch) and not tail and not scaling:  # tail breakers, scaling: every bar
-            j = next_event_nb(i, pos, buy_sig, sell_sig, scan_ok, state == RUNNING)
+            if sides:
+                j = next_event_sides_nb(i, pos, buy_sig, sell_sig, p.short_sig, p.cover_sig, scan_ok,
+                                        state == RUNNING, p.direction)
+            else:
+                j = next_event_nb(i, pos, buy_sig, sell_sig, scan_ok, state == RUNNING)
             if j > i:  # bars i..j-1 only move the marks: after a bar, its close, else its open
                 for c in range(m):
                     for r in range(j - 1, i - 1, -1):
@@ -249,12 +335,19 @@ def fills_nb(
                 i = j
                 if i == n:
                     break
-        while k + m > len(o_idx):  # room for this bar's orders (at most one per symbol)
+        while k + 4 * m > len(o_idx):  # room for this bar's rows (carry, exit, entry per symbol)
             o_idx, o_col, o_qty = _grow(o_idx), _grow(o_col), _grow(o_qty)
             o_price, o_ref, o_reason = _grow(o_price), _grow(o_ref), _grow(o_reason)
         now = times[i]
+        fund_rate = 0.0
+        if carrying and held > 0:
+            if len(p.funding) > 0:
+                fund_rate = p.funding[i]
+            elif i > 0:
+                fund_rate = funding_due_nb(times[i - 1], now, p.funding_rate)
         for c in range(m):
-            was_long[c] = pos[c] > 0.0
+            was_side[c] = 1 if pos[c] > 0.0 else (-1 if pos[c] < 0.0 else 0)
+            reversed_[c] = False
             if not np.isnan(open_[i, c]):
                 if gap and pos[c] > 0.0 and state != HALTED:  # the gap breaker sees the drop to the open
                     level, _drop = gap_nb(mark[c], open_[i, c], p.max_gap)
@@ -263,55 +356,106 @@ def fills_nb(
                         at = 0 if trip[0] < 0 else 3
                         trip[at], trip[at + 1], trip[at + 2] = i, BREAKER_GAP, state
                 mark[c] = open_[i, c]
-        # 1) exits: signal (held while HALTED), holding time, stops
+                if carrying and pos[c] != 0.0:  # 0) carrying costs at the open (rule 16)
+                    fund, interest = carry_nb(pos[c], open_[i, c], fund_rate, p.borrow)
+                    if fund != 0.0:
+                        cash += fund
+                        o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k] = i, c, 0.0, fund, open_[i, c]
+                        o_reason[k] = FUNDING_CODE
+                        k += 1
+                    if interest != 0.0:
+                        cash += interest
+                        o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k] = i, c, 0.0, interest, open_[i, c]
+                        o_reason[k] = INTEREST_CODE
+                        k += 1
+        # 1) exits: signal (held while HALTED), holding time, stops, liquidation
         for c in range(m):
             o = open_[i, c]
-            if pos[c] <= 0.0 or np.isnan(o):
+            if pos[c] == 0.0 or np.isnan(o):
                 continue
+            side = 1 if pos[c] > 0.0 else -1
             code = NONE
             ref = o
-            if sell_sig[i, c] and state != HALTED:
+            if sides:
+                le, lx, se, sx = sides_at_nb(i, c, buy_sig, sell_sig, p.short_sig, p.cover_sig, p.direction)
+                signal = lx if side > 0 else sx
+            else:
+                signal = sell_sig[i, c]
+            if signal and state != HALTED:
                 code = EXIT_SIGNAL
+                reversed_[c] = True
             elif flatten[i]:
                 code = EVENT_CODE
             elif p.max_hold_ns >= 0 and now - entry_t[c] >= p.max_hold_ns:
                 code = TIME_LIMIT
-            else:
+            elif side > 0 and not margin:
                 code, ref = stop_exit_nb(o, high[i, c], low[i, c], entry_px[c], peak[c], p.sl, p.tp, p.trail)
+            else:
+                code, ref = position_exit_nb(side, o, high[i, c], low[i, c], entry_px[c], peak[c], p.sl, p.tp,
+                                             p.trail, liq[c])
             if code == NONE:
                 continue
-            fill = sell_fill_nb(ref, pos[c], volume[i, c], p.slip, p.impact)
-            proceeds = pos[c] * fill
-            fee = fee_nb(proceeds, p.taker, p.fixed_fee)
-            if proceeds - fee < 0.0:  # fees exceed proceeds: vectorbt rejects such a sell
-                continue
-            cash, pos[c], _pnl = book_sell_nb(cash, pos[c], entry_px[c], pos[c], fill, fee, 0.0)
-            if scaling:  # the closed trade's return: net proceeds over entry cost with its fees
-                scaling_trade_nb(scale_st, (proceeds - fee) / entry_cost[c] - 1.0)
+            if side > 0:
+                fill = sell_fill_nb(ref, pos[c], volume[i, c], p.slip, p.impact)
+                proceeds = pos[c] * fill
+                fee = fee_nb(proceeds, p.taker, p.fixed_fee)
+                if proceeds - fee < 0.0:  # fees exceed proceeds: vectorbt rejects such a sell
+                    continue
+                cash, pos[c], _pnl = book_sell_nb(cash, pos[c], entry_px[c], pos[c], fill, fee, 0.0)
+                if scaling:  # the closed trade's return: net proceeds over entry cost with its fees
+                    scaling_trade_nb(scale_st, (proceeds - fee) / entry_cost[c] - 1.0)
+                o_qty[k] = -np.inf
+            else:  # cover the short: a buy of the whole position at buy-side slippage
+                q = -pos[c]
+                fill = buy_fill_nb(ref, q, volume[i, c], p.slip, p.impact)
+                fee = fee_nb(q * fill, p.taker, p.fixed_fee)
+                cash, pos[c], _pnl = book_cover_nb(cash, pos[c], entry_px[c], q, fill, fee, 0.0)
+                pos[c] = 0.0
+                n_short -= 1
+                o_qty[k] = np.inf
             held -= 1
             if p.max_orders_per_minute > 0:
                 order_times[n_orders % len(order_times)] = now
                 n_orders += 1
-            o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k], o_reason[k] = i, c, -np.inf, fill, ref, code
+            o_idx[k], o_col[k], o_price[k], o_ref[k], o_reason[k] = i, c, fill, ref, code
             k += 1
         # 2) entries, in symbol order, while RUNNING: time, order rate, caps (rejections count)
         for c in range(m):
             o = open_[i, c]
-            if was_long[c] or not buy_sig[i, c] or np.isnan(o) or state != RUNNING or scale_st[SCALE] <= 0.0:
+            if np.isnan(o) or state != RUNNING or scale_st[SCALE] <= 0.0:
                 continue
+            if sides:
+                le, lx, se, sx = sides_at_nb(i, c, buy_sig, sell_sig, p.short_sig, p.cover_sig, p.direction)
+                if le == se:  # neither, or both sides at once (a conflict: both ignored)
+                    continue
+                side = 1 if le else -1
+                if pos[c] != 0.0 or (was_side[c] != 0 and not (reversed_[c] and was_side[c] == -side)):
+                    continue  # held, or closed on this bar by anything but a reversing signal
+            else:
+                if was_side[c] != 0 or not buy_sig[i, c]:
+                    continue
+                side = 1
             q = 0.0
             if o > 0.0 and allowed[i] and not (
                 p.max_orders_per_minute > 0 and window_full_nb(order_times, n_orders, now, MINUTE_NS)
             ):
                 exposure = 0.0
+                value = 0.0
                 for jj in range(m):
                     if pos[jj] > 0.0:
                         exposure += pos[jj] * mark[jj]
-                q = target_quantity_nb(p.sizing_mode, p.sizing_value, cash + exposure, o) * p.col_scale[c]
+                    elif pos[jj] < 0.0:
+                        exposure -= pos[jj] * mark[jj]
+                        value += pos[jj] * mark[jj]
+                budget = cash  # rule 16: buying power = equity x leverage - gross exposure
+                if levered or n_short > 0:
+                    budget = (cash + exposure + 2.0 * value) * p.leverage - exposure
+                q = target_quantity_nb(p.sizing_mode, p.sizing_value, cash + exposure + 2.0 * value, o)
+                q *= p.col_scale[c]
                 if scaling:
                     q *= scale_st[SCALE]
                 q, _rule = cap_entry_nb(
-                    q, o, volume[i, c], cash, exposure, 0.0, p.max_position, p.portfolio_limit, p.concentration,
+                    q, o, volume[i, c], budget, exposure, 0.0, p.max_position, p.portfolio_limit, p.concentration,
                     p.min_volume, p.max_share, p.skip_excess, p.taker, p.fixed_fee, p.slip, p.impact,
                 )
             if q <= MIN_QUANTITY:  # rejected
@@ -322,30 +466,45 @@ def fills_nb(
                         state = p.breaker_action
                         trip[0], trip[1], trip[2] = i, BREAKER_REJECTIONS, state
                 continue
-            fill = buy_fill_nb(o, q, volume[i, c], p.slip, p.impact)
-            cash, pos[c], entry_px[c] = book_buy_nb(cash, 0.0, 0.0, q, fill, fee_nb(q * fill, p.taker, p.fixed_fee))
+            if side > 0:
+                fill = buy_fill_nb(o, q, volume[i, c], p.slip, p.impact)
+                fee = fee_nb(q * fill, p.taker, p.fixed_fee)
+                cash, pos[c], entry_px[c] = book_buy_nb(cash, 0.0, 0.0, q, fill, fee)
+                if not levered:
+                    cash = max(cash, 0.0)  # vectorbt's booking never lets rounding take cash below 0
+                peak[c] = -np.inf
+                o_qty[k] = q
+            else:  # open a short: a sell of q at sell-side slippage
+                fill = sell_fill_nb(o, q, volume[i, c], p.slip, p.impact)
+                fee = fee_nb(q * fill, p.taker, p.fixed_fee)
+                cash, pos[c], entry_px[c] = book_short_nb(cash, 0.0, 0.0, q, fill, fee)
+                n_short += 1
+                peak[c] = np.inf
+                o_qty[k] = -q
             if scaling:
-                entry_cost[c] = q * fill + fee_nb(q * fill, p.taker, p.fixed_fee)
-            cash = max(cash, 0.0)  # vectorbt's booking never lets rounding take cash below 0
+                entry_cost[c] = q * fill + fee
+            liq[c] = liquidation_price_nb(side, fill, p.initial, p.maintenance)
             held += 1
             entry_t[c] = now
-            peak[c] = -np.inf
             if p.max_orders_per_minute > 0:
                 order_times[n_orders % len(order_times)] = now
                 n_orders += 1
-            o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k], o_reason[k] = i, c, q, fill, o, ENTRY
+            o_idx[k], o_col[k], o_price[k], o_ref[k], o_reason[k] = i, c, fill, o, ENTRY
             k += 1
-        # 3) trailing peaks and marks see the whole bar
+        # 3) trailing peaks (troughs of shorts) and marks see the whole bar
         for c in range(m):
-            if pos[c] > 0.0 and high[i, c] > peak[c]:
-                peak[c] = high[i, c]
+            if pos[c] > 0.0:
+                if high[i, c] > peak[c]:
+                    peak[c] = high[i, c]
+            elif pos[c] < 0.0 and low[i, c] < peak[c]:
+                peak[c] = low[i, c]
             if not np.isnan(close[i, c]):
                 mark[c] = close[i, c]
         # 4) the breaker sees the equity after the bar (rule 10)
         if breaker:
             equity = cash
             for c in range(m):
-                if pos[c] > 0.0:
+                if pos[c] != 0.0:
                     equity += pos[c] * mark[c]
             if now // DAY != day:
                 day = now // DAY
@@ -372,7 +531,7 @@ def fills_nb(
         if scaling:
             equity = cash
             for c in range(m):
-                if pos[c] > 0.0:
+                if pos[c] != 0.0:
                     equity += pos[c] * mark[c]
             step, row = scaling_bar_nb(scale_st, now, equity, sp)
             if step != STEP_NONE:
@@ -388,8 +547,9 @@ def fills_nb(
 
 
 class Fills(NamedTuple):
-    """:func:`fills_nb`'s orders in execution order: bar, column, quantity (> 0 buy, -inf sell all),
-    fill price, reference price and reason code (``REASONS``) of each."""
+    """:func:`fills_nb`'s orders in execution order: bar, column, quantity (> 0 buy, -inf sell all; a
+    short: < 0 sell, +inf cover; 0: a carry row whose price is its cash flow), fill price, reference price
+    and reason code (``REASONS``) of each."""
 
     idx: np.ndarray
     col: np.ndarray
@@ -423,6 +583,9 @@ def layout_nb(
         k = 0
         while r < len(o_idx) and o_idx[r] == i:
             c = o_col[r]
+            if o_qty[r] == 0.0:  # a carry row (rule 16) is a cash flow, not an order: vectorbt leaves it out
+                r += 1
+                continue
             qty_out[i, c], price_out[i, c] = o_qty[r], o_price[r]
             ref_out[i, c], reason_out[i, c] = o_ref[r], o_reason[r]
             call_seq[i, k] = c

@@ -86,7 +86,7 @@ def empty_trades() -> pd.DataFrame:
     """A trade log with no rows and the ``TRADE_COLUMNS`` schema and dtypes."""
     dtypes = {
         "symbol": "object", "entry_time": "datetime64[ns, UTC]", "exit_time": "datetime64[ns, UTC]",
-        "duration": "timedelta64[ns]", "exit_reason": "object", "status": "object",
+        "duration": "timedelta64[ns]", "exit_reason": "object", "status": "object", "side": "object",
     }
     return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in TRADE_COLUMNS})
 

@@ -16,7 +16,7 @@ from workbench.store.schema import UTCDateTime
 EQUITY_COLUMNS = ("equity", "cash", "exposure")
 TRADE_REQUIRED = ("symbol", "entry_time", "entry_price", "quantity")
 TRADE_NUMERIC = ("entry_price", "exit_price", "quantity", "pnl", "return_pct", "entry_fees", "exit_fees",
-                 "commission", "slippage")
+                 "commission", "slippage", "funding", "interest")
 
 def utc(value: Any, what: str = "time") -> datetime:
     """``value`` (datetime, date, ISO string, pandas Timestamp) as an aware UTC datetime; naive means UTC."""
@@ -113,6 +113,8 @@ def trades_frame(frame: pd.DataFrame) -> pd.DataFrame:
     ``duration`` a timedelta (NaT while open)."""
     out = frame.reindex(columns=list(TRADE_COLUMNS))
     out["duration"] = pd.to_timedelta(out["duration"].astype(float), unit="s")
+    out["side"] = out["side"].where(out["side"].notna(), "long")  # rows saved before shorts (revision 0008)
+    out[["funding", "interest"]] = out[["funding", "interest"]].astype(float).fillna(0.0)
     return out
 
 

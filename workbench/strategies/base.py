@@ -1,9 +1,11 @@
 """Strategy base: declared parameters and one signal function for both speeds.
 
 A strategy computes long entry/exit signals from a bars frame (UTC index, columns
-open/high/low/close/volume). The vectorized backtest calls ``signals`` once over the
-whole history; the bar-by-bar loop calls it over the last ``lookback()`` closed bars and
-acts on the last row. Indicators must therefore depend only on a finite window of past
+open/high/low/close/volume), and short ones: by default, defined here once, a short entry is the long
+exit signal and a short exit the long entry signal (a strategy may override :meth:`Strategy.short_signals`
+and :meth:`Strategy.last_short_signal` together, or set ``can_short = False``). The vectorized
+backtest calls ``signals`` once over the whole history; the bar-by-bar loop calls it over the last
+``lookback()`` closed bars and acts on the last row. Indicators must therefore depend only on a finite window of past
 bars (rolling windows, not unbounded EWMs), so that both give the same last row.
 """
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Strategy:
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    #: may a session trade its signals short (config ``direction`` 'short' or 'both')?
+    can_short: ClassVar[bool] = True
 
     def __init__(self, **params: Any):
         self.p: dict[str, Any] = self.validate(params)
@@ -126,6 +130,23 @@ class Strategy:
             return False, False
         entries, exits = self.signals(window.frame())
         return bool(entries.iloc[-1]), bool(exits.iloc[-1])
+
+    def short_signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        """Boolean (short entries, short exits) aligned to ``bars.index``. Default: the long exits and
+        entries (:meth:`signals` swapped)."""
+        entries, exits = self.signals(bars)
+        return exits, entries
+
+    def last_short_signal(self, window: BarWindow) -> tuple[bool, bool]:
+        """(short entry, short exit) at the newest bar of ``window``: :meth:`short_signals`'s last row.
+        Default: :meth:`last_signal` swapped."""
+        entry, exit_ = self.last_signal(window)
+        return exit_, entry
+
+    @property
+    def own_shorts(self) -> bool:
+        """Does this strategy define its own short signals (not the default rule)?"""
+        return type(self).short_signals is not Strategy.short_signals
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.p.items())

@@ -34,11 +34,14 @@ from workbench import execution as ex
 from workbench.config import SessionConfig
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
+from workbench.execution.codes import EXIT_SIGNAL, LIQUIDATION_CODE, REASONS
 
 if TYPE_CHECKING:
     from workbench.execution.ledger import Portfolio
 
 _DONE = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+#: reasons of the trader's exits: a buy with one of them covers a short (rule 15)
+_COVERS = frozenset(REASONS[EXIT_SIGNAL:LIQUIDATION_CODE + 1])  # signal ... liquidation
 
 
 class PaperBroker:
@@ -179,15 +182,16 @@ class PaperBroker:
     # ---- fills ---------------------------------------------------------------------
     def execute(self, order: Order, bar: ex.Bar, cash: float = math.inf) -> Fill | None:
         """Fill market ``order`` on ``bar`` now, at the open or ``order.stop_price``, with slippage and the
-        taker fee. A buy is reduced to what ``cash`` affords (the rest is canceled); a buy that affords
-        nothing, or a sell whose fees exceed its proceeds, is REJECTED and returns None."""
+        taker fee. A buy is reduced to what ``cash`` affords (the rest is canceled), except a short's cover
+        (an exit reason); a buy that affords nothing, or a sell whose fees exceed its proceeds, is REJECTED
+        and returns None."""
         if order.client_id in self._by_id or order.status in _DONE:
             raise ValueError(f"order {order.client_id!r} is resting or done; execute takes a new order")
         if order.type is not OrderType.MARKET:
             raise ValueError(f"execute takes market orders; submit limit order {order.client_id!r} instead")
         ref = bar.open if order.stop_price is None else order.stop_price
         q = order.remaining
-        if order.side is Side.BUY:
+        if order.side is Side.BUY and order.reason not in _COVERS:  # a short's cover is never cut
             q = ex.affordable_quantity(q, ref, bar.volume, cash, self.config.commission, self.config.slippage)
         fill = self._fill(order, bar, q, ref, limit=False) if q > ex.MIN_QUANTITY else None
         if fill is None:
