@@ -16,6 +16,13 @@ Time: :meth:`CcxtBroker.sync_time` measures the exchange's clock (``fetch_time``
 ``InvalidNonce``: timestamp outside recvWindow) is not a network blip: it is a ``clock_skew`` event,
 ``clock_ok`` is False (the exchange broker pauses entries) and the call is sent again only after a
 resync succeeds (``clock_resynced``).
+
+Perpetual swaps (symbols ``BASE/QUOTE:SETTLE``, ccxt's unified swap names; :attr:`CcxtBroker.perps`):
+orders go to the derivatives market of the same client (Binance: ``/fapi``, one-way position mode), a
+short is a sell without holding the base, a close that only reduces a position is sent ``reduceOnly``
+(:meth:`CcxtBroker.reduce_only`), the account is the futures wallet (:meth:`CcxtBroker.wallet`), positions
+are the exchange's signed positions (``fetch_positions``; negative: short) and funding payments are read
+with ``fetch_funding_history`` (:meth:`CcxtBroker.funding_payments`).
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from typing import Any
 
 import ccxt
 
+from workbench.config import base_of, is_perp, quote_of
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench.retry import RetryPolicy, is_transient, retry_async
 
@@ -87,6 +95,7 @@ class CcxtBroker:
         self.clock_error_ms = float(UNMEASURED_ERROR_MS)  # half the round trip of that measurement
         self.clock_ok = True  # False after a -1021 refusal until a resync succeeds (entries pause)
         self.third_fees: dict[str, tuple[str, float]] = {}  # fill id -> (asset, amount) of fees not in quote/base
+        self.perps: list[str] = []  # the session's perpetual swap symbols (their account is the futures wallet)
 
     def __repr__(self) -> str:  # never shows the client's keys
         return f"<CcxtBroker {getattr(self.exchange, 'id', '?')} session={self.session_id or '-'}>"
@@ -284,7 +293,7 @@ class CcxtBroker:
         for t in trades:
             fee = t.get("fee") or {}
             commission = float(fee.get("cost") or 0.0)
-            base, quote = order.symbol.split("/")
+            base, quote = base_of(order.symbol), quote_of(order.symbol)
             currency = fee.get("currency") or quote
             if currency == base:  # fee taken in the base asset: value it in quote
                 commission *= float(t["price"])
@@ -339,15 +348,69 @@ class CcxtBroker:
         return done
 
     # ---- account -------------------------------------------------------------------------------
-    async def balances(self, *, policy: RetryPolicy | None = None) -> dict[str, float]:
-        """Total balance per asset (non-zero only)."""
-        bal = await self.call("fetch_balance", policy=policy)
-        return {a: float(v) for a, v in (bal.get("total") or {}).items() if v}
+    async def wallet(self, perps: bool | None = None, *, policy: RetryPolicy | None = None) -> dict[str, Any]:
+        """The ccxt balance of the account the session trades in: spot, or the futures (swap) wallet when
+        it trades perpetuals (``perps``; default: whether :attr:`perps` lists any)."""
+        swap = bool(self.perps) if perps is None else perps
+        return dict(await self.call("fetch_balance", {"type": "swap"} if swap else {}, policy=policy))
 
-    async def positions(self, symbols: list[str]) -> dict[str, float]:
-        """Spot positions: the base-asset balance of each symbol."""
-        bal = await self.balances()
-        return {s: bal.get(s.split("/")[0], 0.0) for s in symbols}
+    async def balances(self, *, policy: RetryPolicy | None = None) -> dict[str, float]:
+        """Total balance per asset (non-zero only). With perpetuals: the futures wallet balance per settle
+        asset (deposits + realized P&L - fees + funding; not the unrealized P&L) and each perpetual's signed
+        position under its symbol."""
+        bal = await self.wallet(policy=policy)
+        if not self.perps:
+            return {a: float(v) for a, v in (bal.get("total") or {}).items() if v}
+        info = bal.get("info")
+        assets = (info.get("assets") if isinstance(info, dict) else None) or []
+        if assets:  # Binance: walletBalance excludes the unrealized P&L, as the session's cash-at-entry does
+            out = {str(a.get("asset")): float(a.get("walletBalance") or 0.0) for a in assets}
+        else:
+            out = {a: float(v) for a, v in (bal.get("total") or {}).items() if v}
+        out.update(await self.positions(self.perps, policy=policy))
+        return {k: v for k, v in out.items() if v}
+
+    async def positions(self, symbols: list[str], *, policy: RetryPolicy | None = None) -> dict[str, float]:
+        """Each symbol's position: a spot symbol's base-asset balance; a perpetual's signed contracts
+        (negative: short) from ``fetch_positions``."""
+        perps = [s for s in symbols if is_perp(s)]
+        out: dict[str, float] = {s: 0.0 for s in perps}
+        if perps:
+            for p in await self.call("fetch_positions", perps, policy=policy):
+                if p.get("symbol") in out:
+                    size = float(p.get("contracts") or 0.0) * float(p.get("contractSize") or 1.0)
+                    out[p["symbol"]] += -size if p.get("side") == "short" else size
+        spot = [s for s in symbols if not is_perp(s)]
+        if spot:
+            bal = await self.call("fetch_balance", policy=policy)
+            total = bal.get("total") or {}
+            out.update({s: float(total.get(base_of(s)) or 0.0) for s in spot})
+        return out
+
+    async def set_leverage(self, symbol: str, leverage: float) -> int:
+        """Set ``symbol``'s leverage on the exchange to ``leverage`` rounded up to a whole number (Binance
+        takes integers; the exchange then asks no more margin than the session's own rule); returns it."""
+        lev = max(1, int(-(-leverage // 1)))
+        await self.load_markets()
+        await self.call("set_leverage", lev, symbol)
+        return lev
+
+    async def funding_payments(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]:
+        """Funding paid (negative) or received on ``symbol`` since ``since_ms`` (exchange time), oldest first:
+        ``{"id", "symbol", "amount", "time"}``."""
+        rows = await self.call("fetch_funding_history", symbol, since_ms)
+        out = [{"id": f"{self.exchange.id}:funding:{r.get('id')}", "symbol": symbol, "amount": float(r["amount"]),
+                "time": int(r["timestamp"])} for r in rows if r.get("amount") is not None]
+        return sorted(out, key=lambda r: r["time"])
+
+    def reduce_only(self, order: Order, held: float) -> bool:
+        """Is ``order`` on a perpetual a close that only reduces the position ``held`` (signed)? Then it
+        is sent ``reduceOnly`` (the exchange never turns it into a new position, and exempts it from the
+        minimum notional)."""
+        if not is_perp(order.symbol) or held == 0.0:
+            return False
+        closes = (held > 0.0) == (order.side is Side.SELL)
+        return closes and self.amount(order.symbol, order.remaining) <= abs(held) * (1 + 1e-9)
 
 
 def order_status(exchange_order: dict[str, Any]) -> OrderStatus:

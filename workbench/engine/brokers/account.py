@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.config import SessionConfig
+from workbench.config import SessionConfig, is_perp
+from workbench.config import quote_of as symbol_quote
 from workbench.domain import SessionKind, SessionState
 from workbench.store import Store
 
@@ -64,7 +65,7 @@ def budget_problem(allocation: float, free: float, others: dict[str, float], quo
 
 def quote_of(config: SessionConfig) -> str:
     """The quote currency of the session's symbols (its cash); they must share one."""
-    quotes = sorted({s.split("/")[1] for s in config.symbols})
+    quotes = sorted({symbol_quote(s) for s in config.symbols})
     if len(quotes) != 1:
         raise ValueError(f"a live session's symbols must share one quote currency (its cash); got {quotes}")
     return quotes[0]
@@ -95,7 +96,7 @@ async def budget(client: CcxtBroker, config: SessionConfig, store: Store, sessio
     """The budget numbers of ``config`` now: the account's free quote balance (one ``fetch_balance``) and
     the other live sessions' claims (``session_id``: the session itself, left out)."""
     quote = quote_of(config)
-    bal: dict[str, Any] = await client.call("fetch_balance")
+    bal: dict[str, Any] = await client.wallet(perps=any(is_perp(s) for s in config.symbols))  # futures wallet
     free = float((bal.get("free") or {}).get(quote) or 0.0)
     return Budget(f"{config.data.exchange}:{config.live.account}", quote, float(config.initial_balance), free,
                   other_claims(store, config, session_id))

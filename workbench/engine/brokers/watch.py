@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from workbench.config import SessionConfig
+from workbench.config import SessionConfig, is_perp, quote_of
 from workbench.domain import Order
 from workbench.engine.ccxt_broker import CcxtBroker
 
@@ -102,11 +102,17 @@ class AccountWatch:
             await asyncio.sleep(self.reconcile_every)
 
     def _holdings(self) -> dict[str, float]:
-        """What the session holds per asset: each symbol's position in its base, the cash in the quote."""
+        """What the session holds per asset: each symbol's position in its base, the cash in the quote. A
+        perpetual's signed position is under its symbol, and the quote is the wallet's view: the cash plus
+        the positions at their entry prices (the exchange's wallet leaves out unrealized P&L)."""
         pf = self.pf
-        quote = self.config.symbols[0].split("/")[1]
+        quote = quote_of(self.config.symbols[0])
         out = {quote: pf.cash}
         for s in self.config.symbols:
+            if is_perp(s):  # CcxtBroker.balances reports it so
+                out[s] = pf.quantity(s)
+                out[quote] += pf.quantity(s) * (pf.positions[s].avg_price if s in pf.positions else 0.0)
+                continue
             base = s.split("/")[0]
             out[base] = out.get(base, 0.0) + pf.quantity(s)
         for asset, (amount, booked) in self.fees_paid.items():  # fees paid in BNB were booked out of the cash
@@ -115,7 +121,9 @@ class AccountWatch:
         return out
 
     def _price(self, asset: str) -> float:
-        """The asset's last mark in the quote currency (1 for the quote)."""
+        """The asset's last mark in the quote currency (1 for the quote; a perpetual's position: its mark)."""
+        if asset in self.config.symbols:
+            return float(self.pf.marks.get(asset) or 0.0)
         for s in self.config.symbols:
             if s.split("/")[0] == asset:
                 return float(self.pf.marks.get(s) or 0.0)
