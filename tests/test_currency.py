@@ -112,3 +112,16 @@ def test_the_console_header_never_adds_equity_of_two_base_currencies(store) -> N
     assert "Equity 0.25 BTC · 10,500 USDT" in text(header_html(s))
     running(store, equity=1_000.0, symbols=["ETH/BTC", "BTC/USDT"], base_currency="USDT")
     assert console_summary(store).mixed["USDT"] == pytest.approx(11_500.0)
+
+
+def test_the_risk_report_does_not_add_up_sessions_in_two_base_currencies(store) -> None:
+    from tests.test_ui_console import running
+    from workbench.account import RiskPolicy
+    from workbench.engine.exposure import risk_report
+
+    running(store, equity=10_500.0)
+    assert risk_report(store, policy=RiskPolicy()).total_equity == pytest.approx(10_500.0)
+    running(store, equity=0.25, exposure=0.0, initial_balance=0.2, symbols=["ETH/BTC"])
+    report = risk_report(store, policy=RiskPolicy())
+    assert report.total_equity != report.total_equity and report.total_exposure != report.total_exposure
+    assert any("in BTC and USDT: total equity and exposure are not added up" in p for p in report.problems)

@@ -202,6 +202,7 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
     gate = AccountGate(policy)
     bars: dict[str, pd.DataFrame] = {}
     total_equity = 0.0
+    currencies: set[str] = set()
     for r in sessions.itertuples(index=False):
         if r.state == S.REQUESTED.value:
             continue
@@ -228,6 +229,7 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
             pos_rows.append({"session_id": r.id, "symbol": sym, "quantity": float(p.quantity),
                              "avg_price": float(p.avg_price), "price": price, "value": p.quantity * price})
         if cfg is not None:
+            currencies.add(cfg.currency)
             eq = r.equity if r.equity == r.equity else cfg.initial_balance
             for u in limit_usage(cfg, values, eq).to_dict("records"):
                 limit_rows.append({"session_id": r.id, **u})
@@ -243,10 +245,15 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
             breaker_rows.append({"session_id": r.id, "state": r.state, "breaker": risk.get("state", "running"),
                                  "day_pnl": day_pnl, "drawdown": 1.0 - eq / peak if peak > 0 else float("nan")})
     positions = pd.DataFrame(pos_rows, columns=["session_id", "symbol", "quantity", "avg_price", "price", "value"])
+    total_exposure = float(positions["value"].sum())
+    if len(currencies) > 1:  # never one sum of two currencies
+        problems.append(f"the sessions keep their books in {' and '.join(sorted(currencies))}: total equity and "
+                        "exposure are not added up (n/a); each session's own figures are in its base currency")
+        total_equity = total_exposure = math.nan
     by_symbol = positions.groupby("symbol")[["quantity", "value"]].sum()
     closes = pd.DataFrame({s: b["close"] for s, b in bars.items()})
     return RiskReport(
-        positions=positions, total_exposure=float(positions["value"].sum()), total_equity=total_equity,
+        positions=positions, total_exposure=total_exposure, total_equity=total_equity,
         concentration=concentration(by_symbol["value"], total_equity),
         correlation=correlation(closes) if len(bars) > 1 else pd.DataFrame(),
         liquidity=liquidity(by_symbol["quantity"], bars, window),
