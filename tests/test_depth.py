@@ -97,13 +97,15 @@ def test_impact_calibrated_from_recorded_books_by_hand(tmp_path) -> None:
     assert depth_config(make_config(slippage={"bps": 5}), store).slippage.model == "fixed"  # no depth model
 
 
-def test_backtests_take_the_calibrated_impact(tmp_path, monkeypatch) -> None:
+def test_backtests_and_replayed_paper_take_the_calibrated_impact(tmp_path, monkeypatch, store) -> None:
+    from workbench.engine import open_session
+
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
     bars = sample_bars("BTC/USDT", "1m", days=1).iloc[:300]
-    store = BookStore()
-    store.bars.write("binance", "BTC/USDT", "1m", bars)
+    books = BookStore()
+    books.bars.write("binance", "BTC/USDT", "1m", bars)
     p0 = float(bars["open"].iloc[0])  # levels 40 bp apart: 20 bp from the mid to the best, beyond the 5 bp
-    store.append("binance", "BTC/USDT", book_rows(book(p0, step=p0 * 0.004),
+    books.append("binance", "BTC/USDT", book_rows(book(p0, step=p0 * 0.004),
                                                   bars.index[0] + pd.Timedelta(seconds=1)))
     cfg = make_config(strategy="sma_cross", params={"fast": 3, "slow": 8}, sizing={"mode": "fixed_quantity",
                       "value": 2.0}, volume={"max_share": 1.0})
@@ -114,6 +116,9 @@ def test_backtests_take_the_calibrated_impact(tmp_path, monkeypatch) -> None:
     plain = run_backtest(cfg, bars=bars).trades
     pd.testing.assert_series_equal(deep["entry_price"], same["entry_price"])
     assert (deep["entry_price"] > plain["entry_price"]).all()
+    paper = open_session(cfg.replace(kind="paper", depth={}), store)  # a replayed paper session: the same impact
+    assert paper.config.slippage.impact == impact and paper.broker.config.slippage.impact == impact
+    assert store.get_session(paper.id)["config"].slippage.impact == impact
 
 
 def test_record_books_and_bars_from_the_loopback_exchange(tmp_path) -> None:
@@ -207,3 +212,41 @@ def test_a_touched_limit_waits_for_its_queue() -> None:
     touch2 = Bar((T0 + pd.Timedelta(minutes=1)).to_pydatetime(), 100.0, 101.0, 99.0, 100.0, 50.0)
     fills = broker.fill_resting("BTC/USDT", touch2)  # 100 traded at 99 > 80 ahead
     assert [f.quantity for f in fills] == [1.0] and math.isclose(fills[0].price, 99.0)
+
+
+def test_a_paper_session_on_live_data_fills_entries_through_the_book(store) -> None:
+    """open_session gives a paper session on live data with depth.model 'book' the BookPaperBroker: its entry of
+    2.5 BTC walks the loopback's book (1 unit a level, 1 bp apart: VWAP p(1 + 1.8e-4)), not the bar's 5 bp."""
+    from tests.kit import until
+    from tests.live_kit import ALWAYS_IN
+    from workbench.engine import open_session
+
+    config = make_config(kind="paper", strategy="momentum", params=ALWAYS_IN, symbols=["BTC/USDT"],
+                         initial_balance=1_000_000.0, sizing={"mode": "fixed_quantity", "value": 2.5},
+                         data={"source": "ccxt", "live": True}, live={"stale_bars": 50}, depth={"max_age_s": 60})
+
+    async def go(lx: LoopbackExchange) -> tuple[float, list[float]]:
+        client = async_client(lx)
+        try:
+            s = open_session(config, store, exchange=client, poll_interval=0.05)
+            assert isinstance(s.broker, BookPaperBroker)
+            s.broker.poll = s._feed.poll_seconds = 0.01  # type: ignore[union-attr]
+            s.start()
+            opens = []
+            for n in range(1, 12):  # one bar at a time until the strategy has entered
+                opens.append(lx.book.price("BTCUSDT"))
+                await until(lambda n=n: s.bars_seen >= n)
+                if s.portfolio.quantity("BTC/USDT") > 0:
+                    break
+                lx.advance(1)
+            s.stop()
+            lx.advance(1)
+            await asyncio.wait_for(s.wait(), 5)
+            return float(store.fills(s.id)["price"].iloc[0]), opens[-2:]
+        finally:
+            await client.close()
+
+    with LoopbackExchange(symbols=("BTC/USDT",), days=30, clock="2024-01-10") as lx:
+        price, recent = asyncio.run(go(lx))
+    # the book the broker saw was this bar's or (fetched just before the bar moved) the previous one's
+    assert any(math.isclose(price, p * (1 + 1.8e-4), rel_tol=1e-9) for p in recent), (price, recent)

@@ -167,6 +167,13 @@ def open_session(config: SessionConfig, store: Store, *, resume: str | None = No
         cls: type[Session] = LiveSession
     else:
         cls = Session
+        if config.depth is not None and config.depth.model == "book" and kwargs.get("broker") is None:  # rule 14
+            from workbench.data.books import depth_config
+            from workbench.engine.brokers.book import BookPaperBroker
+
+            config = depth_config(config)  # bars: the impact calibrated from recorded books, as backtests
+            if config.data.live:  # live data: market orders walk the exchange's current book
+                kwargs["broker"] = BookPaperBroker(config, exchange)
         if config.data.live and kwargs.get("feed") is None:
             c = config
             kwargs["feed"] = LiveFeed(exchange, c.symbols, c.data.timeframe, poll_seconds=c.live.poll_seconds,
