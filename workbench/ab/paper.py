@@ -25,7 +25,7 @@ from workbench.ab.variants import Variant, make_variants
 from workbench.config import SessionConfig
 from workbench.domain import SessionKind
 
-__all__ = ["EarlyStop", "ab_paper", "ab_equity", "ab_sessions"]
+__all__ = ["EarlyStop", "ab_paper", "ab_equity", "ab_sessions", "run_arms"]
 
 Variants = Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]
 
@@ -74,20 +74,74 @@ def losers(equity: pd.DataFrame, initial_balance: float, rule: EarlyStop, seed: 
 
 
 def ab_sessions(store: Any, label: str) -> dict[str, str]:
-    """variant -> session id of the A/B ``label``'s sessions in ``store`` (by their names)."""
+    """variant -> session id of the A/B ``label``'s sessions in ``store`` (by their names); variants all
+    made from one session (an A/B beside it, :mod:`workbench.ab.live`) have it as arm ``live``."""
     frame = store.list_sessions()
     prefix = f"A/B {label} "
-    out = {}
-    for sid, name in zip(frame["id"], frame["name"].fillna("")):
+    out, parents = {}, set()
+    for sid, name, parent in zip(frame["id"], frame["name"].fillna(""), frame["parent_id"]):
         if str(name).startswith(prefix):
             out[str(name)[len(prefix):].split(":", 1)[0]] = str(sid)
+            parents.add(parent if isinstance(parent, str) else None)
+    if out and len(parents) == 1 and (parent := parents.pop()) is not None:
+        out["live"] = parent
     return dict(sorted(out.items()))
 
 
 def ab_equity(store: Any, session_ids: Mapping[str, str]) -> pd.DataFrame:
-    """The variants' equity curves from the store, one column per variant (what the view polls)."""
-    cols = {name: store.equity(sid)["equity"] for name, sid in session_ids.items()}
-    return pd.DataFrame(cols).sort_index()
+    """The variants' equity curves from the store, one column per variant (what the view polls).
+
+    They are compared from the time the last of them started: a session that ran before (the live
+    session an A/B runs beside, :mod:`workbench.ab.live`) is cut there and rescaled so that its equity
+    just before that time is the initial balance of a variant that starts there."""
+    curves = {name: store.equity(sid)["equity"] for name, sid in session_ids.items()}
+    firsts = {name: c.index[0] for name, c in curves.items() if len(c)}
+    if len(firsts) < 2 or len(set(firsts.values())) == 1:
+        return pd.DataFrame(curves).sort_index()
+    start = max(firsts.values())
+    latest = next(n for n, t in firsts.items() if t == start)
+    balance = float(store.get_session(session_ids[latest])["initial_balance"])
+    for name, c in curves.items():
+        if name in firsts and firsts[name] < start:
+            curves[name] = c.loc[start:] * (balance / float(c[c.index < start].iloc[-1]))
+    return pd.DataFrame(curves).sort_index()
+
+
+async def run_arms(sessions: Mapping[str, Any], store: Any, early_stop: EarlyStop | None, initial_balance: float,
+                   seed: int | None = 0, *, others: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Start the variants' ``sessions`` (name -> Session, on this loop) and wait until every one has ended,
+    stopping clearly losing ones under ``early_stop`` (compared with ``others`` too: arms run elsewhere,
+    never stopped here); cancelled, it kills the variants still running. Returns the stopped: name -> why."""
+    from workbench.engine.commands import CommandRejected
+    from workbench.engine.handle import LocalHandle
+
+    ids = {**(others or {}), **{name: s.id for name, s in sessions.items()}}
+    stopped: dict[str, str] = {}
+    for s in sessions.values():
+        s.start()
+    waits = asyncio.ensure_future(asyncio.gather(*(s.wait() for s in sessions.values())))
+    try:
+        while early_stop is not None and not waits.done():
+            await asyncio.wait([waits], timeout=early_stop.every)
+            live = {n: sid for n, sid in ids.items() if n not in stopped}
+            if waits.done() or len(live) < 2:
+                continue
+            for name, why in losers(ab_equity(store, live), initial_balance, early_stop, seed).items():
+                if name not in sessions:
+                    continue
+                try:
+                    LocalHandle(sessions[name], actor="ab").act("stop", reason=why)
+                    stopped[name] = why
+                except CommandRejected:  # already ending: nothing to stop
+                    pass
+        await waits
+    finally:
+        if not waits.done():  # cancelled (Ctrl-C): end every variant still running
+            for s in sessions.values():
+                with contextlib.suppress(CommandRejected):
+                    LocalHandle(s, actor="ab").act("kill", reason="A/B cancelled")
+            await asyncio.gather(waits, return_exceptions=True)
+    return stopped
 
 
 async def ab_paper(
@@ -99,9 +153,7 @@ async def ab_paper(
     """Run each variant of ``config`` as a paper session on one replayed feed (``bars``, else the
     config's data loaded once) until every one ends, then judge them. ``speed`` as ReplayFeed's;
     ``label`` names the A/B in the sessions' names (default: a fresh short id)."""
-    from workbench.engine.commands import CommandRejected
     from workbench.engine.feeds import BarBlock, ReplayFeed, shared_bars
-    from workbench.engine.handle import LocalHandle
     from workbench.engine.session import Session
 
     if not isinstance(config, SessionConfig):
@@ -115,33 +167,11 @@ async def ab_paper(
     arms = [Variant(a.name, a.changes, a.config.replace(name=f"A/B {label} {a.config.name.removeprefix('A/B ')}"))
             for a in make_variants(config, variants)]
     block = (BarBlock.from_frames({s: bars[s] for s in config.symbols}) if bars is not None
-             else shared_bars(config.data, config.symbols, config.start, config.end))
+             else shared_bars(config.data, config.symbols, config.start, config.end, base=config.currency))
     sessions = {a.name: Session(a.config, store, feed=ReplayFeed(block, speed), poll_interval=poll_interval,
                                 actor="ab") for a in arms}
     ids = {name: s.id for name, s in sessions.items()}
-    stopped: dict[str, str] = {}
-    for s in sessions.values():
-        s.start()
-    waits = asyncio.ensure_future(asyncio.gather(*(s.wait() for s in sessions.values())))
-    try:
-        while early_stop is not None and not waits.done():
-            await asyncio.wait([waits], timeout=early_stop.every)
-            live = {n: sid for n, sid in ids.items() if n not in stopped}
-            if waits.done() or len(live) < 2:
-                continue
-            for name, why in losers(ab_equity(store, live), config.initial_balance, early_stop, seed).items():
-                try:
-                    LocalHandle(sessions[name], actor="ab").act("stop", reason=why)
-                    stopped[name] = why
-                except CommandRejected:  # already ending: nothing to stop
-                    pass
-        await waits
-    finally:
-        if not waits.done():  # cancelled (Ctrl-C): end every variant still running
-            for s in sessions.values():
-                with contextlib.suppress(CommandRejected):
-                    LocalHandle(s, actor="ab").act("kill", reason="A/B cancelled")
-            await asyncio.gather(waits, return_exceptions=True)
+    stopped = await run_arms(sessions, store, early_stop, config.initial_balance, seed)
     equity = ab_equity(store, ids)
     metrics = pd.DataFrame({name: store.get_session(sid)["metrics"] or {} for name, sid in ids.items()}).T
     v, used = judge(equity, config.initial_balance, period=period, confidence=confidence, n_boot=n_boot, seed=seed,

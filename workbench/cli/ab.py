@@ -1,7 +1,8 @@
 """``workbench ab --config FILE.json --variant k=v[,k=v] --variant ... [--kind backtest|paper] [--json]``.
 
 Runs the variants on one feed (:mod:`workbench.ab`) and prints their metrics side by side and the
-verdict: a winner, or "no significant difference", with the numbers behind it.
+verdict: a winner, or "no significant difference", with the numbers behind it. ``--beside SESSION_ID``
+runs them as paper sessions on the bars a running live session is handed, with that session as arm 'live'.
 """
 from __future__ import annotations
 
@@ -15,31 +16,33 @@ from workbench.config import ConfigError, SessionConfig
 EPILOG = """a variant is comma-separated k=v changes to the config: a strategy param (window=30), the strategy
 (strategy=mean_reversion) or a config field, dotted when nested (risk.stop_loss=0.02); an empty
 --variant "" is the config unchanged. Example:
-  workbench ab --config my.json --variant "" --variant window=30 --variant risk.stop_loss=0.02 --json"""
+  workbench ab --config my.json --variant "" --variant window=30 --variant risk.stop_loss=0.02 --json
+  workbench ab --beside 3f2a9c1b7d4e --variant "" --variant window=30 --bars 1440"""
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from workbench.ab import EarlyStop, ab_backtest, ab_paper, parse_variant
+    from workbench.ab import EarlyStop, ab_backtest, ab_paper
+    from workbench.store import Store
 
+    if args.beside is not None:
+        return _beside(args)
+    if args.config is None:
+        raise ValueError("give --config FILE.json (the base config), or --beside SESSION_ID (a running live session)")
+    if args.bars is not None:
+        raise ValueError("--bars applies to an A/B --beside a live session; a replayed A/B ends with its bars")
     try:
         with open(args.config, encoding="utf-8") as fh:
             config = SessionConfig.from_json(fh.read())
     except ConfigError as e:
         raise ValueError(f"--config {args.config}: {e}") from None
-    variants = [parse_variant(v) for v in args.variant or []]
-    if len(variants) < 2:
-        raise ValueError(f"give --variant at least twice (got {len(variants)}), "
-                         "e.g. --variant \"\" --variant window=30")
+    variants = _variants(args)
     kind = args.kind or ("paper" if config.kind.value == "paper" else "backtest")
     wrong = ([f for f, v in (("--early-stop", args.early_stop), ("--replay-speed", args.replay_speed)) if v is not None]
              if kind == "backtest" else ["--save"] if args.save else [])
     if wrong:
         raise ValueError(f"{', '.join(wrong)} do(es) not apply to a {kind} A/B; leave it out or use "
                          f"--kind {'paper' if kind == 'backtest' else 'backtest'}")
-    stats: dict[str, Any] = {"confidence": args.confidence, "n_boot": args.n_boot, "seed": args.seed,
-                             "period": args.period}
-    from workbench.store import Store
-
+    stats = _stats(args)
     if kind == "backtest":
         result = ab_backtest(config, variants, save_to=Store(args.db) if args.save else None, **stats)
     else:
@@ -52,11 +55,51 @@ def cmd_ab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _variants(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from workbench.ab import parse_variant
+
+    variants = [parse_variant(v) for v in args.variant or []]
+    if len(variants) < 2:
+        raise ValueError(f"give --variant at least twice (got {len(variants)}), "
+                         "e.g. --variant \"\" --variant window=30")
+    return variants
+
+
+def _stats(args: argparse.Namespace) -> dict[str, Any]:
+    return {"confidence": args.confidence, "n_boot": args.n_boot, "seed": args.seed, "period": args.period}
+
+
+def _beside(args: argparse.Namespace) -> int:
+    """``--beside SESSION_ID``: paper variants on a running live session's bars (:mod:`workbench.ab.live`)."""
+    from workbench.ab import EarlyStop, ab_beside
+    from workbench.store import Store
+
+    wrong = [f for f, v in (("--config", args.config), ("--kind", args.kind), ("--replay-speed", args.replay_speed))
+             if v is not None] + (["--save"] if args.save else [])
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} do(es) not apply to an A/B --beside a live session: its config is "
+                         "the session's and its variants are paper sessions on its bars; leave it out")
+    variants = _variants(args)
+    early = EarlyStop(min_periods=args.early_stop) if args.early_stop else None
+    if not args.json:
+        print(f"workbench ab: {len(variants)} paper sessions beside session {args.beside} "
+              f"({f'{args.bars} bars' if args.bars else 'until it ends'}; Ctrl-C cancels)", flush=True)
+    result = asyncio.run(ab_beside(Store(args.db), args.beside, variants, bars=args.bars, early_stop=early,
+                                   poll_interval=args.poll, **_stats(args)))
+    print(dumps(result.to_dict()) if args.json else result.summary())
+    return 0
+
+
 def add_ab_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """``workbench ab``."""
     p = sub.add_parser("ab", parents=[common], help="A/B test variants of a config on one feed, with a verdict",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, metavar="FILE.json", help="the base config (SessionConfig JSON)")
+    p.add_argument("--config", metavar="FILE.json", help="the base config (SessionConfig JSON)")
+    p.add_argument("--beside", metavar="SESSION_ID",
+                   help="run the variants as paper sessions on the bars this running live session is handed, "
+                        "compared with it (arm 'live')")
+    p.add_argument("--bars", type=int, default=None, metavar="N",
+                   help="--beside: end the variants after N bars (default: when the live session ends)")
     p.add_argument("--variant", action="append", metavar="k=v[,k=v]", help="one variant's changes (repeat, 2 or more)")
     p.add_argument("--kind", choices=("backtest", "paper"), default=None,
                    help="run the variants as backtests or as paper sessions (default: paper for a paper config)")

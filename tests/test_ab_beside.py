@@ -1,0 +1,96 @@
+"""An A/B beside a live session: paper variants fed the bars the live session is handed (from the store,
+as its feed keeps them), compared with the live session itself as the arm 'live'."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.kit import paper_config, until, wait_until
+from tests.live_kit import _start, live_exchange
+from workbench.ab import ab_beside, ab_sessions
+from workbench.store.session_bars import session_bars
+
+
+def test_paper_variants_beside_a_live_session_see_its_bars_and_are_compared_with_it(store):
+    async def go(lx):
+        s, client = await _start(lx, store)
+        try:
+            await until(lambda: s.bars_seen >= 3)
+            res = await ab_beside(store, s.id, {"A": {}, "B": {"risk.stop_loss": 0.01}}, bars=20,
+                                  poll_interval=0.02, n_boot=200, label="bx")
+            s.stop()
+            await asyncio.wait_for(s.wait(), 20)
+        finally:
+            await client.close()
+        return s, res
+
+    with live_exchange() as lx:
+        s, res = asyncio.run(go(lx))
+    assert ab_sessions(store, "bx") == res.session_ids and set(res.session_ids) == {"live", "A", "B"}
+    assert res.session_ids["live"] == s.id and res.kind == "beside"
+    kept = session_bars(store, s.id, "BTC/USDT").index
+    for name in "AB":
+        row = store.get_session(res.session_ids[name])
+        assert row["kind"] == "paper" and row["state"] == "completed" and row["parent_id"] == s.id
+        seen = store.equity(res.session_ids[name]).index  # one point per bar the variant processed
+        first = kept.get_loc(seen[0])
+        assert len(seen) == 20 and first >= 3 and seen.equals(kept[first:first + 20])  # the live session's bars
+    live = store.equity(s.id)["equity"]
+    t1 = res.equity.index[0]
+    assert t1 == store.equity(res.session_ids["A"]).index[0]  # compared from the variants' first bar
+    scale = s.config.initial_balance / live[live.index < t1].iloc[-1]
+    assert res.equity["live"].to_numpy() == pytest.approx(live.loc[t1:res.equity.index[-1]].to_numpy() * scale)
+    assert set(res.verdict.stats) == {"live", "A", "B"}
+    assert [v["name"] for v in res.to_dict()["variants"]] == ["live", "A", "B"]
+
+
+def test_beside_a_replayed_session_is_refused(store):
+    sid = store.create_session(paper_config(), state="running")
+    with pytest.raises(ValueError, match="needs one on live bars"):
+        asyncio.run(ab_beside(store, sid, [{}, {}]))
+
+
+def test_cli_beside_runs_until_the_live_session_ends_and_prints_the_live_arm(store_url, capsys):
+    """`workbench ab --beside`: the 'live' session here is a store row whose bars and equity another thread
+    writes as they close, then ends it; the variants end with it."""
+    import json
+    import threading
+
+    import pandas as pd
+
+    from workbench.cli import main
+    from workbench.store import Store
+    from workbench.store.session_bars import append_session_bars
+
+    st = Store(store_url)
+    sid = st.create_session(paper_config(data={"source": "ccxt", "live": True}), state="running")
+    t0 = pd.Timestamp("2024-01-10", tz="UTC")
+
+    def bar(i: int) -> tuple:
+        price = 100.0 + i
+        return ("BTC/USDT", (t0 + pd.Timedelta(minutes=i)).to_pydatetime(), price, price + 1, price - 1, price, 5.0)
+
+    append_session_bars(st, sid, [bar(0)])  # seen before the A/B starts
+    st.add_equity_points(sid, [(t0, 10_000.0)])
+
+    def live_side() -> None:
+        wait_until(lambda: len(st.list_sessions()) == 3, timeout=20)  # both variants exist
+        for i in range(1, 9):
+            append_session_bars(st, sid, [bar(i)])
+            st.add_equity_points(sid, [(t0 + pd.Timedelta(minutes=i), 10_000.0 + i)])
+        st.set_state(sid, "completed", actor="test", message="the live session ended")
+
+    writer = threading.Thread(target=live_side, daemon=True)
+    writer.start()
+    code = main(["ab", "--beside", sid, "--variant", "", "--variant", "fast=3", "--db", store_url, "--poll", "0.02",
+                 "--n-boot", "100", "--json"])
+    writer.join(10)
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["kind"] == "beside"
+    assert [v["name"] for v in doc["variants"]] == ["live", "A", "B"] and doc["variants"][0]["session_id"] == sid
+    for v in doc["variants"][1:]:
+        assert len(st.equity(v["session_id"])) == 8  # the 8 bars stored after it started
+    st.close()
+    assert main(["ab", "--beside", sid, "--kind", "paper", "--variant", "", "--variant", "", "--db", store_url]) == 2
+    assert "--kind do(es) not apply to an A/B --beside" in capsys.readouterr().err
