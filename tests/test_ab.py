@@ -101,3 +101,56 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "--variant takes key=value" in capsys.readouterr().err
     assert main(["ab", "--config", str(path), "--variant", "", "--variant", "", "--early-stop", "50"]) == 2
     assert "--early-stop do(es) not apply to a backtest A/B" in capsys.readouterr().err
+
+
+def test_variants_differing_in_stops_time_and_breaker_equal_their_own_backtests_in_every_metric_and_log():
+    """Two symbols (one with missing bars), variants whose walks differ (stops, trailing, entry hours, a
+    circuit breaker), run in parallel: each one's equity, every metric (the tail figures too), trade and
+    order log and breaker trip equal run_backtest's."""
+    btc = sample_bars("BTC/USDT", "1m", days=2)
+    eth = sample_bars("ETH/USDT", "1m", days=2).iloc[::2]  # every other minute: gaps in the shared index
+    bars = {"BTC/USDT": btc, "ETH/USDT": eth}
+    cfg = momentum(symbols=["BTC/USDT", "ETH/USDT"], params={"window": 20, "entry_threshold": 0.001},
+                   sizing={"mode": "percent_equity", "value": 0.3})
+    res = ab_backtest(cfg, {"base": {}, "stops": {"risk.stop_loss": 0.002, "risk.take_profit": 0.004},
+                            "trail": {"risk.trailing_stop": 0.0015, "window": 40},
+                            "hours": {"time.trading_hours": {"start": "08:00", "end": "16:00"}},
+                            "breaker": {"risk.circuit_breaker.max_drawdown": 0.002}}, bars=bars)
+    assert res.results["breaker"].breaker is not None  # the breaker variant trips
+    trades = set()
+    for arm in res.variants:
+        own = run_backtest(arm.config, bars)
+        mine = res.results[arm.name]
+        pd.testing.assert_series_equal(res.equity[arm.name], own.equity, check_names=False)
+        pd.testing.assert_series_equal(mine.equity, own.equity)
+        assert res.metrics.loc[arm.name].to_dict() == pytest.approx(own.metrics, rel=1e-12, nan_ok=True)
+        assert set(res.metrics.columns) == set(own.metrics)
+        pd.testing.assert_frame_equal(mine.trades, own.trades)
+        pd.testing.assert_frame_equal(mine.orders, own.orders)
+        assert mine.breaker == own.breaker
+        trades.add(len(own.trades))
+    assert len(trades) > 2  # the variants really walked differently
+
+
+@pytest.mark.parametrize("tz", ["UTC", None, "Europe/Berlin"])
+def test_returns_per_period_are_those_of_pandas_resample(tz):
+    """verdict_returns picks each period's last equity from the bar times; the same as pandas' resample
+    (gaps, a day without bars, NaN at a period's last bar, periods that do not divide a day)."""
+    from workbench.ab import verdict_returns
+    from workbench.metrics import period_returns
+
+    idx = pd.date_range("2024-03-01 00:07", periods=6000, freq="1min", tz=tz, name="time").delete(range(2000, 3600))
+    eq = pd.DataFrame(1e4 + np.random.default_rng(1).normal(0, 50, (len(idx), 2)).cumsum(axis=0), index=idx,
+                      columns=["A", "B"])
+    holed = eq.copy()
+    holed.iloc[58::60, 0] = np.nan  # the last minute of each hour (the index starts at :07)
+
+    def reference(frame: pd.DataFrame, period: str) -> pd.DataFrame:
+        last = frame.resample(period).last().dropna(how="all").ffill().bfill()
+        return pd.DataFrame({c: period_returns(last[c], 1e4) for c in last.columns}, index=last.index)
+
+    for frame in (eq, holed):
+        for period in ("1D", "1h", "5min", "7min", "2D"):
+            got, used = verdict_returns(frame, 1e4, period)
+            assert used == period
+            pd.testing.assert_frame_equal(got, reference(frame, period), check_freq=False)

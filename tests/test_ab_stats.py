@@ -104,3 +104,25 @@ def test_the_leader_is_the_variant_with_the_higher_mean_return_the_bootstrap_tes
 def test_verdict_bad_input_says_what_is_wrong(returns, message):
     with pytest.raises(ValueError, match=message):
         verdict(returns)
+
+
+def test_resampled_blocks_keep_the_series_autocorrelation_and_a_whole_circular_block_is_a_rotation():
+    from workbench.ab.stats import resampled_means
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, 400)
+    # a resample made of one circular block of every period is a rotation: its mean is the series' mean
+    rot = resampled_means(x[None, :], n_boot=200, block=400, method="circular", seed=1)[0]
+    assert rot == pytest.approx(np.full(200, x.mean()), abs=1e-12)
+    # iid periods: the resampled means' spread is the standard error, whatever the block length
+    for method in ("stationary", "circular"):
+        means = resampled_means(x[None, :], n_boot=4000, block=1, method=method, seed=2)[0]
+        assert means.mean() == pytest.approx(x.mean(), abs=0.01)
+        assert means.std() == pytest.approx(x.std() / math.sqrt(400), rel=0.1)
+    # strongly autocorrelated periods (runs of 20 equal values): blocks of ~20 keep the runs, and the
+    # spread of the means with them, which resampling single periods understates ~4x
+    runs = np.repeat(rng.normal(0, 1, 20), 20)
+    single = resampled_means(runs[None, :], n_boot=2000, block=1, seed=4)[0].std()
+    for method in ("stationary", "circular"):
+        blocked = resampled_means(runs[None, :], n_boot=2000, block=20, seed=4, method=method)[0].std()
+        assert blocked > 2.5 * single, (method, blocked, single)

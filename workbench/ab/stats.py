@@ -155,32 +155,43 @@ def resampled_means(diffs: np.ndarray, *, n_boot: int = 2000, block: int | None 
     if not 1 <= size <= n:
         raise ValueError(f"block must be between 1 and the number of periods {n} (got {block})")
     rng = np.random.default_rng(seed)
-    out = np.empty((len(diffs), n_boot))
-    step = max(1, min(n_boot, _CHUNK // n))
+    k = len(diffs)
+    # each resample is a run of blocks; a block's sum is a difference of prefix sums of the periods
+    # repeated twice (a block wraps around the end at most once), so the cost is per block, not per period
+    prefix = np.zeros((k, 2 * n + 1))
+    np.cumsum(np.concatenate([diffs, diffs], axis=1), axis=1, out=prefix[:, 1:])
+    width = -(-n // size) if method == "circular" else 2 * (n // size) + 16  # blocks drawn per resample
+    out = np.empty((k, n_boot))
+    step = max(1, min(n_boot, _CHUNK // width))
     for lo in range(0, n_boot, step):
-        idx = _block_indices(n, min(step, n_boot - lo), size, rng, method)
-        for j, d in enumerate(diffs):
-            out[j, lo:lo + len(idx)] = d[idx].mean(axis=1)
+        starts, lengths = _blocks(n, min(step, n_boot - lo), size, width, rng, method)
+        ends = starts + lengths
+        for j in range(k):
+            out[j, lo:lo + len(starts)] = (prefix[j, ends] - prefix[j, starts]).sum(axis=1) / n
     return out
 
 
-_CHUNK = 1 << 20  # resampled periods per chunk (8 MB of indices)
+_CHUNK = 1 << 20  # blocks per chunk (8 MB of indices)
 
 
-def _block_indices(n: int, n_boot: int, size: int, rng: np.random.Generator, method: Method) -> np.ndarray:
-    """(n_boot, n) resampling indices of ``n`` periods in blocks (see :func:`resampled_means`)."""
-    pos = np.arange(n)
+def _blocks(n: int, n_boot: int, size: int, width: int, rng: np.random.Generator,
+            method: Method) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, lengths), each (n_boot, width): the blocks that make up ``n_boot`` resamples of ``n``
+    periods (see :func:`resampled_means`); lengths sum to ``n`` along each row (the last block cut,
+    then blocks of length 0), starts in [0, n)."""
     if method == "circular":
-        new = np.broadcast_to(pos % size == 0, (n_boot, n))
-    else:
-        new = rng.random((n_boot, n)) < 1.0 / size
-        new[:, 0] = True
-    starts = rng.integers(n, size=(n_boot, n))
-    last = np.maximum.accumulate(np.where(new, pos, 0), axis=1)  # where each period's block began
-    out = np.take_along_axis(starts, last, axis=1)
-    out += pos - last
-    out %= n
-    return out
+        lengths = np.full((n_boot, width), size)
+    else:  # geometric lengths: a new block starts at each period with probability 1/size
+        lengths = rng.geometric(1.0 / size, size=(n_boot, width))
+        while (short := lengths.sum(axis=1) < n).any():  # rare: more blocks for the rows that need them
+            extra = np.ones((n_boot, width), dtype=lengths.dtype)
+            extra[short] = rng.geometric(1.0 / size, size=(int(short.sum()), width))
+            lengths = np.concatenate([lengths, extra], axis=1)
+            width = lengths.shape[1]
+    ends = np.minimum(np.cumsum(lengths, axis=1), n)
+    lengths = np.diff(ends, axis=1, prepend=0)
+    starts = rng.integers(n, size=lengths.shape)
+    return starts, lengths
 
 
 def _interval(d: np.ndarray, means: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
