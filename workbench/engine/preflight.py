@@ -11,6 +11,10 @@ what was found and what to do:
   other live sessions on the account hold (the rule a live session's start applies);
 * ``exchange status``: ``fetch_status`` is ``ok`` (maintenance fails; no such endpoint warns);
 * ``market <symbol>``: the market exists and is ``active``;
+* ``shorts``, ``leverage <symbol>``: a session that shorts (``direction`` short or both) or borrows
+  (``margin.leverage`` above 1) trades perpetuals (``BASE/QUOTE:SETTLE``): a spot market can do neither here;
+  the leverage is within the market's maximum (its first leverage bracket, ``fetch_leverage_tiers``); spot
+  and perpetuals are not mixed in one session (their money is in different wallets);
 * ``sizing <symbol>``: one entry of the configured sizing at the current price meets the market's
   lot size (``limits.amount``) and minimum notional (``limits.cost``);
 * ``stops``: a stop-loss or trailing stop is set, or ``live.waive_stops`` gives a reason (warn);
@@ -31,7 +35,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from workbench.config import SessionConfig
+from workbench.config import SessionConfig, is_perp, quote_of
 from workbench.secrets import Credentials, MissingCredentials, load_credentials, redact
 
 Status = Literal["pass", "warn", "fail"]
@@ -108,6 +112,7 @@ async def preflight_async(config: SessionConfig, store: Any = None, *, exchange:
         if credentials is not None:
             checks += await _account_checks(client, config, store)
         checks += await _market_checks(client, config)
+        checks += await _derivative_checks(client, config, credentials is not None)
     finally:
         await client.close()
     checks.append(_stops(config))
@@ -128,8 +133,8 @@ async def _account_checks(client: Any, config: SessionConfig, store: Any) -> lis
     import ccxt
 
     venue = config.data.exchange
-    try:
-        balance = await client.fetch_balance()
+    try:  # the futures wallet for perpetuals
+        balance = await client.fetch_balance({"type": "swap"} if any(is_perp(s) for s in config.symbols) else {})
     except ccxt.AuthenticationError as e:
         return [Check("authenticated", "fail", f"{venue} refused the key: {_why(e)}",
                       "check the key and secret, the key's IP allow-list and that it is enabled for spot trading")]
@@ -216,6 +221,49 @@ async def _market_checks(client: Any, config: SessionConfig) -> list[Check]:
     return out
 
 
+async def _derivative_checks(client: Any, config: SessionConfig, signed: bool) -> list[Check]:
+    """Shorts and leverage need perpetuals; the leverage within each market's maximum (needs the key:
+    Binance's leverage brackets are a signed request)."""
+    import ccxt
+
+    perps = [s for s in config.symbols if is_perp(s)]
+    spot = [s for s in config.symbols if not is_perp(s)]
+    direction = str(getattr(config, "direction", "long"))
+    leverage = float(getattr(getattr(config, "margin", None), "leverage", None) or 1.0)
+    out: list[Check] = []
+    if perps and spot:
+        out.append(Check("markets", "fail", f"spot {', '.join(spot)} and perpetual {', '.join(perps)} in one session "
+                         "(their money is in different wallets)", "split them into two sessions"))
+    if direction != "long" and spot:
+        out.append(Check("shorts", "fail", f"direction {direction!r} shorts, but {', '.join(spot)} is a spot market: "
+                         "a live session cannot sell what it does not hold there",
+                         f"trade the perpetual instead, e.g. {spot[0]}:{spot[0].split('/')[1]}, or set direction "
+                         "'long'"))
+    elif direction != "long":
+        out.append(Check("shorts", "pass", f"direction {direction!r} on perpetuals: a sell from flat opens a short"))
+    if leverage > 1.0 and spot:
+        out.append(Check("leverage", "fail", f"margin.leverage {leverage:g} on spot {', '.join(spot)}: live spot "
+                         "trading here does not borrow", "trade perpetuals (BASE/QUOTE:SETTLE) or set leverage 1"))
+    if not (perps and signed):
+        return out
+    try:
+        tiers = await client.fetch_leverage_tiers(perps)
+    except ccxt.BaseError as e:
+        return [*out, Check("leverage", "warn", f"the markets' leverage limits are not known: {_why(e)}",
+                            "check the maximum leverage on the exchange")]
+    for s in perps:
+        top = max((float(t.get("maxLeverage") or 0.0) for t in tiers.get(s) or []), default=0.0)
+        if not top:
+            out.append(Check(f"leverage {s}", "warn", f"{config.data.exchange} gives no leverage limit for {s}",
+                             "check the maximum leverage on the exchange"))
+        elif leverage > top:
+            out.append(Check(f"leverage {s}", "fail", f"margin.leverage {leverage:g} is above {s}'s maximum {top:g}x",
+                             f"lower margin.leverage to at most {top:g}"))
+        else:
+            out.append(Check(f"leverage {s}", "pass", f"leverage {leverage:g} within {s}'s maximum {top:g}x"))
+    return out
+
+
 def entry_size(config: SessionConfig, price: float) -> tuple[float, float]:
     """(quantity, notional) of one entry of the configured sizing at ``price`` with the starting
     equity, capped by ``risk.max_position``."""
@@ -246,7 +294,7 @@ async def _sizing(client: Any, config: SessionConfig, symbol: str, market: Mappi
         rounded = float(client.amount_to_precision(symbol, qty))
     except ccxt.BaseError:  # below the step: rounds to nothing
         rounded = 0.0
-    quote = symbol.split("/")[1]
+    quote = quote_of(symbol)
     what = f"an entry is {_num(qty)} {symbol.split('/')[0]} ≈ {notional:,.2f} {quote} at {price:,.2f}"
     if min_qty is not None and rounded < float(min_qty):
         return Check(name, "fail", f"{what}: below the lot size minimum {_num(float(min_qty))}",
