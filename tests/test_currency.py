@@ -125,3 +125,13 @@ def test_the_risk_report_does_not_add_up_sessions_in_two_base_currencies(store) 
     report = risk_report(store, policy=RiskPolicy())
     assert report.total_equity != report.total_equity and report.total_exposure != report.total_exposure
     assert any("in BTC and USDT: total equity and exposure are not added up" in p for p in report.problems)
+
+
+def test_a_paper_ab_of_a_multi_quote_session_replays_bars_in_the_base_currency(store) -> None:
+    from workbench.ab import ab_paper
+
+    config = multi(start="2024-01-01T00:00:00Z", end="2024-01-01T03:59:00Z")
+    res = asyncio.run(ab_paper(config, [{}, {}], store, poll_interval=0.05, label="fx", n_boot=100))
+    expected = run_backtest(config).equity
+    got = store.equity(res.session_ids["A"])["equity"]
+    assert len(got) == len(expected) and got.iloc[-1] == pytest.approx(expected.iloc[-1], rel=1e-9)
