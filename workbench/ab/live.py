@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.ab.paper import EarlyStop, Variants, ab_equity, run_arms
+from workbench.ab.paper import LIVE_ARM, EarlyStop, Variants, ab_equity, run_arms
 from workbench.ab.result import ABResult, judge
 from workbench.ab.stats import Method
 from workbench.ab.variants import Variant, make_variants
@@ -29,8 +29,6 @@ from workbench.execution import Bar
 from workbench.store.session_bars import session_bars
 
 __all__ = ["LIVE_ARM", "StoredBarsFeed", "ab_beside"]
-
-LIVE_ARM = "live"  # the name of the session an A/B runs beside, in its comparison
 
 
 class StoredBarsFeed:

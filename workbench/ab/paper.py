@@ -28,6 +28,7 @@ from workbench.domain import SessionKind
 __all__ = ["EarlyStop", "ab_paper", "ab_equity", "ab_sessions", "run_arms"]
 
 Variants = Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]
+LIVE_ARM = "live"  # the arm of the session an A/B runs beside (workbench.ab.live)
 
 
 @dataclass(frozen=True)
@@ -84,26 +85,25 @@ def ab_sessions(store: Any, label: str) -> dict[str, str]:
             out[str(name)[len(prefix):].split(":", 1)[0]] = str(sid)
             parents.add(parent if isinstance(parent, str) else None)
     if out and len(parents) == 1 and (parent := parents.pop()) is not None:
-        out["live"] = parent
+        out[LIVE_ARM] = parent
     return dict(sorted(out.items()))
 
 
 def ab_equity(store: Any, session_ids: Mapping[str, str]) -> pd.DataFrame:
     """The variants' equity curves from the store, one column per variant (what the view polls).
 
-    They are compared from the time the last of them started: a session that ran before (the live
-    session an A/B runs beside, :mod:`workbench.ab.live`) is cut there and rescaled so that its equity
-    just before that time is the initial balance of a variant that starts there."""
+    The arm :data:`LIVE_ARM` (the session an A/B runs beside, :mod:`workbench.ab.live`) started before the
+    others: it is cut at their first time and rescaled so that its equity just before then is their
+    initial balance."""
     curves = {name: store.equity(sid)["equity"] for name, sid in session_ids.items()}
-    firsts = {name: c.index[0] for name, c in curves.items() if len(c)}
-    if len(firsts) < 2 or len(set(firsts.values())) == 1:
-        return pd.DataFrame(curves).sort_index()
-    start = max(firsts.values())
-    latest = next(n for n, t in firsts.items() if t == start)
-    balance = float(store.get_session(session_ids[latest])["initial_balance"])
-    for name, c in curves.items():
-        if name in firsts and firsts[name] < start:
-            curves[name] = c.loc[start:] * (balance / float(c[c.index < start].iloc[-1]))
+    live = curves.get(LIVE_ARM)
+    others = [n for n, c in curves.items() if n != LIVE_ARM and len(c)]
+    if live is not None and others:
+        start = min(curves[n].index[0] for n in others)
+        before = live[live.index < start]
+        if len(before):
+            balance = float(store.get_session(session_ids[others[0]])["initial_balance"])
+            curves[LIVE_ARM] = live.loc[start:] * (balance / float(before.iloc[-1]))
     return pd.DataFrame(curves).sort_index()
 
 
