@@ -124,3 +124,18 @@ def test_live_exchange_orders_are_not_delayed() -> None:
     cfg = make_config(kind="paper", latency={"bars": 2})
     assert SignalDelay.for_config(cfg, simulated=False) is None
     assert SignalDelay.for_config(cfg).k == 2  # type: ignore[union-attr]
+
+
+def test_a_sweep_delays_like_run_backtest() -> None:
+    from workbench.backtest.sweep import sweep
+
+    bars = frames()
+    cfg = config("sma_cross", latency={"bars": 2})
+    res = sweep(cfg, {"fast": [3, 4], "slow": [8]}, bars=bars, progress=False, metrics=["final_equity", "trade_count"])
+    for _, row in res.frame.iterrows():
+        params = {"fast": int(row["fast"]), "slow": int(row["slow"])}
+        want = run_backtest(cfg.replace(params=params), bars=bars).metrics
+        assert float(row["final_equity"]) == pytest.approx(want["final_equity"], rel=1e-12)
+        assert int(row["trade_count"]) == want["trade_count"]
+    plain = sweep(config("sma_cross"), {"fast": [3], "slow": [8]}, bars=bars, progress=False, metrics=["final_equity"])
+    assert float(plain.frame["final_equity"].iloc[0]) != float(res.frame["final_equity"].iloc[0])

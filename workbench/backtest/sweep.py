@@ -31,7 +31,9 @@ import pandas as pd
 from workbench.backtest.runner import bars_for, kernel_inputs, union_index
 from workbench.backtest.sweep_kernel import METRIC_KEYS, sweep_chunk_nb
 from workbench.config import SessionConfig
+from workbench.data.books import depth_config
 from workbench.execution import entry_allowed, flatten_at
+from workbench.execution.latency import delay_bars, delay_signals
 from workbench.execution.simulate import kernel_params
 from workbench.metrics import METRIC_LABELS, infer_periods_per_year
 
@@ -317,7 +319,8 @@ class _Prepared:
         self.ppy = infer_periods_per_year(inputs.index)
         if not math.isfinite(self.ppy):
             self.ppy = float("nan")
-        self.params = kernel_params(config)
+        self.params = kernel_params(depth_config(config) if config.depth is not None else config)  # rule 14
+        self.delay = delay_bars(config.latency, config.data.timeframe)  # order latency (rule 13)
 
     def signals(
         self, strategies: list[Any], out: tuple[np.ndarray, np.ndarray] | None = None
@@ -335,6 +338,8 @@ class _Prepared:
                 sells[...] = False
         for j, strat in enumerate(strategies):
             self.inputs.signals(strat, buys[j], sells[j])
+            if self.delay:  # as run_backtest's walk
+                buys[j], sells[j] = delay_signals(buys[j], sells[j], ~np.isnan(self.inputs.arr["open"]), self.delay)
         return buys, sells
 
     def simulate(self, buys: np.ndarray, sells: np.ndarray) -> np.ndarray:
