@@ -399,7 +399,7 @@ class Margin(_Model):
     maintenance: float = Field(0.005, gt=0, lt=1, description="maintenance margin fraction: below it a position "
                                "is liquidated")
     borrow_rate: float = Field(0.0, ge=0, le=10, description="annual interest a short pays on its value, "
-                               "accrued per bar (margin shorts)")
+                               "accrued at each bar for the time since the previous one (margin shorts)")
     funding_rate: float = Field(0.0, ge=-0.1, le=0.1, description="perpetuals: constant funding rate per 8 h "
                                 "interval (longs pay a positive rate to shorts); or a series: "
                                 "run_backtest(funding=...)")

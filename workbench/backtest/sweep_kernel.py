@@ -44,7 +44,8 @@ def sweep_chunk_nb(
                 times, open_, high, low, close, volume, buys[j], sells[j], allowed, flatten, p
             )
             b = book_nb(
-                f_idx, f_col, f_qty, f_price, close_filled, p.init_cash, p.taker, p.fixed_fee, none, none, value
+                f_idx, f_col, f_qty, f_price, close_filled, p.init_cash, p.taker, p.fixed_fee, none, none, value,
+                p.leverage != 1.0,  # a leveraged long may borrow (rule 16)
             )
             # exit trades: size, entry_idx, entry_price, exit_idx, pnl, status (1 closed)
             t_size, t_entry, t_price, t_exit, t_pnl, t_status = b[7], b[8], b[9], b[11], b[14], b[15]

@@ -39,7 +39,7 @@ from workbench.execution import Bar
 from workbench.execution.codes import DIRECTIONS
 from workbench.execution.latency import SignalDelay
 from workbench.execution.ledger import Portfolio
-from workbench.execution.margin import borrow_per_bar, carry, funding_per_bar, liquidation_price
+from workbench.execution.margin import carry, funding_per_bar, liquidation_price
 from workbench.execution.scaling import Scaler, step_message
 from workbench.execution.scaling import warm_up as warm_up_scaling
 from workbench.strategies.base import BarWindow, Strategy
@@ -127,7 +127,7 @@ class Trader:
         mg = config.margin
         #: a perpetual's funding rates by funding time (rule 16; ``replay(funding=...)``), else the constant
         self.funding: pd.Series | None = None
-        self._borrow = 0.0 if mg is None else borrow_per_bar(mg.borrow_rate, config.data.timeframe)
+        self._borrow = 0.0 if mg is None else float(mg.borrow_rate)
         self._carrying = mg is not None and (self._borrow != 0.0 or mg.funding_rate != 0.0)
         self.close_all: set[str] = set()
         self.buffers: dict[str, BarBuffer] = {}
@@ -303,7 +303,8 @@ class Trader:
                     continue
                 if stamp < 0:
                     stamp = int(t.timestamp())
-                q = self.entry_target(s, b.open, pf.equity)
+                equity = pf.equity if risk.leverage == 1.0 else pf.equity * risk.leverage  # buying power (rule 16)
+                q = self.entry_target(s, b.open, equity)
                 if self.scaler is not None:
                     q *= self.scaler.scale
                 o = Order(f"{s}:{ex.ENTRY}:{stamp}", s, Side.BUY if side > 0 else Side.SELL, q, created_at=t,
@@ -339,11 +340,12 @@ class Trader:
     def _carry(self, bars: Mapping[str, Bar], prev_ns: int, t_ns: int) -> None:
         """Each held position's funding and borrow interest for this bar, at its open (rule 16)."""
         rate = float(funding_per_bar(np.array([prev_ns, t_ns], dtype=np.int64), self.config.margin, self.funding)[1])
+        rate = 0.0 if getattr(self.broker, "books_funding", False) else rate  # live perpetuals: the exchange's own
         pf = self.portfolio
         for s, b in bars.items():
             pos = pf.positions.get(s)
             if pos is not None and pos.quantity != 0.0:
-                f, i = carry(pos.quantity, b.open, rate, self._borrow)
+                f, i = carry(pos.quantity, b.open, rate, self._borrow, t_ns - prev_ns)
                 if f != 0.0 or i != 0.0:
                     pf.apply_carry(s, f, i)
 

@@ -48,7 +48,8 @@ class Portfolio:
         self.fill_count += 1
         held = pos.quantity if pos is not None else 0.0
         if fill.side is Side.SELL and held <= 0.0 and self.shorts:
-            return self._open_short(fill, pos)
+            self._open_short(fill, pos)
+            return None
         if fill.side is Side.BUY and held < 0.0:
             return self._close(fill, cast(Position, pos), -1)
         if fill.side is Side.BUY:

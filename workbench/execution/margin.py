@@ -14,12 +14,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.config import Margin, SessionConfig
-from workbench.execution import codes, nb
-
-
-def borrow_per_bar(annual_rate: float, timeframe: str) -> float:
-    """A short's borrow interest per bar: the annual rate x the bar's share of a 365-day year."""
-    return float(annual_rate) * pd.Timedelta(timeframe).value / codes.YEAR_NS
+from workbench.execution import nb
 
 
 def funding_per_bar(times_ns: np.ndarray, margin: Margin | None, series: pd.Series | None = None) -> np.ndarray:
@@ -65,7 +60,8 @@ def liquidation_price(config: SessionConfig, side: int, entry: float) -> float:
                                    0.0 if mg is None else float(mg.maintenance))
 
 
-def carry(quantity: float, price: float, funding: float, borrow: float) -> tuple[float, float]:
-    """(funding, interest) cash flows of a position of signed ``quantity`` at ``price`` for one bar."""
-    f, i = nb.carry_nb(float(quantity), float(price), float(funding), float(borrow))
+def carry(quantity: float, price: float, funding: float, borrow: float, elapsed_ns: int) -> tuple[float, float]:
+    """(funding, interest) cash flows of a position of signed ``quantity`` at ``price`` for one bar: the
+    funding rate due, and the annual ``borrow`` rate for the ``elapsed_ns`` since the previous bar."""
+    f, i = nb.carry_nb(float(quantity), float(price), float(funding), float(borrow), int(elapsed_ns))
     return float(f), float(i)

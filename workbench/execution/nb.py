@@ -34,6 +34,7 @@ from workbench.execution.codes import (
     TRADING_HOURS,
     TRAILING_STOP,
     WEEKDAY,
+    YEAR_NS,
 )
 
 MIN_QUANTITY = 1e-12  # vectorbt ignores smaller orders (its abs_tol)
@@ -298,13 +299,14 @@ def position_exit_nb(
 
 
 @njit(cache=True)
-def carry_nb(quantity: float, price: float, funding: float, borrow: float) -> tuple[float, float]:
+def carry_nb(quantity: float, price: float, funding: float, borrow: float, elapsed_ns: int) -> tuple[float, float]:
     """The carrying costs of a position of signed ``quantity`` at ``price`` for one bar (rule 16):
     (funding, interest), both cash flows (negative = paid). Funding: -quantity × price × ``funding``
     (the rate due at this bar; longs pay a positive rate, shorts receive it); interest: a short pays
-    |quantity| × price × ``borrow`` (the borrow rate per bar)."""
+    |quantity| × price × ``borrow`` (an annual rate) × the time since the previous bar, ``elapsed_ns``, as a
+    share of a 365-day year."""
     fund = -quantity * price * funding
-    interest = quantity * price * borrow if quantity < 0.0 else 0.0
+    interest = quantity * price * (borrow * (elapsed_ns / YEAR_NS)) if quantity < 0.0 else 0.0
     return fund, interest
 
 

@@ -35,7 +35,6 @@ from workbench.execution.codes import (
     TIME_LIMIT,
 )
 from workbench.execution.legs import column_scale
-from workbench.execution.margin import borrow_per_bar
 from workbench.execution.nb import (
     MIN_QUANTITY,
     book_buy_nb,
@@ -113,7 +112,7 @@ class KernelParams(NamedTuple):
     leverage: float = 1.0  # margin (rule 16): buying power = equity x leverage
     initial: float = math.nan  # initial margin fraction; NaN: margin off (no liquidation)
     maintenance: float = 0.0
-    borrow: float = 0.0  # a short's interest per bar, a fraction of its value
+    borrow: float = 0.0  # a short's annual borrow rate, accrued for the time since the previous bar
     funding_rate: float = 0.0  # constant funding rate per 8 h interval
     funding: np.ndarray = np.empty(0)  # (n,) the funding rate due at each bar (a series), or empty: the constant
     short_sig: np.ndarray = np.empty((0, 0), dtype=np.bool_)  # (n, m) a strategy's own short entries, or empty:
@@ -145,7 +144,7 @@ def kernel_params(config: SessionConfig) -> KernelParams:
         scaling=scaling_params(config.scaling), direction=DIRECTIONS[config.direction],
         leverage=1.0 if mg is None else float(mg.leverage), initial=nan if mg is None else mg.initial_fraction,
         maintenance=0.0 if mg is None else float(mg.maintenance),
-        borrow=0.0 if mg is None else borrow_per_bar(mg.borrow_rate, config.data.timeframe),
+        borrow=0.0 if mg is None else float(mg.borrow_rate),
         funding_rate=0.0 if mg is None else float(mg.funding_rate),
     )
 
@@ -340,6 +339,7 @@ def fills_nb(
             o_price, o_ref, o_reason = _grow(o_price), _grow(o_ref), _grow(o_reason)
         now = times[i]
         fund_rate = 0.0
+        elapsed = now - times[i - 1] if i > 0 else 0
         if carrying and held > 0:
             if len(p.funding) > 0:
                 fund_rate = p.funding[i]
@@ -357,7 +357,7 @@ def fills_nb(
                         trip[at], trip[at + 1], trip[at + 2] = i, BREAKER_GAP, state
                 mark[c] = open_[i, c]
                 if carrying and pos[c] != 0.0:  # 0) carrying costs at the open (rule 16)
-                    fund, interest = carry_nb(pos[c], open_[i, c], fund_rate, p.borrow)
+                    fund, interest = carry_nb(pos[c], open_[i, c], fund_rate, p.borrow, elapsed)
                     if fund != 0.0:
                         cash += fund
                         o_idx[k], o_col[k], o_qty[k], o_price[k], o_ref[k] = i, c, 0.0, fund, open_[i, c]
@@ -447,10 +447,13 @@ def fills_nb(
                     elif pos[jj] < 0.0:
                         exposure -= pos[jj] * mark[jj]
                         value += pos[jj] * mark[jj]
+                equity = cash + exposure + 2.0 * value
                 budget = cash  # rule 16: buying power = equity x leverage - gross exposure
                 if levered or n_short > 0:
-                    budget = (cash + exposure + 2.0 * value) * p.leverage - exposure
-                q = target_quantity_nb(p.sizing_mode, p.sizing_value, cash + exposure + 2.0 * value, o)
+                    budget = equity * p.leverage - exposure
+                if levered:  # percent_equity sizes on buying power
+                    equity *= p.leverage
+                q = target_quantity_nb(p.sizing_mode, p.sizing_value, equity, o)
                 q *= p.col_scale[c]
                 if scaling:
                     q *= scale_st[SCALE]

@@ -1,0 +1,214 @@
+"""Shorts, margin, liquidation and carrying costs (docs/execution-semantics.md rules 15-16).
+
+The backtest (:func:`run_backtest`, the walk) and the shipped bar-by-bar step (:func:`replay`, the Trader
+with the paper broker) make the same trades with shorts, leverage and funding on, for every built-in
+strategy; a liquidation fills at the computed price (or the open that gapped through it); funding and
+interest sums equal a hand computation; direction 'long' gives the results it gave before shorts existed.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.backtest import run_backtest
+from workbench.config import ConfigError, SessionConfig, make_config
+from workbench.engine.trader import replay
+from workbench.strategies import Param, Strategy, register
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+T0 = pd.Timestamp("2024-03-01", tz="UTC")
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "sma_cross": {"fast": 3, "slow": 8},
+    "momentum": {"window": 4, "entry_threshold": 0.001, "exit_threshold": -0.001},
+    "mean_reversion": {"window": 10, "entry_z": 1.0, "exit_z": 0.0},
+    "pump_detection": {"volume_window": 6, "volume_mult": 1.0, "accel_window": 2, "min_return": 0.0,
+                       "breakout_window": 4, "min_factors": 1, "exit_window": 4},
+}
+STOPS = {"stop_loss": 0.01, "take_profit": 0.02, "trailing_stop": 0.008}
+KEYS = ["symbol", "side", "entry_time", "exit_time", "exit_reason", "status"]
+NUMBERS = ["quantity", "entry_price", "exit_price", "pnl", "funding", "interest", "commission", "slippage"]
+
+
+def random_bars(seed: int = 1, n: int = 400) -> dict[str, pd.DataFrame]:
+    """Two symbols of 5-minute random-walk bars (the second one misses some bars)."""
+    rng = np.random.default_rng(seed)
+    times = T0 + pd.to_timedelta(np.arange(n) * 5, unit="min")
+    frames = {}
+    for j, sym in enumerate(SYMBOLS):
+        close = 100.0 * (j + 1) * np.exp(np.cumsum(rng.normal(0, 0.004, n)))
+        open_ = np.r_[close[0], close[:-1]] * np.exp(rng.normal(0, 0.001, n))
+        high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.002, n)))
+        low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.002, n)))
+        frames[sym] = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
+                                    "volume": rng.lognormal(3, 1, n)}, index=pd.DatetimeIndex(times, name="time"))
+    return frames
+
+
+def canonical(trades: pd.DataFrame) -> pd.DataFrame:
+    out = trades[KEYS + NUMBERS].copy()
+    for c in ("symbol", "side", "exit_reason", "status"):
+        out[c] = out[c].astype(object).where(out[c].notna(), "").astype(str)
+    for c in ("entry_time", "exit_time"):
+        out[c] = pd.to_datetime(out[c], utc=True).astype("datetime64[ns, UTC]")
+    return out.sort_values(["entry_time", "symbol", "side"]).reset_index(drop=True)
+
+
+def assert_same_trades(config: SessionConfig, frames: dict[str, pd.DataFrame],
+                       funding: pd.Series | None = None) -> pd.DataFrame:
+    """Backtest and paper replay agree trade for trade; returns the backtest's trades."""
+    result = run_backtest(config, bars=frames, funding=funding)
+    expected = canonical(result.trades)
+    got = canonical(replay(config, frames, include_open=True, funding=funding))
+    assert len(got) == len(expected)
+    for c in KEYS:
+        assert list(got[c]) == list(expected[c]), c
+    for c in NUMBERS:
+        np.testing.assert_allclose(got[c].to_numpy(float), expected[c].to_numpy(float), rtol=1e-9, atol=1e-9,
+                                   err_msg=c)
+    pnl = float(result.trades["pnl"].sum())  # every cash flow is some trade's P&L
+    assert result.equity.iloc[-1] == pytest.approx(config.initial_balance + pnl, rel=1e-9)
+    return result.trades
+
+
+# ---- direction 'long' is what it was ------------------------------------------------------------------
+# final equity and trade count of each strategy on random_bars(1), computed with the code before shorts
+# existed (commit 9824374): direction 'long' must give these bit for bit
+BEFORE = {"sma_cross": (49, 9608.394714473818), "momentum": (94, 9150.315843750897),
+          "mean_reversion": (104, 9070.184906152474), "pump_detection": (182, 7986.516185889141)}
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_direction_long_gives_the_results_from_before_shorts(strategy: str) -> None:
+    config = make_config(kind="paper", strategy=strategy, params=STRATEGIES[strategy], symbols=SYMBOLS,
+                         sizing={"mode": "percent_equity", "value": 0.5},
+                         risk={**STOPS, "circuit_breaker": {"max_drawdown": 0.2}})
+    result = run_backtest(config, bars=random_bars())
+    assert (len(result.trades), float(result.equity.iloc[-1])) == BEFORE[strategy]
+    assert set(result.trades["side"]) == {"long"} and (result.trades[["funding", "interest"]] == 0.0).all().all()
+
+
+# ---- parity --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("direction", ["short", "both"])
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_backtest_and_paper_agree_with_shorts_leverage_and_funding(strategy: str, direction: str) -> None:
+    frames = random_bars()
+    funding = pd.Series([0.0004, -0.0003, 0.0002], index=T0 + pd.to_timedelta([3, 11, 19], unit="h"))
+    config = make_config(kind="paper", strategy=strategy, params=STRATEGIES[strategy], symbols=SYMBOLS,
+                         direction=direction, sizing={"mode": "percent_equity", "value": 0.6}, risk=STOPS,
+                         margin={"leverage": 3, "borrow_rate": 0.2, "maintenance": 0.1})
+    trades = assert_same_trades(config, frames, funding)
+    sides = set(trades["side"])
+    assert sides == ({"short"} if direction == "short" else {"long", "short"})
+    assert (trades.loc[trades.side == "short", "interest"] < 0).any()  # shorts pay borrow interest
+    assert (trades["funding"] != 0).any()
+    assert (trades["quantity"] * trades["entry_price"] > config.initial_balance).any()  # leverage bought more
+
+
+def test_backtest_and_paper_agree_with_a_constant_funding_rate_and_no_leverage() -> None:
+    config = make_config(kind="paper", strategy="momentum", params=STRATEGIES["momentum"], symbols=SYMBOLS,
+                         direction="both", sizing={"mode": "percent_equity", "value": 0.4}, risk=STOPS,
+                         margin={"funding_rate": 0.001}, commission={"taker": 0.001, "fixed": 0.1})
+    trades = assert_same_trades(config, random_bars(seed=2, n=600))
+    long, short = trades[trades.side == "long"], trades[trades.side == "short"]
+    assert (long.funding <= 0).all() and (short.funding >= 0).all()  # a positive rate: longs pay shorts
+
+
+# ---- liquidation ---------------------------------------------------------------------------------------
+@register
+class EnterOnce(Strategy):
+    """Test strategy: the entry signal on the bar ``at`` minutes after T0, the exit signal on ``exit_at``."""
+
+    name = "test_enter_once"
+    params = (Param("at", int, 0, 0, 10_000), Param("exit_at", int, 10_000, 0, 10_000))
+
+    def lookback(self) -> int:
+        return 1
+
+    def signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        minutes = (bars.index - T0) // pd.Timedelta(minutes=1)
+        return (pd.Series(minutes == self.p["at"], index=bars.index),
+                pd.Series(minutes == self.p["exit_at"], index=bars.index))
+
+
+def flat_bars(prices: list[tuple[float, float, float, float]], step: str = "1h") -> dict[str, pd.DataFrame]:
+    """One symbol's bars from (open, high, low, close) rows, T0 onwards."""
+    index = pd.date_range(T0, periods=len(prices), freq=step, name="time")
+    frame = pd.DataFrame(prices, index=index, columns=["open", "high", "low", "close"])
+    frame["volume"] = 1e6
+    return {"BTC/USDT": frame}
+
+
+def crash_config(direction: str, **margin: Any) -> SessionConfig:
+    # the long's entry signal is bar 0's; a short's entry is the exit signal (the default rule)
+    params = {"at": 0} if direction == "long" else {"at": 9_999, "exit_at": 0}
+    return make_config(kind="paper", strategy="test_enter_once", params=params, symbols=["BTC/USDT"],
+                       direction=direction, sizing={"mode": "fixed_quantity", "value": 10.0},
+                       commission={"taker": 0.0, "fixed": 0.0}, slippage={"bps": 0.0}, margin=margin)
+
+
+@pytest.mark.parametrize("gap", [False, True])
+def test_a_leveraged_long_is_liquidated_at_the_computed_price_in_a_crash(gap: bool) -> None:
+    entry = 100.0
+    liq = entry * (1 - 1 / 5) / (1 - 0.01)  # isolated margin: entry x (1 - initial) / (1 - maintenance)
+    crash = (70.0, 101.0, 60.0, 65.0) if gap else (99.0, 101.0, 60.0, 65.0)  # gapped through the level, or not
+    frames = flat_bars([(100, 100, 100, 100), (entry, 101, 99, 100), (100, 101, 95, 99), crash, (65, 66, 64, 65)])
+    config = crash_config("long", leverage=5, maintenance=0.01)
+    trades = assert_same_trades(config, frames)
+    assert list(trades.exit_reason) == ["liquidation"] and trades.exit_time.iloc[0] == frames["BTC/USDT"].index[3]
+    assert trades.exit_price.iloc[0] == pytest.approx(70.0 if gap else liq, rel=1e-12)
+    assert trades.pnl.iloc[0] == pytest.approx(10 * ((70.0 if gap else liq) - entry), rel=1e-12)
+
+
+def test_a_short_is_liquidated_when_the_price_spikes_and_a_closer_stop_comes_first() -> None:
+    entry = 100.0
+    liq = entry * (1 + 1 / 2) / (1 + 0.05)  # 142.857...
+    spike = (101.0, 150.0, 100.0, 149.0)
+    frames = flat_bars([(100, 100, 100, 100), (entry, 101, 99, 100), (100, 101, 99, 100), spike, (149, 150, 148, 149)])
+    trades = assert_same_trades(crash_config("short", leverage=2, maintenance=0.05), frames)
+    assert list(trades.exit_reason) == ["liquidation"] and list(trades.side) == ["short"]
+    assert trades.exit_price.iloc[0] == pytest.approx(liq, rel=1e-12)
+    stopped = crash_config("short", leverage=2, maintenance=0.05).replace(risk={"stop_loss": 0.2})
+    trades = assert_same_trades(stopped, frames)  # the stop at 120 is reached before the liquidation price
+    assert list(trades.exit_reason) == ["stop_loss"] and trades.exit_price.iloc[0] == pytest.approx(120.0)
+
+
+# ---- funding and interest, by hand ---------------------------------------------------------------------
+def test_funding_and_interest_of_a_short_equal_a_hand_computation() -> None:
+    # a short of 10 at a flat 100, 1 h bars: entered at bar 1's open (01:00), covered at bar 20's (20:00)
+    frames = flat_bars([(100.0, 100.0, 100.0, 100.0)] * 24)
+    config = crash_config("short", funding_rate=0.001, borrow_rate=0.0876)
+    config = config.replace(params={"at": 19 * 60, "exit_at": 0})  # the cover signal on bar 19, filled at 20:00
+    trades = assert_same_trades(config, frames)
+    assert len(trades) == 1 and trades.exit_time.iloc[0] == T0 + pd.Timedelta(hours=20)
+    # interest: at each open after the entry bar, bars 2..20: 19 x 10 x 100 x 0.0876 / (365 x 24)
+    assert trades.interest.iloc[0] == pytest.approx(-19 * 1000 * 0.0876 / 8760, rel=1e-12)
+    # funding at 08:00 and 16:00 (in (01:00, 20:00]): a short receives 10 x 100 x 0.001 each
+    assert trades.funding.iloc[0] == pytest.approx(2 * 1.0, rel=1e-12)
+    assert trades.pnl.iloc[0] == pytest.approx(2.0 - 19 * 1000 * 0.0876 / 8760, rel=1e-12)  # a flat price
+    series = pd.Series([0.002, 0.5, -0.001], index=T0 + pd.to_timedelta([4, 30, 12], unit="h"))
+    trades = assert_same_trades(config.replace(margin={"borrow_rate": 0.0}), frames, funding=series)
+    assert trades.funding.iloc[0] == pytest.approx(10 * 100 * (0.002 - 0.001), rel=1e-12)  # 30 h is after it
+    assert trades.interest.iloc[0] == 0.0
+
+
+# ---- config errors -------------------------------------------------------------------------------------
+@register
+class LongOnly(EnterOnce):
+    name = "test_long_only"
+    can_short: ClassVar[bool] = False
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"margin": {"leverage": 0.5}}, "leverage 0.5 is below 1"),
+    ({"margin": {"leverage": 4, "maintenance": 0.3}}, "maintenance margin 0.3 must be below the initial margin 0.25"),
+    ({"margin": {"leverage": 4, "initial": 0.1}}, "lends more than leverage 4 allows"),
+    ({"direction": "short", "strategy": "test_long_only"}, "strategy 'test_long_only' trades long only"),
+    ({"direction": "both", "scaling": {"after_trades": 5}}, "works with direction 'long' only"),
+    ({"direction": "sideways"}, "direction"),
+])
+def test_bad_margin_and_direction_settings_are_clear_errors(fields: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        make_config(**fields)
