@@ -44,3 +44,16 @@ def test_the_report_and_the_detail_view_show_the_base_currency_and_converted_mar
         assert "Base currency" in view.risk_html.value and "ETH/BTC (BTC → USDT)" in view.risk_html.value
     finally:
         view.close()
+
+
+def test_base_currency_flag_of_backtest_and_report(capsys) -> None:
+    from workbench.cli import main
+    from workbench.reports.report import prepare
+
+    few = ["--symbols", "BTC/USDT,ETH/BTC", "--start", "2024-01-01", "--end", "2024-01-01T02:00:00Z"]
+    assert main(["backtest", "--no-save", *few]) == 2
+    err = capsys.readouterr().err
+    assert "--base-currency (base_currency): the symbols are quoted in BTC and USDT" in err
+    assert main(["backtest", "--no-save", *few, "--base-currency", "USDT"]) == 0
+    report = prepare(symbols="BTC/USDT,ETH/BTC", start="2024-01-01", end="2024-01-01T02:00:00Z", base_currency="USDT")
+    assert report.config.currency == "USDT"

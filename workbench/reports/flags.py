@@ -24,11 +24,11 @@ FLAGS: dict[str, str] = {
     "start": "--start", "end": "--end", "data.timeframe": "--timeframe", "data.csv_path": "--data",
     "risk.stop_loss": "--stop-loss", "risk.take_profit": "--take-profit", "risk.trailing_stop": "--trailing-stop",
     "sizing": "--sizing", "slippage.bps": "--slippage-bps", "time.timezone": "--timezone",
-    "time.blackouts": "--blackout", "time.events": "--events",
+    "time.blackouts": "--blackout", "time.events": "--events", "base_currency": "--base-currency",
 }
 #: the settings :func:`apply_settings` knows (argparse dests, and the report template's parameter names)
 SETTINGS: tuple[str, ...] = ("data", "timeframe", "fee", "stop_loss", "take_profit", "trailing_stop", "sizing",
-                             "slippage_bps", "timezone", "blackout", "events")
+                             "slippage_bps", "timezone", "blackout", "events", "base_currency")
 #: every flag :func:`add_config_flags` adds, by argparse dest
 CONFIG_FLAGS: tuple[str, ...] = ("strategy", "param", "symbols", "start", "end", "balance", *SETTINGS)
 SIZING_EXAMPLE = "percent_equity:0.5, fixed_amount:1000 or fixed_quantity:0.1"
@@ -61,6 +61,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="no new entries in this daily window (repeat for several)")
     p.add_argument("--events", metavar="FILE", help="an event calendar (.ics or .csv start,end,name): no new "
                    "entries inside its events (docs/risk.md)")
+    p.add_argument("--base-currency", metavar="CODE", help="currency of cash and P&L, e.g. USDT: needed when the "
+                   "symbols' quotes differ (BTC/USDT,ETH/BTC); others are converted into it (docs/currencies.md)")
 
 
 def _value(text: str) -> Any:
@@ -153,6 +155,7 @@ def apply_settings(fields: dict[str, Any], settings: Mapping[str, Any]) -> dict[
         "time.blackouts": None if blackout is None else [parse_window(w) for w in
                                                          ([blackout] if isinstance(blackout, str) else blackout)],
         "time.events": None if not events else _events(str(events)),
+        "base_currency": get("base_currency"),
     }
     for dotted, value in values.items():
         if value is not None:

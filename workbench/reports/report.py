@@ -107,6 +107,7 @@ def prepare(
     timezone: str | None = None,
     blackout: Sequence[str] | str | None = None,
     events: str | None = None,
+    base_currency: str | None = None,
 ) -> Report:
     """A validated :class:`Report`. The config comes from the arguments, or from a saved session
     (``session_id``) or template (``template``) in the store at ``db_url``, which the arguments that
@@ -114,7 +115,8 @@ def prepare(
     (:func:`workbench.reports.flags.apply_settings`): ``fee`` sets taker and maker commission;
     ``stop_loss``, ``take_profit`` and ``trailing_stop`` are fractions; ``data`` a CSV file run at its own
     interval unless ``timeframe`` is coarser; ``sizing`` ``"MODE:VALUE"``; ``blackout`` ``"HH:MM-HH:MM"``
-    windows in ``timezone``; ``events`` an event calendar file (.ics or .csv). Raises
+    windows in ``timezone``; ``events`` an event calendar file (.ics or .csv); ``base_currency`` the currency of
+    cash and P&L (docs/currencies.md). Raises
     :class:`ReportParameterError` (one line) on bad input."""
     fields, source = _base_config(session_id, template, db_url)
     params_ = _params(params)
@@ -130,7 +132,7 @@ def prepare(
             fields[key] = value
     settings = {"data": data, "timeframe": timeframe, "fee": fee, "stop_loss": stop_loss, "take_profit": take_profit,
                 "trailing_stop": trailing_stop, "sizing": sizing, "slippage_bps": slippage_bps, "timezone": timezone,
-                "blackout": blackout, "events": events}
+                "blackout": blackout, "events": events, "base_currency": base_currency}
     fields["kind"] = "backtest"
     try:
         config = make_config(**apply_settings(fields, settings))
