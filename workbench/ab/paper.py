@@ -25,7 +25,7 @@ from workbench.ab.variants import Variant, make_variants
 from workbench.config import SessionConfig
 from workbench.domain import SessionKind
 
-__all__ = ["EarlyStop", "ab_paper", "ab_equity", "ab_sessions", "run_arms"]
+__all__ = ["EarlyStop", "ab_paper", "ab_equity", "ab_sessions", "paper_arms", "run_arms", "stored_result"]
 
 Variants = Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]
 LIVE_ARM = "live"  # the arm of the session an A/B runs beside (workbench.ab.live)
@@ -156,24 +156,34 @@ async def ab_paper(
     from workbench.engine.feeds import BarBlock, ReplayFeed, shared_bars
     from workbench.engine.session import Session
 
-    if not isinstance(config, SessionConfig):
-        raise TypeError(f"ab_paper takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
-    if config.kind is not SessionKind.PAPER:
-        config = config.replace(kind=SessionKind.PAPER.value)
-    if config.data.live:
-        raise ValueError("a paper A/B replays bars: set data.live to false (live bars reach each session "
-                         "at its own time, so the variants would not see one feed)")
-    label = label or uuid.uuid4().hex[:6]
-    arms = [Variant(a.name, a.changes, a.config.replace(name=f"A/B {label} {a.config.name.removeprefix('A/B ')}"))
-            for a in make_variants(config, variants)]
+    config, arms = paper_arms(config, variants, label or uuid.uuid4().hex[:6])
     block = (BarBlock.from_frames({s: bars[s] for s in config.symbols}) if bars is not None
              else shared_bars(config.data, config.symbols, config.start, config.end, base=config.currency))
     sessions = {a.name: Session(a.config, store, feed=ReplayFeed(block, speed), poll_interval=poll_interval,
                                 actor="ab") for a in arms}
     ids = {name: s.id for name, s in sessions.items()}
     stopped = await run_arms(sessions, store, early_stop, config.initial_balance, seed)
+    return stored_result(store, config, arms, ids, stopped, period=period, confidence=confidence, n_boot=n_boot,
+                         seed=seed, method=method)
+
+
+def paper_arms(config: SessionConfig, variants: Variants, label: str) -> tuple[SessionConfig, list[Variant]]:
+    """(the paper base config, its validated variants named ``A/B <label> <variant>: <changes>``)."""
+    if not isinstance(config, SessionConfig):
+        raise TypeError(f"a paper A/B takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    if config.kind is not SessionKind.PAPER:
+        config = config.replace(kind=SessionKind.PAPER.value)
+    if config.data.live:
+        raise ValueError("a paper A/B replays bars: set data.live to false (live bars reach each session "
+                         "at its own time, so the variants would not see one feed)")
+    return config, [Variant(a.name, a.changes, a.config.replace(
+        name=f"A/B {label} {a.config.name.removeprefix('A/B ')}")) for a in make_variants(config, variants)]
+
+
+def stored_result(store: Any, config: SessionConfig, arms: list[Variant], ids: Mapping[str, str],
+                  stopped: Mapping[str, str], **judge_args: Any) -> ABResult:
+    """The :class:`ABResult` of paper variants that have ended, read from the store."""
     equity = ab_equity(store, ids)
     metrics = pd.DataFrame({name: store.get_session(sid)["metrics"] or {} for name, sid in ids.items()}).T
-    v, used = judge(equity, config.initial_balance, period=period, confidence=confidence, n_boot=n_boot, seed=seed,
-                    method=method)
-    return ABResult(config, "paper", arms, equity, metrics, v, used, session_ids=ids, stopped=stopped)
+    v, used = judge(equity, config.initial_balance, **judge_args)
+    return ABResult(config, "paper", arms, equity, metrics, v, used, session_ids=dict(ids), stopped=dict(stopped))

@@ -26,6 +26,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
     if args.beside is not None:
         return _beside(args)
+    if args.follow is not None:
+        return _follow(args)
     if args.config is None:
         raise ValueError("give --config FILE.json (the base config), or --beside SESSION_ID (a running live session)")
     if args.bars is not None:
@@ -37,7 +39,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
         raise ValueError(f"--config {args.config}: {e}") from None
     variants = _variants(args)
     kind = args.kind or ("paper" if config.kind.value == "paper" else "backtest")
-    wrong = ([f for f, v in (("--early-stop", args.early_stop), ("--replay-speed", args.replay_speed)) if v is not None]
+    wrong = ([f for f, v in (("--early-stop", args.early_stop), ("--replay-speed", args.replay_speed),
+                             ("--host", args.host or None)) if v is not None]
              if kind == "backtest" else ["--save"] if args.save else [])
     if wrong:
         raise ValueError(f"{', '.join(wrong)} do(es) not apply to a {kind} A/B; leave it out or use "
@@ -47,6 +50,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
         result = ab_backtest(config, variants, save_to=Store(args.db) if args.save else None, **stats)
     else:
         early = EarlyStop(min_periods=args.early_stop) if args.early_stop else None
+        if args.host:
+            return _hosted(args, config, variants)
         if not args.json:
             print(f"workbench ab: {len(variants)} paper sessions on one replayed feed (Ctrl-C cancels)", flush=True)
         result = asyncio.run(ab_paper(config, variants, Store(args.db), speed=args.replay_speed, early_stop=early,
@@ -67,6 +72,33 @@ def _variants(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _stats(args: argparse.Namespace) -> dict[str, Any]:
     return {"confidence": args.confidence, "n_boot": args.n_boot, "seed": args.seed, "period": args.period}
+
+
+def _hosted(args: argparse.Namespace, config: SessionConfig, variants: list[dict[str, Any]]) -> int:
+    """``--host``: the variants requested from ``workbench host`` (:mod:`workbench.ab.host`), then followed."""
+    from workbench.ab.host import ab_request
+    from workbench.store import Store
+
+    if args.replay_speed is not None:
+        raise ValueError("--replay-speed does not apply with --host: the host replays at its own --replay-speed")
+    label, ids = ab_request(config, variants, Store(args.db))
+    if not args.json:
+        print(f"workbench ab: {len(ids)} paper sessions requested from workbench host as A/B {label} "
+              f"(Ctrl-C stops following, they run on; `workbench ab --follow {label}` follows again)", flush=True)
+    args.follow = label
+    return _follow(args)
+
+
+def _follow(args: argparse.Namespace) -> int:
+    """``--follow LABEL``: wait for a hosted A/B's sessions to end, then print the verdict."""
+    from workbench.ab import EarlyStop
+    from workbench.ab.host import ab_follow
+    from workbench.store import Store
+
+    early = EarlyStop(min_periods=args.early_stop) if args.early_stop else None
+    result = asyncio.run(ab_follow(Store(args.db), args.follow, early_stop=early, poll=args.poll, **_stats(args)))
+    print(dumps(result.to_dict()) if args.json else result.summary())
+    return 0
 
 
 def _beside(args: argparse.Namespace) -> int:
@@ -98,6 +130,9 @@ def add_ab_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--beside", metavar="SESSION_ID",
                    help="run the variants as paper sessions on the bars this running live session is handed, "
                         "compared with it (arm 'live')")
+    p.add_argument("--host", action="store_true",
+                   help="paper: request the variants from `workbench host` (crash-only there) and follow them")
+    p.add_argument("--follow", metavar="LABEL", help="follow a hosted A/B's sessions until they end, then judge them")
     p.add_argument("--bars", type=int, default=None, metavar="N",
                    help="--beside: end the variants after N bars (default: when the live session ends)")
     p.add_argument("--variant", action="append", metavar="k=v[,k=v]", help="one variant's changes (repeat, 2 or more)")
