@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -89,13 +89,17 @@ def _walk(arms: list[Variant], inputs: KernelInputs) -> dict[str, VariantRun]:
 
 
 def _metrics_frame(arms: list[Variant], runs: Mapping[str, VariantRun], ppy: float) -> pd.DataFrame:
-    """One row per variant: metrics_from_arrays' dict (the kernel's metrics, then the tail figures)."""
+    """One row per variant: metrics_from_arrays' dict (the kernel's metrics, then the tail figures, computed
+    in parallel threads)."""
+    import numba
+
+    with ThreadPoolExecutor(numba.get_num_threads()) as pool:  # NumPy's sorts and loops release the GIL
+        tails = [pool.submit(tail_metrics, runs[a.name].value, float(a.config.initial_balance), ppy) for a in arms]
     rows = {}
-    for arm in arms:
-        run = runs[arm.name]
-        row: dict[str, float] = dict(zip(METRIC_KEYS, run.metrics.tolist()))
+    for arm, tail in zip(arms, tails, strict=True):
+        row: dict[str, float] = dict(zip(METRIC_KEYS, runs[arm.name].metrics.tolist()))
         row["trade_count"] = int(row["trade_count"])
-        row.update(tail_metrics(run.value, float(arm.config.initial_balance), ppy))
+        row.update(tail.result())
         rows[arm.name] = row
     return pd.DataFrame(rows).T
 
