@@ -8,15 +8,13 @@ from workbench.config import make_config
 from workbench.metrics.market import market_rows
 from workbench.reports.report import Report
 from workbench.ui.detail import DetailView
-from workbench.ui.wizard_market import has
 
 MULTI = {"kind": "backtest", "strategy": "sma_cross", "params": {"fast": 5, "slow": 20},
          "symbols": ["BTC/USDT", "ETH/BTC"], "base_currency": "USDT", "start": "2024-01-01", "end": "2024-01-01 12:00"}
 
 
 def test_market_rows_sum_side_funding_interest_and_count_liquidations_by_hand() -> None:
-    margin = has("margin") and has("direction")
-    config = (make_config(direction="both", margin={"leverage": 3}) if margin else make_config())
+    config = make_config(direction="both", margin={"leverage": 3})
     trades = pd.DataFrame({"symbol": ["BTC/USDT"] * 3, "side": ["long", "short", "short"],
                            "pnl": [10.0, -4.0, 2.5], "exit_reason": ["signal", "liquidation", "stop_loss"],
                            "funding": [-1.25, 0.5, 0.25], "interest": [0.0, -0.75, -0.5]})
@@ -24,8 +22,7 @@ def test_market_rows_sum_side_funding_interest_and_count_liquidations_by_hand() 
     assert rows["Long trades"] == "1 · P&L 10.00 USDT" and rows["Short trades"] == "2 · P&L -1.50 USDT"
     assert rows["Liquidations"] == "1"
     assert rows["Funding (paid < 0)"] == "-0.50 USDT" and rows["Borrow interest (paid < 0)"] == "-1.25 USDT"
-    if margin:
-        assert rows["Leverage"] == "3×" and rows["Direction"] == "long and short"
+    assert rows["Leverage"] == "3×" and rows["Direction"] == "long and short"
     plain = pd.DataFrame({"symbol": ["BTC/USDT"], "side": ["long"], "pnl": [1.0], "exit_reason": ["signal"],
                           "funding": [0.0], "interest": [0.0]})
     assert market_rows(make_config(), plain) == []  # long-only spot in one quote: nothing to say

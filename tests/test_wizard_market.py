@@ -6,7 +6,6 @@ import pytest
 
 from workbench.config import make_config
 from workbench.ui.wizard import TRADING, Wizard
-from workbench.ui.wizard_market import has
 
 
 def _set(w: Wizard, key: str, *values: object) -> None:
@@ -27,7 +26,6 @@ def test_base_currency_is_asked_for_when_the_quotes_differ_and_shown_beside_its_
     assert again.field("base_currency").widgets[0].value == "USDT" and again.build()[0] == cfg
 
 
-@pytest.mark.skipif(not (has("latency") and has("depth")), reason="latency/depth not in SessionConfig yet")
 def test_latency_and_depth_fields_round_trip_and_show_the_configs_errors() -> None:
     w = Wizard(launch=False)
     assert w.build()[0].latency is None and w.build()[0].depth is None  # off by default
@@ -47,7 +45,6 @@ def test_latency_and_depth_fields_round_trip_and_show_the_configs_errors() -> No
     assert [w.value for w in again.field("latency").widgets] == ["bars", 2.0]
 
 
-@pytest.mark.skipif(not (has("margin") and has("direction")), reason="margin/direction not in SessionConfig yet")
 def test_margin_and_direction_fields_round_trip_and_show_the_configs_errors() -> None:
     w = Wizard(launch=False)
     assert not w.field("margin.leverage").visible  # shown once margin is switched on

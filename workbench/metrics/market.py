@@ -30,16 +30,16 @@ def market_rows(config: SessionConfig, trades: pd.DataFrame) -> list[tuple[str, 
     if converted:
         rows.append(("Base currency", cur))
         rows.append(("Converted markets", ", ".join(f"{s} ({quote_of(s)} → {cur})" for s in converted)))
-    direction = getattr(config, "direction", "long")
+    direction = config.direction
     if direction != "long":
         rows.append(("Direction", {"short": "short only", "both": "long and short"}.get(direction, direction)))
-    margin = getattr(config, "margin", None)
+    margin = config.margin
     if margin is not None:
         rows.append(("Leverage", f"{margin.leverage:g}×"))
-    latency = getattr(config, "latency", None)
+    latency = config.latency
     if latency is not None:
         rows.append(("Order latency", f"{latency.ms:g} ms" if latency.ms is not None else f"{latency.bars} bar(s)"))
-    depth = getattr(config, "depth", None)
+    depth = config.depth
     if depth is not None:
         rows.append(("Fill model", "order book" if depth.model == "book" else "volume impact"))
     if "side" in trades.columns and (direction != "long" or (trades["side"] == "short").any()):

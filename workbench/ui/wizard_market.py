@@ -1,7 +1,6 @@
 """The wizard's market-realism fields (issue 15): base currency, direction and margin on the Trading step,
-latency and order-book depth on the Execution step. Each is added only where SessionConfig has its field;
-the config's own validation names what is wrong, shown beside the field (``margin.leverage`` beside
-Leverage, a whole-margin problem beside the margin switch).
+latency and order-book depth on the Execution step. The config's own validation names what is wrong,
+shown beside the field (``margin.leverage`` beside Leverage, a whole-margin problem beside the margin switch).
 """
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
-from workbench.config import SessionConfig
+from workbench.config import Margin
 from workbench.ui import forms as F
 from workbench.ui.forms import FormField, ParseError
 
@@ -26,38 +25,19 @@ MARGIN = (("leverage", "Leverage", False, "×", "buying power as a multiple of e
           ("funding_rate", "Funding rate", True, "% per 8 h", "perpetuals: longs pay a positive rate"))
 
 
-def has(name: str) -> bool:
-    """Does SessionConfig have the field ``name`` (added by issue 15's engineers one by one)?"""
-    return name in SessionConfig.model_fields
-
-
-def _default(key: str) -> Any:
-    """The default of ``margin.<key>`` (what a new margin setting starts from)."""
-    model = SessionConfig.model_fields["margin"].annotation
-    for arg in getattr(model, "__args__", (model,)):
-        if hasattr(arg, "model_fields"):
-            return arg.model_fields[key].default
-    return None
-
-
 def trading_rows(form: WizardFields, step: int) -> list[FormField]:
-    """Base currency, direction and margin, for the fields the config has."""
-    rows: list[FormField] = []
-    if has("base_currency"):
-        cur = F.text("Base currency", placeholder="the symbols' quote")
+    """Base currency, direction and margin."""
+    cur = F.text("Base currency", placeholder="the symbols' quote")
 
-        def write_cur(v: Any) -> None:
-            cur.value = v or ""
-        rows.append(form._add(FormField(
-            "base_currency", "Base currency", step, [cur], lambda: cur.value.strip().upper() or None, write_cur,
-            help="cash and P&L; needed when the symbols' quotes differ (BTC/USDT with ETH/BTC)",
-            show=lambda v: v or "the symbols' quote")))
-    if has("direction"):
-        rows.append(form._value_field("direction", "Direction", step, F.dropdown("Direction", DIRECTIONS),
-                                      help="short: the strategy's exit signals open shorts"))
-    if has("margin"):
-        rows += _margin_rows(form, step)
-    return rows
+    def write_cur(v: Any) -> None:
+        cur.value = v or ""
+    currency = form._add(FormField(
+        "base_currency", "Base currency", step, [cur], lambda: cur.value.strip().upper() or None, write_cur,
+        help="cash and P&L; needed when the symbols' quotes differ (BTC/USDT with ETH/BTC)",
+        show=lambda v: v or "the symbols' quote"))
+    direction = form._value_field("direction", "Direction", step, F.dropdown("Direction", DIRECTIONS),
+                                  help="short: the strategy's exit signals open shorts")
+    return [currency, direction, *_margin_rows(form, step)]
 
 
 def _margin_rows(form: WizardFields, step: int) -> list[FormField]:
@@ -67,7 +47,7 @@ def _margin_rows(form: WizardFields, step: int) -> list[FormField]:
         w = F.number(label)
 
         def write(v: Any, w: W.FloatText = w, key: str = key, percent: bool = percent) -> None:
-            v = _default(key) if v is None else v
+            v = Margin.model_fields[key].default if v is None else v
             w.value = F.frac_to_pct(v) if percent else v
 
         def read(w: W.FloatText = w, percent: bool = percent) -> float:
@@ -100,36 +80,31 @@ def _margin_rows(form: WizardFields, step: int) -> list[FormField]:
 
 
 def execution_rows(form: WizardFields, step: int) -> list[FormField]:
-    """Latency and order-book depth, for the fields the config has."""
-    rows: list[FormField] = []
-    if has("latency"):
-        unit = F.dropdown("Order latency", LATENCY_UNITS)
-        amount = W.FloatText(value=0.0, layout={"width": "90px"})
+    """Order latency and the fill model (order-book depth)."""
+    unit = F.dropdown("Order latency", LATENCY_UNITS)
+    amount = W.FloatText(value=0.0, layout={"width": "90px"})
 
-        def read_latency() -> dict[str, Any] | None:
-            if not unit.value:
-                return None
-            return {"ms": float(amount.value)} if unit.value == "ms" else {"bars": _whole(amount.value, "bars")}
+    def read_latency() -> dict[str, Any] | None:
+        if not unit.value:
+            return None
+        return {"ms": float(amount.value)} if unit.value == "ms" else {"bars": _whole(amount.value, "bars")}
 
-        def write_latency(v: Any) -> None:
-            unit.value = "" if not v else ("ms" if v.get("ms") is not None else "bars")
-            amount.value = 0.0 if not v else float(v.get("ms") if v.get("ms") is not None else v.get("bars") or 0)
-        rows.append(form._add(FormField(
-            "latency", "Order latency", step, [unit, amount], read_latency, write_latency,
-            help="from a decision to the market (fill delay)", show=_show_latency)))
-    if has("depth"):
-        model = F.dropdown("Fill model", DEPTH_MODELS)
-        levels = W.IntText(value=20, layout={"width": "90px"}, tooltip="book levels per side (paper on live data)")
+    def write_latency(v: Any) -> None:
+        unit.value = "" if not v else ("ms" if v.get("ms") is not None else "bars")
+        amount.value = 0.0 if not v else float(v.get("ms") if v.get("ms") is not None else v.get("bars") or 0)
+    latency = form._add(FormField("latency", "Order latency", step, [unit, amount], read_latency, write_latency,
+                                  help="from a decision to the market (fill delay)", show=_show_latency))
+    model = F.dropdown("Fill model", DEPTH_MODELS)
+    levels = W.IntText(value=20, layout={"width": "90px"}, tooltip="book levels per side (paper on live data)")
 
-        def read_depth() -> dict[str, Any] | None:
-            return {"model": model.value, "levels": int(levels.value)} if model.value else None
+    def read_depth() -> dict[str, Any] | None:
+        return {"model": model.value, "levels": int(levels.value)} if model.value else None
 
-        def write_depth(v: Any) -> None:
-            model.value, levels.value = (v["model"], int(v.get("levels", 20))) if v else ("", 20)
-        rows.append(form._add(FormField(
-            "depth", "Fill model", step, [model, levels], read_depth, write_depth,
-            help="order book: walk recorded/live L2 books (levels per side)", show=_show_depth)))
-    return rows
+    def write_depth(v: Any) -> None:
+        model.value, levels.value = (v["model"], int(v.get("levels", 20))) if v else ("", 20)
+    depth = form._add(FormField("depth", "Fill model", step, [model, levels], read_depth, write_depth,
+                                help="order book: walk recorded/live L2 books (levels per side)", show=_show_depth))
+    return [latency, depth]
 
 
 def _whole(value: float, what: str) -> int:
