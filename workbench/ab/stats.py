@@ -160,14 +160,16 @@ def resampled_means(diffs: np.ndarray, *, n_boot: int = 2000, block: int | None 
     # repeated twice (a block wraps around the end at most once), so the cost is per block, not per period
     prefix = np.zeros((k, 2 * n + 1))
     np.cumsum(np.concatenate([diffs, diffs], axis=1), axis=1, out=prefix[:, 1:])
-    width = -(-n // size) if method == "circular" else 2 * (n // size) + 16  # blocks drawn per resample
+    # blocks drawn per resample: a stationary resample needs 1 + Binomial(n - 1, 1/size) (more are drawn if short)
+    width = -(-n // size) if method == "circular" else n // size + 5 * math.isqrt(n // size + 1) + 8
     out = np.empty((k, n_boot))
     step = max(1, min(n_boot, _CHUNK // width))
     for lo in range(0, n_boot, step):
         starts, lengths = _blocks(n, min(step, n_boot - lo), size, width, rng, method)
         ends = starts + lengths
         for j in range(k):
-            out[j, lo:lo + len(starts)] = (prefix[j, ends] - prefix[j, starts]).sum(axis=1) / n
+            p = prefix[j]
+            out[j, lo:lo + len(starts)] = (p.take(ends) - p.take(starts)).sum(axis=1) / n
     return out
 
 
