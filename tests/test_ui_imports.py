@@ -1,8 +1,10 @@
 """A dashboard kernel imports only what it shows: each page module and page, built in a fresh interpreter
-on a real store, must not load the trading stack (vectorbt, ccxt) nor the metrics kernel's numba; the
-metrics it shows come from the one kernel source, interpreted when numba is not loaded."""
+on a real store after the setup ``workbench up``'s kernels run, must not load the trading stack (vectorbt,
+ccxt) nor the metrics kernel's numba, nor pyarrow and nbformat; the metrics it shows come from the one
+kernel source, interpreted when numba is not loaded."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -13,28 +15,39 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workbench.dashboard_kernels import KERNEL_SETUP
 from workbench.serve import seed_store
 
 HEAVY = ("vectorbt", "ccxt", "dask")
 PROBE = """
 import json, os, sys
+for line in json.loads(sys.argv[2]):  # what workbench up's kernels run first, before any import of workbench
+    exec(line)
 import workbench.ui.pages as P
 page = sys.argv[1]
 if page == "session":
     from workbench.store import Store
     os.environ["QUERY_STRING"] = "id=" + str(Store().history()["id"].iloc[0])
 if page != "module":
-    getattr(P, page + "_page")().close_views()
-HEAVY = {"vectorbt", "ccxt", "dask", "numba", "scipy", "alembic"}
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in HEAVY
+    built = getattr(P, page + "_page")()
+    built.close_views()
+    if page == "session":  # the price chart got its bars
+        detail = built.views["detail"]
+        assert detail._bars is not None and len(detail._bars) and not detail._bars_error, detail._bars_error
+HEAVY = {"vectorbt", "ccxt", "dask", "numba", "scipy", "alembic", "pyarrow", "nbformat", "jsonschema"}
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in HEAVY and sys.modules[m] is not None
                         or m in {"workbench.metrics.kernel", "workbench.backtest.runner"})))
 """
 
 
+@functools.cache
 def loaded(page: str, home: str) -> set[str]:
+    """The heavy modules loaded after building ``page`` in a fresh interpreter that ran the setup
+    ``workbench up``'s kernels run first (:data:`workbench.dashboard_kernels.KERNEL_SETUP`)."""
     env = {**os.environ, "WORKBENCH_HOME": home}
     env.pop("QUERY_STRING", None)
-    out = subprocess.run([sys.executable, "-c", PROBE, page], env=env, capture_output=True, text=True, timeout=180)
+    out = subprocess.run([sys.executable, "-c", PROBE, page, json.dumps(KERNEL_SETUP)], env=env,
+                         capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     return {m.split(".")[0] if not m.startswith("workbench") else m for m in json.loads(out.stdout.splitlines()[-1])}
 
@@ -72,6 +85,36 @@ def test_a_page_does_not_load_numba(page: str, home: str) -> None:
 def test_a_page_on_a_current_store_does_not_load_alembic(home: str) -> None:
     """Opening a store whose schema is current reads its version and does not import Alembic."""
     assert "alembic" not in loaded("session", home)
+
+
+@pytest.mark.parametrize("page", ["sessions", "session", "risk", "history"])
+def test_a_dashboard_kernel_goes_without_pyarrow_and_nbformat(page: str, home: str) -> None:
+    """In ``workbench up``'s kernels pandas uses its Python string storage (pyarrow +30 MB) and plotly goes
+    without nbformat and jsonschema (+15 MB): the session page still draws its price chart from the bars."""
+    mods = loaded(page, home)
+    assert not mods & {"pyarrow", "nbformat", "jsonschema"}, sorted(mods)
+
+
+def test_a_kernel_without_pyarrow_in_pandas_still_reads_the_parquet_cache(tmp_path) -> None:
+    """pyarrow stays importable after the kernel setup: cached bars read back as a normal process reads them."""
+    probe = f"""
+import json, sys
+for line in json.loads(sys.argv[1]):
+    exec(line)
+import pandas as pd
+assert 'pyarrow' not in sys.modules and pd.Series(['a']).dtype.storage == 'python'
+from workbench.data import BarCache, sample_bars
+bars = sample_bars('BTC/USDT', days=1)
+cache = BarCache({str(tmp_path)!r})
+cache.write('binance', 'BTC/USDT', '1m', bars)
+back = cache.read('binance', 'BTC/USDT', '1m')
+pd.testing.assert_frame_equal(back, bars, check_freq=False)
+print(len(back), cache.coverage('binance', 'BTC/USDT', '1m'))
+"""
+    out = subprocess.run([sys.executable, "-c", probe, json.dumps(KERNEL_SETUP)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1440 ")
 
 
 def test_metrics_without_numba_are_the_kernels_numbers() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -64,6 +65,8 @@ def test_closed_tabs_leave_no_kernels_and_an_open_one_is_kept(up: Served) -> Non
             page.wait_for_selector(".wb-sessions-table", timeout=LOAD)
             mine = kernels(up)
             assert len(mine) == 1
+            (pid,) = mine  # a light kernel (workbench.dashboard_kernels.KERNEL_SETUP): pandas without pyarrow
+            assert not [m for m in Path(f"/proc/{pid}/maps").read_text().splitlines() if "libarrow" in m]
             killed: set[int] = set()
             for name in ("risk", "history"):  # tabs killed without a word
                 ctx = browser.new_context()

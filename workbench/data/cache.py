@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TypeAlias
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from workbench.data.schema import BARS_COLUMNS, BarsError, empty_bars, timeframe_delta, to_utc, validate_bars
 from workbench.paths import cache_dir
@@ -53,6 +52,8 @@ class BarCache:
             filters.append(("time", ">=", s))
         if (e := to_utc(end)) is not None:
             filters.append(("time", "<=", e))
+        import pyarrow.parquet as pq  # on first read: a dashboard kernel showing sample bars goes without it
+
         table = pq.read_table(path, columns=list(BARS_COLUMNS) + ["time"], filters=filters or None)
         df = table.to_pandas()
         if "time" in df.columns:
@@ -86,6 +87,8 @@ class BarCache:
         path = self.path(exchange, symbol, timeframe)
         if not path.exists():
             return None
+        import pyarrow.parquet as pq
+
         times = pq.read_table(path, columns=["time"]).column("time").to_pandas()
         if times.empty:
             return None

@@ -6,7 +6,8 @@ parses and runs it again, so a page with four charts moves 20 MB before its firs
 Under ``workbench up`` (which serves the bundle as a static file, see :func:`serve_bundle`, and sets
 :data:`BUNDLE_ENV` for its kernels) :func:`figure_widget` makes charts whose ``_esm`` is a few lines
 that import the bundle by URL: fetched once (then revalidated by the browser cache) and evaluated once
-per page. Anywhere else (JupyterLab, a plain Voilà) it is plotly's own ``FigureWidget``.
+per page, and their template keeps the defaults of the trace types they draw only (:func:`light_figure`).
+Anywhere else (JupyterLab, a plain Voilà) it is plotly's own ``FigureWidget``.
 """
 from __future__ import annotations
 
@@ -75,12 +76,28 @@ def warm() -> None:
     figure_widget(fig).close()
 
 
+def light_figure(figure: Any = None) -> dict[str, Any]:
+    """``figure`` (a ``go.Figure``, a dict or None) as a dict whose template keeps the trace defaults of the
+    trace types it draws only (scatter when none): a widget validates every trace type its template names,
+    and plotly's default template names all ~50 of them (~200 modules, ~7 MB of a dashboard kernel). Its
+    traces look the same; a trace of another type added later goes without that type's template defaults."""
+    import plotly.graph_objects as go
+
+    spec = (figure if isinstance(figure, go.Figure) else go.Figure(figure)).to_dict()  # with its template
+    template = spec.get("layout", {}).get("template")
+    if template is not None:
+        kinds = {t.get("type", "scatter") for t in spec.get("data") or ()} or {"scatter"}
+        template["data"] = {k: v for k, v in (template.get("data") or {}).items() if k in kinds}
+    return spec
+
+
 def figure_widget(figure: Any = None) -> Any:
     """A ``go.FigureWidget`` of ``figure`` (a ``go.Figure``, a dict or None), sharing one copy of plotly's
-    JavaScript per page when the server provides it."""
+    JavaScript per page and with a :func:`light_figure` template when the server provides the bundle."""
     import plotly.graph_objects as go
 
     if isinstance(figure, go.FigureWidget):
         return figure
-    cls = _shared_class() if os.environ.get(BUNDLE_ENV) else go.FigureWidget
-    return cls(figure)
+    if not os.environ.get(BUNDLE_ENV):
+        return go.FigureWidget(figure)
+    return _shared_class()(light_figure(figure))
