@@ -13,6 +13,7 @@ with ``PYTHONPATH`` pointing at it; its ``workbench up`` gets no tuning flags) a
 
     .venv/bin/python bench/dashboards.py                      # this tree, ~1-2 minutes
     .venv/bin/python bench/dashboards.py --before e5901c6 --json out.json
+    .venv/bin/python bench/dashboards.py --before e5901c6 --after HEAD   # committed trees only
 """
 from __future__ import annotations
 
@@ -59,6 +60,15 @@ def export_tree(ref: str, where: Path) -> Path:
     with tarfile.open(tar) as t:
         t.extractall(where / "tree", filter="data")
     return where / "tree"
+
+
+def prepare(ref: str, where: Path) -> Path:
+    """The tree of commit ``ref`` (:func:`export_tree`) with numba's cache filled for it, as installation does
+    once (the cache is per source path)."""
+    tree = export_tree(ref, where)
+    subprocess.run([sys.executable, "-m", "workbench.cli", "warmup"], cwd=tree, check=True,
+                   env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True)
+    return tree
 
 
 class Up:
@@ -140,13 +150,17 @@ def open_page(browser: Any, up: Up, page: str, timeout_ms: int = 600_000) -> tup
     return ctx, time.perf_counter() - t0
 
 
+def progress(text: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def measure(source: Path, flags: list[str], tabs: int, cull_wait: float) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="wb-bench-home-") as home:
         up = Up(source, Path(home), flags)
         try:
-            settle(up)
+            progress(f"workbench up of {source} ready; {settle(up)} kernels")
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 for page in PAGES:  # warm: numba's cache for a new tree, the OS's file cache
@@ -154,11 +168,13 @@ def measure(source: Path, flags: list[str], tabs: int, cull_wait: float) -> dict
                     ctx.pages[0].close(run_before_unload=True)  # the page asks Voilà to end its kernel
                     ctx.close()
                 baseline = settle(up)
+                progress(f"warm: every page opened once; {baseline} kernels")
                 first: dict[str, float] = {}
                 open_ctx = []
                 for page in PAGES:
                     ctx, seconds = open_page(browser, up, page)
                     first[page] = seconds
+                    progress(f"{page}: first widget {seconds:.2f} s")
                     open_ctx.append(ctx)
                     settle(up, quiet=2.0)  # the pool's refill must not slow the next page
                 time.sleep(2.0)  # the pages' first refreshes
@@ -176,6 +192,7 @@ def measure(source: Path, flags: list[str], tabs: int, cull_wait: float) -> dict
                     ctx, _ = open_page(browser, up, PAGES[i % len(PAGES)])
                     ctx.close()  # no beforeunload: as a killed tab
                 tabs_s = time.monotonic() - t_tabs
+                progress(f"{tabs} tabs opened and closed in {tabs_s:.1f} s")
                 browser.close()
             t0, left = time.monotonic(), len(up.kernels())
             while time.monotonic() - t0 < cull_wait and left > baseline:
@@ -211,21 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preheat", type=int, default=1, help="this tree's --preheat (default 1)")
     ap.add_argument("--before", metavar="REF", help="also measure the tree of git commit REF (no tuning flags)")
     ap.add_argument("--before-tabs", type=int, default=None, help="tabs for REF (default --tabs)")
+    ap.add_argument("--after", metavar="REF", help="measure the tree of git commit REF (with the tuning flags) "
+                    "instead of the working tree (which others may be editing)")
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     args = ap.parse_args(argv)
     results: dict[str, Any] = {}
     wait = args.cull_after * 2 + 30
     if args.before:
         with tempfile.TemporaryDirectory(prefix="wb-bench-before-") as where:
-            tree = export_tree(args.before, Path(where))
-            # what installation does once: numba's cache is per source path, so fill it for this tree
-            subprocess.run([sys.executable, "-m", "workbench.cli", "warmup"], cwd=tree, check=True,
-                           env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True)
+            tree = prepare(args.before, Path(where))
             results["before"] = measure(tree, [], args.before_tabs or args.tabs, wait)
         report(f"before ({args.before})", results["before"])
     flags = ["--cull-after", str(args.cull_after), "--preheat", str(args.preheat)]
-    results["after"] = measure(ROOT, flags, args.tabs, wait)
-    report("this tree", results["after"])
+    with tempfile.TemporaryDirectory(prefix="wb-bench-after-") as where:
+        tree = prepare(args.after, Path(where)) if args.after else ROOT
+        results["after"] = measure(tree, flags, args.tabs, wait)
+    report(f"this tree{f' ({args.after})' if args.after else ''}", results["after"])
     if "before" in results:
         b, a = results["before"], results["after"]
         print("\n== ratios (before / after)")
