@@ -57,8 +57,8 @@ def ab_backtest(
             return table
     else:
         inputs = kernel_inputs(config, frames)
-        runs = _walk(arms, inputs)
-        values = np.vstack([r.value for r in runs.values()])  # (variants, bars): pandas' own layout
+        values = np.empty((len(arms), len(inputs.index)))  # (variants, bars): pandas' own layout, rows written
+        runs = _walk(arms, inputs, values)  # by the walks
         equity = pd.DataFrame(values.T, index=inputs.index.rename("time"), columns=list(runs), copy=False)
         results = _Results(arms, frames, inputs, runs)
         ppy = infer_periods_per_year(inputs.index)
@@ -71,20 +71,21 @@ def ab_backtest(
     return ABResult(config, "backtest", arms, equity, metrics, v, used, results=results, session_ids=ids)
 
 
-def _walk(arms: list[Variant], inputs: KernelInputs) -> dict[str, VariantRun]:
-    """Each variant's :class:`VariantRun`: signals once per strategy and params, walks in parallel."""
+def _walk(arms: list[Variant], inputs: KernelInputs, values: np.ndarray) -> dict[str, VariantRun]:
+    """Each variant's :class:`VariantRun` (its equity in its row of ``values``): signals once per strategy
+    and params, walks in parallel."""
     from workbench.strategies import create
 
     signals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     pending: dict[str, Future[VariantRun]] = {}
     ppy = infer_periods_per_year(inputs.index)
     with Walker(inputs.index, inputs.arr, inputs.close_filled(), ppy) as walker:
-        for arm in arms:
+        for row, arm in zip(values, arms, strict=True):
             c = arm.config
             key = json.dumps([c.strategy, c.params], sort_keys=True, default=str)
             if key not in signals:
                 signals[key] = inputs.signals(create(c.strategy, c.params))
-            pending[arm.name] = walker.submit(c, *signals[key])
+            pending[arm.name] = walker.submit(c, *signals[key], row)
         return {name: f.result() for name, f in pending.items()}
 
 

@@ -77,15 +77,16 @@ class Walker:
         self.close = np.ascontiguousarray(close_filled, dtype=np.float64)
         self.pool = ThreadPoolExecutor(max(1, lanes or numba.get_num_threads()), thread_name_prefix="ab-walk")
 
-    def submit(self, config: SessionConfig, buy: np.ndarray, sell: np.ndarray) -> Future[VariantRun]:
-        """Run ``config``'s walk on signals ``buy``/``sell`` (as run_backtest's walk takes them), and book it."""
-        return self.pool.submit(self._run, config, buy, sell)
+    def submit(self, config: SessionConfig, buy: np.ndarray, sell: np.ndarray,
+               value: np.ndarray | None = None) -> Future[VariantRun]:
+        """Run ``config``'s walk on signals ``buy``/``sell`` (as run_backtest's walk takes them), and book it;
+        the equity curve is written into ``value`` ((n,) float64, e.g. a row of the A/B's equity) if given."""
+        return self.pool.submit(self._run, config, buy, sell, np.empty(len(self.times)) if value is None else value)
 
-    def _run(self, config: SessionConfig, buy: np.ndarray, sell: np.ndarray) -> VariantRun:
+    def _run(self, config: SessionConfig, buy: np.ndarray, sell: np.ndarray, value: np.ndarray) -> VariantRun:
         from workbench.backtest.runner import walk
 
         fills, trip = walk(config, self.index, self.arr, buy, sell)
-        value = np.empty(len(self.times))
         metrics = book_metrics_nb(
             fills.idx, fills.col, fills.qty, fills.price, self.times, self.close, float(config.initial_balance),
             float(config.commission.taker), float(config.commission.fixed), self.ppy, value,
