@@ -3,6 +3,7 @@ liquidations, funding and interest totals (``workbench.metrics.market``)."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from workbench.config import make_config
 from workbench.metrics.market import market_rows
@@ -39,6 +40,9 @@ def test_the_report_and_the_detail_view_show_the_base_currency_and_converted_mar
     view = DetailView(store.save_backtest(config, result), store, refresh=60)
     try:
         assert "Base currency" in view.risk_html.value and "ETH/BTC (BTC → USDT)" in view.risk_html.value
+        view.show_symbol("ETH/BTC")  # its price chart in USDT, as the fills drawn on it
+        assert view._bars_error is None and view._bars is not None
+        assert float(view._bars.iloc[-1]) == pytest.approx(float(result.bars["ETH/BTC"]["close"].iloc[-1]))
     finally:
         view.close()
 

@@ -14,6 +14,7 @@ keeps the market's own prices beside the converted ones (:func:`with_market_pric
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,10 @@ import pandas as pd
 from workbench.config import quote_of
 from workbench.data.schema import BarsError
 
-__all__ = ["BaseBars", "conversion", "to_base", "rate_of", "with_market_prices", "MARKET_COLUMNS"]
+if TYPE_CHECKING:
+    from workbench.config import DataConfig
+
+__all__ = ["BaseBars", "conversion", "to_base", "load_in_base", "rate_of", "with_market_prices", "MARKET_COLUMNS"]
 
 #: the trade log's columns in the market's own quote currency (beside entry_price / exit_price, converted)
 MARKET_COLUMNS = ("market_entry_price", "market_exit_price")
@@ -95,6 +99,17 @@ def to_base(frames: Mapping[str, pd.DataFrame], base: str, load: Loader) -> Base
         out[sym] = conv
         rates[sym] = pd.Series(r, index=df.index, name=pair)
     return BaseBars(out, rates, {s: quote_of(s) for s in frames})
+
+
+def load_in_base(data: DataConfig, symbol: str, base: str | None, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """``workbench.data.load_bars(data, symbol, start, end)`` in the currency ``base`` (None: as loaded), its
+    conversion pair loaded from the same source over the same range."""
+    from workbench.data import load_bars
+
+    df = load_bars(data, symbol, start, end)
+    if base is None or quote_of(symbol) == base:
+        return df
+    return to_base({symbol: df}, base, lambda pair: load_bars(data, pair, start, end))[symbol]
 
 
 def with_market_prices(trades: pd.DataFrame, rates: Mapping[str, pd.Series]) -> pd.DataFrame:

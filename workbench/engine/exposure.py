@@ -143,15 +143,14 @@ def limit_usage(config: SessionConfig, values: Mapping[str, float], equity: floa
 def default_bars_loader(config: SessionConfig, symbol: str, end: datetime, bars: int = 500) -> pd.DataFrame:
     """The last ``bars`` bars of ``symbol`` up to ``end`` from the session's own data source, in the session's
     base currency (as its positions are: :func:`workbench.data.currency.to_base`)."""
-    from workbench.data import SAMPLE_START, load_bars
-    from workbench.data.currency import to_base
+    from workbench.data import SAMPLE_START
+    from workbench.data.currency import load_in_base
 
     step = pd.Timedelta(config.data.timeframe)
     start = pd.Timestamp(end) - step * bars
     if config.data.source == "sample":  # early in the bundled sample there are fewer than `bars` bars before `end`
         start = max(start, SAMPLE_START)
-    frames = {symbol: load_bars(config.data, symbol, start, end)}
-    return to_base(frames, config.currency, lambda pair: load_bars(config.data, pair, start, end))[symbol]
+    return load_in_base(config.data, symbol, config.currency, start, end)
 
 
 @dataclass

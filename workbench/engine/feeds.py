@@ -174,19 +174,12 @@ def shared_bars(data: DataConfig, symbols: Sequence[str], start: Any = None, end
     read-only block per process for everyone asking for the same data (see :data:`SHARED`). Each
     symbol is cached on its own, so sessions over overlapping symbols share those symbols too.
     ``base``: a symbol quoted in another currency is converted into it (:func:`workbench.data.currency.to_base`)."""
-    from workbench.data import load_bars
+    from workbench.data.currency import load_in_base
 
     if not symbols:
         raise ValueError("shared_bars needs at least one symbol")
     def loader(symbol: str) -> Callable[[], BarBlock]:
-        def load() -> dict[str, pd.DataFrame]:
-            bars = {symbol: load_bars(data, symbol, start, end)}
-            if base is None or quote_of(symbol) == base:
-                return bars
-            from workbench.data.currency import to_base
-
-            return to_base(bars, base, lambda pair: load_bars(data, pair, start, end))
-        return lambda: BarBlock.from_frames(load())
+        return lambda: BarBlock.from_frames({symbol: load_in_base(data, symbol, base, start, end)})
 
     keys = [data_key(data, s, start, end) for s in symbols]
     keys = [k if k is None or base in (None, quote_of(s)) else (*k, "in", base) for s, k in zip(symbols, keys)]

@@ -226,9 +226,10 @@ class DetailView:
             return
         if self._bars is None:
             try:
-                from workbench.data import load_bars
+                from workbench.data.currency import load_in_base
 
-                frame = load_bars(self.config.data, self.symbol, self.config.start, self.config.end)
+                c = self.config  # in the session's base currency, as its fills are
+                frame = load_in_base(c.data, self.symbol, c.currency, c.start, c.end)
                 self._bars = pd.Series(frame["close"].to_numpy(copy=True), index=frame.index)  # not the whole frame
             except Exception as e:
                 self._bars_error = str(e)
