@@ -43,6 +43,12 @@ def test_the_report_and_the_detail_view_show_the_base_currency_and_converted_mar
         view.show_symbol("ETH/BTC")  # its price chart in USDT, as the fills drawn on it
         assert view._bars_error is None and view._bars is not None
         assert float(view._bars.iloc[-1]) == pytest.approx(float(result.bars["ETH/BTC"]["close"].iloc[-1]))
+        from workbench.ui.review import TITLE
+
+        tabs = view.widget.children[-1]
+        tabs.selected_index = list(tabs.titles).index(TITLE)  # the trade review, on bars in USDT as its trades
+        eth = view.review.reviewed[view.review.reviewed["symbol"] == "ETH/BTC"]
+        assert len(eth) and eth["mae_pct"].abs().max() < 0.2  # on BTC-priced bars it is ~100 %
     finally:
         view.close()
 

@@ -154,13 +154,13 @@ class TradeReview:
 def view_bars(view: Any) -> Callable[[list[str], pd.Timestamp], Bars]:
     """A bar loader for a detail view's session: its configured data over its range (to ``upto`` when open-ended)."""
     def load(symbols: list[str], upto: pd.Timestamp) -> Bars:
-        from workbench.data import load_bars
+        from workbench.data.currency import load_in_base
 
         config = view.config
         if config is None:
             raise ValueError("the session's config no longer validates")
         end = config.end if config.end is not None else upto
-        return {s: load_bars(config.data, s, config.start, end) for s in symbols}
+        return {s: load_in_base(config.data, s, config.currency, config.start, end) for s in symbols}  # as its trades
     return load
 
 
