@@ -139,3 +139,17 @@ def test_a_sweep_delays_like_run_backtest() -> None:
         assert int(row["trade_count"]) == want["trade_count"]
     plain = sweep(config("sma_cross"), {"fast": [3], "slow": [8]}, bars=bars, progress=False, metrics=["final_equity"])
     assert float(plain.frame["final_equity"].iloc[0]) != float(res.frame["final_equity"].iloc[0])
+
+
+def test_legs_agree_with_latency() -> None:
+    """Two legs sharing BTC/USDT (columns BTC/USDT@trend, BTC/USDT@revert) and ETH/USDT with gaps: each column's
+    signals wait for its symbol's own bars in the walk and in the LegTrader alike."""
+    from tests.test_legs import LEGS
+
+    cfg = make_config(kind="paper", legs=LEGS, sizing={"mode": "percent_equity", "value": 1.0},
+                      risk={"stop_loss": 0.004}, latency={"bars": 1})
+    bars = frames()
+    expected = canonical(run_backtest(cfg, bars=bars).trades)
+    got = canonical(replay(cfg, bars, include_open=True))
+    assert len(expected) > 10
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9)

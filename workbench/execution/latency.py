@@ -61,11 +61,6 @@ def delay_signals(
     return out_b, out_s
 
 
-def _symbol(key: str) -> str:
-    """A column key's symbol (``SYMBOL@leg`` for a symbol several legs trade; execution.legs)."""
-    return key.split("@", 1)[0]
-
-
 class SignalDelay:
     """The bar-by-bar side of :func:`delay_signals`: each column's pending (entry, exit) signals wait ``k``
     of its symbol's bars in a queue. Part of the Trader's checkpoint (:meth:`snapshot`)."""
@@ -83,12 +78,13 @@ class SignalDelay:
         k = delay_bars(config.latency, config.data.timeframe) if simulated else 0
         return cls(k) if k > 0 else None
 
-    def apply(self, pending: MutableMapping[str, tuple[bool, bool]], symbols: Iterable[str]) -> None:
-        """After the signals of a bar time whose bars are ``symbols``: each such column's new signal joins its
-        queue and the one ``k`` bars older becomes its pending signal (none in its first ``k`` bars)."""
-        have = set(symbols)
+    def apply(self, pending: MutableMapping[str, tuple[bool, bool]], columns: Iterable[str]) -> None:
+        """After the signals of a bar time with bars for ``columns`` (the Trader's bars' keys: symbols, or the
+        legs' column keys): each such column's new signal joins its queue and the one ``k`` bars older becomes
+        its pending signal (none in its first ``k`` bars)."""
+        have = set(columns)
         for key in list(pending):
-            if _symbol(key) not in have:
+            if key not in have:
                 continue
             q = self.queues.setdefault(key, deque())
             q.append(pending[key])
