@@ -70,8 +70,10 @@ def test_conversion_by_hand() -> None:
         to_base({"ETH/BTC": eth_btc}, "USDT", lambda pair: late)
 
 
-def test_backtest_and_paper_make_the_same_trades_in_the_base_currency(store) -> None:
-    config = multi()
+@pytest.mark.parametrize("fields", [{}, {"direction": "both", "margin": {"leverage": 2, "funding_rate": 0.0001}}],
+                         ids=["long", "shorts-margin-funding"])
+def test_backtest_and_paper_make_the_same_trades_in_the_base_currency(store, fields: dict) -> None:
+    config = multi(**fields)
     result = run_backtest(config)  # loads ETH/BTC and BTC/USDT from the sample data, converts ETH/BTC
     trades = result.trades
     eth = trades[trades.symbol == "ETH/BTC"]
@@ -80,10 +82,12 @@ def test_backtest_and_paper_make_the_same_trades_in_the_base_currency(store) -> 
     first = eth.iloc[0]
     assert first.entry_price == pytest.approx(first.market_entry_price * rate[first.entry_time])
     assert (trades[trades.symbol == "BTC/USDT"].eval("entry_price == market_entry_price")).all()
-    # the fees and P&L are USDT: the pnl of a closed ETH/BTC trade from the converted prices
-    closed = eth[eth.status == "closed"].iloc[0]
-    gross = closed.quantity * (closed.exit_price - closed.entry_price)
-    assert closed.pnl == pytest.approx(gross - closed.entry_fees - closed.exit_fees)
+    if not fields:  # the fees and P&L are USDT: the pnl of a closed ETH/BTC trade from the converted prices
+        closed = eth[eth.status == "closed"].iloc[0]
+        gross = closed.quantity * (closed.exit_price - closed.entry_price)
+        assert closed.pnl == pytest.approx(gross - closed.entry_fees - closed.exit_fees)
+    else:
+        assert (eth.side == "short").any() and eth.funding.abs().sum() > 0
     session = Session(config, store, checkpoint_interval=1000)  # its own feed: the shipped replay of the data
     assert asyncio.run(session.run()).value == "completed", store.events(session.id).message.tolist()
     got, expected = canonical(pd.DataFrame(session.portfolio.trade_log(include_open=True))), canonical(trades)
