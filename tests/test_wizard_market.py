@@ -67,3 +67,14 @@ def test_margin_and_direction_fields_round_trip_and_show_the_configs_errors() ->
     off = Wizard(make_config(), launch=False)
     _set(off, "margin", False)
     assert off.build()[0].margin is None
+
+
+def test_a_short_leveraged_perpetual_from_the_form() -> None:
+    w = Wizard(launch=False)
+    _set(w, "symbols", "btc/usdt:usdt")
+    _set(w, "direction", "short")
+    _set(w, "margin", True)
+    _set(w, "margin.leverage", 5)
+    cfg = w.validate()
+    assert cfg is not None, w.errors
+    assert (cfg.symbols, cfg.direction, cfg.margin.leverage, cfg.currency) == (["BTC/USDT:USDT"], "short", 5.0, "USDT")

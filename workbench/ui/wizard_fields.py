@@ -163,7 +163,8 @@ class WizardFields:
         def write_sym(v: Any) -> None:
             sym.value = ", ".join(v)
         rows = [self._add(FormField("symbols", "Symbols", TRADING, [sym], lambda: F.parse_symbols(sym.value),
-                                    write_sym, show=", ".join, help="comma separated")),
+                                    write_sym, show=", ".join,
+                                    help="comma separated; a perpetual: BASE/QUOTE:SETTLE, e.g. BTC/USDT:USDT")),
                 self._number("initial_balance", "Initial balance", TRADING, unit="quote currency")]
         mode = F.dropdown("Position sizing", SIZING)
         rows.append(self._value_field("sizing.mode", "Position sizing", TRADING, mode))
