@@ -210,8 +210,13 @@ def test_a_touched_limit_waits_for_its_queue() -> None:
     touch = Bar(T0.to_pydatetime(), 100.0, 101.0, 99.0, 100.0, 50.0)  # low == limit: 50 traded at 99, 80 ahead
     assert broker.fill_resting("BTC/USDT", touch) == []
     touch2 = Bar((T0 + pd.Timedelta(minutes=1)).to_pydatetime(), 100.0, 101.0, 99.0, 100.0, 50.0)
-    fills = broker.fill_resting("BTC/USDT", touch2)  # 100 traded at 99 > 80 ahead
+    state = broker.snapshot()  # a resumed session keeps its place in the queue (30 ahead now)
+    assert state[0]["queue_ahead"] == 30.0
+    broker = BookPaperBroker(cfg, exchange=None, clock=lambda: 0.0)
+    broker.restore(state)
+    fills = broker.fill_resting("BTC/USDT", touch2)  # 100 traded at 99 in all > 80 ahead
     assert [f.quantity for f in fills] == [1.0] and math.isclose(fills[0].price, 99.0)
+    assert broker.queues == {}
 
 
 def test_a_paper_session_on_live_data_fills_entries_through_the_book(store) -> None:

@@ -143,6 +143,24 @@ class BookPaperBroker(PaperBroker):
         self.queues.pop(client_id, None)
         return super().cancel(client_id)
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The paper broker's snapshot; each resting limit order with a queue position keeps its ``queue_ahead``."""
+        out = super().snapshot()
+        for d in out:
+            if (q := self.queues.get(d["client_id"])) is not None:
+                d["queue_ahead"] = q.ahead
+        return out
+
+    def restore(self, orders: list[dict[str, Any]]) -> None:
+        """Replace the book with a :meth:`snapshot`, queue positions included."""
+        super().restore([{k: v for k, v in d.items() if k != "queue_ahead"} for d in orders])
+        self.queues = {}
+        for d in orders:
+            if d.get("queue_ahead") is not None and d["client_id"] in self:
+                o = self._by_id[d["client_id"]]
+                self.queues[o.client_id] = QueuePosition(o.side.value, float(o.limit_price or 0.0), o.remaining,
+                                                         float(d["queue_ahead"]))
+
     def _try_resting(self, order: Order, bar: ex.Bar, cash: float, held: float = math.inf) -> Fill | None:
         queue = self.queues.get(order.client_id)
         if queue is not None and order.type is OrderType.LIMIT:
