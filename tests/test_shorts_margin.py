@@ -212,3 +212,40 @@ class LongOnly(EnterOnce):
 def test_bad_margin_and_direction_settings_are_clear_errors(fields: dict[str, Any], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         make_config(**fields)
+
+
+# ---- crash-only ----------------------------------------------------------------------------------------
+def test_a_session_with_shorts_and_carry_handed_back_mid_run_resumes_like_an_uninterrupted_one(store) -> None:
+    """Funding and interest are not fills: the checkpoint keeps them, so a resumed runner's trades (rebuilt
+    from the stored fills) and cash are those of a run that never stopped; the stored trade log has them."""
+    import asyncio
+
+    from tests.kit import until
+    from workbench.engine.feeds import ReplayFeed
+    from workbench.engine.session import Session
+
+    config = make_config(kind="paper", strategy="momentum", params=STRATEGIES["momentum"], symbols=SYMBOLS,
+                         direction="both", sizing={"mode": "percent_equity", "value": 0.4}, risk=STOPS,
+                         margin={"leverage": 2, "borrow_rate": 0.5, "funding_rate": 0.002})
+    day = random_bars(seed=3, n=400)
+    reference = Session(config, store, feed=ReplayFeed(day, None))
+    assert asyncio.run(reference.run()).value == "completed"
+
+    async def first_part() -> str:
+        s = Session(config, store, feed=ReplayFeed(day, 20_000.0), poll_interval=0.02)
+        s.start()
+        await until(lambda: s.bars_seen >= 150)
+        s.hand_back("test: the host stops")
+        assert (await s.wait()).value == "orphaned"
+        return s.id
+
+    sid = asyncio.run(first_part())
+    assert 150 <= store.load_runner_state(sid)["bars_seen"] < 400
+    resumed = Session.resume(sid, store, ReplayFeed(day, None))
+    assert asyncio.run(resumed.run()).value == "completed"
+    trades = resumed.portfolio.trade_log()
+    assert trades == reference.portfolio.trade_log() and resumed.portfolio.cash == reference.portfolio.cash
+    assert any(t["interest"] < 0 for t in trades) and any(t["funding"] != 0 for t in trades)
+    saved = store.trades(sid)
+    assert set(saved["side"]) == {"long", "short"}
+    np.testing.assert_allclose(saved["funding"].sum(), sum(t["funding"] for t in resumed.portfolio.trade_log(True)))

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import math
 import os
 import socket
 import time
@@ -233,18 +234,22 @@ class SessionBookkeeping:
         self.last_bar, self.bars_seen = state["last_bar"], int(state["bars_seen"])
         self.trader.restore(state, create(self.config.strategy, state["params"]))
         if "trades" not in state["portfolio"]:
-            self.portfolio.trades = self._stored_trades(state["portfolio"]["cash"], self.portfolio.fill_count)
+            self.portfolio.trades = self._stored_trades(state["portfolio"], self.portfolio.fill_count)
         self.params = dict(self.strategy.p)
         self._order_seq = int(state.get("order_seq", 0))
         self.profile = Profile.restore(state.get("profile"))
 
-    def _stored_trades(self, cash: float, count: int) -> list[dict[str, Any]]:
+    def _stored_trades(self, saved: dict[str, Any], count: int) -> list[dict[str, Any]]:
         """The closed trades, rebuilt from the first ``count`` fills in the store (stored in booking order;
-        a paper runner writes them with the checkpoint that covers them, so there are no others). Their
-        cash must equal the checkpoint's, else the store and the runner state disagree."""
+        a paper runner writes them with the checkpoint that covers them, so there are no others) and the
+        checkpoint's carrying costs (``saved``: its portfolio). Their cash must equal the checkpoint's (to
+        rounding when funding or interest were booked in between), else the store and the runner state
+        disagree."""
+        cash = saved["cash"]
         fills = self.store.fills(self.id).iloc[:count]
         pf = Portfolio.replay_stored(self.portfolio.initial_cash, fills, self.store.orders(self.id))
-        if pf.cash != cash:
+        carry = pf.add_carry(saved)
+        if pf.cash != cash and not (carry and math.isclose(pf.cash + carry, cash, rel_tol=1e-9, abs_tol=1e-9)):
             raise RuntimeError(f"session {self.id}: the stored fills give cash {pf.cash!r}, the checkpoint "
                                f"{cash!r}; the store does not match the runner state")
         return pf.trades

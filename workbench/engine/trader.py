@@ -393,6 +393,7 @@ class Trader:
             "portfolio": self.portfolio.snapshot(trades=False), "risk": self.risk.snapshot(),
             "pending": {s: list(v) for s, v in self.pending.items()},
             "pending_short": {s: list(v) for s, v in self.pending_short.items()},
+            "last_ns": self.last_ns,  # the previous bar's open: funding and interest accrue from it (rule 16)
             "buffers": {s: b.snapshot() for s, b in self.buffers.items()},
             "close_all": sorted(self.close_all), "orders": self.broker.snapshot(), "why": self.why.snapshot(),
             "scaling": None if self.scaler is None else self.scaler.snapshot(),
@@ -407,6 +408,7 @@ class Trader:
         self.pending = {s: (bool(v[0]), bool(v[1])) for s, v in state["pending"].items()}
         self.pending_short = {s: (bool(v[0]), bool(v[1])) for s, v in state.get("pending_short", {}).items()}
         self.pending_short.update({s: (False, False) for s in self.pending if s not in self.pending_short})
+        self.last_ns = int(state.get("last_ns", -1))
         self.buffers = {s: BarBuffer.restore(b) for s, b in state["buffers"].items()}
         self.close_all = set(state["close_all"])
         self.why = WhyCounts.restore(state.get("why"))

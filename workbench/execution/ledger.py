@@ -40,6 +40,8 @@ class Portfolio:
         self.trades: list[dict[str, Any]] = []  # closed trades
         self.marks: dict[str, float] = {}  # last valuation price per symbol
         self.fill_count = 0  # fills booked so far (the first fill_count fills rebuild the trades)
+        self.carry_total = 0.0  # funding + interest booked so far (rule 16): not in the fills
+        self.trade_carry: list[list[float]] = []  # [trade index, funding, interest] of closed trades that had any
 
     # ---- fills ---------------------------------------------------------------
     def apply_fill(self, fill: Fill) -> dict[str, Any] | None:
@@ -98,6 +100,8 @@ class Portfolio:
             self.cash, pos.quantity, pos.avg_price, fill.quantity, fill.price, fill.commission, entry_fees
         )
         pnl = pnl + (funding + interest)  # carrying costs are the trade's P&L (rule 16)
+        if funding != 0.0 or interest != 0.0:
+            self.trade_carry.append([len(self.trades), funding, interest])
         trade = {
             "symbol": fill.symbol,
             "entry_time": pos.opened_at,
@@ -136,6 +140,7 @@ class Portfolio:
         pos = self.positions[symbol]
         self.cash += funding
         self.cash += interest
+        self.carry_total += funding + interest
         pos.extra["funding"] = pos.extra.get("funding", 0.0) + funding
         pos.extra["interest"] = pos.extra.get("interest", 0.0) + interest
 
@@ -266,6 +271,8 @@ class Portfolio:
                 for s, p in self.positions.items()
             },
         }
+        if self.carry_total != 0.0 or self.trade_carry:  # what a rebuild from the fills cannot know
+            out["carry_total"], out["trade_carry"] = self.carry_total, [list(c) for c in self.trade_carry]
         if trades:
             out["trades"] = [
                 {**t, "entry_time": _iso(t["entry_time"]), "exit_time": _iso(t["exit_time"]),
@@ -280,6 +287,8 @@ class Portfolio:
         self.cash = float(state["cash"])
         self.marks = {s: float(v) for s, v in state["marks"].items()}
         self.fill_count = int(state.get("fill_count", 0))
+        self.carry_total = float(state.get("carry_total", 0.0))
+        self.trade_carry = [list(c) for c in state.get("trade_carry", ())]
         self.positions = {
             s: Position(s, quantity=p["quantity"], avg_price=p["avg_price"], opened_at=_dt(p["opened_at"]),
                         realized_pnl=p["realized_pnl"], peak_price=p["peak_price"], extra=dict(p["extra"]))
@@ -290,6 +299,17 @@ class Portfolio:
              "duration": timedelta(seconds=t["duration"])}
             for t in state.get("trades", ())
         ]
+
+    def add_carry(self, state: Mapping[str, Any]) -> float:
+        """Put a :meth:`snapshot`'s carrying costs into this portfolio's closed trades (rebuilt from the
+        fills, which do not hold them): each trade's funding, interest and P&L. Returns the snapshot's
+        carry total (what its cash holds beyond the fills')."""
+        for index, funding, interest in state.get("trade_carry", ()):
+            t = self.trades[int(index)]
+            t["funding"], t["interest"] = funding, interest
+            t["pnl"] = t["pnl"] + (funding + interest)
+            t["return_pct"] = t["pnl"] / (t["quantity"] * t["entry_price"])
+        return float(state.get("carry_total", 0.0))
 
     @classmethod
     def replay_fills(cls, initial_cash: float, fills: Iterable[Fill]) -> Portfolio:
