@@ -35,13 +35,11 @@ Loader = Callable[[str], pd.DataFrame]
 
 class BaseBars(dict[str, pd.DataFrame]):
     """Bars per symbol in the base currency; ``rates`` holds, for each converted symbol, the rate of each of
-    its bars (base currency per unit of its quote), and ``quotes`` each symbol's own quote."""
+    its bars (base currency per unit of its quote)."""
 
-    def __init__(self, frames: Mapping[str, pd.DataFrame], rates: Mapping[str, pd.Series] | None = None,
-                 quotes: Mapping[str, str] | None = None):
+    def __init__(self, frames: Mapping[str, pd.DataFrame], rates: Mapping[str, pd.Series] | None = None):
         super().__init__(frames)
         self.rates: dict[str, pd.Series] = dict(rates or {})
-        self.quotes: dict[str, str] = dict(quotes or {})
 
 
 def conversion(quote: str, base: str, load: Loader, known: Iterable[str] = ()) -> tuple[str, pd.Series]:
@@ -98,7 +96,7 @@ def to_base(frames: Mapping[str, pd.DataFrame], base: str, load: Loader) -> Base
         conv[_PRICES] = df[_PRICES].to_numpy(dtype=float) * r[:, None]
         out[sym] = conv
         rates[sym] = pd.Series(r, index=df.index, name=pair)
-    return BaseBars(out, rates, {s: quote_of(s) for s in frames})
+    return BaseBars(out, rates)
 
 
 def load_in_base(data: DataConfig, symbol: str, base: str | None, start: Any = None, end: Any = None) -> pd.DataFrame:
