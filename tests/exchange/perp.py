@@ -275,6 +275,7 @@ class PerpBook:
                 o.status, o.update_time = "EXPIRED", self.book.stamp()
                 return
         signed = qty if o.side == "BUY" else -qty
+        price = round(price, 2)  # trades happen on the tick (the mark is not on it)
         wallet = self._wallet(key)
         notional = qty * price
         fee = notional * (MAKER if maker else TAKER)

@@ -19,6 +19,11 @@ exchange through :class:`~workbench.engine.ccxt_broker.CcxtBroker`.
 * Running checks (:mod:`workbench.engine.brokers.watch`): the exchange's clock is measured at start and
   every ``time_sync_every`` s (after a -1021 refusal entries are refused until a resync succeeds; exits
   go through after it), and orders and balances are reconciled both ways every ``reconcile_every`` s.
+* Perpetuals (symbols ``BASE/QUOTE:SETTLE``; a session trades spot or perpetuals, not both): :meth:`start`
+  sets each one's leverage on the exchange (``margin.leverage``, rounded up); a sell from flat opens a
+  short; a buy or sell that only reduces a position is sent reduce-only; exits of shorts buy; funding the
+  exchange pays or charges is booked to the portfolio as it happens (:mod:`~workbench.engine.brokers.perps`:
+  after each bar and every ``reconcile_every`` s, once each, checkpointed with the position).
 """
 from __future__ import annotations
 
@@ -34,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 
 from workbench import execution as ex
-from workbench.config import SessionConfig
+from workbench.config import SessionConfig, is_perp
 from workbench.diagnostics.orderflow import ACKED, SENT, step_event
 from workbench.domain import Fill, Order, OrderStatus, OrderType, Side
 from workbench.engine.brokers.base import FillSink, OrderSink, ignore_fill, ignore_order
+from workbench.engine.brokers.perps import Perpetuals
 from workbench.engine.brokers.protect import Protection
 from workbench.engine.brokers.resting import OPEN, RestingOrders
 from workbench.engine.brokers.watch import AccountWatch
@@ -52,7 +58,7 @@ if TYPE_CHECKING:
 OPERATOR = "operator"  # the reason of operator orders
 
 
-class ExchangeBroker(RestingOrders, AccountWatch, Protection):
+class ExchangeBroker(RestingOrders, AccountWatch, Protection, Perpetuals):
     """One session's orders on an exchange. See the module docstring."""
 
     remote = True
@@ -69,6 +75,10 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
             raise ValueError(f"resting_poll must be a positive number of seconds (got {resting_poll!r})")
         self.client, self.config, self.store = client, config, store
         self.venue = config.data.exchange
+        client.perps = [s for s in config.symbols if is_perp(s)]
+        if client.perps and len(client.perps) != len(config.symbols):
+            raise ValueError(f"a live session trades spot markets or perpetuals, not both (their money is in different "
+                             f"wallets): got {', '.join(config.symbols)}; split them into two sessions")
         self.order_policy = order_policy or RetryPolicy(retries=None, base=0.25, cap=5.0)
         self.fill_timeout = float(fill_timeout)
         self.resting_poll = float(resting_poll or config.live.poll_seconds or 5.0)
@@ -90,6 +100,7 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
         self._worker: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._checks: list[asyncio.Task[None]] = []
+        self._funding_due = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<ExchangeBroker {self.venue}:{self.config.live.account} session={self.session_id or '-'}>"
@@ -121,7 +132,7 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
     def open_summary(self) -> str:
         """Open positions, orders in flight and resting orders, for events."""
         pf = self.pf
-        pos = [f"{pf.quantity(s):g} {s}" for s, p in pf.positions.items() if p.quantity > 0.0]
+        pos = [f"{pf.quantity(s):g} {s}" for s, p in pf.positions.items() if p.quantity != 0.0]
         orders = [f"{o.side.value} {o.quantity:g} {o.symbol} ({o.reason})" for o in self.inflight.values()]
         orders += [f"{o.client_id} {o.side.value} {o.remaining:g} {o.symbol} limit {o.limit_price:g} (resting)"
                    for o in self.resting.values()]
@@ -132,7 +143,7 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
         """With ``bar`` (a strategy or stop order): buys capped by ``cash`` at the bar's open with fee and
         slippage headroom, then queued. Without (an operator order): sells capped at what open sells do not
         already commit; raises CommandRejected if the session is not running or nothing is free to sell."""
-        if order.side is Side.BUY and not self.client.clock_ok:
+        if self._entry(order) and not self.client.clock_ok:
             why = (f"entry paused: {self.venue} refused this host's clock (-1021) and it is not resynced yet; "
                    "exits still go through")
             if bar is None:
@@ -143,7 +154,7 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
                         {"client_id": order.client_id}, "broker")
             return order
         if bar is not None:
-            if order.side is Side.BUY and cash != math.inf:
+            if order.side is Side.BUY and cash != math.inf and self._entry(order):
                 c = self.config
                 headroom = bar.open * (1.0 + c.commission.taker + c.slippage.bps / 1e4) * 1.01
                 order.quantity = min(order.quantity, max(cash, 0.0) / headroom)
@@ -151,7 +162,7 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
             return order
         if self._worker is None or self._worker.done():
             raise CommandRejected("the live session is not running; start() it (orders need its exchange connection)")
-        if order.side is Side.SELL:
+        if order.side is Side.SELL and not is_perp(order.symbol):  # a perpetual's sell may open a short
             held = self.pf.quantity(order.symbol)
             free = held - self._committed_sells(order.symbol)
             if not free > 0.0:
@@ -164,6 +175,12 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
             raise CommandRejected(f"{order.side.value} {order.quantity:g} {order.symbol} is below the exchange's "
                                   f"lot size or minimum ({self.client.min_amount(order.symbol):g}); raise the quantity")
         return order
+
+    def _entry(self, order: Order) -> bool:
+        """Does ``order`` open or add to a position? (a spot buy; on a perpetual, what is not reduce-only)"""
+        if is_perp(order.symbol):
+            return not self.client.reduce_only(order, self.pf.quantity(order.symbol))
+        return order.side is Side.BUY
 
     def describe(self, order: Order) -> str:
         """How a placed operator order is reported."""
@@ -193,15 +210,17 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
         return []
 
     def exit_now(self, reason: str) -> list[str]:
-        """Market sells of every open position without an order in flight, now; returns the symbols."""
+        """Market orders closing every open position without an order in flight (sells; buys for shorts),
+        now; returns the symbols."""
         out = []
         stamp = int(time.time() * 1000)
         busy = {o.symbol for o in self.inflight.values()}
         pf = self.pf
         for s, p in list(pf.positions.items()):
-            if p.quantity <= 0.0 or s in busy:
+            if p.quantity == 0.0 or s in busy:
                 continue
-            self._queue_order(Order(f"{s}:{reason}:{stamp}", s, Side.SELL, p.quantity,
+            side = Side.SELL if p.quantity > 0.0 else Side.BUY
+            self._queue_order(Order(f"{s}:{reason}:{stamp}", s, side, abs(p.quantity),
                                     created_at=datetime.now(timezone.utc), reason=reason,
                                     ref_price=pf.marks.get(s)))  # decided at the last mark
             out.append(s)
@@ -212,9 +231,11 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
         return []
 
     def on_bar(self, bars: Mapping[str, ex.Bar], portfolio: Portfolio) -> None:
-        """Resting orders live on the exchange: a bar only wakes the watcher."""
+        """Resting orders live on the exchange: a bar only wakes the watcher (and the funding check)."""
         if self.resting:
             self._wake.set()
+        if self.client.perps:
+            self._funding_due.set()
 
     def busy(self, symbol: str) -> bool:
         return any(o.symbol == symbol for o in self.inflight.values())
@@ -250,12 +271,15 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
         self._worker = loop.create_task(self._work(), name=f"orders-{self.session_id}")
         self._watcher = loop.create_task(self._watch_resting(), name=f"resting-{self.session_id}")
         await self.sync_clock()
+        await self._set_leverage()
         if self.store.load_runner_state(self.session_id) is None and self.store.orders(self.session_id).empty:
             await check_budget(self.client, self.config, self.store, self.session_id)  # a new session only
         await reconcile(self)
         self.start_protection()  # protective orders (brokers/protect.py), after adopting what rests
         self._checks = [loop.create_task(self._keep_time(), name=f"clock-{self.session_id}"),
                         loop.create_task(self._watch_account(), name=f"reconcile-{self.session_id}")]
+        if self.client.perps:
+            self._checks.append(loop.create_task(self._watch_funding(), name=f"funding-{self.session_id}"))
 
     async def finish(self, *, hand_back: bool = False) -> None:
         """After the run (see :meth:`Broker.finish`): let orders already sent settle (up to ``fill_timeout``),
@@ -354,13 +378,17 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
 
     async def _send(self, order: Order) -> None:
         await self._store_order(order)  # write-ahead: a crash after this is reconciled by client id
-        if order.side is Side.SELL and order.reason != OPERATOR and not await self._make_room_to_sell(order):
+        perp = is_perp(order.symbol)
+        if (order.side is Side.SELL and order.reason != OPERATOR and not perp
+                and not await self._make_room_to_sell(order)):
             return
         if order.side is Side.SELL and order.reason == OPERATOR:
             await self.release_protection(order.symbol)  # its stop locks the coins (brokers/protect.py)
         sent = datetime.now(timezone.utc)
         try:
-            res = await self.client.submit(order, policy=self.order_policy)
+            reduce = perp and self.client.reduce_only(order, self.pf.quantity(order.symbol))
+            res = await self.client.submit(order, policy=self.order_policy, params={"reduceOnly": True} if reduce
+                                           else None)
         except ccxt.BaseError as e:
             if is_transient(e):
                 raise
@@ -449,12 +477,12 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection):
 
     # ---- controls ----------------------------------------------------------------------------------
     async def flatten(self, timeout: float | None = None, reason: str = ex.CLOSE_ALL) -> dict[str, float]:
-        """Sell every open position now, retrying while the exchange errors; returns what is still open
-        after ``timeout`` seconds (empty when flat)."""
+        """Close every open position now (sell longs, buy back shorts), retrying while the exchange errors;
+        returns what is still open after ``timeout`` seconds (empty when flat)."""
         pf = self.pf
 
         def held() -> list[str]:
-            return [s for s, p in pf.positions.items() if p.quantity > 0.0]
+            return [s for s, p in pf.positions.items() if p.quantity != 0.0]
 
         self.exit_now(reason)
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -77,9 +77,10 @@ async def reconcile(b: ExchangeBroker) -> None:
     held = await b.client.positions(b.config.symbols)
     for s in b.config.symbols:
         mine = pf.quantity(s)
-        if mine > held.get(s, 0.0) * (1 + 1e-9) + 1e-12:
+        there = held.get(s, 0.0)  # signed: a perpetual's short is negative on both sides
+        if abs(mine) > abs(there) * (1 + 1e-9) + 1e-12 or mine * there < 0.0:
             _event(b, "balance_mismatch", f"the session holds {mine:g} {s} but the exchange balance is "
-                   f"{held.get(s, 0.0):g}", {"symbol": s, "session": mine, "exchange": held.get(s, 0.0)}, notes)
+                   f"{there:g}", {"symbol": s, "session": mine, "exchange": there}, notes)
     venue = b.venue
     store.add_event(sid, "reconciled", f"reconciled with {venue}: {len(notes)} differences" if notes
                     else f"reconciled with {venue}: no differences", {"notes": notes[:50]}, actor="reconcile")

@@ -54,6 +54,8 @@ class AccountWatch:
 
         async def sync_resting_orders(self) -> int: ...
 
+        async def book_funding(self) -> int: ...
+
         def _event(self, kind: str, message: str, data: dict[str, Any] | None = None,
                    actor: str = "exchange") -> None: ...
 
@@ -135,6 +137,7 @@ class AccountWatch:
         if self.inflight:
             return None
         await self.sync_resting_orders()
+        await self.book_funding()  # perpetuals: the exchange's funding booked first (brokers/perps.py)
         before = self._holdings()
         rows = await self.client.open_orders(self.config.symbols)
         totals = await self.client.balances()

@@ -1,0 +1,106 @@
+"""Perpetual swaps in an exchange broker (a mixin of :class:`~workbench.engine.brokers.exchange.ExchangeBroker`):
+leverage at start, and funding booked as the exchange pays or charges it.
+
+* Leverage: :meth:`Perpetuals._set_leverage` sets each perpetual's leverage on the exchange to the session's
+  ``margin.leverage`` (rounded up to a whole number: the exchange then asks no more margin than the session
+  does); a refusal (above the market's maximum) fails the start. The pre-flight checks it first.
+* Funding: the exchange's own payments (ccxt ``fetch_funding_history``), not a model: each one on an open
+  position is booked once to the portfolio (``Portfolio.apply_carry``: cash, and the trade's ``funding``)
+  with a ``funding`` event. The last payment booked on a position is kept in ``Position.extra["funding_at"]``,
+  which the checkpoint holds with the cash it moved, so a resumed runner books exactly what the checkpoint
+  lacks. A payment on a position that was closed before the runner saw it is not booked (the position is
+  gone); reconciliation then reports the wallet's difference.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from workbench.config import SessionConfig, quote_of
+from workbench.engine.ccxt_broker import CcxtBroker
+from workbench.store import Store
+
+if TYPE_CHECKING:
+    from workbench.execution.ledger import Portfolio
+
+FUNDING_AT = "funding_at"  # Position.extra: exchange ms of the last funding payment booked on it (checkpointed)
+
+
+class Perpetuals:
+    """Leverage and funding of a session's perpetuals; see the module docstring."""
+
+    client: CcxtBroker
+    config: SessionConfig
+    store: Store
+    session_id: str
+    venue: str
+    reconcile_every: float
+    _funding_due: asyncio.Event
+
+    if TYPE_CHECKING:
+        @property
+        def pf(self) -> Portfolio: ...
+
+        def _event(self, kind: str, message: str, data: dict[str, Any] | None = None,
+                   actor: str = "exchange") -> None: ...
+
+    @property
+    def books_funding(self) -> bool:
+        """Funding is the exchange's own payments, booked here; the Trader models none (a live perpetual)."""
+        return bool(self.client.perps)
+
+    async def _set_leverage(self) -> None:
+        """Each perpetual's leverage on the exchange: the session's ``margin.leverage`` (a ``leverage_set``
+        event; an exchange refusal fails the start)."""
+        leverage: float | None = getattr(getattr(self.config, "margin", None), "leverage", None)
+        for s in self.client.perps if leverage else []:
+            n = await self.client.set_leverage(s, float(leverage or 1.0))
+            self._event("leverage_set", f"{s}: leverage {n}x on {self.venue}", {"symbol": s, "leverage": n}, "broker")
+
+    async def _watch_funding(self) -> None:
+        """Book funding after each bar (:meth:`on_bar` wakes it) and every ``reconcile_every`` seconds."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._funding_due.wait(), self.reconcile_every)
+            self._funding_due.clear()
+            try:
+                await self.book_funding()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the client already retried; the next round asks again
+                self._event("error", f"funding not read from {self.venue}: {type(e).__name__}: {e}")
+
+    async def book_funding(self) -> int:
+        """Book the funding the exchange paid (< 0) or charged on each open perpetual position since the last
+        payment booked on it (``Position.extra["funding_at"]``, checkpointed with the portfolio, so a payment
+        is booked once across crashes): cash and the position's trade row (``Portfolio.apply_carry``), and a
+        ``funding`` event each (one per payment: a runner re-booking what its predecessor booked after its
+        last checkpoint writes none). Returns how many were booked."""
+        pf, n = self.pf, 0
+        recorded: set[str] | None = None  # payment ids with an event (a runner that died before its checkpoint)
+        for s in self.client.perps:
+            pos = pf.positions.get(s)
+            if pos is None or pos.quantity == 0.0:
+                continue
+            opened = pos.opened_at
+            since = pos.extra.get(FUNDING_AT) or (int(opened.timestamp() * 1000) if opened is not None else None)
+            for r in await self.client.funding_payments(s, since):
+                if since is not None and r["time"] <= since:
+                    continue
+                if pf.positions.get(s) is not pos:  # closed while we asked
+                    break
+                pf.apply_carry(s, r["amount"], 0.0)
+                pos.extra[FUNDING_AT] = since = r["time"]
+                n += 1
+                if recorded is None:
+                    ev = self.store.events(self.session_id, kinds=["funding"])
+                    recorded = {str((d or {}).get("id")) for d in ev["data"]} if len(ev) else set()
+                if r["id"] in recorded:
+                    continue  # booked again after a crash: its event is there already
+                at = datetime.fromtimestamp(r["time"] / 1000, tz=timezone.utc).isoformat()
+                self._event("funding", f"{s}: funding {'received' if r['amount'] >= 0 else 'paid'} "
+                            f"{abs(r['amount']):.6g} {quote_of(s)} at {at}",
+                            {"symbol": s, "amount": r["amount"], "time": r["time"], "id": r["id"]}, "broker")
+        return n
