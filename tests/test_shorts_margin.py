@@ -249,3 +249,13 @@ def test_a_session_with_shorts_and_carry_handed_back_mid_run_resumes_like_an_uni
     saved = store.trades(sid)
     assert set(saved["side"]) == {"long", "short"}
     np.testing.assert_allclose(saved["funding"].sum(), sum(t["funding"] for t in resumed.portfolio.trade_log(True)))
+
+
+def test_a_shorts_protective_levels_are_mirrored() -> None:
+    from workbench.execution.rules import Bar, position_exit, stop_levels
+
+    assert stop_levels(100.0, 90.0, 0.05, 0.1, 0.02, side=-1) == ("trailing_stop", 90.0 * 1.02, 90.0)
+    assert stop_levels(100.0, 99.0, 0.05, None, 0.1, side=-1) == ("stop_loss", 105.0, -np.inf)
+    bar = Bar(T0.to_pydatetime(), 96.0, 106.0, 95.0, 100.0, 1.0)  # through the short's stop: exits at it
+    assert position_exit(-1, bar, 100.0, 99.0, 0.05, None, 0.1) == ("stop_loss", 105.0)
+    assert position_exit(-1, bar, 100.0, 99.0, 0.05, None, 0.1, liquidation=104.0) == ("liquidation", 104.0)

@@ -228,12 +228,10 @@ def stop_exit_nb(
 
 
 @njit(cache=True)
-def short_stop_exit_nb(
-    open_: float, high: float, low: float, entry: float, trough: float, sl: float, tp: float, trail: float
-) -> tuple[int, float]:
-    """:func:`stop_exit_nb` mirrored for a short position: stop = the lower of entry × (1 + sl) and
-    trough × (1 + trail) (``trough``: the lowest low since entry), take profit entry × (1 - tp). An open
-    beyond a level exits at the open; else high >= stop exits at the stop; else low <= take profit at it."""
+def short_stop_levels_nb(entry: float, trough: float, sl: float, tp: float, trail: float) -> tuple[int, float, float]:
+    """:func:`stop_levels_nb` mirrored for a short (rule 15): (stop reason, stop level, take-profit level);
+    the stop is the lower of entry × (1 + sl) and trough × (1 + trail) (``trough``: the lowest low since
+    entry), +inf (NONE) if neither; take profit entry × (1 - tp), else -inf."""
     stop_lvl = np.inf
     stop_code = NONE
     if not np.isnan(sl):
@@ -245,6 +243,16 @@ def short_stop_exit_nb(
             stop_lvl = lvl
             stop_code = TRAILING_STOP
     tp_lvl = entry * (1.0 - tp) if not np.isnan(tp) else -np.inf
+    return stop_code, stop_lvl, tp_lvl
+
+
+@njit(cache=True)
+def short_stop_exit_nb(
+    open_: float, high: float, low: float, entry: float, trough: float, sl: float, tp: float, trail: float
+) -> tuple[int, float]:
+    """:func:`stop_exit_nb` mirrored for a short position at :func:`short_stop_levels_nb`'s levels. An open
+    beyond a level exits at the open; else high >= stop exits at the stop; else low <= take profit at it."""
+    stop_code, stop_lvl, tp_lvl = short_stop_levels_nb(entry, trough, sl, tp, trail)
     if open_ >= stop_lvl:
         return stop_code, open_
     if open_ <= tp_lvl:

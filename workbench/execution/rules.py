@@ -225,13 +225,18 @@ def position_exit(
 
 def stop_levels(
     entry: float, peak: float, stop_loss: float | None, take_profit: float | None, trailing_stop: float | None,
+    side: int = 1,
 ) -> tuple[str, float, float]:
     """``(stop reason, stop level, take-profit level)`` of a position (semantics rule 5, the levels
     :func:`stop_exit` checks): the stop is the higher of entry × (1 - stop_loss) ("stop_loss") and
     peak × (1 - trailing_stop) ("trailing_stop"), ``("", -inf)`` if neither is set; take profit
-    entry × (1 + take_profit), +inf if unset. Live sessions place these levels on the exchange."""
+    entry × (1 + take_profit), +inf if unset. Live sessions place these levels on the exchange. A short
+    (``side`` -1, ``peak`` its lowest low) has them mirrored (rule 15): the stop is the lower of
+    entry × (1 + stop_loss) and peak × (1 + trailing_stop) (+inf if neither), take profit entry × (1 -
+    take_profit) (-inf if unset)."""
     nan = math.nan
-    code, stop, tp = nb.stop_levels_nb(
+    levels = nb.stop_levels_nb if side > 0 else nb.short_stop_levels_nb
+    code, stop, tp = levels(
         float(entry), float(peak),
         nan if stop_loss is None else stop_loss,
         nan if take_profit is None else take_profit,
