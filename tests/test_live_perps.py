@@ -67,3 +67,14 @@ def test_ccxt_broker_shorts_closes_reduce_only_and_reads_funding(lx):
         float(lx.perp_income("FUNDING_FEE")[0]["income"])) and pay["amount"] > 0  # a short receives
     assert closed["filled"] == 0.05 and after == {PERP: 0.0} and PERP not in wallet_after
     assert wallet_after["USDT"] == pytest.approx(lx.perp_wallet())
+
+
+def test_a_live_session_trades_spot_or_perpetuals_not_both(store):
+    from tests.live_kit import live_config
+    from workbench.engine.brokers.exchange import ExchangeBroker
+
+    with pytest.raises(ValueError, match="not both.*two sessions"):
+        ExchangeBroker(CcxtBroker(None), live_config(symbols=["BTC/USDT", PERP]), store)
+    broker = ExchangeBroker(CcxtBroker(None), live_config(symbols=[PERP]), store)
+    assert broker.client.perps == [PERP] and broker.books_funding
+    assert not ExchangeBroker(CcxtBroker(None), live_config(), store).books_funding

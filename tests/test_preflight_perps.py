@@ -39,3 +39,14 @@ def test_a_halted_perpetual_and_a_mixed_session_fail(px, store):
     assert checks[f"market {PERP}"].status == "fail" and "SETTLING" in checks[f"market {PERP}"].detail
     mixed = run(px, store, live_config(symbols=["BTC/USDT", PERP], live={"waive_rehearsal": "test"}))
     assert mixed["markets"].status == "fail" and "two sessions" in mixed["markets"].todo
+
+
+def test_shorts_and_leverage_need_a_perpetual_within_its_maximum(px, store):
+    px.set_max_leverage(PERP, 10)
+    ok = run(px, store, perp_config(direction="short", margin={"leverage": 10}))
+    assert ok["shorts"].status == "pass" and ok[f"leverage {PERP}"].status == "pass"
+    high = run(px, store, perp_config(direction="both", margin={"leverage": 20}))
+    assert high[f"leverage {PERP}"].status == "fail" and "at most 10" in high[f"leverage {PERP}"].todo
+    spot = run(px, store, live_config(direction="short", margin={"leverage": 2}, live={"waive_rehearsal": "t"}))
+    assert spot["shorts"].status == "fail" and "BTC/USDT:USDT" in spot["shorts"].todo
+    assert spot["leverage"].status == "fail"
