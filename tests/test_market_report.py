@@ -40,6 +40,10 @@ def test_the_report_and_the_detail_view_show_the_base_currency_and_converted_mar
     view = DetailView(store.save_backtest(config, result), store, refresh=60)
     try:
         assert "Base currency" in view.risk_html.value and "ETH/BTC (BTC → USDT)" in view.risk_html.value
+        shown = view.trades.sort_values(["entry_time", "symbol"])  # stored in USDT: the market's prices added back
+        made = result.trades.sort_values(["entry_time", "symbol"])
+        assert shown["market_entry_price"].to_numpy() == pytest.approx(made["market_entry_price"].to_numpy())
+        assert "Market entry" in view.trades_html.value
         view.show_symbol("ETH/BTC")  # its price chart in USDT, as the fills drawn on it
         assert view._bars_error is None and view._bars is not None
         assert float(view._bars.iloc[-1]) == pytest.approx(float(result.bars["ETH/BTC"]["close"].iloc[-1]))

@@ -25,7 +25,8 @@ from workbench.data.schema import BarsError
 if TYPE_CHECKING:
     from workbench.config import DataConfig
 
-__all__ = ["BaseBars", "conversion", "to_base", "load_in_base", "rate_of", "with_market_prices", "MARKET_COLUMNS"]
+__all__ = ["BaseBars", "conversion", "to_base", "load_in_base", "market_rates", "rate_of", "with_market_prices",
+           "MARKET_COLUMNS"]
 
 #: the trade log's columns in the market's own quote currency (beside entry_price / exit_price, converted)
 MARKET_COLUMNS = ("market_entry_price", "market_exit_price")
@@ -108,6 +109,24 @@ def load_in_base(data: DataConfig, symbol: str, base: str | None, start: Any = N
     if base is None or quote_of(symbol) == base:
         return df
     return to_base({symbol: df}, base, lambda pair: load_bars(data, pair, start, end))[symbol]
+
+
+def market_rates(data: DataConfig, symbols: Iterable[str], base: str, start: Any = None,
+                 end: Any = None) -> dict[str, pd.Series]:
+    """symbol -> rate per bar time of each of ``symbols`` not quoted in ``base`` (what :func:`with_market_prices`
+    takes), the conversion pairs loaded from ``data`` over ``[start, end]``; {} when none needs converting."""
+    from workbench.data import load_bars
+
+    pairs: dict[str, pd.Series] = {}
+    out: dict[str, pd.Series] = {}
+    for sym in symbols:
+        quote = quote_of(sym)
+        if quote == base:
+            continue
+        if quote not in pairs:
+            pairs[quote] = conversion(quote, base, lambda pair: load_bars(data, pair, start, end), symbols)[1]
+        out[sym] = pairs[quote]
+    return out
 
 
 def with_market_prices(trades: pd.DataFrame, rates: Mapping[str, pd.Series]) -> pd.DataFrame:

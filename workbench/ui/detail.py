@@ -168,6 +168,7 @@ class DetailView:
         self._fills_seen = 0
         self._bars: pd.DataFrame | None = None
         self._bars_error: str | None = None
+        self._rates: dict[str, pd.Series] | None = None  # converted markets' rates: their trades' own prices
         self._price_t: pd.Timestamp | None = None
         self._ticks = 0
         self.state = row["state"]
@@ -286,7 +287,7 @@ class DetailView:
                              f"{html.escape(', '.join(row['symbols']))} · "
                              f"<span class='wb-state'>{state_badge(row['state'], risk_state=state)}</span>"
                              f"{orphan}</small></h3>")
-        trades = self._trades(row)
+        trades = self._with_market_prices(self._trades(row))
         metrics = dict(row.get("metrics") or {})
         if not metrics and len(self._values) >= 2:
             # copies: a numpy view would pin the arrays' buffers and block the next append
@@ -329,6 +330,19 @@ class DetailView:
         if not SessionState(row["state"]).is_final:
             return self.handle.snapshot().trades
         return self.store.trades(self.session_id)
+
+    def _with_market_prices(self, trades: pd.DataFrame) -> pd.DataFrame:
+        """``trades`` plus the converted markets' own prices (docs/currencies.md), the rates loaded once."""
+        from workbench.data.currency import market_rates, with_market_prices
+
+        c = self.config
+        if self._rates is None:
+            try:
+                self._rates = {} if c is None else market_rates(c.data, c.symbols, c.currency, c.start, c.end)
+            except Exception as e:  # no conversion bars: the trades keep their base-currency prices only
+                self._rates = {}
+                self._problem(f"market prices: {e}")
+        return with_market_prices(trades, self._rates) if self._rates and len(trades) else trades
 
     def _risk(self, row: dict[str, Any]) -> dict[str, Any]:
         """The risk engine's last peak and start-of-day equity of a session not trading now (no trading
