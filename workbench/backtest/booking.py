@@ -65,7 +65,7 @@ def _values_nb(
             asset_out[i] = total_asset
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # the A/B books its variants in parallel threads
 def book_nb(
     f_idx: np.ndarray,  # (k,) bar of each kernel order, in execution order (kernel.fills_nb)
     f_col: np.ndarray,  # (k,) its column

@@ -67,7 +67,7 @@ from workbench.execution.simulate import Fills, fills_nb, kernel_params, layout
 if TYPE_CHECKING:
     from vectorbt import Portfolio
 
-__all__ = ["run_backtest", "bars_for", "kernel_inputs", "KernelInputs"]
+__all__ = ["run_backtest", "run_frames", "bars_for", "kernel_inputs", "KernelInputs"]
 
 _COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -82,12 +82,20 @@ def run_backtest(
     by the positions held then (execution rule 16); default the config's constant ``margin.funding_rate``."""
     if not isinstance(config, SessionConfig):
         raise TypeError(f"run_backtest takes a SessionConfig (see workbench.make_config), got {type(config).__name__}")
+    return run_frames(config, bars_for(config, bars, progress), check_funding(funding))
+
+
+def run_frames(
+    config: SessionConfig, frames: dict[str, pd.DataFrame], funding: pd.Series | None = None,
+    inputs: KernelInputs | None = None,
+) -> BacktestResult:
+    """run_backtest of ``config`` on ``frames`` from :func:`bars_for` (bars in its base currency);
+    ``inputs``: their :func:`kernel_inputs` when built already (an A/B's variants share them)."""
     if config.depth is not None:  # a book depth model: the impact calibrated from recorded books (rule 14)
         from workbench.data.books import depth_config
 
         config = depth_config(config)
-    frames = bars_for(config, bars, progress)
-    result = _run(config, frames, check_funding(funding))
+    result = _run(config, frames, funding, inputs)
     rates = getattr(frames, "rates", None)  # symbols converted into the base currency (workbench.data.currency)
     if rates:  # the trade log keeps those markets' own prices too
         from workbench.data.currency import with_market_prices
@@ -96,7 +104,8 @@ def run_backtest(
     return result
 
 
-def _run(config: SessionConfig, frames: dict[str, pd.DataFrame], funding: pd.Series | None = None) -> BacktestResult:
+def _run(config: SessionConfig, frames: dict[str, pd.DataFrame], funding: pd.Series | None = None,
+         inputs: KernelInputs | None = None) -> BacktestResult:
     """The backtest of ``config`` on ``frames`` (bars in its base currency)."""
     if config.legs:  # a multi-strategy session: one column per (leg, symbol)
         from workbench.backtest.legs import run_legs
@@ -105,7 +114,7 @@ def _run(config: SessionConfig, frames: dict[str, pd.DataFrame], funding: pd.Ser
     from workbench.strategies import create
 
     strategy = create(config.strategy, config.params)
-    inputs = kernel_inputs(config, frames)
+    inputs = kernel_inputs(config, frames) if inputs is None else inputs
     index = inputs.index
     buy, sell = inputs.signals(strategy)
     shorts = inputs.short_signals(strategy) if config.direction != "long" and strategy.own_shorts else None

@@ -257,7 +257,7 @@ def _exposure_nb(t_start: np.ndarray, t_end: np.ndarray, n: int) -> float:
     return busy / n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # the A/B computes its variants' metrics in parallel threads
 def metrics_nb(
     equity: np.ndarray,  # (n,) account value per period, finite
     init_cash: float,
