@@ -153,3 +153,32 @@ def test_legs_agree_with_latency() -> None:
     got = canonical(replay(cfg, bars, include_open=True))
     assert len(expected) > 10
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9)
+
+
+def test_own_short_signals_are_delayed_alike() -> None:
+    """A strategy with its own short signals (not the swapped long ones): with latency they wait like the long
+    ones, in the walk and in the Trader."""
+    from workbench.strategies import register
+    from workbench.strategies.base import BarWindow
+    from workbench.strategies.builtin import SmaCross
+
+    @register
+    class SmaShorts(SmaCross):
+        name = "test_sma_own_shorts"
+
+        def short_signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+            fast = bars["close"].rolling(3).mean()
+            return fast < fast.shift(1), fast > fast.shift(1)
+
+        def last_short_signal(self, window: BarWindow) -> tuple[bool, bool]:
+            e, x = self.short_signals(window.frame())
+            return bool(e.iloc[-1]), bool(x.iloc[-1])
+
+    bars = frames()
+    cfg = make_config(kind="paper", strategy="test_sma_own_shorts", params=PARAMS["sma_cross"],
+                      symbols=["BTC/USDT", "ETH/USDT"], direction="both", latency={"bars": 2},
+                      sizing={"mode": "percent_equity", "value": 0.4}, risk={"stop_loss": 0.004})
+    expected = canonical(run_backtest(cfg, bars=bars).trades)
+    got = canonical(replay(cfg, bars, include_open=True))
+    assert len(expected) > 10
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9)

@@ -216,6 +216,7 @@ class Trader:
         self.signals(bars, t_ns)  # 5) signals for the next bar
         if self.delay is not None:  # with latency, they act k bars later
             self.delay.apply(self.pending, bars)
+            self.delay.apply(self.pending_short, bars, "short:")  # a strategy's own short signals too
         self.bars_seen += 1
         equity = pf.equity
         risk.on_equity(t, equity)  # 6) the breaker sees the equity after the bar

@@ -78,15 +78,16 @@ class SignalDelay:
         k = delay_bars(config.latency, config.data.timeframe) if simulated else 0
         return cls(k) if k > 0 else None
 
-    def apply(self, pending: MutableMapping[str, tuple[bool, bool]], columns: Iterable[str]) -> None:
+    def apply(self, pending: MutableMapping[str, tuple[bool, bool]], columns: Iterable[str], kind: str = "") -> None:
         """After the signals of a bar time with bars for ``columns`` (the Trader's bars' keys: symbols, or the
         legs' column keys): each such column's new signal joins its queue and the one ``k`` bars older becomes
-        its pending signal (none in its first ``k`` bars)."""
+        its pending signal (none in its first ``k`` bars). ``kind`` keeps other signals' queues apart (e.g.
+        'short:' for a strategy's own short signals)."""
         have = set(columns)
         for key in list(pending):
             if key not in have:
                 continue
-            q = self.queues.setdefault(key, deque())
+            q = self.queues.setdefault(kind + key, deque())
             q.append(pending[key])
             pending[key] = q.popleft() if len(q) > self.k else (False, False)
 
