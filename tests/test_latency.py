@@ -72,14 +72,16 @@ def test_delay_signals_counts_each_columns_own_bars() -> None:
 
 
 @pytest.mark.parametrize("strategy", sorted(PARAMS))
-def test_backtest_and_paper_agree_with_latency(strategy: str) -> None:
+@pytest.mark.parametrize("direction", ["long", "both"])
+def test_backtest_and_paper_agree_with_latency(strategy: str, direction: str) -> None:
     bars = frames()
-    cfg = config(strategy, latency={"ms": 90_000})  # 1.5 bars: fills 2 bars after the next open
+    shorts = {"direction": "both", "margin": {"leverage": 2, "borrow_rate": 0.5}} if direction == "both" else {}
+    cfg = config(strategy, latency={"ms": 90_000}, **shorts)  # 1.5 bars: fills 2 bars after the next open
     expected = canonical(run_backtest(cfg, bars=bars).trades)
     got = canonical(replay(cfg, bars, include_open=True))
     assert len(expected) > 3
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9)
-    plain = canonical(run_backtest(config(strategy), bars=bars).trades)
+    plain = canonical(run_backtest(config(strategy, **shorts), bars=bars).trades)
     assert not plain[["entry_time"]].equals(expected[["entry_time"]])  # the latency moved the trades
 
 
