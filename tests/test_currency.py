@@ -139,3 +139,15 @@ def test_a_paper_ab_of_a_multi_quote_session_replays_bars_in_the_base_currency(s
     expected = run_backtest(config).equity
     got = store.equity(res.session_ids["A"])["equity"]
     assert len(got) == len(expected) and got.iloc[-1] == pytest.approx(expected.iloc[-1], rel=1e-9)
+
+
+def test_a_csv_session_is_not_converted_with_its_own_file(tmp_path) -> None:
+    path = tmp_path / "eth_btc.csv"
+    eth = sample_bars("ETH/BTC", days=1).iloc[:300]
+    eth.to_csv(path)
+    config = make_config(symbols=["ETH/BTC"], base_currency="USDT", data={"source": "csv", "csv_path": str(path)})
+    with pytest.raises(BarsError, match="holds one market's bars, not BTC/USDT's; pass BTC/USDT's bars too"):
+        run_backtest(config)  # the file's ETH/BTC bars are no BTC/USDT rate
+    btc = sample_bars("BTC/USDT", days=1).iloc[:300]
+    result = run_backtest(config, bars={"ETH/BTC": eth, "BTC/USDT": btc})
+    assert result.bars["ETH/BTC"]["close"].to_numpy() == pytest.approx((eth["close"] * btc["close"]).to_numpy())

@@ -288,11 +288,11 @@ def bars_for(
             raise ValueError(f"no {sym} bars between {config.start or 'the start'} and {config.end or 'the end'}")
         out[sym] = df
     if any(quote_of(s) != config.currency for s in symbols):  # in the session's base currency, as paper feeds
-        from workbench.data.currency import to_base
+        from workbench.data.currency import pair_bars, to_base
 
         given = bars if bars is not None else {}
         return to_base(out, config.currency, lambda pair: given[pair] if pair in given
-                       else load_bars(config.data, pair, config.start, config.end))
+                       else pair_bars(config.data, pair, config.start, config.end))
     return out
 
 

@@ -8,7 +8,8 @@ the conversion pair's bars at the same timestamps (``BTC/USDT``, or the inverse 
 Everything downstream (fills, fees, the cash ledger, equity, caps, breakers) then sees one currency:
 mixed quotes are never summed. Backtests (:func:`workbench.backtest.runner.bars_for`) and replayed paper
 sessions (:func:`workbench.engine.feeds.shared_bars`) both call :func:`to_base`, so they see the same bars.
-The conversion pair's bars are loaded like any symbol's (sample data, cache, CSV, ccxt). The trade log
+The conversion pair's bars are loaded like any symbol's (sample data, ccxt and its cache; a CSV source holds
+one market, so there they must be given: :func:`pair_bars`). The trade log
 keeps the market's own prices beside the converted ones (:func:`with_market_prices`).
 """
 from __future__ import annotations
@@ -25,8 +26,8 @@ from workbench.data.schema import BarsError
 if TYPE_CHECKING:
     from workbench.config import DataConfig
 
-__all__ = ["BaseBars", "conversion", "to_base", "load_in_base", "market_rates", "rate_of", "with_market_prices",
-           "MARKET_COLUMNS"]
+__all__ = ["BaseBars", "conversion", "to_base", "pair_bars", "load_in_base", "market_rates", "rate_of",
+           "with_market_prices", "MARKET_COLUMNS"]
 
 #: the trade log's columns in the market's own quote currency (beside entry_price / exit_price, converted)
 MARKET_COLUMNS = ("market_entry_price", "market_exit_price")
@@ -100,23 +101,32 @@ def to_base(frames: Mapping[str, pd.DataFrame], base: str, load: Loader) -> Base
     return BaseBars(out, rates)
 
 
+def pair_bars(data: DataConfig, pair: str, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """A conversion pair's bars from the session's data source; a CSV source is refused (its one file holds
+    one market's bars: converting with them would be silently wrong)."""
+    from workbench.data import load_bars
+
+    if data.source == "csv":
+        raise BarsError(f"a CSV data source ({data.csv_path}) holds one market's bars, not {pair}'s; pass {pair}'s "
+                        f"bars too (run_backtest(config, bars={{..., '{pair}': frame}})) or use sample or ccxt data")
+    return load_bars(data, pair, start, end)
+
+
 def load_in_base(data: DataConfig, symbol: str, base: str | None, start: Any = None, end: Any = None) -> pd.DataFrame:
     """``workbench.data.load_bars(data, symbol, start, end)`` in the currency ``base`` (None: as loaded), its
-    conversion pair loaded from the same source over the same range."""
+    conversion pair from the same source over the same range (:func:`pair_bars`)."""
     from workbench.data import load_bars
 
     df = load_bars(data, symbol, start, end)
     if base is None or quote_of(symbol) == base:
         return df
-    return to_base({symbol: df}, base, lambda pair: load_bars(data, pair, start, end))[symbol]
+    return to_base({symbol: df}, base, lambda pair: pair_bars(data, pair, start, end))[symbol]
 
 
 def market_rates(data: DataConfig, symbols: Iterable[str], base: str, start: Any = None,
                  end: Any = None) -> dict[str, pd.Series]:
     """symbol -> rate per bar time of each of ``symbols`` not quoted in ``base`` (what :func:`with_market_prices`
     takes), the conversion pairs loaded from ``data`` over ``[start, end]``; {} when none needs converting."""
-    from workbench.data import load_bars
-
     pairs: dict[str, pd.Series] = {}
     out: dict[str, pd.Series] = {}
     for sym in symbols:
@@ -124,7 +134,7 @@ def market_rates(data: DataConfig, symbols: Iterable[str], base: str, start: Any
         if quote == base:
             continue
         if quote not in pairs:
-            pairs[quote] = conversion(quote, base, lambda pair: load_bars(data, pair, start, end), symbols)[1]
+            pairs[quote] = conversion(quote, base, lambda pair: pair_bars(data, pair, start, end), symbols)[1]
         out[sym] = pairs[quote]
     return out
 
