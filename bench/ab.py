@@ -10,10 +10,8 @@ Strategy sma_cross (as bench/backtest_vs_peers.py: 0.1 BTC per entry, 0.1 % fee,
 Timed warm (kernels compiled and loaded first), median of ``--repeat``:
 
 * one backtest: ``run_backtest(config, bars)``;
-* the A/B: ``workbench.ab.ab_backtest(config, variants, bars=bars)``: the 8 equity curves, the verdict,
-  the metrics but their tail figures (computed when ``ABResult.metrics`` is first read), each variant's
-  full result built when read; the variants' walks run in parallel threads (numba's thread count);
-* the A/B with its metrics read (``.metrics``: the tail figures of all 8);
+* the A/B: ``workbench.ab.ab_backtest(config, variants, bars=bars)`` (8 full results and the verdict;
+  the variants run in parallel threads, as many as numba's);
 * the 8 variants as 8 separate ``run_backtest`` calls (what the sharing saves);
 * both again with the bars read from a CSV file by the config's data loader, as ``workbench backtest``
   and ``workbench ab`` do (the A/B reads them once).
@@ -81,7 +79,6 @@ def run(n_bars: int, repeat: int) -> dict[str, Any]:
     ab_backtest(config, arms, bars=bars)
     one, one_cpu, _ = timed(lambda: run_backtest(config, bars), repeat)
     ab, ab_cpu, res = timed(lambda: ab_backtest(config, arms, bars=bars), repeat)
-    full, full_cpu, _ = timed(lambda: ab_backtest(config, arms, bars=bars).metrics, repeat)
     separate = [v.config for v in make_variants(config, arms)]
     each, each_cpu, _ = timed(lambda: [run_backtest(c, bars) for c in separate], repeat)
 
@@ -97,7 +94,6 @@ def run(n_bars: int, repeat: int) -> dict[str, Any]:
         "bars": n_bars, "variants": len(arms), "distinct_signals": len(PARAMS), "repeat": repeat,
         "one_backtest_s": one, "ab_s": ab, "ratio": ab / one, "per_variant_s": ab / len(arms),
         "one_backtest_cpu_s": one_cpu, "ab_cpu_s": ab_cpu, "cpu_ratio": ab_cpu / one_cpu,
-        "ab_with_metrics_s": full, "ab_with_metrics_cpu_s": full_cpu, "ratio_with_metrics": full / one,
         "lanes": _lanes(),
         "separate_backtests_s": each, "separate_backtests_cpu_s": each_cpu,
         "one_backtest_from_csv_s": one_file, "ab_from_csv_s": ab_file, "ratio_from_csv": ab_file / one_file,
@@ -124,8 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  A/B of {r['variants']}            {r['ab_s']:.3f} s   ratio {r['ratio']:.2f}x (target < 3x)")
     print(f"  CPU seconds: one {r['one_backtest_cpu_s']:.3f}, A/B {r['ab_cpu_s']:.3f}, ratio {r['cpu_ratio']:.2f}x "
           f"(what load on a shared machine barely moves; the A/B's walks run in {r['lanes']} threads)")
-    print(f"  A/B with its metrics read (tail figures of all {r['variants']}): {r['ab_with_metrics_s']:.3f} s, "
-          f"ratio {r['ratio_with_metrics']:.2f}x; CPU {r['ab_with_metrics_cpu_s']:.3f} s")
     print(f"  the {r['variants']} variants as separate backtests: {r['separate_backtests_s']:.3f} s, "
           f"CPU {r['separate_backtests_cpu_s']:.3f} s")
     print(f"  from a CSV file: one {r['one_backtest_from_csv_s']:.3f} s, A/B {r['ab_from_csv_s']:.3f} s, "

@@ -154,3 +154,48 @@ def test_returns_per_period_are_those_of_pandas_resample(tz):
             got, used = verdict_returns(frame, 1e4, period)
             assert used == period
             pd.testing.assert_frame_equal(got, reference(frame, period), check_freq=False)
+
+
+def test_variants_with_shorts_on_a_converted_market_equal_their_own_backtests():
+    """A base-currency session with a market quoted in BTC (its bars converted; the trade log keeps the
+    market's own prices) and variants that go short: each variant is run_backtest's own run."""
+    bars = {s: sample_bars(s, "1m", days=1) for s in ("BTC/USDT", "ETH/BTC")}
+    cfg = momentum(symbols=["BTC/USDT", "ETH/BTC"], base_currency="USDT",
+                   params={"window": 20, "entry_threshold": 0.001})
+    res = ab_backtest(cfg, {"long": {}, "both": {"direction": "both"},
+                            "short": {"direction": "short", "risk.stop_loss": 0.003}}, bars=bars)
+    for arm in res.variants:
+        own = run_backtest(arm.config, bars)
+        pd.testing.assert_series_equal(res.results[arm.name].equity, own.equity)
+        pd.testing.assert_frame_equal(res.results[arm.name].trades, own.trades)
+        assert res.metrics.loc[arm.name].to_dict() == pytest.approx(own.metrics, rel=1e-12, nan_ok=True)
+    assert set(res.results["short"].trades["side"]) == {"short"}
+
+
+@pytest.mark.slow  # a fresh interpreter loads numba and the cached kernels: ~5 s, 15 s under load
+def test_a_fresh_process_runs_its_first_ab_in_threads():
+    """The first A/B of a process: its threads need the metrics kernel at once (one of them got the module
+    half-imported by another and failed with AttributeError _step_range_nb)."""
+    import subprocess
+    import sys
+
+    code = ("from workbench.ab import ab_backtest; from workbench.config import make_config; "
+            "from workbench.data import sample_bars; "
+            "cfg = make_config(strategy='sma_cross', symbols=['BTC/USDT']); "
+            "bars = {'BTC/USDT': sample_bars('BTC/USDT', '1m', days=1)}; "
+            "res = ab_backtest(cfg, [{}, {'risk.stop_loss': 0.01}, {'fast': 5}, {'slow': 40}], bars=bars, "
+            "lanes=4); print(len(res.metrics))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "4", out.stderr[-2000:]
+
+
+def test_variants_with_the_same_strategy_and_params_share_their_signals(day_of_bars, monkeypatch):
+    from workbench.strategies.builtin import Momentum
+
+    calls = []
+    real = Momentum.signals
+    monkeypatch.setattr(Momentum, "signals", lambda self, bars: calls.append(dict(self.p)) or real(self, bars))
+    cfg = momentum(params={"window": 30, "entry_threshold": 0.002})
+    ab_backtest(cfg, [{}, {"risk.stop_loss": 0.01}, {"sizing.value": 0.2}, {"window": 40},
+                      {"window": 40, "risk.take_profit": 0.01}], bars=day_of_bars)
+    assert sorted(c["window"] for c in calls) == [30, 40]

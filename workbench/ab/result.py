@@ -12,7 +12,6 @@ import pandas as pd
 
 from workbench.ab.stats import Method, Verdict, verdict
 from workbench.ab.variants import Variant
-from workbench.backtest.result import _Lazy
 from workbench.config import SessionConfig
 from workbench.metrics import period_returns
 
@@ -101,10 +100,9 @@ class ABResult:
     kind: str
     variants: list[Variant]
     equity: pd.DataFrame
-    metrics: _Lazy[pd.DataFrame] = _Lazy()  # or a function that makes it, called on first read
-    # (_Lazy is no default: these stay required, positional; mypy cannot see that)
-    verdict: Verdict  # type: ignore[misc]
-    period: str  # type: ignore[misc]
+    metrics: pd.DataFrame
+    verdict: Verdict
+    period: str
     results: Mapping[str, Any] = field(default_factory=dict, repr=False)
     session_ids: dict[str, str] = field(default_factory=dict)
     stopped: dict[str, str] = field(default_factory=dict)
