@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,21 +54,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def export_tree(ref: str, where: Path) -> Path:
-    """The files of commit ``ref`` under ``where`` (``git archive``: the repository is not touched)."""
-    tar = where / "tree.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(tar), ref], check=True)
-    with tarfile.open(tar) as t:
-        t.extractall(where / "tree", filter="data")
-    return where / "tree"
+TREES = Path(tempfile.gettempdir()) / "wb-bench-trees"  # one per commit, kept: numba's cache is per source path
 
 
-def prepare(ref: str, where: Path) -> Path:
-    """The tree of commit ``ref`` (:func:`export_tree`) with numba's cache filled for it, as installation does
-    once (the cache is per source path)."""
-    tree = export_tree(ref, where)
+def prepare(ref: str) -> Path:
+    """The files of commit ``ref`` (``git archive``: the repository is not touched) with numba's cache filled
+    for them, as installation does once; kept under :data:`TREES` for the next run (filling it takes minutes
+    on a busy machine)."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    tree = TREES / sha
+    if (tree / ".warm").exists():
+        return tree
+    TREES.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=TREES) as where:
+        tar = Path(where) / "tree.tar"
+        subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(tar), sha], check=True)
+        with tarfile.open(tar) as t:
+            t.extractall(Path(where) / "tree", filter="data")
+        shutil.rmtree(tree, ignore_errors=True)  # a run killed while filling the cache
+        (Path(where) / "tree").rename(tree)
+    progress(f"{ref}: exported to {tree}; filling numba's cache (workbench warmup)")
     subprocess.run([sys.executable, "-m", "workbench.cli", "warmup"], cwd=tree, check=True,
                    env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True)
+    (tree / ".warm").touch()
     return tree
 
 
@@ -235,14 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     wait = args.cull_after * 2 + 30
     if args.before:
-        with tempfile.TemporaryDirectory(prefix="wb-bench-before-") as where:
-            tree = prepare(args.before, Path(where))
-            results["before"] = measure(tree, [], args.before_tabs or args.tabs, wait)
+        results["before"] = measure(prepare(args.before), [], args.before_tabs or args.tabs, wait)
         report(f"before ({args.before})", results["before"])
     flags = ["--cull-after", str(args.cull_after), "--preheat", str(args.preheat)]
-    with tempfile.TemporaryDirectory(prefix="wb-bench-after-") as where:
-        tree = prepare(args.after, Path(where)) if args.after else ROOT
-        results["after"] = measure(tree, flags, args.tabs, wait)
+    results["after"] = measure(prepare(args.after) if args.after else ROOT, flags, args.tabs, wait)
     report(f"this tree{f' ({args.after})' if args.after else ''}", results["after"])
     if "before" in results:
         b, a = results["before"], results["after"]
