@@ -208,6 +208,7 @@ class LongOnly(EnterOnce):
     ({"direction": "short", "strategy": "test_long_only"}, "strategy 'test_long_only' trades long only"),
     ({"direction": "both", "scaling": {"after_trades": 5}}, "works with direction 'long' only"),
     ({"direction": "sideways"}, "direction"),
+    ({"direction": "short", "legs": [{"name": "a", "allocation": 0.5}]}, "legs"),
 ])
 def test_bad_margin_and_direction_settings_are_clear_errors(fields: dict[str, Any], words: str) -> None:
     with pytest.raises(ConfigError, match=words):

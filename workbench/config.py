@@ -533,6 +533,9 @@ class SessionConfig(_Strategic):
             if self.scaling is not None:
                 raise ValueError("scaling: automated scaling works with direction 'long' only; remove scaling or "
                                  "trade long")
+            if self.legs:
+                raise ValueError("direction: multi-strategy sessions (legs) trade long only; use direction 'long' "
+                                 "or run the short strategy as its own session")
             from workbench.strategies import get as get_strategy
 
             for name in [leg.strategy for leg in self.legs] or [self.strategy]:
