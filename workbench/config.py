@@ -538,10 +538,9 @@ class SessionConfig(_Strategic):
                                  "or run the short strategy as its own session")
             from workbench.strategies import get as get_strategy
 
-            for name in [leg.strategy for leg in self.legs] or [self.strategy]:
-                if not get_strategy(name).can_short:
-                    raise ValueError(f"direction: strategy {name!r} trades long only (its signals have no short "
-                                     "side); use direction 'long' or a strategy that can short")
+            if not get_strategy(self.strategy).can_short:
+                raise ValueError(f"direction: strategy {self.strategy!r} trades long only (its signals have no short "
+                                 "side); use direction 'long' or a strategy that can short")
         quotes = sorted({quote_of(s) for s in self.symbols})
         if self.base_currency is None and len(quotes) > 1:
             raise ValueError(f"base_currency: the symbols are quoted in {' and '.join(quotes)}; name the currency "
