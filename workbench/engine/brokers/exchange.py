@@ -176,12 +176,6 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection, Perpetuals):
                                   f"lot size or minimum ({self.client.min_amount(order.symbol):g}); raise the quantity")
         return order
 
-    def _entry(self, order: Order) -> bool:
-        """Does ``order`` open or add to a position? (a spot buy; on a perpetual, what is not reduce-only)"""
-        if is_perp(order.symbol):
-            return not self.client.reduce_only(order, self.pf.quantity(order.symbol))
-        return order.side is Side.BUY
-
     def describe(self, order: Order) -> str:
         """How a placed operator order is reported."""
         what = f"{order.side.value} {order.quantity:g} {order.symbol} {order.type.value}"

@@ -18,7 +18,8 @@ import contextlib
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from workbench.config import SessionConfig, quote_of
+from workbench.config import SessionConfig, is_perp, quote_of
+from workbench.domain import Order, Side
 from workbench.engine.ccxt_broker import CcxtBroker
 from workbench.store import Store
 
@@ -50,6 +51,12 @@ class Perpetuals:
     def books_funding(self) -> bool:
         """Funding is the exchange's own payments, booked here; the Trader models none (a live perpetual)."""
         return bool(self.client.perps)
+
+    def _entry(self, order: Order) -> bool:
+        """Does ``order`` open or add to a position? (a spot buy; on a perpetual, what is not reduce-only)"""
+        if is_perp(order.symbol):
+            return not self.client.reduce_only(order, self.pf.quantity(order.symbol))
+        return order.side is Side.BUY
 
     async def _set_leverage(self) -> None:
         """Each perpetual's leverage on the exchange: the session's ``margin.leverage`` (a ``leverage_set``
