@@ -78,3 +78,36 @@ def test_a_live_session_trades_spot_or_perpetuals_not_both(store):
     broker = ExchangeBroker(CcxtBroker(None), live_config(symbols=[PERP]), store)
     assert broker.client.perps == [PERP] and broker.books_funding
     assert not ExchangeBroker(CcxtBroker(None), live_config(), store).books_funding
+
+
+def test_reconciliation_compares_the_short_and_the_wallet_and_sees_a_manual_trade(lx, store):
+    """An exchange broker holding a short agrees with the exchange round after round (position signed, the
+    wallet against the cash at entry prices); a trade made on the account by hand is reported both ways."""
+    from tests.exchange.server import API_KEY
+    from tests.live_kit import live_config
+    from workbench.engine.brokers.exchange import ExchangeBroker
+    from workbench.execution.ledger import Portfolio
+
+    config = live_config(symbols=[PERP], direction="short", risk={})
+    sid = store.create_session(config)
+
+    async def go(cb):
+        b = ExchangeBroker(cb, config, store, mismatch_trip=None)
+        pf = Portfolio(config.initial_balance, shorts=True)
+        b.attach(sid, pf)
+        b.on_fill = lambda f, o: pf.apply_fill(f)
+        order = Order("BTC/USDT:USDT:entry:1", PERP, Side.SELL, 0.05)
+        b.apply_fills(order, await cb.fills(order, await cb.submit(order)))
+        rounds = [await b.reconcile_once() for _ in range(2)]  # the baseline, then agreement
+        lx.advance(3)  # prices move (unrealized P&L, which neither side counts) and 08:00 funding is paid
+        before_funding = await b.reconcile_once()  # books the funding first: still no difference
+        lx.perp.create(API_KEY, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.02"})
+        return pf, rounds, before_funding, await b.reconcile_once()
+
+    pf, rounds, after_funding, manual = asyncio.run(_with_broker(lx, go))
+    assert rounds == [[], []] and after_funding == []
+    assert pf.positions[PERP].extra["funding"] == pytest.approx(float(lx.perp_income("FUNDING_FEE")[0]["income"]))
+    by_asset = {d["asset"]: d for d in manual}
+    assert by_asset[PERP]["direction"] == "exchange_more" and by_asset[PERP]["difference"] == pytest.approx(0.02)
+    hand = lx.perp_trades()[-1]  # the wallet moved by its realized P&L and fee, the session's cash did not
+    assert by_asset["USDT"]["difference"] == pytest.approx(float(hand["realizedPnl"]) - float(hand["commission"]))
