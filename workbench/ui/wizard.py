@@ -93,6 +93,10 @@ class Wizard(WizardFields):
         self._dates: dict[str, datetime | None] = {}
         pages = [self._page_type(), self._page_strategy(), self._page_trading(), self._page_risk(),
                  self._page_execution(), self._page_review()]
+        from workbench.ui.wizard_legs import LegsEditor
+
+        self.legs = LegsEditor(self._catalog, self.others, STRATEGY)  # the legs of a multi-strategy session
+        pages[STRATEGY].children = (*pages[STRATEGY].children, self.legs.widget)
         self.title = W.HTML("<h3 style='margin:4px 0'>Create New Trading Session</h3>")
         self.indicator = W.HTML()
         self.summary = W.HTML()
@@ -136,6 +140,7 @@ class Wizard(WizardFields):
         for name, f in self.params.items():
             if name in data["params"]:
                 f.write(data["params"][name])
+        self.legs.load(data.get("legs") or [])
         self._on_kind(data["kind"])
         self._show_errors({})
 
@@ -273,15 +278,18 @@ class Wizard(WizardFields):
             except ParseError as e:
                 problems.setdefault(f.key, []).append(str(e))
         data["params"] = {k: v for k, v in (data.get("params") or {}).items() if k in self.params}
+        self.legs.fill(data, problems)
         if data.get("kind") != "backtest":
             data["start"] = data["end"] = None
         return data, problems
 
     def _locate(self, dotted: str, msg: str) -> tuple[str, str]:
+        if dotted in ("strategy", "params") and self.legs.rows:  # with legs: the first leg's, checked there
+            return f"legs.0.{dotted}", msg
         if dotted == "params":
             m = re.search(r"param '(\w+)'", msg)
             return (f"params.{m.group(1)}" if m and m.group(1) in self.params else "params"), msg
-        key, rest = F.resolve(dotted, [*self.fields, *self._aliases])
+        key, rest = F.resolve(dotted, [*self.fields, *self._aliases, *(k for k in self.others if k.startswith("legs"))])
         if key is None:
             return SUMMARY, (msg if dotted == SUMMARY else f"{dotted}: {msg}")
         key = self._aliases.get(key, key)
@@ -351,6 +359,7 @@ class Wizard(WizardFields):
                 rows.append((STEPS[f.step], f.label, f.show(F.get_path(data, f.key))))
             if f.key == "strategy":
                 rows += [(STEPS[STRATEGY], f"· {k}", str(v)) for k, v in data["params"].items()]
+                rows += [(STEPS[STRATEGY], f"leg {name}", text) for name, text in self.legs.summary()]
         rows.sort(key=lambda r: STEPS.index(r[0]))  # stable: keeps the form's order within a step
         self.review.value = F.html_table(rows)
 
