@@ -196,7 +196,7 @@ def _search_on_dask(cluster: Any, study: Any, n_trials: int, batch: int | None, 
     try:
         remote = client.scatter(data, broadcast=True)
         width = batch or max(1, sum(client.nthreads().values()))
-        running: dict[str, tuple[Any, int, dict[str, Any]]] = {}
+        running: dict[Any, tuple[Any, int, dict[str, Any]]] = {}  # future key -> (trial, stage, params)
         done = as_completed()
         asked = 0
 
