@@ -43,8 +43,9 @@ def test_a_halted_perpetual_and_a_mixed_session_fail(px, store):
 
 def test_shorts_and_leverage_need_a_perpetual_within_its_maximum(px, store):
     px.set_max_leverage(PERP, 10)
-    ok = run(px, store, perp_config(direction="short", margin={"leverage": 10}))
+    ok = run(px, store, perp_config(direction="short", margin={"leverage": 10}, initial_balance=1_000.0))
     assert ok["shorts"].status == "pass" and ok[f"leverage {PERP}"].status == "pass"
+    assert "1,000.00 USDT" in ok[f"sizing {PERP}"].detail  # 10 % of the buying power 10 x 1,000
     high = run(px, store, perp_config(direction="both", margin={"leverage": 20}))
     assert high[f"leverage {PERP}"].status == "fail" and "at most 10" in high[f"leverage {PERP}"].todo
     spot = run(px, store, live_config(direction="short", margin={"leverage": 2}, live={"waive_rehearsal": "t"}))

@@ -266,10 +266,13 @@ async def _derivative_checks(client: Any, config: SessionConfig, signed: bool) -
 
 def entry_size(config: SessionConfig, price: float) -> tuple[float, float]:
     """(quantity, notional) of one entry of the configured sizing at ``price`` with the starting
-    equity, capped by ``risk.max_position``."""
+    equity (percent_equity: of the buying power, ``margin.leverage`` x it), capped by ``risk.max_position``."""
+    from workbench.execution.ledger import Portfolio
+
     mode, value = config.sizing.mode, config.sizing.value
-    notional = (value if mode == "fixed_amount" else value * config.initial_balance if mode == "percent_equity"
-                else value * price)
+    leverage = float(getattr(config.margin, "leverage", None) or 1.0)
+    power = Portfolio(config.initial_balance).buying_power(leverage)  # the execution core's rule 16
+    notional = (value if mode == "fixed_amount" else value * power if mode == "percent_equity" else value * price)
     if config.risk.max_position is not None:
         notional = min(notional, config.risk.max_position)
     return notional / price, notional
