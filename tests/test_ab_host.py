@@ -37,7 +37,7 @@ def test_a_host_killed_mid_ab_leaves_its_variants_to_the_next_host(store_url, st
     assert all(store.get_session(sid)["state"] == "requested" for sid in ids.values())
     host = subprocess.Popen([sys.executable, "-c", HOST, store_url], stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: host.poll() is not None or all(_mid_run(store, sid) for sid in ids.values()), timeout=60,
+        wait_until(lambda: host.poll() is not None or all(_mid_run(store, sid) for sid in ids.values()), timeout=120,
                    message="both variants running on the host with a checkpoint")
         assert host.poll() is None, host.communicate()[1]
         host.send_signal(signal.SIGKILL)  # no hand-back: the leases expire
