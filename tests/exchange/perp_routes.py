@@ -160,7 +160,8 @@ class PerpRoutes(HasBook):
 
     async def _fapi_klines(self, request: web.Request) -> web.Response:
         """The spot klines of the same market id (the perpetual trades on its price path); limit up to 1500."""
-        if request.query.get("symbol") not in self.perp.symbols:
+        book = self.book
+        if book.perp is None or request.query.get("symbol") not in book.perp.symbols:
             return binance_error(-1121, "Invalid symbol.")
         limit = request.query.get("limit")
         if limit is not None and limit.isdigit() and 1000 < int(limit) <= MAX_KLINES:
