@@ -36,6 +36,8 @@ def test_paper_variants_beside_a_live_session_see_its_bars_and_are_compared_with
         seen = store.equity(res.session_ids[name]).index  # one point per bar the variant processed
         first = kept.get_loc(seen[0])
         assert len(seen) == 20 and first >= 3 and seen.equals(kept[first:first + 20])  # the live session's bars
+        own = session_bars(store, res.session_ids[name], "BTC/USDT")  # kept for the variant's fidelity twin
+        assert own.equals(session_bars(store, s.id, "BTC/USDT").loc[seen[0]:seen[-1]])
     live = store.equity(s.id)["equity"]
     t1 = res.equity.index[0]
     assert t1 == store.equity(res.session_ids["A"]).index[0]  # compared from the variants' first bar

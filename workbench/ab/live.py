@@ -26,7 +26,7 @@ from workbench.ab.stats import Method
 from workbench.ab.variants import Variant, make_variants
 from workbench.domain import SessionKind, SessionState
 from workbench.execution import Bar
-from workbench.store.session_bars import session_bars
+from workbench.store.session_bars import append_session_bars, session_bars
 
 __all__ = ["LIVE_ARM", "StoredBarsFeed", "ab_beside"]
 
@@ -34,14 +34,16 @@ __all__ = ["LIVE_ARM", "StoredBarsFeed", "ab_beside"]
 class StoredBarsFeed:
     """The bars session ``session_id``'s live feed stores, after ``after``, as a feed of ``{symbol: Bar}``:
     polls the store every ``poll`` seconds and ends when that session has ended and no bar is left, or
-    after ``max_bars`` times."""
+    after ``max_bars`` times. ``record_for``: store each time's bars as that session's too, before handing
+    them on (as a live feed does), so its fidelity twin backtests them."""
 
     def __init__(self, store: Any, session_id: str, symbols: Sequence[str], *, after: datetime | None = None,
-                 poll: float = 0.5, max_bars: int | None = None):
+                 poll: float = 0.5, max_bars: int | None = None, record_for: str | None = None):
         if not poll > 0:
             raise ValueError(f"poll must be > 0 seconds (got {poll})")
         self.store, self.session_id, self.symbols = store, session_id, list(symbols)
         self.after, self.poll, self.max_bars = after, float(poll), max_bars
+        self.record_for = record_for
 
     def __aiter__(self) -> AsyncIterator[dict[str, Bar]]:
         return self._iterate()
@@ -60,6 +62,9 @@ class StoredBarsFeed:
             ended = SessionState(self.store.get_session(self.session_id)["state"]).is_final
             ready = await asyncio.to_thread(self._read)  # a time's bars are stored in one transaction
             for t, bars in ready.items():
+                if self.record_for is not None:
+                    rows = [(s, b.time, b.open, b.high, b.low, b.close, b.volume) for s, b in bars.items()]
+                    await asyncio.to_thread(append_session_bars, self.store, self.record_for, rows)
                 yield bars
                 self.after, sent = t.to_pydatetime(), sent + 1
                 if self.max_bars is not None and sent >= self.max_bars:
@@ -127,7 +132,8 @@ async def ab_beside(
     sessions = {}
     for a in arms:
         sid = store.create_session(a.config, parent_id=session_id)
-        feed = StoredBarsFeed(store, session_id, config.symbols, after=after, poll=poll_interval, max_bars=bars)
+        feed = StoredBarsFeed(store, session_id, config.symbols, after=after, poll=poll_interval, max_bars=bars,
+                              record_for=sid)
         sessions[a.name] = Session(a.config, store, session_id=sid, feed=feed, poll_interval=poll_interval,
                                    actor="ab")
     stopped = await run_arms(sessions, store, early_stop, base.initial_balance, seed,
