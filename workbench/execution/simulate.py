@@ -52,6 +52,7 @@ from workbench.execution.nb import (
     position_exit_nb,
     sell_fill_nb,
     stop_exit_nb,
+    stop_levels_nb,
     tail_nb,
     target_quantity_nb,
     window_full_nb,
@@ -236,6 +237,44 @@ def sides_at_nb(
     return le, lx, se, sx
 
 
+@njit(cache=True)
+def next_stop_event_nb(
+    i: int, pos: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray, buy_sig: np.ndarray,
+    sell_sig: np.ndarray, entry_px: np.ndarray, peak: np.ndarray, sl: float, tp: float, trail: float,
+) -> int:
+    """First bar >= ``i`` where something can act when held longs watch only their stops: a held column's
+    exit signal or stop level reached (:func:`stop_exit_nb`'s conditions), a flat column's entry signal;
+    ``len(open_)`` if none. The held columns' trailing ``peak`` sees the bars before it (in place, as the
+    walk's step 3 would)."""
+    n, m = open_.shape
+    if m == 1 and np.isnan(trail):  # one column, fixed levels: one tight scan
+        _code, stop_lvl, tp_lvl = stop_levels_nb(entry_px[0], peak[0], sl, tp, trail)
+        o, h, lo, s = open_[i:, 0], high[i:, 0], low[i:, 0], sell_sig[i:, 0]
+        top = peak[0]
+        for j in range(len(o)):
+            if s[j] or lo[j] <= stop_lvl or o[j] <= stop_lvl or h[j] >= tp_lvl or o[j] >= tp_lvl:
+                peak[0] = top
+                return i + j
+            if h[j] > top:
+                top = h[j]
+        peak[0] = top
+        return n
+    for r in range(i, n):
+        for c in range(m):
+            if pos[c] > 0.0:
+                if sell_sig[r, c]:
+                    return r
+                code, _ref = stop_exit_nb(open_[r, c], high[r, c], low[r, c], entry_px[c], peak[c], sl, tp, trail)
+                if code != NONE:
+                    return r
+            elif buy_sig[r, c]:
+                return r
+        for c in range(m):
+            if pos[c] > 0.0 and high[r, c] > peak[c]:
+                peak[c] = high[r, c]
+    return n
+
+
 @njit(cache=True, nogil=True)  # the A/B walks its variants in parallel threads
 def fills_nb(
     times: np.ndarray,  # int64 ns, bar open times (n,)
@@ -297,6 +336,8 @@ def fills_nb(
     breaker = not (np.isnan(p.max_daily_loss) and np.isnan(p.max_drawdown)) or tail or gap
     watch = (not (np.isnan(p.sl) and np.isnan(p.tp) and np.isnan(p.trail)) or p.max_hold_ns >= 0 or breaker
              or flatten.any() or margin or carrying)
+    # held longs that watch only their stops: skip to the first bar one can act (next_stop_event_nb)
+    stops_only = not (breaker or p.max_hold_ns >= 0 or flatten.any() or margin or carrying or sides)
     held = 0  # symbols with a position
     n_short = 0  # of them short
     state = RUNNING
@@ -316,8 +357,11 @@ def fills_nb(
 
     i = 0
     while i < n:
-        if (held == 0 or not watch) and not tail and not scaling:  # tail breakers, scaling: every bar
-            if sides:
+        if (held == 0 or not watch or stops_only) and not tail and not scaling:  # tail breakers, scaling: every bar
+            if held > 0 and watch:
+                j = next_stop_event_nb(i, pos, open_, high, low, buy_sig, sell_sig, entry_px, peak, p.sl, p.tp,
+                                       p.trail)
+            elif sides:
                 j = next_event_sides_nb(i, pos, buy_sig, sell_sig, p.short_sig, p.cover_sig, scan_ok,
                                         state == RUNNING, p.direction)
             else:
