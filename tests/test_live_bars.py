@@ -13,7 +13,7 @@ from tests.kit import until
 from tests.live_kit import ALWAYS_IN, BAR
 from workbench.config import make_config
 from workbench.engine import open_session
-from workbench.store.session_bars import append_session_bars, session_bars
+from workbench.store.session_bars import append_session_bars, last_session_bar, session_bars
 from workbench.twin import fidelity
 
 
@@ -25,6 +25,7 @@ def test_a_bar_stored_again_replaces_the_first(store):
     kept = session_bars(store, sid, "BTC/USDT")
     assert kept.index.tolist() == [pd.Timestamp(t)] and kept["close"].tolist() == [2.5]
     assert session_bars(store, sid, "ETH/USDT").empty
+    assert last_session_bar(store, sid) == t and last_session_bar(store, "nosuchsession") is None
 
 
 def test_the_twin_of_a_session_on_live_bars_uses_the_bars_it_was_handed(store, monkeypatch):

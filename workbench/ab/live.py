@@ -26,7 +26,7 @@ from workbench.ab.stats import Method
 from workbench.ab.variants import Variant, make_variants
 from workbench.domain import SessionKind, SessionState
 from workbench.execution import Bar
-from workbench.store.session_bars import append_session_bars, session_bars
+from workbench.store.session_bars import append_session_bars, last_session_bar, session_bars
 
 __all__ = ["LIVE_ARM", "StoredBarsFeed", "ab_beside"]
 
@@ -93,11 +93,6 @@ async def _caught_up(store: Any, ids: dict[str, str], timeout: float, poll: floa
         await asyncio.sleep(poll)
 
 
-def _last_bar(store: Any, session_id: str, symbols: Sequence[str]) -> datetime | None:
-    times = [f.index[-1] for f in (session_bars(store, session_id, s) for s in symbols) if len(f)]
-    return max(times).to_pydatetime() if times else None
-
-
 async def ab_beside(
     store: Any, session_id: str, variants: Variants, *, bars: int | None = None, poll_interval: float = 0.5,
     early_stop: EarlyStop | None = None, period: str = "auto", confidence: float = 0.95, n_boot: int = 2000,
@@ -128,7 +123,7 @@ async def ab_beside(
             for a in make_variants(base, variants)]
     if any(a.name == LIVE_ARM for a in arms):
         raise ValueError(f"{LIVE_ARM!r} names the session the A/B runs beside; give the variants other names")
-    after = _last_bar(store, session_id, config.symbols)
+    after = last_session_bar(store, session_id)
     sessions = {}
     for a in arms:
         sid = store.create_session(a.config, parent_id=session_id)

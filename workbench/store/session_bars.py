@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
+from workbench.domain import as_utc
 from workbench.store import schema as s
 
-__all__ = ["BarRow", "append_session_bars", "session_bars", "session_bar_symbols"]
+__all__ = ["BarRow", "append_session_bars", "last_session_bar", "session_bars", "session_bar_symbols"]
 
 #: (symbol, open time, open, high, low, close, volume)
 BarRow = tuple[str, datetime, float, float, float, float, float]
@@ -68,3 +69,11 @@ def session_bar_symbols(store: Any, session_id: str) -> Sequence[str]:
     c = s.session_bars.c
     stmt = select(c.symbol).where(c.session_id == session_id).distinct()
     return sorted(str(r[0]) for r in store._read(lambda conn: conn.execute(stmt).all()))
+
+
+def last_session_bar(store: Any, session_id: str) -> datetime | None:
+    """The open time of the newest bar stored for ``session_id`` (any symbol), or None."""
+    c = s.session_bars.c
+    stmt = select(func.max(c.time)).where(c.session_id == session_id)
+    last = store._read(lambda conn: conn.execute(stmt).scalar())  # the column's type: timezone-aware UTC
+    return None if last is None else as_utc(last)
