@@ -31,7 +31,7 @@ def _die_later(lx, store, config, box):
 
     async def main():
         client = async_client(lx)
-        s = open_session(config, store, exchange=client, arming=ARMED, lease_seconds=0.5, reconcile_every=0.2,
+        s = open_session(config, store, exchange=client, arming=ARMED, lease_seconds=1.0, reconcile_every=0.2,
                          feed=feed_for(client, config, stale_bars=100_000), **FAST)
         box["s"] = s
         s.start()
