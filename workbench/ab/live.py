@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.ab.paper import LIVE_ARM, EarlyStop, Variants, ab_equity, run_arms
+from workbench.ab.paper import LIVE_ARM, EarlyStop, Variants, ab_equity, labelled, run_arms
 from workbench.ab.result import ABResult, judge
 from workbench.ab.stats import Method
 from workbench.ab.variants import Variant, make_variants
@@ -119,8 +119,7 @@ async def ab_beside(
         raise ValueError(f"bars must be at least 2 (got {bars})")
     base = config.replace(kind=SessionKind.PAPER.value)
     label = label or uuid.uuid4().hex[:6]
-    arms = [Variant(a.name, a.changes, a.config.replace(name=f"A/B {label} {a.config.name.removeprefix('A/B ')}"))
-            for a in make_variants(base, variants)]
+    arms = labelled(make_variants(base, variants), label)
     if any(a.name == LIVE_ARM for a in arms):
         raise ValueError(f"{LIVE_ARM!r} names the session the A/B runs beside; give the variants other names")
     after = last_session_bar(store, session_id)

@@ -176,8 +176,13 @@ def paper_arms(config: SessionConfig, variants: Variants, label: str) -> tuple[S
     if config.data.live:
         raise ValueError("a paper A/B replays bars: set data.live to false (live bars reach each session "
                          "at its own time, so the variants would not see one feed)")
-    return config, [Variant(a.name, a.changes, a.config.replace(
-        name=f"A/B {label} {a.config.name.removeprefix('A/B ')}")) for a in make_variants(config, variants)]
+    return config, labelled(make_variants(config, variants), label)
+
+
+def labelled(arms: list[Variant], label: str) -> list[Variant]:
+    """``arms`` with their sessions named ``A/B <label> <variant>: <changes>`` (how :func:`ab_sessions` finds them)."""
+    return [Variant(a.name, a.changes, a.config.replace(name=f"A/B {label} {a.config.name.removeprefix('A/B ')}"))
+            for a in arms]
 
 
 def stored_result(store: Any, config: SessionConfig, arms: list[Variant], ids: Mapping[str, str],
