@@ -21,7 +21,9 @@ SHORT_NOW = {"window": 1, "entry_threshold": 10.0, "exit_threshold": 10.0}  # sh
 
 
 def perp_config():
-    return live_config(symbols=[PERP], direction="short", params=SHORT_NOW, risk={}, margin={"leverage": 2})
+    # a modelled funding rate too: the Trader must leave funding to the exchange's own payments (books_funding)
+    return live_config(symbols=[PERP], direction="short", params=SHORT_NOW, risk={},
+                       margin={"leverage": 2, "funding_rate": 0.001})
 
 
 def _die_later(lx, store, config, box):
