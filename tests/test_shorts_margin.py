@@ -260,3 +260,18 @@ def test_a_shorts_protective_levels_are_mirrored() -> None:
     bar = Bar(T0.to_pydatetime(), 96.0, 106.0, 95.0, 100.0, 1.0)  # through the short's stop: exits at it
     assert position_exit(-1, bar, 100.0, 99.0, 0.05, None, 0.1) == ("stop_loss", 105.0)
     assert position_exit(-1, bar, 100.0, 99.0, 0.05, None, 0.1, liquidation=104.0) == ("liquidation", 104.0)
+
+
+def test_a_sweep_row_equals_the_backtests_metrics_with_shorts_and_carry() -> None:
+    from workbench.backtest.sweep import sweep
+
+    config = make_config(kind="backtest", strategy="sma_cross", params=STRATEGIES["sma_cross"], symbols=SYMBOLS,
+                         direction="short", sizing={"mode": "percent_equity", "value": 0.5}, risk=STOPS,
+                         margin={"leverage": 3, "borrow_rate": 0.2, "funding_rate": 0.001})
+    frames = random_bars()
+    row = sweep(config, {"fast": [3], "slow": [8]}, bars=frames, progress=False).frame.iloc[0]
+    metrics = run_backtest(config, bars=frames).metrics
+    assert metrics["profit_factor"] != pytest.approx(0.5041628427162476)  # the value without the carry
+    for key, value in metrics.items():
+        if key in row:
+            assert row[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from workbench.execution.codes import FUNDING_CODE
+
 REL_TOL, ABS_TOL = 1e-9, 1e-12  # vectorbt.utils.math_
 
 
@@ -274,3 +276,35 @@ def book_nb(
         t_col[:t], t_size[:t], t_entry_idx[:t], t_entry_price[:t], t_entry_fees[:t],
         t_exit_idx[:t], t_exit_price[:t], t_exit_fees[:t], t_pnl[:t], t_status[:t], t_dir[:t],
     )
+
+
+@njit(cache=True)
+def trade_carry_nb(
+    f_idx: np.ndarray, f_col: np.ndarray, f_qty: np.ndarray, f_price: np.ndarray, f_reason: np.ndarray,
+    t_col: np.ndarray, t_entry_idx: np.ndarray, m: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(funding, interest) of each exit trade of :func:`book_nb` (by column, then time): the sums, in the
+    walk's order, of the carry rows (quantity 0, rule 16) of its column after its entry bar, up to the next
+    trade's entry. Add them to the trades' P&L: the Trader's ledger books them so."""
+    k = len(t_col)
+    fund = np.zeros(k)
+    interest = np.zeros(k)
+    start = np.full(m + 1, k, dtype=np.int64)  # each column's first trade (trades come by column)
+    for t in range(k - 1, -1, -1):
+        start[t_col[t]] = t
+    for c in range(m - 1, -1, -1):
+        start[c] = min(start[c], start[c + 1])
+    at = start[:m].copy()  # each column's current trade
+    for r in range(len(f_idx)):
+        if f_qty[r] != 0.0:
+            continue
+        c, i = f_col[r], f_idx[r]
+        while at[c] + 1 < start[c + 1] and t_entry_idx[at[c] + 1] < i:
+            at[c] += 1
+        if at[c] >= start[c + 1]:
+            continue
+        if f_reason[r] == FUNDING_CODE:
+            fund[at[c]] += f_price[r]
+        else:
+            interest[at[c]] += f_price[r]
+    return fund, interest

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from workbench.backtest.booking import book_nb
+from workbench.backtest.booking import book_nb, trade_carry_nb
 from workbench.config import SessionConfig
-from workbench.execution.codes import FUNDING_CODE, REASONS
+from workbench.execution.codes import REASONS
 from workbench.execution.legs import columns
 from workbench.execution.scaling import walk_steps
 from workbench.execution.simulate import Fills
@@ -132,11 +132,12 @@ def build_result(
     symbols = [c.key for c in columns(config)]  # the walk's columns: the symbols, or (leg, symbol) keys
     close = np.ascontiguousarray(close, dtype=np.float64)
     _, _, value, orders, records = _replay(config, fills, close, full=False)
+    fund, interest = trade_carry_nb(fills.idx, fills.col, fills.qty, fills.price, fills.reason, records["col"],
+                                    records["entry_idx"], len(symbols))  # carrying costs (rule 16) are P&L
+    records = {**records, "pnl": records["pnl"] + (fund + interest), "funding": fund, "interest": interest}
     trades = _trade_order(records, symbols)
     time_index = index.rename("time")
     lookup = FillLookup(fills, len(symbols))
-    fund, interest = lookup.carry(trades["col"], trades["entry_idx"])  # carrying costs (rule 16) are P&L
-    trades = {**trades, "pnl": trades["pnl"] + (fund + interest), "funding": fund, "interest": interest}
 
     @cache
     def ledger() -> tuple[np.ndarray, np.ndarray]:
@@ -220,21 +221,6 @@ class FillLookup:
     def reason(self, i: np.ndarray, c: np.ndarray, last: Any = False) -> np.ndarray:
         return self.fills.reason[self._at(i, c, last)].astype(np.intp)
 
-    def carry(self, col: np.ndarray, entry_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(funding, interest) of each trade (column, entry bar; by column, then time): the carry rows of its
-        column after its entry bar, up to the next trade's entry."""
-        fund, interest = np.zeros(len(col)), np.zeros(len(col))
-        rows = np.flatnonzero(self.fills.qty == 0.0)
-        if not len(rows) or not len(col):
-            return fund, interest
-        key = col * (1 << 40) + entry_idx  # trades in (column, entry) order
-        order = np.argsort(key, kind="stable")
-        at = np.searchsorted(key[order], self.fills.col[rows] * (1 << 40) + self.fills.idx[rows], side="left") - 1
-        trade = order[at]
-        is_fund = self.fills.reason[rows] == FUNDING_CODE
-        np.add.at(fund, trade[is_fund], self.fills.price[rows][is_fund])
-        np.add.at(interest, trade[~is_fund], self.fills.price[rows][~is_fund])
-        return fund, interest
 
 
 _SIDES = np.array(["buy", "sell"], dtype=object)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from workbench.backtest.booking import book_nb
+from workbench.backtest.booking import book_nb, trade_carry_nb
 from workbench.execution.simulate import KernelParams, fills_nb
 from workbench.metrics.kernel import METRIC_KEYS, N_METRICS, _kth, metrics_nb, np_sum
 
@@ -40,7 +40,7 @@ def sweep_chunk_nb(
         value = np.empty(n)
         work = np.empty((3, n))
         for j in range(lane, k, lanes):
-            f_idx, f_col, f_qty, f_price, _, _, _, _ = fills_nb(
+            f_idx, f_col, f_qty, f_price, _, f_reason, _, _ = fills_nb(
                 times, open_, high, low, close, volume, buys[j], sells[j], allowed, flatten, p
             )
             b = book_nb(
@@ -49,6 +49,8 @@ def sweep_chunk_nb(
             )
             # exit trades: size, entry_idx, entry_price, exit_idx, pnl, status (1 closed)
             t_size, t_entry, t_price, t_exit, t_pnl, t_status = b[7], b[8], b[9], b[11], b[14], b[15]
+            fund, interest = trade_carry_nb(f_idx, f_col, f_qty, f_price, f_reason, b[6], t_entry, close.shape[1])
+            t_pnl = t_pnl + (fund + interest)  # carrying costs are the trades' P&L (rule 16), as in the result
             closed = t_status == 1
             t_ret = t_pnl / (t_size * t_price)  # return_pct as result.trades_frame computes it
             t_end = np.where(closed, t_exit, n)  # exposure: open trades to the end
