@@ -60,8 +60,7 @@ def historical_var_es(returns: np.ndarray, confidence: float = CONFIDENCE) -> tu
     """(VaR, ES) of ``returns`` as positive losses: the empirical ``1 - confidence`` quantile and the
     mean of the worst returns up to it; NaN for no returns."""
     _check_confidence(confidence)
-    r = np.asarray(returns, dtype=np.float64)
-    r = r[~np.isnan(r)]
+    r = _finite(returns)
     if not len(r):
         return math.nan, math.nan
     # np.quantile's linear interpolation from one partition, which also gathers the k = lo + 1 worst
@@ -80,8 +79,7 @@ def cornish_fisher_var_es(returns: np.ndarray, confidence: float = CONFIDENCE) -
     """(VaR, ES) of ``returns`` as positive losses from the Cornish-Fisher quantile; NaN with fewer
     than two returns or none varying."""
     _check_confidence(confidence)
-    r = np.asarray(returns, dtype=np.float64)
-    r = r[~np.isnan(r)]
+    r = _finite(returns)
     if len(r) < 2:
         return math.nan, math.nan
     mean = float(np.mean(r))
@@ -91,12 +89,20 @@ def cornish_fisher_var_es(returns: np.ndarray, confidence: float = CONFIDENCE) -
     sd = math.sqrt(m2 * len(r) / (len(r) - 1))
     if m2 == 0.0:
         return 0.0 - mean, 0.0 - mean
-    skew = float(np.mean(dev2 * dev)) / m2**1.5
-    kurt = float(np.mean(dev2 * dev2)) / m2**2 - 3.0
+    third = np.multiply(dev2, dev, out=dev)  # the products into the buffers already faulted in
+    skew = float(np.mean(third)) / m2**1.5
+    kurt = float(np.mean(np.multiply(dev2, dev2, out=dev2))) / m2**2 - 3.0
     alpha = 1.0 - confidence
     var = 0.0 - (mean + sd * float(_cf_z(_normal_quantiles(alpha, 1), skew, kurt)[0]))
     es = 0.0 - (mean + sd * float(np.mean(_cf_z(_normal_quantiles(alpha, _GRID), skew, kurt))))
     return var, es
+
+
+def _finite(returns: np.ndarray) -> np.ndarray:
+    """``returns`` as float64 without its NaNs (no copy when there are none)."""
+    r = np.asarray(returns, dtype=np.float64)
+    nan = np.isnan(r)
+    return r[~nan] if nan.any() else r
 
 
 def tail_metrics(equity: np.ndarray, initial_balance: float, periods_per_year: float) -> dict[str, float]:
