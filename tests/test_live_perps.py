@@ -16,6 +16,7 @@ from workbench.domain import Order, Side
 from workbench.engine.ccxt_broker import CcxtBroker
 from workbench.retry import RetryPolicy
 
+pytestmark = pytest.mark.live_battery
 PERP = "BTC/USDT:USDT"
 FAST = RetryPolicy(retries=8, base=0.02, cap=0.2)
 
