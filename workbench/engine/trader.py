@@ -248,6 +248,7 @@ class Trader:
         stamp = -1
         was_side: dict[str, int] = {}  # symbol -> the side it held at the open (1 long, -1 short)
         reversing: set[str] = set()  # closed by a signal at this open: an entry may take the other side
+        long_only = self._direction == 1
         why = self.why
         flatten = self._flattens and ex.event_flatten(t, self.config.time)  # a flattening event window (rule 7)
         for s, b in bars.items():  # 1) exits first
@@ -255,7 +256,7 @@ class Trader:
             if pos is None or pos.quantity == 0.0:
                 continue
             side = was_side[s] = 1 if pos.quantity > 0.0 else -1
-            signal = self.sides(s)[1 if side > 0 else 3]
+            signal = self.pending[s][1] if long_only else self.sides(s)[1 if side > 0 else 3]
             if broker.busy(s):
                 if signal:
                     why.add(int(t.timestamp()), SIGNAL)
@@ -293,10 +294,15 @@ class Trader:
             close_all.difference_update(bars)
         if entries and (self.scaler is None or self.scaler.scale > 0.0):  # 2) entries, in symbol order
             for s, b in bars.items():
-                le, _lx, se, _sx = self.sides(s)
-                if le == se:  # no entry signal, or both sides at once (a conflict: both ignored)
-                    continue
-                side = 1 if le else -1
+                if long_only:
+                    if not self.pending[s][0]:
+                        continue
+                    side = 1
+                else:
+                    le, _lx, se, _sx = self.sides(s)
+                    if le == se:  # no entry signal, or both sides at once (a conflict: both ignored)
+                        continue
+                    side = 1 if le else -1
                 if (s in was_side and not (s in reversing and was_side[s] == -side)) or broker.busy(s):
                     continue  # held at the open and not reversed by a signal (rule 15)
                 pos = positions.get(s)

@@ -204,8 +204,19 @@ class Portfolio:
 
     @property
     def equity(self) -> float:
-        """Cash plus positions at their marks (shorts count negative)."""
-        return self.cash + self.exposure + 2.0 * self.short_value
+        """Cash plus positions at their marks (shorts count negative): cash + gross exposure + 2 x the
+        shorts' (negative) value, in one pass."""
+        gross = short = 0.0
+        marks = self.marks
+        for s, p in self.positions.items():
+            q = p.quantity
+            if q > 0.0:
+                gross += q * marks.get(s, p.avg_price)
+            elif q < 0.0:
+                v = q * marks.get(s, p.avg_price)
+                gross -= v
+                short += v
+        return self.cash + gross + 2.0 * short
 
     def buying_power(self, leverage: float = 1.0) -> float:
         """What new entries may spend (rule 16): cash when nothing is short and nothing borrowed, else
