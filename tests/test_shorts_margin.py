@@ -275,3 +275,15 @@ def test_a_sweep_row_equals_the_backtests_metrics_with_shorts_and_carry() -> Non
     for key, value in metrics.items():
         if key in row:
             assert row[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+
+
+def test_with_both_an_opposite_signal_closes_the_position_and_opens_the_other_side_at_the_same_open() -> None:
+    frames = flat_bars([(100.0 + i, 101.0 + i, 99.0 + i, 100.5 + i) for i in range(8)])
+    config = crash_config("both").replace(params={"at": 0, "exit_at": 3 * 60})  # long at 01:00, reversed at 04:00
+    trades = assert_same_trades(config, frames).sort_values("entry_time")
+    at = frames["BTC/USDT"].index
+    assert list(trades.side) == ["long", "short"] and list(trades.status) == ["closed", "open"]
+    assert trades.exit_time.iloc[0] == trades.entry_time.iloc[1] == at[4] and trades.exit_reason.iloc[0] == "signal"
+    assert trades.exit_price.iloc[0] == trades.entry_price.iloc[1] == 104.0  # both at 04:00's open (no slippage)
+    only_short = assert_same_trades(config.replace(direction="short"), frames)
+    assert list(only_short.side) == ["short"] and only_short.entry_time.iloc[0] == at[4]
