@@ -5,14 +5,11 @@ liquidations, and funding and interest totals. Each row only where the config or
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import pandas as pd
 
 from workbench.config import SessionConfig, quote_of
-
-if TYPE_CHECKING:
-    from workbench.backtest.result import BacktestResult
 
 __all__ = ["market_rows", "market_table"]
 
@@ -55,8 +52,9 @@ def market_rows(config: SessionConfig, trades: pd.DataFrame) -> list[tuple[str, 
     return rows
 
 
-def market_table(result: BacktestResult) -> pd.DataFrame:
-    """:func:`market_rows` of a backtest as ``item -> value`` (no rows for long-only spot in one quote)."""
+def market_table(result: Any) -> pd.DataFrame:
+    """:func:`market_rows` of a backtest result (its ``config`` and ``trades``) as ``item -> value``
+    (no rows for long-only spot in one quote)."""
     rows = market_rows(result.config, result.trades)
     return pd.DataFrame({"value": [v for _, v in rows]}, index=pd.Index([k for k, _ in rows], name="item"))
 
