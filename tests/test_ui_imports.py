@@ -173,3 +173,48 @@ def test_a_ledger_without_numba_books_the_compiled_numbers(monkeypatch: pytest.M
     assert jit.interpreted("workbench.execution.nb") is not sys.modules["workbench.execution.nb"]
     assert len(compiled[2]) > 5
     assert interpreted == compiled
+
+
+def test_a_preheated_page_gets_its_request_without_importing_voila(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pages.wait_for_request`` speaks Voilà's ``voila/query/<kernel id>`` websocket (Voilà's own helper
+    imports Jupyter Server, nbformat and jsonschema into the kernel): the request's details land in the
+    environment, and ``query_id`` reads the id from them."""
+    import asyncio
+    import threading
+
+    import websockets
+
+    from workbench.ui import pages
+
+    paths: list[str] = []
+    ready, stop = threading.Event(), threading.Event()
+    port: list[int] = []
+
+    async def handler(ws: websockets.ServerConnection) -> None:
+        paths.append(ws.request.path if ws.request else "")
+        await ws.send(json.dumps({"QUERY_STRING": "id=abc123&x=1", "PATH_INFO": "/voila/render/session.ipynb"}))
+
+    def serve() -> None:
+        async def main() -> None:
+            async with websockets.serve(handler, "127.0.0.1", 0) as server:
+                port.append(server.sockets[0].getsockname()[1])
+                ready.set()
+                while not stop.is_set():
+                    await asyncio.sleep(0.02)
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    for k, v in {"VOILA_PREHEAT": "True", "VOILA_APP_PORT": str(port[0]), "VOILA_SERVER_URL": "/base/",
+                 "VOILA_KERNEL_ID": "k-1", "QUERY_STRING": "", "PATH_INFO": ""}.items():  # all undone after
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("VOILA_WS_BASE_URL", raising=False)
+    try:
+        assert pages.query_id() == "abc123"
+    finally:
+        stop.set()
+        thread.join(5)
+    assert paths == ["/base/voila/query/k-1"]
+    assert os.environ["PATH_INFO"] == "/voila/render/session.ipynb" and os.environ["VOILA_PREHEAT"] == "False"
+    assert pages.query_id() == "abc123"  # asked again: no second wait

@@ -14,8 +14,8 @@ kernel that has been idle (not executing) with no browser connected for ``cull_i
 kernels waiting in its pool are never culled (its own manager skips them before asking this one).
 
 A dashboard kernel also goes without what no page uses (:data:`KERNEL_SETUP`, run before the page by
-IPython's ``exec_lines``; ~45 MB of the kernel's memory): plotly's ``nbformat`` (imported only to show
-figures as MIME bundles, ``fig.show()``; the pages' charts are widgets) and with it jsonschema, and pandas
+IPython's ``exec_lines``; ~45 MB of the kernel's memory): plotly goes without ``nbformat`` (imported only
+to show figures as MIME bundles, ``fig.show()``; the pages' charts are widgets) and jsonschema, and pandas
 picks its Python string storage instead of importing pyarrow (pandas 3 imports pyarrow when installed, for
 the default string dtype). pyarrow stays importable: a page that reads Parquet-cached bars loads it then.
 Its glibc ``malloc`` maps every block over 128 KiB apart (:data:`KERNEL_ENV`), so the big temporaries of a
@@ -37,13 +37,12 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 
 from workbench.secrets import without_secrets
 
-#: modules a dashboard kernel never imports (an import raises ImportError, which plotly handles)
-NEVER = ("nbformat",)
-#: what a dashboard kernel runs before its page: :data:`NEVER` blocked, and pandas imported while pyarrow
+#: what a dashboard kernel runs before its page: plotly told nbformat is not importable (its own cache of
+#: missing optional modules: nbformat stays importable for anything else), and pandas imported while pyarrow
 #: is hidden (so pandas uses Python string storage), then pyarrow importable again. Plain code: importing
 #: any part of ``workbench`` would import pandas first.
 KERNEL_SETUP = ("import sys",
-                f"sys.modules.update(dict.fromkeys({NEVER!r}, None))",
+                "import _plotly_utils.optional_imports; _plotly_utils.optional_imports._not_importable.add('nbformat')",
                 "if 'pandas' not in sys.modules and 'pyarrow' not in sys.modules:\n"
                 "    sys.modules['pyarrow'] = None\n"
                 "    try:\n"

@@ -59,7 +59,10 @@
 from __future__ import annotations
 
 import html
+import json
 import os
+import threading
+import warnings
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -127,14 +130,43 @@ def query_id(query: str | None = None) -> str | None:
     """The ``id`` parameter of a URL query string (default: Voilà's ``$QUERY_STRING``; a pre-heated
     kernel, which ran the page's imports before anyone asked for it, waits here for the request)."""
     if query is None and os.environ.get("VOILA_PREHEAT") == "True":
-        from voila.utils import wait_for_request
-
         wait_for_request()
         os.environ["VOILA_PREHEAT"] = "False"  # the request is in the environment now: do not wait again
     q = os.environ.get("QUERY_STRING", "") if query is None else query
     values = parse_qs(q.lstrip("?")).get("id") or []
     value = values[0].strip() if values else ""
     return value or None
+
+
+def wait_for_request() -> None:
+    """Voilà's ``voila.utils.wait_for_request`` without importing Voilà (Jupyter Server, nbformat and jsonschema
+    come with it: ~45 MB of a pre-heated kernel): wait for the request this pre-heated kernel is given to
+    (Voilà's ``voila/query/<kernel id>`` websocket sends it once) and put its details (``QUERY_STRING``, ...)
+    in the environment. Warns and returns when the server cannot be reached, as Voilà's does."""
+    env = os.environ
+    base = env.get("VOILA_WS_BASE_URL", env.get("VOILA_SERVER_URL", "/"))
+    url = (f"{env.get('VOILA_WS_PROTOCOL', 'ws')}://{env.get('VOILA_APP_IP', '127.0.0.1')}:"
+           f"{env.get('VOILA_APP_PORT', '8866')}{base}voila/query/{env.get('VOILA_KERNEL_ID')}")
+    got: list[str] = []
+
+    def receive() -> None:  # in a thread of its own: the kernel's event loop is busy running this cell
+        import asyncio
+
+        import websockets
+
+        async def once() -> None:
+            async with websockets.connect(url, open_timeout=5) as ws:
+                got.append(str(await ws.recv()))
+        try:
+            asyncio.run(once())
+        except (TimeoutError, OSError) as e:
+            warnings.warn(f"no request info from {url}: {e}", stacklevel=2)
+
+    thread = threading.Thread(target=receive, name="wb-wait-for-request")
+    thread.start()
+    thread.join()
+    if got:
+        env.update({str(k): str(v) for k, v in json.loads(got[0]).items()})
 
 
 def session_page(session_id: str | None = None, store: Store | str | None = None, *, refresh: float = 0.5) -> Page:
