@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +51,14 @@ STOP_LIMIT_BAND = 0.005  # a triggered protective sell may fill down to this fra
 
 @dataclass(frozen=True, slots=True)
 class Level:
-    """One protective level: sell ``quantity`` when the price crosses ``price`` (``above``: take profit)."""
+    """One protective level: ``side`` (sell a long, buy back a short) ``quantity`` when the price crosses
+    ``price`` (``above``: from below; a long's take profit, a short's stop)."""
 
     reason: str
     price: float
     above: bool
     quantity: float
+    side: Side = Side.SELL
 
 
 class Protection:
@@ -128,16 +130,19 @@ class Protection:
 
     # ---- what should rest ------------------------------------------------------------------------
     def levels(self, symbol: str) -> list[Level]:
-        """The protective levels of the open position in ``symbol`` (stop first), [] if flat or none set."""
+        """The protective levels of the open position in ``symbol`` (stop first), [] if flat or none set. A
+        short's are mirrored (``stop_levels(side=-1)``: the stop above, the take profit below; bought back)."""
         pos = self.pf.positions.get(symbol)
-        if pos is None or pos.quantity <= 0.0 or self.risk is None:
+        if pos is None or pos.quantity == 0.0 or self.risk is None:
             return []
         lim = self.risk.limits
+        long = pos.quantity > 0.0
         reason, stop, tp = stop_levels(pos.avg_price, pos.peak_price, lim["stop_loss"], lim["take_profit"],
-                                       lim["trailing_stop"])
-        out = [Level(reason, stop, False, pos.quantity)] if reason else []
+                                       lim["trailing_stop"], side=1 if long else -1)
+        close, q = (Side.SELL if long else Side.BUY), abs(pos.quantity)
+        out = [Level(reason, stop, not long, q, close)] if reason else []
         if math.isfinite(tp):
-            out.append(Level(TAKE_PROFIT, tp, True, pos.quantity))
+            out.append(Level(TAKE_PROFIT, tp, long, q, close))
         return out
 
     def on_exchange(self, symbol: str) -> bool:
@@ -164,10 +169,13 @@ class Protection:
         return [o for o in self.resting.values() if o.symbol == symbol and self.is_protective(o)]
 
     def _unoffered(self, symbol: str) -> float:
-        """What of the position no other resting sell (an operator's limit) offers already."""
+        """What of the position no other resting close (an operator's limit: a sell of a long, a buy of a
+        short) offers already."""
+        held = self.pf.quantity(symbol)
+        close = Side.SELL if held > 0.0 else Side.BUY
         offered = sum(o.remaining for o in self.resting.values()
-                      if o.symbol == symbol and o.side is Side.SELL and not self.is_protective(o))
-        return max(self.pf.quantity(symbol) - offered, 0.0)
+                      if o.symbol == symbol and o.side is close and not self.is_protective(o))
+        return max(abs(held) - offered, 0.0)
 
     async def release_protection(self, symbol: str) -> None:
         """An operator sell needs the coins the protective order locks: cancel it (the protector places it
@@ -187,8 +195,7 @@ class Protection:
             want = self.levels(s)
             current = self.protective(s)
             free = self._unoffered(s)
-            rest = [Level(lv.reason, lv.price, lv.above, free) for lv in want[:1]] if want and self.on_exchange(s) \
-                else []
+            rest = [replace(lv, quantity=free) for lv in want[:1]] if want and self.on_exchange(s) else []
             self._watched[s] = want[1:] if rest else want
             if not self._watched[s]:
                 del self._watched[s]
@@ -199,7 +206,7 @@ class Protection:
                        else "watched on the ticker instead")
                 await self.cancel_resting(o, f"protective order canceled: {why}")
             if rest and self._unoffered(s) > 0.0:  # still held after the cancel (it did not fill meanwhile)
-                await self._place(s, Level(rest[0].reason, rest[0].price, rest[0].above, self._unoffered(s)))
+                await self._place(s, replace(rest[0], quantity=self._unoffered(s)))
 
     async def _same(self, order: Order, level: Level) -> bool:
         """Does the resting ``order`` protect ``level`` already (kind, stop price and quantity on the exchange's
@@ -208,7 +215,7 @@ class Protection:
             res = await self.client.fetch(order, {"id": order.exchange_id})
             order.stop_price = float(res.get("triggerPrice") or res.get("stopPrice") or math.nan)
         ex, s = self.client.exchange, order.symbol
-        return ((order.reason == TAKE_PROFIT) == level.above
+        return ((order.reason == TAKE_PROFIT) == (level.reason == TAKE_PROFIT) and order.side is level.side
                 and ex.price_to_precision(s, order.stop_price) == ex.price_to_precision(s, level.price)
                 and self.client.amount(s, order.remaining) == self.client.amount(s, level.quantity))
 
@@ -228,7 +235,7 @@ class Protection:
             return  # a remainder below the lot size: nothing can be sold on the exchange
         stop = float(ex.price_to_precision(symbol, level.price))
         limit = float(ex.price_to_precision(symbol, stop * (1.0 - STOP_LIMIT_BAND)))
-        key = "takeProfitPrice" if level.above else "stopLossPrice"
+        key = "takeProfitPrice" if level.reason == TAKE_PROFIT else "stopLossPrice"
         order = Order(self._next_id(symbol), symbol, Side.SELL, q, OrderType.LIMIT, limit,
                       created_at=datetime.now(timezone.utc), reason=level.reason, stop_price=stop)
         self.inflight[order.client_id] = order  # the symbol is busy: no bar exit races the placement
@@ -264,19 +271,22 @@ class Protection:
         return float(t.get("last") or t.get("close") or math.nan)
 
     async def check_monitored(self) -> list[str]:
-        """Sell at market each watched position whose last price crossed a level; returns the symbols."""
+        """Close at market (sell a long, buy back a short) each watched position whose last price crossed a
+        level; returns the symbols."""
         fired = []
         for s, levels in list(self._watched.items()):
             if self.busy(s) or not levels:
                 continue
             last = await self._last_price(s)
             hit = next((lv for lv in levels if (last >= lv.price if lv.above else last <= lv.price)), None)
-            if hit is None or self.busy(s) or self.pf.quantity(s) <= 0.0:
-                continue
+            held = self.pf.quantity(s)
+            if hit is None or self.busy(s) or held == 0.0 or (held > 0.0) != (hit.side is Side.SELL):
+                continue  # nothing crossed, an exit going out, or the position changed side since the levels
             stamp = int(time.time() * 1000)
-            self._queue_order(Order(f"{s}:{hit.reason}:{stamp}", s, Side.SELL, self.pf.quantity(s),
+            self._queue_order(Order(f"{s}:{hit.reason}:{stamp}", s, hit.side, abs(held),
                                     created_at=datetime.now(timezone.utc), reason=hit.reason, stop_price=hit.price))
+            what = "selling" if hit.side is Side.SELL else "buying back"
             self._event("protective_fired", f"{hit.reason} of {s} at {hit.price:g}: last price {last:g} crossed it; "
-                        "selling at market", {"symbol": s, "level": hit.price, "last": last}, "broker")
+                        f"{what} at market", {"symbol": s, "level": hit.price, "last": last}, "broker")
             fired.append(s)
         return fired

@@ -1,0 +1,73 @@
+"""Protective stops of live shorts on the loopback's USDⓈ-M perpetual, through real ccxt over real HTTP: the
+ticker monitor buys a short back inside the bar once the price crosses its mirrored stop."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.exchange.fixtures import async_client
+from tests.exchange.server import LoopbackExchange
+from tests.kit import until
+from tests.live_kit import ARMED, FAST, S, feed_for, live_config, stop_flat
+from workbench.engine import open_session
+from workbench.execution.rules import stop_levels
+
+pytestmark = pytest.mark.live_battery
+
+PERP = "BTC/USDT:USDT"
+SHORT_NOW = {"window": 1, "entry_threshold": 10.0, "exit_threshold": 10.0}  # short at once (ROC < 10), never exit
+
+
+def short_config(protective: str, **risk: float):
+    return live_config(symbols=[PERP], direction="short", params=SHORT_NOW, risk=risk or {"stop_loss": 0.02},
+                       margin={"leverage": 2}, live={"protective": protective, "poll_seconds": 0.05})
+
+
+@pytest.fixture
+def lx():
+    with LoopbackExchange(symbols=("BTC/USDT",), days=30, clock="2024-01-10", perps=(PERP,)) as ex:
+        yield ex
+
+
+async def _short(lx, store, config):
+    """A running session on ``lx`` (a manual clock) that has opened its short; returns it and its client."""
+    client = async_client(lx)
+    s = open_session(config, store, exchange=client, arming=ARMED, resting_poll=0.05,
+                     feed=feed_for(client, config, stale_bars=100_000), **FAST)
+    s.start()
+    await until(lambda: s.state is S.RUNNING and s.bars_seen >= 1, timeout=60)
+    lx.advance(1)  # a closed bar: the strategy's short entry
+    await until(lambda: s.portfolio.quantity(PERP) < 0 and not s.broker.inflight, timeout=20)
+    return s, client
+
+
+def test_the_monitor_buys_a_short_back_intrabar_when_the_ticker_crosses_its_mirrored_stop(lx, store):
+    async def go():
+        s, client = await _short(lx, store, short_config("monitor"))
+        try:
+            await until(lambda: s.broker._watched.get(PERP))
+            pos = s.portfolio.positions[PERP]
+            reason, level, _ = stop_levels(pos.avg_price, pos.peak_price, 0.02, None, None, side=-1)
+            (watched,) = s.broker._watched[PERP]
+            assert (watched.reason, watched.price, watched.above) == (reason, pytest.approx(level), True)
+            assert level > pos.avg_price  # a short's stop is above its entry
+            bars, bar_open = s.bars_seen, lx.now()
+            lx.trade("BTC/USDT", level * 0.999)  # near, not through: nothing happens
+            await asyncio.sleep(0.3)
+            assert s.portfolio.quantity(PERP) < 0
+            lx.trade("BTC/USDT", level * 1.001)  # up through the stop inside the forming bar
+            await until(lambda: s.portfolio.quantity(PERP) == 0 and not s.broker.inflight, timeout=5)
+            assert s.bars_seen == bars and lx.now() == bar_open  # no bar closed meanwhile
+            return s, level, await stop_flat(lx, s)
+        finally:
+            await client.close()
+
+    s, level, final = asyncio.run(go())
+    assert final is S.STOPPED and lx.perp_position(PERP) == (0.0, 0.0)
+    (trade,) = s.portfolio.trade_log()
+    assert trade["side"] == "short" and trade["exit_reason"] == "stop_loss"
+    assert trade["exit_price"] == pytest.approx(round(level * 1.001, 2))  # the intrabar price, not the bar's
+    buys = [o for o in lx.perp.orders.values() if o.side == "BUY"]
+    assert len(buys) == 1 and buys[0].reduce_only and buys[0].type == "MARKET"
+    assert "protective_fired" in set(store.events(s.id)["kind"])
