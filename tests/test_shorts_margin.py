@@ -277,6 +277,41 @@ def test_a_sweep_row_equals_the_backtests_metrics_with_shorts_and_carry() -> Non
             assert row[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
 
 
+@register
+class SmaOwnShorts(Strategy):
+    """Longs on a rising fast mean, shorts on its own rule (close below the slow mean), not the swapped longs."""
+
+    name = "test_sma_own_shorts_sweep"
+    params: ClassVar[list[Param]] = [Param("fast", int, 3, low=2, high=20), Param("slow", int, 8, low=3, high=50)]
+
+    def signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        fast = bars["close"].rolling(self.p["fast"]).mean()
+        return fast > fast.shift(1), fast < fast.shift(1)
+
+    def short_signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        slow = bars["close"].rolling(self.p["slow"]).mean()
+        return bars["close"] < slow * 0.998, bars["close"] > slow
+
+
+def test_a_sweep_row_equals_the_backtest_of_a_strategy_with_its_own_short_signals() -> None:
+    """The sweep passes the strategy's own short arrays to the walk (it used the default rule: other trades)."""
+    from workbench.backtest.sweep import sweep
+
+    config = make_config(kind="backtest", strategy="test_sma_own_shorts_sweep", params={"fast": 3, "slow": 8},
+                         symbols=SYMBOLS, direction="both", sizing={"mode": "percent_equity", "value": 0.4},
+                         risk=STOPS, margin={"leverage": 2, "funding_rate": 0.0005}, latency={"bars": 1})
+    frames = random_bars()
+    grid = {"fast": [3, 5], "slow": [8, 20]}
+    rows = sweep(config, grid, bars=frames, progress=False, chunk_size=3).frame
+    for _, row in rows.iterrows():
+        params = {"fast": int(row["fast"]), "slow": int(row["slow"])}
+        metrics = run_backtest(config.replace(params=params), bars=frames).metrics
+        assert metrics["trade_count"] > 10
+        for key, value in metrics.items():
+            if key in row:
+                assert row[key] == pytest.approx(value, rel=1e-9, nan_ok=True), (params, key)
+
+
 def test_with_both_an_opposite_signal_closes_the_position_and_opens_the_other_side_at_the_same_open() -> None:
     frames = flat_bars([(100.0 + i, 101.0 + i, 99.0 + i, 100.5 + i) for i in range(8)])
     config = crash_config("both").replace(params={"at": 0, "exit_at": 3 * 60})  # long at 01:00, reversed at 04:00

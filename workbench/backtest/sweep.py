@@ -53,6 +53,7 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(
     {"max_drawdown", "volatility", "value_at_risk", "expected_shortfall", "avg_trade_duration_hours"}
 )
 Bars: TypeAlias = Mapping[str, pd.DataFrame] | pd.DataFrame | None
+Signals: TypeAlias = tuple[np.ndarray, ...]  # (k, n, m) buys, sells[, shorts, covers]
 
 
 @dataclass
@@ -321,31 +322,36 @@ class _Prepared:
             self.ppy = float("nan")
         self.params = kernel_params(depth_config(config) if config.depth is not None else config)  # rule 14
         self.delay = delay_bars(config.latency, config.data.timeframe)  # order latency (rule 13)
+        self.sided = config.direction != "long"  # a strategy's own short signals are walked (rule 15)
 
-    def signals(
-        self, strategies: list[Any], out: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(buys, sells) (k, n, m) of ``strategies``, written into the first k rows of ``out``'s
-        arrays when given (reused buffers: no fresh pages to fault in per chunk)."""
+    def signals(self, strategies: list[Any], out: Signals | None = None) -> Signals:
+        """(buys, sells, shorts, covers) (k, n, m) of ``strategies``, written into the first k rows of
+        ``out``'s arrays when given (reused buffers: no fresh pages to fault in per chunk). shorts and
+        covers are the strategies' own short signals, as run_backtest walks them, or (0, n, m) empty: the
+        default short rule."""
         k, n, m = len(strategies), len(self.inputs.index), len(self.inputs.symbols)
-        if out is None:
-            buys = np.zeros((k, n, m), dtype=bool)
-            sells = np.zeros_like(buys)
-        else:
-            buys, sells = out[0][:k], out[1][:k]
-            if not all(isinstance(r, slice) for r in self.inputs.rows):  # gaps: rows left untouched
-                buys[...] = False
-                sells[...] = False
+        sides = 4 if self.sided and strategies and strategies[0].own_shorts else 2
+        if out is None or len(out) < sides:
+            out = tuple(np.zeros((k, n, m), dtype=bool) for _ in range(sides))
+        arrays = [a[:k] for a in out[:sides]]
+        if not all(isinstance(r, slice) for r in self.inputs.rows):  # gaps: rows left untouched
+            for a in arrays:
+                a[...] = False
+        has_bar = ~np.isnan(self.inputs.arr["open"])
         for j, strat in enumerate(strategies):
-            self.inputs.signals(strat, buys[j], sells[j])
-            if self.delay:  # as run_backtest's walk
-                buys[j], sells[j] = delay_signals(buys[j], sells[j], ~np.isnan(self.inputs.arr["open"]), self.delay)
-        return buys, sells
+            self.inputs.signals(strat, arrays[0][j], arrays[1][j])
+            if sides == 4:
+                arrays[2][j], arrays[3][j] = self.inputs.short_signals(strat)
+            for at in range(0, sides, 2) if self.delay else ():  # as run_backtest's walk
+                arrays[at][j], arrays[at + 1][j] = delay_signals(arrays[at][j], arrays[at + 1][j], has_bar, self.delay)
+        if sides == 2:
+            arrays += [np.zeros((0, n, m), dtype=bool)] * 2
+        return arrays[0], arrays[1], arrays[2], arrays[3]
 
-    def simulate(self, buys: np.ndarray, sells: np.ndarray) -> np.ndarray:
+    def simulate(self, buys: np.ndarray, sells: np.ndarray, shorts: np.ndarray, covers: np.ndarray) -> np.ndarray:
         a = self.inputs.arr
         return sweep_chunk_nb(self.times, a["open"], a["high"], a["low"], a["close"], a["volume"], self.close_filled,
-                              buys, sells, self.allowed, self.flatten, self.params, self.ppy,
+                              buys, sells, shorts, covers, self.allowed, self.flatten, self.params, self.ppy,
                               numba.get_num_threads())
 
     def run(self, strategies: list[Any], chunk_size: int, progress: bool) -> np.ndarray:
@@ -360,7 +366,8 @@ class _Prepared:
         # two signal buffers: one is filled while the kernel reads the other
         n, m = len(self.inputs.index), len(self.inputs.symbols)
         size = min(chunk_size, len(strategies))
-        buffers = [(np.zeros((size, n, m), dtype=bool), np.zeros((size, n, m), dtype=bool))
+        sides = 4 if self.sided and strategies and strategies[0].own_shorts else 2
+        buffers = [tuple(np.zeros((size, n, m), dtype=bool) for _ in range(sides))
                    for _ in range(min(2, len(chunks)))]
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:

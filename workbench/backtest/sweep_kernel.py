@@ -20,12 +20,24 @@ from workbench.metrics.kernel import METRIC_KEYS, N_METRICS, _kth, metrics_nb, n
 __all__ = ["METRIC_KEYS", "N_METRICS", "_kth", "metrics_nb", "np_sum", "sweep_chunk_nb"]
 
 
+if KernelParams._fields[-2:] != ("short_sig", "cover_sig"):  # pragma: no cover - with_shorts_nb's layout
+    raise ImportError("KernelParams must end with short_sig, cover_sig (sweep_kernel.with_shorts_nb replaces them)")
+
+
+@njit(cache=True)
+def with_shorts_nb(p: KernelParams, short_sig: np.ndarray, cover_sig: np.ndarray) -> KernelParams:
+    """``p`` with a combination's own short signals (``p._replace``, which numba lacks)."""
+    return KernelParams(*(p[:-2] + (short_sig, cover_sig)))
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def sweep_chunk_nb(
     times: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
     volume: np.ndarray, close_filled: np.ndarray,
     buys: np.ndarray,  # (k, n, m) bool, shifted like run_backtest's
     sells: np.ndarray,
+    shorts: np.ndarray,  # (k, n, m) bool: the strategies' own short entries and exits, or (0, n, m): the
+    covers: np.ndarray,  # default short rule (rule 15)
     allowed: np.ndarray, flatten: np.ndarray, p: KernelParams, ppy: float,
     lanes: int,  # parallel lanes (numba.get_num_threads())
 ) -> np.ndarray:
@@ -41,7 +53,8 @@ def sweep_chunk_nb(
         work = np.empty((3, n))
         for j in range(lane, k, lanes):
             f_idx, f_col, f_qty, f_price, _, f_reason, _, _ = fills_nb(
-                times, open_, high, low, close, volume, buys[j], sells[j], allowed, flatten, p
+                times, open_, high, low, close, volume, buys[j], sells[j], allowed, flatten,
+                p if shorts.shape[0] == 0 else with_shorts_nb(p, shorts[j], covers[j]),
             )
             b = book_nb(
                 f_idx, f_col, f_qty, f_price, close_filled, p.init_cash, p.taker, p.fixed_fee, none, none, value,
