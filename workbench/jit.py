@@ -44,8 +44,8 @@ def interpreted(name: str) -> ModuleType:
 
 def kernels(name: str) -> ModuleType:
     """Module ``name`` compiled by numba if numba is loaded in this process (or the module already is),
-    else :func:`interpreted` ``(name)``."""
-    compiled = sys.modules.get(name)
-    if compiled is not None or "numba" in sys.modules:
-        return compiled or importlib.import_module(name)
+    else :func:`interpreted` ``(name)``. A module another thread is still importing is waited for
+    (``import_module`` takes the import lock), never handed out half-initialized."""
+    if name in sys.modules or "numba" in sys.modules:
+        return importlib.import_module(name)
     return interpreted(name)
