@@ -1,5 +1,6 @@
-"""Protective stops of live shorts on the loopback's USDⓈ-M perpetual, through real ccxt over real HTTP: the
-ticker monitor buys a short back inside the bar once the price crosses its mirrored stop."""
+"""Live shorts on the loopback's USDⓈ-M perpetual, through real ccxt over real HTTP: the ticker monitor buys a
+short back inside the bar once the price crosses its mirrored stop; a modelled borrow rate is not charged (the
+exchange's funding is the carry)."""
 from __future__ import annotations
 
 import asyncio
@@ -19,9 +20,10 @@ PERP = "BTC/USDT:USDT"
 SHORT_NOW = {"window": 1, "entry_threshold": 10.0, "exit_threshold": 10.0}  # short at once (ROC < 10), never exit
 
 
-def short_config(protective: str, **risk: float):
-    return live_config(symbols=[PERP], direction="short", params=SHORT_NOW, risk=risk or {"stop_loss": 0.02},
-                       margin={"leverage": 2}, live={"protective": protective, "poll_seconds": 0.05})
+def short_config(protective: str, risk: dict | None = None, **margin: float):
+    return live_config(symbols=[PERP], direction="short", params=SHORT_NOW,
+                       risk={"stop_loss": 0.02} if risk is None else risk, margin={"leverage": 2, **margin},
+                       live={"protective": protective, "poll_seconds": 0.05})
 
 
 @pytest.fixture
@@ -71,3 +73,26 @@ def test_the_monitor_buys_a_short_back_intrabar_when_the_ticker_crosses_its_mirr
     buys = [o for o in lx.perp.orders.values() if o.side == "BUY"]
     assert len(buys) == 1 and buys[0].reduce_only and buys[0].type == "MARKET"
     assert "protective_fired" in set(store.events(s.id)["kind"])
+
+
+def test_a_modelled_borrow_rate_is_not_charged_on_a_live_perpetual_short(lx, store):
+    config = short_config("off", risk={}, borrow_rate=5.0)  # 500 % a year: cents a minute on the short
+
+    async def go():
+        s, client = await _short(lx, store, config)
+        try:
+            for _ in range(3):  # held bars: a modelled interest would accrue at each
+                n = s.bars_seen
+                lx.advance(1)
+                await until(lambda n=n: s.bars_seen > n)
+            return s, await stop_flat(lx, s)
+        finally:
+            await client.close()
+
+    s, final = asyncio.run(go())
+    assert final is S.STOPPED and lx.perp_position(PERP) == (0.0, 0.0)
+    (trade,) = s.portfolio.trade_log()
+    assert trade["side"] == "short" and trade["interest"] == 0.0
+    assert s.portfolio.cash - config.initial_balance == pytest.approx(lx.perp_wallet() - 100_000, abs=1e-6)
+    (ev,) = store.events(s.id, kinds=["carry_model_ignored"])["data"]
+    assert ev["ignored"] == ["borrow_rate 5"]

@@ -347,12 +347,13 @@ class Trader:
     def _carry(self, bars: Mapping[str, Bar], prev_ns: int, t_ns: int) -> None:
         """Each held position's funding and borrow interest for this bar, at its open (rule 16)."""
         rate = float(funding_per_bar(np.array([prev_ns, t_ns], dtype=np.int64), self.config.margin, self.funding)[1])
-        rate = 0.0 if getattr(self.broker, "books_funding", False) else rate  # live perpetuals: the exchange's own
+        live_perp = getattr(self.broker, "books_funding", False)  # the exchange's own funding is the whole carry
+        rate, borrow = (0.0, 0.0) if live_perp else (rate, self._borrow)
         pf = self.portfolio
         for s, b in bars.items():
             pos = pf.positions.get(s)
             if pos is not None and pos.quantity != 0.0:
-                f, i = carry(pos.quantity, b.open, rate, self._borrow, t_ns - prev_ns)
+                f, i = carry(pos.quantity, b.open, rate, borrow, t_ns - prev_ns)
                 if f != 0.0 or i != 0.0:
                     pf.apply_carry(s, f, i)
 

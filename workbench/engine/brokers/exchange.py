@@ -266,6 +266,7 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection, Perpetuals):
         self._watcher = loop.create_task(self._watch_resting(), name=f"resting-{self.session_id}")
         await self.sync_clock()
         await self._set_leverage()
+        self._announce_carry()
         if self.store.load_runner_state(self.session_id) is None and self.store.orders(self.session_id).empty:
             await check_budget(self.client, self.config, self.store, self.session_id)  # a new session only
         await reconcile(self)

@@ -10,6 +10,10 @@ leverage at start, and funding booked as the exchange pays or charges it.
   which the checkpoint holds with the cash it moved, so a resumed runner books exactly what the checkpoint
   lacks. A payment on a position that was closed before the runner saw it is not booked (the position is
   gone); reconciliation then reports the wallet's difference.
+* Carry: on a perpetual the exchange's funding is the whole carry. A modelled ``margin.funding_rate`` or
+  ``margin.borrow_rate`` (interest is what margin shorts pay for borrowed coins; a perpetual borrows none) is
+  not charged in a live session: the start says so once (a ``carry_model_ignored`` event), and the same
+  config still models both in backtests and paper.
 """
 from __future__ import annotations
 
@@ -49,7 +53,8 @@ class Perpetuals:
 
     @property
     def books_funding(self) -> bool:
-        """Funding is the exchange's own payments, booked here; the Trader models none (a live perpetual)."""
+        """The carry is the exchange's own funding payments, booked here; the Trader models neither funding nor
+        borrow interest (a live perpetual)."""
         return bool(self.client.perps)
 
     def _entry(self, order: Order) -> bool:
@@ -65,6 +70,15 @@ class Perpetuals:
         for s in self.client.perps if leverage else []:
             n = await self.client.set_leverage(s, float(leverage or 1.0))
             self._event("leverage_set", f"{s}: leverage {n}x on {self.venue}", {"symbol": s, "leverage": n}, "broker")
+
+    def _announce_carry(self) -> None:
+        """Say once at start which modelled carrying costs of the config a live perpetual does not charge."""
+        mg = getattr(self.config, "margin", None)
+        ignored = [f"{k} {getattr(mg, k):g}" for k in ("borrow_rate", "funding_rate") if getattr(mg, k, 0.0)]
+        if self.books_funding and ignored:
+            self._event("carry_model_ignored", f"{', '.join(ignored)} not charged: on {self.venue}'s perpetuals the "
+                        "exchange's own funding payments are the carry (borrow interest is for margin shorts); "
+                        "backtests and paper still model them", {"ignored": ignored}, "broker")
 
     async def _watch_funding(self) -> None:
         """Book funding after each bar (:meth:`on_bar` wakes it) and every ``reconcile_every`` seconds."""
