@@ -110,7 +110,9 @@ def _session_trades(store: Store, session_id: str, row: Mapping[str, Any], marks
             return saved
     from workbench.execution.ledger import Portfolio
 
-    pf = Portfolio.replay_stored(float(row["initial_balance"]), store.fills(session_id), store.orders(session_id))
+    saved = (store.load_runner_state(session_id) or {}).get("portfolio")  # its carrying costs (not fills)
+    pf = Portfolio.replay_stored(float(row["initial_balance"]), store.fills(session_id), store.orders(session_id),
+                                 saved)
     pf.mark(marks)
     return pd.DataFrame(pf.trade_log(include_open=True), columns=list(TRADE_COLUMNS))
 

@@ -86,7 +86,7 @@ class Snapshot:
 def _snapshot(session_id: str, kind: str, state: SessionState, risk_state: str, pf: Portfolio,
               config: SessionConfig | None, trades: pd.DataFrame | None = None) -> Snapshot:
     rows = [(s, p.quantity, p.avg_price, pf.marks.get(s, p.avg_price), pf.symbol_exposure(s))
-            for s, p in sorted(pf.positions.items()) if p.quantity > 0.0]
+            for s, p in sorted(pf.positions.items()) if p.quantity != 0.0]  # shorts (< 0) too
     positions = pd.DataFrame(rows, columns=list(POSITION_COLUMNS))
     values = dict(zip(positions["symbol"], positions["value"]))
     equity = pf.equity
@@ -100,9 +100,10 @@ def _snapshot(session_id: str, kind: str, state: SessionState, risk_state: str, 
 
 
 def stored_portfolio(store: Store, session_id: str, initial_cash: float,
-                     marks: Mapping[str, float] | None = None) -> Portfolio:
-    """The portfolio the session's stored fills give (in booking order), marked at ``marks``."""
-    pf = Portfolio.replay_stored(initial_cash, store.fills(session_id), store.orders(session_id))
+                     marks: Mapping[str, float] | None = None, saved: Mapping[str, Any] | None = None) -> Portfolio:
+    """The portfolio the session's stored fills give (in booking order), marked at ``marks``, with the
+    carrying costs of ``saved`` (its runner checkpoint's portfolio: funding and interest are not fills)."""
+    pf = Portfolio.replay_stored(initial_cash, store.fills(session_id), store.orders(session_id), saved)
     pf.marks.update({s: float(v) for s, v in (marks or {}).items()})
     return pf
 
@@ -373,9 +374,9 @@ class RemoteHandle(SessionHandle):
         row = self.store.get_session(self.session_id)
         state, config = SessionState(row["state"]), row["config"]
         runner = self._runner_state()
-        marks = (runner.get("portfolio") or {}).get("marks") or {}
+        saved = runner.get("portfolio") or {}
         risk_state = str((runner.get("risk") or {}).get("state") or "")
-        pf = stored_portfolio(self.store, self.session_id, float(row["initial_balance"]), marks)
+        pf = stored_portfolio(self.store, self.session_id, float(row["initial_balance"]), saved.get("marks"), saved)
         trades = self.store.trades(self.session_id) if state.is_final else None
         if trades is not None and trades.empty and pf.fill_count:
             trades = None  # ended without saving its trades (killed hard): rebuild them from the fills

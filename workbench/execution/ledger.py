@@ -322,26 +322,53 @@ class Portfolio:
             t["return_pct"] = t["pnl"] / (t["quantity"] * t["entry_price"])
         return float(state.get("carry_total", 0.0))
 
+    def add_checkpoint_carry(self, saved: Mapping[str, Any]) -> None:
+        """Book into this portfolio, rebuilt from the stored fills, the carrying costs (rule 16) a runner
+        checkpoint's portfolio (``saved``: a :meth:`snapshot`) holds and the fills do not: the closed
+        trades' funding and interest (and P&L), the open positions' so far, and the cash they moved. What
+        was booked after that checkpoint shows at the next one. An open position gets its saved carry only
+        if it is the same position (opened at the same time), pro rata if fills since have reduced it."""
+        n = len(self.trades)
+        self.trade_carry = [list(c) for c in saved.get("trade_carry", ()) if int(c[0]) < n]
+        self.add_carry({"trade_carry": self.trade_carry})
+        total = float(saved.get("carry_total", 0.0))
+        self.cash += total
+        self.carry_total += total
+        for symbol, p in (saved.get("positions") or {}).items():
+            extra, pos = p.get("extra") or {}, self.positions.get(symbol)
+            if pos is None or pos.quantity == 0.0 or not p["quantity"] or _utc(pos.opened_at) != _utc(p["opened_at"]):
+                continue
+            if "funding" in extra or "interest" in extra:
+                share = min(abs(pos.quantity) / abs(p["quantity"]), 1.0)
+                pos.extra["funding"] = float(extra.get("funding", 0.0)) * share
+                pos.extra["interest"] = float(extra.get("interest", 0.0)) * share
+
     @classmethod
     def replay_fills(cls, initial_cash: float, fills: Iterable[Fill]) -> Portfolio:
         """A portfolio that booked ``fills`` in order: the same cash, positions and closed trades, bit for
         bit, as the one that booked them live (marks and peaks come from bars, not fills). A sell from flat
         was a short's entry (the live ledger accepted it), so replays allow shorts. Carrying costs (rule 16)
-        are not fills: a replay leaves them out of the cash and trades."""
+        are not fills: a replay leaves them out of the cash and trades (:meth:`add_checkpoint_carry`)."""
         pf = cls(initial_cash, shorts=True)
         for fill in fills:
             pf.apply_fill(fill)
         return pf
 
     @classmethod
-    def replay_stored(cls, initial_cash: float, fills: pd.DataFrame, orders: pd.DataFrame) -> Portfolio:
+    def replay_stored(cls, initial_cash: float, fills: pd.DataFrame, orders: pd.DataFrame,
+                      saved: Mapping[str, Any] | None = None) -> Portfolio:
         """:meth:`replay_fills` of the store's fill rows (``Store.fills``, in booking order), each with
-        its order's reason from the order rows (``Store.orders``)."""
+        its order's reason from the order rows (``Store.orders``); with ``saved`` (the runner checkpoint's
+        portfolio) its carrying costs too (:meth:`add_checkpoint_carry`), as a view of a running session
+        shows them."""
         reason = dict(zip(orders.client_id, orders.reason, strict=True)) if len(orders) else {}
-        return cls.replay_fills(initial_cash, (
+        pf = cls.replay_fills(initial_cash, (
             Fill(r.client_id, r.symbol, Side(r.side), r.quantity, r.price, r.commission, r.slippage,
                  pd.Timestamp(r.time).to_pydatetime(), r.fill_id, reason.get(r.client_id, ""))
             for r in fills.itertuples(index=False)))
+        if saved:
+            pf.add_checkpoint_carry(saved)
+        return pf
 
 
 def _fresh() -> dict[str, float]:
@@ -355,3 +382,11 @@ def _iso(t: datetime | None) -> str | None:
 
 def _dt(s: str | None) -> datetime | None:
     return None if s is None else datetime.fromisoformat(s)
+
+
+def _utc(t: datetime | str | None) -> pd.Timestamp | None:
+    """``t`` as a UTC timestamp (naive times are UTC, as the store keeps them)."""
+    if t is None:
+        return None
+    ts = pd.Timestamp(t)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
