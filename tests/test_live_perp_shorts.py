@@ -12,6 +12,7 @@ from tests.exchange.server import LoopbackExchange
 from tests.kit import until
 from tests.live_kit import ARMED, FAST, S, feed_for, live_config, stop_flat
 from workbench.engine import open_session
+from workbench.engine.brokers.perps import Perpetuals
 from workbench.execution.rules import stop_levels
 
 pytestmark = pytest.mark.live_battery
@@ -96,3 +97,25 @@ def test_a_modelled_borrow_rate_is_not_charged_on_a_live_perpetual_short(lx, sto
     assert s.portfolio.cash - config.initial_balance == pytest.approx(lx.perp_wallet() - 100_000, abs=1e-6)
     (ev,) = store.events(s.id, kinds=["carry_model_ignored"])["data"]
     assert ev["ignored"] == ["borrow_rate 5"]
+
+
+def test_the_funding_watcher_ends_on_a_cancel_that_lands_with_a_bars_wake_up():
+    async def go():
+        p = Perpetuals()
+        p._funding_due, p.reconcile_every = asyncio.Event(), 30.0
+        booked = []
+
+        async def book_funding() -> int:
+            booked.append(1)
+            return 0
+
+        p.book_funding = book_funding  # type: ignore[method-assign]
+        task = asyncio.create_task(p._watch_funding())
+        await asyncio.sleep(0.01)  # waiting for the next bar
+        p._funding_due.set()  # a bar wakes it, and the run's end cancels it in the same moment: the wake-up
+        await asyncio.sleep(0)  # is done, the watcher not resumed yet
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2)
+        return task in done and task.cancelled()
+
+    assert asyncio.run(go())  # it waited 30 s for the next round before (Python 3.11's wait_for ate the cancel)

@@ -81,10 +81,13 @@ class Perpetuals:
                         "backtests and paper still model them", {"ignored": ignored}, "broker")
 
     async def _watch_funding(self) -> None:
-        """Book funding after each bar (:meth:`on_bar` wakes it) and every ``reconcile_every`` seconds."""
+        """Book funding after each bar (:meth:`on_bar` wakes it) and every ``reconcile_every`` seconds.
+        ``asyncio.timeout``, not ``wait_for``: Python 3.11's ``wait_for`` swallows a cancel that lands as the
+        bar's wake-up does, which left the run's end waiting ``fill_timeout`` for this task."""
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._funding_due.wait(), self.reconcile_every)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.reconcile_every):
+                    await self._funding_due.wait()
             self._funding_due.clear()
             try:
                 await self.book_funding()
