@@ -96,3 +96,23 @@ def test_a_gap_down_trips_the_gap_breaker_and_a_bigger_one_halts_alike_in_backte
         ("gap", "reducing", idx[100]), ("gap", "halted", idx[150])]
     assert trips[0]["value"] == pytest.approx(0.04) and trips[0]["symbol"] == "BTC/USDT"
     assert run_backtest(config(max_gap=0.08), bars=frames).breaker is None  # 7 % < 8 %: no trip
+
+
+def test_a_gap_against_a_short_an_up_gap_trips_the_gap_breaker_alike_in_backtest_and_session():
+    """One rule both sides use: the gap against the position (up for a short) trips; a gap in its favour not."""
+    down = gapped()["BTC/USDT"]
+    up = 1e4 / down[["open", "low", "high", "close"]]  # mirrored: each gap down 4 % (7 %) is one up 1/0.96 (1/0.93)
+    up.columns = ["open", "high", "low", "close"]
+    up["volume"] = down["volume"]
+    idx = pd.date_range("2024-03-01", periods=200, freq="1min", tz="UTC")
+    always_short = {"window": 1, "entry_threshold": 1.0, "exit_threshold": 1.0}  # long exit (= short entry) always
+    cfg = config(max_gap=0.03).replace(direction="short", params=always_short)
+    bt = run_backtest(cfg, bars={"BTC/USDT": up}).breaker
+    assert (bt["reason"], bt["state"], bt["time"]) == ("gap", "reducing", idx[100])
+    assert (bt["escalated"]["state"], bt["escalated"]["time"]) == ("halted", idx[150])
+    trips = session_trips(cfg, {"BTC/USDT": up})
+    assert [(t["reason"], t["state"], pd.Timestamp(t["time"])) for t in trips] == [
+        ("gap", "reducing", idx[100]), ("gap", "halted", idx[150])]
+    assert trips[0]["value"] == pytest.approx(1 / 0.96 - 1)  # open / previous close - 1
+    assert run_backtest(cfg, bars={"BTC/USDT": down}).breaker is None  # down-gaps are a short's gain
+    assert session_trips(cfg, {"BTC/USDT": down}) == []

@@ -149,7 +149,12 @@ class RiskEngine:
         """Accept (maybe with a smaller quantity) or reject ``order``; rejections are also events.
         The order is not modified: send ``decision.quantity``."""
         self._tick(ctx.time)
-        if order.reason != ex.ENTRY and (order.side is Side.SELL or ctx.portfolio.quantity(order.symbol) < 0.0):
+        held = ctx.portfolio.quantity(order.symbol)
+        exit_ = order.reason != ex.ENTRY and (order.side is Side.SELL or held < 0.0)
+        if exit_ and order.side is Side.SELL and held <= 0.0 and order.reason == "operator" \
+                and self.config.direction != "long":
+            exit_ = False  # an operator's sell with no long held opens (or adds to) a short: an entry (rule 15)
+        if exit_:
             return self._check_sell(order, ctx)  # an exit: a long's sell or a short's cover (rule 15)
         if self.state is not TradingState.RUNNING:
             return self._reject(order, ctx, self.state.value, state=self.state.value)
@@ -287,11 +292,11 @@ class RiskEngine:
         if self._tail is not None:
             self._on_tail(self._tail, now, equity / prev - 1.0 if prev != 0.0 else 0.0)
 
-    def on_open(self, now: datetime, symbol: str, prev_close: float, open_: float) -> None:
-        """The gap breaker (rule 10), for a held symbol at its bar's open: a drop from the previous close
-        past ``max_gap`` trips to the action, past twice it halts."""
+    def on_open(self, now: datetime, symbol: str, prev_close: float, open_: float, side: float = 1.0) -> None:
+        """The gap breaker (rule 10), for a symbol held on ``side`` (> 0 long, < 0 short) at its bar's open: a
+        gap against it from the previous close past ``max_gap`` trips to the action, past twice it halts."""
         assert self.max_gap is not None
-        level, drop = gap_nb(prev_close, open_, self.max_gap)
+        level, drop = gap_nb(prev_close, open_, self.max_gap, side)
         if level == 0 or self.state is TradingState.HALTED or (level == 1 and self.state is not TradingState.RUNNING):
             return
         self._now = now

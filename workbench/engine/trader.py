@@ -191,11 +191,11 @@ class Trader:
             raise ValueError("step() needs the bars of at least one symbol")
         self.last_time = t
         marks, positions = pf.marks, pf.positions
-        if risk.max_gap is not None:  # the gap breaker sees each held symbol's drop to its open
+        if risk.max_gap is not None:  # the gap breaker sees each held symbol's gap against it to its open
             for s, b in bars.items():
                 pos = positions.get(s)
-                if pos is not None and pos.quantity > 0.0:
-                    risk.on_open(t, s, marks.get(s, b.open), b.open)
+                if pos is not None and pos.quantity != 0.0:
+                    risk.on_open(t, s, marks.get(s, b.open), b.open, pos.quantity)
         for s, b in bars.items():
             marks[s] = b.open
         t_ns = (t - _EPOCH) // _US * 1000

@@ -403,12 +403,15 @@ def tail_nb(ring: np.ndarray, count: int, r: float, day_bars: float, max_vol: fl
 
 
 @njit(cache=True)
-def gap_nb(prev_close: float, open_: float, max_gap: float) -> tuple[int, float]:
-    """The gap breaker (rule 10): (level, drop) of a held symbol opening at ``open_`` after ``prev_close``:
-    drop = 1 - open / previous close; level 2 past twice ``max_gap``, 1 past it, else 0."""
+def gap_nb(prev_close: float, open_: float, max_gap: float, side: float = 1.0) -> tuple[int, float]:
+    """The gap breaker (rule 10): (level, drop) of a position on ``side`` (> 0 long, < 0 short) opening at
+    ``open_`` after ``prev_close``: drop = the gap against it, 1 - open / previous close for a long, open /
+    previous close - 1 for a short; level 2 past twice ``max_gap``, 1 past it, else 0."""
     if not prev_close > 0.0:
         return 0, 0.0
     drop = 1.0 - open_ / prev_close
+    if side < 0.0:
+        drop = -drop
     return (2 if drop > 2.0 * max_gap else (1 if drop > max_gap else 0)), drop
 
 

@@ -393,8 +393,8 @@ def fills_nb(
             was_side[c] = 1 if pos[c] > 0.0 else (-1 if pos[c] < 0.0 else 0)
             reversed_[c] = False
             if not np.isnan(open_[i, c]):
-                if gap and pos[c] > 0.0 and state != HALTED:  # the gap breaker sees the drop to the open
-                    level, _drop = gap_nb(mark[c], open_[i, c], p.max_gap)
+                if gap and pos[c] != 0.0 and state != HALTED:  # the gap breaker sees the gap against it
+                    level, _drop = gap_nb(mark[c], open_[i, c], p.max_gap, pos[c])
                     if level == 2 or (level == 1 and state == RUNNING):
                         state = HALTED if level == 2 else p.breaker_action
                         at = 0 if trip[0] < 0 else 3
