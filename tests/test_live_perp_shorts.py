@@ -10,7 +10,7 @@ import pytest
 from tests.exchange.fixtures import async_client
 from tests.exchange.server import LoopbackExchange
 from tests.kit import until
-from tests.live_kit import ARMED, FAST, S, feed_for, live_config, stop_flat
+from tests.live_kit import ARMED, FAST, NEVER, S, feed_for, live_config, stop_flat
 from workbench.engine import open_session
 from workbench.engine.brokers.perps import Perpetuals
 from workbench.execution.rules import stop_levels
@@ -119,3 +119,34 @@ def test_the_funding_watcher_ends_on_a_cancel_that_lands_with_a_bars_wake_up():
         return task in done and task.cancelled()
 
     assert asyncio.run(go())  # it waited 30 s for the next round before (Python 3.11's wait_for ate the cancel)
+
+
+def test_an_operator_sell_from_flat_on_a_perpetual_opens_a_short_and_the_buy_back_closes_it(lx, store):
+    config = live_config(symbols=[PERP], direction="both", params=NEVER, risk={}, margin={"leverage": 2},
+                         live={"poll_seconds": 0.05})
+
+    async def go():
+        client = async_client(lx)
+        s = open_session(config, store, exchange=client, arming=ARMED, resting_poll=0.05,
+                         feed=feed_for(client, config, stale_bars=100_000), **FAST)
+        s.start()
+        try:
+            await until(lambda: s.state is S.RUNNING and s.bars_seen >= 1, timeout=60)
+            s.place_order(PERP, "sell", 0.01)  # nothing held: a short
+            await until(lambda: s.portfolio.quantity(PERP) < 0 and not s.broker.inflight, timeout=10)
+            opened = lx.perp_position(PERP), s.portfolio.quantity(PERP)
+            s.place_order(PERP, "buy", 0.01)  # the buy back
+            await until(lambda: s.portfolio.quantity(PERP) == 0 and not s.broker.inflight, timeout=10)
+            return s, opened, await stop_flat(lx, s)
+        finally:
+            await client.close()
+
+    s, ((amount, entry), held), final = asyncio.run(go())
+    assert final is S.STOPPED and amount == pytest.approx(-0.01) and held == pytest.approx(-0.01)
+    sell, buy = sorted(lx.perp.orders.values(), key=lambda o: o.order_id)
+    assert (sell.side, sell.reduce_only, buy.side, buy.reduce_only) == ("SELL", False, "BUY", True)
+    fills = store.fills(s.id)
+    assert fills["side"].tolist() == ["sell", "buy"] and fills["client_id"].tolist() == ["op1", "op2"]
+    (trade,) = s.portfolio.trade_log()
+    assert trade["side"] == "short" and trade["entry_price"] == pytest.approx(entry)
+    assert s.portfolio.cash - config.initial_balance == pytest.approx(lx.perp_wallet() - 100_000, abs=1e-6)
