@@ -9,7 +9,8 @@ a position's stop loss / take profit live on the exchange, or are watched intrab
   ``TAKE_PROFIT_LIMIT`` if no stop is set; with both set the exchange holds the stop and the take profit
   is watched (a spot sell cannot rest twice). ``monitor`` watches every level on the ticker (ccxt.pro
   ``watch_ticker`` where the client has it, else ``fetch_ticker`` every ``monitor_poll`` s) and sends a
-  market sell once the last price crosses one, not waiting for the bar to close. ``auto`` (default):
+  market sell once the last price crosses one, not waiting for the bar to close (a short: its mirrored
+  levels, ``stop_levels(side=-1)``, bought back reduce-only). ``auto`` (default):
   exchange where the market lists the stop order types, else monitor. ``off``: closed bars only.
 * Protective orders are limit orders of the broker's resting book (``protect:<symbol>:<n>``, reason
   ``stop_loss`` / ``trailing_stop`` / ``take_profit``): the watcher books their fills once (the booked exit
