@@ -21,7 +21,8 @@ Binance's documented rules, as applied here (one-way position mode, ``positionSi
   positive rate: longs pay, shorts receive), booked to the wallet as a ``FUNDING_FEE`` income record.
   The rate of a funding time is :meth:`PerpBook.rate` (a set constant, else a fixed deterministic series).
 * Market orders fill at once at the current price (taker); limit orders rest and fill at their limit when a
-  completed bar trades through it (maker), like the spot book.
+  completed bar trades through it (maker), like the spot book. Conditional orders (``STOP_MARKET``,
+  ``TAKE_PROFIT_MARKET``, ``STOP``, ``TAKE_PROFIT``) go through the algo service: perp_algo.py.
 """
 from __future__ import annotations
 
@@ -50,6 +51,17 @@ SETTLE = "USDT"
 def _on_grid(x: float, grid: Decimal) -> bool:
     d = Decimal(repr(x))
     return d == (d / grid).to_integral_value() * grid
+
+
+def number(p: dict[str, str], name: str, grid: Decimal) -> float:
+    """The positive number ``p[name]`` on ``grid`` (Binance's -1102 if missing, -1111 off the grid)."""
+    try:
+        x = float(p[name])
+    except (KeyError, ValueError):
+        raise BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.") from None
+    if not x > 0 or not _on_grid(x, grid):
+        raise BinanceError(-1111, "Precision is over the maximum defined for this asset.")
+    return x
 
 
 @dataclass
@@ -114,6 +126,9 @@ class PerpBook:
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._tran_ids = itertools.count(1)
+        from .perp_algo import AlgoBook  # conditional orders (the algo service), on this book
+
+        self.algo = AlgoBook(self)
 
     # ---- prices, funding ------------------------------------------------------------------------
     def mark(self, sid: str) -> float:
@@ -143,7 +158,9 @@ class PerpBook:
 
     def completed(self, i: int) -> None:
         """Bar ``i`` completed (called by :meth:`Book.advance` under its lock): resting limits fill against it;
-        if the next bar opens at a funding time, every position pays or receives funding."""
+        if the next bar opens at a funding time, every position pays or receives funding. Conditional orders
+        it reached trigger first (perp_algo.py)."""
+        self.algo.completed(i)
         for o in [o for o in self.orders.values() if o.status in OPEN and o.type == "LIMIT"]:
             _, h, lo, _, _ = self.book.prices[o.symbol][1][i]
             if (o.side == "BUY" and lo <= o.price) or (o.side == "SELL" and h >= o.price):

@@ -2,7 +2,8 @@
 ``/fapi`` subset ccxt's ``binance`` class uses for ``BASE/QUOTE:QUOTE`` swaps. Public: exchangeInfo,
 klines, premiumIndex, fundingRate, 24h ticker, price, time. Signed (the spot signing rules): order
 create/get/cancel, openOrders, allOpenOrders, userTrades, positionRisk (v2, v3), account (v2, v3),
-balance (v2, v3), leverage, leverageBracket, income. The rules of the book are in perp.py."""
+balance (v2, v3), leverage, leverageBracket, income, and the conditional orders' algoOrder
+create/get/cancel and openAlgoOrders (perp_algo.py). The rules of the book are in perp.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -89,6 +90,11 @@ class PerpRoutes(HasBook):
         r.add_get("/fapi/v1/order", self._signed(lambda k, p: self.perp.find(k, p).wire()))
         r.add_delete("/fapi/v1/order", self._signed(lambda k, p: self.perp.cancel(k, p).wire()))
         r.add_get("/fapi/v1/openOrders", self._signed(self._fapi_open_orders))
+        r.add_post("/fapi/v1/algoOrder", self._signed(lambda k, p: self.perp.algo.create(k, p).wire()))
+        r.add_get("/fapi/v1/algoOrder", self._signed(lambda k, p: self.perp.algo.find(k, p).wire()))
+        r.add_delete("/fapi/v1/algoOrder", self._signed(lambda k, p: self.perp.algo.cancel(k, p)))
+        r.add_get("/fapi/v1/openAlgoOrders", self._signed(lambda k, p: [
+            o.wire() for o in self.perp.algo.open_orders(k, self._sid(p, required=False))]))
         r.add_delete("/fapi/v1/allOpenOrders", self._signed(self._fapi_cancel_all))
         r.add_get("/fapi/v1/userTrades", self._signed(self._user_trades))
         r.add_get("/fapi/v1/income", self._signed(self._income))
