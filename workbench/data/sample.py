@@ -3,6 +3,10 @@
 The 1m path has stochastic volatility (clustering), an intraday volatility and volume cycle, volume that
 rises with |returns|, fat-tailed returns, and a few pump-and-dump episodes (see :func:`pump_episodes`).
 Generation is prefix-stable: the first N days are the same whatever ``days`` is asked for.
+
+Perpetual swaps in ccxt's naming (``BTC/USDT:USDT``, settled in the quote) trade on their spot pair's price
+path (the same bars as ``BTC/USDT``), so perpetual sessions run offline too; their funding is a constant
+(:func:`sample_funding`, or the config's ``margin.funding_rate`` the execution core falls back on).
 """
 from __future__ import annotations
 
@@ -39,16 +43,26 @@ MARKETS = {
 }
 
 
+SAMPLE_FUNDING_RATE = 0.0001  # per 8 h: Binance's usual USDⓈ-M funding rate (0.01 %)
+
+
 def available_symbols() -> list[str]:
-    """Symbols the sample generator knows."""
+    """The spot pairs the sample generator knows (each ``BASE/QUOTE`` also as its perpetual ``BASE/QUOTE:QUOTE``)."""
     return list(MARKETS)
 
 
+def _spot(symbol: str) -> str:
+    """The spot pair whose price path ``symbol`` trades on: itself, or a linear perpetual's
+    ``BASE/QUOTE`` (``BTC/USDT`` for ``BTC/USDT:USDT``); anything else is not in the sample."""
+    pair, _, settle = symbol.partition(":")
+    if symbol in MARKETS or (settle and settle == pair.partition("/")[2] and pair in MARKETS):
+        return pair
+    raise BarsError(f"no sample data for {symbol!r}; available: {', '.join(MARKETS)} and their perpetuals "
+                    "(BASE/QUOTE:QUOTE, e.g. 'BTC/USDT:USDT')")
+
+
 def _market(symbol: str) -> _Market:
-    try:
-        return MARKETS[symbol]
-    except KeyError:
-        raise BarsError(f"no sample data for {symbol!r}; available: {', '.join(MARKETS)}") from None
+    return MARKETS[_spot(symbol)]
 
 
 def _streams(symbol: str) -> list[np.random.Generator]:
@@ -175,8 +189,20 @@ def sample_bars(
     The same arguments always give the same bars, in any process. Unknown symbols raise :class:`BarsError`
     listing the available ones (see :func:`available_symbols`).
     """
-    _market(symbol)
-    return _sample(symbol, timeframe, days, to_utc(start)).copy()
+    return _sample(_spot(symbol), timeframe, days, to_utc(start)).copy()
+
+
+def sample_funding(symbol: str, start: str | pd.Timestamp, end: str | pd.Timestamp,
+                   rate: float = SAMPLE_FUNDING_RATE) -> pd.Series:
+    """The sample funding rates of perpetual ``symbol`` (e.g. ``BTC/USDT:USDT``) in ``[start, end]``: the
+    constant ``rate`` at Binance's funding times (``workbench.data.funding.constant_funding``); pass it as
+    ``run_backtest(..., funding=...)``."""
+    _spot(symbol)
+    if ":" not in symbol:
+        raise BarsError(f"{symbol!r} is a spot pair, which pays no funding; a perpetual is e.g. '{symbol}:USDT'")
+    from workbench.data.funding import constant_funding  # imports ccxt: only when asked
+
+    return constant_funding(rate, start, end)
 
 
 def pump_episodes(
@@ -187,5 +213,5 @@ def pump_episodes(
     Each episode raises the price 5-15 % over 20-60 minutes on 5-20x volume, then dumps it over 10-40 minutes.
     """
     _check("1m", days)
-    _, starts = _minute_path(symbol, days * MINUTES_PER_DAY)
+    _, starts = _minute_path(_spot(symbol), days * MINUTES_PER_DAY)
     return pd.DatetimeIndex(to_utc(start) + pd.to_timedelta(starts, unit="min"), name="start")
