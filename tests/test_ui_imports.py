@@ -218,3 +218,26 @@ def test_a_preheated_page_gets_its_request_without_importing_voila(monkeypatch: 
     assert paths == ["/base/voila/query/k-1"]
     assert os.environ["PATH_INFO"] == "/voila/render/session.ipynb" and os.environ["VOILA_PREHEAT"] == "False"
     assert pages.query_id() == "abc123"  # asked again: no second wait
+
+
+def test_a_dashboard_chart_keeps_its_data_and_only_its_trace_types_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``workbench up`` a chart's template keeps the defaults of its own trace types (plotly's default
+    names ~50, each validated by the widget), and numpy data arrive whole (``Figure.to_dict`` would have
+    made them base64 dicts the widget reads as two-key sequences: the trade review drew 2 points, not 523)."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from workbench.ui.charts import BUNDLE_ENV, figure_widget
+
+    monkeypatch.setenv(BUNDLE_ENV, "1")
+    fig = go.Figure([go.Scatter(x=np.arange(150), y=np.linspace(0, 1, 150), name="wins")], layout={"width": 520})
+    widget = figure_widget(fig)
+    try:
+        assert widget._esm != go.FigureWidget._esm  # the shared-bundle class
+        assert [len(t.x) for t in widget.data] == [150] and list(widget.data[0].y[:2]) == [0.0, 1 / 149]
+        assert widget.layout.width == 520
+        template = widget.layout.template
+        assert sorted(template.data.to_plotly_json()) == ["scatter"]
+        assert template.layout.to_plotly_json() == pio.templates["plotly"].layout.to_plotly_json()  # same look
+    finally:
+        widget.close()

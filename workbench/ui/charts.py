@@ -80,13 +80,15 @@ def light_figure(figure: Any = None) -> dict[str, Any]:
     """``figure`` (a ``go.Figure``, a dict or None) as a dict whose template keeps the trace defaults of the
     trace types it draws only (scatter when none): a widget validates every trace type its template names,
     and plotly's default template names all ~50 of them (~200 modules, ~7 MB of a dashboard kernel). Its
-    traces look the same; a trace of another type added later goes without that type's template defaults."""
+    traces look the same; a trace of another type added later goes without that type's template defaults.
+    (Not ``to_dict()``: it turns numpy arrays into base64 dicts, which a widget does not decode.)"""
     import plotly.graph_objects as go
 
-    spec = (figure if isinstance(figure, go.Figure) else go.Figure(figure)).to_dict()  # with its template
-    template = spec.get("layout", {}).get("template")
+    fig = figure if isinstance(figure, go.Figure) else go.Figure(figure)  # the default template, unvalidated
+    spec = {"data": [t.to_plotly_json() for t in fig.data], "layout": fig.layout.to_plotly_json()}
+    template = spec["layout"].get("template")
     if template is not None:
-        kinds = {t.get("type", "scatter") for t in spec.get("data") or ()} or {"scatter"}
+        kinds = {t.get("type", "scatter") for t in spec["data"]} or {"scatter"}
         template["data"] = {k: v for k, v in (template.get("data") or {}).items() if k in kinds}
     return spec
 
