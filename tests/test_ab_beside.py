@@ -77,11 +77,13 @@ def test_cli_beside_runs_until_the_live_session_ends_and_prints_the_live_arm(sto
     st.add_equity_points(sid, [(t0, 10_000.0)])
 
     def live_side() -> None:
-        wait_until(lambda: len(st.list_sessions()) == 3, timeout=20)  # both variants exist
-        for i in range(1, 9):
-            append_session_bars(st, sid, [bar(i)])
-            st.add_equity_points(sid, [(t0 + pd.Timedelta(minutes=i), 10_000.0 + i)])
-        st.set_state(sid, "completed", actor="test", message="the live session ended")
+        try:
+            wait_until(lambda: len(st.list_sessions()) == 3, timeout=60)  # both variants exist
+            for i in range(1, 9):
+                append_session_bars(st, sid, [bar(i)])
+                st.add_equity_points(sid, [(t0 + pd.Timedelta(minutes=i), 10_000.0 + i)])
+        finally:  # the variants end with it, whatever happened here
+            st.set_state(sid, "completed", actor="test", message="the live session ended")
 
     writer = threading.Thread(target=live_side, daemon=True)
     writer.start()

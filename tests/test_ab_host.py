@@ -47,13 +47,16 @@ def test_a_host_killed_mid_ab_leaves_its_variants_to_the_next_host(store_url, st
             host.kill()
     assert all(store.get_session(sid)["state"] == "running" for sid in ids.values())
 
-    async def next_host_and_follower():
-        follower = asyncio.ensure_future(ab_follow(store, label, poll=0.05, n_boot=200))
-        ran = await run_host(store_url, poll=0.05, stop_after=2.0, session_kwargs=LEASE)
-        return ran, await asyncio.wait_for(follower, 30)
+    async def next_host_and_follower():  # the next host runs until the follower has seen every variant end
+        host = asyncio.ensure_future(run_host(store_url, poll=0.05, session_kwargs=LEASE))
+        try:
+            return await asyncio.wait_for(ab_follow(store, label, poll=0.05, n_boot=200), 120)
+        finally:
+            host.cancel()
+            await asyncio.gather(host, return_exceptions=True)
 
-    ran, res = asyncio.run(next_host_and_follower())
-    assert sorted(ran) == sorted(ids.values()) and res.session_ids == ids
+    res = asyncio.run(next_host_and_follower())
+    assert res.session_ids == ids
     final = float(store.get_session(reference.id)["final_equity"])
     for sid in ids.values():
         row = store.get_session(sid)
@@ -71,13 +74,25 @@ def test_cli_host_requests_the_variants_and_prints_the_verdict_once_a_host_ran_t
 
     path = tmp_path / "paper.json"
     path.write_text(paper_config(start=START, end=START + timedelta(hours=2) - timedelta(minutes=1)).to_json())
-    host = threading.Thread(target=lambda: asyncio.run(run_host(store_url, poll=0.05, stop_after=1.5)), daemon=True)
+    followed = threading.Event()
+
+    async def hosting() -> None:  # until the CLI has followed the A/B to its end, however late it requests it
+        task = asyncio.ensure_future(run_host(store_url, poll=0.05))
+        while not followed.is_set():
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    host = threading.Thread(target=lambda: asyncio.run(hosting()), daemon=True)
     host.start()
     from workbench.cli import main
 
-    code = main(["ab", "--config", str(path), "--host", "--variant", "", "--variant", "fast=3", "--db", store_url,
-                 "--poll", "0.05", "--n-boot", "200", "--json"])
-    host.join(30)
+    try:
+        code = main(["ab", "--config", str(path), "--host", "--variant", "", "--variant", "fast=3", "--db",
+                     store_url, "--poll", "0.05", "--n-boot", "200", "--json"])
+    finally:
+        followed.set()
+        host.join(30)
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["kind"] == "paper" and doc["verdict"]["periods"] == 120
     st = Store(store_url)
