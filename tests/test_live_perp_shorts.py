@@ -150,3 +150,69 @@ def test_an_operator_sell_from_flat_on_a_perpetual_opens_a_short_and_the_buy_bac
     (trade,) = s.portfolio.trade_log()
     assert trade["side"] == "short" and trade["entry_price"] == pytest.approx(entry)
     assert s.portfolio.cash - config.initial_balance == pytest.approx(lx.perp_wallet() - 100_000, abs=1e-6)
+
+
+def test_on_a_perpetual_a_shorts_stop_and_take_profit_rest_on_the_exchange_and_the_stop_buys_it_back(lx, store):
+    config = short_config("auto", risk={"stop_loss": 0.02, "take_profit": 0.03})
+
+    async def go():
+        s, client = await _short(lx, store, config)
+        try:
+            await until(lambda: len(lx.perp.algo.open_orders("loopback-key", None)) == 2, timeout=10)
+            pos = s.portfolio.positions[PERP]
+            _, stop, tp = stop_levels(pos.avg_price, pos.peak_price, 0.02, 0.03, None, side=-1)
+            assert not s.broker._watched  # nothing left to the monitor
+            lx.trade("BTC/USDT", stop * 1.001)  # up through the stop inside the bar: the exchange buys it back
+            await until(lambda: s.portfolio.quantity(PERP) == 0 and not s.broker.resting, timeout=10)
+            return s, stop, tp, await stop_flat(lx, s)
+        finally:
+            await client.close()
+
+    s, stop, tp, final = asyncio.run(go())
+    assert final is S.STOPPED and lx.perp_position(PERP) == (0.0, 0.0)
+    algo = sorted(lx.perp.algo.orders.values(), key=lambda o: o.algo_id)
+    assert [(o.type, o.side, o.reduce_only, o.status) for o in algo] == [
+        ("STOP_MARKET", "BUY", True, "FINISHED"), ("TAKE_PROFIT_MARKET", "BUY", True, "CANCELED")]
+    assert algo[0].trigger == pytest.approx(stop, abs=0.01) and algo[1].trigger == pytest.approx(tp, abs=0.01)
+    (trade,) = s.portfolio.trade_log()
+    assert trade["side"] == "short" and trade["exit_reason"] == "stop_loss"
+    assert trade["exit_price"] == pytest.approx(round(stop * 1.001, 2))
+    buys = [o for o in lx.perp.orders.values() if o.side == "BUY"]
+    assert len(buys) == 1 and buys[0].reduce_only  # the triggered one: no monitor sale, no second exit
+    fills = store.fills(s.id)
+    assert fills["client_id"].tolist()[1] == "protect:BTC/USDT:USDT:1"
+    assert "protective_fired" not in set(store.events(s.id)["kind"])
+
+
+def test_a_handed_back_perpetual_stop_is_adopted_not_placed_again_and_books_the_exit(lx, store):
+    config = short_config("auto", risk={"stop_loss": 0.02, "take_profit": 0.03})
+
+    async def go():
+        s, client = await _short(lx, store, config)
+        try:
+            await until(lambda: len(lx.perp.algo.open_orders("loopback-key", None)) == 2 and not s.broker.inflight,
+                        timeout=10)
+            s.hand_back("host shut down: handed back, resumable")
+            assert await asyncio.wait_for(s.wait(), 10) is S.ORPHANED
+            r = open_session(config, store, resume=s.id, exchange=client, arming=ARMED, resting_poll=0.05,
+                             feed=feed_for(client, config, stale_bars=100_000), **FAST)
+            r.start()
+            await until(lambda: r.state is S.RUNNING and len(r.broker.protective(PERP)) == 2, timeout=20)
+            await asyncio.sleep(0.5)  # protector rounds: it reads the adopted levels and keeps them
+            adopted = sorted((o.client_id, o.stop_price) for o in r.broker.protective(PERP))
+            lx.trade("BTC/USDT", lx.perp.algo.orders[min(lx.perp.algo.orders)].trigger * 1.001)
+            await until(lambda: r.portfolio.quantity(PERP) == 0 and not r.broker.resting, timeout=10)
+            return r, adopted, await stop_flat(lx, r)
+        finally:
+            await client.close()
+
+    r, adopted, final = asyncio.run(go())
+    assert final is S.STOPPED and lx.perp_position(PERP) == (0.0, 0.0)
+    algo = sorted(lx.perp.algo.orders.values(), key=lambda o: o.algo_id)
+    assert len(algo) == 2  # never placed twice
+    assert adopted == [("protect:BTC/USDT:USDT:1", pytest.approx(algo[0].trigger)),
+                       ("protect:BTC/USDT:USDT:2", pytest.approx(algo[1].trigger))]
+    (trade,) = r.portfolio.trade_log()
+    assert trade["exit_reason"] == "stop_loss"
+    fills = store.fills(r.id)
+    assert fills["fill_id"].is_unique and len(fills) == 2 == len(lx.perp_trades())

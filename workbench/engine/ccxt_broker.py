@@ -96,6 +96,9 @@ class CcxtBroker:
         self.clock_ok = True  # False after a -1021 refusal until a resync succeeds (entries pause)
         self.third_fees: dict[str, tuple[str, float]] = {}  # fill id -> (asset, amount) of fees not in quote/base
         self.perps: list[str] = []  # the session's perpetual swap symbols (their account is the futures wallet)
+        #: is this order a conditional one (a perpetual's protective stop: Binance's algo orders, which ccxt
+        #: reaches with ``trigger``; sent as a market order with its trigger price)? Set by the exchange broker.
+        self.conditional: Callable[[Order], bool] = lambda order: False
 
     def __repr__(self) -> str:  # never shows the client's keys
         return f"<CcxtBroker {getattr(self.exchange, 'id', '?')} session={self.session_id or '-'}>"
@@ -201,8 +204,8 @@ class CcxtBroker:
     async def lookup(self, order: Order, policy: RetryPolicy | None = None) -> dict[str, Any] | None:
         """The exchange's view of ``order`` by its client order id, or None if the exchange never got it."""
         try:
-            return await self.call("fetch_order", None, order.symbol, {"clientOrderId": self.client_order_id(order)},
-                                   policy=policy)
+            return await self.call("fetch_order", None, order.symbol, {"clientOrderId": self.client_order_id(order),
+                                                                       **self.order_params(order)}, policy=policy)
         except ccxt.OrderNotFound:
             return None
 
@@ -220,12 +223,15 @@ class CcxtBroker:
             raise ccxt.InvalidOrder(
                 f"{order.symbol}: quantity {order.remaining:g} rounds to 0 at the market's lot size")
         price = order.limit_price if order.type is OrderType.LIMIT else None
+        otype = order.type.value
+        if self.conditional(order):  # its limit price is the trigger's, for the books; it triggers a market order
+            otype, price = OrderType.MARKET.value, None
         attempt = resyncs = 0
         unknown: list[int] = []  # request stamps of sends whose outcome is unknown (they may still land)
         while True:
             stamp = self.request_ms()
             try:
-                return await self.exchange.create_order(order.symbol, order.type.value, order.side.value, amount,
+                return await self.exchange.create_order(order.symbol, otype, order.side.value, amount,
                                                         price, {**(params or {}), "clientOrderId": cid})
             except ccxt.InvalidNonce as e:  # -1021: refused (never placed); resync, then send again
                 resyncs += 1
@@ -280,15 +286,21 @@ class CcxtBroker:
     async def fetch(self, order: Order, exchange_order: dict[str, Any] | None = None) -> dict[str, Any]:
         """The exchange's current view of ``order`` (by exchange id if known, else client id)."""
         if exchange_order is not None and exchange_order.get("id"):
-            return await self.call("fetch_order", exchange_order["id"], order.symbol)
+            return await self.call("fetch_order", exchange_order["id"], order.symbol, self.order_params(order))
         found = await self.lookup(order)
         if found is None:
             raise ccxt.OrderNotFound(f"order {self.client_order_id(order)} is not on the exchange")
         return found
 
     async def fills(self, order: Order, exchange_order: dict[str, Any]) -> list[Fill]:
-        """The exchange's fills (trades) of ``order``, as :class:`Fill` with ids ``<exchange>:<trade id>``."""
-        trades = await self.call("fetch_my_trades", order.symbol, None, None, {"orderId": exchange_order["id"]})
+        """The exchange's fills (trades) of ``order``, as :class:`Fill` with ids ``<exchange>:<trade id>`` (a
+        conditional order's: those of the order it triggered, Binance's ``actualOrderId``)."""
+        oid = exchange_order["id"]
+        if self.conditional(order):
+            oid = (exchange_order.get("info") or {}).get("actualOrderId")
+            if not oid:
+                return []  # not triggered: no trades
+        trades = await self.call("fetch_my_trades", order.symbol, None, None, {"orderId": oid})
         out = []
         for t in trades:
             fee = t.get("fee") or {}
@@ -324,10 +336,12 @@ class CcxtBroker:
 
     async def cancel(self, order: Order, exchange_order: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Cancel ``order``; None if the exchange no longer has it open."""
+        more = self.order_params(order)
         try:
             if exchange_order is not None and exchange_order.get("id"):
-                return await self.call("cancel_order", exchange_order["id"], order.symbol)
-            return await self.call("cancel_order", None, order.symbol, {"clientOrderId": self.client_order_id(order)})
+                return await self.call("cancel_order", exchange_order["id"], order.symbol, more)
+            return await self.call("cancel_order", None, order.symbol, {"clientOrderId": self.client_order_id(order),
+                                                                        **more})
         except ccxt.OrderNotFound:
             return None
 
@@ -336,6 +350,8 @@ class CcxtBroker:
         out: list[dict[str, Any]] = []
         for s in symbols:
             rows = await self.call("fetch_open_orders", s, policy=policy)
+            if is_perp(s):  # and its conditional (algo) orders, which Binance lists apart
+                rows += await self.call("fetch_open_orders", s, None, None, {"trigger": True}, policy=policy)
             out += [o for o in rows if str(o.get("clientOrderId") or "").startswith(self.prefix)]
         return out
 
@@ -343,8 +359,9 @@ class CcxtBroker:
         """Cancel this session's open orders on ``symbols``; returns the canceled orders."""
         done = []
         for o in await self.open_orders(symbols, policy=policy):
+            algo = {"trigger": True} if "algoId" in (o.get("info") or {}) else {}
             with contextlib.suppress(ccxt.OrderNotFound):
-                done.append(await self.call("cancel_order", o["id"], o["symbol"], policy=policy))
+                done.append(await self.call("cancel_order", o["id"], o["symbol"], algo, policy=policy))
         return done
 
     # ---- account -------------------------------------------------------------------------------
@@ -402,6 +419,10 @@ class CcxtBroker:
         out = [{"id": f"{self.exchange.id}:funding:{r.get('id')}", "symbol": symbol, "amount": float(r["amount"]),
                 "time": int(r["timestamp"])} for r in rows if r.get("amount") is not None]
         return sorted(out, key=lambda r: r["time"])
+
+    def order_params(self, order: Order) -> dict[str, Any]:
+        """ccxt params reaching ``order`` where it is kept (a conditional order: Binance's algo orders)."""
+        return {"trigger": True} if self.conditional(order) else {}
 
     def reduce_only(self, order: Order, held: float) -> bool:
         """Is ``order`` on a perpetual a close that only reduces the position ``held`` (signed)? Then it

@@ -76,6 +76,7 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection, Perpetuals):
         self.client, self.config, self.store = client, config, store
         self.venue = config.data.exchange
         client.perps = [s for s in config.symbols if is_perp(s)]
+        client.conditional = lambda o: is_perp(o.symbol) and self.is_protective(o)  # Binance's algo orders
         if client.perps and len(client.perps) != len(config.symbols):
             raise ValueError(f"a live session trades spot markets or perpetuals, not both (their money is in different "
                              f"wallets): got {', '.join(config.symbols)}; split them into two sessions")

@@ -12,6 +12,11 @@ a position's stop loss / take profit live on the exchange, or are watched intrab
   market sell once the last price crosses one, not waiting for the bar to close (a short: its mirrored
   levels, ``stop_levels(side=-1)``, bought back reduce-only). ``auto`` (default):
   exchange where the market lists the stop order types, else monitor. ``off``: closed bars only.
+* Perpetuals (Binance USDⓈ-M): the stop rests as a reduce-only ``STOP_MARKET`` and the take profit as a
+  reduce-only ``TAKE_PROFIT_MARKET`` (ccxt ``stopLossPrice`` / ``takeProfitPrice`` with ``reduceOnly``; ccxt
+  sends them to Binance's algo-order API, :attr:`CcxtBroker.conditional`), both at once (reduce-only orders
+  lock nothing); a long's sell, a short's buy. Booked at their limit price = the trigger, they trigger
+  market orders whose fills are theirs (``actualOrderId``).
 * Protective orders are limit orders of the broker's resting book (``protect:<symbol>:<n>``, reason
   ``stop_loss`` / ``trailing_stop`` / ``take_profit``): the watcher books their fills once (the booked exit
   reason), a strategy/stop/close exit cancels them before it sells (and sells nothing if the stop already
@@ -34,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import ccxt
 
-from workbench.config import SessionConfig
+from workbench.config import SessionConfig, is_perp
 from workbench.domain import Order, OrderStatus, OrderType, Side
 from workbench.engine.ccxt_broker import CcxtBroker
 from workbench.execution.rules import TAKE_PROFIT, stop_levels
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
 
 PREFIX = "protect:"
 STOP_TYPES = ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")  # Binance spot's, as exchangeInfo lists them
+PERP_STOP_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET")  # Binance USDⓈ-M's (conditional: the algo-order API)
 STOP_LIMIT_BAND = 0.005  # a triggered protective sell may fill down to this fraction below its trigger
 
 
@@ -153,7 +159,8 @@ class Protection:
             return False
         market = (self.client.exchange.markets or {}).get(symbol) or {}
         types = (market.get("info") or {}).get("orderTypes")
-        ok = (all(t in types for t in STOP_TYPES) if types is not None
+        need = PERP_STOP_TYPES if is_perp(symbol) else STOP_TYPES
+        ok = (all(t in types for t in need) if types is not None
               else bool((self.client.exchange.has or {}).get("createStopLossOrder")))
         if not ok and mode == "exchange":  # asked for, not available: say so once, then watch it
             self._no_stop_orders.add(symbol)
@@ -196,18 +203,22 @@ class Protection:
             want = self.levels(s)
             current = self.protective(s)
             free = self._unoffered(s)
-            rest = [replace(lv, quantity=free) for lv in want[:1]] if want and self.on_exchange(s) else []
-            self._watched[s] = want[1:] if rest else want
+            n = len(want) if is_perp(s) else 1  # a perpetual's are reduce-only: all rest (they lock nothing)
+            rest = [replace(lv, quantity=free) for lv in want[:n]] if want and self.on_exchange(s) else []
+            self._watched[s] = want[len(rest):]
             if not self._watched[s]:
                 del self._watched[s]
-            if rest and len(current) == 1 and await self._same(current[0], rest[0]):
-                continue
+            keep = [o for o in current if any([await self._same(o, lv) for lv in rest])]
             for o in current:
+                if o in keep:
+                    continue
                 why = ("no level applies (flat, or no stop set)" if not want else "moved to the new level" if rest
                        else "watched on the ticker instead")
                 await self.cancel_resting(o, f"protective order canceled: {why}")
-            if rest and self._unoffered(s) > 0.0:  # still held after the cancel (it did not fill meanwhile)
-                await self._place(s, replace(rest[0], quantity=self._unoffered(s)))
+            for lv in rest:
+                if any([await self._same(o, lv) for o in keep]) or not self._unoffered(s) > 0.0:
+                    continue  # rests already, or no longer held after the cancels (a fill meanwhile)
+                await self._place(s, replace(lv, quantity=self._unoffered(s)))
 
     async def _same(self, order: Order, level: Level) -> bool:
         """Does the resting ``order`` protect ``level`` already (kind, stop price and quantity on the exchange's
@@ -229,7 +240,8 @@ class Protection:
         return f"{PREFIX}{symbol}:{self._seq[symbol]}"
 
     async def _place(self, symbol: str, level: Level) -> None:
-        """Send a protective stop-limit sell at ``level`` (written ahead, exactly once like every order)."""
+        """Send a protective order at ``level`` (a spot stop-limit sell; a perpetual's reduce-only stop or take
+        profit market order), written ahead and sent exactly once like every order."""
         ex = self.client.exchange
         q = self.client.amount(symbol, level.quantity)
         if not q > 0.0 or q < self.client.min_amount(symbol):
@@ -237,13 +249,16 @@ class Protection:
         stop = float(ex.price_to_precision(symbol, level.price))
         limit = float(ex.price_to_precision(symbol, stop * (1.0 - STOP_LIMIT_BAND)))
         key = "takeProfitPrice" if level.reason == TAKE_PROFIT else "stopLossPrice"
-        order = Order(self._next_id(symbol), symbol, Side.SELL, q, OrderType.LIMIT, limit,
+        params: dict[str, Any] = {key: stop}
+        if is_perp(symbol):  # a reduce-only STOP_MARKET / TAKE_PROFIT_MARKET: it triggers a market order
+            limit, params["reduceOnly"] = stop, True
+        order = Order(self._next_id(symbol), symbol, level.side, q, OrderType.LIMIT, limit,
                       created_at=datetime.now(timezone.utc), reason=level.reason, stop_price=stop)
         self.inflight[order.client_id] = order  # the symbol is busy: no bar exit races the placement
         try:
             await self._store_order(order)  # write-ahead: a crash after this is reconciled by client id
             try:
-                res = await self.client.submit(order, policy=self.order_policy, params={key: stop})
+                res = await self.client.submit(order, policy=self.order_policy, params=params)
             except ccxt.BaseError as e:
                 if is_transient(e):
                     raise

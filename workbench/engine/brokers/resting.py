@@ -123,7 +123,8 @@ class RestingOrders:
         if order.exchange_id is None:
             return
         try:
-            res = await self.client.call("cancel_order", order.exchange_id, order.symbol, policy=self.order_policy)
+            res = await self.client.call("cancel_order", order.exchange_id, order.symbol,
+                                         self.client.order_params(order), policy=self.order_policy)
         except ccxt.OrderNotFound:
             res = None  # no longer open there (filled or canceled meanwhile): fetch below says which
         if res is None or float(res.get("filled") or 0.0) > order.filled_quantity:
