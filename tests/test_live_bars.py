@@ -9,7 +9,7 @@ import pandas as pd
 
 from tests.exchange.fixtures import async_client
 from tests.exchange.server import LoopbackExchange
-from tests.kit import until
+from tests.kit import both_backends, until
 from tests.live_kit import ALWAYS_IN, BAR
 from workbench.config import make_config
 from workbench.engine import open_session
@@ -17,6 +17,7 @@ from workbench.store.session_bars import append_session_bars, last_session_bar, 
 from workbench.twin import fidelity
 
 
+@both_backends
 def test_a_bar_stored_again_replaces_the_first(store):
     sid = store.create_session(make_config(kind="paper"))
     t = datetime(2024, 1, 1, tzinfo=timezone.utc)
