@@ -5,21 +5,19 @@ symbol, quantity, price, reason) by the rules of :mod:`workbench.execution.nb` (
 the bar-by-bar engine calls), jumping over runs of bars where nothing can act;
 :func:`layout_nb` lays them out per bar and symbol for vectorbt's ``Portfolio.from_orders``;
 run_backtest and the parameter sweep book :func:`fills_nb`'s list (:class:`Fills`) directly.
-:func:`kernel_params` turns a SessionConfig into the walk's :class:`KernelParams`.
+:func:`~workbench.execution.params.kernel_params` turns a SessionConfig into the walk's
+:class:`KernelParams`; :mod:`~workbench.execution.skips` says where the walk may jump to.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from workbench.config import SessionConfig
 from workbench.execution.codes import (
     BREAKER_GAP,
     BREAKER_REJECTIONS,
-    DIRECTIONS,
     ENTRY,
     EVENT_CODE,
     EXIT_SIGNAL,
@@ -29,12 +27,10 @@ from workbench.execution.codes import (
     MINUTE_NS,
     NONE,
     REASONS,
-    REDUCING,
     RUNNING,
     SIZING_MODES,
     TIME_LIMIT,
 )
-from workbench.execution.legs import column_scale
 from workbench.execution.nb import (
     MIN_QUANTITY,
     book_buy_nb,
@@ -52,12 +48,11 @@ from workbench.execution.nb import (
     position_exit_nb,
     sell_fill_nb,
     stop_exit_nb,
-    stop_levels_nb,
     tail_nb,
     target_quantity_nb,
     window_full_nb,
 )
-from workbench.execution.rules import day_bars
+from workbench.execution.params import KernelParams, kernel_params
 from workbench.execution.scaling import (
     P_ON,
     P_START,
@@ -66,88 +61,14 @@ from workbench.execution.scaling import (
     STEP_NONE,
     scaling_bar_nb,
     scaling_init_nb,
-    scaling_params,
     scaling_trade_nb,
 )
+from workbench.execution.skips import next_event_nb, next_event_sides_nb, next_stop_event_nb, sides_at_nb
 
 __all__ = ["KernelParams", "kernel_params", "fills_nb", "Fills", "layout", "layout_nb", "next_event_nb", "REASONS",
            "SIZING_MODES"]
 
 DAY = 86_400 * 10**9
-
-
-class KernelParams(NamedTuple):
-    """A config's numbers as the walk takes them: unset limits are inf (caps), NaN (fractions) or 0 (counts)."""
-
-    init_cash: float
-    sizing_mode: int  # index in SIZING_MODES
-    sizing_value: float
-    max_position: float
-    portfolio_limit: float
-    concentration: float
-    taker: float
-    fixed_fee: float
-    slip: float  # fixed slippage fraction
-    impact: float  # volume-model impact (0 = fixed model)
-    min_volume: float
-    max_share: float
-    skip_excess: bool
-    sl: float
-    tp: float
-    trail: float
-    max_hold_ns: int  # < 0 = none
-    max_orders_per_minute: int  # 0 = none
-    max_daily_loss: float
-    max_drawdown: float
-    max_rejections: int  # 0 = none
-    rejection_window_ns: int
-    breaker_action: int  # REDUCING or HALTED
-    max_vol: float  # tail breakers (NaN = off): daily realized volatility, daily 95 % VaR
-    max_var: float
-    tail_window: int  # bars
-    day_bars: float  # bars in a day (the tail measures' scale)
-    max_gap: float  # gap breaker (NaN = off): a held symbol's drop from its previous close to the open
-    scaling: np.ndarray  # automated scaling (rule 11): execution.scaling's P_* slots, P_ON 0 when off
-    col_scale: np.ndarray  # (m,) each column's sizing multiplier: its leg's allocation (execution.legs), else 1
-    direction: int = 1  # codes.DIRECTIONS: 1 long, 2 short, 3 both (rule 15)
-    leverage: float = 1.0  # margin (rule 16): buying power = equity x leverage
-    initial: float = math.nan  # initial margin fraction; NaN: margin off (no liquidation)
-    maintenance: float = 0.0
-    borrow: float = 0.0  # a short's annual borrow rate, accrued for the time since the previous bar
-    funding_rate: float = 0.0  # constant funding rate per 8 h interval
-    funding: np.ndarray = np.empty(0)  # (n,) the funding rate due at each bar (a series), or empty: the constant
-    short_sig: np.ndarray = np.empty((0, 0), dtype=np.bool_)  # (n, m) a strategy's own short entries, or empty:
-    cover_sig: np.ndarray = np.empty((0, 0), dtype=np.bool_)  # the default rule (short entry = exit signal ...)
-
-
-def kernel_params(config: SessionConfig) -> KernelParams:
-    """:class:`KernelParams` of ``config``."""
-    risk, vol, slip, cb = config.risk, config.volume, config.slippage, config.risk.circuit_breaker
-    nan, inf = math.nan, math.inf
-
-    def opt(v: float | None, none: float) -> float:
-        return none if v is None else float(v)
-
-    mg = config.margin
-    return KernelParams(
-        float(config.initial_balance), SIZING_MODES.index(config.sizing.mode), float(config.sizing.value),
-        opt(risk.max_position, inf), opt(risk.portfolio_limit, inf), opt(risk.concentration_limit, inf),
-        float(config.commission.taker), float(config.commission.fixed),
-        slip.bps / 1e4, float(slip.impact) if slip.model == "volume" else 0.0,
-        float(vol.min_bar_volume), float(vol.max_share), vol.on_excess == "skip",
-        opt(risk.stop_loss, nan), opt(risk.take_profit, nan), opt(risk.trailing_stop, nan),
-        -1 if risk.max_holding_minutes is None else int(round(risk.max_holding_minutes * 60e9)),
-        risk.max_orders_per_minute or 0,
-        opt(cb.max_daily_loss, nan), opt(cb.max_drawdown, nan), cb.max_rejections or 0,
-        int(round(cb.rejection_window_s * 1e9)), REDUCING if cb.action == "reducing" else HALTED,
-        opt(cb.max_volatility, nan), opt(cb.max_var, nan), int(cb.tail_window),
-        day_bars(config), opt(cb.max_gap, nan), col_scale=column_scale(config),
-        scaling=scaling_params(config.scaling), direction=DIRECTIONS[config.direction],
-        leverage=1.0 if mg is None else float(mg.leverage), initial=nan if mg is None else mg.initial_fraction,
-        maintenance=0.0 if mg is None else float(mg.maintenance),
-        borrow=0.0 if mg is None else float(mg.borrow_rate),
-        funding_rate=0.0 if mg is None else float(mg.funding_rate),
-    )
 
 
 @njit(cache=True)
@@ -156,123 +77,6 @@ def _grow(a: np.ndarray) -> np.ndarray:
     out = np.empty(2 * len(a), dtype=a.dtype)
     out[: len(a)] = a
     return out
-
-
-@njit(cache=True)
-def next_event_nb(
-    i: int, pos: np.ndarray, buy_sig: np.ndarray, sell_sig: np.ndarray, allowed: np.ndarray, entries: bool
-) -> int:
-    """First bar >= ``i`` where a signal can act on positions ``pos``: an exit signal of a held
-    symbol or, when ``entries``, an allowed entry signal of a flat one; ``len(buy_sig)`` if none.
-    (The loops run from 0 over views: numba then drops its negative-index checks, twice as fast.)"""
-    n, m = buy_sig.shape
-    buys, sells, ok = buy_sig[i:], sell_sig[i:], allowed[i:]
-    if m == 1:  # the common case, one tight scan
-        if pos[0] > 0.0:
-            col = sells[:, 0]
-            for j in range(len(col)):
-                if col[j]:
-                    return i + j
-        elif entries:
-            col = buys[:, 0]
-            for j in range(len(col)):
-                if col[j] and ok[j]:
-                    return i + j
-        return n
-    for j in range(len(ok)):
-        for c in range(m):
-            if pos[c] > 0.0:
-                if sells[j, c]:
-                    return i + j
-            elif entries and buys[j, c] and ok[j]:
-                return i + j
-    return n
-
-
-@njit(cache=True)
-def next_event_sides_nb(
-    i: int, pos: np.ndarray, buy_sig: np.ndarray, sell_sig: np.ndarray, short_sig: np.ndarray,
-    cover_sig: np.ndarray, allowed: np.ndarray, entries: bool, direction: int,
-) -> int:
-    """:func:`next_event_nb` with short positions (rule 15): the first bar >= ``i`` where a held
-    column's exit signal (or, with 'both', the other side's entry) or, when ``entries``, an allowed
-    entry signal of a flat column can act; ``len(buy_sig)`` if none."""
-    n, m = buy_sig.shape
-    for j in range(i, n):
-        for c in range(m):
-            le, lx, se, sx = sides_at_nb(j, c, buy_sig, sell_sig, short_sig, cover_sig, direction)
-            if pos[c] > 0.0:
-                if lx or se:
-                    return j
-            elif pos[c] < 0.0:
-                if sx or le:
-                    return j
-            elif entries and (le or se) and allowed[j]:
-                return j
-    return n
-
-
-@njit(cache=True)
-def sides_at_nb(
-    i: int, c: int, buy_sig: np.ndarray, sell_sig: np.ndarray, short_sig: np.ndarray, cover_sig: np.ndarray,
-    direction: int,
-) -> tuple[bool, bool, bool, bool]:
-    """(long entry, long exit, short entry, short exit) acting at bar ``i`` of column ``c`` under
-    ``direction`` (rule 15): the sides the direction does not trade are False; short signals are the
-    strategy's own (``short_sig``/``cover_sig``) or, when those are empty, the default rule (short entry
-    = the exit signal, short exit = the entry signal). With 'both' an entry signal of one side also
-    exits the other (a reversal), so it is returned as that side's exit too."""
-    le = buy_sig[i, c] and (direction & 1) != 0
-    lx = sell_sig[i, c]
-    se = False
-    sx = False
-    if direction & 2:
-        if short_sig.shape[0] > 0:
-            se, sx = short_sig[i, c], cover_sig[i, c]
-        else:
-            se, sx = sell_sig[i, c], buy_sig[i, c]
-    if direction == 3:
-        lx = lx or se
-        sx = sx or le
-    return le, lx, se, sx
-
-
-@njit(cache=True)
-def next_stop_event_nb(
-    i: int, pos: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray, buy_sig: np.ndarray,
-    sell_sig: np.ndarray, entry_px: np.ndarray, peak: np.ndarray, sl: float, tp: float, trail: float,
-) -> int:
-    """First bar >= ``i`` where something can act when held longs watch only their stops: a held column's
-    exit signal or stop level reached (:func:`stop_exit_nb`'s conditions), a flat column's entry signal;
-    ``len(open_)`` if none. The held columns' trailing ``peak`` sees the bars before it (in place, as the
-    walk's step 3 would)."""
-    n, m = open_.shape
-    if m == 1 and np.isnan(trail):  # one column, fixed levels: one tight scan
-        _code, stop_lvl, tp_lvl = stop_levels_nb(entry_px[0], peak[0], sl, tp, trail)
-        o, h, lo, s = open_[i:, 0], high[i:, 0], low[i:, 0], sell_sig[i:, 0]
-        top = peak[0]
-        for j in range(len(o)):
-            if s[j] or lo[j] <= stop_lvl or o[j] <= stop_lvl or h[j] >= tp_lvl or o[j] >= tp_lvl:
-                peak[0] = top
-                return i + j
-            if h[j] > top:
-                top = h[j]
-        peak[0] = top
-        return n
-    for r in range(i, n):
-        for c in range(m):
-            if pos[c] > 0.0:
-                if sell_sig[r, c]:
-                    return r
-                code, _ref = stop_exit_nb(open_[r, c], high[r, c], low[r, c], entry_px[c], peak[c], sl, tp, trail)
-                if code != NONE:
-                    return r
-            elif buy_sig[r, c]:
-                return r
-        for c in range(m):
-            if pos[c] > 0.0 and high[r, c] > peak[c]:
-                peak[c] = high[r, c]
-    return n
 
 
 @njit(cache=True, nogil=True)  # the A/B walks its variants in parallel threads
