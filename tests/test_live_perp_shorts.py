@@ -109,7 +109,7 @@ def test_the_funding_watcher_ends_on_a_cancel_that_lands_with_a_bars_wake_up():
             booked.append(1)
             return 0
 
-        p.book_funding = book_funding  # type: ignore[method-assign]
+        p.book_funding = p.book_liquidations = book_funding  # type: ignore[method-assign]
         task = asyncio.create_task(p._watch_funding())
         await asyncio.sleep(0.01)  # waiting for the next bar
         p._funding_due.set()  # a bar wakes it, and the run's end cancels it in the same moment: the wake-up
@@ -216,3 +216,41 @@ def test_a_handed_back_perpetual_stop_is_adopted_not_placed_again_and_books_the_
     assert trade["exit_reason"] == "stop_loss"
     fills = store.fills(r.id)
     assert fills["fill_id"].is_unique and len(fills) == 2 == len(lx.perp_trades())
+
+
+def test_the_exchanges_liquidation_of_a_short_is_booked_as_its_liquidation_exit(store):
+    config = short_config("off", risk={}, leverage=10)  # the whole futures wallet is the session's: 1,000 USDT
+    config = config.model_copy(update={"initial_balance": 1_000.0})
+
+    async def go(lx):
+        client = async_client(lx)
+        s = open_session(config, store, exchange=client, arming=ARMED, reconcile_every=0.1,
+                         feed=feed_for(client, config, stale_bars=100_000), **FAST)
+        s.start()
+        try:
+            await until(lambda: s.state is S.RUNNING and s.bars_seen >= 1, timeout=60)
+            lx.advance(1)  # the short entry
+            await until(lambda: s.portfolio.quantity(PERP) < 0 and not s.broker.inflight, timeout=20)
+            _, entry = lx.perp_position(PERP)
+            lx.trade("BTC/USDT", round(entry * 2.1, 2))  # inside the bar: margin gone, the exchange liquidates
+            assert lx.perp_position(PERP) == (0.0, 0.0)
+            await until(lambda: s.portfolio.quantity(PERP) == 0, timeout=10)
+            await asyncio.sleep(0.3)  # reconciliation rounds after the booking
+            return s, await stop_flat(lx, s)
+        finally:
+            await client.close()
+
+    with LoopbackExchange(symbols=("BTC/USDT",), days=30, clock="2024-01-10", perps=(PERP,),
+                          perp_balances={"USDT": 1_000.0}) as lx:
+        s, final = asyncio.run(go(lx))
+        (liq,) = [o for o in lx.perp.orders.values() if o.type == "LIQUIDATION"]
+        wallet = lx.perp_wallet()
+    assert final is S.STOPPED and liq.client_id.startswith("autoclose-")
+    (trade,) = s.portfolio.trade_log()
+    assert trade["side"] == "short" and trade["exit_reason"] == "liquidation"
+    assert trade["exit_price"] == pytest.approx(liq.quote / liq.executed)
+    ev = store.events(s.id)
+    assert ev.kind.eq("liquidation").sum() == 1
+    assert not ev.kind.isin(["balance_mismatch", "order_mismatch", "error"]).any(), ev[ev.kind.isin(
+        ["balance_mismatch", "order_mismatch", "error"])].message.tolist()
+    assert s.portfolio.cash - config.initial_balance == pytest.approx(wallet - 1_000, abs=1e-6)

@@ -20,6 +20,11 @@ Binance's documented rules, as applied here (one-way position mode, ``positionSi
 * Funding at 00:00, 08:00 and 16:00 UTC: every open position pays ``amount x mark price x rate`` (a
   positive rate: longs pay, shorts receive), booked to the wallet as a ``FUNDING_FEE`` income record.
   The rate of a funding time is :meth:`PerpBook.rate` (a set constant, else a fixed deterministic series).
+* Liquidation (cross margin): when an account's margin balance (wallet + unrealized P&L) falls to its
+  maintenance margin (``MAINT_MARGIN`` x each position's notional at the mark), every position of it is closed
+  at the mark by the liquidation engine: an order ``autoclose-<ms>`` (type LIQUIDATION, as Binance names
+  them), whose trade's commission is the clearance fee (``LIQUIDATION_FEE`` of the notional). Checked on
+  every intrabar trade and completed bar.
 * Market orders fill at once at the current price (taker); limit orders rest and fill at their limit when a
   completed bar trades through it (maker), like the spot book. Conditional orders (``STOP_MARKET``,
   ``TAKE_PROFIT_MARKET``, ``STOP``, ``TAKE_PROFIT``) go through the algo service: perp_algo.py.
@@ -43,6 +48,7 @@ MIN_NOTIONAL = 100.0  # Binance's BTCUSDT perpetual minimum (reduce-only orders 
 TAKER, MAKER = 0.0005, 0.0002
 DEFAULT_LEVERAGE, MAX_LEVERAGE = 20, 125
 MAINT_MARGIN = 0.004  # maintenance margin ratio of the first bracket
+LIQUIDATION_FEE = 0.0125  # exchangeInfo liquidationFee: the clearance fee of a liquidated position's notional
 FUNDING_MS = 8 * 3_600_000  # funding every 8 hours from 00:00 UTC
 OPEN = ("NEW", "PARTIALLY_FILLED")
 SETTLE = "USDT"
@@ -161,6 +167,7 @@ class PerpBook:
         if the next bar opens at a funding time, every position pays or receives funding. Conditional orders
         it reached trigger first (perp_algo.py)."""
         self.algo.completed(i)
+        self.liquidate()
         for o in [o for o in self.orders.values() if o.status in OPEN and o.type == "LIMIT"]:
             _, h, lo, _, _ = self.book.prices[o.symbol][1][i]
             if (o.side == "BUY" and lo <= o.price) or (o.side == "SELL" and h >= o.price):
@@ -168,6 +175,27 @@ class PerpBook:
         now = self.book.now_ms()
         if now % FUNDING_MS == 0:
             self._fund(now)
+
+    def on_price(self, sid: str, price: float) -> None:
+        """An intrabar trade at ``price`` (the mark now): conditional orders it reaches trigger; accounts whose
+        margin it exhausts are liquidated."""
+        self.algo.on_price(sid, price)
+        self.liquidate()
+
+    def liquidate(self) -> None:
+        """Close every position of each account whose margin balance is at or below its maintenance margin."""
+        for key in {k for (k, _), p in self.positions.items() if p.amount != 0.0}:
+            held = [(s, p) for (k, s), p in self.positions.items() if k == key and p.amount != 0.0]
+            maint = sum(abs(p.amount) * self.mark(s) * MAINT_MARGIN for s, p in held)
+            if self._wallet(key)[SETTLE] + self.unrealized(key) > maint:
+                continue
+            for sid, pos in held:
+                now = self.book.stamp()
+                side = "BUY" if pos.amount < 0 else "SELL"
+                o = PerpOrder(next(self._ids), key, sid, side, "LIQUIDATION", abs(pos.amount), 0.0,
+                              f"autoclose-{now}", now, True)
+                self.orders[o.order_id] = o
+                self._fill(o, abs(pos.amount), self.mark(sid), maker=False, fee_rate=LIQUIDATION_FEE)
 
     def _fund(self, at: int) -> None:
         for (key, sid), pos in self.positions.items():
@@ -283,7 +311,7 @@ class PerpBook:
                 self._fill(o, qty, price, maker=False)
             return o
 
-    def _fill(self, o: PerpOrder, qty: float, price: float, maker: bool) -> None:
+    def _fill(self, o: PerpOrder, qty: float, price: float, maker: bool, fee_rate: float | None = None) -> None:
         key, sid = o.account, o.symbol
         pos = self.position(key, sid)
         if o.reduce_only:  # only what still reduces the position; the rest expires
@@ -295,7 +323,7 @@ class PerpBook:
         price = round(price, 2)  # trades happen on the tick (the mark is not on it)
         wallet = self._wallet(key)
         notional = qty * price
-        fee = notional * (MAKER if maker else TAKER)
+        fee = notional * (fee_rate if fee_rate is not None else MAKER if maker else TAKER)
         realized = 0.0
         if pos.amount == 0.0 or pos.amount * signed > 0:
             pos.entry = (abs(pos.amount) * pos.entry + notional) / (abs(pos.amount) + qty)

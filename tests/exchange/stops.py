@@ -96,8 +96,8 @@ class StopControls(HasBook):
         book, sid = self.book, self._market_id(symbol)
         with book.lock:
             book.last[sid] = float(price)
-            if book.perp is not None and sid in book.perp.symbols:  # the perpetual's conditional orders too
-                book.perp.algo.on_price(sid, float(price))
+            if book.perp is not None and sid in book.perp.symbols:  # the perpetual's conditional orders and
+                book.perp.on_price(sid, float(price))  # liquidations too
             for o in [o for o in book.orders.values() if o.symbol == sid and o.status in OPEN]:
                 if o.type in TYPES and not o.triggered:
                     if (price >= o.stop_price) if _triggers_up(o.side, o.type) else (price <= o.stop_price):

@@ -10,6 +10,11 @@ leverage at start, and funding booked as the exchange pays or charges it.
   which the checkpoint holds with the cash it moved, so a resumed runner books exactly what the checkpoint
   lacks. A payment on a position that was closed before the runner saw it is not booked (the position is
   gone); reconciliation then reports the wallet's difference.
+* Liquidation: a position the exchange's liquidation engine closed (Binance's orders ``autoclose-*``) is
+  booked as the trade's ``liquidation`` exit (:meth:`Perpetuals.book_liquidations`, before each reconciliation
+  round and after each bar), from the exchange's own trades (their price and clearance fee), once each (an
+  order ``liquidation:<symbol>:<id>`` stored before its fills), with a ``liquidation`` event; reconciliation
+  then agrees instead of reporting the difference.
 * Carry: on a perpetual the exchange's funding is the whole carry. A modelled ``margin.funding_rate`` or
   ``margin.borrow_rate`` (interest is what margin shorts pay for borrowed coins; a perpetual borrows none) is
   not charged in a live session: the start says so once (a ``carry_model_ignored`` event), and the same
@@ -22,14 +27,16 @@ import contextlib
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from workbench import execution as ex
 from workbench.config import SessionConfig, is_perp, quote_of
-from workbench.domain import Order, Side
+from workbench.domain import Fill, Order, OrderStatus, Side
 from workbench.engine.ccxt_broker import CcxtBroker
 from workbench.store import Store
 
 if TYPE_CHECKING:
     from workbench.execution.ledger import Portfolio
 
+LIQUIDATED = "autoclose-"  # Binance's client order id prefix of its liquidation engine's orders
 FUNDING_AT = "funding_at"  # Position.extra: exchange ms of the last funding payment booked on it (checkpointed)
 
 
@@ -42,11 +49,17 @@ class Perpetuals:
     session_id: str
     venue: str
     reconcile_every: float
+    applied: set[str]
     _funding_due: asyncio.Event
 
     if TYPE_CHECKING:
         @property
         def pf(self) -> Portfolio: ...
+
+        def apply_fills(self, order: Order, fills: list[Fill]) -> int: ...
+
+        async def _store_order(self, order: Order, sent: datetime | None = None,
+                               acked: datetime | None = None) -> None: ...
 
         def _event(self, kind: str, message: str, data: dict[str, Any] | None = None,
                    actor: str = "exchange") -> None: ...
@@ -91,6 +104,7 @@ class Perpetuals:
             self._funding_due.clear()
             try:
                 await self.book_funding()
+                await self.book_liquidations()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the client already retried; the next round asks again
@@ -127,4 +141,34 @@ class Perpetuals:
                 self._event("funding", f"{s}: funding {'received' if r['amount'] >= 0 else 'paid'} "
                             f"{abs(r['amount']):.6g} {quote_of(s)} at {at}",
                             {"symbol": s, "amount": r["amount"], "time": r["time"], "id": r["id"]}, "broker")
+        return n
+
+    async def book_liquidations(self) -> int:
+        """Book each perpetual position the exchange liquidated (it holds less than the session, or none) as
+        the trade's ``liquidation`` exit: the fills of its liquidation orders not booked yet. Returns them."""
+        pf, n = self.pf, 0
+        held = [s for s in self.client.perps if pf.quantity(s) != 0.0]
+        there = await self.client.positions(held) if held else {}
+        for s in held:
+            mine, pos = pf.quantity(s), pf.positions[s]
+            if there.get(s, 0.0) * mine > 0.0 and abs(there[s]) >= abs(mine) * (1 - 1e-9):
+                continue  # the exchange holds what the session does
+            since = int(pos.opened_at.timestamp() * 1000) if pos.opened_at is not None else None
+            trades = await self.client.call("fetch_my_trades", s, since)
+            venue_id = self.client.exchange.id
+            for oid in dict.fromkeys(str(t["order"]) for t in trades if f"{venue_id}:{t['id']}" not in self.applied):
+                row = await self.client.call("fetch_order", oid, s)
+                if not str(row.get("clientOrderId") or "").startswith(LIQUIDATED):
+                    continue  # a trade of the session's own (booked by its order) or made by hand
+                order = Order(f"liquidation:{s}:{oid}", s, Side(row["side"]), float(row.get("filled") or 0.0),
+                              status=OrderStatus.FILLED, filled_quantity=float(row.get("filled") or 0.0),
+                              created_at=datetime.now(timezone.utc), reason=ex.LIQUIDATION, exchange_id=oid)
+                await self._store_order(order)  # before its fills: a resumed runner books what it lacks
+                k = self.apply_fills(order, await self.client.fills(order, row))
+                n += k
+                if k:
+                    self._event("liquidation", f"{s}: {order.quantity:g} liquidated by {self.venue} at "
+                                f"{float(row.get('average') or 0.0):g} (its order {row.get('clientOrderId')}); "
+                                "booked as the trade's liquidation exit",
+                                {"symbol": s, "exchange_id": oid, "quantity": order.quantity}, "broker")
         return n

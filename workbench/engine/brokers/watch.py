@@ -56,6 +56,8 @@ class AccountWatch:
 
         async def book_funding(self) -> int: ...
 
+        async def book_liquidations(self) -> int: ...
+
         def _event(self, kind: str, message: str, data: dict[str, Any] | None = None,
                    actor: str = "exchange") -> None: ...
 
@@ -137,7 +139,8 @@ class AccountWatch:
         if self.inflight:
             return None
         await self.sync_resting_orders()
-        await self.book_funding()  # perpetuals: the exchange's funding booked first (brokers/perps.py)
+        await self.book_funding()  # perpetuals: the exchange's funding and liquidations booked first (perps.py)
+        await self.book_liquidations()
         before = self._holdings()
         rows = await self.client.open_orders(self.config.symbols)
         totals = await self.client.balances()
