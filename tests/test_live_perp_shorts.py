@@ -13,7 +13,7 @@ from tests.kit import until
 from tests.live_kit import ARMED, FAST, NEVER, S, feed_for, live_config, stop_flat
 from workbench.engine import open_session
 from workbench.engine.brokers.perps import Perpetuals
-from workbench.execution.rules import stop_levels
+from workbench.execution.rules import reserved_cash, stop_levels
 
 pytestmark = pytest.mark.live_battery
 
@@ -162,13 +162,15 @@ def test_on_a_perpetual_a_shorts_stop_and_take_profit_rest_on_the_exchange_and_t
             pos = s.portfolio.positions[PERP]
             _, stop, tp = stop_levels(pos.avg_price, pos.peak_price, 0.02, 0.03, None, side=-1)
             assert not s.broker._watched  # nothing left to the monitor
+            reserved = reserved_cash(s.broker.open_orders(), config.commission)  # reduce-only: they lock no cash
             lx.trade("BTC/USDT", stop * 1.001)  # up through the stop inside the bar: the exchange buys it back
             await until(lambda: s.portfolio.quantity(PERP) == 0 and not s.broker.resting, timeout=10)
-            return s, stop, tp, await stop_flat(lx, s)
+            return s, stop, tp, reserved, await stop_flat(lx, s)
         finally:
             await client.close()
 
-    s, stop, tp, final = asyncio.run(go())
+    s, stop, tp, reserved, final = asyncio.run(go())
+    assert reserved == 0.0  # a buy's cash is not kept from entries for the short's stop and take profit
     assert final is S.STOPPED and lx.perp_position(PERP) == (0.0, 0.0)
     algo = sorted(lx.perp.algo.orders.values(), key=lambda o: o.algo_id)
     assert [(o.type, o.side, o.reduce_only, o.status) for o in algo] == [

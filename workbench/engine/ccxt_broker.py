@@ -224,7 +224,7 @@ class CcxtBroker:
                 f"{order.symbol}: quantity {order.remaining:g} rounds to 0 at the market's lot size")
         price = order.limit_price if order.type is OrderType.LIMIT else None
         otype = order.type.value
-        if self.conditional(order):  # its limit price is the trigger's, for the books; it triggers a market order
+        if self.conditional(order):  # rests on the exchange, triggers a market order (params: its trigger)
             otype, price = OrderType.MARKET.value, None
         attempt = resyncs = 0
         unknown: list[int] = []  # request stamps of sends whose outcome is unknown (they may still land)

@@ -135,8 +135,9 @@ class ExchangeBroker(RestingOrders, AccountWatch, Protection, Perpetuals):
         pf = self.pf
         pos = [f"{pf.quantity(s):g} {s}" for s, p in pf.positions.items() if p.quantity != 0.0]
         orders = [f"{o.side.value} {o.quantity:g} {o.symbol} ({o.reason})" for o in self.inflight.values()]
-        orders += [f"{o.client_id} {o.side.value} {o.remaining:g} {o.symbol} limit {o.limit_price:g} (resting)"
-                   for o in self.resting.values()]
+        orders += [f"{o.client_id} {o.side.value} {o.remaining:g} {o.symbol} "
+                   + (f"limit {o.limit_price:g}" if o.limit_price is not None else f"stop {o.stop_price}")
+                   + " (resting)" for o in self.resting.values()]
         return ", ".join(pos + [f"order {x}" for x in orders]) or "nothing"
 
     # ---- the protocol ----------------------------------------------------------------------------

@@ -15,8 +15,8 @@ a position's stop loss / take profit live on the exchange, or are watched intrab
 * Perpetuals (Binance USDⓈ-M): the stop rests as a reduce-only ``STOP_MARKET`` and the take profit as a
   reduce-only ``TAKE_PROFIT_MARKET`` (ccxt ``stopLossPrice`` / ``takeProfitPrice`` with ``reduceOnly``; ccxt
   sends them to Binance's algo-order API, :attr:`CcxtBroker.conditional`), both at once (reduce-only orders
-  lock nothing); a long's sell, a short's buy. Booked at their limit price = the trigger, they trigger
-  market orders whose fills are theirs (``actualOrderId``).
+  lock nothing: resting without a limit price, they keep no cash from entries); a long's sell, a short's
+  buy. They trigger market orders whose fills are theirs (``actualOrderId``).
 * Protective orders are limit orders of the broker's resting book (``protect:<symbol>:<n>``, reason
   ``stop_loss`` / ``trailing_stop`` / ``take_profit``): the watcher books their fills once (the booked exit
   reason), a strategy/stop/close exit cancels them before it sells (and sells nothing if the stop already
@@ -247,11 +247,11 @@ class Protection:
         if not q > 0.0 or q < self.client.min_amount(symbol):
             return  # a remainder below the lot size: nothing can be sold on the exchange
         stop = float(ex.price_to_precision(symbol, level.price))
-        limit = float(ex.price_to_precision(symbol, stop * (1.0 - STOP_LIMIT_BAND)))
+        limit: float | None = float(ex.price_to_precision(symbol, stop * (1.0 - STOP_LIMIT_BAND)))
         key = "takeProfitPrice" if level.reason == TAKE_PROFIT else "stopLossPrice"
         params: dict[str, Any] = {key: stop}
-        if is_perp(symbol):  # a reduce-only STOP_MARKET / TAKE_PROFIT_MARKET: it triggers a market order
-            limit, params["reduceOnly"] = stop, True
+        if is_perp(symbol):  # a reduce-only STOP_MARKET / TAKE_PROFIT_MARKET: it triggers a market order and,
+            limit, params["reduceOnly"] = None, True  # with no limit price, keeps no cash from entries
         order = Order(self._next_id(symbol), symbol, level.side, q, OrderType.LIMIT, limit,
                       created_at=datetime.now(timezone.utc), reason=level.reason, stop_price=stop)
         self.inflight[order.client_id] = order  # the symbol is busy: no bar exit races the placement
@@ -275,7 +275,8 @@ class Protection:
         finally:
             self.inflight.pop(order.client_id, None)
         self._event("protective_placed", f"{level.reason} of {q:g} {symbol} rests on {self.venue} at {stop:g} "
-                    f"(limit {limit:g})", {"client_id": order.client_id, "stop": stop, "limit": limit}, "broker")
+                    + ("(market once triggered)" if limit is None else f"(limit {limit:g})"),
+                    {"client_id": order.client_id, "stop": stop, "limit": limit}, "broker")
 
     # ---- the monitor -----------------------------------------------------------------------------
     async def _last_price(self, symbol: str) -> float:
