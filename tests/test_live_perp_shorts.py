@@ -13,6 +13,7 @@ from tests.kit import until
 from tests.live_kit import ARMED, FAST, NEVER, S, feed_for, live_config, stop_flat
 from workbench.engine import open_session
 from workbench.engine.brokers.perps import Perpetuals
+from workbench.engine.commands import CommandRejected
 from workbench.execution.rules import reserved_cash, stop_levels
 
 pytestmark = pytest.mark.live_battery
@@ -135,7 +136,11 @@ def test_an_operator_sell_from_flat_on_a_perpetual_opens_a_short_and_the_buy_bac
             s.place_order(PERP, "sell", 0.01)  # nothing held: a short
             await until(lambda: s.portfolio.quantity(PERP) < 0 and not s.broker.inflight, timeout=10)
             opened = lx.perp_position(PERP), s.portfolio.quantity(PERP)
-            s.place_order(PERP, "buy", 0.01)  # the buy back
+            s.pause()
+            await until(lambda: s.state is S.PAUSED)
+            with pytest.raises(CommandRejected, match="paused"):  # adding to the short is an entry
+                s.place_order(PERP, "sell", 0.01)
+            s.place_order(PERP, "buy", 0.01)  # the buy back: an exit goes through while paused
             await until(lambda: s.portfolio.quantity(PERP) == 0 and not s.broker.inflight, timeout=10)
             return s, opened, await stop_flat(lx, s)
         finally:
@@ -146,7 +151,7 @@ def test_an_operator_sell_from_flat_on_a_perpetual_opens_a_short_and_the_buy_bac
     sell, buy = sorted(lx.perp.orders.values(), key=lambda o: o.order_id)
     assert (sell.side, sell.reduce_only, buy.side, buy.reduce_only) == ("SELL", False, "BUY", True)
     fills = store.fills(s.id)
-    assert fills["side"].tolist() == ["sell", "buy"] and fills["client_id"].tolist() == ["op1", "op2"]
+    assert fills["side"].tolist() == ["sell", "buy"] and fills["client_id"].tolist() == ["op1", "op3"]  # op2: the refused sell
     (trade,) = s.portfolio.trade_log()
     assert trade["side"] == "short" and trade["entry_price"] == pytest.approx(entry)
     assert s.portfolio.cash - config.initial_balance == pytest.approx(lx.perp_wallet() - 100_000, abs=1e-6)

@@ -431,8 +431,11 @@ class SessionControls(ScalingControls):
             return f"order {client_id} already placed"  # re-applied after a crash
         self._require_live(Command.PLACE_ORDER)
         order = self._new_order(symbol, side, quantity, type, limit_price, client_id)
-        if order.side is Side.BUY and self.state is S.PAUSED:
-            raise CommandRejected("cannot place a buy: the session is paused (no new entries); resume first")
+        held = self.portfolio.quantity(symbol)  # paused: no new entries (a buy unless it covers a short, a sell
+        opens = held >= 0.0 if order.side is Side.BUY else held <= 0.0 and self.config.direction != "long"  # short)
+        if opens and self.state is S.PAUSED:
+            raise CommandRejected(f"cannot place a {order.side.value}: the session is paused (no new entries; "
+                                  "exits go through); resume first")
         ref = order.limit_price if order.type is OrderType.LIMIT else self.portfolio.marks.get(symbol)
         if ref is None:
             raise CommandRejected(f"no price for {symbol} yet: place a limit order or wait for its first bar")
