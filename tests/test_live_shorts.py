@@ -16,7 +16,7 @@ from tests.live_kit import ARMED, FAST, feed_for, live_config, stop_flat
 from workbench.domain import SessionState as S
 from workbench.engine import open_session
 
-pytestmark = [pytest.mark.live_battery, pytest.mark.slow]  # ~15 s: two runners, a stop that waits for its bar
+pytestmark = pytest.mark.live_battery  # ~2-3 s (it was ~15 s while every run's end waited 10 s for the funding watcher)
 PERP = "BTC/USDT:USDT"
 SHORT_NOW = {"window": 1, "entry_threshold": 10.0, "exit_threshold": 10.0}  # short at once (ROC < 10), never exit
 
