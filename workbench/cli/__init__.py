@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from workbench.cli.ab import add_ab_parser
 from workbench.cli.audit import add_audit_parser
-from workbench.cli.data import add_data_parser
 from workbench.cli.backtest import add_backtest_parser
 from workbench.cli.backtest import config_from_args as config_from_args  # re-exported
+from workbench.cli.data import add_data_parser
 from workbench.cli.preflight import add_preflight_parser
 from workbench.cli.risk import add_risk_parser
 from workbench.cli.run import add_run_parser
