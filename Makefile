@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# pytest workers (pytest-xdist); JOBS=0 runs the suite in one process
+JOBS   ?= 2
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint bench clean
@@ -19,7 +21,7 @@ run: install
 	$(VENV)/bin/workbench up
 
 test: install lint  # a ruff or mypy finding stops the run before pytest
-	$(PY) -m pytest --nbval-lax
+	$(PY) -m pytest --nbval-lax -n $(JOBS) --dist loadfile  # a file's tests stay in one worker
 
 lint: install  # ruff and mypy as configured in pyproject.toml
 	$(VENV)/bin/ruff check .
