@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .matching import BinanceError
+from .matching import BinanceError, _on_grid
 
 if TYPE_CHECKING:
     from .matching import Book
@@ -52,11 +52,6 @@ LIQUIDATION_FEE = 0.0125  # exchangeInfo liquidationFee: the clearance fee of a 
 FUNDING_MS = 8 * 3_600_000  # funding every 8 hours from 00:00 UTC
 OPEN = ("NEW", "PARTIALLY_FILLED")
 SETTLE = "USDT"
-
-
-def _on_grid(x: float, grid: Decimal) -> bool:
-    d = Decimal(repr(x))
-    return d == (d / grid).to_integral_value() * grid
 
 
 def number(p: dict[str, str], name: str, grid: Decimal) -> float:
@@ -267,22 +262,10 @@ class PerpBook:
                 raise BinanceError(-1116, "Invalid orderType.")
             if p.get("positionSide", "BOTH") != "BOTH":
                 raise BinanceError(-4061, "Order's position side does not match user's setting.")
-            try:
-                qty = float(p["quantity"])
-            except (KeyError, ValueError):
-                raise BinanceError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, "
-                                          "or malformed.") from None
-            if not qty > 0 or not _on_grid(qty, STEP):
-                raise BinanceError(-1111, "Precision is over the maximum defined for this asset.")
+            qty = number(p, "quantity", STEP)
             price = self.mark(sid)
             if otype == "LIMIT":
-                try:
-                    price = float(p["price"])
-                except (KeyError, ValueError):
-                    raise BinanceError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, "
-                                              "or malformed.") from None
-                if not price > 0 or not _on_grid(price, TICK):
-                    raise BinanceError(-1111, "Precision is over the maximum defined for this asset.")
+                price = number(p, "price", TICK)
                 if p.get("timeInForce") not in ("GTC", "IOC", "FOK", "GTX", "GTD"):
                     raise BinanceError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, "
                                               "or malformed.")
