@@ -74,7 +74,7 @@ def test_the_scrape_equals_the_store(store, tripped, server):
     sid = tripped
     eq = store.equity(sid).iloc[-1]
     initial = store.get_session(sid)["initial_balance"]
-    assert value(m, "workbench_session_equity", session_id=sid) == pytest.approx(eq["equity"])
+    assert value(m, "workbench_session_equity", session_id=sid, currency="USDT") == pytest.approx(eq["equity"])
     assert value(m, "workbench_session_pnl", session_id=sid) == pytest.approx(eq["equity"] - initial)
     assert value(m, "workbench_session_cash", session_id=sid) == pytest.approx(eq["cash"])
     assert value(m, "workbench_session_exposure", session_id=sid) == pytest.approx(eq["exposure"])
@@ -164,3 +164,15 @@ def test_the_grafana_dashboard_uses_only_exported_metrics():
     for word in ("equity", "p&l", "exposure", "state", "rejections", "breaker"):
         assert word in titles
     assert pd.Series([p["id"] for p in board["panels"]]).is_unique
+
+
+def test_money_gauges_carry_each_sessions_base_currency():
+    # a BTC-based session's equity must not be summed with USDT sessions' by a dashboard: the label tells them apart
+    from workbench.config import make_config
+    from workbench.ops.metrics import _currency
+
+    assert _currency(make_config(symbols=["BTC/USDT"]).to_json()) == "USDT"
+    assert _currency(make_config(symbols=["ETH/BTC"]).to_json()) == "BTC"
+    assert _currency(make_config(symbols=["ETH/BTC"], base_currency="USDT").to_json()) == "USDT"
+    assert _currency(make_config(symbols=["BTC/USDT:USDT"]).to_json()) == "USDT"
+    assert _currency("{not json") == "" and _currency(None) == ""

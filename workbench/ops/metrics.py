@@ -40,12 +40,14 @@ class MetricInfo:
     extra: tuple[str, ...] = ()  # labels besides LABELS
 
 
+#: the label of the money gauges: the session's base currency, so sessions in BTC and in USDT are never summed
+MONEY = ("currency",)
 #: every per-session metric (the dashboard and its test read this list)
 SESSION_METRICS = (
-    MetricInfo("session_equity", "gauge", "latest equity point (quote currency)"),
-    MetricInfo("session_pnl", "gauge", "latest equity minus the initial balance"),
-    MetricInfo("session_cash", "gauge", "latest cash"),
-    MetricInfo("session_exposure", "gauge", "latest open exposure (market value of the positions)"),
+    MetricInfo("session_equity", "gauge", "latest equity point, in the session's base currency", MONEY),
+    MetricInfo("session_pnl", "gauge", "latest equity minus the initial balance", MONEY),
+    MetricInfo("session_cash", "gauge", "latest cash", MONEY),
+    MetricInfo("session_exposure", "gauge", "latest open exposure (market value of the positions)", MONEY),
     MetricInfo("session_state", "gauge", "1 for the session's lifecycle state, 0 for the others", ("state",)),
     MetricInfo("session_breaker", "gauge", "1 for the circuit breaker's trading state, 0 for the others",
                ("state",)),
@@ -87,7 +89,7 @@ class StoreCollector:
         for labels, row in self._rows(by_state):
             for name in ("equity", "pnl", "cash", "exposure"):
                 if row.get(name) is not None:
-                    families[f"session_{name}"].add_metric(labels, row[name])
+                    families[f"session_{name}"].add_metric(labels + [row["currency"]], row[name])
             for st in SessionState:
                 families["session_state"].add_metric(labels + [st.value], float(row["state"] == st.value))
             for st_name in BREAKER_STATES:
@@ -110,7 +112,7 @@ class StoreCollector:
             for kind, state, n in conn.execute(select(ss.kind, ss.state, func.count()).group_by(ss.kind, ss.state)):
                 by_state.add_metric([kind, state], n)
             sessions = conn.execute(select(ss.id, ss.name, ss.kind, ss.strategy, ss.state, ss.initial_balance,
-                                           ss.heartbeat_at).where(WATCHED)).all()
+                                           ss.heartbeat_at, ss.config_json).where(WATCHED)).all()
             ids = [r.id for r in sessions]
             if not ids:
                 return []
@@ -138,6 +140,7 @@ class StoreCollector:
         for r in sessions:
             eq = equity.get(r.id)
             row: dict[str, Any] = {"state": r.state, "breaker": breaker.get(r.id, "running"),
+                                   "currency": _currency(r.config_json),
                                    "orders": orders.get(r.id, 0), "fills": fills.get(r.id, 0),
                                    "rejections": rejections.get(r.id, 0), "latencies": latencies.get(r.id, []),
                                    "heartbeat_age": None if r.heartbeat_at is None
@@ -146,6 +149,22 @@ class StoreCollector:
                 row.update(equity=eq.equity, pnl=eq.equity - r.initial_balance, cash=eq.cash, exposure=eq.exposure)
             out.append(([r.id, r.name or "", r.kind, r.strategy], row))
         return out
+
+
+def _currency(config_json: str | None) -> str:
+    """A stored config's base currency (its ``base_currency``, else its first symbol's quote); "" if unreadable."""
+    from workbench.config import quote_of
+
+    try:
+        cfg = loads(config_json) if config_json else None
+    except ValueError:  # a malformed stored config: the session is still scraped, without a currency
+        cfg = None
+    if not isinstance(cfg, dict):
+        return ""
+    if cfg.get("base_currency"):
+        return str(cfg["base_currency"])
+    symbols = cfg.get("symbols") or []
+    return quote_of(str(symbols[0])) if symbols else ""
 
 
 class MetricsServer:
