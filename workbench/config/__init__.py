@@ -10,7 +10,7 @@ which is what templates store. How a config is executed (fills, sizing caps, sto
 time windows) is fixed in docs/execution-semantics.md, shared by backtests and sessions.
 """
 
-from workbench.config.base import HHMM_RE, SYMBOL_RE, TIMEFRAMES, ConfigError, base_of, is_perp, quote_of
+from workbench.config.base import HHMM_RE, SYMBOL_RE, TIMEFRAMES, ConfigError, base_of, currency_of, is_perp, quote_of
 from workbench.config.blocks import (
     CircuitBreaker,
     CommissionModel,
@@ -34,6 +34,6 @@ from workbench.config.session import SessionConfig, make_config
 __all__ = [
     "HHMM_RE", "SYMBOL_RE", "TIMEFRAMES", "CircuitBreaker", "CommissionModel", "ConfigError", "DataConfig", "Depth",
     "EventWindow", "Latency", "Leg", "LiveConfig", "Margin", "PositionSizing", "RiskConfig", "Scaling",
-    "SessionConfig", "SlippageModel", "TimeRestrictions", "VolumeRule", "Window", "base_of", "is_perp",
+    "SessionConfig", "SlippageModel", "TimeRestrictions", "VolumeRule", "Window", "base_of", "currency_of", "is_perp",
     "make_config", "quote_of",
 ]

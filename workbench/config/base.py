@@ -28,6 +28,12 @@ def is_perp(symbol: str) -> bool:
     return ":" in symbol
 
 
+def currency_of(base_currency: str | None, symbols: list[str]) -> str:
+    """A session's base currency (its cash, P&L, fees and equity): ``base_currency``, else the quote of
+    its symbols (the config insists they share one when ``base_currency`` is not given)."""
+    return base_currency or quote_of(symbols[0])
+
+
 class ConfigError(ValueError):
     """A config was rejected. ``problems`` lists ``(field, value, message)``, one per fault."""
 

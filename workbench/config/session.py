@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from workbench.config.base import ConfigError, _Strategic, quote_of
+from workbench.config.base import ConfigError, _Strategic, currency_of, quote_of
 from workbench.config.blocks import (
     CommissionModel,
     DataConfig,
@@ -167,7 +167,7 @@ class SessionConfig(_Strategic):
     @property
     def currency(self) -> str:
         """The session's base currency (its cash, P&L, fees and equity): ``base_currency``, else the common quote."""
-        return self.base_currency or quote_of(self.symbols[0])
+        return currency_of(self.base_currency, self.symbols)
 
     # ---- serialisation -------------------------------------------------
     def to_json(self) -> str:

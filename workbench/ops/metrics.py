@@ -152,8 +152,9 @@ class StoreCollector:
 
 
 def _currency(config_json: str | None) -> str:
-    """A stored config's base currency (its ``base_currency``, else its first symbol's quote); "" if unreadable."""
-    from workbench.config import quote_of
+    """A stored config's base currency (:func:`~workbench.config.currency_of`, the config's own rule, read from
+    its JSON without validating it on every scrape); "" if unreadable."""
+    from workbench.config import currency_of
 
     try:
         cfg = loads(config_json) if config_json else None
@@ -161,10 +162,8 @@ def _currency(config_json: str | None) -> str:
         cfg = None
     if not isinstance(cfg, dict):
         return ""
-    if cfg.get("base_currency"):
-        return str(cfg["base_currency"])
-    symbols = cfg.get("symbols") or []
-    return quote_of(str(symbols[0])) if symbols else ""
+    symbols = [str(s) for s in cfg.get("symbols") or []]
+    return currency_of(cfg.get("base_currency"), symbols) if symbols or cfg.get("base_currency") else ""
 
 
 class MetricsServer:
