@@ -76,6 +76,26 @@ def _on_grid(x: float, grid: Decimal) -> bool:
     return d == (d / grid).to_integral_value() * grid
 
 
+def lookup(orders: dict[int, Any], by_client: dict[tuple[str, str], Any], key: str, p: dict[str, str], *,
+           id_param: str = "orderId", client_param: str = "origClientOrderId", neither: str,
+           symbol: bool = True) -> Any:
+    """Binance's order lookup: by ``id_param`` (-1100 if not a number), else by ``client_param``, else
+    -1102 with ``neither`` (each API words it its own way); -2013 unless the order is ``key``'s (and, with
+    ``symbol``, on the request's symbol). The caller holds its book's lock."""
+    if p.get(id_param):
+        try:
+            o = orders.get(int(p[id_param]))
+        except ValueError:
+            raise BinanceError(-1100, f"Illegal characters found in parameter '{id_param}'.") from None
+    elif p.get(client_param):
+        o = by_client.get((key, p[client_param]))
+    else:
+        raise BinanceError(-1102, neither)
+    if o is None or o.account != key or (symbol and o.symbol != p.get("symbol")):
+        raise BinanceError(-2013, "Order does not exist.")
+    return o
+
+
 class Book:
     """Accounts, orders and trades of the loopback exchange; thread-safe."""
 
@@ -243,20 +263,10 @@ class Book:
     def find(self, key: str, p: dict[str, str]) -> ExOrder:
         """The order named by ``orderId`` or ``origClientOrderId`` (Binance -2013 if none)."""
         with self.lock:
-            o = None
-            if p.get("orderId"):
-                try:
-                    o = self.orders.get(int(p["orderId"]))
-                except ValueError:
-                    raise BinanceError(-1100, "Illegal characters found in parameter 'orderId'.") from None
-            elif p.get("origClientOrderId"):
-                o = self.by_client.get((key, p["origClientOrderId"]))
-            else:
-                raise BinanceError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, "
-                                          "but both were empty/null!")
-            if o is None or o.account != key or o.symbol != p.get("symbol"):
-                raise BinanceError(-2013, "Order does not exist.")
-            return o
+            found: ExOrder = lookup(self.orders, self.by_client, key, p,
+                                    neither="Param 'origClientOrderId' or 'orderId' must be sent, "
+                                            "but both were empty/null!")
+            return found
 
     def cancel(self, key: str, p: dict[str, str]) -> ExOrder:
         with self.lock:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .matching import BinanceError, _on_grid
+from .matching import BinanceError, _on_grid, lookup
 
 if TYPE_CHECKING:
     from .matching import Book
@@ -341,18 +341,9 @@ class PerpBook:
     def find(self, key: str, p: dict[str, str]) -> PerpOrder:
         """The order named by ``orderId`` or ``origClientOrderId`` (-2013 if none)."""
         with self.book.lock:
-            if p.get("orderId"):
-                try:
-                    o = self.orders.get(int(p["orderId"]))
-                except ValueError:
-                    raise BinanceError(-1100, "Illegal characters found in parameter 'orderId'.") from None
-            elif p.get("origClientOrderId"):
-                o = self.by_client.get((key, p["origClientOrderId"]))
-            else:
-                raise BinanceError(-1102, "Either orderId or origClientOrderId must be sent.")
-            if o is None or o.account != key or o.symbol != p.get("symbol"):
-                raise BinanceError(-2013, "Order does not exist.")
-            return o
+            found: PerpOrder = lookup(self.orders, self.by_client, key, p,
+                                      neither="Either orderId or origClientOrderId must be sent.")
+            return found
 
     def cancel(self, key: str, p: dict[str, str]) -> PerpOrder:
         with self.book.lock:

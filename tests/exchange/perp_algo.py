@@ -27,7 +27,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .matching import BinanceError
+from .matching import BinanceError, lookup
 from .perp import OPEN, STEP, TICK, PerpOrder, number
 
 if TYPE_CHECKING:
@@ -140,18 +140,10 @@ class AlgoBook:
     def find(self, key: str, p: dict[str, str]) -> AlgoOrder:
         """The order named by ``algoId`` or ``clientAlgoId`` (-2013 if none)."""
         with self.perp.book.lock:
-            if p.get("algoId"):
-                try:
-                    o = self.orders.get(int(p["algoId"]))
-                except ValueError:
-                    raise BinanceError(-1100, "Illegal characters found in parameter 'algoId'.") from None
-            elif p.get("clientAlgoId"):
-                o = self.by_client.get((key, p["clientAlgoId"]))
-            else:
-                raise BinanceError(-1102, "Either algoId or clientAlgoId must be sent.")
-            if o is None or o.account != key:
-                raise BinanceError(-2013, "Order does not exist.")
-            return o
+            found: AlgoOrder = lookup(self.orders, self.by_client, key, p, id_param="algoId",
+                                      client_param="clientAlgoId", symbol=False,
+                                      neither="Either algoId or clientAlgoId must be sent.")
+            return found
 
     def cancel(self, key: str, p: dict[str, str]) -> dict[str, Any]:
         with self.perp.book.lock:
