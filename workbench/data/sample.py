@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from workbench.config import is_perp
 from workbench.data.schema import BARS_COLUMNS, BarsError, timeframe_delta, to_utc
 
 SAMPLE_START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -198,7 +199,7 @@ def sample_funding(symbol: str, start: str | pd.Timestamp, end: str | pd.Timesta
     constant ``rate`` at Binance's funding times (``workbench.data.funding.constant_funding``); pass it as
     ``run_backtest(..., funding=...)``."""
     _spot(symbol)
-    if ":" not in symbol:
+    if not is_perp(symbol):
         raise BarsError(f"{symbol!r} is a spot pair, which pays no funding; a perpetual is e.g. '{symbol}:USDT'")
     from workbench.data.funding import constant_funding  # imports ccxt: only when asked
 
