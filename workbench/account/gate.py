@@ -7,6 +7,13 @@ account's total exposure, the symbol's, the symbol's sector's and the venue's, o
 account's loss of the day has reached its limit. A refusal is a :class:`Breach` naming the rule
 and the numbers, like a session's own limits. Exits are never refused here. One gate serves every
 session of a process (``workbench host``); :meth:`usage` is what the risk dashboard shows.
+
+Currencies: the policy's amounts are in :attr:`AccountGate.currency`; each session reports in its own
+base currency and its figures (and its orders' values) are converted at the latest known rate
+(:mod:`workbench.account.rates`) before they are summed. A session holding something (or with a P&L
+today) whose currency has no known rate cannot be counted, so while it lasts every entry of its
+account is refused by the rule ``account_currency``, naming the session and the currency, wherever the
+account has a money limit; exits still run. The usage lists such a session under the same rule.
 """
 from __future__ import annotations
 
@@ -19,18 +26,24 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.account.policy import ANY, AccountLimits, PolicyError, RiskPolicy, load_policy, policy_path
+from workbench.account.rates import Rates
 from workbench.account.sectors import sector_of
 from workbench.execution.legs import market_symbol
 
 #: the gate's rules, as a Breach names them
 TOTAL, SYMBOL, SECTOR, VENUE, DAILY_LOSS, HEALTH = ("account_exposure", "account_symbol", "account_sector",
                                                     "account_venue", "account_daily_loss", "account_venue_health")
-USAGE_COLUMNS = ("account", "rule", "key", "limit", "used", "share")
+CURRENCY = "account_currency"
+#: the policy's currency when it names none and the sessions do not share one
+DEFAULT_CURRENCY = "USDT"
+USAGE_COLUMNS = ("account", "rule", "key", "limit", "used", "share", "currency")
 
 
 @dataclass(frozen=True)
 class Breach:
-    """An entry refused by an account limit: ``used`` is what the account's sessions hold already."""
+    """An entry refused by an account limit: ``used`` is what the account's sessions hold already, all
+    amounts in ``currency`` (the policy's). For ``account_currency`` the ``key`` is the session that cannot be
+    converted and ``unconverted`` its currency (``limit``, ``used``: NaN)."""
 
     rule: str
     account: str
@@ -38,18 +51,26 @@ class Breach:
     limit: float
     used: float
     order_value: float
+    currency: str = DEFAULT_CURRENCY
+    unconverted: str = ""
 
     def numbers(self) -> dict[str, float | str]:
-        return {"account": self.account, "key": self.key, "limit": self.limit, "used": self.used,
-                "order_value": self.order_value}
+        out: dict[str, float | str] = {"account": self.account, "key": self.key, "limit": self.limit,
+                                       "used": self.used, "order_value": self.order_value, "currency": self.currency}
+        return {**out, "unconverted": self.unconverted} if self.unconverted else out
 
     def __str__(self) -> str:
+        c = self.currency
+        if self.rule == CURRENCY:
+            return (f"{self.rule}: session {self.key} keeps its books in {self.unconverted} and no {self.unconverted}"
+                    f" to {c} rate is known, so account {self.account}'s limits (in {c}) cannot count it: entries "
+                    f"are refused until a rate is known (trade {self.unconverted}/{c} in a session, or give its bars)")
         if self.rule == DAILY_LOSS:
-            return f"{self.rule}: account {self.account} lost {self.used:,.2f} today (limit {self.limit:,.2f})"
+            return f"{self.rule}: account {self.account} lost {self.used:,.2f} {c} today (limit {self.limit:,.2f} {c})"
         if self.rule == HEALTH:
             return f"{self.rule}: {self.key} scores {self.used:.0f} of 100 (the policy needs {self.limit:.0f})"
-        return (f"{self.rule}: account {self.account} {self.key} holds {self.used:,.2f}; "
-                f"+{self.order_value:,.2f} would pass the limit {self.limit:,.2f}")
+        return (f"{self.rule}: account {self.account} {self.key} holds {self.used:,.2f} {c}; "
+                f"+{self.order_value:,.2f} {c} would pass the limit {self.limit:,.2f} {c}")
 
 
 @dataclass
@@ -58,6 +79,10 @@ class _Book:
     venue: str
     values: dict[str, float]
     day_pnl: float
+    currency: str | None = None  # None: the policy's
+
+    def scaled(self, rate: float) -> _Book:
+        return _Book(self.account, self.venue, {s: v * rate for s, v in self.values.items()}, self.day_pnl * rate)
 
 
 class AccountGate:
@@ -69,6 +94,7 @@ class AccountGate:
         self._stamp: tuple[float, int] | None = None
         self._books: dict[str, _Book] = {}
         self._health: dict[str, float] = {}  # venue -> score (set_health)
+        self.rates = Rates()  # the latest known prices: the sessions' marks, and load_rates
         self._lock = threading.Lock()
 
     @classmethod
@@ -102,15 +128,36 @@ class AccountGate:
         return None
 
     def report(self, session_id: str, account: str, venue: str, values: Mapping[str, float],
-               day_pnl: float = 0.0) -> None:
-        """What ``session_id`` holds now (symbol -> value at its marks) and its P&L since 00:00 UTC; legs'
+               day_pnl: float = 0.0, *, currency: str | None = None, marks: Mapping[str, float] | None = None) -> None:
+        """What ``session_id`` holds now (symbol -> value at its marks) and its P&L since 00:00 UTC, in its base
+        ``currency`` (None: the policy's); ``marks`` (symbol -> price) are prices the gate converts with. Legs'
         positions (``SYMBOL@leg``) count as their market symbol."""
         held: dict[str, float] = {}
         for k, v in values.items():
             if v:
                 held[market_symbol(k)] = held.get(market_symbol(k), 0.0) + float(v)
         with self._lock:
-            self._books[session_id] = _Book(account, venue, held, day_pnl)
+            if marks and currency:
+                self.rates.observe(currency, marks)
+            self._books[session_id] = _Book(account, venue, held, day_pnl, currency)
+
+    @property
+    def currency(self) -> str:
+        """The currency of the policy's amounts: the policy's ``currency``, else the one currency all the
+        reporting sessions keep their books in, else USDT."""
+        if self.policy.currency:
+            return self.policy.currency
+        with self._lock:
+            known = {b.currency for b in self._books.values() if b.currency}
+        return known.pop() if len(known) == 1 else DEFAULT_CURRENCY
+
+    def load_rates(self, load: Callable[[str], pd.DataFrame]) -> list[str]:
+        """Refresh the rate of every reporting session's currency from its conversion pair's last close,
+        ``load(pair)`` giving bars (e.g. :func:`workbench.account.rates.sources_loader`); returns the
+        currencies that could not be loaded (their last known rate, if any, stays)."""
+        with self._lock:
+            currencies = {b.currency for b in self._books.values() if b.currency}
+        return self.rates.load(currencies, self.currency, load)
 
     def set_health(self, scores: Mapping[str, float]) -> None:
         """The venues' health scores now (:func:`workbench.account.health.venue_health`)."""
@@ -127,14 +174,23 @@ class AccountGate:
         limits = self.policy.limits_for(account)
         if limits is None:
             return None
+        into = self.currency
+        books, unknown = self._converted(account, into)
         with self._lock:
-            books = [b for b in self._books.values() if b.account == account]
+            own = self._books.get(session_id) if session_id is not None else None
+        rate = self._rate(own, into)
+        if rate is None and own is not None and session_id is not None:
+            unknown[session_id] = str(own.currency)  # its own order's value cannot be converted either
+        if limits.in_money and unknown:
+            sid = session_id if session_id in unknown else min(unknown)
+            return Breach(CURRENCY, account, sid, float("nan"), float("nan"), order_value, into, unknown[sid])
+        order_value *= rate or 1.0
         loss = -sum(b.day_pnl for b in books)
         if limits.daily_loss is not None and loss >= limits.daily_loss:
-            return Breach(DAILY_LOSS, account, "day", limits.daily_loss, loss, order_value)
+            return Breach(DAILY_LOSS, account, "day", limits.daily_loss, loss, order_value, into)
         health = self._health.get(venue)
         if limits.min_venue_health is not None and health is not None and health < limits.min_venue_health:
-            return Breach(HEALTH, account, venue, limits.min_venue_health, health, order_value)
+            return Breach(HEALTH, account, venue, limits.min_venue_health, health, order_value, into)
         sector = sector_of(symbol, self.policy.sectors)
         for rule, key, limit, used in (
             (TOTAL, "total", limits.total_exposure, _held(books)),
@@ -144,23 +200,44 @@ class AccountGate:
             (VENUE, venue, _keyed(limits.per_venue, venue), _held([b for b in books if b.venue == venue])),
         ):
             if limit is not None and used + order_value > limit * (1 + 1e-12):
-                return Breach(rule, account, key, limit, used, order_value)
+                return Breach(rule, account, key, limit, used, order_value, into)
         return None
+
+    def _rate(self, book: _Book | None, into: str) -> float | None:
+        return 1.0 if book is None or not book.currency else self.rates.rate(book.currency, into)
+
+    def _converted(self, account: str, into: str) -> tuple[list[_Book], dict[str, str]]:
+        """The account's books in ``into``, and the sessions (-> currency) holding something that cannot be."""
+        with self._lock:
+            mine = [(sid, b) for sid, b in self._books.items() if b.account == account]
+        books, unknown = [], {}
+        for sid, b in mine:
+            rate = self._rate(b, into)
+            if rate is not None:
+                books.append(b.scaled(rate) if rate != 1.0 else b)
+            elif b.values or b.day_pnl:
+                unknown[sid] = str(b.currency)
+        return books, unknown
 
     def usage(self) -> pd.DataFrame:
         """Every limit of the policy with what the accounts' sessions use of it (``USAGE_COLUMNS``)."""
         with self._lock:
-            books = list(self._books.values())
+            accounts = {b.account for b in self._books.values()} | {a for a in self.policy.accounts if a != ANY}
+        into = self.currency
         rows = []
-        accounts = {b.account for b in books} | {a for a in self.policy.accounts if a != ANY}
         for account in sorted(accounts):
             limits = self.policy.limits_for(account)
             if limits is None:
                 continue
-            mine = [b for b in books if b.account == account]
-            rows += _usage_rows(account, limits, mine, self.policy.sectors)
-        frame = pd.DataFrame(rows, columns=list(USAGE_COLUMNS[:-1]))
+            books, unknown = self._converted(account, into)
+            rows += _usage_rows(account, limits, books, self.policy.sectors)
+            if limits.in_money:
+                nan = float("nan")
+                rows += [(account, CURRENCY, f"{sid} in {cur}: no rate into {into}", nan, nan)
+                         for sid, cur in sorted(unknown.items())]
+        frame = pd.DataFrame(rows, columns=list(USAGE_COLUMNS[:-2]))
         frame["share"] = frame["used"] / frame["limit"]
+        frame["currency"] = into
         return frame
 
 

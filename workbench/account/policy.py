@@ -3,9 +3,11 @@
 A policy (YAML or JSON, by default ``$WORKBENCH_HOME/risk-policy.yaml``) names limits per account,
 ``"*"`` standing for any account without its own entry::
 
+    currency: USDT                # of every amount below (default: the one currency all sessions keep
+                                  # their books in, else USDT); other sessions' figures are converted
     accounts:
       main:                       # live sessions' live.account; paper sessions trade the "paper" account
-        total_exposure: 20000     # quote currency, all sessions together
+        total_exposure: 20000     # all sessions together
         per_symbol: {"BTC/USDT": 10000, "*": 5000}
         per_sector: {meme: 1000, "*": 12000}
         per_venue: {binance: 15000}
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from workbench.config import SessionConfig
 from workbench.paths import data_dir
@@ -39,7 +42,7 @@ class PolicyError(ValueError):
 
 
 class AccountLimits(BaseModel):
-    """Limits over the sessions of one account (quote currency; ``None`` or absent: no limit)."""
+    """Limits over the sessions of one account (in the policy's currency; ``None`` or absent: no limit)."""
 
     model_config = ConfigDict(extra="forbid")
     total_exposure: float | None = Field(None, gt=0, description="all positions of the account together")
@@ -54,15 +57,29 @@ class AccountLimits(BaseModel):
         for name in ("per_symbol", "per_sector", "per_venue"):
             for key, value in getattr(self, name).items():
                 if not (isinstance(value, (int, float)) and value > 0):
-                    raise ValueError(f"{name}[{key!r}] must be a positive amount of quote currency (got {value!r})")
+                    raise ValueError(f"{name}[{key!r}] must be a positive amount (got {value!r})")
+
+    @property
+    def in_money(self) -> bool:
+        """Does any limit count money (all but ``min_venue_health``)? Those need every session's figures."""
+        return any((self.total_exposure, self.per_symbol, self.per_sector, self.per_venue, self.daily_loss))
 
 
 class RiskPolicy(BaseModel):
-    """Limits per account name (``"*"``: any other account) and the user's sector map."""
+    """Limits per account name (``"*"``: any other account), their currency and the user's sector map."""
 
     model_config = ConfigDict(extra="forbid")
+    currency: str | None = Field(None, description="the currency of every amount "
+                                 "(e.g. USDT); default: the one currency all sessions keep their books in, else USDT")
     accounts: dict[str, AccountLimits] = Field(default_factory=dict)
     sectors: dict[str, str] = Field(default_factory=dict, description="symbol or base asset -> sector")
+
+    @field_validator("currency")
+    @classmethod
+    def _code(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Z0-9]{2,10}", value):
+            raise ValueError(f"must be a currency code in capitals, like USDT or BTC (got {value!r})")
+        return value
 
     def limits_for(self, account: str) -> AccountLimits | None:
         """The account's limits, else the ``"*"`` entry's, else None (no account-wide limit)."""
@@ -95,7 +112,7 @@ def parse_policy(data: Any, source: str = "risk policy") -> RiskPolicy:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        hint = " (known fields: accounts, sectors; per account: total_exposure, per_symbol, per_sector, " \
+        hint = " (known fields: currency, accounts, sectors; per account: total_exposure, per_symbol, per_sector, " \
                "per_venue, daily_loss, min_venue_health)" if first["type"] == "extra_forbidden" else ""
         raise PolicyError(f"{source}: {where}: {first['msg']}{hint}") from None
 
