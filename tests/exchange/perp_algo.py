@@ -1,7 +1,8 @@
 """Binance USDⓈ-M conditional orders on the loopback perpetuals: the algo-order service (``/fapi/v1/algoOrder``,
-where Binance takes ``STOP_MARKET``, ``TAKE_PROFIT_MARKET``, ``STOP`` and ``TAKE_PROFIT`` since December 2025
-and where ccxt's ``binance.create_order(..., params={'stopLossPrice'|'takeProfitPrice'|'triggerPrice': p})``
-sends them for a linear swap).
+where Binance takes ``STOP_MARKET``, ``TAKE_PROFIT_MARKET``, ``STOP``, ``TAKE_PROFIT`` and
+``TRAILING_STOP_MARKET`` since December 2025 and where ccxt's ``binance.create_order(..., params=
+{'stopLossPrice'|'takeProfitPrice'|'triggerPrice': p})`` or ``{'trailingPercent': rate}`` sends them for a
+linear swap).
 
 Binance's documented rules, as applied here (one-way mode, ``workingType`` CONTRACT_PRICE or MARK_PRICE: the
 loopback's mark is its last price):
@@ -9,17 +10,19 @@ loopback's mark is its last price):
 * ``algoType`` CONDITIONAL; ``triggerPrice`` on the tick; ``quantity`` on the lot grid unless
   ``closePosition=true`` (then no quantity and no ``reduceOnly``: it closes whatever position is open when it
   triggers); ``STOP``/``TAKE_PROFIT`` also take a ``price`` (the limit) and ``timeInForce``.
-  ``TRAILING_STOP_MARKET`` is not modelled (refused, -1116). A client algo id repeated while the earlier
-  order is open is refused (-4116).
+  ``TRAILING_STOP_MARKET`` takes ``callbackRate`` and an optional ``activatePrice`` instead of a trigger price
+  (its rules and its trail: perp_trail.py). A client algo id repeated while the earlier order is open is
+  refused (-4116).
 * A ``BUY`` stop or a ``SELL`` take profit triggers when the price trades at or above its trigger, a ``SELL``
   stop or a ``BUY`` take profit at or below it; one that would trigger at once is refused (-2021 "Order would
   immediately trigger."). No margin is reserved until it triggers; a reduce-only one needs no position when
   placed (the reduce-only rule applies to the order it triggers).
 * Triggering (an intrabar trade, :meth:`AlgoBook.on_price`, or a completed bar: at its open if it opened
-  beyond the trigger, else at the trigger) places the order in the matching engine (``actualOrderId``):
-  ``*_MARKET`` fills at once at the trigger price (taker), ``STOP``/``TAKE_PROFIT`` is a limit order at its
-  price. The algo order is then ``FINISHED`` (``TRIGGERED`` while its limit order is open), or ``EXPIRED`` if
-  a reduce-only / close-position order had nothing to reduce.
+  beyond the trigger, else at the trigger; a trailing stop where perp_trail.py's walk of the bar crosses its
+  trail) places the order in the matching engine (``actualOrderId``): ``*_MARKET`` fills at once at the
+  trigger price (taker), ``STOP``/``TAKE_PROFIT`` is a limit order at its price. The algo order is then
+  ``FINISHED`` (``TRIGGERED`` while its limit order is open), or ``EXPIRED`` if a reduce-only /
+  close-position order had nothing to reduce. Canceling works on any type until it triggers.
 """
 from __future__ import annotations
 
@@ -29,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from .matching import BinanceError, lookup
 from .perp import OPEN, STEP, TICK, PerpOrder, number
+from .perp_trail import TRAILING, Trail, callback_rate
 
 if TYPE_CHECKING:
     from .perp import PerpBook
 
-TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT")
+TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", TRAILING)
 LIVE = ("NEW", "TRIGGERING", "TRIGGERED")  # not yet ended (TRIGGERED: its limit order is open)
 
 
@@ -64,10 +68,13 @@ class AlgoOrder:
     actual: PerpOrder | None = None
     trigger_time: int = 0
     update_time: int = 0
+    trail: Trail | None = None  # a TRAILING_STOP_MARKET's (perp_trail.py)
+    callback: float = 0.0  # its callbackRate, percent
 
     def wire(self) -> dict[str, Any]:
         """The order as GET /fapi/v1/algoOrder answers it."""
-        a = self.actual
+        a, t = self.actual, self.trail
+        trailing = {} if t is None else {"activatePrice": f"{t.activate:.2f}", "callbackRate": f"{self.callback:g}"}
         return {
             "algoId": self.algo_id, "clientAlgoId": self.client_id, "algoType": "CONDITIONAL",
             "orderType": self.type, "symbol": self.symbol, "side": self.side, "positionSide": "BOTH",
@@ -79,7 +86,7 @@ class AlgoOrder:
             "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": self.working_type, "priceMatch": "NONE",
             "closePosition": self.close_position, "priceProtect": False, "reduceOnly": self.reduce_only,
             "createTime": self.time, "updateTime": self.update_time or self.time, "triggerTime": self.trigger_time,
-            "goodTillDate": 0,
+            "goodTillDate": 0, **trailing,
         }
 
 
@@ -111,11 +118,19 @@ class AlgoBook:
                 raise BinanceError(-4061, "Order's position side does not match user's setting.")
             close = str(p.get("closePosition", "false")).lower() == "true"
             reduce_only = str(p.get("reduceOnly", "false")).lower() == "true"
+            if close and otype == TRAILING:
+                raise BinanceError(-4136, f"Target strategy invalid for orderType {TRAILING},closePosition true")
             if close and ("quantity" in p or reduce_only or otype in ("STOP", "TAKE_PROFIT")):
                 raise BinanceError(-1106, "Parameter 'quantity' or 'reduceOnly' sent when not required "
                                           "(closePosition=true).")
             qty = 0.0 if close else number(p, "quantity", STEP)
-            trigger = number(p, "triggerPrice", TICK)
+            trail, rate = None, 0.0
+            if otype == TRAILING:
+                rate = callback_rate(p)
+                activate = number(p, "activatePrice", TICK) if p.get("activatePrice") else None
+                trail, trigger = Trail.place(side, rate, activate, perp.mark(sid)), 0.0
+            else:
+                trigger = number(p, "triggerPrice", TICK)
             price = number(p, "price", TICK) if otype in ("STOP", "TAKE_PROFIT") else 0.0
             if otype in ("STOP", "TAKE_PROFIT") and p.get("timeInForce", "GTC") not in ("GTC", "IOC", "FOK", "GTX"):
                 raise BinanceError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, "
@@ -125,14 +140,14 @@ class AlgoBook:
                 raise BinanceError(-1102, "Mandatory parameter 'workingType' was not sent, was empty/null, "
                                           "or malformed.")
             now = perp.mark(sid)
-            if (now >= trigger) if triggers_up(side, otype) else (now <= trigger):
+            if trail is None and ((now >= trigger) if triggers_up(side, otype) else (now <= trigger)):
                 raise BinanceError(-2021, "Order would immediately trigger.")
             cid = p.get("clientAlgoId") or f"x-algo{next(self._ids)}"
             earlier = self.by_client.get((key, cid))
             if earlier is not None and earlier.status in LIVE:
                 raise BinanceError(-4116, "ClientOrderId is duplicated.")
             o = AlgoOrder(next(self._ids), key, sid, side, otype, qty, trigger, price, cid, perp.book.stamp(),
-                          reduce_only, close, working, p.get("timeInForce", "GTC"))
+                          reduce_only, close, working, p.get("timeInForce", "GTC"), trail=trail, callback=rate)
             self.orders[o.algo_id] = o
             self.by_client[key, cid] = o
             return o
@@ -166,14 +181,20 @@ class AlgoBook:
     def on_price(self, sid: str, price: float) -> None:
         """An intrabar trade at ``price``: trigger what it reaches, at ``price``."""
         for o in self._waiting(sid):
-            if (price >= o.trigger) if triggers_up(o.side, o.type) else (price <= o.trigger):
+            if o.trail is not None:
+                at = o.trail.move(price, jump=True)
+                if at is not None:
+                    self._trigger(o, at)
+            elif (price >= o.trigger) if triggers_up(o.side, o.type) else (price <= o.trigger):
                 self._trigger(o, price)
 
     def completed(self, i: int) -> None:
         """Bar ``i`` completed: trigger what it reached (at its open if it opened beyond, else at the trigger)."""
         for o in self._waiting(None):
-            op, h, lo = (float(x) for x in self.perp.book.prices[o.symbol][1][i][:3])
-            if triggers_up(o.side, o.type):
+            op, h, lo, c = (float(x) for x in self.perp.book.prices[o.symbol][1][i][:4])
+            if o.trail is not None:
+                at = o.trail.bar(op, h, lo, c)
+            elif triggers_up(o.side, o.type):
                 at = op if op >= o.trigger else o.trigger if h >= o.trigger else None
             else:
                 at = op if op <= o.trigger else o.trigger if lo <= o.trigger else None
