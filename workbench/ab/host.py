@@ -15,7 +15,17 @@ import contextlib
 import uuid
 from typing import Any
 
-from workbench.ab.paper import EarlyStop, Variants, ab_equity, ab_sessions, losers, paper_arms, stored_result
+from workbench.ab.paper import (
+    LIVE_ARM,
+    EarlyStop,
+    Variants,
+    ab_equity,
+    ab_sessions,
+    caught_up,
+    judged,
+    losers,
+    paper_arms,
+)
 from workbench.ab.result import ABResult
 from workbench.ab.variants import Variant
 from workbench.config import SessionConfig
@@ -38,32 +48,41 @@ def ab_request(config: SessionConfig, variants: Variants, store: Any, *, label: 
 
 async def ab_follow(store: Any, label: str, *, early_stop: EarlyStop | None = None, poll: float = 0.5,
                     period: str = "auto", confidence: float = 0.95, n_boot: int = 2000, seed: int | None = 0,
-                    method: Any = "stationary") -> ABResult:
-    """Wait until every session of A/B ``label`` has ended (checking the store every ``poll`` seconds;
-    with ``early_stop``, sending a stop to a clear loser), then judge them."""
+                    method: Any = "stationary", catch_up: float = 30.0) -> ABResult:
+    """Wait until every variant of A/B ``label`` has ended (checking the store every ``poll`` seconds;
+    with ``early_stop``, sending a stop to a clear loser), then judge them. An A/B beside a session
+    (:func:`workbench.ab.live.ab_beside_request`) has that session as arm ``live``: never stopped nor
+    waited for, compared over the variants' window once its equity reaches their last bar (up to
+    ``catch_up`` seconds)."""
     from workbench.engine.commands import CommandRejected
     from workbench.engine.handle import RemoteHandle
 
     ids = ab_sessions(store, label)
+    variants = {n: sid for n, sid in ids.items() if n != LIVE_ARM}
     if len(ids) < 2:
         raise ValueError(f"found {len(ids)} session(s) of A/B {label!r}; an A/B has 2 or more")
     rows = {name: store.get_session(sid) for name, sid in ids.items()}
-    base: SessionConfig = next(iter(rows.values()))["config"]
-    stopped = {n: why for n, r in rows.items() if r["state"] == "stopped" and (why := _early_stop(store, ids[n]))}
+    base: SessionConfig = rows[next(iter(variants))]["config"]
+    stopped = {n: why for n in variants if rows[n]["state"] == "stopped" and (why := _early_stop(store, ids[n]))}
     while True:
         states = {n: SessionState(store.get_session(sid)["state"]) for n, sid in ids.items()}
-        if all(s.is_final for s in states.values()):
+        if all(s.is_final for n, s in states.items() if n != LIVE_ARM):
             break
         running = {n: ids[n] for n, s in states.items() if s is SessionState.RUNNING and n not in stopped}
         if early_stop is not None and len(running) >= 2:
             for name, why in losers(ab_equity(store, running), base.initial_balance, early_stop, seed).items():
+                if name == LIVE_ARM:
+                    continue
                 with contextlib.suppress(CommandRejected):  # ending already
                     RemoteHandle(ids[name], store, actor="ab").send("stop", reason=why)
                     stopped[name] = why
         await asyncio.sleep(early_stop.every if early_stop is not None else poll)
-    arms = [Variant(n, {}, r["config"]) for n, r in rows.items()]
-    return stored_result(store, base, arms, ids, stopped, period=period, confidence=confidence, n_boot=n_boot,
-                         seed=seed, method=method)
+    if LIVE_ARM in ids:
+        ids = {LIVE_ARM: ids[LIVE_ARM], **variants}
+    arms = [Variant(n, {}, rows[n]["config"]) for n in ids]
+    equity = await caught_up(store, ids, catch_up, poll)
+    return judged(store, base, arms, equity, ids, stopped, "beside" if LIVE_ARM in ids else "paper",
+                  period=period, confidence=confidence, n_boot=n_boot, seed=seed, method=method)
 
 
 def _early_stop(store: Any, session_id: str) -> str | None:

@@ -23,9 +23,10 @@ from workbench.ab.result import ABResult, judge, verdict_returns
 from workbench.ab.stats import Method, resampled_means
 from workbench.ab.variants import Variant, make_variants
 from workbench.config import SessionConfig
-from workbench.domain import SessionKind
+from workbench.domain import SessionKind, SessionState
 
-__all__ = ["EarlyStop", "ab_paper", "ab_equity", "ab_sessions", "paper_arms", "run_arms", "stored_result"]
+__all__ = ["EarlyStop", "ab_equity", "ab_paper", "ab_sessions", "arm_metrics", "caught_up", "judged", "live_window",
+           "paper_arms", "run_arms", "stored_result"]
 
 Variants = Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]
 LIVE_ARM = "live"  # the arm of the session an A/B runs beside (workbench.ab.live)
@@ -92,19 +93,79 @@ def ab_sessions(store: Any, label: str) -> dict[str, str]:
 def ab_equity(store: Any, session_ids: Mapping[str, str]) -> pd.DataFrame:
     """The variants' equity curves from the store, one column per variant (what the view polls).
 
-    The arm :data:`LIVE_ARM` (the session an A/B runs beside, :mod:`workbench.ab.live`) started before the
-    others: it is cut at their first time and rescaled so that its equity just before then is their
-    initial balance."""
+    The arm :data:`LIVE_ARM` (the session an A/B runs beside, :mod:`workbench.ab.live`) ran before and may run
+    after the others: it is cut to the A/B window (:func:`live_window`) and rescaled so that its equity
+    just before the window is their initial balance (empty until the variants have a bar)."""
     curves = {name: store.equity(sid)["equity"] for name, sid in session_ids.items()}
-    live = curves.get(LIVE_ARM)
-    others = [n for n, c in curves.items() if n != LIVE_ARM and len(c)]
-    if live is not None and others:
-        start = min(curves[n].index[0] for n in others)
-        before = live[live.index < start]
-        if len(before):
-            balance = float(store.get_session(session_ids[others[0]])["initial_balance"])
-            curves[LIVE_ARM] = live.loc[start:] * (balance / float(before.iloc[-1]))
+    if LIVE_ARM in curves and len(curves) > 1:
+        start, end, scale = live_window(store, session_ids, curves)
+        live = curves[LIVE_ARM]
+        curves[LIVE_ARM] = live.iloc[:0] if start is None else live.loc[start:end] * scale
     return pd.DataFrame(curves).sort_index()
+
+
+def live_window(store: Any, session_ids: Mapping[str, str], curves: Mapping[str, pd.Series]
+                ) -> tuple[pd.Timestamp | None, pd.Timestamp | None, float]:
+    """The A/B window (the variants' first and last bar; None, None before their first) and the factor
+    taking the live arm's money to the variants' (its equity just before the window -> their initial
+    balance; 1 when it has no point before it): the one rule of what the live arm is compared over."""
+    ran = [c for n, c in curves.items() if n != LIVE_ARM and len(c)]
+    if not ran:
+        return None, None, 1.0
+    start, end = min(c.index[0] for c in ran), max(c.index[-1] for c in ran)
+    live = curves[LIVE_ARM]
+    before = live[live.index < start]
+    if not len(before):
+        return start, end, 1.0
+    variant = next(sid for n, sid in session_ids.items() if n != LIVE_ARM)
+    return start, end, float(store.get_session(variant)["initial_balance"]) / float(before.iloc[-1])
+
+
+def arm_metrics(store: Any, session_ids: Mapping[str, str], equity: pd.DataFrame, initial_balance: float
+                ) -> dict[str, dict[str, Any]]:
+    """Each arm's metrics: an ended variant's stored ones, else computed from its curve in ``equity``
+    (:func:`ab_equity`'s); the live arm's always over the A/B window only, whether it runs or has ended:
+    its windowed curve and the round trips it opened in the window (saved when it ends), P&L rescaled."""
+    from workbench.metrics import compute_metrics
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, sid in session_ids.items():
+        eq = equity[name].dropna() if name in equity else pd.Series(dtype=float)
+        stored = None if name == LIVE_ARM else store.get_session(sid)["metrics"]
+        if stored:
+            out[name] = dict(stored)
+        elif len(eq) <= 2:
+            out[name] = {}
+        else:
+            trades = store.trades(sid) if name == LIVE_ARM else None
+            if trades is not None and len(trades):
+                _, _, scale = live_window(store, session_ids, {n: store.equity(s)["equity"]
+                                                               for n, s in session_ids.items()})
+                trades = trades[(trades["entry_time"] >= eq.index[0]) & (trades["entry_time"] <= eq.index[-1])]
+                trades = trades.assign(pnl=trades["pnl"] * scale)
+            out[name] = compute_metrics(eq, trades if trades is not None and len(trades) else None, initial_balance)
+    return out
+
+
+async def caught_up(store: Any, session_ids: Mapping[str, str], timeout: float, poll: float) -> pd.DataFrame:
+    """:func:`ab_equity` once the live arm's stored equity reaches the variants' last bar (its points
+    reach the store with its checkpoints), or it has ended, or after ``timeout`` seconds; then cut at
+    the last time every arm has reached. Without a live arm, at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        ended = LIVE_ARM not in session_ids or SessionState(
+            store.get_session(session_ids[LIVE_ARM])["state"]).is_final  # read before: it wrote all it will
+        equity = ab_equity(store, session_ids)
+        if LIVE_ARM not in equity:
+            return equity
+        ran = equity.drop(columns=LIVE_ARM).dropna(how="all")
+        live = equity[LIVE_ARM].dropna()
+        if not len(ran):
+            return equity.iloc[:0]
+        if (len(live) and live.index[-1] >= ran.index[-1]) or ended or loop.time() >= deadline:
+            return equity.loc[:live.index[-1]] if len(live) else equity.iloc[:0]
+        await asyncio.sleep(poll)
 
 
 async def run_arms(sessions: Mapping[str, Any], store: Any, early_stop: EarlyStop | None, initial_balance: float,
@@ -188,7 +249,13 @@ def labelled(arms: list[Variant], label: str) -> list[Variant]:
 def stored_result(store: Any, config: SessionConfig, arms: list[Variant], ids: Mapping[str, str],
                   stopped: Mapping[str, str], **judge_args: Any) -> ABResult:
     """The :class:`ABResult` of paper variants that have ended, read from the store."""
-    equity = ab_equity(store, ids)
-    metrics = pd.DataFrame({name: store.get_session(sid)["metrics"] or {} for name, sid in ids.items()}).T
+    return judged(store, config, arms, ab_equity(store, ids), ids, stopped, "paper", **judge_args)
+
+
+def judged(store: Any, config: SessionConfig, arms: list[Variant], equity: pd.DataFrame, ids: Mapping[str, str],
+           stopped: Mapping[str, str], kind: str, **judge_args: Any) -> ABResult:
+    """The :class:`ABResult` of arms that have ended, on ``equity`` (:func:`ab_equity`'s), metrics by
+    :func:`arm_metrics`."""
+    metrics = pd.DataFrame(arm_metrics(store, ids, equity, config.initial_balance)).T
     v, used = judge(equity, config.initial_balance, **judge_args)
-    return ABResult(config, "paper", arms, equity, metrics, v, used, session_ids=dict(ids), stopped=dict(stopped))
+    return ABResult(config, kind, arms, equity, metrics, v, used, session_ids=dict(ids), stopped=dict(stopped))

@@ -2,7 +2,8 @@
 
 Runs the variants on one feed (:mod:`workbench.ab`) and prints their metrics side by side and the
 verdict: a winner, or "no significant difference", with the numbers behind it. ``--beside SESSION_ID``
-runs them as paper sessions on the bars a running live session is handed, with that session as arm 'live'.
+runs them as paper sessions on the bars a running live session is handed, with that session as arm 'live'
+(in this process, or with ``--host`` on ``workbench host``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ EPILOG = """a variant is comma-separated k=v changes to the config: a strategy p
 (strategy=mean_reversion) or a config field, dotted when nested (risk.stop_loss=0.02); an empty
 --variant "" is the config unchanged. Example:
   workbench ab --config my.json --variant "" --variant window=30 --variant risk.stop_loss=0.02 --json
-  workbench ab --beside 3f2a9c1b7d4e --variant "" --variant window=30 --bars 1440"""
+  workbench ab --beside 3f2a9c1b7d4e --variant "" --variant window=30 --bars 1440 [--host]"""
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
@@ -113,6 +114,16 @@ def _beside(args: argparse.Namespace) -> int:
                          "the session's and its variants are paper sessions on its bars; leave it out")
     variants = _variants(args)
     early = EarlyStop(min_periods=args.early_stop) if args.early_stop else None
+    if args.host:
+        from workbench.ab import ab_beside_request
+
+        label, ids = ab_beside_request(Store(args.db), args.beside, variants, bars=args.bars)
+        if not args.json:
+            print(f"workbench ab: {len(ids)} paper sessions beside session {args.beside} requested from workbench "
+                  f"host as A/B {label} (Ctrl-C stops following, they run on; `workbench ab --follow {label}` "
+                  "follows again)", flush=True)
+        args.follow = label
+        return _follow(args)
     if not args.json:
         print(f"workbench ab: {len(variants)} paper sessions beside session {args.beside} "
               f"({f'{args.bars} bars' if args.bars else 'until it ends'}; Ctrl-C cancels)", flush=True)
@@ -131,7 +142,8 @@ def add_ab_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="run the variants as paper sessions on the bars this running live session is handed, "
                         "compared with it (arm 'live')")
     p.add_argument("--host", action="store_true",
-                   help="paper: request the variants from `workbench host` (crash-only there) and follow them")
+                   help="paper or --beside: request the variants from `workbench host` (crash-only there) and "
+                        "follow them")
     p.add_argument("--follow", metavar="LABEL", help="follow a hosted A/B's sessions until they end, then judge them")
     p.add_argument("--bars", type=int, default=None, metavar="N",
                    help="--beside: end the variants after N bars (default: when the live session ends)")

@@ -187,6 +187,21 @@ class RiskConfig(_Model):
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
 
 
+class Beside(_Model):
+    """A paper variant of an A/B beside a session (workbench.ab.live): its bars are the closed bars session
+    ``session`` stored (table ``session_bars``) after ``after``, at most ``bars`` of them; whoever runs or
+    resumes it feeds it those, never the exchange."""
+
+    session: str = Field(..., min_length=1, max_length=64, description="the id of the session it runs beside")
+    after: datetime | None = Field(None, description="that session's last stored bar when the A/B began")
+    bars: int | None = Field(None, ge=2, description="end after this many bars (None: when that session ends)")
+
+    @field_validator("after")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else as_utc(v)
+
+
 class DataConfig(_Model):
     """Where bars come from: bundled ``sample`` data, a ``csv`` file, or an exchange through ``ccxt``.
 
@@ -199,6 +214,7 @@ class DataConfig(_Model):
     timeframe: str = "1m"
     csv_path: str | None = None
     live: bool = Field(False, description="paper on live data: poll the exchange's closed candles")
+    beside: Beside | None = Field(None, description="paper on the bars another session stored (an A/B beside it)")
 
     @field_validator("timeframe")
     @classmethod

@@ -20,6 +20,7 @@ from workbench.engine.brokers.exchange import ExchangeBroker
 from workbench.engine.ccxt_broker import CcxtBroker, make_async_exchange
 from workbench.engine.live_feed import LiveFeed
 from workbench.engine.session import Session
+from workbench.engine.stored_feed import StoredBarsFeed
 from workbench.execution import Bar
 from workbench.retry import RetryPolicy
 from workbench.store import Store
@@ -153,7 +154,7 @@ def open_session(config: SessionConfig, store: Store, *, resume: str | None = No
             raise LiveNotArmed(problem)
         if (sid := resume or kwargs.get("session_id")) is not None:
             authorize_live(store, sid)  # team mode: armed by an admin
-    owns = exchange is None and (live or config.data.live)
+    owns = exchange is None and (live or (config.data.live and config.data.beside is None))
     if owns:
         if live and credentials is None:
             from workbench.secrets import load_credentials
@@ -172,8 +173,10 @@ def open_session(config: SessionConfig, store: Store, *, resume: str | None = No
             from workbench.engine.brokers.book import BookPaperBroker
 
             config = depth_config(config)  # bars: the impact calibrated from recorded books, as backtests
-            if config.data.live:  # live data: market orders walk the exchange's current book
+            if config.data.live and exchange is not None:  # live data: market orders walk the exchange's book
                 kwargs["broker"] = BookPaperBroker(config, exchange)
+        if config.data.beside is not None and kwargs.get("feed") is None:  # beside a session: its stored bars
+            kwargs["feed"] = StoredBarsFeed.beside(config, store, poll=kwargs.get("poll_interval", 0.5))
         if config.data.live and kwargs.get("feed") is None:
             c = config
             kwargs["feed"] = LiveFeed(exchange, c.symbols, c.data.timeframe, poll_seconds=c.live.poll_seconds,
@@ -182,4 +185,6 @@ def open_session(config: SessionConfig, store: Store, *, resume: str | None = No
     feed = session._feed
     if isinstance(feed, LiveFeed) and feed._session is None:
         feed.attach(session)
+    if isinstance(feed, StoredBarsFeed) and feed.record_for is None:
+        feed.record_for = session.id  # it keeps the bars it is handed as its own (fidelity twin, resume)
     return session

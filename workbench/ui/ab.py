@@ -3,9 +3,10 @@
 ``ABView(result=...)`` shows a finished :class:`~workbench.ab.ABResult`; ``ABView(store, label=...)``
 (or ``session_ids={variant: id}``) follows a paper A/B's sessions in the store, refreshing every
 ``interval`` seconds on the kernel's loop until they have all ended. Running sessions' metrics are
-computed from their stored equity (the store keeps a session's metrics once it ends). Display
-``view.widget`` in a notebook or a page; :func:`verdict_html` is the verdict alone, for any sessions
-compared on one feed (the history's compare section).
+computed from their stored equity (the store keeps a session's metrics once it ends); beside a live
+session, its arm ``live`` is shown over the A/B window only, running or ended
+(:func:`workbench.ab.paper.arm_metrics`). Display ``view.widget`` in a notebook or a page;
+:func:`verdict_html` is the verdict alone, for any sessions compared on one feed (the history's compare section).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.ab import ABResult, ab_equity, ab_sessions, judge
+from workbench.ab.paper import LIVE_ARM, arm_metrics
 from workbench.ab.stats import Verdict
 from workbench.domain import FINAL_STATES
-from workbench.metrics import METRIC_LABELS, compute_metrics, format_metric
+from workbench.metrics import METRIC_LABELS, format_metric
 from workbench.store import Store
 from workbench.ui.charts import figure_widget
 from workbench.ui.common import Ticker, message, open_store
@@ -109,11 +111,8 @@ class ABView:
         assert self.store is not None
         rows = {name: self.store.get_session(sid) for name, sid in self.session_ids.items()}
         equity = ab_equity(self.store, self.session_ids)
-        balance = float(next(iter(rows.values()))["initial_balance"])
-        metrics = {}
-        for name, row in rows.items():
-            eq = equity[name].dropna()
-            metrics[name] = row["metrics"] or (compute_metrics(eq, None, balance) if len(eq) > 2 else {})
+        balance = float(next(row for name, row in rows.items() if name != LIVE_ARM)["initial_balance"])
+        metrics = arm_metrics(self.store, self.session_ids, equity, balance)
         return equity, metrics, balance, {name: str(row["state"]) for name, row in rows.items()}
 
     def refresh(self) -> None:
@@ -139,10 +138,17 @@ class ABView:
             self.verdict.value = verdict_block(verdict, period)
         self.table.value = self._table(metrics, verdict, states)
         running = [n for n, s in states.items() if s not in {f.value for f in FINAL_STATES}]
-        self.done = not running
+        variants = [n for n in running if n != LIVE_ARM]
+        # beside a session (arm 'live'): done once the variants have ended and its equity reached their last bar
+        self.done = not variants and (LIVE_ARM not in running or self._live_caught_up(equity))
         self._say(f"{len(states)} variants" + (f", {len(running)} running" if running else ", all ended"))
         if self.done:
             self.ticker.stop()
+
+    @staticmethod
+    def _live_caught_up(equity: pd.DataFrame) -> bool:
+        live, ran = equity[LIVE_ARM].dropna(), equity.drop(columns=LIVE_ARM).dropna(how="all")
+        return not len(ran) or (len(live) > 0 and live.index[-1] >= ran.index[-1])
 
     @staticmethod
     def _table(metrics: dict[str, dict[str, Any]], verdict: Verdict | None, states: dict[str, str]) -> str:
