@@ -151,13 +151,13 @@ class AccountGate:
             known = {b.currency for b in self._books.values() if b.currency}
         return known.pop() if len(known) == 1 else DEFAULT_CURRENCY
 
-    def load_rates(self, load: Callable[[str], pd.DataFrame]) -> list[str]:
-        """Refresh the rate of every reporting session's currency from its conversion pair's last close,
-        ``load(pair)`` giving bars (e.g. :func:`workbench.account.rates.sources_loader`); returns the
-        currencies that could not be loaded (their last known rate, if any, stays)."""
+    def load_rates(self, load: Callable[[str], pd.DataFrame], *, refresh: bool = False) -> list[str]:
+        """The rate of each reporting session's currency that has none (``refresh``: of each) from its
+        conversion pair's last close, ``load(pair)`` giving bars (e.g. :func:`workbench.account.rates.sources_loader`);
+        returns a line per currency that could not be loaded (its last known rate, if any, stays)."""
         with self._lock:
             currencies = {b.currency for b in self._books.values() if b.currency}
-        return self.rates.load(currencies, self.currency, load)
+        return self.rates.load(currencies, self.currency, load, refresh=refresh)
 
     def set_health(self, scores: Mapping[str, float]) -> None:
         """The venues' health scores now (:func:`workbench.account.health.venue_health`)."""

@@ -49,15 +49,20 @@ class Rates:
         except BarsError:
             return None
 
-    def load(self, currencies: Iterable[str], into: str, load: Loader) -> list[str]:
+    def load(self, currencies: Iterable[str], into: str, load: Loader, *, refresh: bool = False) -> list[str]:
         """Read the conversion pair of each of ``currencies`` into ``into`` with ``load(pair)`` (bars) and keep
-        its last close; returns one line per currency that could not be loaded (its rate stays as it was)."""
+        its last close (with ``refresh``; else only where no rate is known); returns one line per currency
+        that could not be loaded (its rate stays as it was)."""
         problems = []
         for cur in sorted(set(currencies) - {into}):
+            if not refresh and self.rate(cur, into) is not None:
+                continue
             try:
                 conversion(cur, into, self._keep(load))
-            except BarsError as e:
-                problems.append(str(e))
+            except BarsError:
+                problems.append(f"account limits in {into}: no {cur} to {into} rate (no bars of {cur}/{into} or "
+                                f"{into}/{cur} in the sessions' data sources); while a session in {cur} holds "
+                                "something, its account's entries are refused (account_currency)")
         return problems
 
     def _close(self, pair: str) -> pd.DataFrame:
@@ -74,13 +79,18 @@ class Rates:
 def sources_loader(sources: Iterable[tuple[DataConfig, Any]], lookback: timedelta = timedelta(days=2)) -> Loader:
     """A conversion pair's bars up to each ``(data config, end)`` in turn from its source (the sessions'
     own sources, :func:`workbench.data.currency.pair_bars`); the first that has them."""
+    from workbench.data import SAMPLE_START
+
     listed = list(sources)
 
     def load(pair: str) -> pd.DataFrame:
         errors = []
         for data, end in listed:
+            start = pd.Timestamp(end) - lookback
+            if data.source == "sample":  # the bundled sample starts at SAMPLE_START
+                start = max(start, SAMPLE_START)
             try:
-                bars = pair_bars(data, pair, pd.Timestamp(end) - lookback, end)
+                bars = pair_bars(data, pair, start, end)
             except (BarsError, KeyError, ValueError, OSError) as e:
                 errors.append(str(e))
                 continue

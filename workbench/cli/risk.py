@@ -28,14 +28,16 @@ def cmd_risk(args: argparse.Namespace) -> int:
 
     report = risk_report(Store(args.db), policy=load_policy(args.file) if args.file else None)
     rows: list[dict[str, Any]] = report.accounts.to_dict("records")
+    currency = rows[0]["currency"] if rows else None  # the policy's: every amount of the limits is in it
     if args.json:
-        print(json.dumps({"accounts": rows, "sectors": report.sectors.to_dict("records"),
+        print(json.dumps({"currency": currency, "accounts": rows, "sectors": report.sectors.to_dict("records"),
                           "problems": report.problems}, default=float))
     elif rows:
-        print(report.accounts.to_string(index=False, formatters={"share": "{:.1%}".format}))
+        print(f"account limits in {currency} (every session's figures converted into it):")
+        print(report.accounts.drop(columns="currency").to_string(index=False, formatters={"share": "{:.1%}".format}))
     else:
         print("no account-wide limits in force (write them with `workbench risk set FILE`)")
-    for p in report.problems:
+    for p in [] if args.json else report.problems:  # --json carries them inside: one document on stdout
         print(f"note: {p}")
     return 0
 

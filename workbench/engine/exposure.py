@@ -20,6 +20,7 @@ from workbench.account import AccountGate, PolicyError, RiskPolicy, load_policy
 from workbench.account.gaps import gap_exposure
 from workbench.account.health import venue_health
 from workbench.account.policy import account_of, venue_of
+from workbench.account.rates import sources_loader
 from workbench.account.sectors import sector_exposure
 from workbench.config import SessionConfig
 from workbench.domain import SessionState, utc_now
@@ -199,6 +200,7 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
             problems.append(f"account limits not shown: {e}")
             policy = RiskPolicy()
     gate = AccountGate(policy)
+    sources: list[tuple[Any, Any]] = []  # each session's data source and time, for the gate's missing rates
     bars: dict[str, pd.DataFrame] = {}
     total_equity = 0.0
     currencies: set[str] = set()
@@ -211,6 +213,7 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
         pos = pos[pos["quantity"] > 0]
         total_equity += r.equity if r.equity == r.equity else 0.0
         values: dict[str, float] = {}
+        marks: dict[str, float] = {}  # the gate's rates between the sessions' currencies
         for p in pos.itertuples(index=False):
             price = float(p.avg_price)
             sym = market_symbol(p.symbol)  # a leg's position (SYMBOL@leg) is the account's SYMBOL
@@ -218,7 +221,7 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
                 try:
                     b = load(cfg, sym, r.last_time.to_pydatetime())
                     if len(b):
-                        price = float(b["close"].iloc[-1])
+                        price = marks[sym] = float(b["close"].iloc[-1])
                         if sym not in bars or b.index[-1] > bars[sym].index[-1]:
                             bars[sym] = b
                             timeframes[sym] = cfg.data.timeframe
@@ -238,11 +241,13 @@ def risk_report(store: Any, *, load: BarsLoader = default_bars_loader, window: i
             risk = stored_risk_state(store, r.id)
             day_pnl = float(risk["last_equity"]) - float(risk["day_start"]) if "day_start" in risk else 0.0
             account, venue = account_of(cfg), venue_of(cfg)
-            gate.report(r.id, account, venue, values, day_pnl)
+            gate.report(r.id, account, venue, values, day_pnl, currency=cfg.currency, marks=marks)
+            sources.append((cfg.data, r.last_time if r.last_time is not None else clock()))
             venue_rows.append({"account": account, "venue": venue, "value": sum(values.values())})
             peak = float(risk.get("peak") or 0.0)
             breaker_rows.append({"session_id": r.id, "state": r.state, "breaker": risk.get("state", "running"),
                                  "day_pnl": day_pnl, "drawdown": 1.0 - eq / peak if peak > 0 else float("nan")})
+    problems += gate.load_rates(sources_loader(sources)) if sources else []
     positions = pd.DataFrame(pos_rows, columns=["session_id", "symbol", "quantity", "avg_price", "price", "value"])
     total_exposure = float(positions["value"].sum())
     if len(currencies) > 1:  # never one sum of two currencies

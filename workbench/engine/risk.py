@@ -351,7 +351,8 @@ class RiskEngine:
         """Tell the gate what this session holds now and its P&L of the day."""
         if self.gate is not None:
             account, venue, sid = self._gate_key
-            self.gate.report(sid, account, venue, portfolio.exposures(), self.day_pnl)
+            self.gate.report(sid, account, venue, portfolio.exposures(), self.day_pnl, currency=self.config.currency,
+                             marks=portfolio.marks)
 
     def _account_breach(self, order: Order, ctx: RiskContext, value: float) -> Breach | None:
         assert self.gate is not None
