@@ -67,7 +67,7 @@ def _last_per_period(equity: pd.DataFrame, period: str) -> pd.DataFrame:
     edges = np.arange(i8[0] // step, i8[-1] // step + 1) * step  # each bin's start (the index increases)
     last = np.searchsorted(i8, edges + step, side="left") - 1  # each bin's last row
     keep = np.r_[True, last[1:] > last[:-1]]  # bins with rows
-    rows = equity.to_numpy()[last[keep]]
+    rows = np.column_stack([equity[c].to_numpy()[last[keep]] for c in equity.columns])  # no whole-frame copy
     if np.isnan(rows).any():  # pandas takes a column's last value that is not NaN
         return equity.resample(period).last().dropna(how="all")
     labels = pd.DatetimeIndex(edges[keep].view("M8[ns]"), name=idx.name)

@@ -1,5 +1,5 @@
-"""The A/B verdict's statistics (pure numpy/scipy): a paired block bootstrap of the difference in mean
-returns, the probabilistic and deflated Sharpe ratios and the minimum track record length.
+"""The A/B verdict's statistics (NumPy and the standard library): a paired block bootstrap of the
+difference in mean returns, the probabilistic and deflated Sharpe ratios and the minimum track record length.
 
 Formulas (every Sharpe ratio here is per period, not annualized):
 
@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import norm
 
 __all__ = [
     "EULER_GAMMA", "Moments", "Comparison", "Verdict", "moments", "probabilistic_sharpe", "expected_max_sharpe",
@@ -34,6 +34,13 @@ __all__ = [
 
 EULER_GAMMA = 0.5772156649015329
 Method = Literal["stationary", "circular"]
+_PPF = NormalDist().inv_cdf  # the standard normal quantile (Wichura's AS241, as scipy's ndtri to ~1e-16)
+
+
+def _cdf(x: float) -> float:
+    """The standard normal CDF, accurate in both tails (erfc, not 1 + erf); a few hundred times
+    cheaper per call than scipy.stats.norm, which the verdict called ~16 times."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ def probabilistic_sharpe(sr: float, n: int, skew: float = 0.0, kurt: float = 3.0
     if term <= 0:
         raise ValueError(f"skewness {skew} and kurtosis {kurt} are inconsistent with Sharpe {sr}: "
                          "1 - skew*SR + (kurt-1)/4*SR^2 must be positive")
-    return float(norm.cdf((sr - benchmark) * math.sqrt(n - 1) / math.sqrt(term)))
+    return float(_cdf((sr - benchmark) * math.sqrt(n - 1) / math.sqrt(term)))
 
 
 def expected_max_sharpe(n_trials: int, variance: float) -> float:
@@ -94,7 +101,7 @@ def expected_max_sharpe(n_trials: int, variance: float) -> float:
         raise ValueError(f"variance must be >= 0 (got {variance})")
     if n_trials == 1:
         return 0.0
-    z = (1 - EULER_GAMMA) * norm.ppf(1 - 1 / n_trials) + EULER_GAMMA * norm.ppf(1 - 1 / (n_trials * math.e))
+    z = (1 - EULER_GAMMA) * _PPF(1 - 1 / n_trials) + EULER_GAMMA * _PPF(1 - 1 / (n_trials * math.e))
     return float(math.sqrt(variance) * z)
 
 
@@ -113,7 +120,7 @@ def min_track_record_length(sr: float, skew: float = 0.0, kurt: float = 3.0, ben
         return math.inf
     if not math.isfinite(sr):
         return 2.0
-    return float(1 + _sr_var_term(sr, skew, kurt) * (norm.ppf(confidence) / (sr - benchmark)) ** 2)
+    return float(1 + _sr_var_term(sr, skew, kurt) * (_PPF(confidence) / (sr - benchmark)) ** 2)
 
 
 def default_block(n: int) -> int:
