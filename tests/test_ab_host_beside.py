@@ -124,3 +124,74 @@ def open_config():
     from tests.kit import paper_config
 
     return paper_config(data={"source": "ccxt", "live": True})
+
+
+def test_cli_beside_host_requests_the_variants_from_a_host_and_judges_them_within_their_bar_budget(store_url, capsys):
+    """`workbench ab --beside ID --host --bars 5`: a host runs the variants on the session's stored bars (here
+    a store row whose bars and equity another thread writes as they close); the follower judges them once
+    they have had their 5 bars, without waiting for the session itself to end."""
+    import json
+    import threading
+
+    import pandas as pd
+
+    from tests.kit import paper_config, wait_until
+    from workbench.cli import main
+    from workbench.store import Store
+
+    st = Store(store_url)
+    sid = st.create_session(paper_config(data={"source": "ccxt", "live": True}), state="running")
+    t0 = pd.Timestamp("2024-01-10", tz="UTC")
+
+    def bar(i: int) -> tuple:
+        price = 100.0 + i
+        return ("BTC/USDT", (t0 + pd.Timedelta(minutes=i)).to_pydatetime(), price, price + 1, price - 1, price, 5.0)
+
+    append_session_bars(st, sid, [bar(0)])  # seen before the A/B starts
+    st.add_equity_points(sid, [(t0, 10_000.0)])
+    followed = threading.Event()
+
+    def live_side() -> None:
+        try:
+            wait_until(lambda: len(st.list_sessions()) == 3, timeout=60)  # both variants requested
+            for i in range(1, 9):
+                append_session_bars(st, sid, [bar(i)])
+                st.add_equity_points(sid, [(t0 + pd.Timedelta(minutes=i), 10_000.0 + i)])
+            followed.wait(60)  # it runs on while the A/B is judged
+        finally:
+            st.set_state(sid, "completed", actor="test", message="the live session ended")
+
+    async def hosting() -> None:
+        task = asyncio.ensure_future(run_host(store_url, poll=0.02, resume_orphans=False))  # the row "live" stands
+        # for a session run elsewhere: this host leaves it alone
+        while not followed.is_set():
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    threads = [threading.Thread(target=live_side, daemon=True),
+               threading.Thread(target=lambda: asyncio.run(hosting()), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        code = main(["ab", "--beside", sid, "--host", "--bars", "5", "--variant", "", "--variant", "fast=3",
+                     "--db", store_url, "--poll", "0.02", "--n-boot", "100", "--json"])
+        live_state = st.get_session(sid)["state"]
+    finally:
+        followed.set()
+        for t in threads:
+            t.join(30)
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["kind"] == "beside" and not SessionState(live_state).is_final  # judged before it ended
+    assert [v["name"] for v in doc["variants"]] == ["live", "A", "B"] and doc["variants"][0]["session_id"] == sid
+    for v in doc["variants"][1:]:
+        row = st.get_session(v["session_id"])
+        assert row["state"] == "completed" and row["config"].data.beside.bars == 5
+        assert store_events_say(st, v["session_id"], "claimed by host")
+        assert list(st.equity(v["session_id"]).index) == [t0 + pd.Timedelta(minutes=i) for i in range(1, 6)]
+    assert doc["verdict"]["periods"] == 5  # the window's 5 bars
+    st.close()
+
+
+def store_events_say(store, session_id: str, text: str) -> bool:
+    return bool(store.events(session_id)["message"].str.contains(text, regex=False).any())
