@@ -154,3 +154,20 @@ def test_risk_usage_shows_the_policy_currency_and_converted_sums(tmp_path, store
     assert total["used"] == pytest.approx(10.0 * eth_btc * btc + 0.5 * btc)
     assert main(["risk", "usage", "--db", store_url]) == 0
     assert "account limits in USDT (every session's figures converted into it)" in capsys.readouterr().out
+
+
+def test_the_host_loads_the_rate_a_session_in_another_currency_needs(store, store_url, tmp_path):
+    """A BTC session alone under a USDT policy: refused (account_currency) until the host has loaded the
+    BTC/USDT rate from the session's own data source, then its entries pass and are counted in USDT."""
+    import asyncio
+
+    from workbench.engine.host import run_host
+
+    policy = tmp_path / "risk-policy.yaml"
+    save_policy({"currency": "USDT", "accounts": {"*": {"total_exposure": 1e9}}}, policy)
+    sid = store.create_session(paper_config(symbols=["ETH/BTC"], initial_balance=0.2, start="2024-01-01",
+                                            end="2024-01-01T03:00:00Z"), state="requested")
+    asyncio.run(run_host(store_url, poll=0.02, stop_after=2.5, resume_orphans=False, risk_policy=policy,
+                         session_kwargs={"replay_speed": 3600}))  # 180 bars over 3 s: the host polls meanwhile
+    assert store.get_session(sid)["state"] == "completed"
+    assert len(store.trades(sid)) > 0, "every entry was refused: the host never loaded the BTC/USDT rate"

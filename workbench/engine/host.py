@@ -28,6 +28,7 @@ from typing import Any
 
 from workbench.account import AccountGate
 from workbench.account.health import venue_health
+from workbench.account.rates import sources_loader
 from workbench.config import SessionConfig
 from workbench.domain import SessionState
 from workbench.engine.exposure import RUNNING_STATES, Clock, is_orphaned, utc_now
@@ -156,6 +157,8 @@ async def run_host(store_url: str | None, *, poll: float = 0.5, stop_after: floa
                 if any(lim.min_venue_health is not None for lim in gate.policy.accounts.values()):
                     health = await asyncio.to_thread(venue_health, store, clock())
                     gate.set_health({v: h.score for v, h in health.items()})
+                if sources := [(s.config.data, s.last_bar) for s in running.values() if s.last_bar is not None]:
+                    await asyncio.to_thread(gate.load_rates, sources_loader(sources), refresh=True)  # currencies
                 await asyncio.to_thread(_mark_orphans, store, ORPHAN_AFTER_POLLS * poll, actor, clock)
             polls += 1
             states = [S.REQUESTED.value] + ([S.ORPHANED.value] if resume_orphans else [])
