@@ -154,6 +154,14 @@ def test_risk_usage_shows_the_policy_currency_and_converted_sums(tmp_path, store
     assert total["used"] == pytest.approx(10.0 * eth_btc * btc + 0.5 * btc)
     assert main(["risk", "usage", "--db", store_url]) == 0
     assert "account limits in USDT (every session's figures converted into it)" in capsys.readouterr().out
+    from workbench.ui import risk
+
+    view = risk(store)  # the risk dashboard names the currency of the limits too
+    try:
+        table = view.parts["accounts"].value
+        assert "Currency</th>" in table and "USDT</td>" in table
+    finally:
+        view.close()
 
 
 def test_the_host_loads_the_rate_a_session_in_another_currency_needs(store, store_url, tmp_path):

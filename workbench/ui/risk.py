@@ -109,7 +109,8 @@ class RiskView:
             "wb-risk-limits-table", empty="no position limits set on the active sessions")
         p["accounts"].value = frame_table(
             r.accounts, [("account", "Account", str), ("rule", "Rule", str), ("key", "Of", str),
-                         ("limit", "Limit", MONEY), ("used", "Used", MONEY), ("share", "Usage", PCT)],
+                         ("limit", "Limit", MONEY), ("used", "Used", MONEY), ("share", "Usage", PCT),
+                         ("currency", "Currency", str)],
             "wb-risk-accounts-table", empty="no account-wide limits: write them in the risk policy file "
             "(risk-policy.yaml in the workbench home)")
         p["sectors"].value = frame_table(
