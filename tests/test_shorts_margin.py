@@ -208,7 +208,8 @@ class LongOnly(EnterOnce):
     ({"direction": "short", "strategy": "test_long_only"}, "strategy 'test_long_only' trades long only"),
     ({"direction": "both", "scaling": {"after_trades": 5}}, "works with direction 'long' only"),
     ({"direction": "sideways"}, "direction"),
-    ({"direction": "short", "legs": [{"name": "a", "allocation": 0.5}]}, "legs"),
+    ({"direction": "short", "legs": [{"name": "a", "strategy": "test_long_only", "allocation": 0.5}]},
+     "strategy 'test_long_only' trades long only"),
 ])
 def test_bad_margin_and_direction_settings_are_clear_errors(fields: dict[str, Any], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
@@ -284,6 +285,9 @@ class SmaOwnShorts(Strategy):
     name = "test_sma_own_shorts_sweep"
     params: ClassVar[list[Param]] = [Param("fast", int, 3, low=2, high=20), Param("slow", int, 8, low=3, high=50)]
 
+    def lookback(self) -> int:
+        return max(self.p["fast"] + 1, self.p["slow"])
+
     def signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         fast = bars["close"].rolling(self.p["fast"]).mean()
         return fast > fast.shift(1), fast < fast.shift(1)
@@ -291,6 +295,15 @@ class SmaOwnShorts(Strategy):
     def short_signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         slow = bars["close"].rolling(self.p["slow"]).mean()
         return bars["close"] < slow * 0.998, bars["close"] > slow
+
+
+def test_a_strategy_that_defines_only_short_signals_shorts_alike_in_backtest_and_paper() -> None:
+    """The bar-by-bar default of last_short_signal ran the swapped long signals (the default rule) for a
+    strategy with its own short_signals: paper shorted at other times than the backtest."""
+    config = make_config(kind="backtest", strategy="test_sma_own_shorts_sweep", params={"fast": 3, "slow": 8},
+                         symbols=SYMBOLS, direction="short", sizing={"mode": "percent_equity", "value": 0.4})
+    trades = assert_same_trades(config, random_bars())
+    assert (trades["side"] == "short").sum() > 20
 
 
 def test_a_sweep_row_equals_the_backtest_of_a_strategy_with_its_own_short_signals() -> None:
@@ -322,3 +335,61 @@ def test_with_both_an_opposite_signal_closes_the_position_and_opens_the_other_si
     assert trades.exit_price.iloc[0] == trades.entry_price.iloc[1] == 104.0  # both at 04:00's open (no slippage)
     only_short = assert_same_trades(config.replace(direction="short"), frames)
     assert list(only_short.side) == ["short"] and only_short.entry_time.iloc[0] == at[4]
+
+
+# ---- multi-strategy sessions with shorts ------------------------------------------------------------------
+LEGS = [{"name": "own", "strategy": "test_sma_own_shorts_sweep", "params": {"fast": 3, "slow": 8}, "symbols": SYMBOLS,
+         "allocation": 0.4},
+        {"name": "dflt", "strategy": "sma_cross", "params": {"fast": 3, "slow": 8}, "symbols": SYMBOLS[:1],
+         "allocation": 0.3}]
+
+
+@pytest.mark.parametrize("direction", ["short", "both"])
+def test_legs_trade_shorts_alike_in_backtest_and_paper_and_their_pnl_sums(direction: str) -> None:
+    """Each column shorts on its leg strategy's own short signals or, without them, the default rule (the leg
+    'own' has its own, 'dflt' not; they share BTC/USDT); backtest and paper agree trade for trade."""
+    from workbench.backtest.legs import leg_equity, leg_summary
+
+    config = make_config(kind="backtest", legs=LEGS, direction=direction, risk=STOPS,
+                         sizing={"mode": "percent_equity", "value": 1.0}, margin={"leverage": 2})
+    frames = random_bars()
+    trades = assert_same_trades(config, frames)
+    for key in ("BTC/USDT@own", "ETH/USDT", "BTC/USDT@dflt"):  # ETH/USDT: one leg trades it, its key is the symbol
+        mine = trades[trades["symbol"] == key]
+        assert (mine["side"] == "short").sum() > 5, key
+        assert ((mine["side"] == "long").sum() > 5) == (direction == "both"), key
+    # the default rule: 'dflt' shorts where sma_cross exits a long; 'own' on its own rule (other times)
+    alone = run_backtest(config.replace(legs=[], strategy="sma_cross", params={"fast": 3, "slow": 8},
+                                        symbols=SYMBOLS[:1]), bars=frames).trades
+    assert set(alone.loc[alone["side"] == "short", "entry_time"]) & set(
+        trades.loc[(trades["symbol"] == "BTC/USDT@dflt") & (trades["side"] == "short"), "entry_time"])
+    result = run_backtest(config, bars=frames)
+    pnl = result.equity.iloc[-1] - config.initial_balance
+    assert leg_summary(result.trades)["pnl"].sum() == pytest.approx(pnl, rel=1e-9)
+    assert leg_equity(result).iloc[-1].sum() == pytest.approx(pnl, rel=1e-9)  # a held short marked as one
+
+
+def test_a_paused_leg_opens_no_short_but_its_held_short_still_covers_on_its_signal() -> None:
+    from workbench.engine.brokers import PaperBroker
+    from workbench.engine.feeds import ReplayFeed
+    from workbench.engine.legs import LegTrader
+
+    config = make_config(kind="paper", legs=LEGS, direction="short", sizing={"mode": "percent_equity", "value": 1.0})
+    frames = random_bars()
+    trader = LegTrader(config, PaperBroker(config))
+    paused_at = None
+    for bars in ReplayFeed(frames).bars():
+        trader.step(bars)
+        pos = trader.portfolio.positions.get("BTC/USDT@dflt")
+        if paused_at is None and trader.bars_seen > 100 and pos is not None and pos.quantity < 0:
+            trader.pause_leg("dflt")  # paused while holding a short
+            paused_at = next(iter(bars.values())).time
+    assert paused_at is not None
+    log = pd.DataFrame(trader.portfolio.trade_log(include_open=True))
+    dflt = log[log["symbol"] == "BTC/USDT@dflt"]
+    entries = pd.to_datetime(dflt["entry_time"], utc=True)
+    assert (entries <= paused_at).all()  # no entry of the paused leg after the pause
+    held = dflt[entries == entries.max()].iloc[0]
+    assert held["side"] == "short" and held["status"] == "closed" and held["exit_reason"] == "signal"
+    own = log[log["symbol"].str.endswith("@own")]
+    assert (pd.to_datetime(own["entry_time"], utc=True) > paused_at).sum() > 3  # the other leg kept trading

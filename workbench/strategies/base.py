@@ -2,8 +2,8 @@
 
 A strategy computes long entry/exit signals from a bars frame (UTC index, columns
 open/high/low/close/volume), and short ones: by default, defined here once, a short entry is the long
-exit signal and a short exit the long entry signal (a strategy may override :meth:`Strategy.short_signals`
-and :meth:`Strategy.last_short_signal` together, or set ``can_short = False``). The vectorized
+exit signal and a short exit the long entry signal (a strategy may override :meth:`Strategy.short_signals`,
+and :meth:`Strategy.last_short_signal` for speed, or set ``can_short = False``). The vectorized
 backtest calls ``signals`` once over the whole history; the bar-by-bar loop calls it over the last
 ``lookback()`` closed bars and acts on the last row. Indicators must therefore depend only on a finite window of past
 bars (rolling windows, not unbounded EWMs), so that both give the same last row.
@@ -138,10 +138,15 @@ class Strategy:
         return exits, entries
 
     def last_short_signal(self, window: BarWindow) -> tuple[bool, bool]:
-        """(short entry, short exit) at the newest bar of ``window``: :meth:`short_signals`'s last row.
-        Default: :meth:`last_signal` swapped."""
-        entry, exit_ = self.last_signal(window)
-        return exit_, entry
+        """(short entry, short exit) at the newest bar of ``window``: :meth:`short_signals`'s last row
+        (its own short signals over the window as a frame), else :meth:`last_signal` swapped (the default rule)."""
+        if not self.own_shorts:
+            entry, exit_ = self.last_signal(window)
+            return exit_, entry
+        if not len(window):
+            return False, False
+        entries, exits = self.short_signals(window.frame())
+        return bool(entries.iloc[-1]), bool(exits.iloc[-1])
 
     @property
     def own_shorts(self) -> bool:
