@@ -195,7 +195,7 @@ def test_a_paper_session_with_legs_pauses_one_and_attributes_every_trade(store, 
 @st.composite
 def leg_markets(draw: st.DrawFn) -> tuple[SessionConfig, dict[str, pd.DataFrame]]:
     """The parity test's random markets and account rules, traded by two legs: the drawn strategy on both
-    symbols and a second drawn strategy on the first symbol (a symbol two legs share)."""
+    symbols and a second drawn strategy on the first symbol (a symbol two legs share), long, short or both."""
     config, frames = draw(markets())
     other = draw(st.sampled_from(sorted(PARAMS)))
     params = draw(PARAMS[other])
@@ -206,7 +206,8 @@ def leg_markets(draw: st.DrawFn) -> tuple[SessionConfig, dict[str, pd.DataFrame]
             {"name": "b", "strategy": other, "params": params, "symbols": SYMBOLS[:1],
              "allocation": draw(st.sampled_from([0.2, 0.3]))}]
     sizing = {"mode": "percent_equity", "value": draw(st.sampled_from([0.5, 1.0]))}
-    return config.replace(legs=legs, sizing=sizing), frames
+    direction = draw(st.sampled_from(["long", "short", "both"]))  # legs short by the same rules (rule 15)
+    return config.replace(legs=legs, sizing=sizing, direction=direction), frames
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

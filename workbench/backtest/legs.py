@@ -31,14 +31,24 @@ def run_legs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> Backt
     inputs = kernel_inputs(config, {c.key: frames[c.symbol] for c in cols}, keys)
     n, m = len(inputs.index), len(keys)
     buy, sell = np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=bool)
-    for leg in config.legs:
-        strategy = create(leg.strategy, leg.params)
+    strategies = {leg.name: create(leg.strategy, leg.params) for leg in config.legs}
+    for j, c in enumerate(cols):
+        df = inputs.frames[c.key]
+        buy[inputs.rows[j], j], sell[inputs.rows[j], j] = _shifted_signals(
+            strategies[c.leg].signals(df), df.index, c.symbol)
+    shorts = None
+    if config.direction != "long" and any(s.own_shorts for s in strategies.values()):
+        # each column's short signals (rule 15): its leg strategy's own, else the default rule's (short entry =
+        # the exit signal, short exit = the entry signal), written out for the walk
+        short, cover = sell.copy(), buy.copy()
         for j, c in enumerate(cols):
-            if c.leg == leg.name:
+            if strategies[c.leg].own_shorts:
                 df = inputs.frames[c.key]
-                buy[inputs.rows[j], j], sell[inputs.rows[j], j] = _shifted_signals(
-                    strategy.signals(df), df.index, c.symbol)
-    fills, trip = walk(config, inputs.index, inputs.arr, buy, sell)
+                short[:, j], cover[:, j] = False, False
+                short[inputs.rows[j], j], cover[inputs.rows[j], j] = _shifted_signals(
+                    strategies[c.leg].short_signals(df), df.index, c.symbol)
+        shorts = (short, cover)
+    fills, trip = walk(config, inputs.index, inputs.arr, buy, sell, shorts=shorts)
     result = build_result(config, dict(frames), inputs.index, fills, inputs.close_filled())
     result.breaker = breaker_trip(inputs.index, trip)
     for name in ("trades", "orders"):
@@ -62,7 +72,9 @@ def leg_equity(result: BacktestResult) -> pd.DataFrame:
     out = pd.DataFrame(0.0, index=index, columns=[leg.name for leg in result.config.legs])
     for t in trades.itertuples(index=False):
         held = (index >= t.entry_time) & ((index < t.exit_time) if t.status == "closed" else True)
-        out.loc[held, t.leg] += t.quantity * (close[symbol[t.symbol]].to_numpy()[held] - t.entry_price) - t.entry_fees
+        sign = -1.0 if getattr(t, "side", "long") == "short" else 1.0
+        out.loc[held, t.leg] += sign * t.quantity * (close[symbol[t.symbol]].to_numpy()[held] - t.entry_price) \
+            - t.entry_fees
         if t.status == "closed":
             out.loc[index >= t.exit_time, t.leg] += t.pnl
     return out

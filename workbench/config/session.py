@@ -145,14 +145,12 @@ class SessionConfig(_Strategic):
             if self.scaling is not None:
                 raise ValueError("scaling: automated scaling works with direction 'long' only; remove scaling or "
                                  "trade long")
-            if self.legs:
-                raise ValueError("direction: multi-strategy sessions (legs) trade long only; use direction 'long' "
-                                 "or run the short strategy as its own session")
             from workbench.strategies import get as get_strategy
 
-            if not get_strategy(self.strategy).can_short:
-                raise ValueError(f"direction: strategy {self.strategy!r} trades long only (its signals have no short "
-                                 "side); use direction 'long' or a strategy that can short")
+            for name in [leg.strategy for leg in self.legs] if self.legs else [self.strategy]:
+                if not get_strategy(name).can_short:
+                    raise ValueError(f"direction: strategy {name!r} trades long only (its signals have no short "
+                                     "side); use direction 'long' or a strategy that can short")
         quotes = sorted({quote_of(s) for s in self.symbols})
         if self.base_currency is None and len(quotes) > 1:
             raise ValueError(f"base_currency: the symbols are quoted in {' and '.join(quotes)}; name the currency "

@@ -42,6 +42,8 @@ class LegTrader(Trader):
         super().__init__(config, broker, risk=risk, portfolio=portfolio)
         self.symbols = [c.key for c in self.columns]
         self.pending = {k: (False, False) for k in self.symbols}
+        self.pending_short = {k: (False, False) for k in self.symbols}
+        self._leg_of = {c.key: c.leg for c in self.columns}
 
     def _leg(self, name: str) -> str:
         if name not in self.leg_params:
@@ -83,11 +85,22 @@ class LegTrader(Trader):
     def entry_target(self, symbol: str, price: float, equity: float) -> float:
         return super().entry_target(symbol, price, equity) * self._alloc[symbol]
 
+    def strategy_of(self, symbol: str) -> Strategy:
+        return self.strategies[self._leg_of[symbol]]
+
+    def sides(self, symbol: str) -> tuple[bool, bool, bool, bool]:
+        """:meth:`Trader.sides`, without the entries of a paused leg (its exits, reversals' included, still act)."""
+        le, lx, se, sx = super().sides(symbol)
+        if self._leg_of[symbol] in self.paused:
+            return False, lx, False, sx
+        return le, lx, se, sx
+
     # ---- one bar time -------------------------------------------------------------
     def step(self, bars: Mapping[str, Bar], *, entries: bool = True, stopping: bool = False) -> float:
         """Trade one bar time; ``bars``: symbol -> bar (given to every leg trading that symbol)."""
         keyed = {c.key: bars[c.symbol] for c in self.columns if c.symbol in bars}
-        if self.paused:  # entry signals of a leg paused since they were computed
+        if self.paused and self._direction == 1:  # long entry signals of a leg paused since they were computed
+            # (with shorts an entry signal may be the other side's exit: sides() drops a paused leg's entries)
             pending = self.pending
             for c in self.columns:
                 if c.leg in self.paused and pending[c.key][0]:
@@ -95,12 +108,18 @@ class LegTrader(Trader):
         return super().step(keyed, entries=entries, stopping=stopping)
 
     def _strategy_signals(self, bars: Mapping[str, Bar], t_ns: int) -> None:
-        buffers, pending, leg, paused = self.buffers, self.pending, {c.key: c.leg for c in self.columns}, self.paused
+        buffers, pending, leg = self.buffers, self.pending, self._leg_of
+        paused = self.paused if self._direction == 1 else set()  # with shorts sides() drops paused entries
+        shorts = self._direction & 2 != 0
         for k, b in bars.items():
             buf = buffers[k]
             buf.append(t_ns, b)
-            e, x = self.strategies[leg[k]].last_signal(buf.window())
+            strategy = self.strategies[leg[k]]
+            e, x = strategy.last_signal(buf.window())
             pending[k] = (e and not x and leg[k] not in paused, x and not e)  # live acts on them at once
+            if shorts and strategy.own_shorts:
+                e, x = strategy.last_short_signal(buf.window())
+                self.pending_short[k] = (e and not x, x and not e)
 
     # ---- crash recovery -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

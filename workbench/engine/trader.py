@@ -338,7 +338,7 @@ class Trader:
         lx = x
         se = sx = False
         if d & 2:
-            se, sx = self.pending_short[symbol] if self.strategy.own_shorts else (x, e)
+            se, sx = self.pending_short[symbol] if self.strategy_of(symbol).own_shorts else (x, e)
         if d == 3:
             lx = lx or se
             sx = sx or le
@@ -390,6 +390,10 @@ class Trader:
     @property
     def _own_shorts(self) -> bool:
         return self._direction & 2 != 0 and self.strategy.own_shorts
+
+    def strategy_of(self, symbol: str) -> Strategy:
+        """The strategy whose signals ``symbol`` trades (a leg's, in a multi-strategy session)."""
+        return self.strategy
 
     def open_symbols(self) -> list[str]:
         return [s for s, p in self.portfolio.positions.items() if p.quantity != 0.0]
