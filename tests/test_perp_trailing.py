@@ -1,13 +1,14 @@
-"""The loopback perpetuals' TRAILING_STOP_MARKET (tests/exchange/perp_trail.py) as Binance documents it, through
-real ccxt over real HTTP (``params={'trailingPercent': r, 'trailingTriggerPrice': p}`` on a linear swap: ccxt
-sends it to the algo-order API as ``callbackRate`` / ``activatePrice``), and the trail's walk of a bar."""
+"""The loopback perpetuals' TRAILING_STOP_MARKET (tests/exchange/perp_algo.py, trail.py) as Binance documents
+it, through real ccxt over real HTTP (``params={'trailingPercent': r, 'trailingTriggerPrice': p}`` on a linear
+swap: ccxt sends it to the algo-order API as ``callbackRate`` / ``activatePrice``), and the trail's walk of a
+bar."""
 from __future__ import annotations
 
 import ccxt
 import pytest
 
-from tests.exchange.perp_trail import Trail
 from tests.exchange.server import LoopbackExchange
+from tests.exchange.trail import Trail
 from tests.test_perp_exchange import run
 
 PERP = "BTC/USDT:USDT"
@@ -69,11 +70,11 @@ def test_a_trailing_buy_covers_a_short_on_completed_bars_at_its_level(lx):
     assert done["info"]["algoStatus"] == "FINISHED" and lx.perp_position(PERP) == (0.0, 0.0)
     trail = lx.perp.algo.orders[int(o["id"])].trail
     buy = trades[-1]
-    assert buy["side"] == "buy" and trail.extreme <= placed  # the low since it was placed
+    assert buy["side"] == "buy" and trail.best <= placed  # the low since it was placed
     bars = lx.bars("BTC/USDT")
     bar = bars[bars.index < lx.now()].iloc[-1]  # the bar that triggered it
     # inside the bar at its level (the lowest price x 1.001), or at its open if it gapped through
-    assert buy["price"] in (pytest.approx(round(trail.extreme * 1.001, 2)), pytest.approx(round(bar["open"], 2)))
+    assert buy["price"] in (pytest.approx(round(trail.best * 1.001, 2)), pytest.approx(round(bar["open"], 2)))
     assert bar["low"] - 0.01 <= buy["price"] <= bar["high"] + 0.01
 
 
@@ -107,16 +108,16 @@ def test_trailing_stop_refusals_follow_binance(lx):
 
 
 def test_the_trail_walks_a_bar_low_high_if_it_rose_and_triggers_at_its_level_or_a_gapped_open():
-    up = Trail.place("SELL", 1.0, None, 100.0)
+    up = Trail.place("SELL", 0.01, None, 100.0)
     assert up.bar(100.0, 103.0, 99.5, 102.0) is None  # rose: low (99.5 > 99) first, then the high
-    assert up.extreme == 103.0
+    assert up.best == 103.0
     assert up.bar(102.5, 103.0, 101.0, 101.5) == pytest.approx(101.97)  # fell: 103 x 0.99, inside the bar
-    down = Trail.place("SELL", 1.0, None, 100.0)
+    down = Trail.place("SELL", 0.01, None, 100.0)
     assert down.bar(104.5, 105.0, 103.9, 104.0) == pytest.approx(103.95)  # fell: high 105 first, then the low
-    gap = Trail.place("BUY", 1.0, None, 100.0)
-    assert gap.bar(98.0, 98.0, 97.0, 97.5) is None and gap.extreme == 97.0  # fell to 97, closed below 97.97
+    gap = Trail.place("BUY", 0.01, None, 100.0)
+    assert gap.bar(98.0, 98.0, 97.0, 97.5) is None and gap.best == 97.0  # fell to 97, closed below 97.97
     assert gap.bar(99.0, 99.5, 98.9, 99.2) == 99.0  # opened above 97 x 1.01 = 97.97: at the open
-    waits = Trail.place("BUY", 2.0, 95.0, 100.0)  # activates once the low reaches 95
+    waits = Trail.place("BUY", 0.02, 95.0, 100.0)  # activates once the low reaches 95
     assert waits.bar(100.0, 100.0, 96.0, 99.9) is None and not waits.active  # 96 x 1.02 crossed, not active
     assert waits.bar(99.9, 99.9, 94.0, 95.0) is None and waits.active
     assert waits.bar(95.0, 96.0, 94.5, 95.9) == pytest.approx(95.88)  # 94 x 1.02

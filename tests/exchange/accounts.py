@@ -1,6 +1,6 @@
 """Binance's signed account and order routes of the loopback exchange (a mixin of ``LoopbackExchange``):
-API-key, HMAC-SHA256 signature and timestamp checks like Binance's, then account, order, open-order and
-my-trades handlers over the matching ``Book``."""
+API-key, HMAC-SHA256 signature and timestamp checks like Binance's, then account, order, open-order, all-orders
+and my-trades handlers over the matching ``Book``."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from .market import binance_error
-from .matching import BinanceError, HasBook
+from .matching import BinanceError, HasBook, history
 
 
 class AccountRoutes(HasBook):
@@ -95,6 +95,13 @@ class AccountRoutes(HasBook):
         if sid is not None and sid not in self.book.prices:
             raise BinanceError(-1121, "Invalid symbol.")
         return [o.wire() for o in self.book.open_orders(key, sid)]
+
+    def _all_orders(self, key: str, p: dict[str, str]) -> list[dict[str, Any]]:
+        sid = p.get("symbol")
+        if sid not in self.book.prices:
+            raise BinanceError(-1121, "Invalid symbol.")
+        with self.book.lock:
+            return [o.wire() for o in history(self.book.orders, key, sid, p)]
 
     def _cancel_open_orders(self, key: str, p: dict[str, str]) -> list[dict[str, Any]]:
         sid = p.get("symbol")

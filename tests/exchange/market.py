@@ -56,7 +56,8 @@ class MarketRoutes(HasBook):
                 "baseAsset": base, "baseAssetPrecision": 8, "quoteAsset": quote, "quotePrecision": 8,
                 "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
                 "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"] + ([] if self._market_id(s) in self.book.no_stops
-                                                                    else ["STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"]),
+                                                                    else ["STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+                                                                          "TAKE_PROFIT_LIMIT"]),
                 "icebergAllowed": True, "ocoAllowed": self._market_id(s) not in self.book.no_stops,
                 "quoteOrderQtyMarketAllowed": True,
                 "allowTrailingStop": True, "cancelReplaceAllowed": True,
@@ -68,6 +69,8 @@ class MarketRoutes(HasBook):
                      "stepSize": "0.00001000"},
                     {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
                      "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+                    {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000,
+                     "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
                 ],
                 "permissions": [], "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
                 "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
@@ -177,9 +180,9 @@ class MarketRoutes(HasBook):
             return binance_error(e.code, e.msg, e.status)
         except ValueError:
             return binance_error(-1100, "Illegal characters found in parameter 'limit'.")
-        if limit not in (5, 10, 20, 50, 100, 500, 1000, 5000):
-            return binance_error(-1100, "Illegal characters found in parameter 'limit'; legal range is "
-                                        "'5, 10, 20, 50, 100, 500, 1000, 5000'.")
+        if limit < 1:  # Binance: default 100, at most 5000 (a larger limit is cut to 5000)
+            return binance_error(-1100, "Illegal characters found in parameter 'limit'.")
+        limit = min(limit, 5000)
         p = self.book.price(sid)
         bids = [[f"{p * (1 - 1e-4 * (k + 1)):.8f}", "1.00000000"] for k in range(limit)]
         asks = [[f"{p * (1 + 1e-4 * (k + 1)):.8f}", "1.00000000"] for k in range(limit)]

@@ -2,9 +2,11 @@
 
 Prices follow the server's own path: a virtual clock walks the sample 1-minute bars. The current
 price of a symbol is the open of the bar that is forming now. Market orders fill at once at that
-price; a resting limit order fills at its limit when a completed bar trades through it (buy:
+price (sized by ``quantity``, or by ``quoteOrderQty``: the quote to spend or receive, rounded down to the
+lot); a resting limit order fills at its limit when a completed bar trades through it (buy:
 low <= limit, sell: high >= limit), in parts if ``fill_share`` limits the liquidity. Fees are taken in
-the quote asset, or in BNB for accounts with BNB burn on (both rules: fills.py). Errors are raised as
+the quote asset, or in BNB for accounts with BNB burn on (both rules: fills.py). ``LIMIT_MAKER`` rests like
+a limit order, refused if it would match at once (-2010). Stop orders: stops.py. Errors are raised as
 :class:`BinanceError` carrying Binance's code, message and HTTP status.
 """
 from __future__ import annotations
@@ -21,11 +23,13 @@ from . import fills
 
 if TYPE_CHECKING:
     from .perp import PerpBook
+    from .trail import Trail
 
 STEP = Decimal("0.00001")  # LOT_SIZE stepSize
 TICK = Decimal("0.000001")  # PRICE_FILTER tickSize
 MIN_NOTIONAL = 5.0
 FEE = 0.001
+LIMIT_PRICED = ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")  # order types with a limit price
 
 
 class BinanceError(Exception):
@@ -54,8 +58,10 @@ class ExOrder:
     quote: float = 0.0
     update_time: int = 0
     fills: list[dict[str, Any]] = field(default_factory=list)
-    stop_price: float = 0.0  # STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT (stops.py)
+    stop_price: float = 0.0  # STOP_LOSS(_LIMIT) / TAKE_PROFIT(_LIMIT) (stops.py)
     triggered: bool = False  # a stop order that has triggered works as a limit order
+    trail: Trail | None = None  # a trailing stop's (stops.py)
+    trailing_delta: int = 0
 
     def wire(self) -> dict[str, Any]:
         """The order as GET /api/v3/order answers it."""
@@ -68,12 +74,25 @@ class ExOrder:
             "updateTime": self.update_time or self.time, "isWorking": self.triggered or not self.stop_price,
             "workingTime": self.time,
             "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
+            **({"trailingDelta": self.trailing_delta} if self.trail is not None else {}),
         }
 
 
 def _on_grid(x: float, grid: Decimal) -> bool:
     d = Decimal(repr(x))
     return d == (d / grid).to_integral_value() * grid
+
+
+def _positive(p: dict[str, str], name: str, grid: Decimal, flt: str) -> float:
+    """The positive number ``p[name]`` on ``grid`` (-1102 if missing, -1013 naming filter ``flt`` if not)."""
+    try:
+        x = float(p[name])
+    except (KeyError, ValueError):
+        raise BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, "
+                                  "or malformed.") from None
+    if not x > 0 or not _on_grid(x, grid):
+        raise BinanceError(-1013, f"Filter failure: {flt}")
+    return x
 
 
 def lookup(orders: dict[int, Any], by_client: dict[tuple[str, str], Any], key: str, p: dict[str, str], *,
@@ -94,6 +113,23 @@ def lookup(orders: dict[int, Any], by_client: dict[tuple[str, str], Any], key: s
     if o is None or o.account != key or (symbol and o.symbol != p.get("symbol")):
         raise BinanceError(-2013, "Order does not exist.")
     return o
+
+
+def history(orders: dict[int, Any], key: str, sid: str, p: dict[str, str], *, id_param: str = "orderId") -> list[Any]:
+    """Binance's order history (``allOrders``, ``allAlgoOrders``): ``key``'s orders of ``sid``, oldest first;
+    from ``id_param`` (that id and later) or ``startTime`` on, the first ``limit``, else the latest ``limit``
+    (default 500, at most 1000); ``endTime`` bounds them. The caller holds its book's lock."""
+    try:
+        limit = int(p.get("limit") or 500)
+        first = int(p[id_param]) if p.get(id_param) else None
+        start, end = (int(p[k]) if p.get(k) else None for k in ("startTime", "endTime"))
+    except ValueError:
+        raise BinanceError(-1100, "Illegal characters found in a parameter.") from None
+    if not 1 <= limit <= 1000:
+        raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+    out = [o for i, o in sorted(orders.items()) if o.account == key and o.symbol == sid
+           and (first is None or i >= first) and (start is None or o.time >= start) and (end is None or o.time <= end)]
+    return out[:limit] if first is not None or start is not None else out[-limit:]
 
 
 class Book:
@@ -166,8 +202,9 @@ class Book:
             if o.account == key and o.status in ("NEW", "PARTIALLY_FILLED") and o.type != "MARKET":
                 base, quote = self.assets(o.symbol)
                 rest = o.quantity - o.executed
-                if o.side == "BUY":
-                    out[quote] = out.get(quote, 0.0) + rest * o.price * (1 + FEE)
+                if o.side == "BUY":  # a market stop at its stop price (a trailing one without: the price now)
+                    at = o.price or o.stop_price or self.price(o.symbol)
+                    out[quote] = out.get(quote, 0.0) + rest * at * (1 + FEE)
                 else:
                     out[base] = out.get(base, 0.0) + rest
         return out
@@ -190,27 +227,27 @@ class Book:
             side, otype = p.get("side", "").upper(), p.get("type", "").upper()
             if side not in ("BUY", "SELL"):
                 raise BinanceError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
-            if otype not in ("MARKET", "LIMIT", *stops.TYPES):
+            if otype not in ("MARKET", "LIMIT", "LIMIT_MAKER", *stops.TYPES):
                 raise BinanceError(-1116, "Invalid orderType.")
-            try:
-                qty = float(p["quantity"])
-            except (KeyError, ValueError):
-                raise BinanceError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, "
-                                          "or malformed.") from None
-            if not qty > 0 or not _on_grid(qty, STEP):
-                raise BinanceError(-1013, "Filter failure: LOT_SIZE")
             price = self.price(symbol)
-            if otype != "MARKET":
-                try:
-                    price = float(p["price"])
-                except (KeyError, ValueError):
-                    raise BinanceError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, "
-                                              "or malformed.") from None
-                if not price > 0 or not _on_grid(price, TICK):
-                    raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
+            if otype in LIMIT_PRICED:
+                price = _positive(p, "price", TICK, "PRICE_FILTER")
+            if otype == "LIMIT_MAKER" and ((price >= self.price(symbol)) if side == "BUY"
+                                           else (price <= self.price(symbol))):
+                raise BinanceError(-2010, "Order would immediately match and take.")
+            stop = stops.stop_price(self, symbol, side, otype, p)
+            trail = stops.trail(self, symbol, side, otype, p, stop)
+            if otype in stops.TYPES and otype not in LIMIT_PRICED:  # a market stop: sized at its stop
+                price = stop or price
+            if otype == "MARKET" and "quantity" not in p and p.get("quoteOrderQty"):  # spend / receive this quote
+                spend = _positive(p, "quoteOrderQty", Decimal("1e-8"), "NOTIONAL")
+                qty = float((Decimal(repr(spend / price)) / STEP).to_integral_value("ROUND_DOWN") * STEP)
+                if not qty > 0:
+                    raise BinanceError(-1013, "Filter failure: LOT_SIZE")
+            else:
+                qty = _positive(p, "quantity", STEP, "LOT_SIZE")
             if qty * price < MIN_NOTIONAL:
                 raise BinanceError(-1013, "Filter failure: NOTIONAL")
-            stop = stops.stop_price(self, symbol, side, otype, p)
             cid = p.get("newClientOrderId") or f"x-loop{next(self._ids)}"
             earlier = self.by_client.get((key, cid))
             if earlier is not None and earlier.status in ("NEW", "PARTIALLY_FILLED"):
@@ -224,8 +261,8 @@ class Book:
             if side == "SELL" and bal.get(base, 0.0) - locked.get(base, 0.0) < qty - 1e-12:
                 raise BinanceError(-2010, "Account has insufficient balance for requested action.")
             now = self.stamp()
-            o = ExOrder(next(self._ids), key, symbol, side, otype, qty, price if otype != "MARKET" else 0.0, cid, now,
-                        stop_price=stop)
+            o = ExOrder(next(self._ids), key, symbol, side, otype, qty, price if otype in LIMIT_PRICED else 0.0, cid,
+                        now, stop_price=stop, trail=trail, trailing_delta=int(p["trailingDelta"]) if trail else 0)
             self.orders[o.order_id] = o
             self.by_client[key, cid] = o
             if otype == "MARKET":

@@ -27,7 +27,8 @@ Binance's documented rules, as applied here (one-way position mode, ``positionSi
   every intrabar trade and completed bar.
 * Market orders fill at once at the current price (taker); limit orders rest and fill at their limit when a
   completed bar trades through it (maker), like the spot book. Conditional orders (``STOP_MARKET``,
-  ``TAKE_PROFIT_MARKET``, ``STOP``, ``TAKE_PROFIT``) go through the algo service: perp_algo.py.
+  ``TAKE_PROFIT_MARKET``, ``STOP``, ``TAKE_PROFIT``, ``TRAILING_STOP_MARKET``) go through the algo service
+  (perp_algo.py); ``/fapi/v1/order`` refuses them with -4120, as Binance has since December 2025.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ LIQUIDATION_FEE = 0.0125  # exchangeInfo liquidationFee: the clearance fee of a 
 FUNDING_MS = 8 * 3_600_000  # funding every 8 hours from 00:00 UTC
 OPEN = ("NEW", "PARTIALLY_FILLED")
 SETTLE = "USDT"
+CONDITIONAL = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
 
 
 def number(p: dict[str, str], name: str, grid: Decimal) -> float:
@@ -258,6 +260,9 @@ class PerpBook:
             side, otype = p.get("side", "").upper(), p.get("type", "").upper()
             if side not in ("BUY", "SELL"):
                 raise BinanceError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+            if otype in CONDITIONAL:  # Binance moved them to the algo service (perp_algo.py) in December 2025
+                raise BinanceError(-4120, "Order type not supported for this endpoint. Please use the Algo Order "
+                                          "API endpoints instead.")
             if otype not in ("MARKET", "LIMIT"):
                 raise BinanceError(-1116, "Invalid orderType.")
             if p.get("positionSide", "BOTH") != "BOTH":

@@ -9,20 +9,26 @@ loopback's mark is its last price):
 
 * ``algoType`` CONDITIONAL; ``triggerPrice`` on the tick; ``quantity`` on the lot grid unless
   ``closePosition=true`` (then no quantity and no ``reduceOnly``: it closes whatever position is open when it
-  triggers); ``STOP``/``TAKE_PROFIT`` also take a ``price`` (the limit) and ``timeInForce``.
-  ``TRAILING_STOP_MARKET`` takes ``callbackRate`` and an optional ``activatePrice`` instead of a trigger price
-  (its rules and its trail: perp_trail.py). A client algo id repeated while the earlier order is open is
-  refused (-4116).
+  triggers); ``STOP``/``TAKE_PROFIT`` also take a ``price`` (the limit) and ``timeInForce`` (``GTD`` with a
+  ``goodTillDate``, not enforced).
+  A client algo id repeated while the earlier order is open is refused (-4116).
+* ``TRAILING_STOP_MARKET`` takes ``callbackRate`` (a percent, 0.1 to 20: Binance raised the maximum from 10 to
+  20 on 2026-10-23; outside, -1130) and an optional ``activatePrice`` (default: the latest price) instead of
+  a trigger price; a ``SELL``'s activation price must be above the latest price, a ``BUY``'s below it (else
+  -2021 "Order would immediately trigger."); ``closePosition`` is refused (-4136). A ``SELL`` triggers when
+  the highest price since it was placed is at or above ``activatePrice`` and the latest price is at or below
+  that highest x (1 - callbackRate), a ``BUY`` mirrored (lowest, at or below, x (1 + callbackRate)): the
+  trail of trail.py.
 * A ``BUY`` stop or a ``SELL`` take profit triggers when the price trades at or above its trigger, a ``SELL``
   stop or a ``BUY`` take profit at or below it; one that would trigger at once is refused (-2021 "Order would
   immediately trigger."). No margin is reserved until it triggers; a reduce-only one needs no position when
   placed (the reduce-only rule applies to the order it triggers).
 * Triggering (an intrabar trade, :meth:`AlgoBook.on_price`, or a completed bar: at its open if it opened
-  beyond the trigger, else at the trigger; a trailing stop where perp_trail.py's walk of the bar crosses its
-  trail) places the order in the matching engine (``actualOrderId``): ``*_MARKET`` fills at once at the
-  trigger price (taker), ``STOP``/``TAKE_PROFIT`` is a limit order at its price. The algo order is then
-  ``FINISHED`` (``TRIGGERED`` while its limit order is open), or ``EXPIRED`` if a reduce-only /
-  close-position order had nothing to reduce. Canceling works on any type until it triggers.
+  beyond the trigger, else at the trigger; a trailing stop where trail.py's walk of the bar crosses its trail)
+  places the order in the matching engine (``actualOrderId``): ``*_MARKET`` fills at once at the trigger price
+  (taker), ``STOP``/``TAKE_PROFIT`` is a limit order at its price. The algo order is then ``FINISHED``
+  (``TRIGGERED`` while its limit order is open), or ``EXPIRED`` if a reduce-only / close-position order had
+  nothing to reduce. Canceling works on any type until it triggers.
 """
 from __future__ import annotations
 
@@ -32,13 +38,27 @@ from typing import TYPE_CHECKING, Any
 
 from .matching import BinanceError, lookup
 from .perp import OPEN, STEP, TICK, PerpOrder, number
-from .perp_trail import TRAILING, Trail, callback_rate
+from .trail import Trail
 
 if TYPE_CHECKING:
     from .perp import PerpBook
 
+TRAILING = "TRAILING_STOP_MARKET"
 TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", TRAILING)
+MIN_RATE, MAX_RATE = 0.1, 20.0  # callbackRate bounds, percent
 LIVE = ("NEW", "TRIGGERING", "TRIGGERED")  # not yet ended (TRIGGERED: its limit order is open)
+
+
+def callback_rate(p: dict[str, str]) -> float:
+    """The checked ``callbackRate`` (percent) of a new trailing stop."""
+    try:
+        rate = float(p["callbackRate"])
+    except (KeyError, ValueError):
+        raise BinanceError(-1102, "Mandatory parameter 'callbackRate' was not sent, was empty/null, "
+                                  "or malformed.") from None
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise BinanceError(-1130, "Data sent for parameter 'callbackRate' is not valid.")
+    return rate
 
 
 def triggers_up(side: str, otype: str) -> bool:
@@ -68,13 +88,14 @@ class AlgoOrder:
     actual: PerpOrder | None = None
     trigger_time: int = 0
     update_time: int = 0
-    trail: Trail | None = None  # a TRAILING_STOP_MARKET's (perp_trail.py)
+    trail: Trail | None = None  # a TRAILING_STOP_MARKET's (trail.py)
     callback: float = 0.0  # its callbackRate, percent
 
     def wire(self) -> dict[str, Any]:
         """The order as GET /fapi/v1/algoOrder answers it."""
         a, t = self.actual, self.trail
-        trailing = {} if t is None else {"activatePrice": f"{t.activate:.2f}", "callbackRate": f"{self.callback:g}"}
+        trailing = {} if t is None else {"activatePrice": f"{t.activate or 0.0:.2f}",
+                                         "callbackRate": f"{self.callback:g}"}
         return {
             "algoId": self.algo_id, "clientAlgoId": self.client_id, "algoType": "CONDITIONAL",
             "orderType": self.type, "symbol": self.symbol, "side": self.side, "positionSide": "BOTH",
@@ -128,12 +149,19 @@ class AlgoBook:
             if otype == TRAILING:
                 rate = callback_rate(p)
                 activate = number(p, "activatePrice", TICK) if p.get("activatePrice") else None
-                trail, trigger = Trail.place(side, rate, activate, perp.mark(sid)), 0.0
+                if activate is not None and ((activate <= perp.mark(sid)) if side == "SELL"
+                                             else (activate >= perp.mark(sid))):
+                    raise BinanceError(-2021, "Order would immediately trigger.")
+                trail, trigger = Trail.place(side, rate / 100.0, activate, perp.mark(sid)), 0.0
             else:
                 trigger = number(p, "triggerPrice", TICK)
             price = number(p, "price", TICK) if otype in ("STOP", "TAKE_PROFIT") else 0.0
-            if otype in ("STOP", "TAKE_PROFIT") and p.get("timeInForce", "GTC") not in ("GTC", "IOC", "FOK", "GTX"):
+            tif = p.get("timeInForce", "GTC")
+            if otype in ("STOP", "TAKE_PROFIT") and tif not in ("GTC", "IOC", "FOK", "GTX", "GTD"):
                 raise BinanceError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, "
+                                          "or malformed.")
+            if tif == "GTD" and not p.get("goodTillDate"):
+                raise BinanceError(-1102, "Mandatory parameter 'goodTillDate' was not sent, was empty/null, "
                                           "or malformed.")
             working = p.get("workingType", "CONTRACT_PRICE")
             if working not in ("CONTRACT_PRICE", "MARK_PRICE"):

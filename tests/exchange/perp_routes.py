@@ -1,9 +1,10 @@
 """Binance USDⓈ-M futures REST routes of the loopback exchange (a mixin of ``LoopbackExchange``): the
 ``/fapi`` subset ccxt's ``binance`` class uses for ``BASE/QUOTE:QUOTE`` swaps. Public: exchangeInfo,
 klines, premiumIndex, fundingRate, 24h ticker, price, time. Signed (the spot signing rules): order
-create/get/cancel, openOrders, allOpenOrders, userTrades, positionRisk (v2, v3), account (v2, v3),
-balance (v2, v3), leverage, leverageBracket, income, and the conditional orders' algoOrder
-create/get/cancel and openAlgoOrders (perp_algo.py). The rules of the book are in perp.py."""
+create/get/cancel, openOrders, allOrders, allOpenOrders, userTrades, positionRisk (v2, v3), account (v2,
+v3), balance (v2, v3), leverage, leverageBracket, income, and the conditional orders' algoOrder
+create/get/cancel, openAlgoOrders, allAlgoOrders and algoOpenOrders (cancel all; perp_algo.py). Public also:
+depth (a synthetic book). The rules of the book are in perp.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from .market import binance_error
-from .matching import BinanceError, HasBook
+from .matching import BinanceError, HasBook, history
 from .perp import FUNDING_MS, MAINT_MARGIN, MAX_LEVERAGE, MIN_NOTIONAL, SETTLE, PerpBook
 
 MAX_KLINES = 1500  # fapi klines: default 500, max 1500
@@ -90,11 +91,15 @@ class PerpRoutes(HasBook):
         r.add_get("/fapi/v1/order", self._signed(lambda k, p: self.perp.find(k, p).wire()))
         r.add_delete("/fapi/v1/order", self._signed(lambda k, p: self.perp.cancel(k, p).wire()))
         r.add_get("/fapi/v1/openOrders", self._signed(self._fapi_open_orders))
+        r.add_get("/fapi/v1/allOrders", self._signed(self._fapi_all_orders))
+        r.add_get("/fapi/v1/depth", self._public(self._fapi_depth))
         r.add_post("/fapi/v1/algoOrder", self._signed(lambda k, p: self.perp.algo.create(k, p).wire()))
         r.add_get("/fapi/v1/algoOrder", self._signed(lambda k, p: self.perp.algo.find(k, p).wire()))
         r.add_delete("/fapi/v1/algoOrder", self._signed(lambda k, p: self.perp.algo.cancel(k, p)))
         r.add_get("/fapi/v1/openAlgoOrders", self._signed(lambda k, p: [
             o.wire() for o in self.perp.algo.open_orders(k, self._sid(p, required=False))]))
+        r.add_get("/fapi/v1/allAlgoOrders", self._signed(self._all_algo_orders))
+        r.add_delete("/fapi/v1/algoOpenOrders", self._signed(self._cancel_algo_orders))
         r.add_delete("/fapi/v1/allOpenOrders", self._signed(self._fapi_cancel_all))
         r.add_get("/fapi/v1/userTrades", self._signed(self._user_trades))
         r.add_get("/fapi/v1/income", self._signed(self._income))
@@ -147,7 +152,6 @@ class PerpRoutes(HasBook):
                     {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
                     {"filterType": "MARKET_LOT_SIZE", "minQty": "0.001", "maxQty": "120", "stepSize": "0.001"},
                     {"filterType": "MAX_NUM_ORDERS", "limit": 200},
-                    {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                     {"filterType": "MIN_NOTIONAL", "notional": f"{MIN_NOTIONAL:g}"},
                     {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
                      "multiplierDecimal": "4"},
@@ -188,14 +192,14 @@ class PerpRoutes(HasBook):
     def _funding_rate(self, p: dict[str, str]) -> list[dict[str, Any]]:
         """Funding history, oldest first: ``startTime``/``endTime`` bound it; without both, the latest
         ``limit`` (default 100, at most 1000)."""
-        sids = [self._sid(p)] if "symbol" in p else list(self.perp.symbols)
+        sids = [str(self._sid(p))] if "symbol" in p else list(self.perp.symbols)
         limit = int(p.get("limit", 100))
         if not 1 <= limit <= 1000:
             raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
         now = self.book.now_ms() if self.book.clocked else 2**62
-        rows = [{"symbol": s, "fundingTime": t, "fundingRate": _n(self.perp.rate(s, t)),
-                 "markPrice": _n(self.perp.price_at(s, t))}
-                for t in self.perp.funding_times(now) for s in sids]
+        rows: list[dict[str, Any]] = [
+            {"symbol": s, "fundingTime": t, "fundingRate": _n(self.perp.rate(s, t)),
+             "markPrice": _n(self.perp.price_at(s, t))} for t in self.perp.funding_times(now) for s in sids]
         if "startTime" in p:
             rows = [r for r in rows if r["fundingTime"] >= int(p["startTime"])]
         if "endTime" in p:
@@ -219,6 +223,36 @@ class PerpRoutes(HasBook):
     # ---- signed ---------------------------------------------------------------------------------
     def _fapi_open_orders(self, key: str, p: dict[str, str]) -> list[dict[str, Any]]:
         return [o.wire() for o in self.perp.open_orders(key, self._sid(p, required=False))]
+
+    def _fapi_depth(self, p: dict[str, str]) -> dict[str, Any]:
+        """A synthetic book around the mark: levels 1 bp apart, 1 contract each (limit 5 to 1000, default 500)."""
+        sid = str(self._sid(p))
+        limit = int(p.get("limit") or 500) if str(p.get("limit") or "500").isdigit() else -1
+        if limit not in (5, 10, 20, 50, 100, 500, 1000):
+            raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+        px, now = self.perp.mark(sid), self.book.now_ms()
+        return {"lastUpdateId": self.book.index, "E": now, "T": now,
+                "bids": [[f"{px * (1 - 1e-4 * (k + 1)):.2f}", "1.000"] for k in range(limit)],
+                "asks": [[f"{px * (1 + 1e-4 * (k + 1)):.2f}", "1.000"] for k in range(limit)]}
+
+    def _fapi_all_orders(self, key: str, p: dict[str, str]) -> list[dict[str, Any]]:
+        sid = str(self._sid(p))
+        with self.book.lock:
+            return [o.wire() for o in history(self.perp.orders, key, sid, p)]
+
+    def _all_algo_orders(self, key: str, p: dict[str, str]) -> list[dict[str, Any]]:
+        sid = str(self._sid(p))
+        with self.book.lock:
+            return [o.wire() for o in history(self.perp.algo.orders, key, sid, p, id_param="algoId")]
+
+    def _cancel_algo_orders(self, key: str, p: dict[str, str]) -> dict[str, Any]:
+        """Cancel every open (not yet triggered) conditional order of the symbol."""
+        sid = self._sid(p)
+        with self.book.lock:
+            for o in self.perp.algo.open_orders(key, sid):
+                if o.status == "NEW":
+                    self.perp.algo.cancel(key, {"algoId": str(o.algo_id)})
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
     def _fapi_cancel_all(self, key: str, p: dict[str, str]) -> dict[str, Any]:
         sid = self._sid(p)

@@ -131,6 +131,7 @@ class LoopbackExchange(FaultsMixin, MarketRoutes, AccountRoutes, StreamRoutes, S
         app.router.add_get("/api/v3/order", self._signed(self._get_order))
         app.router.add_delete("/api/v3/order", self._signed(self._cancel_order))
         app.router.add_get("/api/v3/openOrders", self._signed(self._open_orders))
+        app.router.add_get("/api/v3/allOrders", self._signed(self._all_orders))
         app.router.add_delete("/api/v3/openOrders", self._signed(self._cancel_open_orders))
         app.router.add_get("/api/v3/myTrades", self._signed(self._my_trades))
         self.add_perp_routes(app)
