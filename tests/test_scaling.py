@@ -118,6 +118,24 @@ def test_a_frozen_scale_does_not_move_until_released():
         sc.set(scale=1.5)
 
 
+def test_a_shorts_return_is_its_net_entry_proceeds_less_the_cover_over_its_entry_cost():
+    sc = Scaler(Scaling(start=0.25, after_trades=2, min_win_rate=None, min_sharpe=None))
+    sc.on_fill("BTC/USDT", False, 100.0, 0.1, -1.0)  # sell 1 at 100: a short
+    sc.on_fill("BTC/USDT", True, 95.0, 0.1, 0.0)  # covered at 95
+    sc.on_fill("ETH/USDT", False, 50.0, 0.05, -2.0)  # a short filled in two parts, covered in two
+    sc.on_fill("ETH/USDT", False, 50.0, 0.05, -4.0)
+    back = Scaler(Scaling(start=0.25, after_trades=2, min_win_rate=None, min_sharpe=None))
+    back.restore(json.loads(json.dumps(sc.snapshot())))  # a checkpoint with the short open
+    for s in (sc, back):
+        s.on_fill("ETH/USDT", True, 60.0, 0.06, -2.0)
+        s.on_fill("ETH/USDT", True, 40.0, 0.04, 0.0)
+    first, second = (100.0 - 0.1 - 95.1) / 100.1, (99.9 - 100.1) / 100.1
+    for s in (sc, back):
+        rec = s.on_bar(T0, 1000.0)
+        assert rec["trades"] == 2 and rec["win_rate"] == 0.5
+        assert rec["sharpe"] == pytest.approx(np.mean([first, second]) / np.std([first, second], ddof=1))
+
+
 def test_the_state_survives_a_json_checkpoint_with_a_position_open():
     sc = Scaler(Scaling(start=0.25, after_trades=2))
     _trade(sc, 0.02)
@@ -163,11 +181,28 @@ def assert_same_steps(session: list[dict], backtest: list[dict]) -> None:
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(markets(), SCALING)
-def test_backtest_and_session_scale_alike(market: tuple[SessionConfig, dict[str, pd.DataFrame]], block: dict) -> None:
+@given(markets(), SCALING, st.sampled_from(["long", "short", "both"]))
+def test_backtest_and_session_scale_alike(market: tuple[SessionConfig, dict[str, pd.DataFrame]], block: dict,
+                                          direction: str) -> None:
     config, frames = market
-    config = config.replace(scaling=block)
+    config = config.replace(scaling=block, direction=direction)
     result = run_backtest(config, bars=frames)
+    trades, steps = session_run(config, frames)
+    expected, got = canonical(result.trades), canonical(trades)
+    for col in ("symbol", "entry_time", "exit_time", "exit_reason"):
+        assert list(got[col]) == list(expected[col])
+    np.testing.assert_allclose(got["quantity"].to_numpy(float), expected["quantity"].to_numpy(float), rtol=1e-9)
+    assert_same_steps(steps, result.scaling)
+
+
+@pytest.mark.parametrize("direction", ["short", "both"])
+def test_scaled_shorts_step_alike_in_backtest_and_session(direction: str) -> None:
+    """Scaling with shorts (direction short or both): the same steps and trades at both speeds."""
+    config = paper_config(symbols=["BTC/USDT", "ETH/USDT"], risk={"stop_loss": 0.006}, direction=direction,
+                          scaling={"start": 0.25, "after_trades": 2, "down_drawdown": 0.003})
+    frames = bars_for(config)
+    result = run_backtest(config, bars=frames)
+    assert {s["step"] for s in result.scaling} == {"up", "down"} and (result.trades["side"] == "short").any()
     trades, steps = session_run(config, frames)
     expected, got = canonical(result.trades), canonical(trades)
     for col in ("symbol", "entry_time", "exit_time", "exit_reason"):

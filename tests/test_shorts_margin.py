@@ -206,7 +206,6 @@ class LongOnly(EnterOnce):
     ({"margin": {"leverage": 4, "maintenance": 0.3}}, "maintenance margin 0.3 must be below the initial margin 0.25"),
     ({"margin": {"leverage": 4, "initial": 0.1}}, "lends more than leverage 4 allows"),
     ({"direction": "short", "strategy": "test_long_only"}, "strategy 'test_long_only' trades long only"),
-    ({"direction": "both", "scaling": {"after_trades": 5}}, "works with direction 'long' only"),
     ({"direction": "sideways"}, "direction"),
     ({"direction": "short", "legs": [{"name": "a", "strategy": "test_long_only", "allocation": 0.5}]},
      "strategy 'test_long_only' trades long only"),

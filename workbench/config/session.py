@@ -142,9 +142,6 @@ class SessionConfig(_Strategic):
         if self.start and self.end and self.end <= self.start:
             raise ValueError("end: must be after start; swap the dates or widen the range")
         if self.direction != "long":
-            if self.scaling is not None:
-                raise ValueError("scaling: automated scaling works with direction 'long' only; remove scaling or "
-                                 "trade long")
             from workbench.strategies import get as get_strategy
 
             for name in [leg.strategy for leg in self.legs] if self.legs else [self.strategy]:

@@ -171,7 +171,7 @@ class Trader:
         if self.scaler is not None:  # a closed trade's return enters the scaling window
             left = self.portfolio.positions[fill.symbol].quantity
             self.scaler.on_fill(fill.symbol, fill.side is Side.BUY, fill.quantity * fill.price, fill.commission,
-                                left if left > ex.MIN_QUANTITY else 0.0)
+                                left if abs(left) > ex.MIN_QUANTITY else 0.0)
         self.why.add(int(fill.time.timestamp()), "fill")
         self.on_fill(fill, order)
 

@@ -73,6 +73,13 @@ def scaling_trade_nb(st: np.ndarray, ret: float) -> None:
 
 
 @njit(cache=True)
+def short_return_nb(entry_net: float, entry_cost: float, cover_cost: float) -> float:
+    """A closed short's return for the window: (its entry's proceeds - entry fees - the cover's cost with
+    its fees) / (entry notional + entry fees); a long's net proceeds / entry cost - 1, mirrored."""
+    return (entry_net - cover_cost) / entry_cost
+
+
+@njit(cache=True)
 def scaling_stats_nb(st: np.ndarray) -> tuple[float, float]:
     """(win rate, Sharpe) of the window's closed trades: wins / trades, and mean / sample standard
     deviation of their returns (not annualized; ±inf when they are all equal and non-zero); NaN when
@@ -171,8 +178,10 @@ class Scaler:
     def __init__(self, block: Scaling):
         self.params = scaling_params(block)
         self.state = scaling_init_nb(self.params[P_START])
-        self.cost: dict[str, float] = {}  # symbol -> entry cost + entry fees of the open position
-        self.proceeds: dict[str, float] = {}  # symbol -> exit proceeds - exit fees so far (partial exits)
+        self.cost: dict[str, float] = {}  # symbol -> entry notional + entry fees of the open position
+        self.proceeds: dict[str, float] = {}  # symbol -> exits so far: a long's proceeds - fees, a short's cost + fees
+        self.net: dict[str, float] = {}  # symbol -> a short's entry proceeds - entry fees
+        self.short: set[str] = set()  # symbols whose open position is short
 
     @property
     def scale(self) -> float:
@@ -192,19 +201,28 @@ class Scaler:
             self.state[FROZEN] = 1.0 if frozen else 0.0
 
     def on_fill(self, symbol: str, buy: bool, notional: float, fee: float, left: float) -> None:
-        """Book a fill of ``symbol`` (``notional`` = quantity × price); when the position is closed (``left``
-        <= 0), its return enters the window."""
-        if buy:
+        """Book a fill of ``symbol`` (``notional`` = quantity × price; ``left`` the position after it, < 0
+        short); when the position is closed (``left`` 0), its return enters the window."""
+        if symbol not in self.cost and symbol not in self.proceeds:  # no open position known: this opens one
+            if left == 0.0:
+                return
+            if left < 0.0:
+                self.short.add(symbol)
+        short = symbol in self.short
+        if buy != short:  # a buy of a long, a sell of a short: its entry (partly filled ones add up)
             self.cost[symbol] = self.cost.get(symbol, 0.0) + (notional + fee)
+            if short:
+                self.net[symbol] = self.net.get(symbol, 0.0) + (notional - fee)
             return
-        got = self.proceeds.get(symbol, 0.0) + (notional - fee)
-        if left > 0.0:
+        got = self.proceeds.get(symbol, 0.0) + (notional + fee if short else notional - fee)
+        if left != 0.0:
             self.proceeds[symbol] = got
             return
-        cost = self.cost.pop(symbol, 0.0)
+        cost, net = self.cost.pop(symbol, 0.0), self.net.pop(symbol, 0.0)
         self.proceeds.pop(symbol, None)
+        self.short.discard(symbol)
         if cost > 0.0:
-            scaling_trade_nb(self.state, got / cost - 1.0)
+            scaling_trade_nb(self.state, short_return_nb(net, cost, got) if short else got / cost - 1.0)
 
     def on_bar(self, now_ns: int, equity: float) -> dict[str, Any] | None:
         """The rule after a bar: the step taken (:func:`step_record`), or None."""
@@ -212,7 +230,8 @@ class Scaler:
         return None if code == STEP_NONE else step_record(row)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"state": self.state.tolist(), "cost": dict(self.cost), "proceeds": dict(self.proceeds)}
+        return {"state": self.state.tolist(), "cost": dict(self.cost), "proceeds": dict(self.proceeds),
+                "net": dict(self.net), "short": sorted(self.short)}
 
     def restore(self, snap: Mapping[str, Any]) -> None:
         state = np.asarray(snap["state"], dtype=float)
@@ -221,6 +240,8 @@ class Scaler:
         self.state = state
         self.cost = {str(k): float(v) for k, v in snap.get("cost", {}).items()}
         self.proceeds = {str(k): float(v) for k, v in snap.get("proceeds", {}).items()}
+        self.net = {str(k): float(v) for k, v in snap.get("net", {}).items()}
+        self.short = {str(k) for k in snap.get("short", [])}
 
 
 def warm_up() -> None:

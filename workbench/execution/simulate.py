@@ -62,6 +62,7 @@ from workbench.execution.scaling import (
     scaling_bar_nb,
     scaling_init_nb,
     scaling_trade_nb,
+    short_return_nb,
 )
 from workbench.execution.skips import next_event_nb, next_event_sides_nb, next_stop_event_nb, sides_at_nb
 
@@ -156,6 +157,7 @@ def fills_nb(
     scaling = sp[P_ON] != 0.0
     scale_st = scaling_init_nb(sp[P_START])
     entry_cost = np.zeros(m)
+    entry_net = np.zeros(m)  # a short's entry proceeds - fees (its scaling return)
     steps = np.empty((0, 1 + len(STEP_FIELDS)))
     n_steps = 0
 
@@ -260,6 +262,8 @@ def fills_nb(
                 cash, pos[c], _pnl = book_cover_nb(cash, pos[c], entry_px[c], q, fill, fee, 0.0)
                 pos[c] = 0.0
                 n_short -= 1
+                if scaling:
+                    scaling_trade_nb(scale_st, short_return_nb(entry_net[c], entry_cost[c], q * fill + fee))
                 o_qty[k] = np.inf
             held -= 1
             if p.max_orders_per_minute > 0:
@@ -334,6 +338,7 @@ def fills_nb(
                 o_qty[k] = -q
             if scaling:
                 entry_cost[c] = q * fill + fee
+                entry_net[c] = q * fill - fee
             liq[c] = liquidation_price_nb(side, fill, p.initial, p.maintenance)
             held += 1
             entry_t[c] = now
