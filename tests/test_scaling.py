@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -185,7 +186,11 @@ def assert_same_steps(session: list[dict], backtest: list[dict]) -> None:
 def test_backtest_and_session_scale_alike(market: tuple[SessionConfig, dict[str, pd.DataFrame]], block: dict,
                                           direction: str) -> None:
     config, frames = market
-    config = config.replace(scaling=block, direction=direction)
+    assert_scale_alike(config.replace(scaling=block, direction=direction), frames)
+
+
+def assert_scale_alike(config: SessionConfig, frames: dict[str, pd.DataFrame]) -> Any:
+    """The backtest and the session make the same trades and scaling steps; returns the backtest's result."""
     result = run_backtest(config, bars=frames)
     trades, steps = session_run(config, frames)
     expected, got = canonical(result.trades), canonical(trades)
@@ -193,6 +198,7 @@ def test_backtest_and_session_scale_alike(market: tuple[SessionConfig, dict[str,
         assert list(got[col]) == list(expected[col])
     np.testing.assert_allclose(got["quantity"].to_numpy(float), expected["quantity"].to_numpy(float), rtol=1e-9)
     assert_same_steps(steps, result.scaling)
+    return result
 
 
 @pytest.mark.parametrize("direction", ["short", "both"])
@@ -200,15 +206,8 @@ def test_scaled_shorts_step_alike_in_backtest_and_session(direction: str) -> Non
     """Scaling with shorts (direction short or both): the same steps and trades at both speeds."""
     config = paper_config(symbols=["BTC/USDT", "ETH/USDT"], risk={"stop_loss": 0.006}, direction=direction,
                           scaling={"start": 0.25, "after_trades": 2, "down_drawdown": 0.003})
-    frames = bars_for(config)
-    result = run_backtest(config, bars=frames)
+    result = assert_scale_alike(config, bars_for(config))
     assert {s["step"] for s in result.scaling} == {"up", "down"} and (result.trades["side"] == "short").any()
-    trades, steps = session_run(config, frames)
-    expected, got = canonical(result.trades), canonical(trades)
-    for col in ("symbol", "entry_time", "exit_time", "exit_reason"):
-        assert list(got[col]) == list(expected[col])
-    np.testing.assert_allclose(got["quantity"].to_numpy(float), expected["quantity"].to_numpy(float), rtol=1e-9)
-    assert_same_steps(steps, result.scaling)
 
 
 def test_scaling_changes_the_sizes_of_a_real_run_and_both_speeds_agree():
