@@ -175,3 +175,12 @@ def test_perpetual_order_history_cancel_all_conditional_depth_and_the_algo_only_
     assert {o["info"]["algoStatus"] for o in algo} == {"CANCELED"} and still_open == []
     assert len(book["bids"]) == 5 and book["bids"][0][0] < book["asks"][0][0]
     assert moved.startswith("InvalidOrder") and "Algo Order API" in moved
+
+
+def test_tickers_of_every_market_or_of_a_list_without_a_symbol(lx):
+    async def body(c):
+        return await c.fetch_tickers(), await c.fetch_tickers([SYM]), await c.fetch_ticker(SYM)
+
+    every, listed, one = run(lx, body)
+    assert SYM in every and list(listed) == [SYM]
+    assert every[SYM]["last"] == listed[SYM]["last"] == one["last"] == pytest.approx(lx.price(SYM))

@@ -158,18 +158,42 @@ class MarketRoutes(HasBook):
             "openTime": int(times[lo]), "closeTime": int(times[i]) + 59_999, "firstId": 1, "lastId": 1, "count": 1,
         }
 
+    def _ticker_symbols(self, request: web.Request) -> list[str] | None:
+        """The market ids a ticker request names: ``symbol`` (one: None), ``symbols`` (a JSON list), or every
+        market when neither is sent (Binance's rule for the ticker endpoints)."""
+        if "symbol" in request.query:
+            self._symbol_param(request)
+            return None
+        known = [self._market_id(s) for s in self.symbols]
+        if "symbols" not in request.query:
+            return known
+        try:
+            wanted = json.loads(request.query["symbols"])
+        except ValueError:
+            raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'.") from None
+        if not isinstance(wanted, list) or any(w not in known for w in wanted):
+            raise BinanceError(-1121, "Invalid symbol.")
+        return [str(w) for w in wanted]
+
     async def _ticker_24hr(self, request: web.Request) -> web.Response:
         try:
-            return web.json_response(self._ticker_row(self._symbol_param(request)))
+            many = self._ticker_symbols(request)
+            if many is None:
+                return web.json_response(self._ticker_row(self._symbol_param(request)))
+            return web.json_response([self._ticker_row(s) for s in many])
         except BinanceError as e:
             return binance_error(e.code, e.msg, e.status)
 
     async def _ticker_price(self, request: web.Request) -> web.Response:
+        def row(sid: str) -> dict[str, str]:
+            return {"symbol": sid, "price": f"{self.book.price(sid):.8f}"}
         try:
-            sid = self._symbol_param(request)
+            many = self._ticker_symbols(request)
+            if many is None:
+                return web.json_response(row(self._symbol_param(request)))
+            return web.json_response([row(s) for s in many])
         except BinanceError as e:
             return binance_error(e.code, e.msg, e.status)
-        return web.json_response({"symbol": sid, "price": f"{self.book.price(sid):.8f}"})
 
     async def _depth(self, request: web.Request) -> web.Response:
         """A synthetic book around the current price: levels 1 bp apart, 1 unit each."""
