@@ -184,3 +184,11 @@ def test_tickers_of_every_market_or_of_a_list_without_a_symbol(lx):
     every, listed, one = run(lx, body)
     assert SYM in every and list(listed) == [SYM]
     assert every[SYM]["last"] == listed[SYM]["last"] == one["last"] == pytest.approx(lx.price(SYM))
+
+
+def test_weekly_klines_open_on_mondays_as_binance_serves_them(lx):
+    async def body(c):
+        return await c.fetch_ohlcv(SYM, "1w", limit=2)
+
+    weeks = run(lx, body)
+    assert len(weeks) == 1 and weeks[0][0] == 1704067200000  # Monday 2024-01-01 (12 days of sample: one week)

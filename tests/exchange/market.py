@@ -13,7 +13,8 @@ from aiohttp import web
 
 from .matching import BinanceError, HasBook
 
-INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+# Binance's kline intervals the sample bars can serve (1w opens on Mondays, as Binance's; not 1s, 3d, 1M)
+INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 500
 
