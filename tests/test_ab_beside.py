@@ -3,13 +3,32 @@ as its feed keeps them), compared with the live session itself as the arm 'live'
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from tests.kit import paper_config, until, wait_until
 from tests.live_kit import _start, live_exchange
 from workbench.ab import ab_beside, ab_sessions
-from workbench.store.session_bars import session_bars
+from workbench.store.session_bars import append_session_bars, session_bars
+
+
+def stored_live_session(st: Any) -> tuple[str, Callable[[int], None]]:
+    """A 'live' session that is only a store row (running), its first bar and equity point stored (seen
+    before an A/B starts), and ``close(i)``, which stores its i-th minute bar and equity point as they close."""
+    import pandas as pd
+
+    sid = st.create_session(paper_config(data={"source": "ccxt", "live": True}), state="running")
+    t0 = pd.Timestamp("2024-01-10", tz="UTC")
+
+    def close(i: int) -> None:
+        price, t = 100.0 + i, t0 + pd.Timedelta(minutes=i)
+        append_session_bars(st, sid, [("BTC/USDT", t.to_pydatetime(), price, price + 1, price - 1, price, 5.0)])
+        st.add_equity_points(sid, [(t, 10_000.0 + i)])
+
+    close(0)
+    return sid, close
 
 
 def test_paper_variants_beside_a_live_session_see_its_bars_and_are_compared_with_it(store):
@@ -59,29 +78,17 @@ def test_cli_beside_runs_until_the_live_session_ends_and_prints_the_live_arm(sto
     import json
     import threading
 
-    import pandas as pd
-
     from workbench.cli import main
     from workbench.store import Store
-    from workbench.store.session_bars import append_session_bars
 
     st = Store(store_url)
-    sid = st.create_session(paper_config(data={"source": "ccxt", "live": True}), state="running")
-    t0 = pd.Timestamp("2024-01-10", tz="UTC")
-
-    def bar(i: int) -> tuple:
-        price = 100.0 + i
-        return ("BTC/USDT", (t0 + pd.Timedelta(minutes=i)).to_pydatetime(), price, price + 1, price - 1, price, 5.0)
-
-    append_session_bars(st, sid, [bar(0)])  # seen before the A/B starts
-    st.add_equity_points(sid, [(t0, 10_000.0)])
+    sid, close = stored_live_session(st)
 
     def live_side() -> None:
         try:
             wait_until(lambda: len(st.list_sessions()) == 3, timeout=60)  # both variants exist
             for i in range(1, 9):
-                append_session_bars(st, sid, [bar(i)])
-                st.add_equity_points(sid, [(t0 + pd.Timedelta(minutes=i), 10_000.0 + i)])
+                close(i)
         finally:  # the variants end with it, whatever happened here
             st.set_state(sid, "completed", actor="test", message="the live session ended")
 

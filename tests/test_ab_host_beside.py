@@ -135,28 +135,20 @@ def test_cli_beside_host_requests_the_variants_from_a_host_and_judges_them_withi
 
     import pandas as pd
 
-    from tests.kit import paper_config, wait_until
+    from tests.kit import wait_until
+    from tests.test_ab_beside import stored_live_session
     from workbench.cli import main
     from workbench.store import Store
 
     st = Store(store_url)
-    sid = st.create_session(paper_config(data={"source": "ccxt", "live": True}), state="running")
-    t0 = pd.Timestamp("2024-01-10", tz="UTC")
-
-    def bar(i: int) -> tuple:
-        price = 100.0 + i
-        return ("BTC/USDT", (t0 + pd.Timedelta(minutes=i)).to_pydatetime(), price, price + 1, price - 1, price, 5.0)
-
-    append_session_bars(st, sid, [bar(0)])  # seen before the A/B starts
-    st.add_equity_points(sid, [(t0, 10_000.0)])
+    sid, close = stored_live_session(st)
     followed = threading.Event()
 
     def live_side() -> None:
         try:
             wait_until(lambda: len(st.list_sessions()) == 3, timeout=60)  # both variants requested
             for i in range(1, 9):
-                append_session_bars(st, sid, [bar(i)])
-                st.add_equity_points(sid, [(t0 + pd.Timedelta(minutes=i), 10_000.0 + i)])
+                close(i)
             followed.wait(60)  # it runs on while the A/B is judged
         finally:
             st.set_state(sid, "completed", actor="test", message="the live session ended")
@@ -188,6 +180,7 @@ def test_cli_beside_host_requests_the_variants_from_a_host_and_judges_them_withi
         row = st.get_session(v["session_id"])
         assert row["state"] == "completed" and row["config"].data.beside.bars == 5
         assert store_events_say(st, v["session_id"], "claimed by host")
+        t0 = st.equity(sid).index[0]  # the live session's first bar, stored before the A/B started
         assert list(st.equity(v["session_id"]).index) == [t0 + pd.Timedelta(minutes=i) for i in range(1, 6)]
     assert doc["verdict"]["periods"] == 5  # the window's 5 bars
     st.close()
