@@ -13,13 +13,14 @@ kernel that has been idle (not executing) with no browser connected for ``cull_i
 (checked every ``cull_interval`` seconds) is shut down, however chatty it is. Voilà's pre-heated
 kernels waiting in its pool are never culled (its own manager skips them before asking this one).
 
-A dashboard kernel also goes without what no page uses (:data:`KERNEL_SETUP`, run before the page by
-IPython's ``exec_lines``; ~45 MB of the kernel's memory): plotly goes without ``nbformat`` (imported only
-to show figures as MIME bundles, ``fig.show()``; the pages' charts are widgets) and jsonschema, and pandas
-picks its Python string storage instead of importing pyarrow (pandas 3 imports pyarrow when installed, for
-the default string dtype). pyarrow stays importable: a page that reads Parquet-cached bars loads it then.
-Its glibc ``malloc`` maps every block over 128 KiB apart (:data:`KERNEL_ENV`), so the big temporaries of a
-page's bars go back to the system when freed instead of staying in the kernel's RSS (~20-35 MB).
+A dashboard kernel also goes without what no page uses: debugpy (:data:`LAUNCH`, ~8 MB), and, by
+:data:`KERNEL_SETUP` (run before the page by IPython's ``exec_lines``; ~45 MB of the kernel's memory),
+plotly goes without ``nbformat`` (imported only to show figures as MIME bundles, ``fig.show()``; the
+pages' charts are widgets) and jsonschema, and pandas picks its Python string storage instead of importing
+pyarrow (pandas 3 imports pyarrow when installed, for the default string dtype). pyarrow stays importable:
+a page that reads Parquet-cached bars loads it then. Its glibc ``malloc`` maps every block over 128 KiB
+apart (:data:`KERNEL_ENV`), so the big temporaries of a page's bars go back to the system when freed
+instead of staying in the kernel's RSS (~20-35 MB).
 
 Used by Voilà's server process only (``--VoilaConfiguration.multi_kernel_manager_class``), so it may
 import Jupyter Server; nothing else in the package imports this module.
@@ -33,7 +34,8 @@ from typing import Any
 
 from jupyter_client.manager import KernelManager
 from jupyter_core.utils import ensure_async
-from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager, ServerKernelManager
+from traitlets import default
 
 from workbench.secrets import without_secrets
 
@@ -56,6 +58,27 @@ KERNEL_SETUP = ("import sys",
 KERNEL_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
+#: what a dashboard kernel's Python runs instead of ``-m ipykernel_launcher``: the same launch with debugpy marked
+#: missing first (ipykernel imports it at start, for JupyterLab's debugger: ~8 MB of every kernel; no dashboard
+#: is debugged)
+LAUNCH = ("import sys\n"
+          "if sys.path and sys.path[0] == '':\n"
+          "    del sys.path[0]  # as ipykernel_launcher: IPython puts it back\n"
+          "sys.modules['debugpy'] = None\n"
+          "from ipykernel import kernelapp\n"
+          "kernelapp.launch_new_instance()")
+
+
+class DashboardKernel(ServerKernelManager):
+    """One dashboard kernel: ipykernel started by :data:`LAUNCH` (any other kernel command as it is)."""
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if cmd[1:3] == ["-m", "ipykernel_launcher"]:
+            cmd[1:3] = ["-c", LAUNCH]
+        return cmd
+
+
 def kernel_arguments() -> list[str]:
     """The kernel's extra command-line arguments: run :data:`KERNEL_SETUP` before anything else."""
     return [f"--IPKernelApp.exec_lines={line}" for line in KERNEL_SETUP]
@@ -64,6 +87,10 @@ def kernel_arguments() -> list[str]:
 class DashboardKernelManager(AsyncMappingKernelManager):
     """Starts (and so restarts) every kernel without the secret-looking variables of its environment, and
     lighter (:func:`kernel_arguments`)."""
+
+    @default("kernel_manager_class")
+    def _default_kernel_manager_class(self) -> str:
+        return f"{__name__}.DashboardKernel"
 
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]  # async, as upstream's
         kwargs["env"] = {**KERNEL_ENV, **without_secrets(kwargs.get("env", os.environ))}

@@ -182,6 +182,13 @@ def _sample(symbol: str, timeframe: str, days: int, start: pd.Timestamp) -> pd.D
     return pd.DataFrame(arr.copy(), index=index, columns=list(BARS_COLUMNS))
 
 
+def clear_cache() -> None:
+    """Forget the generated paths kept for the next call (~10 MB a symbol for 90 days of 1m bars): for a
+    process that has taken what it needs (a dashboard kernel's price chart)."""
+    _sample.cache_clear()
+    _minute_path.cache_clear()
+
+
 def sample_bars(
     symbol: str = "BTC/USDT", timeframe: str = "1m", days: int = SAMPLE_DAYS, start: str | pd.Timestamp = SAMPLE_START
 ) -> pd.DataFrame:

@@ -6,7 +6,9 @@ parses and runs it again, so a page with four charts moves 20 MB before its firs
 Under ``workbench up`` (which serves the bundle as a static file, see :func:`serve_bundle`, and sets
 :data:`BUNDLE_ENV` for its kernels) :func:`figure_widget` makes charts whose ``_esm`` is a few lines
 that import the bundle by URL: fetched once (then revalidated by the browser cache) and evaluated once
-per page, and their template keeps the defaults of the trace types they draw only (:func:`light_figure`).
+per page after the page's first widgets painted, and their template keeps the defaults of the trace types
+they draw only (:func:`light_figure`); their kernel keeps plotly's validators of those types only
+(:class:`LeanValidators`).
 Anywhere else (JupyterLab, a plain Voilà) it is plotly's own ``FigureWidget``.
 """
 from __future__ import annotations
@@ -23,8 +25,19 @@ BUNDLE_ENV = "WORKBENCH_PLOTLY_BUNDLE"
 BUNDLE_DIR = "workbench-plotly"
 BUNDLE_FILE = "widgetbundle.js"
 
-#: the chart's module: plotly's bundle imported from the page's labextensions URL (Voilà's page config)
+#: the chart's module: plotly's bundle imported from the page's labextensions URL (Voilà's page config), once
+#: the page's first widgets have painted (running the bundle takes the browser ~1 s, in which nothing paints;
+#: a page with no ``.wb-page`` waits 3 s at most)
 SHIM = f"""
+await new Promise(done => {{
+  const painted = () => {{ requestAnimationFrame(() => setTimeout(done, 0)); setTimeout(done, 1000); }};
+  if (document.querySelector(".wb-page")) return painted();
+  const seen = new MutationObserver(() => {{
+    if (document.querySelector(".wb-page")) {{ seen.disconnect(); painted(); }}
+  }});
+  seen.observe(document.body, {{childList: true, subtree: true}});
+  setTimeout(() => {{ seen.disconnect(); done(); }}, 3000);
+}});
 const el = document.getElementById("jupyter-config-data");
 const root = (el ? JSON.parse(el.textContent).fullLabextensionsUrl : null) || "/voila/labextensions";
 const mod = await import(new URL(`${{root}}/{BUNDLE_DIR}/{BUNDLE_FILE}`, window.location.href).href);
@@ -65,11 +78,65 @@ def _shared_class() -> type:
     return SharedBundleFigureWidget
 
 
+#: the trace types (top-level keys of plotly's validator table) whose validators a dashboard kernel keeps
+PAGE_TRACES = frozenset({"layout", "data", "frames", "scatter", "histogram", "heatmap", "bar", "candlestick"})
+
+
+class LeanValidators:
+    """plotly's validator table (``ValidatorCache._json_cache``: 10,000 entries, ~8 MB once parsed, kept for
+    good) with the entries of :data:`PAGE_TRACES` only (~5 MB less per kernel); a lookup of anything else
+    loads the whole table, once, so every figure still validates as plotly's own table would."""
+
+    def __init__(self, path: Path, keep: frozenset[str] = PAGE_TRACES):
+        import json
+        import re
+
+        self.path = path
+        self.full: dict[str, Any] | None = None
+        self.kept: dict[str, Any] = {}
+        text, decode, gap = path.read_text(), json.JSONDecoder().raw_decode, re.compile(r"[\s,:]*")
+
+        def skip(i: int) -> int:
+            found = gap.match(text, i)
+            assert found is not None  # the pattern matches the empty string too
+            return found.end()
+
+        i = text.index("{") + 1
+        while text[i := skip(i)] != "}":  # entry by entry: the others are freed as they go
+            key, i = decode(text, i)
+            value, i = decode(text, skip(i))
+            if key.split(".", 1)[0] in keep:
+                self.kept[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.kept:
+            return self.kept[key]
+        if self.full is None:
+            import json
+
+            with open(self.path) as f:
+                self.full = json.load(f)
+        return self.full.get(key, default)
+
+
+def lean_validators() -> bool:
+    """Give plotly a :class:`LeanValidators` table if it has not read its own yet; True if it has it now."""
+    from plotly import validator_cache
+
+    cache = getattr(validator_cache, "ValidatorCache", None)  # plotly >= 6; another layout: its own table
+    if cache is not None and getattr(cache, "_json_cache", False) is None:
+        cache._json_cache = LeanValidators(Path(validator_cache.__file__).parent / "validators" / "_validators.json")
+    return isinstance(getattr(cache, "_json_cache", None), LeanValidators)
+
+
 def warm() -> None:
     """Load plotly's figure validators and widget classes (a chart with a scatter trace and subplots, then
-    closed): what the first chart of a page otherwise pays for (~0.25 s of CPU)."""
+    closed): what the first chart of a page otherwise pays for (~0.25 s of CPU). Under ``workbench up``
+    the validators come from a :func:`lean_validators` table."""
     import plotly.graph_objects as go
 
+    if os.environ.get(BUNDLE_ENV):
+        lean_validators()
     fig = go.Figure([go.Scatter(x=[0], y=[0]), go.Scatter(x=[0], y=[0], yaxis="y2", mode="markers")],
                     layout={"title": {"text": ""}, "xaxis": {"title": {"text": ""}}, "yaxis2": {"domain": [0, 0.3]},
                             "legend": {"orientation": "h"}, "margin": {"l": 0}})
@@ -102,4 +169,5 @@ def figure_widget(figure: Any = None) -> Any:
         return figure
     if not os.environ.get(BUNDLE_ENV):
         return go.FigureWidget(figure)
+    lean_validators()
     return _shared_class()(light_figure(figure))

@@ -121,15 +121,16 @@ class Ticker:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def start(self) -> bool:
-        """Start on the running loop; False if there is none (call ``tick()`` by hand then)."""
+    def start(self, first: float | None = None) -> bool:
+        """Start on the running loop; False if there is none (call ``tick()`` by hand then). The first tick
+        runs at once, or ``first`` seconds later (the loop runs other work first: a page's reply)."""
         if self.running:
             return True
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-        self.task = loop.create_task(self._run())
+        self.task = loop.create_task(self._run(first))
         return True
 
     def stop(self) -> None:
@@ -150,7 +151,9 @@ class Ticker:
             self.count += 1
             self.busy += time.process_time() - t0
 
-    async def _run(self) -> None:
+    async def _run(self, first: float | None = None) -> None:
+        if first is not None:
+            await asyncio.sleep(first)
         while True:
             self.tick()
             await asyncio.sleep(self.interval)

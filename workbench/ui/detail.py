@@ -87,11 +87,14 @@ def _metrics_html(metrics: dict[str, Any], keys: tuple[str, ...], css: str) -> s
 
 
 class DetailView:
-    """Detail of one session; display ``view.widget``. ``equity_chart``/``price_chart`` are LiveCharts."""
+    """Detail of one session; display ``view.widget``. ``equity_chart``/``price_chart`` are LiveCharts.
+
+    ``defer`` (seconds): the first read runs that long later on the kernel's loop, as the ticker's first tick,
+    so a page is sent with the view's frame before its data (None, or no running loop: read at once)."""
 
     def __init__(self, session_id: str, store: Store | str | None = None, session: Any = None, *,
                  refresh: float = 0.5, window: int = 500, tables_every: int = 4, symbol: str | None = None,
-                 handle: SessionHandle | None = None):
+                 handle: SessionHandle | None = None, defer: float | None = None):
         self.store = open_store(store if store is not None or session is None else session.store)
         self.session_id, self.session = session_id, session
         self.handle = handle or handle_for(session_id, self.store,
@@ -166,15 +169,16 @@ class DetailView:
         self._values = array("d")
         self._exposure = math.nan
         self._fills_seen = 0
-        self._bars: pd.DataFrame | None = None
+        self._bars: pd.Series | None = None  # closes from the chart's window on (_load_prices)
         self._bars_error: str | None = None
         self._rates: dict[str, pd.Series] | None = None  # converted markets' rates: their trades' own prices
         self._price_t: pd.Timestamp | None = None
         self._ticks = 0
         self.state = row["state"]
         self.ticker = Ticker(self.refresh, refresh, on_error=lambda e: self._problem(f"refresh failed: {e}"))
-        self.refresh()
-        self.ticker.start()
+        if defer is None or not self.ticker.start(first=defer):
+            self.refresh()
+            self.ticker.start()
 
     # ---- reading ----------------------------------------------------------------------------
     def follow(self, handle: SessionHandle) -> None:
@@ -227,11 +231,7 @@ class DetailView:
             return
         if self._bars is None:
             try:
-                from workbench.data.currency import load_in_base
-
-                c = self.config  # in the session's base currency, as its fills are
-                frame = load_in_base(c.data, self.symbol, c.currency, c.start, c.end)
-                self._bars = pd.Series(frame["close"].to_numpy(copy=True), index=frame.index)  # not the whole frame
+                self._bars = self._load_prices(upto)
             except Exception as e:
                 self._bars_error = str(e)
                 self._problem(f"price chart: no bars for {self.symbol} ({e})")
@@ -244,6 +244,24 @@ class DetailView:
             chunk = bars.iloc[lo:hi]
             self.price_chart.push(PRICE, chunk.index.to_pydatetime(), chunk.to_numpy())
             self._price_t = chunk.index[-1]
+
+    def _load_prices(self, upto: pd.Timestamp) -> pd.Series:
+        """The closes the price chart can still draw: from ``window`` bars before ``upto`` on (a running replay
+        reaches the later ones), in the session's base currency as its fills are. Copies: the loaded frame and
+        the sample generator's cached path (~10 MB a symbol for 90 days of 1m bars) are let go at once."""
+        from workbench.data.currency import load_in_base
+
+        c = self.config
+        assert c is not None and self.symbol is not None  # _add_prices draws no prices without them
+        frame = load_in_base(c.data, self.symbol, c.currency, c.start, c.end)
+        first = max(int(frame.index.searchsorted(upto, side="right")) - self.price_chart.window, 0)
+        closes = pd.Series(frame["close"].to_numpy()[first:].copy(), index=frame.index[first:].copy())
+        del frame
+        if c.data.source == "sample":
+            from workbench.data.sample import clear_cache
+
+            clear_cache()
+        return closes
 
     def show_symbol(self, symbol: str) -> None:
         """Draw ``symbol``'s price and fills (one of the session's symbols) in the price chart."""

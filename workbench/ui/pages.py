@@ -3,7 +3,8 @@
 * ``sessions_page(store=None)``: active sessions table, the creation wizard (paper/live requested
   from ``workbench host`` by default) and the controls of the selected session;
 * ``session_page(session_id=None, store=None)``: detail view + controls; without ``session_id`` the
-  id comes from the URL query (``?id=...``, which Voilà puts in ``$QUERY_STRING``);
+  id comes from the URL query (``?id=...``, which Voilà puts in ``$QUERY_STRING``); in a kernel the
+  view's data arrives just after the page (:data:`FIRST_READ`);
 * ``risk_page(store=None)``, ``history_page(store=None)``;
 * ``diagnostics_page(session_id=None, store=None)``: pick a session (the dropdown ``.wb-diag-session``; the
   URL's ``?id=`` first), see its diagnostics (:mod:`workbench.ui.diagnostics` lists its ``.wb-diag-*`` classes).
@@ -72,6 +73,9 @@ from workbench.store import Store
 from workbench.ui.common import open_store
 
 DETAIL_URL = "session.ipynb?id={id}"  # relative to a Voilà-rendered sessions.ipynb
+#: seconds after the session page's cell ends that its detail view first reads the store: Voilà sends a page
+#: when its cells have run, so the frame (header, controls, empty charts) goes first and the data follows
+FIRST_READ = 0.05
 
 
 class Page(W.VBox):
@@ -192,7 +196,7 @@ def session_page(session_id: str | None = None, store: Store | str | None = None
 
     handle = handle_for(sid, st, LOCAL_SESSIONS, actor="dashboard")
     local = getattr(handle, "session", None)
-    view = DetailView(sid, st, local, refresh=refresh, handle=handle)
+    view = DetailView(sid, st, local, refresh=refresh, handle=handle, defer=FIRST_READ)
     panel = ControlPanel(sid, st, local, handle=handle, on_resume=view.follow)
     return Page("session", [view.widget, panel.widget], {"detail": view, "controls": panel}, store=st)
 
