@@ -245,6 +245,11 @@ def test_every_page_has_something_to_show_and_links_to_the_others(served, page):
     runs = Store(served.db_url).history()
     demo = str(runs[runs["kind"] == "backtest"]["id"].iloc[0])  # the demo backtest `up` seeded
     open_page(page, served, "session", f"id={demo}", ready=".wb-equity-chart")
+    # the page is sent before its data (workbench.ui.pages.FIRST_READ): the data follows with no user action
+    page.locator(".wb-trades-table tr").nth(2).wait_for(state="attached", timeout=SEE)  # header + trade rows
+    page.wait_for_function("""() => { const d = document.querySelector('.wb-equity-chart .js-plotly-plot');
+        return d && d.data && d.data[0].x.length > 100; }""", timeout=SEE)  # the stored equity curve, drawn
+    assert "Sharpe" in page.locator(".wb-performance").first.inner_text()
     page.get_by_role("tab", name="Trade review").click()  # built when first opened
     page.locator(".wb-review-attribution-table", has_text="BTC/USDT").wait_for(timeout=SEE)
     page.wait_for_function("""() => { const d = document.querySelector('.wb-review-figures .js-plotly-plot');
