@@ -112,3 +112,36 @@ def test_a_full_disk_mid_live_run_sends_nothing_unrecorded_and_a_resume_reconcil
     path = store_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_exchange_broker_finishing_on_a_full_disk_still_stops_its_tasks_and_logs_what_it_could_not_record(
+        store, caplog):
+    """A live run stopped by a full disk hands its broker back with an order still in flight: the event saying
+    so could not be written, and it raised out of finish() (the session's wait() failed, its tasks ran on)."""
+    from tests.live_kit import live_config
+    from workbench.domain import Order, Side
+    from workbench.engine.brokers.exchange import ExchangeBroker
+    from workbench.engine.ccxt_broker import CcxtBroker
+    from workbench.execution.ledger import Portfolio
+    from workbench.store.faults import StorageFault
+
+    broker = ExchangeBroker(CcxtBroker(None), live_config(), store, fill_timeout=0.05)
+    broker.attach("s-1", Portfolio(10_000.0))
+    broker.inflight["b-1"] = Order("b-1", "BTC/USDT", Side.BUY, 0.01)
+
+    def full(*args, **kwargs):
+        raise StorageFault("disk_full", "wb.db", "write", "database or disk is full")
+
+    store.add_event = full
+
+    async def finish() -> None:
+        async def forever() -> None:
+            await asyncio.Event().wait()
+
+        broker._worker = asyncio.ensure_future(forever())  # a task of the run, never done
+        await broker.finish(hand_back=True)
+        assert broker._worker.cancelled()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(finish())
+    assert "orders still unsettled at the hand-back" in caplog.text and "not recorded" in caplog.text

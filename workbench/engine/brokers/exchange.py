@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -48,6 +49,9 @@ from workbench.engine.ccxt_broker import CcxtBroker
 from workbench.engine.commands import CommandRejected
 from workbench.retry import RetryPolicy, is_transient
 from workbench.store import Store
+from workbench.store.faults import StorageFault
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from workbench.execution.ledger import Portfolio
@@ -115,6 +119,14 @@ class ExchangeBroker(OrderPlacement, RestingOrders, AccountWatch, Protection, Pe
 
     def _event(self, kind: str, message: str, data: dict[str, Any] | None = None, actor: str = "exchange") -> None:
         self.store.add_event(self.session_id, kind, message, data or {}, actor=actor)
+
+    def _report(self, kind: str, message: str, data: dict[str, Any] | None = None, actor: str = "exchange") -> None:
+        """:meth:`_event` while the run ends: a store that cannot take it (a storage fault, likely why the run
+        ends) does not stop the broker finishing; the event goes to the log instead."""
+        try:
+            self._event(kind, message, data, actor)
+        except StorageFault as e:
+            log.warning("session %s: %s (not recorded: %s)", self.session_id, message, e)
 
     def _exchange_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         if kind == "exchange_retry":
@@ -285,13 +297,13 @@ class ExchangeBroker(OrderPlacement, RestingOrders, AccountWatch, Protection, Pe
                 await asyncio.sleep(0.02)
         if hand_back:
             if self.resting:
-                self._event("handed_back", f"left resting on {self.venue} for the next runner: "
-                            f"{', '.join(self.resting)}", {"client_ids": list(self.resting)}, "broker")
+                self._report("handed_back", f"left resting on {self.venue} for the next runner: "
+                             f"{', '.join(self.resting)}", {"client_ids": list(self.resting)}, "broker")
         else:
             await self.end_resting()  # after the drain: a limit order acknowledged meanwhile is canceled too
         if self.inflight:
-            self._event("error", f"orders still unsettled at the {'hand-back' if hand_back else 'end'}: "
-                        f"{self.open_summary()}; resume the session to reconcile them")
+            self._report("error", f"orders still unsettled at the {'hand-back' if hand_back else 'end'}: "
+                         f"{self.open_summary()}; resume the session to reconcile them")
         tasks = [t for t in (self._worker, self._watcher, *self._checks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -302,8 +314,8 @@ class ExchangeBroker(OrderPlacement, RestingOrders, AccountWatch, Protection, Pe
             for t in pending:
                 t.cancel()
             if pending:
-                self._event("error", f"gave up on {len(pending)} exchange cleanups after {self.fill_timeout:g}s; "
-                            f"still open: {self.open_summary()}")
+                self._report("error", f"gave up on {len(pending)} exchange cleanups after {self.fill_timeout:g}s; "
+                             f"still open: {self.open_summary()}")
         if self.owns_client:
             with contextlib.suppress(Exception):
                 await self.client.close()
