@@ -149,6 +149,17 @@ def crash_config(direction: str, **margin: Any) -> SessionConfig:
                        commission={"taker": 0.0, "fixed": 0.0}, slippage={"bps": 0.0}, margin=margin)
 
 
+def test_a_short_whose_fixed_fee_exceeds_its_proceeds_opens_alike_in_backtest_and_paper() -> None:
+    """A nearly spent account: the short's sell brings 0.1 and pays a fee of 0.2. The walk opens it (the rule
+    refusing a sell whose fees exceed its proceeds is about selling a holding), the paper broker refused it
+    (found by the random parity test on a wiped-out account with a fixed fee)."""
+    frames = flat_bars([(100, 100, 100, 100), (100, 101, 99, 100), (100, 101, 99, 100), (99, 100, 98, 99)])
+    config = crash_config("short").replace(initial_balance=1.0, sizing={"mode": "fixed_quantity", "value": 0.001},
+                                           commission={"taker": 0.001, "fixed": 0.2})
+    trades = assert_same_trades(config, frames)
+    assert list(trades.side) == ["short"] and trades.quantity.iloc[0] == pytest.approx(0.001)
+
+
 @pytest.mark.parametrize("gap", [False, True])
 def test_a_leveraged_long_is_liquidated_at_the_computed_price_in_a_crash(gap: bool) -> None:
     entry = 100.0

@@ -183,8 +183,8 @@ class PaperBroker:
     def execute(self, order: Order, bar: ex.Bar, cash: float = math.inf) -> Fill | None:
         """Fill market ``order`` on ``bar`` now, at the open or ``order.stop_price``, with slippage and the
         taker fee. A buy is reduced to what ``cash`` affords (the rest is canceled), except a short's cover
-        (an exit reason); a buy that affords nothing, or a sell whose fees exceed its proceeds, is REJECTED
-        and returns None."""
+        (an exit reason); a buy that affords nothing, or a sell of a holding whose fees exceed its proceeds, is
+        REJECTED and returns None."""
         if order.client_id in self._by_id or order.status in _DONE:
             raise ValueError(f"order {order.client_id!r} is resting or done; execute takes a new order")
         if order.type is not OrderType.MARKET:
@@ -265,8 +265,8 @@ class PaperBroker:
     def _fill(self, order: Order, bar: ex.Bar, q: float, ref: float, limit: bool) -> Fill | None:
         price = ref if limit else ex.fill_price(order.side, ref, q, bar.volume, self.config.slippage)
         commission = ex.fee(q * price, self.config.commission, maker=limit)
-        if order.side is Side.SELL and q * price - commission < 0.0:
-            return None  # fees exceed proceeds
+        if order.side is Side.SELL and order.reason != ex.ENTRY and q * price - commission < 0.0:
+            return None  # fees exceed the proceeds of selling a holding (a short's opening sell is not refused)
         self._used[order.symbol] = (bar.time, self._volume_used(order.symbol, bar.time) + q)
         order.filled_quantity += q
         order.status = OrderStatus.FILLED if order.remaining <= ex.MIN_QUANTITY else OrderStatus.PARTIALLY_FILLED
