@@ -26,11 +26,13 @@ BUNDLE_DIR = "workbench-plotly"
 BUNDLE_FILE = "widgetbundle.js"
 
 #: the chart's module: plotly's bundle imported from the page's labextensions URL (Voilà's page config), once
-#: the page's first widgets have painted (running the bundle takes the browser ~1 s, in which nothing paints;
-#: a page with no ``.wb-page`` waits 3 s at most)
+#: the page's first widgets have painted and the browser has gone idle (running the bundle takes it ~1-1.5 s,
+#: in which nothing paints nor scrolls), 1.5 s after the page showed at most; a page with no ``.wb-page``
+#: waits 3 s at most
 SHIM = f"""
 await new Promise(done => {{
-  const painted = () => {{ requestAnimationFrame(() => setTimeout(done, 0)); setTimeout(done, 1000); }};
+  const idle = () => (window.requestIdleCallback || setTimeout)(() => setTimeout(done, 300), {{timeout: 1200}});
+  const painted = () => {{ requestAnimationFrame(() => setTimeout(idle, 0)); setTimeout(done, 1500); }};
   if (document.querySelector(".wb-page")) return painted();
   const seen = new MutationObserver(() => {{
     if (document.querySelector(".wb-page")) {{ seen.disconnect(); painted(); }}
