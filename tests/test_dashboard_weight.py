@@ -80,6 +80,27 @@ def test_the_price_chart_keeps_the_bars_it_can_still_draw_and_lets_the_sample_pa
     view.close()
 
 
+def test_a_running_sessions_price_chart_keeps_a_bounded_look_ahead_and_reads_again_past_it(store):
+    from workbench.ui.detail import AHEAD, DetailView
+
+    sid = store.create_session(make_config(kind="paper", symbols=["BTC/USDT"], start=T0, end=T0 + timedelta(days=5)))
+    store.set_state(sid, "running")
+    store.add_equity_points(sid, [(T0 + timedelta(minutes=m), 10_000.0) for m in range(60)])  # its first hour
+    view = DetailView(sid, store, refresh=60, window=300)
+    assert view._bars is not None and len(view._bars) == 300 + AHEAD  # from the start: a window, AHEAD more
+    assert view._bars.index[0] == T0 and view._bars_more and view.price_chart.points(0) == 60
+    later = T0 + timedelta(minutes=60 + AHEAD + 500)  # the replay went past what was kept
+    store.add_equity_points(sid, [(later, 10_000.0)])
+    view.refresh()
+    view.price_chart.flush(force=True)  # (a page's ticker flushes at most every refresh / 2 s)
+    c = view.config
+    bars = load_bars(c.data, "BTC/USDT", c.start, c.end)
+    upto = int(bars.index.searchsorted(later, side="right"))
+    assert view._bars.index[0] == bars.index[upto - 300] and len(view._bars) == 300 + AHEAD
+    assert list(view.price_chart.fig.data[0].y) == list(bars["close"].iloc[upto - 300:upto])  # the new window
+    view.close()
+
+
 def test_lean_validators_keep_the_pages_trace_types_and_load_the_rest_when_asked():
     from plotly import validator_cache
 

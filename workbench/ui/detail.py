@@ -55,6 +55,7 @@ PERFORMANCE = ("pnl", "total_return", "annualized_return", "sharpe_ratio", "sort
 RISK = ("max_drawdown", "volatility", "value_at_risk_1d", "expected_shortfall_1d", "value_at_risk",
         "expected_shortfall", "calmar_ratio", "worst_trade")
 EQ, DD, PRICE, BUYS, SELLS = 0, 1, 0, 1, 2
+AHEAD = 2000  # bars the price chart keeps past the newest equity point (_load_prices)
 Columns = list[tuple[str, str, Callable[[Any], str]]]
 TRADE_COLUMNS: Columns = [
     ("symbol", "Symbol", str), ("entry_time", "Entry", fmt_time), ("exit_time", "Exit", fmt_time),
@@ -169,7 +170,8 @@ class DetailView:
         self._values = array("d")
         self._exposure = math.nan
         self._fills_seen = 0
-        self._bars: pd.Series | None = None  # closes from the chart's window on (_load_prices)
+        self._bars: pd.Series | None = None  # closes around the chart's window (_load_prices)
+        self._bars_more = False  # the source has bars after the last of _bars
         self._bars_error: str | None = None
         self._rates: dict[str, pd.Series] | None = None  # converted markets' rates: their trades' own prices
         self._price_t: pd.Timestamp | None = None
@@ -229,7 +231,7 @@ class DetailView:
     def _add_prices(self, upto: pd.Timestamp) -> None:
         if self.symbol is None or self.config is None or self._bars_error:
             return
-        if self._bars is None:
+        if self._bars is None or (self._bars_more and upto > self._bars.index[-1]):
             try:
                 self._bars = self._load_prices(upto)
             except Exception as e:
@@ -246,16 +248,19 @@ class DetailView:
             self._price_t = chunk.index[-1]
 
     def _load_prices(self, upto: pd.Timestamp) -> pd.Series:
-        """The closes the price chart can still draw: from ``window`` bars before ``upto`` on (a running replay
-        reaches the later ones), in the session's base currency as its fills are. Copies: the loaded frame and
-        the sample generator's cached path (~10 MB a symbol for 90 days of 1m bars) are let go at once."""
+        """The closes the price chart can draw: ``window`` bars up to ``upto`` and :data:`AHEAD` after it (a
+        running replay reaches them; past them they are loaded again), in the session's base currency as its
+        fills are. Copies: the loaded frame and the sample generator's cached path (~10 MB a symbol for 90 days
+        of 1m bars) are let go at once."""
         from workbench.data.currency import load_in_base
 
         c = self.config
         assert c is not None and self.symbol is not None  # _add_prices draws no prices without them
         frame = load_in_base(c.data, self.symbol, c.currency, c.start, c.end)
         first = max(int(frame.index.searchsorted(upto, side="right")) - self.price_chart.window, 0)
-        closes = pd.Series(frame["close"].to_numpy()[first:].copy(), index=frame.index[first:].copy())
+        last = first + self.price_chart.window + AHEAD
+        self._bars_more = last < len(frame)
+        closes = pd.Series(frame["close"].to_numpy()[first:last].copy(), index=frame.index[first:last].copy(deep=True))
         del frame
         if c.data.source == "sample":
             from workbench.data.sample import clear_cache
