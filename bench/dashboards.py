@@ -154,10 +154,24 @@ def _cpu_idle(p: psutil.Process) -> bool:
 def open_page(browser: Any, up: Up, page: str, timeout_ms: int = 600_000) -> tuple[Any, float]:
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = ctx.new_page()
+    ctx.kernel_urls = []  # the page's websockets: its kernel's id is in the channels URL
+    tab.on("websocket", lambda ws: ctx.kernel_urls.append(ws.url))
     t0 = time.perf_counter()
     tab.goto(up.url(page), timeout=timeout_ms)
     tab.wait_for_selector(FIRST_WIDGET, timeout=timeout_ms)
     return ctx, time.perf_counter() - t0
+
+
+def kernel_rss(up: Up, ctx: Any) -> int | None:
+    """RSS in MB of the kernel of the page open in ``ctx`` (None if not found)."""
+    ids = [m.group(1) for u in ctx.kernel_urls if (m := re.search(r"/api/kernels/([\w-]+)/channels", u))]
+    for k in up.kernels():
+        try:
+            if ids and ids[0] in " ".join(k.cmdline()):
+                return round(k.memory_info().rss / 2**20)
+        except psutil.Error:
+            pass
+    return None
 
 
 def progress(text: str) -> None:
@@ -188,6 +202,7 @@ def measure(source: Path, flags: list[str], tabs: int, cull_wait: float) -> dict
                     open_ctx.append(ctx)
                     settle(up, quiet=2.0)  # the pool's refill must not slow the next page
                 time.sleep(2.0)  # the pages' first refreshes
+                per_page = {page: kernel_rss(up, ctx) for page, ctx in zip(PAGES, open_ctx)}
                 mem = []
                 for k in up.kernels():
                     try:
@@ -210,7 +225,7 @@ def measure(source: Path, flags: list[str], tabs: int, cull_wait: float) -> dict
                 left = len(up.kernels())
         finally:
             up.stop()
-    return {"first_widget_s": first, "kernels_rss_mb": [round(r) for r, _ in mem],
+    return {"first_widget_s": first, "page_kernel_rss_mb": per_page, "kernels_rss_mb": [round(r) for r, _ in mem],
             "kernels_uss_mb": [round(u) for _, u in mem], "pool_kernels": baseline, "tabs": tabs,
             "tabs_s": round(tabs_s, 1), "kernels_left": left - baseline,
             "cull_s": round(time.monotonic() - t0, 1) if left <= baseline else None}
@@ -221,6 +236,7 @@ def report(name: str, r: dict[str, Any]) -> None:
     for page, s in r["first_widget_s"].items():
         ok = "ok" if s < TARGETS["first_widget_s"] else "OVER"
         print(f"  first widget {page:<9} {s:6.2f} s  (target < {TARGETS['first_widget_s']:g} s: {ok})")
+    print("  kernel RSS MB per open page: " + ", ".join(f"{p} {v}" for p, v in r.get("page_kernel_rss_mb", {}).items()))
     rss, uss = r["kernels_rss_mb"], r["kernels_uss_mb"]
     if rss:
         ok = "ok" if max(rss) < TARGETS["kernel_rss_mb"] else "OVER"
