@@ -173,3 +173,24 @@ def test_a_dashboard_kernel_starts_without_debugpy_and_runs_code():
             await km.shutdown_kernel(now=True)
 
     assert asyncio.run(run()).split() == ["True", "None"]  # marked missing: ipykernel's debugger off, none loaded
+
+
+def test_a_shared_chart_keeps_the_browsers_defaults_without_building_their_objects(monkeypatch):
+    import plotly.graph_objects as go
+
+    from workbench.ui.charts import BUNDLE_ENV, figure_widget
+
+    def defaults_in(fig) -> tuple[object, list[str], list[str]]:
+        fig._js2py_layoutDelta = {"layout_delta": {"modebar": {"orientation": "h"}, "xaxis": {"range": [0, 1]}},
+                                  "layout_edit_id": fig._last_layout_edit_id}
+        fig._js2py_traceDeltas = {"trace_deltas": [{"uid": fig.data[0].uid, "marker": {"color": "red"}}],
+                                  "trace_edit_id": fig._last_trace_edit_id}
+        assert fig.layout.xaxis.range == (0, 1)  # what the browser computed still reads as plotly's own
+        return fig._layout_defaults, sorted(fig.layout._compound_props), sorted(fig.data[0]._compound_props)
+
+    plain = defaults_in(figure_widget(go.Figure([go.Scatter(x=[1], y=[2])])))
+    monkeypatch.setenv(BUNDLE_ENV, "1")
+    shared = defaults_in(figure_widget(go.Figure([go.Scatter(x=[1], y=[2])])))
+    assert shared[0] == plain[0]
+    assert "modebar" in plain[1] and "marker" in plain[2]  # plotly's widget builds an object per default
+    assert "modebar" not in shared[1] and shared[2] == []  # ours does not (no page registers on_change)
