@@ -1,4 +1,4 @@
-"""The store's tables as SQLAlchemy 2 declarative models.
+"""The store's tables as SQLAlchemy Core tables (not ORM models: no process loads ``sqlalchemy.orm``, ~5 MB).
 
 Every timestamp is a :class:`UTCDateTime`: written as UTC (naive input is taken to be UTC)
 and read back timezone-aware, on SQLite as on PostgreSQL. JSON is kept in text columns
@@ -9,11 +9,12 @@ Keep ``migrations/versions`` in step: a test compares it with this module.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Float,
@@ -26,7 +27,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from workbench.domain import as_utc
@@ -64,238 +64,208 @@ class UTCDateTime(TypeDecorator[datetime]):
         return times.tz_convert(timezone.utc).tz_localize(None).strftime(SQLITE_FORMAT).tolist()
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+metadata = MetaData(naming_convention=NAMING)
 
 
 def _session_fk() -> ForeignKey:
     return ForeignKey("sessions.id", ondelete="CASCADE")
 
 
-class SessionRow(Base):
-    """One run of a session (backtest, paper or live); restarts and clones point to ``parent_id``."""
-
-    __tablename__ = "sessions"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
-    kind: Mapped[str] = mapped_column(String(16), index=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)
-    strategy: Mapped[str] = mapped_column(String(64), index=True)
-    symbols: Mapped[str] = mapped_column(Text)  # JSON list
-    config_json: Mapped[str] = mapped_column(Text)
-    initial_balance: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    runner: Mapped[str | None] = mapped_column(String(200))  # host:pid
+#: One run of a session (backtest, paper or live); restarts and clones point to ``parent_id``.
+sessions = Table(
+    "sessions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), default="", nullable=False),
+    Column("kind", String(16), index=True, nullable=False),
+    Column("state", String(16), index=True, nullable=False),
+    Column("strategy", String(64), index=True, nullable=False),
+    Column("symbols", Text, nullable=False),  # JSON list
+    Column("config_json", Text, nullable=False),
+    Column("initial_balance", Float, nullable=False),
+    Column("created_at", UTCDateTime, index=True, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("heartbeat_at", UTCDateTime),
+    Column("runner", String(200)),  # host:pid
     # the runner's lease (workbench.store.lease): a generation bumped by each acquisition (the fencing
     # token) and when it expires unless renewed
-    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    final_equity: Mapped[float | None] = mapped_column(Float)
-    pnl: Mapped[float | None] = mapped_column(Float)
-    total_return: Mapped[float | None] = mapped_column(Float)
-    trade_count: Mapped[int | None] = mapped_column(Integer)
-    metrics_json: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-    parent_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("sessions.id", ondelete="SET NULL"))
-    run_no: Mapped[int] = mapped_column(Integer, default=1)
+    Column("lease_token", Integer, default=0, server_default="0", nullable=False),
+    Column("lease_expires", UTCDateTime),
+    Column("final_equity", Float),
+    Column("pnl", Float),
+    Column("total_return", Float),
+    Column("trade_count", Integer),
+    Column("metrics_json", Text),
+    Column("error", Text),
+    Column("parent_id", String(32), ForeignKey("sessions.id", ondelete="SET NULL")),
+    Column("run_no", Integer, default=1, nullable=False),
     # what this clone or promotion changed from its parent's config: {"dotted.field": [parent's, this one's]}
-    changes_json: Mapped[str | None] = mapped_column(Text)
+    Column("changes_json", Text),
     # the bars' market regime (workbench.metrics.regime), set when a session ends or a backtest is saved
-    regime: Mapped[str | None] = mapped_column(String(16))
-    regime_json: Mapped[str | None] = mapped_column(Text)
+    Column("regime", String(16)),
+    Column("regime_json", Text),
+)
 
 
-class OrderRow(Base):
-    __tablename__ = "orders"
-    __table_args__ = (UniqueConstraint("session_id", "client_id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(String(32), _session_fk())
-    client_id: Mapped[str] = mapped_column(String(64))
-    symbol: Mapped[str] = mapped_column(String(32))
-    side: Mapped[str] = mapped_column(String(8))
-    type: Mapped[str] = mapped_column(String(16))
-    quantity: Mapped[float] = mapped_column(Float)
-    limit_price: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(24))
-    filled_quantity: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    reason: Mapped[str] = mapped_column(String(64), default="")
-    exchange_id: Mapped[str | None] = mapped_column(String(64))
-
-
-class FillRow(Base):
-    __tablename__ = "fills"
-    __table_args__ = (UniqueConstraint("session_id", "fill_id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(String(32), _session_fk())
-    client_id: Mapped[str] = mapped_column(String(64))
-    fill_id: Mapped[str] = mapped_column(String(64))
-    symbol: Mapped[str] = mapped_column(String(32))
-    side: Mapped[str] = mapped_column(String(8))
-    quantity: Mapped[float] = mapped_column(Float)
-    price: Mapped[float] = mapped_column(Float)
-    commission: Mapped[float] = mapped_column(Float)
-    slippage: Mapped[float] = mapped_column(Float)
-    time: Mapped[datetime] = mapped_column(UTCDateTime)
+orders = Table(
+    "orders", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(32), _session_fk(), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("quantity", Float, nullable=False),
+    Column("limit_price", Float),
+    Column("status", String(24), nullable=False),
+    Column("filled_quantity", Float, default=0.0, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("reason", String(64), default="", nullable=False),
+    Column("exchange_id", String(64)),
+    UniqueConstraint("session_id", "client_id"),
+)
 
 
-class PositionRow(Base):
-    """Current position per session and symbol (upserted)."""
-
-    __tablename__ = "positions"
-
-    session_id: Mapped[str] = mapped_column(String(32), _session_fk(), primary_key=True)
-    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
-    quantity: Mapped[float] = mapped_column(Float)
-    avg_price: Mapped[float] = mapped_column(Float)
-    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    realized_pnl: Mapped[float] = mapped_column(Float, default=0.0)
-    peak_price: Mapped[float] = mapped_column(Float, default=0.0)
-    extra_json: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class TradeRow(Base):
-    """A round trip: ``status`` 'closed' (exit_* set) or 'open'; the columns of
-    :data:`workbench.domain.TRADE_COLUMNS`, ``duration`` in seconds (NULL while open)."""
-
-    __tablename__ = "trades"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(String(32), _session_fk(), index=True)
-    symbol: Mapped[str] = mapped_column(String(32))
-    entry_time: Mapped[datetime] = mapped_column(UTCDateTime)
-    exit_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    entry_price: Mapped[float] = mapped_column(Float)
-    exit_price: Mapped[float | None] = mapped_column(Float)
-    quantity: Mapped[float] = mapped_column(Float)
-    pnl: Mapped[float | None] = mapped_column(Float)
-    return_pct: Mapped[float | None] = mapped_column(Float)
-    commission: Mapped[float] = mapped_column(Float, default=0.0)
-    slippage: Mapped[float] = mapped_column(Float, default=0.0)
-    exit_reason: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
-    entry_fees: Mapped[float | None] = mapped_column(Float)  # revision 0002; NULL for rows saved before it
-    exit_fees: Mapped[float | None] = mapped_column(Float)
-    duration: Mapped[float | None] = mapped_column(Float)  # seconds
-    side: Mapped[str | None] = mapped_column(String(8))  # revision 0008: long/short; NULL (long) before it
-    funding: Mapped[float | None] = mapped_column(Float)  # carrying costs in the P&L (execution rule 16)
-    interest: Mapped[float | None] = mapped_column(Float)
+fills = Table(
+    "fills", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(32), _session_fk(), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("fill_id", String(64), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("quantity", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("commission", Float, nullable=False),
+    Column("slippage", Float, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    UniqueConstraint("session_id", "fill_id"),
+)
 
 
-class EquityRow(Base):
-    __tablename__ = "equity"
-    __table_args__ = (Index("ix_equity_session_id_time", "session_id", "time"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(String(32), _session_fk())
-    time: Mapped[datetime] = mapped_column(UTCDateTime)
-    equity: Mapped[float] = mapped_column(Float)
-    cash: Mapped[float | None] = mapped_column(Float)
-    exposure: Mapped[float | None] = mapped_column(Float)
-
-
-class EventRow(Base):
-    """Who did what, when and why; ``session_id`` NULL for store-wide events."""
-
-    __tablename__ = "events"
-    __table_args__ = (Index("ix_events_session_id_time", "session_id", "time"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str | None] = mapped_column(String(32), _session_fk())
-    time: Mapped[datetime] = mapped_column(UTCDateTime)
-    kind: Mapped[str] = mapped_column(String(32))
-    message: Mapped[str] = mapped_column(Text, default="")
-    data_json: Mapped[str | None] = mapped_column(Text)
-    actor: Mapped[str] = mapped_column(String(64), default="system")
+#: Current position per session and symbol (upserted).
+positions = Table(
+    "positions", metadata,
+    Column("session_id", String(32), _session_fk(), primary_key=True),
+    Column("symbol", String(32), primary_key=True),
+    Column("quantity", Float, nullable=False),
+    Column("avg_price", Float, nullable=False),
+    Column("opened_at", UTCDateTime),
+    Column("realized_pnl", Float, default=0.0, nullable=False),
+    Column("peak_price", Float, default=0.0, nullable=False),
+    Column("extra_json", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
 
 
-class CommandRow(Base):
-    """A control command for a session's runner: pending → applied | rejected."""
-
-    __tablename__ = "commands"
-    __table_args__ = (Index("ix_commands_session_id_status", "session_id", "status"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(String(32), _session_fk())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    command: Mapped[str] = mapped_column(String(64))
-    args_json: Mapped[str | None] = mapped_column(Text)
-    actor: Mapped[str] = mapped_column(String(64), default="user")
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    result: Mapped[str] = mapped_column(Text, default="")
-
-
-class TemplateRow(Base):
-    __tablename__ = "templates"
-
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    description: Mapped[str] = mapped_column(Text, default="")
-    config_json: Mapped[str] = mapped_column(Text)
-    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class SessionStateRow(Base):
-    """The runner's own state (e.g. last processed bar) for crash recovery."""
-
-    __tablename__ = "session_state"
-
-    session_id: Mapped[str] = mapped_column(String(32), _session_fk(), primary_key=True)
-    state_json: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+#: A round trip: ``status`` 'closed' (exit_* set) or 'open'; the columns of
+#: :data:`workbench.domain.TRADE_COLUMNS`, ``duration`` in seconds (NULL while open).
+trades = Table(
+    "trades", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(32), _session_fk(), index=True, nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("entry_time", UTCDateTime, nullable=False),
+    Column("exit_time", UTCDateTime),
+    Column("entry_price", Float, nullable=False),
+    Column("exit_price", Float),
+    Column("quantity", Float, nullable=False),
+    Column("pnl", Float),
+    Column("return_pct", Float),
+    Column("commission", Float, default=0.0, nullable=False),
+    Column("slippage", Float, default=0.0, nullable=False),
+    Column("exit_reason", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("entry_fees", Float),  # revision 0002; NULL for rows saved before it
+    Column("exit_fees", Float),
+    Column("duration", Float),  # seconds
+    Column("side", String(8)),  # revision 0008: long/short; NULL (long) before it
+    Column("funding", Float),  # carrying costs in the P&L (execution rule 16)
+    Column("interest", Float),
+)
 
 
-class UserRow(Base):
-    """A team member and their role (viewer, operator, admin); any row turns team mode on (revision 0005)."""
-
-    __tablename__ = "users"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    role: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    created_by: Mapped[str] = mapped_column(String(64))
-
-
-class SessionBarRow(Base):
-    """A closed live bar a session was handed (revision 0007): what its fidelity twin backtests."""
-
-    __tablename__ = "session_bars"
-
-    session_id: Mapped[str] = mapped_column(String(32), _session_fk(), primary_key=True)
-    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
-    time: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    open: Mapped[float] = mapped_column(Float)
-    high: Mapped[float] = mapped_column(Float)
-    low: Mapped[float] = mapped_column(Float)
-    close: Mapped[float] = mapped_column(Float)
-    volume: Mapped[float] = mapped_column(Float)
+equity = Table(
+    "equity", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(32), _session_fk(), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("equity", Float, nullable=False),
+    Column("cash", Float),
+    Column("exposure", Float),
+    Index("ix_equity_session_id_time", "session_id", "time"),
+)
 
 
-metadata = Base.metadata
+#: Who did what, when and why; ``session_id`` NULL for store-wide events.
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(32), _session_fk()),
+    Column("time", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, default="", nullable=False),
+    Column("data_json", Text),
+    Column("actor", String(64), default="system", nullable=False),
+    Index("ix_events_session_id_time", "session_id", "time"),
+)
 
 
-def _table(model: type[Base]) -> Table:
-    return cast(Table, model.__table__)
+#: A control command for a session's runner: pending → applied | rejected.
+commands = Table(
+    "commands", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(32), _session_fk(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("command", String(64), nullable=False),
+    Column("args_json", Text),
+    Column("actor", String(64), default="user", nullable=False),
+    Column("status", String(16), default="pending", nullable=False),
+    Column("applied_at", UTCDateTime),
+    Column("result", Text, default="", nullable=False),
+    Index("ix_commands_session_id_status", "session_id", "status"),
+)
 
 
-sessions = _table(SessionRow)
-orders = _table(OrderRow)
-fills = _table(FillRow)
-positions = _table(PositionRow)
-trades = _table(TradeRow)
-equity = _table(EquityRow)
-events = _table(EventRow)
-commands = _table(CommandRow)
-templates = _table(TemplateRow)
-session_state = _table(SessionStateRow)
-users = _table(UserRow)
-session_bars = _table(SessionBarRow)
+templates = Table(
+    "templates", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("description", Text, default="", nullable=False),
+    Column("config_json", Text, nullable=False),
+    Column("builtin", Boolean, default=False, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+#: The runner's own state (e.g. last processed bar) for crash recovery.
+session_state = Table(
+    "session_state", metadata,
+    Column("session_id", String(32), _session_fk(), primary_key=True),
+    Column("state_json", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+#: A team member and their role (viewer, operator, admin); any row turns team mode on (revision 0005).
+users = Table(
+    "users", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
+
+
+#: A closed live bar a session was handed (revision 0007): what its fidelity twin backtests.
+session_bars = Table(
+    "session_bars", metadata,
+    Column("session_id", String(32), _session_fk(), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("time", UTCDateTime, primary_key=True),
+    Column("open", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("close", Float, nullable=False),
+    Column("volume", Float, nullable=False),
+)
