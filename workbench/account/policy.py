@@ -27,7 +27,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from workbench.config import SessionConfig
@@ -123,6 +122,8 @@ def load_policy(path: str | Path | None = None) -> RiskPolicy:
     if not p.exists():
         return RiskPolicy()
     text = p.read_text()
+    import yaml  # here, not at the top: most processes that import the gate never read a policy file (~1 MB)
+
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as e:
@@ -135,6 +136,8 @@ def save_policy(policy: RiskPolicy | dict[str, Any], path: str | Path | None = N
     checked = policy if isinstance(policy, RiskPolicy) else parse_policy(policy)
     p = Path(path) if path is not None else policy_path()
     p.parent.mkdir(parents=True, exist_ok=True)
+    import yaml
+
     text = yaml.safe_dump(checked.model_dump(exclude_defaults=True), sort_keys=False)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".risk-policy.")
     try:
