@@ -17,10 +17,10 @@ A dashboard kernel also goes without what no page uses: debugpy (:data:`LAUNCH`,
 :data:`KERNEL_SETUP` (run before the page by IPython's ``exec_lines``; ~45 MB of the kernel's memory),
 plotly goes without ``nbformat`` (imported only to show figures as MIME bundles, ``fig.show()``; the
 pages' charts are widgets) and jsonschema, and pandas picks its Python string storage instead of importing
-pyarrow (pandas 3 imports pyarrow when installed, for the default string dtype). pyarrow stays importable:
-a page that reads Parquet-cached bars loads it then. Its glibc ``malloc`` maps every block over 128 KiB
-apart (:data:`KERNEL_ENV`), so the big temporaries of a page's bars go back to the system when freed
-instead of staying in the kernel's RSS (~20-35 MB).
+pyarrow (pandas 3 imports pyarrow when installed, for the default string dtype) and its own NaN reductions
+instead of bottleneck. Both stay importable: a page that reads Parquet-cached bars loads pyarrow then.
+Its glibc ``malloc`` maps every block over 128 KiB apart (:data:`KERNEL_ENV`), so the big temporaries of
+a page's bars go back to the system when freed instead of staying in the kernel's RSS (~20-35 MB).
 
 Used by Voilà's server process only (``--VoilaConfiguration.multi_kernel_manager_class``), so it may
 import Jupyter Server; nothing else in the package imports this module.
@@ -41,16 +41,17 @@ from workbench.secrets import without_secrets
 
 #: what a dashboard kernel runs before its page: plotly told nbformat is not importable (its own cache of
 #: missing optional modules: nbformat stays importable for anything else), and pandas imported while pyarrow
-#: is hidden (so pandas uses Python string storage), then pyarrow importable again. Plain code: importing
+#: and bottleneck are hidden (so pandas uses Python string storage and its own NaN reductions), then both
+#: importable again. Plain code: importing
 #: any part of ``workbench`` would import pandas first.
 KERNEL_SETUP = ("import sys",
                 "import _plotly_utils.optional_imports; _plotly_utils.optional_imports._not_importable.add('nbformat')",
-                "if 'pandas' not in sys.modules and 'pyarrow' not in sys.modules:\n"
-                "    sys.modules['pyarrow'] = None\n"
+                "if 'pandas' not in sys.modules and 'pyarrow' not in sys.modules and 'bottleneck' not in sys.modules:\n"
+                "    sys.modules['pyarrow'] = sys.modules['bottleneck'] = None\n"
                 "    try:\n"
                 "        import pandas\n"
                 "    finally:\n"
-                "        del sys.modules['pyarrow']")
+                "        del sys.modules['pyarrow'], sys.modules['bottleneck']")
 
 
 #: a dashboard kernel's environment defaults: glibc's mmap threshold fixed at its initial 128 KiB (by default
