@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from tests.kit import until
 from workbench.backtest import run_backtest
@@ -21,13 +20,6 @@ from workbench.store import Store
 from workbench.ui import pages as P
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def store(tmp_path):
-    st = Store(f"sqlite:///{tmp_path / 'wb.db'}")
-    yield st
-    st.close()
 
 
 def stored_backtest(store: Store, days: int = 3) -> str:

@@ -15,19 +15,11 @@ from workbench.data import sample_bars
 from workbench.domain import Position
 from workbench.engine.exposure import risk_report
 from workbench.profiles import PROFILES
-from workbench.store import Store
 from workbench.ui import history, risk
 from workbench.ui import pages as P
 from workbench.ui.wizard import REVIEW
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def store(tmp_path):
-    st = Store(f"sqlite:///{tmp_path / 'wb.db'}")
-    yield st
-    st.close()
 
 
 def classes(widget) -> set[str]:
