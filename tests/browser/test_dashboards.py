@@ -64,8 +64,17 @@ def shot(pg, name: str, focus: str | None = None) -> None:
 
 
 def open_page(pg, served: Served, name: str, query: str = "", ready: str = ".widget-button") -> None:
+    """Open page ``name`` and wait for ``ready``; a page that never gets there fails with what the page
+    shows and the server's last output (a timeout alone says nothing about why)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     pg.goto(served.url(name, query), timeout=LOAD)
-    pg.wait_for_selector(ready, timeout=LOAD)
+    try:
+        pg.wait_for_selector(ready, timeout=LOAD)
+    except PlaywrightTimeout:
+        shown = pg.locator("body").inner_text()[-2000:]
+        raise AssertionError(f"{name}: no {ready} after {LOAD / 1000:g} s; the page shows:\n{shown}\n"
+                             f"the server's last output:\n{served.output()[-4000:]}") from None
     assert not pg.locator("text=error when executing").count(), f"{name} shows an error"
 
 
