@@ -247,5 +247,7 @@ def test_a_hosts_own_store_writes_wait_for_a_lock_off_its_event_loop(store_url, 
         return lag, 0
 
     lag, _ = asyncio.run(main())
-    assert lag < 1.0, f"the host's loop stalled {lag:.2f} s behind a store lock"
+    # a write on the loop would stall it as long as the lock is held (hold = 5 s); a busy machine's scheduling
+    # alone made it 1.04 s once, with both CI workers running
+    assert lag < hold / 2, f"the host's loop stalled {lag:.2f} s behind a store lock"
     assert store.get_session(sid)["state"] == "orphaned"  # handed back when the host was cancelled
