@@ -29,26 +29,24 @@ def run_legs(config: SessionConfig, frames: Mapping[str, pd.DataFrame]) -> Backt
     cols = columns(config)
     keys = [c.key for c in cols]
     inputs = kernel_inputs(config, {c.key: frames[c.symbol] for c in cols}, keys)
-    n, m = len(inputs.index), len(keys)
-    buy, sell = np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=bool)
     strategies = {leg.name: create(leg.strategy, leg.params) for leg in config.legs}
-    for j, c in enumerate(cols):
-        df = inputs.frames[c.key]
-        buy[inputs.rows[j], j], sell[inputs.rows[j], j] = _shifted_signals(
-            strategies[c.leg].signals(df), df.index, c.symbol)
-    shorts = None
-    if config.direction != "long" and any(s.own_shorts for s in strategies.values()):
-        # each column's short signals (rule 15): its leg strategy's own, else the default rule's (short entry =
-        # the exit signal, short exit = the entry signal), written out for the walk
-        short, cover = sell.copy(), buy.copy()
+
+    def by_column(side: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each column's (entry, exit) signals of ``side`` ('signals' or 'short_signals') from its leg's strategy,
+        shifted as rule 1 says; False where the column has no bar."""
+        shape = (len(inputs.index), len(keys))
+        entry, exit_ = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
         for j, c in enumerate(cols):
-            if strategies[c.leg].own_shorts:
-                df = inputs.frames[c.key]
-                short[:, j], cover[:, j] = False, False
-                short[inputs.rows[j], j], cover[inputs.rows[j], j] = _shifted_signals(
-                    strategies[c.leg].short_signals(df), df.index, c.symbol)
-        shorts = (short, cover)
-    fills, trip = walk(config, inputs.index, inputs.arr, buy, sell, shorts=shorts)
+            df = inputs.frames[c.key]
+            entry[inputs.rows[j], j], exit_[inputs.rows[j], j] = _shifted_signals(
+                getattr(strategies[c.leg], side)(df), df.index, c.symbol)
+        return entry, exit_
+
+    buy, sell = by_column("signals")
+    # short signals (rule 15), each column's leg strategy's own or its default rule's: the walk applies the
+    # default rule itself when no leg has its own
+    own = config.direction != "long" and any(s.own_shorts for s in strategies.values())
+    fills, trip = walk(config, inputs.index, inputs.arr, buy, sell, shorts=by_column("short_signals") if own else None)
     result = build_result(config, dict(frames), inputs.index, fills, inputs.close_filled())
     result.breaker = breaker_trip(inputs.index, trip)
     for name in ("trades", "orders"):
@@ -72,7 +70,7 @@ def leg_equity(result: BacktestResult) -> pd.DataFrame:
     out = pd.DataFrame(0.0, index=index, columns=[leg.name for leg in result.config.legs])
     for t in trades.itertuples(index=False):
         held = (index >= t.entry_time) & ((index < t.exit_time) if t.status == "closed" else True)
-        sign = -1.0 if getattr(t, "side", "long") == "short" else 1.0
+        sign = -1.0 if t.side == "short" else 1.0
         out.loc[held, t.leg] += sign * t.quantity * (close[symbol[t.symbol]].to_numpy()[held] - t.entry_price) \
             - t.entry_fees
         if t.status == "closed":
