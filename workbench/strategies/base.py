@@ -10,7 +10,7 @@ bars (rolling windows, not unbounded EWMs), so that both give the same last row.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -76,6 +76,14 @@ class Param:
         return ""
 
 
+
+def _last_row(signals: Callable[[pd.DataFrame], tuple[pd.Series, pd.Series]], window: BarWindow) -> tuple[bool, bool]:
+    """The last row of ``signals`` run over ``window`` as a frame ((False, False) for an empty window)."""
+    if not len(window):
+        return False, False
+    entries, exits = signals(window.frame())
+    return bool(entries.iloc[-1]), bool(exits.iloc[-1])
+
 class Strategy:
     """Base class. Subclasses set ``name``, ``title``, ``description``, ``params`` and implement
     ``signals`` and ``lookback``."""
@@ -126,10 +134,7 @@ class Strategy:
         """(entry, exit) at the newest bar of ``window`` (the last ``lookback()`` closed bars, fewer while
         warming up): the bar-by-bar loop's call. This default runs :meth:`signals` over the window as a
         frame and takes its last row, so any strategy works; :class:`ArrayStrategy` skips the frame."""
-        if not len(window):
-            return False, False
-        entries, exits = self.signals(window.frame())
-        return bool(entries.iloc[-1]), bool(exits.iloc[-1])
+        return _last_row(self.signals, window)
 
     def short_signals(self, bars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         """Boolean (short entries, short exits) aligned to ``bars.index``. Default: the long exits and
@@ -143,10 +148,7 @@ class Strategy:
         if not self.own_shorts:
             entry, exit_ = self.last_signal(window)
             return exit_, entry
-        if not len(window):
-            return False, False
-        entries, exits = self.short_signals(window.frame())
-        return bool(entries.iloc[-1]), bool(exits.iloc[-1])
+        return _last_row(self.short_signals, window)
 
     @property
     def own_shorts(self) -> bool:
